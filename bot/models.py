@@ -1,0 +1,159 @@
+"""Plain data that flows through newsbot: articles, verdicts, digests, questions and answers.
+
+This module imports nothing of ours and does no I/O; every other module speaks in these types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+@dataclass(frozen=True, slots=True)
+class Article:
+    """One news article as newsbot stores it."""
+
+    id: str
+    title: str
+    text: str
+    lang: str
+    # ISO 8601, possibly partial ("2022-01", "2022-01-12", "2022-01-12T08:00:00+00:00"):
+    # wire copy often gives only a month, and we keep what the source says.
+    published: str | None = None
+    place: str | None = None
+    agency: str | None = None
+    url: str | None = None
+    source: str | None = None
+
+
+class Level(StrEnum):
+    """What newsbot does with a classified article."""
+
+    ALERT = "alert"
+    DIGEST = "digest"
+    IGNORE = "ignore"
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """Score cut-offs: at or above `alert` an article alerts, at or above `digest` it is digested."""
+
+    alert: float = 0.8
+    digest: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The classifier's judgement of one article."""
+
+    article_id: str
+    conflict: bool
+    score: float
+    reasons: tuple[str, ...] = ()
+    level: Level = Level.IGNORE
+    topics: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRef:
+    """A citation: which article an answer or digest item comes from."""
+
+    id: str
+    title: str
+    date: str | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The reply to a question; `text is None` means the articles don't say."""
+
+    question: str
+    text: str | None
+    lang: str = "en"
+    sentence: str | None = None
+    sources: tuple[SourceRef, ...] = ()
+    confidence: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRef:
+    """Where a post goes: a chat on one platform, optionally one topic/thread inside it."""
+
+    platform: str
+    chat_id: str
+    thread_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DigestItem:
+    """One article as shown in an alert or a digest."""
+
+    article_id: str
+    title: str
+    summary: str
+    score: float
+    reasons: tuple[str, ...] = ()
+    topic: str = ""
+    who: tuple[str, ...] = ()
+    where: tuple[str, ...] = ()
+    source: str | None = None
+    url: str | None = None
+    published: str | None = None
+    also_reported_by: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """Conflict-related items since a point in time, in display order, grouped by topic."""
+
+    items: tuple[DigestItem, ...]
+    generated_at: datetime
+    since: datetime | None = None
+    lang: str = "en"
+
+    def groups(self) -> list[tuple[str, list[DigestItem]]]:
+        """Items grouped by topic, keeping first-seen topic order."""
+        grouped: dict[str, list[DigestItem]] = {}
+        for item in self.items:
+            grouped.setdefault(item.topic, []).append(item)
+        return list(grouped.items())
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """An immediate notice about one article."""
+
+    item: DigestItem
+    lang: str = "en"
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A plain text reply from the bot (help, confirmations, errors)."""
+
+    text: str
+
+
+Post = Alert | Digest | Answer | Notice
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """A message a user sent to the bot: a command or a question."""
+
+    chat: ChatRef
+    text: str
+    user: str | None = None
+    # The article the message replies to (an alert or digest item), which scopes a question.
+    reply_to_article: str | None = None
+    lang: str | None = None
+    is_admin: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """What a platform acknowledged for one post: its message ids, in order."""
+
+    message_ids: tuple[str, ...] = field(default_factory=tuple)
