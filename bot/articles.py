@@ -1,0 +1,305 @@
+"""Read article files (.txt, .md, .html, .json, .jsonl) into Articles, rejecting bad input with a reason."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bot import lang as language
+from bot.models import Article
+
+SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".json", ".jsonl")
+TITLE_MAX = 200
+
+_DATE_LINE = re.compile(r"\A\s*date\s+(\d{4}-\d{2}(?:-\d{2})?)\b[ \t]*\n?", re.IGNORECASE)
+# Wire-copy dateline: "Brüssel (dpa) –", "Wien (APA) -", "BERLIN, 3. Mai (Reuters) -", "Wien –".
+_DATELINE = re.compile(
+    r"\A(?P<place>[A-ZÄÖÜ][\w.\-/ ]{1,40}?)(?:,[^()\n–—]{1,30})?\s*"
+    r"(?:\((?P<agency>[A-Za-z][\w./ -]{0,20})\)\s*)?[–—]\s+|"
+    r"\A(?P<place2>[A-ZÄÖÜ][\w.\-/ ]{1,40}?)\s*\((?P<agency2>[A-Za-z][\w./ -]{0,20})\)\s*[-–—]\s+"
+)
+# A sentence ends at . ! ? (optionally followed by a closing quote) before whitespace and a capital,
+# digit or quote. Short tokens such as "Dr." or "z.B." are not sentence ends.
+_SENTENCE_END = re.compile(
+    r"(?<!\b[A-Za-zÄÖÜäöü])(?<!\b[A-Z][a-z])(?<!\bca)(?<!\bvs)[.!?][»«\"'”]?(?=\s+[\"„«»“A-ZÄÖÜ0-9])"
+)
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)\n---[ \t]*(?:\n|\Z)", re.DOTALL)
+_MD_HEADING = re.compile(r"\A#{1,6}[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
+_SPACE = re.compile(r"\s+")
+
+
+class BadInput(ValueError):
+    """A file or record that cannot become an article; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A file or record that was skipped, and why."""
+
+    where: str
+    reason: str
+
+
+def content_hash(title: str, text: str) -> str:
+    """A hash of the normalised title and text: the same story in other whitespace is the same."""
+    normal = _SPACE.sub(" ", f"{title}\n{text}").strip().casefold()
+    return hashlib.sha256(normal.encode("utf-8")).hexdigest()
+
+
+def first_sentence(text: str, limit: int = TITLE_MAX) -> str:
+    """The first sentence of `text`, cut at a word boundary to at most `limit` characters."""
+    text = _SPACE.sub(" ", text).strip()
+    match = _SENTENCE_END.search(text)
+    sentence = text[: match.end()] if match else text
+    if len(sentence) > limit:
+        sentence = sentence[:limit].rsplit(" ", 1)[0].rstrip(",;:") + "…"
+    return sentence
+
+
+def decode(data: bytes) -> str:
+    """Bytes to text: UTF-8 (BOM allowed), else cp1252, else latin-1, which never fails."""
+    for encoding in ("utf-8-sig", "cp1252"):
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return data.decode("latin-1")
+
+
+def make_article(
+    *,
+    title: str,
+    text: str,
+    source: str,
+    id: str | None = None,
+    lang: str | None = None,
+    published: str | None = None,
+    place: str | None = None,
+    agency: str | None = None,
+    url: str | None = None,
+    languages: Sequence[str] = language.DEFAULT_LANGUAGES,
+) -> Article:
+    """Build an Article, filling the id (content hash), title and language when not given."""
+    text = text.strip()
+    title = _SPACE.sub(" ", title).strip()
+    if not text and not title:
+        raise BadInput("no text")
+    if not title:
+        title = first_sentence(text)
+    article_id = (id or "").strip() or content_hash(title, text)[:16]
+    detected = (lang or "").strip().lower()[:2] or language.detect(f"{title}\n{text}", languages)
+    return Article(
+        id=article_id,
+        title=title,
+        text=text,
+        lang=detected,
+        published=published or None,
+        place=place or None,
+        agency=agency or None,
+        url=url or None,
+        source=source,
+    )
+
+
+def parse_text(raw: str, source: str, languages: Sequence[str]) -> Article:
+    """A .txt article: optional `date YYYY-MM[-DD]`, optional title line, dateline, body."""
+    published = None
+    date = _DATE_LINE.match(raw)
+    if date:
+        published = date.group(1)
+        raw = raw[date.end() :]
+    raw = raw.strip()
+    title = ""
+    head, sep, rest = raw.partition("\n")
+    # A title line stands alone before a blank line, is short and does not end like a sentence.
+    if (
+        sep
+        and rest.startswith(("\n", "\r\n"))
+        and len(head.strip()) <= TITLE_MAX
+        and not head.rstrip().endswith((".", ":", ";", ","))
+        and not _DATELINE.match(head)
+    ):
+        title, raw = head.strip(), rest.strip()
+    place = agency = None
+    dateline = _DATELINE.match(raw)
+    body = raw
+    if dateline:
+        place = (dateline.group("place") or dateline.group("place2") or "").strip() or None
+        agency = dateline.group("agency") or dateline.group("agency2")
+        body = raw[dateline.end() :]
+    if not title:
+        title = first_sentence(body)
+    return make_article(
+        title=title,
+        text=raw,
+        source=source,
+        published=published,
+        place=place,
+        agency=agency,
+        languages=languages,
+    )
+
+
+def parse_markdown(raw: str, source: str, languages: Sequence[str]) -> Article:
+    """A Markdown article with optional `---` front matter (flat `key: value` lines)."""
+    meta: dict[str, str] = {}
+    front = _FRONT_MATTER.match(raw)
+    if front:
+        for line in front.group(1).splitlines():
+            key, sep, value = line.partition(":")
+            if sep and key.strip():
+                meta[key.strip().lower()] = value.strip().strip("\"'")
+        raw = raw[front.end() :]
+    raw = raw.strip()
+    title = meta.get("title", "")
+    heading = _MD_HEADING.match(raw)
+    if heading:
+        title = title or heading.group(1)
+        raw = raw[heading.end() :].strip()
+    return make_article(
+        id=meta.get("id"),
+        title=title,
+        text=raw,
+        source=source,
+        lang=meta.get("lang") or meta.get("language"),
+        published=meta.get("published") or meta.get("date"),
+        place=meta.get("place"),
+        agency=meta.get("agency"),
+        url=meta.get("url"),
+        languages=languages,
+    )
+
+
+def parse_html(raw: str, source: str, languages: Sequence[str]) -> Article:
+    """An HTML page: main text and metadata via trafilatura."""
+    import trafilatura  # deferred: lxml and trafilatura cost ~0.3 s to import
+
+    document = trafilatura.bare_extraction(raw, with_metadata=True, include_comments=False)
+    if document is None or not (document.text or "").strip():
+        raise BadInput("no main text found in HTML")
+    title = document.title or ""
+    text = document.text or ""
+    if title and text.startswith(title):
+        text = text[len(title) :]
+    return make_article(
+        title=title,
+        text=text,
+        source=source,
+        lang=document.language,
+        published=document.date,
+        url=document.url,
+        languages=languages,
+    )
+
+
+def parse_record(record: Any, source: str, languages: Sequence[str]) -> Article:
+    """One JSON object with `text` (required), `id`, `title`, `lang`, `published`, `url`."""
+    if not isinstance(record, dict):
+        raise BadInput(f"expected a JSON object, got {type(record).__name__}")
+    fields: dict[str, str | None] = {}
+    for key in ("id", "title", "text", "lang", "published", "url", "place", "agency"):
+        value = record.get(key)
+        if value is not None and not isinstance(value, str | int | float):
+            raise BadInput(f"field {key!r} must be a string")
+        fields[key] = None if value is None else str(value)
+    text = fields["text"]
+    if not text or not text.strip():
+        raise BadInput("missing field 'text'")
+    return make_article(
+        id=fields["id"],
+        title=fields["title"] or "",
+        text=text,
+        source=str(record.get("source") or source),
+        lang=fields["lang"],
+        published=fields["published"],
+        place=fields["place"],
+        agency=fields["agency"],
+        url=fields["url"],
+        languages=languages,
+    )
+
+
+def parse_bytes(
+    data: bytes, name: str, languages: Sequence[str] = language.DEFAULT_LANGUAGES
+) -> Iterator[Article | Rejection]:
+    """Articles in one file's bytes; bad records of a JSON Lines file become Rejections."""
+    if not data.strip():
+        raise BadInput("empty file")
+    if b"\x00" in data[:8192]:
+        raise BadInput("binary file (NUL bytes)")
+    raw = decode(data)
+    suffix = Path(name).suffix.lower()
+    if suffix == ".jsonl":
+        for number, line in enumerate(raw.splitlines(), start=1):
+            if not line.strip():
+                continue
+            where = f"{name}:{number}"
+            try:
+                yield parse_record(json.loads(line), name, languages)
+            except json.JSONDecodeError as exc:
+                yield Rejection(where, f"malformed JSON: {exc.msg} at column {exc.colno}")
+            except BadInput as exc:
+                yield Rejection(where, str(exc))
+    elif suffix == ".json":
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise BadInput(f"malformed JSON: {exc.msg} at line {exc.lineno}") from None
+        records = value if isinstance(value, list) else [value]
+        for number, record in enumerate(records):
+            try:
+                yield parse_record(record, name, languages)
+            except BadInput as exc:
+                yield Rejection(f"{name}[{number}]", str(exc))
+    elif suffix in (".md", ".markdown"):
+        yield parse_markdown(raw, name, languages)
+    elif suffix in (".html", ".htm"):
+        yield parse_html(raw, name, languages)
+    else:
+        yield parse_text(raw, name, languages)
+
+
+def files(paths: Iterable[Path]) -> Iterator[Path]:
+    """The article files named by `paths`: files as given, folders searched recursively."""
+    for path in paths:
+        if path.is_dir():
+            yield from sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file() and p.suffix.lower() in SUFFIXES and not p.name.startswith(".")
+            )
+        else:
+            yield path
+
+
+def read(
+    paths: Iterable[Path],
+    max_bytes: int = 5_000_000,
+    languages: Sequence[str] = language.DEFAULT_LANGUAGES,
+) -> Iterator[Article | Rejection]:
+    """Every article in `paths`, in order; each unreadable file or record is a Rejection instead."""
+    for path in files(paths):
+        name = str(path)
+        try:
+            size = path.stat().st_size
+            if size > max_bytes and path.suffix.lower() != ".jsonl":
+                raise BadInput(f"file is {size:,} bytes, over the {max_bytes:,}-byte limit")
+            data = path.read_bytes()
+        except FileNotFoundError:
+            yield Rejection(name, "no such file or folder")
+            continue
+        except OSError as exc:
+            yield Rejection(name, f"cannot read: {exc.strerror or exc}")
+            continue
+        except BadInput as exc:
+            yield Rejection(name, str(exc))
+            continue
+        try:
+            yield from parse_bytes(data, name, languages)
+        except BadInput as exc:
+            yield Rejection(name, str(exc))

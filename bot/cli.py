@@ -1,0 +1,323 @@
+"""The `newsbot` command line: ingest, classify, ask, digest, run; stable machine-readable output."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Coroutine
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from bot import __version__, articles, config
+from bot.models import Answer, Article
+
+T = TypeVar("T")
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+app = typer.Typer(
+    name="newsbot",
+    help="News alerts on war, terrorism, military tension and conflict diplomacy, "
+    "with digests and answers in chat.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+out = Console(highlight=False, soft_wrap=True)
+
+
+class Format(StrEnum):
+    """Output formats."""
+
+    text = "text"
+    json = "json"
+    jsonl = "jsonl"
+
+
+class State:
+    """Options given before the command, shared by all commands."""
+
+    config_path: Path | None = None
+    db: str | None = None
+
+
+state = State()
+
+
+def settings() -> config.Settings:
+    """Load settings once per command; a bad file/key/value exits 2 naming it."""
+    overrides = {"storage": {"database_url": state.db}} if state.db else None
+    try:
+        return config.load(state.config_path, overrides=overrides)
+    except config.ConfigError as exc:
+        err.print(f"[red]config error:[/red] {exc}", markup=True, highlight=False)
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine; database failures become a clear message and exit 1."""
+    import sqlalchemy.exc
+
+    try:
+        return asyncio.run(coro)
+    except (sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
+        err.print(f"[red]error:[/red] {type(exc).__name__}: {str(exc).splitlines()[0]}")
+        raise typer.Exit(EXIT_FAILURE) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"newsbot {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    config_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Config file (default: config/newsbot.toml, or $NEWSBOT_CONFIG).",
+            show_default=False,
+        ),
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            help="Database URL, e.g. sqlite:///data/newsbot.sqlite3 or "
+            "postgresql://user@host/db (default: $NEWSBOT_DATABASE_URL, then the config).",
+            show_default=False,
+        ),
+    ] = None,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv for debug).")] = 0,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """newsbot: conflict news alerts, digests and answers for Telegram, Slack and the console."""
+    state.config_path = config_path
+    state.db = db
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(
+        level=level,
+        format="%(message)s",
+        handlers=[RichHandler(console=err, show_path=False, markup=False, rich_tracebacks=False)],
+        force=True,
+    )
+    # Third-party loggers are chatty at INFO (every HTTP request); keep them at WARNING unless -vv.
+    for name in ("httpx", "httpcore", "apscheduler", "telegram", "slack_bolt", "aiosqlite"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files, folders or JSON Lines files to read.")],
+    output: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
+) -> None:
+    """Store articles from files and folders; print counts of new, duplicate and rejected ones."""
+    cfg = settings()
+
+    async def go() -> Any:
+        from bot import jobs
+        from bot.app import feedback_model, thresholds
+        from bot.store import Store
+
+        async with Store.open(cfg.storage.url()) as store:
+            return await jobs.ingest(
+                paths,
+                store,
+                thresholds=thresholds(cfg),
+                max_bytes=cfg.articles.max_file_bytes,
+                languages=cfg.articles.languages,
+                model=feedback_model(cfg),
+            )
+
+    report = run_async(go())
+    for rejection in report.rejected:
+        err.print(f"rejected {rejection.where}: {rejection.reason}", markup=False, highlight=False)
+    counts = {
+        "new": report.counts.new,
+        "updated": report.counts.updated,
+        "duplicate": report.counts.duplicate,
+        "rejected": len(report.rejected),
+    }
+    if output is Format.text:
+        out.print(" ".join(f"{key}={value}" for key, value in counts.items()))
+    else:
+        print(json.dumps(counts))
+    if report.read == 0 and report.rejected:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+@app.command("classify")
+def classify_command(
+    paths: Annotated[list[Path], typer.Argument(help="Files, folders or JSON Lines files to classify.")],
+    output: Annotated[Format, typer.Option("--format", "-f", help="text or jsonl.")] = Format.text,
+) -> None:
+    """Classify articles without storing them: one verdict per article, in input order."""
+    from bot.app import feedback_model, thresholds
+    from bot.classify import classify
+
+    cfg = settings()
+    limits, model = thresholds(cfg), feedback_model(cfg)
+    rejected = seen = 0
+    write = sys.stdout.write
+    for item in articles.read(paths, cfg.articles.max_file_bytes, cfg.articles.languages):
+        if isinstance(item, articles.Rejection):
+            rejected += 1
+            err.print(f"rejected {item.where}: {item.reason}", markup=False, highlight=False)
+            continue
+        seen += 1
+        verdict = classify(item, limits, model)
+        if output is Format.text:
+            flag = "CONFLICT" if verdict.conflict else "-"
+            reasons = ", ".join(verdict.reasons[:4])
+            write(f"{verdict.score:.2f} {flag:8} {item.id}  {item.title[:70]}  {reasons}\n")
+        else:
+            record = {
+                "id": item.id,
+                "conflict": verdict.conflict,
+                "score": round(verdict.score, 4),
+                "reasons": list(verdict.reasons),
+                "level": verdict.level.value,
+                "topics": list(verdict.topics),
+            }
+            write(json.dumps(record, ensure_ascii=False) + "\n")
+    if seen == 0 and rejected:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def _answer_record(answer: Answer) -> dict[str, Any]:
+    return {
+        "answer": answer.text,
+        "sources": [
+            {"id": s.id, "title": s.title, "date": s.date, "url": s.url} for s in answer.sources
+        ],
+        "confidence": round(answer.confidence, 4),
+        "sentence": answer.sentence,
+        "lang": answer.lang,
+    }
+
+
+@app.command()
+def ask(
+    question: Annotated[str | None, typer.Argument(help="The question, in English or German.")] = None,
+    article: Annotated[
+        str | None, typer.Option("--article", "-a", help="Answer from this article id only.")
+    ] = None,
+    questions: Annotated[
+        Path | None,
+        typer.Option(
+            "--questions",
+            "-q",
+            help='JSON Lines file of {"id", "question", "article"?}; with --format jsonl.',
+        ),
+    ] = None,
+    output: Annotated[Format, typer.Option("--format", "-f", help="text, json or jsonl.")] = Format.text,
+) -> None:
+    """Answer a question from the stored articles (or one article with --article)."""
+    if (question is None) == (questions is None):
+        err.print("error: give either a QUESTION or --questions FILE")
+        raise typer.Exit(EXIT_USAGE)
+    batch: list[dict[str, Any]] = []
+    if questions is not None:
+        try:
+            lines = questions.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            err.print(f"error: {questions}: {exc.strerror}")
+            raise typer.Exit(EXIT_USAGE) from None
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict) or not isinstance(record.get("question"), str):
+                    raise ValueError("needs a string field 'question'")
+            except ValueError as exc:
+                err.print(f"error: {questions}:{number}: {exc}")
+                raise typer.Exit(EXIT_USAGE) from None
+            batch.append(record)
+    else:
+        batch.append({"question": question, "article": article})
+    cfg = settings()
+
+    async def load() -> list[tuple[Article, float]]:
+        from bot.store import Store
+
+        async with Store.open(cfg.storage.url()) as store:
+            scores = await store.scores()
+            return [(a, scores.get(a.id, 0.0)) for a in await store.all_articles()]
+
+    from bot import qa
+
+    stored = run_async(load())
+    index = qa.Index.build([a for a, _ in stored], weights={a.id: s for a, s in stored})
+    missing = 0
+    for record in batch:
+        scope = record.get("article") or article
+        if scope and index.get(scope) is None:
+            missing += 1
+            err.print(f"warning: article {scope!r} is not in the store", highlight=False)
+        answer = qa.answer(record["question"], index, article_id=scope)
+        result = _answer_record(answer)
+        if "id" in record:
+            result = {"id": record["id"], **result}
+        if output is Format.text:
+            from bot.chat.render import plain
+
+            out.print(plain(answer), markup=False)
+        else:
+            print(json.dumps(result, ensure_ascii=False))
+    if missing and missing == len(batch):
+        raise typer.Exit(EXIT_FAILURE)
+
+
+@app.command()
+def digest() -> None:
+    """Print the digest a chat would receive now."""
+    cfg = settings()
+
+    async def go() -> str:
+        from bot import qa
+        from bot.chat.render import plain
+        from bot.conversation import Conversation
+        from bot.store import Store
+
+        async with Store.open(cfg.storage.url()) as store:
+            conversation = Conversation(store, qa.Index.build([]), cfg)
+            return plain(await conversation.digest(None, cfg.chat.default_language))
+
+    out.print(run_async(go()), markup=False)
+
+
+@app.command()
+def run() -> None:
+    """Run the service: watch sources, post alerts and digests, answer questions.
+
+    Without chat tokens in the environment this is the console chat: it prints the current
+    digest, then reads commands (/help, /digest, /subscribe …) and questions from stdin, and
+    exits at end of input.
+    """
+    from bot import app as service
+
+    cfg = settings()
+    raise typer.Exit(run_async(service.run(cfg)))
+
+
+def main() -> None:
+    """Entry point of the `newsbot` console script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""Typed settings: config/newsbot.toml plus environment, validated once at start."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+DEFAULT_CONFIG_PATH = Path("config/newsbot.toml")
+
+
+class ConfigError(Exception):
+    """A config file, key or value is wrong; the message names the file and the key."""
+
+
+class _Section(BaseModel):
+    # extra="forbid" turns a misspelt key into an error that names it instead of a silent default.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StorageSettings(_Section):
+    """Where newsbot keeps its database."""
+
+    database_url: str = ""
+    data_dir: Path = Path("data")
+
+    def url(self) -> str:
+        """The SQLAlchemy async URL: the configured one, else a SQLite file in `data_dir`."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'newsbot.sqlite3'}"
+
+
+class ArticlesSettings(_Section):
+    """The local article folder and how files are read."""
+
+    folder: Path = Path("articles")
+    max_file_bytes: int = Field(default=5_000_000, gt=0)
+    languages: tuple[str, ...] = ("de", "en")
+    watch: bool = True
+
+
+class ClassifierSettings(_Section):
+    """Score cut-offs for alerts and digests, and the optional feedback model."""
+
+    alert_threshold: float = Field(default=0.8, ge=0.0, le=1.0)
+    digest_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    feedback_model: Path | None = None
+
+
+class DigestSettings(_Section):
+    """What a digest contains."""
+
+    max_items: int = Field(default=20, gt=0, le=200)
+    empty_message: bool = False
+
+
+class ChatSettings(_Section):
+    """Behaviour shared by every chat platform."""
+
+    default_language: Literal["en", "de"] = "en"
+    questions_per_minute: int = Field(default=10, gt=0)
+
+
+class TelegramSettings(_Section):
+    """Telegram Bot API connection; the token comes only from TELEGRAM_BOT_TOKEN."""
+
+    api_url: str = "https://api.telegram.org/bot"
+    mode: Literal["polling", "webhook"] = "polling"
+    webhook_url: str = ""
+    webhook_listen: str = "127.0.0.1"
+    webhook_port: int = Field(default=8443, gt=0, lt=65536)
+
+
+class SlackSettings(_Section):
+    """Slack connection; tokens come only from SLACK_BOT_TOKEN / SLACK_APP_TOKEN / SLACK_SIGNING_SECRET."""
+
+    mode: Literal["socket", "http"] = "socket"
+
+
+class Secrets(BaseModel):
+    """Credentials, read only from the environment and never printed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    telegram_bot_token: SecretStr | None = None
+    slack_bot_token: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+
+
+class Settings(_Section):
+    """Everything newsbot is configured with."""
+
+    storage: StorageSettings = StorageSettings()
+    articles: ArticlesSettings = ArticlesSettings()
+    classifier: ClassifierSettings = ClassifierSettings()
+    digest: DigestSettings = DigestSettings()
+    chat: ChatSettings = ChatSettings()
+    telegram: TelegramSettings = TelegramSettings()
+    slack: SlackSettings = SlackSettings()
+    secrets: Secrets = Secrets()
+
+
+# Environment variables that override single keys, so a deployment needs no file edits.
+ENV_OVERRIDES: dict[str, tuple[str, str]] = {
+    "NEWSBOT_DATABASE_URL": ("storage", "database_url"),
+    "NEWSBOT_DATA_DIR": ("storage", "data_dir"),
+    "NEWSBOT_ARTICLES": ("articles", "folder"),
+    "NEWSBOT_TELEGRAM_API_URL": ("telegram", "api_url"),
+}
+SECRET_VARIABLES = ("TELEGRAM_BOT_TOKEN", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET")
+
+
+def load(
+    path: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Settings:
+    """Read, merge and validate settings: file < environment < explicit overrides (CLI flags)."""
+    env = os.environ if env is None else env
+    explicit = path is not None or "NEWSBOT_CONFIG" in env
+    path = path or Path(env.get("NEWSBOT_CONFIG", DEFAULT_CONFIG_PATH))
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    elif explicit:
+        raise ConfigError(f"{path}: config file not found")
+    if "secrets" in data:
+        raise ConfigError(f"{path}: [secrets] may not be set in a file; use the environment")
+    for variable, (section, key) in ENV_OVERRIDES.items():
+        if env.get(variable):
+            data.setdefault(section, {})[key] = env[variable]
+    for section, values in (overrides or {}).items():
+        data.setdefault(section, {}).update(values)
+    data["secrets"] = {
+        name.lower(): env[name] for name in SECRET_VARIABLES if env.get(name, "").strip()
+    }
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(path, exc)) from None
+    if settings.classifier.alert_threshold < settings.classifier.digest_threshold:
+        raise ConfigError(
+            f"{path}: classifier.alert_threshold ({settings.classifier.alert_threshold}) "
+            f"must not be below classifier.digest_threshold ({settings.classifier.digest_threshold})"
+        )
+    return settings
+
+
+def _describe(path: Path, exc: ValidationError) -> str:
+    """One line per problem, each naming the dotted key, without echoing secret values."""
+    lines = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"])
+        if key.startswith("secrets"):
+            key = key.removeprefix("secrets.").upper()
+            lines.append(f"environment variable {key}: {error['msg']}")
+        elif error["type"] == "extra_forbidden":
+            lines.append(f"{path}: unknown key {key}")
+        else:
+            lines.append(f"{path}: {key}: {error['msg']} (got {error.get('input')!r})")
+    return "\n".join(lines)

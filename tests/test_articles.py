@@ -1,0 +1,162 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from bot import articles
+from bot.articles import BadInput, Rejection
+
+SEED = Path(__file__).resolve().parents[1] / "articles" / "nato-russland-rat-2022-01.txt"
+
+
+def read_all(*paths: Path, **kwargs: object) -> list[articles.Article | Rejection]:
+    return list(articles.read(paths, **kwargs))  # type: ignore[arg-type]
+
+
+def test_seed_article_has_date_dateline_title_and_language() -> None:
+    [seed] = read_all(SEED)
+    assert not isinstance(seed, Rejection)
+    assert seed.published == "2022-01"
+    assert seed.place == "Brüssel"
+    assert seed.agency == "dpa"
+    assert seed.lang == "de"
+    assert seed.title.startswith("Vertreter der 30 Nato-Staaten")
+    assert seed.title.endswith("zusammen.")
+    assert "Andreas Michaelis" in seed.text
+    assert not seed.text.startswith("date")
+
+
+def test_ids_are_stable_content_hashes() -> None:
+    [first] = read_all(SEED)
+    [second] = read_all(SEED)
+    assert isinstance(first, articles.Article) and isinstance(second, articles.Article)
+    assert first.id == second.id
+    assert len(first.id) == 16
+
+
+def test_txt_with_title_line(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    path.write_text("Troops mass at the border\n\nBERLIN (Reuters) – Soldiers gathered on Monday.\n")
+    [article] = read_all(path)
+    assert isinstance(article, articles.Article)
+    assert article.title == "Troops mass at the border"
+    assert article.place == "BERLIN"
+    assert article.agency == "Reuters"
+    assert article.lang == "en"
+
+
+def test_markdown_front_matter(tmp_path: Path) -> None:
+    path = tmp_path / "b.md"
+    path.write_text(
+        "---\nid: md-1\ntitle: \"Gespräche in Genf\"\nlang: de\npublished: 2016-01-25\n"
+        "url: https://example.org/a\n---\n# Ignored heading\n\nDie Gespräche beginnen am Montag.\n"
+    )
+    [article] = read_all(path)
+    assert isinstance(article, articles.Article)
+    assert (article.id, article.title, article.lang) == ("md-1", "Gespräche in Genf", "de")
+    assert article.published == "2016-01-25"
+    assert article.url == "https://example.org/a"
+    assert article.text == "Die Gespräche beginnen am Montag."
+
+
+def test_html_main_text(tmp_path: Path) -> None:
+    path = tmp_path / "c.html"
+    body = "Russia has massed troops near the border with Ukraine, officials said. " * 5
+    path.write_text(
+        f"<html><head><title>Troops gather</title></head><body><nav>Home | About</nav>"
+        f"<article><h1>Troops gather</h1><p>{body}</p></article></body></html>"
+    )
+    [article] = read_all(path)
+    assert isinstance(article, articles.Article)
+    assert article.title == "Troops gather"
+    assert "massed troops" in article.text
+    assert "Home | About" not in article.text
+
+
+def test_jsonl_records_and_bad_lines(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    path.write_text(
+        "\n".join(
+            [
+                json.dumps({"id": "x1", "title": "T", "text": "War in the north.", "lang": "en"}),
+                "{not json",
+                json.dumps({"id": "x2", "title": "No text"}),
+                json.dumps(["a list"]),
+                json.dumps({"id": "x3", "text": "Krieg im Norden. Mehr folgt.", "published": "2016"}),
+            ]
+        )
+    )
+    results = read_all(path)
+    good = [r for r in results if isinstance(r, articles.Article)]
+    bad = [r for r in results if isinstance(r, Rejection)]
+    assert [a.id for a in good] == ["x1", "x3"]
+    assert good[1].title == "Krieg im Norden." and good[1].lang == "de"
+    assert [b.where for b in bad] == [f"{path}:2", f"{path}:3", f"{path}:4"]
+    assert "malformed JSON" in bad[0].reason
+    assert "missing field 'text'" in bad[1].reason
+
+
+def test_json_object_and_list(tmp_path: Path) -> None:
+    (tmp_path / "one.json").write_text(json.dumps({"id": "j1", "title": "A", "text": "B c."}))
+    (tmp_path / "many.json").write_text(json.dumps([{"text": "First one."}, {"text": "Second."}]))
+    results = read_all(tmp_path)
+    assert sorted(r.id for r in results if isinstance(r, articles.Article))[0] != ""
+    assert len(results) == 3
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", "empty file"),
+        (b"   \n\t\n", "empty file"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary file"),
+    ],
+)
+def test_bad_files_are_rejected_with_reason(tmp_path: Path, content: bytes, reason: str) -> None:
+    path = tmp_path / "bad.txt"
+    path.write_bytes(content)
+    [rejection] = read_all(path)
+    assert isinstance(rejection, Rejection)
+    assert rejection.where == str(path)
+    assert reason in rejection.reason
+
+
+def test_oversized_file_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "big.txt"
+    path.write_text("Krieg. " * 1000)
+    [rejection] = read_all(path, max_bytes=100)
+    assert isinstance(rejection, Rejection)
+    assert "over the 100-byte limit" in rejection.reason
+
+
+def test_invalid_utf8_falls_back_to_cp1252(tmp_path: Path) -> None:
+    path = tmp_path / "latin.txt"
+    path.write_bytes("Gespräche über den Waffenstillstand – „bald“.".encode("cp1252"))
+    [article] = read_all(path)
+    assert isinstance(article, articles.Article)
+    assert "Gespräche über" in article.text and "„bald“" in article.text
+
+
+def test_missing_path_is_a_rejection(tmp_path: Path) -> None:
+    [rejection] = read_all(tmp_path / "nope.txt")
+    assert isinstance(rejection, Rejection) and "no such file" in rejection.reason
+
+
+def test_rest_of_folder_is_read_despite_bad_files(tmp_path: Path) -> None:
+    (tmp_path / "good.txt").write_text("Heavy fighting continued in the east on Sunday.")
+    (tmp_path / "bad.txt").write_bytes(b"")
+    (tmp_path / "ignored.png").write_bytes(b"\x89PNG")
+    results = read_all(tmp_path)
+    assert sum(isinstance(r, articles.Article) for r in results) == 1
+    assert sum(isinstance(r, Rejection) for r in results) == 1
+
+
+def test_make_article_requires_text() -> None:
+    with pytest.raises(BadInput):
+        articles.make_article(title="", text="  ", source="x")
+
+
+def test_first_sentence_skips_abbreviations_and_caps_length() -> None:
+    assert articles.first_sentence("Dr. Smith met Mr. Miller. Then more.") == "Dr. Smith met Mr. Miller."
+    long = "word " * 100
+    assert len(articles.first_sentence(long)) <= 201
