@@ -1,4 +1,4 @@
-"""Wire the service together: store, HTTP client, scheduler and chat adapters, opened and closed in one place."""
+"""Wire the service: store, HTTP client, scheduler and chat adapters, opened and closed together."""
 
 from __future__ import annotations
 
@@ -43,6 +43,20 @@ def feedback_model(settings: Settings) -> FeedbackModel | None:
     return FeedbackModel.load(path)
 
 
+def changed_since(folder: Path, mtimes: dict[Path, float]) -> list[Path]:
+    """Files in `folder` whose modification time differs from the one recorded; records the new."""
+    changed = []
+    for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        with contextlib.suppress(OSError):
+            mtime = path.stat().st_mtime
+            if mtimes.get(path) != mtime:
+                mtimes[path] = mtime
+                changed.append(path)
+    return changed
+
+
 async def scan_folder(
     folder: Path,
     store: Store,
@@ -52,15 +66,7 @@ async def scan_folder(
     mtimes: dict[Path, float],
 ) -> None:
     """Ingest files in `folder` that are new or changed since the last scan, and alert on them."""
-    changed_files = []
-    for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
-        if not path.is_file() or path.name.startswith("."):
-            continue
-        with contextlib.suppress(OSError):
-            mtime = path.stat().st_mtime
-            if mtimes.get(path) != mtime:
-                mtimes[path] = mtime
-                changed_files.append(path)
+    changed_files = await asyncio.to_thread(changed_since, folder, mtimes)
     if not changed_files:
         return
     report = await jobs.ingest(
@@ -131,7 +137,9 @@ async def run(
         scheduler.start()
         stack.callback(scheduler.shutdown, wait=False)
 
-        await console.send(CONSOLE_CHAT, await conversation.digest(None, settings.chat.default_language))
+        await console.send(
+            CONSOLE_CHAT, await conversation.digest(None, settings.chat.default_language)
+        )
         for adapter in adapters:
             await adapter.start(conversation.handle)
             stack.push_async_callback(adapter.stop)

@@ -1,4 +1,4 @@
-"""Read article files (.txt, .md, .html, .json, .jsonl) into Articles, rejecting bad input with a reason."""
+"""Read article files (.txt .md .html .json .jsonl) into Articles; bad input gets a reason."""
 
 from __future__ import annotations
 
@@ -179,20 +179,22 @@ def parse_html(raw: str, source: str, languages: Sequence[str]) -> Article:
     """An HTML page: main text and metadata via trafilatura."""
     import trafilatura  # deferred: lxml and trafilatura cost ~0.3 s to import
 
-    document = trafilatura.bare_extraction(raw, with_metadata=True, include_comments=False)
-    if document is None or not (document.text or "").strip():
+    document = trafilatura.bare_extraction(
+        raw, with_metadata=True, include_comments=False, as_dict=True
+    )
+    if not isinstance(document, dict) or not str(document.get("text") or "").strip():
         raise BadInput("no main text found in HTML")
-    title = document.title or ""
-    text = document.text or ""
+    title = str(document.get("title") or "")
+    text = str(document.get("text") or "")
     if title and text.startswith(title):
         text = text[len(title) :]
     return make_article(
         title=title,
         text=text,
         source=source,
-        lang=document.language,
-        published=document.date,
-        url=document.url,
+        lang=document.get("language"),
+        published=document.get("date"),
+        url=document.get("url"),
         languages=languages,
     )
 

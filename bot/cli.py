@@ -1,4 +1,4 @@
-"""The `newsbot` command line: ingest, classify, ask, digest, run; stable machine-readable output."""
+"""The `newsbot` command line: ingest, classify, ask, digest, run, with stable machine output."""
 
 from __future__ import annotations
 
@@ -99,7 +99,9 @@ def main_options(
             show_default=False,
         ),
     ] = None,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv for debug).")] = 0,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv for debug).")
+    ] = 0,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
@@ -121,7 +123,9 @@ def main_options(
 
 @app.command()
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Files, folders or JSON Lines files to read.")],
+    paths: Annotated[
+        list[Path], typer.Argument(help="Files, folders or JSON Lines files to read.")
+    ],
     output: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
 ) -> None:
     """Store articles from files and folders; print counts of new, duplicate and rejected ones."""
@@ -161,7 +165,9 @@ def ingest(
 
 @app.command("classify")
 def classify_command(
-    paths: Annotated[list[Path], typer.Argument(help="Files, folders or JSON Lines files to classify.")],
+    paths: Annotated[
+        list[Path], typer.Argument(help="Files, folders or JSON Lines files to classify.")
+    ],
     output: Annotated[Format, typer.Option("--format", "-f", help="text or jsonl.")] = Format.text,
 ) -> None:
     """Classify articles without storing them: one verdict per article, in input order."""
@@ -211,7 +217,9 @@ def _answer_record(answer: Answer) -> dict[str, Any]:
 
 @app.command()
 def ask(
-    question: Annotated[str | None, typer.Argument(help="The question, in English or German.")] = None,
+    question: Annotated[
+        str | None, typer.Argument(help="The question, in English or German.")
+    ] = None,
     article: Annotated[
         str | None, typer.Option("--article", "-a", help="Answer from this article id only.")
     ] = None,
@@ -223,7 +231,9 @@ def ask(
             help='JSON Lines file of {"id", "question", "article"?}; with --format jsonl.',
         ),
     ] = None,
-    output: Annotated[Format, typer.Option("--format", "-f", help="text, json or jsonl.")] = Format.text,
+    output: Annotated[
+        Format, typer.Option("--format", "-f", help="text, json or jsonl.")
+    ] = Format.text,
 ) -> None:
     """Answer a question from the stored articles (or one article with --article)."""
     if (question is None) == (questions is None):

@@ -77,7 +77,7 @@ class TelegramSettings(_Section):
 
 
 class SlackSettings(_Section):
-    """Slack connection; tokens come only from SLACK_BOT_TOKEN / SLACK_APP_TOKEN / SLACK_SIGNING_SECRET."""
+    """Slack connection; tokens come only from the SLACK_* environment variables."""
 
     mode: Literal["socket", "http"] = "socket"
 
@@ -113,7 +113,12 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "NEWSBOT_ARTICLES": ("articles", "folder"),
     "NEWSBOT_TELEGRAM_API_URL": ("telegram", "api_url"),
 }
-SECRET_VARIABLES = ("TELEGRAM_BOT_TOKEN", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET")
+SECRET_VARIABLES = (
+    "TELEGRAM_BOT_TOKEN",
+    "SLACK_BOT_TOKEN",
+    "SLACK_APP_TOKEN",
+    "SLACK_SIGNING_SECRET",
+)
 
 
 def load(
@@ -151,8 +156,8 @@ def load(
         raise ConfigError(_describe(path, exc)) from None
     if settings.classifier.alert_threshold < settings.classifier.digest_threshold:
         raise ConfigError(
-            f"{path}: classifier.alert_threshold ({settings.classifier.alert_threshold}) "
-            f"must not be below classifier.digest_threshold ({settings.classifier.digest_threshold})"
+            f"{path}: classifier.alert_threshold ({settings.classifier.alert_threshold}) must "
+            f"not be below classifier.digest_threshold ({settings.classifier.digest_threshold})"
         )
     return settings
 

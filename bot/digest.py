@@ -35,7 +35,7 @@ def build(
     max_items: int = 20,
     lang: str = "en",
 ) -> Digest:
-    """A digest of the digest-worthy entries: best first, grouped by topic, groups by their best item."""
+    """A digest of the digest-worthy entries: best first, grouped by topic, best group first."""
     chosen = sorted(
         (pair for pair in entries if pair[1].level is not Level.IGNORE),
         key=lambda pair: (-pair[1].score, pair[0].id),

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class IngestReport:
-    """What one ingest did: counts, rejected inputs, and the new or changed articles with verdicts."""
+    """What one ingest did: counts, rejections, and the new or changed articles with verdicts."""
 
     counts: IngestCounts = field(default_factory=IngestCounts)
     rejected: list[articles.Rejection] = field(default_factory=list)

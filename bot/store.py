@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -52,7 +52,12 @@ articles = sa.Table(
 verdicts = sa.Table(
     "verdicts",
     metadata,
-    sa.Column("article_id", sa.String(200), sa.ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "article_id",
+        sa.String(200),
+        sa.ForeignKey("articles.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
     sa.Column("conflict", sa.Boolean, nullable=False),
     sa.Column("score", sa.Float, nullable=False),
     sa.Column("level", sa.String(16), nullable=False, index=True),
@@ -67,7 +72,7 @@ subscriptions = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("platform", sa.String(20), nullable=False),
     sa.Column("chat_id", sa.String(100), nullable=False),
-    # '' rather than NULL: NULLs never collide in a UNIQUE constraint, so one chat could subscribe twice.
+    # '' rather than NULL: NULLs never collide in a UNIQUE constraint, so a chat could subscribe twice.
     sa.Column("thread_id", sa.String(100), nullable=False, server_default=""),
     sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("lang", sa.String(8), nullable=False, server_default="en"),
@@ -101,7 +106,12 @@ feedback = sa.Table(
     "feedback",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("article_id", sa.String(200), sa.ForeignKey("articles.id", ondelete="CASCADE"), nullable=False),
+    sa.Column(
+        "article_id",
+        sa.String(200),
+        sa.ForeignKey("articles.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
     sa.Column("platform", sa.String(20), nullable=False),
     sa.Column("chat_id", sa.String(100), nullable=False),
     sa.Column("user_id", sa.String(100), nullable=False, server_default=""),
@@ -207,7 +217,9 @@ class Store:
             for version in range(current + 1, len(MIGRATIONS) + 1):
                 log.info("upgrading database schema to version %d", version)
                 await conn.run_sync(MIGRATIONS[version - 1])
-                await conn.execute(schema_version.insert().values(version=version, applied_at=_now()))
+                await conn.execute(
+                    schema_version.insert().values(version=version, applied_at=_now())
+                )
             return max(current, len(MIGRATIONS))
 
     # --- articles -------------------------------------------------------------------------
@@ -295,7 +307,9 @@ class Store:
     async def count_articles(self) -> int:
         """How many articles are stored."""
         async with self.engine.connect() as conn:
-            return int((await conn.execute(sa.select(sa.func.count()).select_from(articles))).scalar() or 0)
+            return int(
+                (await conn.execute(sa.select(sa.func.count()).select_from(articles))).scalar() or 0
+            )
 
     # --- verdicts -------------------------------------------------------------------------
 
@@ -324,12 +338,14 @@ class Store:
     async def scores(self) -> dict[str, float]:
         """Every article's conflict score (articles not yet classified are absent)."""
         async with self.engine.connect() as conn:
-            return dict((await conn.execute(sa.select(verdicts.c.article_id, verdicts.c.score))).all())
+            return dict(
+                (await conn.execute(sa.select(verdicts.c.article_id, verdicts.c.score))).all()
+            )
 
     async def flagged(
         self, min_score: float, since: datetime | None = None, limit: int = 200
     ) -> list[tuple[Article, Verdict, datetime]]:
-        """Articles at or above `min_score` seen after `since`, best first, with when they were seen."""
+        """Articles scoring at least `min_score` seen after `since`, best first, with when seen."""
         query = (
             sa.select(articles, verdicts)
             .join(verdicts, verdicts.c.article_id == articles.c.id)
@@ -342,7 +358,11 @@ class Store:
         async with self.engine.connect() as conn:
             rows = await conn.execute(query)
             return [
-                (_article(r._mapping), _verdict(r._mapping), _aware(r._mapping["seen_at"]) or _now())
+                (
+                    _article(r._mapping),
+                    _verdict(r._mapping),
+                    _aware(r._mapping["seen_at"]) or _now(),
+                )
                 for r in rows
             ]
 
@@ -364,8 +384,12 @@ class Store:
             if row is None:
                 await conn.execute(
                     subscriptions.insert().values(
-                        platform=key[0], chat_id=key[1], thread_id=key[2], active=True,
-                        lang=lang, created_at=_now(),
+                        platform=key[0],
+                        chat_id=key[1],
+                        thread_id=key[2],
+                        active=True,
+                        lang=lang,
+                        created_at=_now(),
                     )
                 )
                 return True
@@ -411,18 +435,25 @@ class Store:
         if platform:
             query = query.where(subscriptions.c.platform == platform)
         async with self.engine.connect() as conn:
-            return [_subscription(r._mapping) for r in await conn.execute(query.order_by(subscriptions.c.id))]
+            return [
+                _subscription(r._mapping)
+                for r in await conn.execute(query.order_by(subscriptions.c.id))
+            ]
 
     async def mark_digest(self, subscription_id: int, at: datetime) -> None:
         """Remember when a chat last received a digest."""
         async with self.engine.begin() as conn:
             await conn.execute(
-                subscriptions.update().where(subscriptions.c.id == subscription_id).values(last_digest_at=at)
+                subscriptions.update()
+                .where(subscriptions.c.id == subscription_id)
+                .values(last_digest_at=at)
             )
 
     # --- feedback -------------------------------------------------------------------------
 
-    async def add_feedback(self, article_id: str, chat: ChatRef, user_id: str, relevant: bool) -> None:
+    async def add_feedback(
+        self, article_id: str, chat: ChatRef, user_id: str, relevant: bool
+    ) -> None:
         """Record (or change) one user's judgement of an alert."""
         async with self.engine.begin() as conn:
             await conn.execute(
@@ -435,15 +466,21 @@ class Store:
             )
             await conn.execute(
                 feedback.insert().values(
-                    article_id=article_id, platform=chat.platform, chat_id=chat.chat_id,
-                    user_id=user_id, relevant=relevant, created_at=_now(),
+                    article_id=article_id,
+                    platform=chat.platform,
+                    chat_id=chat.chat_id,
+                    user_id=user_id,
+                    relevant=relevant,
+                    created_at=_now(),
                 )
             )
 
     async def feedback_examples(self) -> list[tuple[Article, bool]]:
         """Articles with the majority judgement of the users who marked them."""
         query = (
-            sa.select(articles, sa.func.avg(sa.cast(feedback.c.relevant, sa.Integer)).label("share"))
+            sa.select(
+                articles, sa.func.avg(sa.cast(feedback.c.relevant, sa.Integer)).label("share")
+            )
             .join(feedback, feedback.c.article_id == articles.c.id)
             .group_by(*articles.c)
         )

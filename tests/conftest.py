@@ -1,4 +1,4 @@
-"""Shared fixtures: settings in a temporary folder, a real SQLite store, and PostgreSQL when present."""
+"""Shared fixtures: settings in a temporary folder, a real SQLite store, PostgreSQL when present."""
 
 from __future__ import annotations
 

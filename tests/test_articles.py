@@ -36,7 +36,9 @@ def test_ids_are_stable_content_hashes() -> None:
 
 def test_txt_with_title_line(tmp_path: Path) -> None:
     path = tmp_path / "a.txt"
-    path.write_text("Troops mass at the border\n\nBERLIN (Reuters) – Soldiers gathered on Monday.\n")
+    path.write_text(
+        "Troops mass at the border\n\nBERLIN (Reuters) – Soldiers gathered on Monday.\n"
+    )
     [article] = read_all(path)
     assert isinstance(article, articles.Article)
     assert article.title == "Troops mass at the border"
@@ -48,7 +50,7 @@ def test_txt_with_title_line(tmp_path: Path) -> None:
 def test_markdown_front_matter(tmp_path: Path) -> None:
     path = tmp_path / "b.md"
     path.write_text(
-        "---\nid: md-1\ntitle: \"Gespräche in Genf\"\nlang: de\npublished: 2016-01-25\n"
+        '---\nid: md-1\ntitle: "Gespräche in Genf"\nlang: de\npublished: 2016-01-25\n'
         "url: https://example.org/a\n---\n# Ignored heading\n\nDie Gespräche beginnen am Montag.\n"
     )
     [article] = read_all(path)
@@ -82,7 +84,9 @@ def test_jsonl_records_and_bad_lines(tmp_path: Path) -> None:
                 "{not json",
                 json.dumps({"id": "x2", "title": "No text"}),
                 json.dumps(["a list"]),
-                json.dumps({"id": "x3", "text": "Krieg im Norden. Mehr folgt.", "published": "2016"}),
+                json.dumps(
+                    {"id": "x3", "text": "Krieg im Norden. Mehr folgt.", "published": "2016"}
+                ),
             ]
         )
     )
@@ -157,6 +161,9 @@ def test_make_article_requires_text() -> None:
 
 
 def test_first_sentence_skips_abbreviations_and_caps_length() -> None:
-    assert articles.first_sentence("Dr. Smith met Mr. Miller. Then more.") == "Dr. Smith met Mr. Miller."
+    assert (
+        articles.first_sentence("Dr. Smith met Mr. Miller. Then more.")
+        == "Dr. Smith met Mr. Miller."
+    )
     long = "word " * 100
     assert len(articles.first_sentence(long)) <= 201

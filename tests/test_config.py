@@ -65,7 +65,10 @@ def test_secrets_only_from_environment(tmp_path: Path) -> None:
 def test_environment_and_overrides_win(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text('[storage]\ndatabase_url = "sqlite:///file.db"\n')
-    env = {"NEWSBOT_DATABASE_URL": "postgresql://u@h/db", "NEWSBOT_TELEGRAM_API_URL": "http://127.0.0.1:9/bot"}
+    env = {
+        "NEWSBOT_DATABASE_URL": "postgresql://u@h/db",
+        "NEWSBOT_TELEGRAM_API_URL": "http://127.0.0.1:9/bot",
+    }
     settings = config.load(path, env=env)
     assert settings.storage.database_url == "postgresql://u@h/db"
     assert settings.telegram.api_url == "http://127.0.0.1:9/bot"

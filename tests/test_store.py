@@ -102,7 +102,9 @@ async def test_schema_is_versioned_and_reopening_keeps_data(settings) -> None:  
     async with Store.open(url) as second:
         assert await second.get_article("keep") is not None
         async with second.engine.connect() as conn:
-            versions = (await conn.execute(sa.text("SELECT version FROM schema_version"))).scalars().all()
+            versions = (
+                (await conn.execute(sa.text("SELECT version FROM schema_version"))).scalars().all()
+            )
         assert list(versions) == list(range(1, len(MIGRATIONS) + 1))
 
 

@@ -17,7 +17,7 @@ class ChatAdapter(Protocol):
     platform: str
 
     async def start(self, handler: Handler) -> None:
-        """Connect and begin passing inbound messages to `handler`, replying with what it returns."""
+        """Connect; pass inbound messages to `handler` and reply with what it returns."""
         ...
 
     async def stop(self) -> None:

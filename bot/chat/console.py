@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import logging
 import sys
@@ -66,10 +67,8 @@ class ConsoleChat:
         """Stop reading input."""
         if self._task is not None and not self._task.done():
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         self.finished.set()
 
     async def send(self, chat: ChatRef, post: Post) -> Sent:

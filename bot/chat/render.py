@@ -91,7 +91,8 @@ def _plain_digest(digest: Digest) -> str:
         return text(lang, "empty")
     head = f"📰 {text(lang, 'digest')} — {text(lang, 'items').format(n=len(digest.items))}"
     if digest.since:
-        head += f", {text(lang, 'since').format(since=digest.since:%Y-%m-%d %H:%M})"
+        since = f"{digest.since:%Y-%m-%d %H:%M}"
+        head += ", " + text(lang, "since").format(since=since)
     parts = [head]
     for topic, items in digest.groups():
         parts.append(f"\n== {topic or text(lang, 'other')} ==")
