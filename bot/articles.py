@@ -179,22 +179,23 @@ def parse_html(raw: str, source: str, languages: Sequence[str]) -> Article:
     """An HTML page: main text and metadata via trafilatura."""
     import trafilatura  # deferred: lxml and trafilatura cost ~0.3 s to import
 
-    document = trafilatura.bare_extraction(
-        raw, with_metadata=True, include_comments=False, as_dict=True
-    )
-    if not isinstance(document, dict) or not str(document.get("text") or "").strip():
+    document = trafilatura.bare_extraction(raw, with_metadata=True, include_comments=False)
+    meta: dict[str, Any] = {}
+    if document is not None:
+        meta = document if isinstance(document, dict) else document.as_dict()
+    if not str(meta.get("text") or "").strip():
         raise BadInput("no main text found in HTML")
-    title = str(document.get("title") or "")
-    text = str(document.get("text") or "")
+    title = str(meta.get("title") or "")
+    text = str(meta.get("text") or "")
     if title and text.startswith(title):
         text = text[len(title) :]
     return make_article(
         title=title,
         text=text,
         source=source,
-        lang=document.get("language"),
-        published=document.get("date"),
-        url=document.get("url"),
+        lang=meta.get("language"),
+        published=meta.get("date"),
+        url=meta.get("url"),
         languages=languages,
     )
 

@@ -226,8 +226,8 @@ def backoff(failures: int, jitter: Callable[[], float] = random.random) -> timed
     """Delay before the next attempt after `failures` failures in a row (60 s doubling, 6 h cap)."""
     if failures <= 0:
         return timedelta(0)
-    # Exponent capped so huge failure counts cannot overflow the float.
-    delay = min(BACKOFF_BASE * 2 ** min(failures - 1, 32), BACKOFF_CAP)
+    # Exponent capped so huge failure counts cannot overflow timedelta.
+    delay = min(BACKOFF_BASE * (1 << min(failures - 1, 32)), BACKOFF_CAP)
     return delay * (1 - BACKOFF_JITTER * jitter())
 
 
@@ -789,10 +789,12 @@ def _json_feed(content: bytes) -> Mapping[str, Any] | None:
     if not stripped.startswith(b"{"):
         return None
     try:
-        data = json.loads(stripped)
+        data: object = json.loads(stripped)
     except (ValueError, RecursionError):
         return None
-    version = data.get("version") if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return None
+    version = data.get("version")
     if isinstance(version, str) and version.startswith("https://jsonfeed.org/version/1"):
         return data
     return None
