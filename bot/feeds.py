@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 # feedparser ships no type information.
 import feedparser  # type: ignore[import-untyped,unused-ignore]
+import httpcore
 import httpx
 
 from bot import __version__
@@ -173,6 +174,38 @@ def _literal_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | No
     return None
 
 
+async def _public_addresses(
+    host: str, port: int, resolve: Resolver
+) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The addresses of `host`, raising UnsafeURL unless every one of them is public."""
+    host = host.rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        raise UnsafeURL(f"{host} is a loopback host; newsbot only fetches public addresses")
+    literal = _literal_ip(host)
+    if literal is not None:
+        addresses: list[str] = [str(literal)]
+    else:
+        try:
+            async with asyncio.timeout(RESOLVE_TIMEOUT):
+                addresses = list(await resolve(host, port))
+        except (OSError, UnicodeError, TimeoutError) as exc:
+            raise UnsafeURL(f"cannot resolve host {host} ({exc or type(exc).__name__})") from None
+        if not addresses:
+            raise UnsafeURL(f"cannot resolve host {host} (no addresses)")
+    checked: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+    for address in addresses:
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            raise UnsafeURL(f"{host} resolved to an invalid address {address!r}") from None
+        kind = _forbidden_kind(ip)
+        if kind:
+            shown = host if literal is not None else f"{host} resolves to {ip}, which"
+            raise UnsafeURL(f"{shown} is a {kind} address; newsbot only fetches public addresses")
+        checked.append(ip)
+    return checked
+
+
 async def check_url(
     url: str, *, allow_private: bool = False, resolve: Resolver = system_resolve
 ) -> None:
@@ -193,30 +226,66 @@ async def check_url(
     if parts.username is not None or parts.password is not None:
         # "http://public.example@10.0.0.1/" style addresses exist mainly to mislead readers.
         raise UnsafeURL("addresses with a user name or password are not allowed")
-    if allow_private:
-        return
-    if host == "localhost" or host.endswith(".localhost"):
-        raise UnsafeURL(f"{host} is a loopback host; newsbot only fetches public addresses")
-    literal = _literal_ip(host)
-    if literal is not None:
-        addresses: list[str] = [str(literal)]
-    else:
+    if not allow_private:
+        await _public_addresses(host, port or (443 if scheme == "https" else 80), resolve)
+
+
+class _GuardedBackend(httpcore.AsyncNetworkBackend):
+    """Resolves, checks and connects in one step, so DNS cannot change between check and connect."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkBackend, resolve: Resolver) -> None:
+        self._inner = inner
+        self._resolve = resolve
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
         try:
-            async with asyncio.timeout(RESOLVE_TIMEOUT):
-                addresses = list(await resolve(host, port or (443 if scheme == "https" else 80)))
-        except (OSError, UnicodeError, TimeoutError) as exc:
-            raise UnsafeURL(f"cannot resolve host {host} ({exc or type(exc).__name__})") from None
-        if not addresses:
-            raise UnsafeURL(f"cannot resolve host {host} (no addresses)")
-    for address in addresses:
-        try:
-            ip = ipaddress.ip_address(address.split("%", 1)[0])
-        except ValueError:
-            raise UnsafeURL(f"{host} resolved to an invalid address {address!r}") from None
-        kind = _forbidden_kind(ip)
-        if kind:
-            shown = host if literal is not None else f"{host} resolves to {ip}, which"
-            raise UnsafeURL(f"{shown} is a {kind} address; newsbot only fetches public addresses")
+            async with asyncio.timeout(timeout):
+                addresses = await _public_addresses(host, port, self._resolve)
+        except UnsafeURL as exc:
+            raise httpcore.ConnectError(str(exc)) from None
+        except TimeoutError:
+            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from None
+        # TLS still verifies against the request's host name (SNI), not this address.
+        return await self._inner.connect_tcp(
+            str(addresses[0]),
+            port,
+            timeout=timeout,
+            local_address=local_address,
+            socket_options=socket_options,
+        )
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("unix sockets are not allowed")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def guarded_transport(
+    *, resolve: Resolver = system_resolve, **options: Any
+) -> httpx.AsyncHTTPTransport:
+    """An httpx transport that connects only to public addresses, checked at connect time."""
+    # check_url vets a name before each request, but httpx resolves it again to connect; a
+    # DNS-rebinding server can answer "public" first and "10.0.0.1" second. Checking inside
+    # the connection pool's network backend closes that gap for every hop.
+    transport = httpx.AsyncHTTPTransport(**options)
+    pool = transport._pool
+    if type(pool) is not httpcore.AsyncConnectionPool:
+        raise TypeError("guarded_transport does not support proxies")
+    pool._network_backend = _GuardedBackend(pool._network_backend, resolve)
+    return transport
 
 
 # --- fetching -------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpcore
 import httpx
 import pytest
 
@@ -26,10 +27,12 @@ from bot.feeds import (
     FeedState,
     FetchLimits,
     UnsafeURL,
+    _GuardedBackend,
     backoff,
     check_url,
     fetch,
     full_text,
+    guarded_transport,
     is_teaser,
     parse,
 )
@@ -709,6 +712,56 @@ async def test_unaccepted_connection_hits_connect_timeout() -> None:
         listener.close()
     assert error == "connect timeout after 0.2 s"
     assert elapsed < 1.0
+
+
+async def test_guarded_transport_blocks_dns_rebinding(loopback: Any) -> None:
+    contacted: list[bool] = []
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        contacted.append(True)
+
+    url = await loopback(record)
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    answers = iter([[PUBLIC_IP], ["127.0.0.1"]])  # public for the check, loopback to connect
+
+    async def rebinding_dns(host: str, port: int) -> list[str]:
+        assert host == "rebind.example"
+        return next(answers)
+
+    state = FeedState(f"http://rebind.example:{port}/feed")
+    async with httpx.AsyncClient(transport=guarded_transport(resolve=rebinding_dns)) as client:
+        result = await fetch(client, state, now=NOW, resolve=rebinding_dns)
+    assert result.error is not None
+    assert "rebind.example resolves to 127.0.0.1, which is a loopback address" in result.error
+    await asyncio.sleep(0)  # give the server a chance to see a connection, had one been made
+    assert contacted == []
+
+
+async def test_guarded_backend_connects_to_the_vetted_address() -> None:
+    calls: list[str] = []
+
+    class Recording(httpcore.AsyncMockBackend):
+        async def connect_tcp(self, host: str, port: int, *args: Any, **kwargs: Any) -> Any:
+            calls.append(f"{host}:{port}")
+            return await super().connect_tcp(host, port, *args, **kwargs)
+
+    body = feed_bytes("rss20.xml")
+    inner = Recording(
+        [b"HTTP/1.1 200 OK\r\n", f"Content-Length: {len(body)}\r\n\r\n".encode(), body]
+    )
+    transport = guarded_transport(resolve=fake_dns)
+    transport._pool._network_backend = _GuardedBackend(inner, fake_dns)
+    async with httpx.AsyncClient(transport=transport) as client:
+        result = await fetch(
+            client, FeedState("http://feeds.example.com/rss"), now=NOW, resolve=fake_dns
+        )
+    assert result.error is None and len(result.articles) == 2
+    assert calls == [f"{PUBLIC_IP}:80"]
+
+
+def test_guarded_transport_refuses_proxies() -> None:
+    with pytest.raises(TypeError, match="proxies"):
+        guarded_transport(proxy="http://proxy.example:3128")
 
 
 # --- full text ------------------------------------------------------------------------------
