@@ -371,13 +371,16 @@ async def _read_capped(response: httpx.Response, limits: FetchLimits) -> bytes:
         if raw > limits.max_bytes:
             raise _FetchError(f"body too large: more than {limits.max_bytes} bytes")
         pieces: Iterable[bytes] = (chunk,) if inflater is None else inflater.feed(chunk)
-        for piece in pieces:
-            body += piece
-            if len(body) > limits.max_decompressed_bytes:
-                raise _FetchError(
-                    f"body too large: more than {limits.max_decompressed_bytes} bytes "
-                    f"once decompressed (after {raw} compressed bytes)"
-                )
+        try:
+            for piece in pieces:
+                body += piece
+                if len(body) > limits.max_decompressed_bytes:
+                    raise _FetchError(
+                        f"body too large: more than {limits.max_decompressed_bytes} bytes "
+                        f"once decompressed (after {raw} compressed bytes)"
+                    )
+        except zlib.error as exc:
+            raise _FetchError(f"corrupt {coding} body: {exc}") from None
     return bytes(body)
 
 

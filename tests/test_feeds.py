@@ -462,6 +462,14 @@ async def test_redirects_are_bounded() -> None:
             ),
             "Content-Encoding",
         ),
+        (
+            httpx.Response(
+                200,
+                headers={"Content-Encoding": "gzip"},
+                stream=CountingStream(b"\x1f\x8b\x08\x00garbage-not-deflate" * 4, chunk=16),
+            ),
+            "corrupt gzip body",
+        ),
     ],
 )
 async def test_http_problems_become_data(response: httpx.Response, error: str) -> None:
