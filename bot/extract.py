@@ -1,0 +1,850 @@
+"""Information extraction from news articles: sentences, tokens, people, places, times, numbers."""
+
+from __future__ import annotations
+
+import functools
+import re
+import tomllib
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import simplemma
+from simplemma.strategies import DictionaryLookupStrategy, RulesStrategy
+
+from bot.models import Article
+
+DATA_DIR = Path(__file__).resolve().parent / "data" / "qa"
+FALLBACK_LANG = "en"
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What an article is about in one sentence, the people in it and the places it names."""
+
+    summary: str
+    who: tuple[str, ...] = ()
+    where: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """One word or number of a sentence, with its comparison key."""
+
+    text: str
+    key: str
+    cap: bool
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A candidate answer in a sentence: tokens [start, end) of one kind."""
+
+    kind: str  # person, org, place, time, number, list
+    text: str
+    start: int
+    end: int
+    role: str | None = None
+    unit: str | None = None
+    items: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Sentence:
+    """A sentence with its tokens and the candidate answers found in it."""
+
+    text: str
+    tokens: tuple[Token, ...]
+    spans: tuple[Span, ...]
+    keys: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class LangData:
+    """The language data of bot/data/qa/<lang>.toml, compiled for lookups."""
+
+    lang: str
+    qtypes: tuple[tuple[re.Pattern[str], str], ...]
+    question_words: frozenset[str]
+    stopwords: frozenset[str]
+    roles: tuple[str, ...]
+    org_heads: tuple[str, ...]
+    place_nouns: tuple[str, ...]
+    place_preps: frozenset[str]
+    pronouns: frozenset[str]
+    weekdays: tuple[str, ...]
+    months: tuple[str, ...]
+    relative_times: tuple[str, ...]
+    number_words: dict[str, int]
+    scale_words: frozenset[str]
+    number_fillers: frozenset[str]
+    list_joiners: frozenset[str]
+    separable_particles: frozenset[str]
+    terms: dict[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """One gazetteer entry: its names and adjectives in every language, folded."""
+
+    kind: str
+    names: frozenset[str]
+    adjectives: frozenset[str]
+    display: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Lexicon:
+    """Language-independent data: the gazetteer and given names."""
+
+    places: tuple[Place, ...]
+    place_by_key: dict[str, tuple[int, ...]]
+    place_names: frozenset[str]
+    multiword_places: tuple[tuple[str, ...], ...]
+    given_names: frozenset[str]
+    particles: frozenset[str]
+
+
+def _load_toml(name: str) -> dict[str, Any]:
+    with (DATA_DIR / name).open("rb") as fh:
+        return tomllib.load(fh)
+
+
+def fold(text: str) -> str:
+    """Lower-case `text` and strip accents, so "Österreich" and "osterreich" compare equal."""
+    text = text.lower().replace("ß", "ss")
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+# German and English press transliterate Russian and Arabic names differently
+# (Lawrow/Lavrov, Gruschko/Grushko, Netanjahu/Netanyahu); both sides map to one skeleton.
+_SKELETON_RULES: tuple[tuple[str, str], ...] = (
+    ("dsch", "y"),
+    ("tsch", "ch"),
+    ("sch", "sh"),
+    ("zh", "sh"),
+    ("j", "y"),
+    ("w", "v"),
+    ("ph", "f"),
+    ("ck", "k"),
+    ("ou", "u"),
+)
+_DOUBLE = re.compile(r"(.)\1+")
+
+
+@functools.lru_cache(maxsize=200_000)
+def skeleton(word: str) -> str:
+    """A spelling-tolerant comparison key for a word (folded, transliteration variants merged)."""
+    key = fold(word)
+    for old, new in _SKELETON_RULES:
+        key = key.replace(old, new)
+    return _DOUBLE.sub(r"\1", key)
+
+
+# Dictionary lookup plus suffix rules: simplemma's default pipeline also decomposes unknown
+# compounds, which costs ~50 µs a word and makes indexing the corpus take seconds.
+_LOOKUP = DictionaryLookupStrategy()
+_RULES = RulesStrategy()
+
+
+@functools.lru_cache(maxsize=400_000)
+def lemma(word: str, lang: str) -> str:
+    """The dictionary form of `word`, folded; numbers and unknown words stay as they are."""
+    if lang not in ("de", "en") or not word[:1].isalpha():
+        return fold(word)
+    found = _LOOKUP.get_lemma(word, lang) or _RULES.get_lemma(word, lang)
+    if found is None and word[:1].isupper():
+        found = _LOOKUP.get_lemma(word.lower(), lang)
+    if found is None and lang == "de" and word.endswith("s") and len(word) > 4:
+        found = _LOOKUP.get_lemma(word[:-1], lang)  # genitive: Russlands, Netanyahus
+    return fold(found or word)
+
+
+_KEYS: dict[tuple[str, str], str] = {}
+
+
+def key_of(word: str, lang: str) -> str:
+    """The comparison key of a word: lemma, folded, transliteration-tolerant."""
+    key = _KEYS.get((word, lang))
+    if key is None:
+        if len(_KEYS) > 500_000:
+            _KEYS.clear()  # bounded memory for long-running bots
+        key = _KEYS[(word, lang)] = skeleton(lemma(word, lang))
+    return key
+
+
+def index_keys(text: str, lang: str) -> Counter[str]:
+    """Counts of the comparison keys of a text (words and hyphen parts), for retrieval."""
+    counts: Counter[str] = Counter()
+    for word in _WORD.findall(text):
+        counts[key_of(word, lang)] += 1
+        if "-" in word:
+            for part in word.split("-"):
+                if part:
+                    counts[key_of(part, lang)] += 1
+    return counts
+
+
+@functools.cache
+def lang_data(lang: str) -> LangData:
+    """The compiled language data for `lang` (falls back to English for unknown languages)."""
+    try:
+        raw = _load_toml(f"{lang}.toml")
+    except FileNotFoundError:
+        raw = _load_toml(f"{FALLBACK_LANG}.toml")
+
+    def words(name: str) -> tuple[str, ...]:
+        return tuple(fold(w) for w in raw.get(name, []))
+
+    return LangData(
+        lang=str(raw["lang"]),
+        qtypes=tuple((re.compile(p, re.IGNORECASE), t) for p, t in raw.get("qtypes", [])),
+        question_words=frozenset(words("question_words")),
+        stopwords=frozenset(words("stopwords")),
+        roles=tuple(sorted(words("roles"), key=len, reverse=True)),
+        org_heads=words("org_heads"),
+        place_nouns=words("place_nouns"),
+        place_preps=frozenset(words("place_preps")),
+        pronouns=frozenset(words("pronouns")),
+        weekdays=words("weekdays"),
+        months=words("months"),
+        relative_times=words("relative_times"),
+        number_words={fold(k): int(v) for k, v in raw.get("number_words", {}).items()},
+        scale_words=frozenset(words("scale_words")),
+        number_fillers=frozenset(words("number_fillers")),
+        list_joiners=frozenset(words("list_joiners")),
+        separable_particles=frozenset(words("separable_particles")),
+        terms={k: tuple(fold(w) for w in v) for k, v in raw.get("terms", {}).items()},
+    )
+
+
+@functools.cache
+def languages() -> tuple[str, ...]:
+    """The languages that have a data file."""
+    found = []
+    for entry in DATA_DIR.iterdir():
+        name = entry.name
+        if name.endswith(".toml") and len(name) == 7:  # "xx.toml": a language file
+            found.append(name[:2])
+    return tuple(sorted(found))
+
+
+@functools.cache
+def lexicon() -> Lexicon:
+    """The gazetteer and name lists, loaded once."""
+    raw_places = _load_toml("places.toml")["place"]
+    places: list[Place] = []
+    by_key: dict[str, list[int]] = {}
+    multi: set[tuple[str, ...]] = set()
+    for i, entry in enumerate(raw_places):
+        names: set[str] = set()
+        adjectives: set[str] = set()
+        display: dict[str, str] = {}
+        for name_key, value in entry.items():
+            if name_key == "kind":
+                continue
+            target = adjectives if name_key.endswith("_adj") else names
+            for alias in value:
+                target.add(fold(alias))
+                if not name_key.endswith("_adj"):
+                    display.setdefault(name_key, alias)
+        place = Place(str(entry["kind"]), frozenset(names), frozenset(adjectives), display)
+        places.append(place)
+        for alias in names | adjectives:
+            parts = tuple(skeleton(p) for p in _WORD.findall(alias))
+            if len(parts) > 1:
+                multi.add(parts)
+            by_key.setdefault(" ".join(parts), []).append(i)
+    raw_names = _load_toml("names.toml")
+    return Lexicon(
+        places=tuple(places),
+        place_by_key={k: tuple(v) for k, v in by_key.items()},
+        place_names=frozenset(
+            " ".join(skeleton(p) for p in _WORD.findall(n)) for pl in places for n in pl.names
+        ),
+        multiword_places=tuple(sorted(multi, key=len, reverse=True)),
+        given_names=frozenset(skeleton(n) for n in raw_names["given"]),
+        particles=frozenset(fold(p) for p in raw_names["particles"]),
+    )
+
+
+_WORD = re.compile(
+    r"\d+(?:[.,\u00a0\u202f ]\d{3})+(?:,\d+)?(?![\d])"  # 100.000 / 3,000 / 100 000
+    r"|\d+(?:[.,]\d+)?%?"
+    r"|(?:[^\W\d_]\.){2,}"  # U.S., U.N.
+    r"|[\w]+(?:[-‐'’][\w]+)*",
+)
+
+
+def tokens(text: str, lang: str) -> tuple[Token, ...]:
+    """The words and numbers of `text`, with comparison keys."""
+    out = []
+    for m in _WORD.finditer(text):
+        word = m.group(0)
+        out.append(Token(word, key_of(word, lang), word[:1].isupper(), m.start(), m.end()))
+    return tuple(out)
+
+
+def keys_of(token: Token, lang: str) -> tuple[str, ...]:
+    """All keys a token answers to: itself and, for hyphenated compounds, each part."""
+    if "-" not in token.text:
+        return (token.key,)
+    parts = [p for p in token.text.split("-") if p]
+    return (token.key, *(key_of(p, lang) for p in parts))
+
+
+_DASH_DATELINE = re.compile(r"^\s*(?:[A-ZÄÖÜ][\w./ ]{1,40}?(?:\([^)]{1,20}\))?\s*[–—-]\s+)")
+
+
+def sentences(text: str, lang: str) -> list[str]:
+    """The sentences of `text`, with wire datelines ("Bamako – ") removed."""
+    result: list[str] = []
+    for paragraph in re.split(r"\n\s*\n|\n", text):
+        paragraph = paragraph.strip()
+        if not paragraph:
+            continue
+        for sent in simplemma.split_sentences(
+            paragraph, lang=lang if lang in ("de", "en") else None
+        ):
+            sent = sent.strip()
+            if sent:
+                result.append(sent)
+    # "Bamako – Nahe der Grenze ..." and "date 2022-01 Brüssel (dpa) – Vertreter ...": the
+    # dateline names the place of filing, not the content; keep the rest.
+    cleaned = []
+    for sent in result:
+        if sent.startswith("date "):
+            sent = re.sub(r"^date \S+\s+", "", sent)
+        stripped = _DASH_DATELINE.sub("", sent, count=1)
+        cleaned.append(stripped if len(stripped) > 20 else sent)
+    return cleaned
+
+
+def dateline_place(text: str) -> str | None:
+    """The place of a wire dateline at the start of a sentence ("Bamako – ..."), if any."""
+    m = re.match(
+        r"^(?:date \S+\s+)?([A-ZÄÖÜ][\w./]+(?:/[A-ZÄÖÜ]\w+)?)\s*(?:\([^)]{1,20}\))?\s*[–—]\s", text
+    )
+    return m.group(1) if m else None
+
+
+def _ends_with_any(word: str, stems: Iterable[str]) -> str | None:
+    for stem in stems:
+        if word == stem or (word.endswith(stem) and len(word) - len(stem) >= 2):
+            return stem
+        if "-" in word and word.rsplit("-", 1)[1] == stem:
+            return stem
+    return None
+
+
+def is_role(word: str, lang: str) -> bool:
+    """Whether `word` is a person's role or title ("Staatssekretär", "US-Botschafterin")."""
+    folded = fold(word)
+    data = lang_data(lang)
+    if folded in data.stopwords:
+        return False
+    for stem in data.roles:
+        if " " in stem:
+            continue
+        if folded == stem or folded.endswith("-" + stem):
+            return True
+        # German compounds end in their head: Vizeaußenministerin, UNO-Generalsekretär.
+        if lang == "de" and folded.endswith(stem) and len(stem) >= 5:
+            return True
+    return False
+
+
+def is_org_head(word: str, lang: str) -> bool:
+    """Whether `word` names a kind of organisation ("Gruppe", "Islamistengruppe", "ministry")."""
+    folded = fold(word)
+    heads = lang_data(lang).org_heads
+    if lang == "de":
+        return _ends_with_any(folded, heads) is not None
+    return folded in heads
+
+
+def is_place_noun(word: str, lang: str) -> bool:
+    """Whether `word` introduces a place name ("Region", "Grenzstadt", "city")."""
+    folded = lemma(word, lang)
+    nouns = lang_data(lang).place_nouns
+    if lang == "de":
+        return _ends_with_any(folded, nouns) is not None
+    return folded in nouns
+
+
+@functools.cache
+def _vocabulary(lang: str) -> frozenset[str]:
+    """Common words of a language from its data file: such words are never names."""
+    data = lang_data(lang)
+    vocab: set[str] = set(data.stopwords) | set(data.question_words)
+    for words in data.terms.values():
+        for w in words:
+            vocab.update(w.split())
+    vocab.update(data.place_nouns, data.org_heads, data.weekdays, data.months, data.roles)
+    return frozenset(skeleton(w) for w in vocab)
+
+
+def place_at(toks: tuple[Token, ...], i: int) -> tuple[int, int] | None:
+    """The gazetteer place starting at token i as (gazetteer index, token count), if any."""
+    lex = lexicon()
+    tok = toks[i]
+    if not tok.cap:
+        return None
+    for parts in lex.multiword_places:
+        n = len(parts)
+        if i + n <= len(toks) and all(
+            _place_key(toks[i + j]) == parts[j] or skeleton(toks[i + j].text) == parts[j]
+            for j in range(n)
+        ):
+            hit = lex.place_by_key.get(" ".join(parts))
+            if hit:
+                return hit[0], n
+    for candidate in _place_keys(tok):
+        hit = lex.place_by_key.get(candidate)
+        if hit:
+            return hit[0], 1
+    return None
+
+
+def _place_key(tok: Token) -> str:
+    return skeleton(tok.text)
+
+
+def _place_keys(tok: Token) -> tuple[str, ...]:
+    raw = skeleton(tok.text)
+    keys = [raw, tok.key]
+    # German genitive: Russlands, Deutschlands.
+    if raw.endswith("s") and len(raw) >= 5:
+        keys.append(raw[:-1])
+    return tuple(keys)
+
+
+def is_place_name(tok: Token) -> bool:
+    """Whether a token is a gazetteer place name (not only an adjective)."""
+    lex = lexicon()
+    raw = skeleton(tok.text)
+    return raw in lex.place_names or skeleton(tok.text.rstrip("s")) in lex.place_names
+
+
+def _plain_word(tok: Token, lang: str) -> bool:
+    """A capitalised word that is no common word, weekday, month, role or org head."""
+    if not tok.cap or not tok.text[:1].isalpha():
+        return False
+    sk = skeleton(tok.text)
+    vocab = _vocabulary(lang)
+    if sk in vocab or tok.key in vocab:
+        return False
+    folded = fold(tok.text)
+    data = lang_data(lang)
+    if folded in data.weekdays or folded in data.months or folded in data.stopwords:
+        return False
+    if folded in data.pronouns or folded in data.question_words:
+        return False
+    if is_role(tok.text, lang) or is_org_head(tok.text, lang):
+        return False
+    # Adverbs and adjectives capitalised at the start of a sentence lemmatise to lower case.
+    lem = simplemma.lemmatize(tok.text, lang=lang) if lang in ("de", "en") else tok.text
+    return lem[:1].isupper()
+
+
+@functools.lru_cache(maxsize=100_000)
+def _german_noun(word: str) -> bool:
+    """Whether a capitalised German word is a dictionary noun or a compound ending in one."""
+    if simplemma.is_known(word, lang="de"):
+        return True
+    core = word.rsplit("-", 1)[-1]
+    for i in range(2, len(core) - 4):
+        tail = core[i:].capitalize()
+        if simplemma.is_known(tail, lang="de"):
+            return True
+    return False
+
+
+def is_common_noun(word: str, lang: str) -> bool:
+    """Whether a capitalised word is a common noun of the language (German nouns, never names)."""
+    return lang == "de" and _german_noun(word)
+
+
+def place_kind(text: str) -> str | None:
+    """The gazetteer kind (country, city, region) of a place name, if it is in the gazetteer."""
+    lex = lexicon()
+    words = text.split()
+    for key in (" ".join(skeleton(w) for w in words), skeleton(text.rstrip("s"))):
+        hit = lex.place_by_key.get(key)
+        if hit:
+            return lex.places[hit[0]].kind
+    return None
+
+
+def _looks_like_name(tok: Token, lang: str, given: frozenset[str]) -> bool:
+    """Whether a capitalised word can start a name (German nouns are capitalised too)."""
+    if not tok.cap or not tok.text[:1].isalpha():
+        return False
+    if skeleton(tok.text) in given:
+        return True
+    if not _plain_word(tok, lang):
+        return False
+    return not (lang == "de" and _german_noun(tok.text))
+
+
+_NUMBER = re.compile(r"^\d+(?:[.,\u00a0\u202f ]\d+)*%?$")
+_YEAR = re.compile(r"^(1[89]\d\d|20\d\d)$")
+
+
+def analyse(text: str, lang: str) -> Sentence:
+    """Tokenise one sentence and find its candidate answers."""
+    toks = tokens(text, lang)
+    spans = tuple(_spans(text, toks, lang))
+    keys: set[str] = set()
+    for tok in toks:
+        keys.update(keys_of(tok, lang))
+    return Sentence(text, toks, spans, frozenset(keys))
+
+
+def _span_text(text: str, toks: tuple[Token, ...], start: int, end: int) -> str:
+    return text[toks[start].start : toks[end - 1].end]
+
+
+def _spans(text: str, toks: tuple[Token, ...], lang: str) -> list[Span]:
+    data = lang_data(lang)
+    lex = lexicon()
+    spans: list[Span] = []
+    n = len(toks)
+    i = 0
+    while i < n:
+        tok = toks[i]
+        folded = fold(tok.text)
+        # Numbers with their unit: "100.000 Soldaten", "3,000 troops", "20 Menschen".
+        if _NUMBER.match(tok.text) or folded in data.number_words:
+            if _YEAR.match(tok.text) and not (i + 1 < n and toks[i + 1].cap and lang == "de"):
+                spans.append(Span("time", tok.text, i, i + 1))
+            j = i + 1
+            while j < n and fold(toks[j].text) in data.scale_words:
+                j += 1
+            k = j
+            while k < n and k - j < 3 and fold(toks[k].text) in data.number_fillers:
+                k += 1
+            unit = (
+                toks[k].text
+                if k < n and toks[k].text[:1].isalpha() and fold(toks[k].text) not in data.stopwords
+                else None
+            )
+            end = k + 1 if unit else j
+            if _NUMBER.match(tok.text) or unit:
+                spans.append(Span("number", _span_text(text, toks, i, end), i, end, unit=unit))
+            i = j
+            continue
+        # Times: weekdays (also "Freitagabend"), months with day/year, relative times.
+        wd = next((w for w in data.weekdays if folded.startswith(w)), None)
+        if wd is not None and len(folded) <= len(wd) + 6:
+            start = (
+                i - 1 if i > 0 and fold(toks[i - 1].text) in ("am", "on", "seit", "since") else i
+            )
+            spans.append(Span("time", _span_text(text, toks, start, i + 1), start, i + 1))
+            i += 1
+            continue
+        if folded in data.months:
+            start, end = i, i + 1
+            if i > 0 and re.match(r"^\d{1,2}\.?$", toks[i - 1].text):
+                start = i - 1
+            if end < n and re.match(r"^\d{1,4}$", toks[end].text):
+                end += 1
+                if end < n and _YEAR.match(toks[end].text):
+                    end += 1
+            spans.append(Span("time", _span_text(text, toks, start, end), start, end))
+            i = end
+            continue
+        if not tok.cap:
+            i += 1
+            continue
+        # A run of capitalised words (with name particles inside) is a name, a place or an org.
+        j = i
+        while j < n:
+            if j > i and text[toks[j - 1].end : toks[j].start].strip():
+                break  # punctuation ends a name: "Smith, Sherman"
+            if toks[j].cap and toks[j].text[:1].isalpha():
+                j += 1
+            elif fold(toks[j].text) in lex.particles and j + 1 < n and toks[j + 1].cap and j > i:
+                j += 2
+            else:
+                break
+        spans.extend(_classify_run(text, toks, i, j, lang))
+        i = max(j, i + 1)
+    spans.extend(_lists(text, toks, spans, lang))
+    for phrase in data.relative_times:
+        idx = fold(text).find(phrase)
+        if idx >= 0 and (idx == 0 or not fold(text)[idx - 1].isalnum()):
+            tok_idx = next((t for t, tk in enumerate(toks) if tk.start >= idx), None)
+            if tok_idx is not None:
+                end_idx = tok_idx + len(phrase.split())
+                spans.append(Span("time", text[idx : idx + len(phrase)], tok_idx, end_idx))
+    return spans
+
+
+def _classify_run(text: str, toks: tuple[Token, ...], i: int, j: int, lang: str) -> list[Span]:
+    """Split a capitalised run into role words, person names, places and organisations."""
+    data = lang_data(lang)
+    lex = lexicon()
+    out: list[Span] = []
+    k = i
+    role: str | None = None
+    role_start = i
+    # A role word just before the run ("die US-Botschafterin ..., Julianne Smith") still counts.
+    if i > 0 and is_role(toks[i - 1].text, lang):
+        role, role_start = toks[i - 1].text, i - 1
+    while k < j:
+        tok = toks[k]
+        folded = fold(tok.text)
+        place = place_at(toks, k)
+        if place is not None and (place[1] > 1 or is_place_name(tok)):
+            end = min(k + place[1], j) if k + place[1] <= j else k + place[1]
+            out.append(Span("place", _span_text(text, toks, k, end), k, end))
+            k = end
+            role = None
+            continue
+        if is_role(tok.text, lang):
+            role, role_start = tok.text, k
+            k += 1
+            continue
+        if folded in data.stopwords or folded in data.question_words or folded in data.pronouns:
+            k += 1
+            continue
+        # Take the longest stretch of name-like words.
+        m = k
+        while m < j and m - k < 4:
+            if m > k and fold(toks[m].text) in lex.particles:
+                m += 1
+                continue
+            if m == k and not _looks_like_name(toks[m], lang, lex.given_names):
+                break
+            if m > k and not _plain_word(toks[m], lang):
+                break
+            if place_at(toks, m) is not None and m > k and is_place_name(toks[m]):
+                break
+            m += 1
+        if m == k:
+            # A common (German) noun: may introduce an org or place name that follows.
+            if k + 1 < j and is_org_head(tok.text, lang):
+                end = k + 2
+                while (
+                    end < j and end - k < 4 and _looks_like_name(toks[end], lang, lex.given_names)
+                ):
+                    end += 1
+                if _looks_like_name(toks[k + 1], lang, lex.given_names):
+                    out.append(Span("org", _span_text(text, toks, k + 1, end), k + 1, end))
+                    k = end
+                    continue
+            if (
+                k + 1 < j
+                and is_place_noun(tok.text, lang)
+                and _looks_like_name(toks[k + 1], lang, lex.given_names)
+            ):
+                out.append(Span("place", toks[k + 1].text, k + 1, k + 2))
+                k += 2
+                continue
+            k += 1
+            role = None
+            continue
+        name_start, name_end = k, m
+        first = skeleton(toks[name_start].text)
+        sentence_initial = name_start == 0
+        prev = fold(toks[name_start - 1].text) if name_start > 0 else ""
+        prev_is_org = (name_start > i and is_org_head(toks[name_start - 1].text, lang)) or (
+            name_start == i
+            and i > 0
+            and is_org_head(toks[i - 1].text, lang)
+            and not text[toks[i - 1].end : toks[i].start].strip()
+        )
+        if role is None and kind_hint_apposition(text, toks, name_start, lang) is not None:
+            role, role_start = kind_hint_apposition(text, toks, name_start, lang) or (None, 0)
+        words = name_end - name_start
+        if first in lex.given_names or (role is not None and role_start == name_start - 1):
+            kind = "person"
+        elif prev_is_org:
+            kind = "org"
+        elif role is not None:
+            kind = "person"
+        elif name_start > 0 and prev in data.place_preps and words == 1:
+            kind = "place"
+        elif any(is_org_head(t.text, lang) for t in toks[name_start:name_end]) or (
+            toks[name_start].text.isupper() and len(toks[name_start].text) >= 2
+        ):
+            kind = "org"
+        elif sentence_initial and lang == "en" and words == 1:
+            kind = "name"
+        else:
+            kind = "name"  # person or org: decided by the question and by coreference
+        role_text = None
+        if role is not None and kind == "person":
+            role_text = (
+                role
+                if role_start == name_start - 1
+                else _span_text(text, toks, role_start, name_start).rstrip(", ")
+            )
+            if len(role_text) > 60:
+                role_text = role
+        out.append(
+            Span(
+                kind, _span_text(text, toks, name_start, name_end), name_start, name_end, role_text
+            )
+        )
+        role = None
+        k = name_end
+    # Places after a preposition in German need no gazetteer: "in Sikasso", "nach Fakola".
+    return out
+
+
+def kind_hint_apposition(
+    text: str, toks: tuple[Token, ...], start: int, lang: str
+) -> tuple[str, int] | None:
+    """A role in apposition before a name: "die US-Botschafterin beim Bündnis, Julianne Smith"."""
+    if start == 0 or text[toks[start - 1].end : toks[start].start].strip() != ",":
+        return None
+    for back in range(start - 1, max(-1, start - 7), -1):
+        if is_role(toks[back].text, lang):
+            return toks[back].text, back
+        if back < start - 1 and text[toks[back].end : toks[back + 1].start].strip():
+            return None
+    return None
+
+
+def _lists(text: str, toks: tuple[Token, ...], spans: list[Span], lang: str) -> list[Span]:
+    """Enumerations of names or places: "Woronesch, Belgorod und Brjansk"."""
+    data = lang_data(lang)
+    items = sorted(
+        (s for s in spans if s.kind in ("place", "name", "org", "person")), key=lambda s: s.start
+    )
+    out: list[Span] = []
+    group: list[Span] = []
+
+    def flush() -> None:
+        if len(group) >= 2:
+            first, last = group[0], group[-1]
+            out.append(
+                Span(
+                    "list",
+                    _span_text(text, toks, first.start, last.end),
+                    first.start,
+                    last.end,
+                    items=tuple(s.text for s in group),
+                )
+            )
+
+    for span in items:
+        if group:
+            gap = toks[group[-1].end : span.start]
+            between = text[toks[group[-1].end - 1].end : toks[span.start].start]
+            ok = (
+                all(
+                    fold(t.text) in data.list_joiners or fold(t.text) in data.stopwords for t in gap
+                )
+                and len(gap) <= 2
+                and ("," in between or any(fold(t.text) in data.list_joiners for t in gap))
+            )
+            if not ok:
+                flush()
+                group = []
+        group.append(span)
+    flush()
+    return out
+
+
+def analyse_article(article: Article) -> tuple[Sentence, ...]:
+    """Every sentence of an article (title first when it has one), analysed."""
+    lang = article.lang if article.lang in languages() else FALLBACK_LANG
+    texts = []
+    if article.title.strip():
+        texts.append(article.title.strip())
+    texts.extend(sentences(article.text, lang))
+    return tuple(analyse(t, lang) for t in texts)
+
+
+def people(sents: Iterable[Sentence]) -> list[Span]:
+    """Person mentions, with single surnames and "name" spans resolved against full names."""
+    sents = list(sents)
+    full: dict[str, Span] = {}
+    for sent in sents:
+        for span in sent.spans:
+            if span.kind == "person" and " " in span.text:
+                full.setdefault(skeleton(span.text.split()[-1]), span)
+    found: list[Span] = []
+    for sent in sents:
+        for span in sent.spans:
+            if span.kind not in ("person", "name"):
+                continue
+            last = skeleton(re.sub(r"s$", "", span.text.split()[-1]))
+            last_plain = skeleton(span.text.split()[-1])
+            if span.kind == "person" or last in full or last_plain in full:
+                found.append(span)
+    return found
+
+
+def resolve_person(span: Span, sents: Iterable[Sentence]) -> Span | None:
+    """The fullest mention of the person `span` refers to, or None when it is not a person."""
+    best: Span | None = span if span.kind == "person" else None
+    words = span.text.split()
+    last = skeleton(words[-1])
+    genitive = skeleton(words[-1][:-1]) if words[-1].endswith("s") else None
+    for sent in sents:
+        for other in sent.spans:
+            if other.kind != "person":
+                continue
+            other_last = skeleton(other.text.split()[-1])
+            if other_last in (last, genitive) and (
+                best is None or len(other.text) > len(best.text) or (other.role and not best.role)
+            ):
+                best = other if best is None or len(other.text) >= len(best.text) else best
+                if other.role and best is not other and len(other.text) >= len(best.text):
+                    best = other
+    return best
+
+
+def describe_person(span: Span, lang: str) -> str:
+    """A person with their role: "Staatssekretär Andreas Michaelis"."""
+    if not span.role:
+        return span.text
+    if "," in span.role or " " in span.role:
+        return f"{span.text} ({span.role})"
+    return f"{span.role} {span.text}"
+
+
+def facts(article: Article) -> Facts:
+    """One-sentence summary, the people (with roles) and the places of an article."""
+    sents = analyse_article(article)
+    body = sents[1:] if article.title.strip() else sents
+    summary = ""
+    for sent in body or sents:
+        if len(sent.tokens) >= 8:
+            summary = sent.text
+            break
+    if not summary and sents:
+        summary = sents[0].text
+    # German corpus texts open with a headline-like sentence; the lead after it is the summary.
+    if not article.title.strip() and len(sents) > 1 and len(sents[0].tokens) < 14:
+        lead = sents[1].text
+        if len(sents[1].tokens) >= 8:
+            summary = lead
+    who: list[str] = []
+    seen: set[str] = set()
+    for span in people(sents):
+        full = resolve_person(span, sents) or span
+        last = skeleton(full.text.split()[-1])
+        if last in seen:
+            continue
+        seen.add(last)
+        who.append(describe_person(full, article.lang))
+    counts: Counter[str] = Counter()
+    order: dict[str, int] = {}
+    for sent in sents:
+        for span in sent.spans:
+            if span.kind == "place":
+                counts[span.text] += 1
+                order.setdefault(span.text, len(order))
+    where = tuple(sorted(counts, key=lambda p: (-counts[p], order[p])))
+    return Facts(summary=summary, who=tuple(who), where=where)
