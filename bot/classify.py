@@ -288,11 +288,6 @@ def _scan(lex: _Lexicon, tokens: list[str]) -> _Hits:
     return hits
 
 
-def _logit(p: float) -> float:
-    p = min(max(p, 1e-6), 1 - 1e-6)
-    return math.log(p / (1 - p))
-
-
 def _sigmoid(z: float) -> float:
     if z < -40:
         return 0.0
@@ -400,24 +395,30 @@ def _level(score: float, thresholds: Thresholds) -> Level:
     return Level.IGNORE
 
 
+def _lexicon_for(lang: str) -> _Lexicon:
+    lex = load_lexicon(lang or FALLBACK_LANG) or load_lexicon(FALLBACK_LANG)
+    if lex is None:
+        raise LexiconError(f"no lexicon for {lang!r} nor {FALLBACK_LANG!r}")
+    return lex
+
+
+def lexicon_logit(article: Article) -> float:
+    """The lexicon scorer's log-odds for `article` (the feedback model's starting point)."""
+    return _evaluate(_lexicon_for(article.lang), article).z
+
+
 def classify(
     article: Article,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
     model: FeedbackModel | None = None,
 ) -> Verdict:
     """Score one article for conflict relevance and explain the verdict."""
-    lex = load_lexicon(article.lang or FALLBACK_LANG) or load_lexicon(FALLBACK_LANG)
-    if lex is None:
-        raise LexiconError(f"no lexicon for {article.lang!r} nor {FALLBACK_LANG!r}")
-    ev = _evaluate(lex, article)
+    ev = _evaluate(_lexicon_for(article.lang), article)
     score = _sigmoid(ev.z)
     reasons = _reasons(ev) if score >= 0.2 else ()
     if model is not None:
-        learned = model.predict(article)
-        # Trust the deployment's feedback more as it accumulates; the lexicon keeps a say.
-        alpha = model.influence()
-        z = (1 - alpha) * _logit(score) + alpha * _logit(learned)
-        combined = _sigmoid(z)
+        # The feedback model learns corrections to the lexicon's log-odds (see bot.learn).
+        combined = _sigmoid(ev.z + model.correction(article))
         if combined >= 0.5 > score:
             reasons = (*reasons, "similar to articles marked relevant")
         score = combined

@@ -2,7 +2,9 @@
 
 Features are hashed word unigrams, bigrams and in-word character 5-grams (German compounds
 share pieces: "Raketenangriff" and "Luftangriffe" both contain "ngrif"); the model is an
-L2-regularised logistic regression fitted with numpy. Saved as plain JSON, no pickle.
+L2-regularised logistic regression fitted with numpy on top of the lexicon scorer: the
+lexicon's log-odds are a fixed offset, so the model learns only corrections where this
+deployment's users disagree with the lexicon. Saved as plain JSON, no pickle.
 """
 
 from __future__ import annotations
@@ -27,9 +29,8 @@ _WORD = re.compile(r"\w+")
 _MAX_TOKENS = 400
 _CHAR_N = 5
 _TITLE_PREFIX = "t:"
-# How much feedback it takes before the model has as much say as the lexicon scorer.
-_HALF_INFLUENCE_AT = 60
-_MAX_INFLUENCE = 0.8
+# How much feedback it takes before the learned corrections apply in full.
+_HALF_INFLUENCE_AT = 30
 
 
 def _features(article: Article, bits: int) -> npt.NDArray[np.int64]:
@@ -61,21 +62,24 @@ class FeedbackModel:
     n_positive: int
     bits: int = DEFAULT_BITS
 
+    def correction(self, article: Article) -> float:
+        """Learned change to the lexicon's log-odds for `article`, scaled by feedback volume."""
+        idx = _features(article, self.bits)
+        raw = self.bias + (
+            float(self.weights[idx].sum()) / math.sqrt(idx.size) if idx.size else 0.0
+        )
+        return raw * self.influence()
+
     def predict(self, article: Article) -> float:
         """Probability that this deployment's users find `article` relevant."""
-        idx = _features(article, self.bits)
-        if idx.size == 0:
-            return _sigmoid(self.bias)
-        z = float(self.weights[idx].sum()) / math.sqrt(idx.size) + self.bias
-        return _sigmoid(z)
+        from bot.classify import lexicon_logit
+
+        return _sigmoid(lexicon_logit(article) + self.correction(article))
 
     def influence(self) -> float:
-        """Weight (0..0.8) of this model against the lexicon score; grows with feedback."""
-        # With one class only the model knows nothing about the boundary.
-        if self.n_positive == 0 or self.n_positive == self.n_examples:
-            return 0.0
+        """How far (0..1) the corrections apply; grows with the amount of feedback."""
         n = self.n_examples
-        return _MAX_INFLUENCE * n / (n + _HALF_INFLUENCE_AT)
+        return n / (n + _HALF_INFLUENCE_AT)
 
     def save(self, path: str | Path) -> None:
         """Write the model as JSON (only the non-zero weights)."""
@@ -122,21 +126,21 @@ def train(
     learning_rate: float = 0.5,
 ) -> FeedbackModel:
     """Fit a FeedbackModel on (article, relevant?) pairs from chat feedback."""
+    from bot.classify import lexicon_logit
+
     rows: list[npt.NDArray[np.int64]] = []
     labels: list[float] = []
+    offsets: list[float] = []
     for article, relevant in examples:
         rows.append(_features(article, bits))
         labels.append(1.0 if relevant else 0.0)
+        offsets.append(lexicon_logit(article))
     n = len(rows)
     n_pos = int(sum(labels))
     weights = np.zeros(1 << bits, dtype=np.float64)
-    # Smoothed prior so a model with little or one-sided feedback stays near 0.5.
-    bias = math.log((n_pos + 1) / (n - n_pos + 1))
-    if n == 0 or n_pos in (0, n):
+    bias = 0.0
+    if n == 0:
         return FeedbackModel(weights, bias, n, n_pos, bits)
-    # Feedback is lopsided (most alerts are fine or most are not): balance the classes.
-    pos_weight = n / (2 * n_pos)
-    neg_weight = n / (2 * (n - n_pos))
     scales = [1.0 / math.sqrt(max(r.size, 1)) for r in rows]
     rng = np.random.default_rng(0)
     order = np.arange(n)
@@ -147,9 +151,8 @@ def train(
             idx, y, s = rows[i], labels[i], scales[i]
             step += 1
             lr = learning_rate / math.sqrt(1 + step / n)
-            z = float(weights[idx].sum()) * s + bias
-            p = _sigmoid(z)
-            g = (p - y) * (pos_weight if y else neg_weight)
+            z = offsets[i] + float(weights[idx].sum()) * s + bias
+            g = _sigmoid(z) - y
             # Lazy L2 on the touched weights only keeps each update O(features of one row).
             weights[idx] -= lr * (g * s + l2 * weights[idx])
             bias -= lr * g * 0.1

@@ -1,0 +1,190 @@
+"""Benchmark the conflict classifier against the dev labels of the shared corpus.
+
+Prints precision / recall / F1 per language for: newsbot's lexicon scorer, a keyword filter
+of the kind RSS bots offer, TF-IDF + logistic regression (5-fold CV, scikit-learn), and the
+feedback-learning mode (lexicon + FeedbackModel trained on 4 folds of the dev labels as if
+they were chat feedback). Then throughput in-process and in a fresh subprocess.
+
+    .venv/bin/python benchmarks/classify.py [--corpus PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bot.classify import classify
+from bot.learn import train
+from bot.models import Article
+
+DEFAULT_CORPUS = Path(__file__).resolve().parents[1].parent / "shared/corpus"
+LANGS = ("de", "en")
+FOLDS = 5
+
+# The kind of filter RSS/news bots offer: a short word list, any match flags the item.
+KEYWORDS = re.compile(
+    r"\b(?:war|wars|military|attack\w*|troops|soldiers|bomb\w*|terror\w*|killed|missile\w*|"
+    r"krieg\w*|militär\w*|angriff\w*|anschlag\w*|anschläge\w*|soldat\w*|armee\w*|waffe\w*|"
+    r"rakete\w*|truppen\w*)\b",
+    re.IGNORECASE,
+)
+
+SUBPROCESS_SNIPPET = """
+import json, sys
+from bot.classify import classify
+from bot.models import Article
+n = 0
+with open(sys.argv[1], encoding="utf-8") as fh:
+    for line in fh:
+        d = json.loads(line)
+        classify(Article(id=d["id"], title=d["title"], text=d["text"], lang=d["lang"]))
+        n += 1
+print(n)
+"""
+
+
+def load(corpus: Path) -> tuple[dict[str, Article], dict[str, bool]]:
+    articles: dict[str, Article] = {}
+    with (corpus / "articles.jsonl").open(encoding="utf-8") as fh:
+        for line in fh:
+            d = json.loads(line)
+            articles[d["id"]] = Article(
+                id=d["id"], title=d["title"], text=d["text"], lang=d["lang"]
+            )
+    labels: dict[str, bool] = {}
+    with (corpus / "labels-dev.jsonl").open(encoding="utf-8") as fh:
+        for line in fh:
+            d = json.loads(line)
+            if d["label"] != "borderline":
+                labels[d["id"]] = d["label"] == "yes"
+    return articles, labels
+
+
+def prf(pred: dict[str, bool], gold: dict[str, bool], ids: Sequence[str]) -> tuple[float, ...]:
+    tp = sum(1 for i in ids if pred[i] and gold[i])
+    fp = sum(1 for i in ids if pred[i] and not gold[i])
+    fn = sum(1 for i in ids if gold[i] and not pred[i])
+    p = tp / (tp + fp) if tp + fp else 0.0
+    r = tp / (tp + fn) if tp + fn else 0.0
+    f = 2 * p * r / (p + r) if p + r else 0.0
+    return p, r, f
+
+
+def folds(ids: Sequence[str], gold: dict[str, bool]) -> list[list[str]]:
+    """Deterministic stratified folds: yes and no items dealt round-robin."""
+    out: list[list[str]] = [[] for _ in range(FOLDS)]
+    for label in (True, False):
+        for k, i in enumerate(sorted(x for x in ids if gold[x] == label)):
+            out[k % FOLDS].append(i)
+    return out
+
+
+def tfidf_cv(
+    articles: dict[str, Article], gold: dict[str, bool], ids: list[str]
+) -> dict[str, bool]:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    pred: dict[str, bool] = {}
+    for test in folds(ids, gold):
+        test_set = set(test)
+        train_ids = [i for i in ids if i not in test_set]
+        model = make_pipeline(
+            TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=1),
+            LogisticRegression(max_iter=2000, class_weight="balanced"),
+        )
+        model.fit([text_of(articles[i]) for i in train_ids], [gold[i] for i in train_ids])
+        for i, y in zip(test, model.predict([text_of(articles[i]) for i in test]), strict=True):
+            pred[i] = bool(y)
+    return pred
+
+
+def feedback_cv(
+    articles: dict[str, Article], gold: dict[str, bool], ids: list[str]
+) -> dict[str, bool]:
+    pred: dict[str, bool] = {}
+    for test in folds(ids, gold):
+        test_set = set(test)
+        model = train((articles[i], gold[i]) for i in ids if i not in test_set)
+        for i in test:
+            pred[i] = classify(articles[i], model=model).conflict
+    return pred
+
+
+def text_of(a: Article) -> str:
+    return f"{a.title} {a.text}"
+
+
+def throughput(articles: dict[str, Article], corpus: Path) -> tuple[float, float]:
+    items = list(articles.values())
+    start = time.perf_counter()
+    for a in items:
+        classify(a)
+    in_process = len(items) / (time.perf_counter() - start)
+    root = Path(__file__).resolve().parents[1]
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-c", SUBPROCESS_SNIPPET, str(corpus / "articles.jsonl")],
+        cwd=root,
+        check=True,
+        capture_output=True,
+    )
+    return in_process, len(items) / (time.perf_counter() - start)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--no-sklearn", action="store_true", help="skip the TF-IDF reference")
+    args = parser.parse_args(argv)
+    corpus: Path = args.corpus
+    if not (corpus / "articles.jsonl").is_file() or not (corpus / "labels-dev.jsonl").is_file():
+        print(f"corpus not found at {corpus}, skipping")
+        return 0
+    articles, gold = load(corpus)
+
+    newsbot = {i: classify(articles[i]).conflict for i in gold}
+    keyword = {i: bool(KEYWORDS.search(text_of(articles[i]))) for i in gold}
+    systems: list[tuple[str, Callable[[list[str]], dict[str, bool]]]] = [
+        ("newsbot (lexicon)", lambda ids: newsbot),
+        ("keyword filter", lambda ids: keyword),
+    ]
+    if not args.no_sklearn:
+        systems.append(("TF-IDF + LR (5-fold CV)", lambda ids: tfidf_cv(articles, gold, ids)))
+    systems.append(("newsbot + feedback (5-fold CV)", lambda ids: feedback_cv(articles, gold, ids)))
+
+    print(f"dev labels, borderline left out: {len(gold)} articles\n")
+    print(f"{'system':34} {'lang':4} {'n':>4} {'P':>6} {'R':>6} {'F1':>6}")
+    for name, run in systems:
+        for lang in LANGS:
+            ids = sorted(i for i in gold if articles[i].lang == lang)
+            pred = run(ids)
+            p, r, f = prf(pred, gold, ids)
+            print(f"{name:34} {lang:4} {len(ids):4} {p:6.3f} {r:6.3f} {f:6.3f}")
+    print("\nnewsbot (lexicon) on the two halves of dev (even / odd article numbers):")
+    for lang in LANGS:
+        for half, parity in (("even", 0), ("odd", 1)):
+            ids = sorted(
+                i for i in gold if articles[i].lang == lang and int(i.split("-")[1]) % 2 == parity
+            )
+            p, r, f = prf(newsbot, gold, ids)
+            print(f"  {lang} {half:4} n={len(ids):3}  P={p:.3f} R={r:.3f} F1={f:.3f}")
+
+    in_process, with_startup = throughput(articles, corpus)
+    print(f"\nthroughput, {len(articles)} articles:")
+    print(f"  in-process (warm lexicon)      {in_process:8.0f} articles/s")
+    print(f"  subprocess incl. start-up      {with_startup:8.0f} articles/s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
