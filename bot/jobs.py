@@ -1,17 +1,22 @@
-"""Units of work the service and the CLI run: ingest article files, classify what changed."""
+"""Units of work the scheduler and the CLI run: ingest, poll feeds, route alerts, owe digests, prune."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 
-from bot import articles, qa
+import httpx
+
+from bot import articles, cluster, feeds, qa, schedule
 from bot.classify import classify
 from bot.learn import FeedbackModel
-from bot.models import Article, Thresholds, Verdict
+from bot.models import Article, Preferences, Thresholds, Verdict
+from bot.outbox import Outbox
 from bot.store import IngestCounts, Store
 
 log = logging.getLogger(__name__)
@@ -67,4 +72,171 @@ async def ingest(
         if index is not None:
             for article, verdict in report.changed:
                 index.add(article, verdict.score)
+    return report
+
+
+def wants(prefs: Preferences, article: Article, verdict: Verdict) -> bool:
+    """Whether an article passes a chat's filters (countries, include and exclude words)."""
+    haystack = f"{article.title}\n{article.text}".casefold()
+    if prefs.exclude and any(word.casefold() in haystack for word in prefs.exclude):
+        return False
+    if prefs.include and not any(word.casefold() in haystack for word in prefs.include):
+        return False
+    if prefs.countries:
+        topics = {t.casefold() for t in verdict.topics}
+        return any(c.casefold() in topics or c.casefold() in haystack for c in prefs.countries)
+    return True
+
+
+async def route(
+    changed: Sequence[tuple[Article, Verdict]],
+    store: Store,
+    outbox: Outbox | None,
+    *,
+    alert_threshold: float,
+    now: datetime,
+    story_window: timedelta = timedelta(days=3),
+) -> int:
+    """Cluster new articles into stories and owe each subscriber one alert per alert-worthy story."""
+    if not changed:
+        return 0
+    known = await store.recent(now - story_window)
+    stories = cluster.assign([article for article, _ in changed], known)
+    await store.set_stories(stories)
+    subscriptions = await store.subscriptions()
+    owed = 0
+    for article, verdict in changed:
+        for subscription in subscriptions:
+            prefs = subscription.prefs
+            threshold = (
+                prefs.alert_threshold if prefs.alert_threshold is not None else alert_threshold
+            )
+            if not prefs.alerts or verdict.score < threshold or not wants(prefs, article, verdict):
+                continue
+            # Keyed by story: a later report of the same event, or a re-ingest from another
+            # source, can never alert the same chat twice.
+            owed += await store.enqueue(
+                subscription.chat,
+                "alert",
+                stories[article.id],
+                {"article_id": article.id, "lang": subscription.lang},
+                not_before=schedule.quiet_until(prefs, now),
+            )
+    if owed and outbox is not None:
+        outbox.wake()
+    return owed
+
+
+async def digest_due(
+    store: Store,
+    outbox: Outbox | None,
+    subscription_id: int,
+    *,
+    digest_threshold: float,
+    max_items: int,
+    empty_message: bool,
+    now: datetime,
+    grace: timedelta = timedelta(hours=6),
+) -> bool:
+    """Owe a chat the digest of its latest schedule slot, once; False when nothing was owed."""
+    subscription = await store.subscription_by_id(subscription_id)
+    if subscription is None or not subscription.active:
+        return False
+    slot = schedule.last_slot(subscription.prefs, now)
+    if slot is None or now - slot > grace or slot <= subscription.created_at:
+        return False
+    if subscription.last_digest_at is not None and subscription.last_digest_at >= slot:
+        return False
+    since = subscription.last_digest_at or subscription.created_at
+    flagged = await store.flagged(digest_threshold, since=since, limit=max_items * 5)
+    firsts = await store.story_ids([article.id for article, _, _ in flagged])
+    chosen = [
+        article.id
+        for article, verdict, _ in flagged
+        # Later reports of a story appear as "also reported by" under the first one.
+        if firsts.get(article.id, article.id) == article.id
+        and wants(subscription.prefs, article, verdict)
+    ][:max_items]
+    owed = False
+    if chosen or empty_message:
+        owed = await store.enqueue(
+            subscription.chat,
+            "digest" if chosen else "notice",
+            slot.isoformat(),
+            {
+                "article_ids": chosen,
+                "since": since.isoformat(),
+                "lang": subscription.lang,
+                "text": "No new conflict-related articles."
+                if subscription.lang != "de"
+                else "Keine neuen konfliktbezogenen Artikel.",
+            },
+        )
+    await store.mark_digest(subscription.id, slot)
+    if owed and outbox is not None:
+        outbox.wake()
+    return owed
+
+
+async def prune(store: Store, *, retention: timedelta, now: datetime) -> None:
+    """Delete articles and finished deliveries older than the retention period."""
+    articles_gone, deliveries_gone = await store.prune(now - retention)
+    if articles_gone or deliveries_gone:
+        log.info("pruned %d articles and %d deliveries", articles_gone, deliveries_gone)
+
+
+async def poll_feed(
+    client: httpx.AsyncClient,
+    store: Store,
+    source_id: int,
+    *,
+    limits: feeds.FetchLimits,
+    allow_private: bool,
+    thresholds: Thresholds,
+    now: datetime,
+    model: FeedbackModel | None = None,
+    index: qa.Index | None = None,
+    outbox: Outbox | None = None,
+) -> IngestReport:
+    """Fetch one feed (honouring its back-off), store and classify new entries, route alerts."""
+    report = IngestReport()
+    source = await store.source(source_id)
+    if source is None:
+        return report
+    state = feeds.FeedState(
+        url=source.url,
+        etag=source.etag,
+        last_modified=source.last_modified,
+        failures=source.failures,
+        last_error=source.last_error,
+        next_attempt=source.next_attempt_at,
+        last_fetched=source.last_fetched_at,
+    )
+    if not state.due(now):
+        return report
+    result = await feeds.fetch(client, state, limits=limits, allow_private=allow_private, now=now)
+    new = result.state
+    await store.save_source_state(
+        dataclasses.replace(
+            source,
+            etag=new.etag,
+            last_modified=new.last_modified,
+            failures=new.failures,
+            last_error=new.last_error,
+            next_attempt_at=new.next_attempt,
+            last_fetched_at=new.last_fetched,
+        )
+    )
+    if result.error:
+        log.warning("feed %s: %s", source.name or source.url, result.error)
+        return report
+    report.counts, changed = await store.add_articles(result.articles, seen_at=now)
+    if changed:
+        verdicts = await asyncio.to_thread(classify_all, changed, thresholds, model)
+        await store.save_verdicts(verdicts)
+        report.changed = list(zip(changed, verdicts, strict=True))
+        if index is not None:
+            for article, verdict in report.changed:
+                index.add(article, verdict.score)
+        await route(report.changed, store, outbox, alert_threshold=thresholds.alert, now=now)
     return report

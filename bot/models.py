@@ -157,3 +157,22 @@ class Sent:
     """What a platform acknowledged for one post: its message ids, in order."""
 
     message_ids: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class Preferences:
+    """A subscribed chat's choices: alerts, digest schedule, quiet hours, language, filters."""
+
+    alerts: bool = True
+    # None: the deployment's classifier.alert_threshold.
+    alert_threshold: float | None = None
+    # Daily digest at this local time ("HH:MM"), or every `digest_every_hours` hours when set.
+    digest_at: str | None = "08:00"
+    digest_every_hours: int | None = None
+    timezone: str = "UTC"
+    # Alerts inside quiet hours ("HH:MM", local time) wait until the quiet hours end.
+    quiet_start: str | None = None
+    quiet_end: str | None = None
+    countries: tuple[str, ...] = ()
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()

@@ -7,12 +7,13 @@ loses data.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from bot.models import Article, ChatRef, Level, Verdict
+from bot.models import Article, ChatRef, Level, Preferences, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ articles = sa.Table(
     sa.Column("url", sa.Text),
     sa.Column("source", sa.Text),
     sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    # The first article of the story this one reports again (same event elsewhere); None: itself.
+    sa.Column("story_id", sa.String(200), index=True),
 )
 
 verdicts = sa.Table(
@@ -72,7 +75,7 @@ subscriptions = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("platform", sa.String(20), nullable=False),
     sa.Column("chat_id", sa.String(100), nullable=False),
-    # '' rather than NULL: NULLs never collide in a UNIQUE constraint, so a chat could subscribe twice.
+    # '' not NULL: NULLs never collide in a UNIQUE constraint, so a chat could subscribe twice.
     sa.Column("thread_id", sa.String(100), nullable=False, server_default=""),
     sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("lang", sa.String(8), nullable=False, server_default="en"),
@@ -99,6 +102,10 @@ deliveries = sa.Table(
     sa.Column("next_attempt_at", sa.DateTime(timezone=True)),
     sa.Column("sent_at", sa.DateTime(timezone=True)),
     sa.Column("message_ids", sa.Text),
+    # A claimed row is being sent until this time; a crashed sender's rows are retried after it.
+    sa.Column("lease_until", sa.DateTime(timezone=True)),
+    # From the article appearing (file seen / feed fetched) to the platform acknowledging.
+    sa.Column("latency_ms", sa.Integer),
     sa.UniqueConstraint("platform", "chat_id", "thread_id", "kind", "key"),
 )
 
@@ -121,14 +128,52 @@ feedback = sa.Table(
 )
 
 
+sources = sa.Table(
+    "sources",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("url", sa.Text, nullable=False, unique=True),
+    sa.Column("name", sa.Text, nullable=False, server_default=""),
+    # "config" sources come from newsbot.toml; others were added in a chat ("telegram:-100…").
+    sa.Column("added_by", sa.String(120), nullable=False, server_default="config"),
+    sa.Column("interval_seconds", sa.Integer, nullable=False, server_default="600"),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("etag", sa.Text),
+    sa.Column("last_modified", sa.Text),
+    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True)),
+    sa.Column("last_fetched_at", sa.DateTime(timezone=True)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
 def _create_v1(conn: Connection) -> None:
     metadata.create_all(conn, tables=[articles, verdicts, subscriptions, deliveries, feedback])
+
+
+def _add_columns(conn: Connection, table: sa.Table, names: Sequence[str]) -> None:
+    present = {column["name"] for column in sa.inspect(conn).get_columns(table.name)}
+    for name in names:
+        if name not in present:
+            column = table.c[name]
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{name}" {kind}'))
+
+
+def _v2_pipeline(conn: Connection) -> None:
+    """Stories, delivery leases and latency, and the sources table."""
+    _add_columns(conn, articles, ["story_id"])
+    _add_columns(conn, deliveries, ["lease_until", "latency_ms"])
+    metadata.create_all(conn, tables=[sources])
+    for index in articles.indexes:
+        index.create(conn, checkfirst=True)
 
 
 # Ordered schema upgrades; version N is MIGRATIONS[N-1]. Never edit a shipped step: append one.
 # Steps must be idempotent (check before altering), because migration 1 creates the tables from
 # the live `metadata`, which already has the columns that later steps add to old databases.
-MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1]
+MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1, _v2_pipeline]
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,8 +198,39 @@ class Subscription:
     chat: ChatRef
     active: bool
     lang: str
-    settings: dict[str, Any]
+    prefs: Preferences
     last_digest_at: datetime | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One row of the outbox: a post owed to one chat."""
+
+    id: int
+    chat: ChatRef
+    kind: str
+    key: str
+    payload: dict[str, Any]
+    attempts: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSource:
+    """A feed newsbot polls, with its HTTP cache validators and error state."""
+
+    id: int
+    url: str
+    name: str
+    added_by: str
+    interval_seconds: int
+    etag: str | None = None
+    last_modified: str | None = None
+    failures: int = 0
+    last_error: str | None = None
+    next_attempt_at: datetime | None = None
+    last_fetched_at: datetime | None = None
 
 
 def normalise_url(url: str) -> str:
@@ -429,6 +505,16 @@ class Store:
             ).first()
         return _subscription(row._mapping) if row else None
 
+    async def subscription_by_id(self, subscription_id: int) -> Subscription | None:
+        """One subscription by its id."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(subscriptions).where(subscriptions.c.id == subscription_id)
+                )
+            ).first()
+        return _subscription(row._mapping) if row else None
+
     async def subscriptions(self, platform: str | None = None) -> list[Subscription]:
         """Active subscriptions, optionally of one platform."""
         query = sa.select(subscriptions).where(subscriptions.c.active.is_(True))
@@ -488,6 +574,353 @@ class Store:
             rows = await conn.execute(query)
             return [(_article(r._mapping), float(r._mapping["share"]) >= 0.5) for r in rows]
 
+    # --- preferences ----------------------------------------------------------------------
+
+    async def set_preferences(
+        self, chat: ChatRef, prefs: Preferences, lang: str | None = None
+    ) -> None:
+        """Save a chat's preferences (and reply language); the chat must have subscribed once."""
+        values: dict[str, Any] = {"settings": preferences_to_json(prefs)}
+        if lang:
+            values["lang"] = lang
+        async with self.engine.begin() as conn:
+            await conn.execute(_chat_update(chat).values(values))
+
+    async def deactivate(self, chat: ChatRef) -> None:
+        """Stop sending to a chat that blocked or removed the bot (until it subscribes again)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(_chat_update(chat).values(active=False))
+            await conn.execute(
+                deliveries.update()
+                .where(
+                    deliveries.c.platform == chat.platform,
+                    deliveries.c.chat_id == chat.chat_id,
+                    deliveries.c.status.in_(["pending", "sending"]),
+                )
+                .values(status="failed", last_error="chat unavailable: subscription deactivated")
+            )
+
+    async def migrate_chat(self, chat: ChatRef, new_chat_id: str) -> None:
+        """A chat got a new id (Telegram group → supergroup): move its subscription and outbox."""
+        async with self.engine.begin() as conn:
+            await conn.execute(_chat_update(chat).values(chat_id=new_chat_id))
+            await conn.execute(
+                deliveries.update()
+                .where(
+                    deliveries.c.platform == chat.platform,
+                    deliveries.c.chat_id == chat.chat_id,
+                    deliveries.c.status.in_(["pending", "sending"]),
+                )
+                .values(chat_id=new_chat_id)
+            )
+
+    # --- stories --------------------------------------------------------------------------
+
+    async def recent(self, since: datetime, limit: int = 5000) -> list[tuple[Article, str]]:
+        """Articles seen after `since`, newest first, each with its story id."""
+        query = (
+            sa.select(articles)
+            .where(articles.c.seen_at > since)
+            .order_by(articles.c.seen_at.desc())
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(query)
+            return [
+                (_article(r._mapping), r._mapping["story_id"] or r._mapping["id"]) for r in rows
+            ]
+
+    async def set_stories(self, stories: dict[str, str]) -> None:
+        """Record which story each article belongs to (article id → first article's id)."""
+        if not stories:
+            return
+        async with self.engine.begin() as conn:
+            for article_id, story_id in stories.items():
+                await conn.execute(
+                    articles.update().where(articles.c.id == article_id).values(story_id=story_id)
+                )
+
+    async def story_ids(self, article_ids: Sequence[str]) -> dict[str, str]:
+        """The story each article belongs to (its own id when it is the first report)."""
+        if not article_ids:
+            return {}
+        query = sa.select(articles.c.id, articles.c.story_id).where(
+            articles.c.id.in_(list(article_ids))
+        )
+        async with self.engine.connect() as conn:
+            return {r.id: r.story_id or r.id for r in await conn.execute(query)}
+
+    async def also_reported(self, story_ids: Sequence[str]) -> dict[str, list[Article]]:
+        """Other articles of each story (the later reports), oldest first."""
+        if not story_ids:
+            return {}
+        query = (
+            sa.select(articles)
+            .where(articles.c.story_id.in_(list(story_ids)), articles.c.id != articles.c.story_id)
+            .order_by(articles.c.seen_at)
+        )
+        result: dict[str, list[Article]] = {}
+        async with self.engine.connect() as conn:
+            for row in await conn.execute(query):
+                result.setdefault(row._mapping["story_id"], []).append(_article(row._mapping))
+        return result
+
+    async def seen_at(self, article_ids: Sequence[str]) -> dict[str, datetime]:
+        """When each article first appeared."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(articles.c.id, articles.c.seen_at).where(
+                    articles.c.id.in_(list(article_ids))
+                )
+            )
+            return {r.id: _aware(r.seen_at) or _now() for r in rows}
+
+    async def entries(self, article_ids: Sequence[str]) -> list[tuple[Article, Verdict]]:
+        """Articles with their verdicts, in the order of `article_ids` (missing ones left out)."""
+        query = (
+            sa.select(articles, verdicts)
+            .join(verdicts, verdicts.c.article_id == articles.c.id)
+            .where(articles.c.id.in_(list(article_ids)))
+        )
+        async with self.engine.connect() as conn:
+            found = {
+                r._mapping["id"]: (_article(r._mapping), _verdict(r._mapping))
+                for r in await conn.execute(query)
+            }
+        return [found[i] for i in article_ids if i in found]
+
+    # --- outbox ---------------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        chat: ChatRef,
+        kind: str,
+        key: str,
+        payload: dict[str, Any],
+        not_before: datetime | None = None,
+    ) -> bool:
+        """Owe `chat` a post, once: False when the same (chat, kind, key) was owed before."""
+        row = {
+            "platform": chat.platform,
+            "chat_id": chat.chat_id,
+            "thread_id": chat.thread_id or "",
+            "kind": kind,
+            "key": key,
+            "status": "pending",
+            "payload": json.dumps(payload, ensure_ascii=False),
+            "created_at": _now(),
+            "next_attempt_at": not_before,
+        }
+        async with self.engine.begin() as conn:
+            insert = _insert_ignore(conn, deliveries).values(row)
+            result = await conn.execute(insert)
+            return bool(result.rowcount)
+
+    async def claim(
+        self,
+        now: datetime,
+        limit: int = 100,
+        lease: float = 60.0,
+        platforms: Sequence[str] | None = None,
+    ) -> list[Delivery]:
+        """Take due deliveries for sending: pending ones, and ones whose sender's lease ran out."""
+        due = sa.or_(
+            sa.and_(
+                deliveries.c.status == "pending",
+                sa.or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now),
+            ),
+            sa.and_(deliveries.c.status == "sending", deliveries.c.lease_until < now),
+        )
+        query = sa.select(deliveries).where(due).order_by(deliveries.c.id).limit(limit)
+        if platforms is not None:
+            query = query.where(deliveries.c.platform.in_(list(platforms)))
+        async with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Several instances share the outbox: each row goes to exactly one of them.
+                query = query.with_for_update(skip_locked=True)
+            rows = [_delivery(r._mapping) for r in await conn.execute(query)]
+            if rows:
+                await conn.execute(
+                    deliveries.update()
+                    .where(deliveries.c.id.in_([r.id for r in rows]))
+                    .values(status="sending", lease_until=now + timedelta(seconds=lease))
+                )
+        return rows
+
+    async def release_sending(self) -> int:
+        """Make rows left 'sending' by a crashed process due now; only safe for a lone instance."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                deliveries.update()
+                .where(deliveries.c.status == "sending")
+                .values(status="pending", lease_until=None)
+            )
+            return result.rowcount
+
+    async def next_due(self) -> datetime | None:
+        """When the next pending delivery becomes due (None: nothing pending)."""
+        query = sa.select(
+            sa.func.min(sa.func.coalesce(deliveries.c.next_attempt_at, deliveries.c.created_at))
+        ).where(deliveries.c.status == "pending")
+        async with self.engine.connect() as conn:
+            return _aware((await conn.execute(query)).scalar())
+
+    async def mark_sent(
+        self, delivery_id: int, at: datetime, message_ids: Sequence[str], latency_ms: int | None
+    ) -> None:
+        """Record that the platform acknowledged a delivery."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                deliveries.update()
+                .where(deliveries.c.id == delivery_id)
+                .values(
+                    status="sent",
+                    sent_at=at,
+                    attempts=deliveries.c.attempts + 1,
+                    message_ids=json.dumps(list(message_ids)),
+                    latency_ms=latency_ms,
+                    lease_until=None,
+                    last_error=None,
+                )
+            )
+
+    async def mark_retry(
+        self, delivery_id: int, error: str, next_attempt_at: datetime, count: bool = True
+    ) -> None:
+        """A send failed but may succeed later; `count=False` for waits the platform asked for."""
+        values: dict[str, Any] = {
+            "status": "pending",
+            "last_error": error[:500],
+            "next_attempt_at": next_attempt_at,
+            "lease_until": None,
+        }
+        if count:
+            values["attempts"] = deliveries.c.attempts + 1
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                deliveries.update().where(deliveries.c.id == delivery_id).values(values)
+            )
+
+    async def mark_failed(self, delivery_id: int, error: str) -> None:
+        """Give up on a delivery, keeping why."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                deliveries.update()
+                .where(deliveries.c.id == delivery_id)
+                .values(
+                    status="failed",
+                    last_error=error[:500],
+                    attempts=deliveries.c.attempts + 1,
+                    lease_until=None,
+                )
+            )
+
+    async def deliveries(self, status: str | None = None) -> list[dict[str, Any]]:
+        """Outbox rows as dicts (for reports and tests)."""
+        query = sa.select(deliveries).order_by(deliveries.c.id)
+        if status:
+            query = query.where(deliveries.c.status == status)
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in await conn.execute(query)]
+
+    # --- sources --------------------------------------------------------------------------
+
+    async def add_source(
+        self, url: str, *, name: str = "", added_by: str = "config", interval_seconds: int = 600
+    ) -> bool:
+        """Add a feed (or re-activate it); False when it was already active."""
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(sa.select(sources).where(sources.c.url == url))).first()
+            if row is None:
+                await conn.execute(
+                    sources.insert().values(
+                        url=url,
+                        name=name,
+                        added_by=added_by,
+                        interval_seconds=interval_seconds,
+                        created_at=_now(),
+                    )
+                )
+                return True
+            await conn.execute(
+                sources.update()
+                .where(sources.c.id == row.id)
+                .values(active=True, interval_seconds=interval_seconds, name=name or row.name)
+            )
+            return not row.active
+
+    async def remove_source(self, source: int | str) -> bool:
+        """Stop polling a feed (by id or URL); its articles stay."""
+        match = sources.c.id == source if isinstance(source, int) else sources.c.url == source
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                sources.update().where(match, sources.c.active.is_(True)).values(active=False)
+            )
+            return bool(result.rowcount)
+
+    async def source(self, source_id: int) -> FeedSource | None:
+        """One feed by id (active or not)."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(sources).where(sources.c.id == source_id))).first()
+        return _source(row._mapping) if row else None
+
+    async def sources(self) -> list[FeedSource]:
+        """Active feeds."""
+        query = sa.select(sources).where(sources.c.active.is_(True)).order_by(sources.c.id)
+        async with self.engine.connect() as conn:
+            return [_source(r._mapping) for r in await conn.execute(query)]
+
+    async def save_source_state(self, source: FeedSource) -> None:
+        """Persist a feed's validators and error state after a fetch."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                sources.update()
+                .where(sources.c.id == source.id)
+                .values(
+                    etag=source.etag,
+                    last_modified=source.last_modified,
+                    failures=source.failures,
+                    last_error=source.last_error,
+                    next_attempt_at=source.next_attempt_at,
+                    last_fetched_at=source.last_fetched_at,
+                )
+            )
+
+    # --- retention ------------------------------------------------------------------------
+
+    async def prune(self, before: datetime) -> tuple[int, int]:
+        """Delete articles first seen and deliveries finished before `before`; return the counts."""
+        async with self.engine.begin() as conn:
+            done = await conn.execute(
+                deliveries.delete().where(
+                    deliveries.c.status.in_(["sent", "failed"]), deliveries.c.created_at < before
+                )
+            )
+            old = sa.select(articles.c.id).where(articles.c.seen_at < before)
+            await conn.execute(verdicts.delete().where(verdicts.c.article_id.in_(old)))
+            await conn.execute(feedback.delete().where(feedback.c.article_id.in_(old)))
+            gone = await conn.execute(articles.delete().where(articles.c.seen_at < before))
+            return gone.rowcount, done.rowcount
+
+
+def _chat_update(chat: ChatRef) -> sa.Update:
+    return subscriptions.update().where(
+        subscriptions.c.platform == chat.platform,
+        subscriptions.c.chat_id == chat.chat_id,
+        subscriptions.c.thread_id == (chat.thread_id or ""),
+    )
+
+
+def _insert_ignore(conn: AsyncConnection, table: sa.Table) -> Any:
+    """INSERT that skips rows violating a unique constraint, in this connection's dialect."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).on_conflict_do_nothing()
+
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
@@ -545,6 +978,50 @@ def _subscription(row: Any) -> Subscription:
         chat=ChatRef(row["platform"], row["chat_id"], row["thread_id"] or None),
         active=bool(row["active"]),
         lang=row["lang"],
-        settings=json.loads(row["settings"] or "{}"),
+        prefs=preferences_from_json(row["settings"]),
         last_digest_at=_aware(row["last_digest_at"]),
+        created_at=_aware(row["created_at"]) or _now(),
+    )
+
+
+def preferences_to_json(prefs: Preferences) -> str:
+    """Preferences as stored."""
+    return json.dumps(dataclasses.asdict(prefs), ensure_ascii=False)
+
+
+def preferences_from_json(raw: str | None) -> Preferences:
+    """Stored preferences; unknown keys (from newer versions) are ignored, missing ones default."""
+    data = json.loads(raw or "{}")
+    known = {f.name for f in dataclasses.fields(Preferences)}
+    values: dict[str, Any] = {
+        k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known
+    }
+    return Preferences(**values)
+
+
+def _delivery(row: Any) -> Delivery:
+    return Delivery(
+        id=row["id"],
+        chat=ChatRef(row["platform"], row["chat_id"], row["thread_id"] or None),
+        kind=row["kind"],
+        key=row["key"],
+        payload=json.loads(row["payload"] or "{}"),
+        attempts=row["attempts"],
+        created_at=_aware(row["created_at"]) or _now(),
+    )
+
+
+def _source(row: Any) -> FeedSource:
+    return FeedSource(
+        id=row["id"],
+        url=row["url"],
+        name=row["name"],
+        added_by=row["added_by"],
+        interval_seconds=row["interval_seconds"],
+        etag=row["etag"],
+        last_modified=row["last_modified"],
+        failures=row["failures"],
+        last_error=row["last_error"],
+        next_attempt_at=_aware(row["next_attempt_at"]),
+        last_fetched_at=_aware(row["last_fetched_at"]),
     )

@@ -27,3 +27,28 @@ class ChatAdapter(Protocol):
     async def send(self, chat: ChatRef, post: Post) -> Sent:
         """Deliver one post (split to platform limits); raise on failure."""
         ...
+
+
+class DeliveryError(Exception):
+    """A platform refused or failed a send; adapters translate their errors into this.
+
+    `retry_after`: the platform asked us to wait this many seconds (429 / RetryAfter).
+    `chat_gone`: the bot was blocked, kicked or the chat deleted; stop sending there.
+    `migrated_to`: the chat has a new id (Telegram group → supergroup); resend there.
+    `permanent`: retrying the same message cannot succeed (e.g. it is malformed).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        chat_gone: bool = False,
+        migrated_to: str | None = None,
+        permanent: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.chat_gone = chat_gone
+        self.migrated_to = migrated_to
+        self.permanent = permanent or chat_gone

@@ -1,0 +1,81 @@
+"""Per-platform send pacing: book each message a time slot so platform rate limits are never hit."""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from dataclasses import dataclass
+
+from bot.models import ChatRef
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """A platform's message rate limits."""
+
+    # Messages per second across all chats.
+    per_second: float
+    # Minimum seconds between two messages to the same chat.
+    chat_interval: float = 0.0
+    # Messages per minute to one group chat (None: no such limit).
+    group_per_minute: int | None = None
+    # Chat ids starting with this are groups (Telegram: negative ids).
+    group_prefix: str | None = None
+
+
+# Published limits, with a little headroom so clock jitter between us and the platform never
+# tips a burst over: Telegram allows ~30 msg/s overall, 1 msg/s per chat, 20 msg/min per group;
+# Slack ~1 msg/s per channel.
+PLATFORM_LIMITS: dict[str, Limits] = {
+    "telegram": Limits(per_second=29.0, chat_interval=1.0, group_per_minute=20, group_prefix="-"),
+    "slack": Limits(per_second=20.0, chat_interval=1.05),
+    "console": Limits(per_second=1000.0),
+}
+
+
+class Pacer:
+    """Books send slots (in seconds on the caller's clock) that respect one platform's limits."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self._next_global = 0.0
+        self._next_chat: dict[str, float] = {}
+        self._group_sends: defaultdict[str, deque[float]] = defaultdict(deque)
+        self._paused_until = 0.0
+
+    def is_group(self, chat: ChatRef) -> bool:
+        """Whether the platform treats `chat` as a group with its own per-minute limit."""
+        prefix = self.limits.group_prefix
+        return prefix is not None and chat.chat_id.startswith(prefix)
+
+    def slot(self, chat: ChatRef, now: float) -> float:
+        """The earliest time a message to `chat` may go, without booking it."""
+        key = _key(chat)
+        at = max(now, self._next_global, self._paused_until, self._next_chat.get(key, 0.0))
+        per_minute = self.limits.group_per_minute
+        if per_minute is not None and self.is_group(chat):
+            sends = self._group_sends[key]
+            while sends and sends[0] <= at - 60.0:
+                sends.popleft()
+            if len(sends) >= per_minute:
+                at = max(at, sends[len(sends) - per_minute] + 60.0)
+        return at
+
+    def book(self, chat: ChatRef, now: float) -> float:
+        """Reserve the earliest allowed slot for a message to `chat` and return it."""
+        at = self.slot(chat, now)
+        key = _key(chat)
+        self._next_global = at + 1.0 / self.limits.per_second
+        if self.limits.chat_interval:
+            self._next_chat[key] = at + self.limits.chat_interval
+        if self.limits.group_per_minute is not None and self.is_group(chat):
+            self._group_sends[key].append(at)
+        return at
+
+    def pause(self, until: float) -> None:
+        """Hold every send until `until` (the platform said retry-after)."""
+        self._paused_until = max(self._paused_until, until)
+
+
+def _key(chat: ChatRef) -> str:
+    # Limits apply per chat, whatever topic/thread inside it a message targets.
+    return chat.chat_id

@@ -1,0 +1,59 @@
+import io
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from bot import app, qa
+from bot.config import Settings
+from bot.models import Alert, ChatRef, Post, Sent
+from bot.store import Store
+
+from .conftest import SEED
+
+
+async def lines(*items: str) -> AsyncIterator[str]:
+    for item in items:
+        yield item
+
+
+class RecordingChat:
+    platform = "console"
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[ChatRef, Post]] = []
+
+    async def start(self, handler: object) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def send(self, chat: ChatRef, post: Post) -> Sent:
+        self.sent.append((chat, post))
+        return Sent(("1",))
+
+
+async def test_console_run_prints_digest_answers_and_exits_zero(settings: Settings) -> None:
+    shutil.copy(SEED, settings.articles.folder)
+    out = io.StringIO()
+    code = await app.run(settings, lines=lines("who attends from Germany?\n", "/help\n"), out=out)
+    text = out.getvalue()
+    assert code == 0
+    assert text.index("Conflict digest") < text.index("Michaelis") < text.index("/subscribe")
+    assert "Source:" in text
+
+
+async def test_folder_scan_ingests_new_files_once_and_alerts(
+    settings: Settings, store: Store, tmp_path: Path
+) -> None:
+    folder = settings.articles.folder
+    chat = RecordingChat()
+    index = qa.Index.build([])
+    mtimes: dict[Path, float] = {}
+    await app.scan_folder(folder, store, settings, index, [chat], mtimes)
+    assert chat.sent == [] and await store.count_articles() == 0
+    shutil.copy(SEED, folder)
+    await app.scan_folder(folder, store, settings, index, [chat], mtimes)
+    await app.scan_folder(folder, store, settings, index, [chat], mtimes)
+    assert await store.count_articles() == 1
+    alerts = [post for _, post in chat.sent if isinstance(post, Alert)]
+    assert len(alerts) == 1 and alerts[0].item.title.startswith("Vertreter der 30 Nato-Staaten")
+    assert index.get(alerts[0].item.article_id) is not None
