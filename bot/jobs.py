@@ -1,4 +1,4 @@
-"""Units of work the scheduler and the CLI run: ingest, poll feeds, route alerts, owe digests, prune."""
+"""Units of work for the scheduler and the CLI: ingest, poll feeds, route alerts, digests, prune."""
 
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ async def route(
     now: datetime,
     story_window: timedelta = timedelta(days=3),
 ) -> int:
-    """Cluster new articles into stories and owe each subscriber one alert per alert-worthy story."""
+    """Cluster new articles into stories; owe each subscriber one alert per alert-worthy story."""
     if not changed:
         return 0
     known = await store.recent(now - story_window)

@@ -37,7 +37,7 @@ class Level(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Thresholds:
-    """Score cut-offs: at or above `alert` an article alerts, at or above `digest` it is digested."""
+    """Score cut-offs: from `alert` an article alerts, from `digest` it goes into digests."""
 
     alert: float = 0.8
     digest: float = 0.5
