@@ -28,6 +28,7 @@ LEXICON_PATH_ENV = "NEWSBOT_LEXICON_PATH"
 FALLBACK_LANG = "en"
 
 _WORD = re.compile(r"\w+")
+_TERM_PART = re.compile(r"\*?\w+\*?")
 # A sentence end followed by space; used only to find where the lead stops.
 _SENTENCE_END = re.compile(r"[.!?][\"'»«“”]?\s")
 
@@ -163,7 +164,8 @@ def _compile(lang: str, data: dict[str, object]) -> _Lexicon:
     def add(term: str, kind: str, topic: str, weight: float) -> None:
         cue = len(cues)
         cues.append(_Cue(term, kind, topic, weight))
-        parts = term.split()
+        # Split like the text is tokenised, so "cessez-le-feu" or "d'affaires" still match.
+        parts = _TERM_PART.findall(term)
         if not parts:
             raise LexiconError(f"{lang}: empty term in {topic!r}")
         ids = tuple(glob_id(p) for p in parts)

@@ -30,7 +30,7 @@ _MAX_TOKENS = 400
 _CHAR_N = 5
 _TITLE_PREFIX = "t:"
 # How much feedback it takes before the learned corrections apply in full.
-_HALF_INFLUENCE_AT = 30
+_HALF_INFLUENCE_AT = 10
 
 
 def _features(article: Article, bits: int) -> npt.NDArray[np.int64]:
