@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
@@ -73,21 +73,25 @@ async def tg(clock: VirtualClock) -> AsyncIterator[FakeTelegram]:
         yield fake
 
 
+@pytest.fixture(params=["http", "in_process"])
+def build_app(request: pytest.FixtureRequest, tg: FakeTelegram) -> Callable[[], Application]:  # type: ignore[type-arg]
+    """Builds Applications talking to the fake over loopback HTTP or in-process."""
+    return lambda: _application(tg, in_process=request.param == "in_process")
+
+
 @pytest.fixture
-async def bot(tg: FakeTelegram) -> AsyncIterator[ExtBot[None]]:
-    application = _application(tg)
-    async with application:
+async def bot(build_app: Callable[[], Application]) -> AsyncIterator[ExtBot[None]]:  # type: ignore[type-arg]
+    async with build_app() as application:
         yield application.bot
 
 
-def _application(tg: FakeTelegram) -> Application:  # type: ignore[type-arg]
-    return (
-        ApplicationBuilder()
-        .token(TOKEN)
-        .base_url(tg.base_url)
-        .base_file_url(tg.base_file_url)
-        .build()
-    )
+def _application(tg: FakeTelegram, *, in_process: bool = False) -> Application:  # type: ignore[type-arg]
+    builder = ApplicationBuilder().token(TOKEN)
+    if in_process:
+        builder = builder.request(tg.request()).get_updates_request(tg.request())
+    else:
+        builder = builder.base_url(tg.base_url).base_file_url(tg.base_file_url)
+    return builder.build()
 
 
 async def _start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -104,9 +108,11 @@ async def _echo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def test_polling_application_answers_commands_and_echoes(
-    tg: FakeTelegram, clock: VirtualClock
+    tg: FakeTelegram,
+    clock: VirtualClock,
+    build_app: Callable[[], Application],  # type: ignore[type-arg]
 ) -> None:
-    application = _application(tg)
+    application = build_app()
     application.add_handler(CommandHandler("start", _start))
     application.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, _echo))
     async with application:
@@ -140,31 +146,45 @@ async def test_polling_application_answers_commands_and_echoes(
     assert tg.rejected_429 == 0 and tg.unhandled == []
 
 
-async def test_forum_topic_reply_keeps_the_thread(tg: FakeTelegram) -> None:
-    application = _application(tg)
-    application.add_handler(MessageHandler(filters.TEXT, _echo))
+async def test_group_commands_and_forum_topics(
+    tg: FakeTelegram,
+    build_app: Callable[[], Application],  # type: ignore[type-arg]
+) -> None:
+    forum = -1001234567890
+    application = build_app()
+    application.add_handler(CommandHandler("start", _start))
+    application.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, _echo))
     async with application:
         await application.start()
         await application.updater.start_polling(poll_interval=0, timeout=1)  # type: ignore[union-attr]
         try:
-            tg.push_message(-1001234567890, "news?", chat_type="supergroup", thread_id=7)
-            [reply] = await tg.wait_for_sent(1)
+            # Updates are handled in order, so the echo proves the foreign command was ignored.
+            tg.push_message(-555, "/start@SomeOtherBot")
+            tg.push_message(-555, "/start@FakeNewsBot")
+            tg.push_message(forum, "news?", chat_type="supergroup", thread_id=7)
+            welcome, reply = await tg.wait_for_sent(2)
         finally:
             await application.updater.stop()  # type: ignore[union-attr]
             await application.stop()
-    assert reply.chat_id == -1001234567890
-    assert reply.message_thread_id == 7
-    assert tg.messages[(reply.chat_id, reply.message_id)]["is_topic_message"] is True
+    assert (welcome.chat_id, welcome.visible_text) == (-555, "Welcome to the news bot")
+    assert (reply.chat_id, reply.text) == (forum, "news?")
+    assert reply.message_thread_id == 7  # PTB's reply_text keeps the topic
+    assert tg.messages[(forum, reply.message_id)]["is_topic_message"] is True
+    assert tg.chats[forum]["is_forum"] is True
 
 
-async def test_callback_query_round_trip(tg: FakeTelegram, clock: VirtualClock) -> None:
+async def test_callback_query_round_trip(
+    tg: FakeTelegram,
+    clock: VirtualClock,
+    build_app: Callable[[], Application],  # type: ignore[type-arg]
+) -> None:
     async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query = update.callback_query
         assert query is not None
         await query.answer("Subscribed")
         await query.edit_message_text(f"You chose {query.data}")
 
-    application = _application(tg)
+    application = build_app()
     application.add_handler(CallbackQueryHandler(on_button))
     async with application:
         await application.start()
@@ -223,6 +243,11 @@ async def test_blocked_user_raises_forbidden_until_they_write_again(
     tg.push_message(42, "/start")  # a user writing to the bot has unblocked it
     await bot.send_message(42, "welcome back")
 
+    tg.block(9, notify=True)  # also queues Telegram's my_chat_member update
+    *_, update = await bot.get_updates(timeout=0)
+    assert update.my_chat_member is not None
+    assert update.my_chat_member.new_chat_member.status == "kicked"
+
     tg.script("sendMessage", FakeError.blocked(), chat_id=7)
     await bot.send_message(8, "unaffected")
     with pytest.raises(Forbidden):
@@ -244,14 +269,18 @@ async def test_migrated_group_raises_chat_migrated(tg: FakeTelegram, bot: ExtBot
     assert caught.value.new_chat_id == -100999
 
 
-async def test_conflicts_on_get_updates(tg: FakeTelegram, bot: ExtBot[None]) -> None:
+async def test_conflicts_on_get_updates(
+    tg: FakeTelegram,
+    bot: ExtBot[None],
+    build_app: Callable[[], Application],  # type: ignore[type-arg]
+) -> None:
     tg.script("getUpdates", FakeError.conflict())
     with pytest.raises(Conflict, match="terminated by other getUpdates request"):
         await bot.get_updates(timeout=0)
 
     # A second instance's poll ends the first one's long poll. (Two concurrent get_updates on
     # one Bot would not even leave PTB: its getUpdates connection pool holds one connection.)
-    async with _application(tg) as second_instance:
+    async with build_app() as second_instance:
         first = asyncio.create_task(bot.get_updates(timeout=5))
         await tg.wait_for(lambda: len(tg.calls_to("getUpdates")) == 2)
         assert await second_instance.bot.get_updates(timeout=0) == ()
@@ -492,8 +521,12 @@ async def test_get_updates_offsets_and_long_polling(tg: FakeTelegram, bot: ExtBo
     assert update.message is not None and update.message.text == "three"
     assert loop.time() - started < 2  # returned as soon as the update arrived
 
-    tg.push_message(42, "filtered")
-    assert await bot.get_updates(timeout=0, allowed_updates=["callback_query"]) == ()
+    post = tg.push_message(-1009876, "channel news", chat_type="channel")
+    assert await bot.get_updates(timeout=0, allowed_updates=["callback_query"]) != ()  # queued
+    tg.push_message(42, "not wanted")  # created after allowed_updates excluded messages
+    assert await bot.get_updates(offset=post["update_id"] + 1, timeout=0) == ()
+    assert [u["message"]["text"] for u in tg.dropped_updates] == ["not wanted"]
+    assert post["channel_post"]["sender_chat"]["type"] == "channel"
 
 
 async def test_json_bodies_and_query_strings_are_accepted(tg: FakeTelegram) -> None:
