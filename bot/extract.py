@@ -62,6 +62,8 @@ class Sentence:
     tokens: tuple[Token, ...]
     spans: tuple[Span, ...]
     keys: frozenset[str]
+    # Extra (key, token position) pairs: German separable verbs joined ("kommen ... zusammen").
+    extra: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,11 +160,13 @@ def lemma(word: str, lang: str) -> str:
     """The dictionary form of `word`, folded; numbers and unknown words stay as they are."""
     if lang not in ("de", "en") or not word[:1].isalpha():
         return fold(word)
-    found = _LOOKUP.get_lemma(word, lang) or _RULES.get_lemma(word, lang)
+    found = _LOOKUP.get_lemma(word, lang)
     if found is None and word[:1].isupper():
         found = _LOOKUP.get_lemma(word.lower(), lang)
     if found is None and lang == "de" and word.endswith("s") and len(word) > 4:
         found = _LOOKUP.get_lemma(word[:-1], lang)  # genitive: Russlands, Netanyahus
+    if found is None:
+        found = _RULES.get_lemma(word, lang)
     return fold(found or word)
 
 
@@ -282,12 +286,17 @@ _WORD = re.compile(
 )
 
 
+_NAME_PREFIX = re.compile(r"^(?:al|el|ad|as|ar|an|at|bin|ibn|abu)-[A-ZÄÖÜ]")
+
+
 def tokens(text: str, lang: str) -> tuple[Token, ...]:
     """The words and numbers of `text`, with comparison keys."""
     out = []
     for m in _WORD.finditer(text):
         word = m.group(0)
-        out.append(Token(word, key_of(word, lang), word[:1].isupper(), m.start(), m.end()))
+        # "al-Baghdadi", "el-Sisi": an Arabic article before a capitalised name is part of it.
+        cap = word[:1].isupper() or _NAME_PREFIX.match(word) is not None
+        out.append(Token(word, key_of(word, lang), cap, m.start(), m.end()))
     return tuple(out)
 
 
@@ -436,6 +445,8 @@ def _plain_word(tok: Token, lang: str) -> bool:
     """A capitalised word that is no common word, weekday, month, role or org head."""
     if not tok.cap or not tok.text[:1].isalpha():
         return False
+    if _NAME_PREFIX.match(tok.text):
+        return True
     sk = skeleton(tok.text)
     vocab = _vocabulary(lang)
     if sk in vocab or tok.key in vocab:
@@ -448,9 +459,11 @@ def _plain_word(tok: Token, lang: str) -> bool:
         return False
     if is_role(tok.text, lang) or is_org_head(tok.text, lang):
         return False
-    # Adverbs and adjectives capitalised at the start of a sentence lemmatise to lower case.
-    lem = simplemma.lemmatize(tok.text, lang=lang) if lang in ("de", "en") else tok.text
-    return lem[:1].isupper()
+    # German adverbs and adjectives capitalised at the start of a sentence lemmatise to lower
+    # case; English lemmas are lower case for names too ("Carter" -> "carter").
+    if lang != "de":
+        return True
+    return simplemma.lemmatize(tok.text, lang=lang)[:1].isupper()
 
 
 @functools.lru_cache(maxsize=100_000)
@@ -504,7 +517,41 @@ def analyse(text: str, lang: str) -> Sentence:
     keys: set[str] = set()
     for tok in toks:
         keys.update(keys_of(tok, lang))
-    return Sentence(text, toks, spans, frozenset(keys))
+    extra = _separable(text, toks, lang) + _joined(toks, lang)
+    keys.update(k for k, _ in extra)
+    return Sentence(text, toks, spans, frozenset(keys), extra)
+
+
+def _joined(toks: tuple[Token, ...], lang: str) -> tuple[tuple[str, int], ...]:
+    """Adjacent word pairs as one key ("foreign minister" -> "foreignminister"), for compounds."""
+    out: list[tuple[str, int]] = []
+    if lang == "de":
+        return ()  # German writes these as one word already
+    for i in range(len(toks) - 1):
+        a, b = toks[i], toks[i + 1]
+        if a.text[:1].isalpha() and b.text[:1].isalpha():
+            out.append((skeleton(a.text + b.text), i))
+            out.append((skeleton(a.text + lemma(b.text, lang)), i))
+    return tuple(out)
+
+
+def _separable(text: str, toks: tuple[Token, ...], lang: str) -> tuple[tuple[str, int], ...]:
+    """German verbs split around a clause: "kommen ... zusammen" -> "zusammenkommen"."""
+    particles = lang_data(lang).separable_particles
+    if not particles:
+        return ()
+    out: list[tuple[str, int]] = []
+    clause_start = 0
+    for i, tok in enumerate(toks):
+        after = text[tok.end : toks[i + 1].start] if i + 1 < len(toks) else text[tok.end :]
+        if fold(tok.text) in particles and not tok.cap and after.strip()[:1] in (",", ".", ";", ""):
+            for j in range(clause_start, i):
+                verb = toks[j]
+                if not verb.cap and verb.text.isalpha():
+                    out.append((skeleton(lemma(fold(tok.text) + verb.text, lang)), j))
+        if after.strip()[:1] in (",", ".", ";", ":"):
+            clause_start = i + 1
+    return tuple(out)
 
 
 def _span_text(text: str, toks: tuple[Token, ...], start: int, end: int) -> str:
@@ -560,8 +607,8 @@ def _spans(text: str, toks: tuple[Token, ...], lang: str) -> list[Span]:
             spans.append(Span("time", _span_text(text, toks, start, end), start, end))
             i = end
             continue
-        if not tok.cap:
-            i += 1
+        if not tok.cap or folded in data.stopwords:
+            i += 1  # sentence-initial function words ("Am", "The") start no name
             continue
         # A run of capitalised words (with name particles inside) is a name, a place or an org.
         j = i

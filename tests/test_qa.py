@@ -1,0 +1,165 @@
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot.models import Article
+from bot.qa import Index, answer, answer_llm
+
+SEED = Path(__file__).resolve().parents[1] / "articles" / "nato-russland-rat-2022-01.txt"
+
+# Small hand-written articles (not corpus text).
+ARMY = Article(
+    id="t-de-1",
+    title="",
+    text=(
+        "Manöver an der Grenze. Warschau – Die polnische Armee hat rund 4.500 Soldaten an die "
+        "Grenze zu Belarus verlegt. Verteidigungsminister Piotr Zalewski sagte am Dienstag in "
+        "Warschau, die Übungen sollen in den Regionen Podlachien, Masowien und Lublin stattfinden. "
+        "Die Regierung in Minsk verurteilte die Verlegung scharf."
+    ),
+    lang="de",
+)
+STORM = Article(
+    id="t-en-1",
+    title="Storm hits coastal towns",
+    text=(
+        "A storm killed 12 people in the coastal town of Portmoor on Friday, mayor Helen Brody said."
+    ),
+    lang="en",
+)
+MARKET = Article(
+    id="t-en-2",
+    title="Shares rise",
+    text="Shares of Acme Corp rose 5 percent on Wednesday after strong quarterly sales.",
+    lang="en",
+)
+
+
+def seed() -> Article:
+    text = SEED.read_text(encoding="utf-8").strip()
+    return Article(id="seed", title="", text=text, lang="de", published="2022-01")
+
+
+@pytest.fixture(scope="module")
+def index() -> Index:
+    return Index.build([seed(), ARMY, STORM, MARKET], weights={"seed": 1.0})
+
+
+@pytest.mark.parametrize(
+    ("question", "expected", "lang"),
+    [
+        ("Who attends from Germany?", "Andreas Michaelis", "en"),
+        ("Wer nimmt für Deutschland teil?", "Andreas Michaelis", "de"),
+        ("Who is the US ambassador to NATO?", "Julianne Smith", "en"),
+        ("How many soldiers has Russia gathered near Ukraine?", "100.000", "en"),
+        ("Where do NATO and Russia meet?", "Brüssel", "en"),
+        ("Wo finden die OSZE-Gespräche statt?", "Wien", "de"),
+        ("When did Sherman lead the US delegation in Geneva?", "Montag", "en"),
+    ],
+)
+def test_seed_questions(index: Index, question: str, expected: str, lang: str) -> None:
+    got = answer(question, index, article_id="seed")
+    assert got.text is not None and expected in got.text
+    assert got.lang == lang
+    assert got.sentence is not None and expected in got.sentence
+    assert got.sources[0].id == "seed"
+    assert 0 < got.confidence <= 1
+
+
+def test_list_question(index: Index) -> None:
+    got = answer("In which regions will the manoeuvres be held?", index, article_id="seed")
+    assert got.text is not None
+    assert all(r in got.text for r in ("Woronesch", "Belgorod", "Brjansk"))
+
+
+def test_abstains_when_the_article_does_not_say(index: Index) -> None:
+    got = answer("Who attends from France?", index, article_id="seed")
+    assert got.text is None
+    assert got.lang == "en"
+
+
+def test_abstains_in_german(index: Index) -> None:
+    assert answer("Wer vertritt Japan?", index, article_id="seed").text is None
+
+
+def test_cross_lingual_german_question_english_article(index: Index) -> None:
+    got = answer("Wie viele Menschen wurden getötet?", index, article_id="t-en-1")
+    assert got.text is not None and "12" in got.text
+    assert got.lang == "de"
+
+
+def test_english_question_german_article(index: Index) -> None:
+    got = answer("How many soldiers did the Polish army move?", index, article_id="t-de-1")
+    assert got.text is not None and "4.500" in got.text
+    who = answer("Who is the Polish defence minister?", index, article_id="t-de-1")
+    assert who.text is not None and "Piotr Zalewski" in who.text
+
+
+def test_retrieval_across_articles(index: Index) -> None:
+    hits = index.search("storm Portmoor", k=2)
+    assert hits[0][0].id == "t-en-1"
+    got = answer("Where did the storm kill people?", index)
+    assert got.text is not None and "Portmoor" in got.text
+    assert got.sources[0].id == "t-en-1"
+    got_de = answer("Wer ist der polnische Verteidigungsminister?", index)
+    assert got_de.text is not None and "Zalewski" in got_de.text
+    assert got_de.sources[0].id == "t-de-1"
+
+
+def test_time_and_summary(index: Index) -> None:
+    got = answer("When did the shares of Acme rise?", index, article_id="t-en-2")
+    assert got.text is not None and "Wednesday" in got.text
+    summary = answer("What happened in Portmoor?", index, article_id="t-en-1")
+    assert summary.text is not None and "storm" in summary.text
+
+
+def test_unknown_article_and_empty_index() -> None:
+    empty = Index.build([])
+    assert answer("Who attends?", empty).text is None
+    assert answer("Who attends?", empty, article_id="nope").text is None
+
+
+def test_index_add_get_and_replace() -> None:
+    idx = Index()
+    idx.add(STORM)
+    idx.add(STORM)
+    assert idx.get("t-en-1") == STORM
+    assert len(idx) == 1
+    assert idx.get("missing") is None
+
+
+def _llm(reply: str) -> httpx.AsyncClient:
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/v1/chat/completions"
+        return httpx.Response(200, json={"choices": [{"message": {"content": reply}}]})
+
+    return httpx.AsyncClient(transport=httpx.MockTransport(handler))
+
+
+async def test_llm_answer_is_grounded(index: Index) -> None:
+    async with _llm('{"answer": "Helen Brody", "sentence": 1}') as client:
+        got = await answer_llm(
+            "Who is the mayor?", index, client, "http://llm/v1", "m", article_id="t-en-1"
+        )
+    assert got.text == "Helen Brody"
+    assert got.sentence is not None and "Helen Brody" in got.sentence
+
+
+async def test_llm_ungrounded_answer_falls_back(index: Index) -> None:
+    async with _llm('{"answer": "Napoleon", "sentence": 0}') as client:
+        got = await answer_llm(
+            "Who is the mayor?", index, client, "http://llm/v1", "m", article_id="t-en-1"
+        )
+    assert got.text is not None and "Helen Brody" in got.text  # the offline answer
+
+
+async def test_llm_http_error_falls_back(index: Index) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(500)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        got = await answer_llm(
+            "Who attends from Germany?", index, client, "http://llm/v1", "m", article_id="seed"
+        )
+    assert got.text is not None and "Michaelis" in got.text
