@@ -1,4 +1,4 @@
-"""Wire the service: store, HTTP client, scheduler and chat adapters, opened and closed together."""
+"""Wire the service: store, HTTP client, scheduler, outbox and chat adapters, opened and closed together."""
 
 from __future__ import annotations
 
@@ -6,28 +6,31 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
 
-from bot import __version__, jobs, qa
+from bot import __version__, feeds, jobs, qa, schedule
 from bot.chat import ChatAdapter
 from bot.chat.console import CHAT as CONSOLE_CHAT
 from bot.chat.console import ConsoleChat
 from bot.config import Settings
 from bot.conversation import Conversation
 from bot.learn import FeedbackModel
-from bot.models import Alert, Level, Thresholds
+from bot.models import Thresholds
+from bot.outbox import Outbox, RetryPolicy
 from bot.store import Store
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"newsbot/{__version__} (+https://github.com/newsbot/newsbot)"
+SAFETY_SCAN_SECONDS = 60
 
 
 def thresholds(settings: Settings) -> Thresholds:
@@ -41,6 +44,20 @@ def feedback_model(settings: Settings) -> FeedbackModel | None:
     if path is None or not path.exists():
         return None
     return FeedbackModel.load(path)
+
+
+def fetch_limits(settings: Settings) -> feeds.FetchLimits:
+    """Feed fetch limits from settings."""
+    s = settings.sources
+    return feeds.FetchLimits(
+        connect_timeout=s.connect_timeout,
+        read_timeout=s.read_timeout,
+        total_timeout=s.total_timeout,
+        max_bytes=s.max_bytes,
+        max_decompressed_bytes=s.max_decompressed_bytes,
+        max_redirects=s.max_redirects,
+        user_agent=USER_AGENT,
+    )
 
 
 def changed_since(folder: Path, mtimes: dict[Path, float]) -> list[Path]:
@@ -62,13 +79,14 @@ async def scan_folder(
     store: Store,
     settings: Settings,
     index: qa.Index,
-    adapters: Sequence[ChatAdapter],
+    outbox: Outbox | None,
     mtimes: dict[Path, float],
-) -> None:
-    """Ingest files in `folder` that are new or changed since the last scan, and alert on them."""
+) -> jobs.IngestReport:
+    """Ingest files in `folder` that are new or changed since the last scan; route their alerts."""
     changed_files = await asyncio.to_thread(changed_since, folder, mtimes)
     if not changed_files:
-        return
+        return jobs.IngestReport()
+    now = datetime.now(UTC)
     report = await jobs.ingest(
         changed_files,
         store,
@@ -78,15 +96,142 @@ async def scan_folder(
         model=feedback_model(settings),
         index=index,
     )
-    log.info("folder scan: %s, %d rejected", report.counts, len(report.rejected))
-    from bot import digest
+    log.info("folder: %s, %d rejected", report.counts, len(report.rejected))
+    await jobs.route(
+        report.changed, store, outbox, alert_threshold=settings.classifier.alert_threshold, now=now
+    )
+    return report
 
-    for article, verdict in report.changed:
-        if verdict.level is not Level.ALERT:
-            continue
-        for adapter in adapters:
-            if adapter.platform == "console":
-                await adapter.send(CONSOLE_CHAT, Alert(digest.item(article, verdict)))
+
+async def watch_folder(
+    folder: Path, on_change: Callable[[], Awaitable[object]], stop: asyncio.Event
+) -> None:
+    """Call `on_change` whenever files in `folder` change (inotify/FSEvents via watchfiles)."""
+    import watchfiles
+
+    try:
+        async for _changes in watchfiles.awatch(
+            folder, stop_event=stop, debounce=200, step=50, recursive=True
+        ):
+            try:
+                await on_change()
+            except Exception:
+                log.exception("reading changed files in %s failed", folder)
+    except FileNotFoundError:
+        log.warning("article folder %s does not exist; not watching it", folder)
+
+
+async def digest_job(
+    store: Store, outbox: Outbox, settings: Settings, subscription_id: int
+) -> None:
+    """Scheduled: owe one chat the digest of its current slot."""
+    await jobs.digest_due(
+        store,
+        outbox,
+        subscription_id,
+        digest_threshold=settings.classifier.digest_threshold,
+        max_items=settings.digest.max_items,
+        empty_message=settings.digest.empty_message,
+        now=datetime.now(UTC),
+        grace=timedelta(hours=settings.digest.catch_up_hours),
+    )
+
+
+async def feed_job(
+    client: httpx.AsyncClient,
+    store: Store,
+    settings: Settings,
+    index: qa.Index,
+    outbox: Outbox,
+    source_id: int,
+) -> None:
+    """Scheduled: poll one feed."""
+    await jobs.poll_feed(
+        client,
+        store,
+        source_id,
+        limits=fetch_limits(settings),
+        allow_private=settings.sources.allow_private,
+        thresholds=thresholds(settings),
+        now=datetime.now(UTC),
+        model=feedback_model(settings),
+        index=index,
+        outbox=outbox,
+    )
+
+
+async def prune_job(store: Store, settings: Settings) -> None:
+    """Scheduled: apply the retention period."""
+    await jobs.prune(
+        store,
+        retention=timedelta(days=settings.delivery.retention_days),
+        now=datetime.now(UTC),
+    )
+
+
+class Jobs:
+    """Keeps the scheduler's per-chat digest jobs and per-feed poll jobs in step with the store."""
+
+    def __init__(
+        self,
+        scheduler: AsyncIOScheduler,
+        store: Store,
+        settings: Settings,
+        client: httpx.AsyncClient,
+        index: qa.Index,
+        outbox: Outbox,
+    ) -> None:
+        self.scheduler, self.store, self.settings = scheduler, store, settings
+        self.client, self.index, self.outbox = client, index, outbox
+
+    async def sync(self) -> None:
+        """Rebuild jobs from the subscriptions and sources tables."""
+        wanted: set[str] = set()
+        grace = int(self.settings.digest.catch_up_hours * 3600) or 1
+        for subscription in await self.store.subscriptions():
+            trigger = schedule.trigger(subscription.prefs)
+            if trigger is None:
+                continue
+            job_id = f"digest-{subscription.id}"
+            wanted.add(job_id)
+            self.scheduler.add_job(
+                digest_job,
+                trigger,
+                args=(self.store, self.outbox, self.settings, subscription.id),
+                id=job_id,
+                replace_existing=True,
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=grace,
+            )
+        for source in await self.store.sources():
+            job_id = f"feed-{source.id}"
+            wanted.add(job_id)
+            if self.scheduler.get_job(job_id) is None:
+                self.scheduler.add_job(
+                    feed_job,
+                    IntervalTrigger(seconds=source.interval_seconds, timezone=UTC),
+                    args=(
+                        self.client,
+                        self.store,
+                        self.settings,
+                        self.index,
+                        self.outbox,
+                        source.id,
+                    ),
+                    id=job_id,
+                    coalesce=True,
+                    max_instances=1,
+                    next_run_time=datetime.now(UTC),
+                )
+        for job in self.scheduler.get_jobs():
+            if job.id.startswith(("digest-", "feed-")) and job.id not in wanted:
+                job.remove()
+
+    async def catch_up(self) -> None:
+        """After downtime: each chat gets the digest of its last missed slot once (within grace)."""
+        for subscription in await self.store.subscriptions():
+            await digest_job(self.store, self.outbox, self.settings, subscription.id)
 
 
 async def run(
@@ -95,8 +240,10 @@ async def run(
     lines: AsyncIterator[str] | None = None,
     out: TextIO | None = None,
     stop: asyncio.Event | None = None,
+    adapters: Sequence[ChatAdapter] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> int:
-    """Run the service until a signal, or end of console input; return the exit code."""
+    """Run the service until a signal, or the end of console input; return the exit code."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     async with AsyncExitStack() as stack:
@@ -104,51 +251,118 @@ async def run(
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
                 stack.callback(loop.remove_signal_handler, sig)
+
         store = await stack.enter_async_context(Store.open(settings.storage.url()))
-        await stack.enter_async_context(
-            httpx.AsyncClient(headers={"User-Agent": USER_AGENT}, timeout=httpx.Timeout(10.0))
+        if store.engine.dialect.name == "sqlite":
+            # SQLite means one instance: whatever it left 'sending' when it died is due again.
+            released = await store.release_sending()
+            if released:
+                log.info("resuming %d deliveries interrupted by the last shutdown", released)
+        client = await stack.enter_async_context(
+            httpx.AsyncClient(
+                transport=transport
+                or (None if settings.sources.allow_private else feeds.guarded_transport()),
+                headers={"User-Agent": USER_AGENT},
+                trust_env=False,
+                follow_redirects=False,
+            )
         )
+        for feed in settings.sources.feeds:
+            await store.add_source(feed.url, name=feed.name, interval_seconds=feed.interval_seconds)
+
+        console: ConsoleChat | None = None
+        if adapters is None:
+            # Without chat tokens the console is the chat.
+            console = ConsoleChat(lines=lines, out=out)
+            adapters = [console]
+        outbox = Outbox(
+            store,
+            {adapter.platform: adapter for adapter in adapters},
+            retry=RetryPolicy(max_attempts=settings.delivery.max_attempts),
+        )
+
         folder = settings.articles.folder
         mtimes: dict[Path, float] = {}
         index = qa.Index.build([])
-        conversation = Conversation(store, index, settings)
-        adapters: list[ChatAdapter] = []
-        console = ConsoleChat(lines=lines, out=out)
-        # Without chat tokens the console is the chat; platform adapters join in later issues.
-        adapters.append(console)
-
-        await scan_folder(folder, store, settings, index, [], mtimes)
         scores = await store.scores()
         for article in await store.all_articles():
-            if index.get(article.id) is None:
-                index.add(article, scores.get(article.id, 0.0))
+            index.add(article, scores.get(article.id, 0.0))
+        await scan_folder(folder, store, settings, index, outbox, mtimes)
+        if console is not None:
+            lang = settings.chat.default_language
+            prefs = Conversation(store, index, settings).default_preferences()
+            await store.subscribe(CONSOLE_CHAT, lang, prefs)
 
         scheduler = AsyncIOScheduler(timezone=UTC)
+        job_sync = Jobs(scheduler, store, settings, client, index, outbox)
+        conversation = Conversation(
+            store,
+            index,
+            settings,
+            on_change=job_sync.sync,
+            check_url=lambda url: feeds.check_url(
+                url, allow_private=settings.sources.allow_private
+            ),
+        )
         scheduler.add_job(
             scan_folder,
             "interval",
-            seconds=1,
-            args=(folder, store, settings, index, adapters, mtimes),
+            seconds=SAFETY_SCAN_SECONDS,
+            args=(folder, store, settings, index, outbox, mtimes),
             id="scan-folder",
             coalesce=True,
             max_instances=1,
-            next_run_time=datetime.now(UTC),
         )
+        scheduler.add_job(
+            prune_job, "interval", hours=24, args=(store, settings), id="prune", coalesce=True
+        )
+        await job_sync.sync()
         scheduler.start()
         stack.callback(scheduler.shutdown, wait=False)
+        await job_sync.catch_up()
 
-        await console.send(
-            CONSOLE_CHAT, await conversation.digest(None, settings.chat.default_language)
-        )
+        watching = asyncio.Event()
+        if settings.articles.watch:
+            watcher = asyncio.create_task(
+                watch_folder(
+                    folder,
+                    lambda: scan_folder(folder, store, settings, index, outbox, mtimes),
+                    watching,
+                ),
+                name="watch-folder",
+            )
+            stack.push_async_callback(_finish, watcher, watching)
+
+        sending = asyncio.Event()
+        sender = asyncio.create_task(outbox.run(sending), name="outbox")
+        stack.push_async_callback(_finish, sender, sending, 5.0)
+
+        if console is not None:
+            await console.send(
+                CONSOLE_CHAT, await conversation.digest(None, settings.chat.default_language)
+            )
         for adapter in adapters:
             await adapter.start(conversation.handle)
             stack.push_async_callback(adapter.stop)
 
-        waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(console.finished.wait())]
+        finished = [asyncio.create_task(stop.wait())]
+        if console is not None:
+            finished.append(asyncio.create_task(console.finished.wait()))
         try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(finished, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for waiter in waiters:
-                waiter.cancel()
+            for task in finished:
+                task.cancel()
         log.info("shutting down")
     return 0
+
+
+async def _finish(task: asyncio.Task[None], stop: asyncio.Event, grace: float = 2.0) -> None:
+    """Ask a background task to stop, give it `grace` seconds to finish, then cancel it."""
+    stop.set()
+    try:
+        await asyncio.wait_for(task, grace)
+    except TimeoutError:
+        log.warning("%s did not finish within %.0f s; cancelled", task.get_name(), grace)
+    except Exception:
+        log.exception("%s failed", task.get_name())

@@ -8,7 +8,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 DEFAULT_CONFIG_PATH = Path("config/newsbot.toml")
 
@@ -53,10 +55,56 @@ class ClassifierSettings(_Section):
 
 
 class DigestSettings(_Section):
-    """What a digest contains."""
+    """What a digest contains, and the schedule new subscriptions start with."""
 
     max_items: int = Field(default=20, gt=0, le=200)
     empty_message: bool = False
+    at: str = Field(default="08:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    timezone: str = "UTC"
+    # After downtime, a missed digest is sent once if its slot is at most this old.
+    catch_up_hours: float = Field(default=6.0, ge=0)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name") from None
+        return value
+
+
+class FeedSettings(_Section):
+    """One feed to poll."""
+
+    url: str
+    name: str = ""
+    interval_seconds: int = Field(default=600, ge=30)
+
+
+class SourcesSettings(_Section):
+    """Feeds to poll and how feeds are fetched."""
+
+    feeds: tuple[FeedSettings, ...] = ()
+    # Allow feeds on loopback/private/link-local addresses (only for feeds inside your network).
+    allow_private: bool = False
+    # Feeds one chat may add with /sources add.
+    max_per_chat: int = Field(default=20, ge=0)
+    connect_timeout: float = Field(default=5.0, gt=0)
+    read_timeout: float = Field(default=10.0, gt=0)
+    total_timeout: float = Field(default=30.0, gt=0)
+    max_bytes: int = Field(default=5_000_000, gt=0)
+    max_decompressed_bytes: int = Field(default=20_000_000, gt=0)
+    max_redirects: int = Field(default=5, ge=0)
+    # Fetch the linked page's main text when a feed item carries only a teaser.
+    full_text: bool = False
+
+
+class DeliverySettings(_Section):
+    """Retries and retention of the delivery ledger."""
+
+    max_attempts: int = Field(default=8, gt=0)
+    retention_days: int = Field(default=30, gt=0)
 
 
 class ChatSettings(_Section):
@@ -100,6 +148,8 @@ class Settings(_Section):
     articles: ArticlesSettings = ArticlesSettings()
     classifier: ClassifierSettings = ClassifierSettings()
     digest: DigestSettings = DigestSettings()
+    sources: SourcesSettings = SourcesSettings()
+    delivery: DeliverySettings = DeliverySettings()
     chat: ChatSettings = ChatSettings()
     telegram: TelegramSettings = TelegramSettings()
     slack: SlackSettings = SlackSettings()

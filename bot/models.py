@@ -150,6 +150,8 @@ class Inbound:
     reply_to_article: str | None = None
     lang: str | None = None
     is_admin: bool = True
+    # The platform's id of the bot message this one replies to; the core maps it to an article.
+    reply_to_message_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

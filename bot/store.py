@@ -444,7 +444,7 @@ class Store:
 
     # --- subscriptions --------------------------------------------------------------------
 
-    async def subscribe(self, chat: ChatRef, lang: str) -> bool:
+    async def subscribe(self, chat: ChatRef, lang: str, prefs: Preferences | None = None) -> bool:
         """Subscribe (or re-activate) a chat; True when it was not active before."""
         key = (chat.platform, chat.chat_id, chat.thread_id or "")
         async with self.engine.begin() as conn:
@@ -465,6 +465,7 @@ class Store:
                         thread_id=key[2],
                         active=True,
                         lang=lang,
+                        settings=preferences_to_json(prefs or Preferences()),
                         created_at=_now(),
                     )
                 )
@@ -756,6 +757,21 @@ class Store:
                 .values(status="pending", lease_until=None)
             )
             return result.rowcount
+
+    async def article_for_message(self, chat: ChatRef, message_id: str) -> str | None:
+        """The article an alert we sent to `chat` as `message_id` was about."""
+        query = sa.select(deliveries.c.payload, deliveries.c.message_ids).where(
+            deliveries.c.platform == chat.platform,
+            deliveries.c.chat_id == chat.chat_id,
+            deliveries.c.kind == "alert",
+            deliveries.c.status == "sent",
+            deliveries.c.message_ids.contains(json.dumps(message_id)),
+        )
+        async with self.engine.connect() as conn:
+            for row in await conn.execute(query):
+                if message_id in json.loads(row.message_ids or "[]"):
+                    return str(json.loads(row.payload).get("article_id")) or None
+        return None
 
     async def next_due(self) -> datetime | None:
         """When the next pending delivery becomes due (None: nothing pending)."""

@@ -6,9 +6,12 @@ from pathlib import Path
 from bot import app, qa
 from bot.config import Settings
 from bot.models import Alert, ChatRef, Post, Sent
+from bot.outbox import Outbox
 from bot.store import Store
 
 from .conftest import SEED
+
+CHAT = ChatRef("console", "local")
 
 
 async def lines(*items: str) -> AsyncIterator[str]:
@@ -46,14 +49,19 @@ async def test_folder_scan_ingests_new_files_once_and_alerts(
 ) -> None:
     folder = settings.articles.folder
     chat = RecordingChat()
+    await store.subscribe(CHAT, "en")
+    outbox = Outbox(store, {"console": chat})
     index = qa.Index.build([])
     mtimes: dict[Path, float] = {}
-    await app.scan_folder(folder, store, settings, index, [chat], mtimes)
-    assert chat.sent == [] and await store.count_articles() == 0
+    await app.scan_folder(folder, store, settings, index, outbox, mtimes)
+    assert await store.count_articles() == 0
     shutil.copy(SEED, folder)
-    await app.scan_folder(folder, store, settings, index, [chat], mtimes)
-    await app.scan_folder(folder, store, settings, index, [chat], mtimes)
+    await app.scan_folder(folder, store, settings, index, outbox, mtimes)
+    await app.scan_folder(folder, store, settings, index, outbox, mtimes)
+    await outbox.drain()
     assert await store.count_articles() == 1
     alerts = [post for _, post in chat.sent if isinstance(post, Alert)]
     assert len(alerts) == 1 and alerts[0].item.title.startswith("Vertreter der 30 Nato-Staaten")
     assert index.get(alerts[0].item.article_id) is not None
+    [row] = await store.deliveries("sent")
+    assert row["latency_ms"] is not None and row["latency_ms"] >= 0
