@@ -1,4 +1,4 @@
-"""Wire the service: store, HTTP client, scheduler, outbox and chat adapters, opened and closed together."""
+"""Wire the service: store, HTTP client, scheduler, outbox and chat adapters, opened and closed."""
 
 from __future__ import annotations
 
