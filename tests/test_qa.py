@@ -24,7 +24,8 @@ STORM = Article(
     id="t-en-1",
     title="Storm hits coastal towns",
     text=(
-        "A storm killed 12 people in the coastal town of Portmoor on Friday, mayor Helen Brody said."
+        "A storm killed 12 people in the coastal town of Portmoor on Friday, "
+        "mayor Helen Brody said."
     ),
     lang="en",
 )
