@@ -60,6 +60,17 @@ def fetch_limits(settings: Settings) -> feeds.FetchLimits:
     )
 
 
+def build_adapters(settings: Settings) -> list[ChatAdapter]:
+    """The chat platforms whose credentials are in the environment."""
+    adapters: list[ChatAdapter] = []
+    token = settings.secrets.telegram_bot_token
+    if token is not None:
+        from bot.chat.telegram import TelegramChat  # type: ignore[import-not-found,unused-ignore]
+
+        adapters.append(TelegramChat(token.get_secret_value(), settings.telegram))
+    return adapters
+
+
 def changed_since(folder: Path, mtimes: dict[Path, float]) -> list[Path]:
     """Files in `folder` whose modification time differs from the one recorded; records the new."""
     changed = []
@@ -272,6 +283,8 @@ async def run(
 
         console: ConsoleChat | None = None
         if adapters is None:
+            adapters = build_adapters(settings)
+        if not adapters:
             # Without chat tokens the console is the chat.
             console = ConsoleChat(lines=lines, out=out)
             adapters = [console]
