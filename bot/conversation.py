@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import defaultdict, deque
-import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
