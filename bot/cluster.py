@@ -13,6 +13,7 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 TITLE_JACCARD = 0.6
 TEXT_JACCARD = 0.5
 _TEXT_CHARS = 1200
+_SKETCH = 8
 
 
 def _words(text: str) -> list[str]:
@@ -45,29 +46,33 @@ class Stories:
 
     def add(self, article: Article, story_id: str) -> None:
         """Remember `article` as part of `story_id`."""
-        terms = title_terms(article)
+        terms, text = title_terms(article), shingles(article)
         position = len(self._entries)
-        self._entries.append((story_id, terms, shingles(article)))
-        for term in terms:
-            self._postings[term].append(position)
+        self._entries.append((story_id, terms, text))
+        for key in _keys(terms, text):
+            self._postings[key].append(position)
 
     def find(self, article: Article) -> str | None:
         """The story `article` reports again, if any."""
-        terms = title_terms(article)
+        terms, text = title_terms(article), shingles(article)
         overlap: defaultdict[int, int] = defaultdict(int)
-        for term in terms:
-            for position in self._postings.get(term, ()):
+        for key in _keys(terms, text):
+            for position in self._postings.get(key, ()):
                 overlap[position] += 1
-        text = None
-        # Most overlapping titles first; at most a few full comparisons per article.
+        # Most overlapping candidates first; at most a few full comparisons per article.
         for position, _count in sorted(overlap.items(), key=lambda kv: -kv[1])[:20]:
             story_id, other_terms, other_shingles = self._entries[position]
             if len(terms) >= 3 and _jaccard(terms, other_terms) >= TITLE_JACCARD:
                 return story_id
-            text = text if text is not None else shingles(article)
             if _jaccard(text, other_shingles) >= TEXT_JACCARD:
                 return story_id
         return None
+
+
+def _keys(terms: frozenset[str], text: frozenset[int]) -> list[str]:
+    # Title words, plus the smallest shingle hashes (a bottom-k sketch): near-duplicate texts
+    # share most of their sketch even when their titles share no word.
+    return [f"t:{term}" for term in terms] + [f"s:{value}" for value in sorted(text)[:_SKETCH]]
 
 
 def assign(new: Sequence[Article], known: Sequence[tuple[Article, str]]) -> dict[str, str]:

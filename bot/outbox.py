@@ -135,12 +135,14 @@ class Outbox:
                     waiter.cancel()
 
     async def drain(self, max_passes: int = 1000) -> None:
-        """Send until nothing is due now (waits for pacing and retry-after; for tests and jobs)."""
+        """Send until nothing is pending, sleeping through pacing, back-off and retry-after."""
         for _ in range(max_passes):
-            if not await self.drain_once():
-                due = await self.store.next_due()
-                if due is None or due > self.clock():
-                    return
+            if await self.drain_once():
+                continue
+            due = await self.store.next_due(list(self.adapters))
+            if due is None:
+                return
+            await self.sleep(max(0.0, (due - self.clock()).total_seconds()))
 
     async def drain_once(self) -> int:
         """Claim one batch of due rows and send it; return how many rows were claimed."""
@@ -152,43 +154,49 @@ class Outbox:
         by_chat: defaultdict[tuple[str, str, str | None], list[Delivery]] = defaultdict(list)
         for row in claimed:
             by_chat[(row.chat.platform, row.chat.chat_id, row.chat.thread_id)].append(row)
-        tasks = []
+        planned: list[tuple[float, int, list[Delivery], Post]] = []
         for rows in by_chat.values():
             alerts = [r for r in rows if r.kind == "alert"]
             others = [r for r in rows if r.kind != "alert"]
             groups = [alerts] if len(alerts) > MERGE_ABOVE else [[r] for r in alerts]
             groups += [[r] for r in others]
             for group in groups:
+                # Compose before booking a slot, so the slot is spent on the send alone.
+                post = await self._post(group)
+                if post is None:
+                    for row in group:
+                        await self.store.mark_failed(row.id, "nothing to send: article not stored")
+                    continue
                 pacer = self.pacers[group[0].chat.platform]
                 at = pacer.book(group[0].chat, self.clock().timestamp())
-                tasks.append(asyncio.create_task(self._send_at(at, group)))
+                planned.append((at, group[0].id, group, post))
+        # One timeline: wait for each slot in turn, then let the send run alongside the others.
+        tasks = []
+        for at, _, group, post in sorted(planned, key=lambda p: (p[0], p[1])):
+            wait = at - self.clock().timestamp()
+            if wait > 0:
+                await self.sleep(wait)
+            await self._slots.acquire()
+            tasks.append(asyncio.create_task(self._send_released(group, post)))
         await asyncio.gather(*tasks)
         return len(claimed)
 
     async def _seconds_until_due(self, idle: float) -> float:
-        due = await self.store.next_due()
+        due = await self.store.next_due(list(self.adapters))
         if due is None:
             return idle
         return max(0.0, min(idle, (due - self.clock()).total_seconds()))
 
-    async def _send_at(self, at: float, rows: list[Delivery]) -> None:
-        wait = at - self.clock().timestamp()
-        if wait > 0:
-            await self.sleep(wait)
-        async with self._slots:
-            await self._send(rows)
+    async def _send_released(self, rows: list[Delivery], post: Post) -> None:
+        try:
+            await self._send(rows, post)
+        finally:
+            self._slots.release()
 
-    async def _send(self, rows: list[Delivery]) -> None:
+    async def _send(self, rows: list[Delivery], post: Post) -> None:
         first = rows[0]
         adapter = self.adapters[first.chat.platform]
         try:
-            post = await self._post(rows)
-            if post is None:
-                for row in rows:
-                    await self.store.mark_failed(
-                        row.id, "nothing to send: article no longer stored"
-                    )
-                return
             sent = await adapter.send(first.chat, post)
         except DeliveryError as exc:
             await self._failed(rows, exc)

@@ -25,13 +25,34 @@ from bot.models import Article, ChatRef, Level, Preferences, Verdict
 
 log = logging.getLogger(__name__)
 
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Timestamps stored as UTC and read back timezone-aware, on SQLite as on PostgreSQL."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        """Convert to UTC on the way in."""
+        # SQLite keeps the wall-clock digits and drops the offset, so convert before storing.
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        """Timezone-aware UTC on the way out."""
+        return _aware(value)
+
+
 metadata = sa.MetaData()
 
 schema_version = sa.Table(
     "schema_version",
     metadata,
     sa.Column("version", sa.Integer, primary_key=True),
-    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("applied_at", UTCDateTime(), nullable=False),
 )
 
 articles = sa.Table(
@@ -47,7 +68,7 @@ articles = sa.Table(
     sa.Column("agency", sa.Text),
     sa.Column("url", sa.Text),
     sa.Column("source", sa.Text),
-    sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("seen_at", UTCDateTime(), nullable=False, index=True),
     # The first article of the story this one reports again (same event elsewhere); None: itself.
     sa.Column("story_id", sa.String(200), index=True),
 )
@@ -66,7 +87,7 @@ verdicts = sa.Table(
     sa.Column("level", sa.String(16), nullable=False, index=True),
     sa.Column("reasons", sa.Text, nullable=False),
     sa.Column("topics", sa.Text, nullable=False),
-    sa.Column("classified_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("classified_at", UTCDateTime(), nullable=False),
 )
 
 subscriptions = sa.Table(
@@ -80,8 +101,8 @@ subscriptions = sa.Table(
     sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("lang", sa.String(8), nullable=False, server_default="en"),
     sa.Column("settings", sa.Text, nullable=False, server_default="{}"),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("last_digest_at", sa.DateTime(timezone=True)),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("last_digest_at", UTCDateTime()),
     sa.UniqueConstraint("platform", "chat_id", "thread_id"),
 )
 
@@ -98,12 +119,12 @@ deliveries = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_error", sa.Text),
     sa.Column("payload", sa.Text, nullable=False, server_default="{}"),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("next_attempt_at", sa.DateTime(timezone=True)),
-    sa.Column("sent_at", sa.DateTime(timezone=True)),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime()),
+    sa.Column("sent_at", UTCDateTime()),
     sa.Column("message_ids", sa.Text),
     # A claimed row is being sent until this time; a crashed sender's rows are retried after it.
-    sa.Column("lease_until", sa.DateTime(timezone=True)),
+    sa.Column("lease_until", UTCDateTime()),
     # From the article appearing (file seen / feed fetched) to the platform acknowledging.
     sa.Column("latency_ms", sa.Integer),
     sa.UniqueConstraint("platform", "chat_id", "thread_id", "kind", "key"),
@@ -123,7 +144,7 @@ feedback = sa.Table(
     sa.Column("chat_id", sa.String(100), nullable=False),
     sa.Column("user_id", sa.String(100), nullable=False, server_default=""),
     sa.Column("relevant", sa.Boolean, nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.UniqueConstraint("article_id", "platform", "chat_id", "user_id"),
 )
 
@@ -142,9 +163,9 @@ sources = sa.Table(
     sa.Column("last_modified", sa.Text),
     sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_error", sa.Text),
-    sa.Column("next_attempt_at", sa.DateTime(timezone=True)),
-    sa.Column("last_fetched_at", sa.DateTime(timezone=True)),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime()),
+    sa.Column("last_fetched_at", UTCDateTime()),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
 )
 
 
@@ -773,11 +794,13 @@ class Store:
                     return str(json.loads(row.payload).get("article_id")) or None
         return None
 
-    async def next_due(self) -> datetime | None:
+    async def next_due(self, platforms: Sequence[str] | None = None) -> datetime | None:
         """When the next pending delivery becomes due (None: nothing pending)."""
         query = sa.select(
             sa.func.min(sa.func.coalesce(deliveries.c.next_attempt_at, deliveries.c.created_at))
         ).where(deliveries.c.status == "pending")
+        if platforms is not None:
+            query = query.where(deliveries.c.platform.in_(list(platforms)))
         async with self.engine.connect() as conn:
             return _aware((await conn.execute(query)).scalar())
 

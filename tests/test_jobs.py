@@ -1,0 +1,155 @@
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+from bot import jobs
+from bot.feeds import FetchLimits
+from bot.models import Article, ChatRef, Level, Preferences, Thresholds, Verdict
+from bot.store import Store
+
+from .conftest import SEED
+
+NOW = datetime(2026, 3, 29, 6, 0, tzinfo=UTC)
+CHAT = ChatRef("telegram", "1")
+RSS = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>Wire</title>
+<item><guid>g1</guid><title>Rebels shell the city of Aleppo</title>
+<description>Heavy fighting and air strikes killed 20 civilians in Aleppo, Syria.</description>
+<link>https://news.example/1</link></item></channel></rss>"""
+
+
+def verdict(article_id: str, score: float = 0.95, topics: tuple[str, ...] = ("Syria",)) -> Verdict:
+    return Verdict(article_id, True, score, ("fighting",), Level.ALERT, topics)
+
+
+async def test_ingest_reports_counts_and_rejections(store: Store, tmp_path: Path) -> None:
+    (tmp_path / "empty.txt").write_text("")
+    report = await jobs.ingest([SEED, tmp_path], store, thresholds=Thresholds())
+    assert report.counts.new == 1 and len(report.rejected) == 1
+    assert report.changed[0][1].conflict is True
+    again = await jobs.ingest([SEED], store, thresholds=Thresholds())
+    assert again.counts.duplicate == 1 and again.changed == []
+
+
+async def test_route_alerts_each_story_once_per_chat(store: Store) -> None:
+    await store.subscribe(CHAT, "en")
+    a = Article("a", "Rebels shell Aleppo as fighting rages", "Fighting in Aleppo killed 20.", "en")
+    b = Article(
+        "b",
+        "Rebels shell Aleppo as fighting rages on",
+        "Fighting in Aleppo killed 20 people.",
+        "en",
+    )
+    await store.add_articles([a, b])
+    owed = await jobs.route(
+        [(a, verdict("a")), (b, verdict("b"))], store, None, alert_threshold=0.8, now=NOW
+    )
+    assert owed == 1
+    assert await store.story_ids(["a", "b"]) == {"a": "a", "b": "a"}
+    # Re-ingest from another source later: still no second alert.
+    assert await jobs.route([(b, verdict("b"))], store, None, alert_threshold=0.8, now=NOW) == 0
+
+
+async def test_route_respects_threshold_filters_and_quiet_hours(store: Store) -> None:
+    quiet = Preferences(quiet_start="22:00", quiet_end="07:00", timezone="Europe/Berlin")
+    await store.subscribe(CHAT, "en", dataclasses.replace(quiet, alert_threshold=0.9))
+    picky = ChatRef("telegram", "2")
+    await store.subscribe(picky, "en", Preferences(countries=("Ukraine",)))
+    article = Article("a", "Rebels shell Aleppo", "Fighting in Aleppo.", "en")
+    await store.add_articles([article])
+    night = datetime(2026, 1, 10, 23, 30, tzinfo=UTC)
+    await jobs.route([(article, verdict("a", 0.85))], store, None, alert_threshold=0.8, now=night)
+    assert await store.deliveries() == []  # below chat 1's threshold, wrong country for chat 2
+    await jobs.route([(article, verdict("a", 0.95))], store, None, alert_threshold=0.8, now=night)
+    [row] = await store.deliveries()
+    assert row["chat_id"] == "1"
+    held = row["next_attempt_at"].replace(tzinfo=UTC)
+    assert held == datetime(2026, 1, 11, 6, 0, tzinfo=UTC)  # 07:00 in Berlin
+
+
+async def test_digest_is_owed_once_per_slot_even_after_downtime(store: Store) -> None:
+    prefs = Preferences(digest_at="07:00", timezone="Europe/Berlin")
+    await store.subscribe(CHAT, "en", prefs)
+    [sub] = await store.subscriptions()
+    async with store.engine.begin() as conn:  # subscribed long ago
+        from bot.store import subscriptions
+
+        await conn.execute(subscriptions.update().values(created_at=NOW - timedelta(days=5)))
+    article = Article("a", "Rebels shell Aleppo", "Fighting in Aleppo.", "en")
+    await store.add_articles([article], seen_at=NOW - timedelta(hours=3))
+    await store.save_verdicts([verdict("a")])
+    kwargs = {"digest_threshold": 0.5, "max_items": 20, "empty_message": False}
+    # Down across two slots (28th and 29th, 07:00 Berlin): one catch-up for the latest slot.
+    assert await jobs.digest_due(store, None, sub.id, now=NOW + timedelta(hours=1), **kwargs)
+    assert not await jobs.digest_due(store, None, sub.id, now=NOW + timedelta(hours=2), **kwargs)
+    rows = await store.deliveries()
+    assert [(r["kind"], r["key"]) for r in rows] == [("digest", "2026-03-29T07:00:00+02:00")]
+    # Too old to catch up: nothing.
+    other = ChatRef("telegram", "2")
+    await store.subscribe(other, "en", prefs)
+    sub2 = await store.subscription(other)
+    assert sub2 is not None
+    late = NOW + timedelta(hours=10)
+    assert not await jobs.digest_due(
+        store, None, sub2.id, now=late, grace=timedelta(hours=6), **kwargs
+    )
+
+
+async def test_empty_digest_sends_nothing_unless_configured(store: Store) -> None:
+    prefs = Preferences(digest_every_hours=1)
+    await store.subscribe(CHAT, "de", prefs)
+    [sub] = await store.subscriptions()
+    now = sub.created_at + timedelta(hours=2)
+    kwargs = {"digest_threshold": 0.5, "max_items": 20}
+    assert not await jobs.digest_due(store, None, sub.id, now=now, empty_message=False, **kwargs)
+    later = now + timedelta(hours=1)
+    assert await jobs.digest_due(store, None, sub.id, now=later, empty_message=True, **kwargs)
+    [row] = await store.deliveries()
+    assert row["kind"] == "notice" and "Keine neuen" in row["payload"]
+
+
+async def test_poll_feed_stores_classifies_routes_and_honours_304(store: Store) -> None:
+    requests: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        if request.headers.get("if-none-match") == '"v1"':
+            return httpx.Response(304)
+        return httpx.Response(
+            200, content=RSS, headers={"ETag": '"v1"', "Content-Type": "application/rss+xml"}
+        )
+
+    await store.subscribe(CHAT, "en")
+    await store.add_source("https://news.example/feed.xml", name="Wire")
+    [source] = await store.sources()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        args = {"limits": FetchLimits(), "allow_private": True, "thresholds": Thresholds(0.5, 0.3)}
+        first = await jobs.poll_feed(client, store, source.id, now=NOW, **args)
+        assert first.counts.new == 1 and first.changed[0][1].conflict
+        later = NOW + timedelta(minutes=10)
+        second = await jobs.poll_feed(client, store, source.id, now=later, **args)
+        assert second.counts.new == 0
+    assert requests[1].headers["if-none-match"] == '"v1"'
+    [row] = await store.deliveries()
+    assert row["kind"] == "alert"
+    [state] = await store.sources()
+    assert state.etag == '"v1"' and state.failures == 0
+
+
+async def test_poll_feed_keeps_errors_as_data_and_backs_off(store: Store) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503)
+
+    await store.add_source("https://down.example/feed.xml")
+    [source] = await store.sources()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        args = {"limits": FetchLimits(), "allow_private": True, "thresholds": Thresholds()}
+        await jobs.poll_feed(client, store, source.id, now=NOW, **args)
+        [state] = await store.sources()
+        assert state.failures == 1 and state.last_error and "503" in state.last_error
+        assert state.next_attempt_at is not None and state.next_attempt_at > NOW
+        # Polled again before the back-off ends: not fetched at all.
+        await jobs.poll_feed(client, store, source.id, now=NOW + timedelta(seconds=1), **args)
+        [state] = await store.sources()
+        assert state.failures == 1
