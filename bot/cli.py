@@ -311,6 +311,50 @@ def digest() -> None:
 
 
 @app.command()
+def train(
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Where to write the model (default: classifier.feedback_model, "
+            "else data/feedback-model.json).",
+            show_default=False,
+        ),
+    ] = None,
+    min_examples: Annotated[
+        int, typer.Option(help="Refuse to train on fewer judged articles than this.")
+    ] = 20,
+) -> None:
+    """Train the feedback model on this deployment's 👍/👎 judgements of alerts."""
+    cfg = settings()
+
+    async def load() -> list[tuple[Article, bool]]:
+        from bot.store import Store
+
+        async with Store.open(cfg.storage.url()) as store:
+            return await store.feedback_examples()
+
+    examples = run_async(load())
+    positives = sum(relevant for _, relevant in examples)
+    if len(examples) < min_examples or positives in (0, len(examples)):
+        err.print(
+            f"error: {len(examples)} judged articles ({positives} relevant); need at least "
+            f"{min_examples}, with both relevant and not relevant ones"
+        )
+        raise typer.Exit(EXIT_FAILURE)
+    from bot.learn import train as fit
+
+    model = fit(examples)
+    path = output or cfg.classifier.feedback_model or cfg.storage.data_dir / "feedback-model.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    out.print(f"trained on {len(examples)} articles ({positives} relevant); saved {path}")
+    if cfg.classifier.feedback_model is None:
+        out.print(f'set classifier.feedback_model = "{path}" in the config to use it')
+
+
+@app.command()
 def run() -> None:
     """Run the service: watch sources, post alerts and digests, answer questions.
 

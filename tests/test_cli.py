@@ -157,3 +157,38 @@ def test_corpus_ingest_twice_and_classify_every_line(env: dict[str, str]) -> Non
     assert json.loads(second.stdout)["new"] == 0
     result = invoke(env, "classify", "--format", "jsonl", str(CORPUS))
     assert len(result.stdout.splitlines()) == 2029
+
+
+def test_train_on_feedback(env: dict[str, str], tmp_path: Path) -> None:
+    import asyncio
+
+    from bot.models import Article, ChatRef
+    from bot.store import Store
+
+    async def judge() -> None:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'data' / 'newsbot.sqlite3'}"
+        async with Store.open(url) as store:
+            batch = [
+                Article(f"w{i}", f"Air strikes hit town {i}", "Fighting and shelling.", "en")
+                for i in range(12)
+            ] + [
+                Article(f"s{i}", f"Cup final {i} tonight", "The striker scored twice.", "en")
+                for i in range(12)
+            ]
+            await store.add_articles(batch)
+            for article in batch:
+                relevant = article.id.startswith("w")
+                await store.add_feedback(article.id, ChatRef("test", "c"), "u", relevant)
+
+    too_few = invoke(env, "train")
+    assert too_few.exit_code == 1 and "need at least" in too_few.stderr
+    asyncio.run(judge())
+    model = tmp_path / "model.json"
+    result = invoke(env, "train", "--output", str(model))
+    assert result.exit_code == 0 and "trained on 24 articles (12 relevant)" in result.stdout
+    from bot.learn import FeedbackModel
+
+    loaded = FeedbackModel.load(model)
+    war = Article("x", "Air strikes hit town", "Fighting and shelling.", "en")
+    sport = Article("y", "Cup final tonight", "The striker scored twice.", "en")
+    assert loaded.predict(war) > loaded.predict(sport)
