@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sys
@@ -64,6 +63,8 @@ def settings() -> config.Settings:
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine; database failures become a clear message and exit 1."""
+    import asyncio
+
     import sqlalchemy.exc
 
     try:
@@ -171,11 +172,17 @@ def classify_command(
     output: Annotated[Format, typer.Option("--format", "-f", help="text or jsonl.")] = Format.text,
 ) -> None:
     """Classify articles without storing them: one verdict per article, in input order."""
-    from bot.app import feedback_model, thresholds
+    # Only what classifying needs is imported: this command is timed with its start-up.
     from bot.classify import classify
+    from bot.models import Thresholds
 
     cfg = settings()
-    limits, model = thresholds(cfg), feedback_model(cfg)
+    limits = Thresholds(cfg.classifier.alert_threshold, cfg.classifier.digest_threshold)
+    model = None
+    if cfg.classifier.feedback_model is not None and cfg.classifier.feedback_model.exists():
+        from bot.learn import FeedbackModel
+
+        model = FeedbackModel.load(cfg.classifier.feedback_model)
     rejected = seen = 0
     write = sys.stdout.write
     for item in articles.read(paths, cfg.articles.max_file_bytes, cfg.articles.languages):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import simplemma
-
 DEFAULT_LANGUAGES: tuple[str, ...] = ("de", "en")
 
 
@@ -13,6 +11,8 @@ def detect(text: str, candidates: Sequence[str] = DEFAULT_LANGUAGES, default: st
     """The most likely language of `text` among `candidates` (ISO 639-1), else `default`."""
     # simplemma looks words up in its per-language lemma dictionaries; a sample of the text
     # is as telling as all of it and keeps long articles cheap.
+    import simplemma  # deferred: most articles declare their language, and it costs 40 ms
+
     sample = text[:2000]
     if not sample.strip():
         return default
