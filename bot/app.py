@@ -65,7 +65,7 @@ def build_adapters(settings: Settings) -> list[ChatAdapter]:
     adapters: list[ChatAdapter] = []
     token = settings.secrets.telegram_bot_token
     if token is not None:
-        from bot.chat.telegram import TelegramChat  # type: ignore[import-not-found,unused-ignore]
+        from bot.chat.telegram import TelegramChat
 
         adapters.append(TelegramChat(token.get_secret_value(), settings.telegram))
     return adapters

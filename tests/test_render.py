@@ -60,3 +60,81 @@ def test_alert_and_notice() -> None:
     assert render.plain(Notice("hi")) == "hi"
     alert = render.plain(Alert(ITEM, lang="en"))
     assert alert.startswith("🚨 Alert: Troops mass near the border")
+
+
+# --- Telegram HTML -----------------------------------------------------------------------------
+
+HOSTILE = "<script>x</script> & *a_ [b](c) 😀 𝔘𝔫𝔦 &amp; <b>"
+
+
+def _visible(part: str) -> str:
+    from .fake_telegram import parse_html
+
+    return parse_html(part, strict=True)[0]  # raises where Telegram says "can't parse entities"
+
+
+def test_telegram_alert_escapes_article_text() -> None:
+    item = DigestItem(
+        "a<1>", HOSTILE, "S " + HOSTILE, 0.9, who=(HOSTILE,), url="https://x.org/?a=1&b=2"
+    )
+    [part] = render.telegram_html(Alert(item, lang="en"))
+    visible = _visible(part)
+    assert visible.count(HOSTILE) == 3 and "<script>" not in part
+    assert 'href="https://x.org/?a=1&amp;b=2"' in part
+
+
+def test_telegram_refuses_to_link_other_schemes() -> None:
+    item = DigestItem("a1", "T", "S", 0.9, source="dpa", url="javascript:alert(1)")
+    [part] = render.telegram_html(Alert(item))
+    assert "href" not in part and "dpa" in _visible(part)
+
+
+def test_telegram_digest_splits_at_items_within_the_limit() -> None:
+    items = tuple(
+        DigestItem(f"id{n}", f"Title {n} 😀&<>", "Text 𝔘 & <x> " * 40, 0.8, topic=f"T{n // 7}")
+        for n in range(30)
+    )
+    parts = render.telegram_html(Digest(items, generated_at=datetime(2026, 1, 1, tzinfo=UTC)))
+    assert len(parts) > 1
+    visible = [_visible(p) for p in parts]
+    assert all(render.utf16_len(p) <= render.TELEGRAM_LIMIT for p in parts)
+    for n in range(30):
+        assert sum(f"Title {n} 😀&<>" in v for v in visible) == 1
+    assert visible[0].startswith("📰 Conflict digest — 30 item(s)")
+
+
+def test_telegram_oversized_item_loses_text_not_markup() -> None:
+    huge = DigestItem("a1", "Big & <bold>", "😀&<" * 3000, 0.9, url="https://x.org/a")
+    [part] = render.telegram_html(Alert(huge))
+    assert render.utf16_len(part) <= render.TELEGRAM_LIMIT
+    visible = _visible(part)
+    assert "Big & <bold>" in visible and '<a href="https://x.org/a">' in part
+    assert "…" in visible
+
+
+def test_telegram_long_notice_is_split_without_breaking_characters() -> None:
+    text = ("𝔘 & <" * 1500 + "\n") * 3
+    parts = render.telegram_html(Notice(text))
+    assert len(parts) > 1
+    assert all(render.utf16_len(p) <= render.TELEGRAM_LIMIT for p in parts)
+    assert "".join(_visible(p).replace("\n", "") for p in parts) == text.replace("\n", "")
+
+
+def test_cut_never_splits_a_surrogate_pair() -> None:
+    assert render.cut("😀" * 10, 5) == "😀😀…"
+    assert render.cut("short", 10) == "short"
+
+
+def test_telegram_answer_links_its_source() -> None:
+    answer = Answer(
+        "who?",
+        "Andreas <Michaelis>",
+        sentence="Für Deutschland & Co.",
+        sources=(SourceRef("s1", "NATO & Russia", "2022-01", "https://x.org/s1"),),
+    )
+    [part] = render.telegram_html(answer)
+    assert _visible(part).splitlines() == [
+        "Andreas <Michaelis>",
+        "“Für Deutschland & Co.”",
+        "Source: NATO & Russia (2022-01)",
+    ]

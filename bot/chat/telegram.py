@@ -1,0 +1,612 @@
+"""The Telegram chat: python-telegram-bot embedded in our loop; long polling or aiohttp webhook."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import os
+import re
+import secrets
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from telegram import (
+    BotCommand,
+    CallbackQuery,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    LinkPreviewOptions,
+    Message,
+    MessageEntity,
+    ReplyParameters,
+    Update,
+)
+from telegram.constants import ChatMemberStatus, ChatType, ParseMode
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Conflict,
+    Forbidden,
+    InvalidToken,
+    RetryAfter,
+    TelegramError,
+    TimedOut,
+)
+from telegram.ext import Application, CallbackContext, TypeHandler
+from telegram.request import BaseRequest
+
+from bot.chat import DeliveryError, Handler
+from bot.chat.render import cut, plain, telegram_html
+from bot.config import TelegramSettings
+from bot.models import Alert, ChatRef, Digest, Inbound, Notice, Post, Sent
+
+# PTB 22 warns (PTBDeprecationWarning) whenever RetryAfter.retry_after is read as an int; opting
+# in to its future timedelta values silences that for good. setdefault: an explicit choice wins.
+os.environ.setdefault("PTB_TIMEDELTA", "true")
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "telegram"
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+# Only what we handle: Telegram then does not even queue the rest for us.
+ALLOWED_UPDATES = ("message", "channel_post", "callback_query")
+# Commands the core understands; in groups anything else is another bot's business.
+KNOWN_COMMANDS = frozenset(
+    {
+        "/start",
+        "/help",
+        "/subscribe",
+        "/unsubscribe",
+        "/stop",
+        "/digest",
+        "/settings",
+        "/sources",
+        "/ask",
+        "/why",
+        "/feedback",
+    }
+)
+COMMANDS = {
+    "en": (
+        ("start", "Welcome, and subscribe this chat"),
+        ("help", "What the bot does and how to use it"),
+        ("subscribe", "Receive alerts and digests here"),
+        ("unsubscribe", "Stop alerts and digests here"),
+        ("digest", "The digest now"),
+        ("settings", "Show or change this chat's settings"),
+        ("sources", "Feeds being watched; add or remove one"),
+        ("ask", "Ask a question about the articles"),
+    ),
+    "de": (
+        ("start", "Willkommen, und diesen Chat abonnieren"),
+        ("help", "Was der Bot tut und wie man ihn nutzt"),
+        ("subscribe", "Meldungen und Überblicke hier erhalten"),
+        ("unsubscribe", "Meldungen und Überblicke abbestellen"),
+        ("digest", "Den Überblick jetzt"),
+        ("settings", "Einstellungen dieses Chats zeigen oder ändern"),
+        ("sources", "Beobachtete Feeds; einen hinzufügen oder entfernen"),
+        ("ask", "Eine Frage zu den Artikeln stellen"),
+    ),
+}
+BUTTONS = {
+    "en": ("Why?", "👍 relevant", "👎 not relevant"),
+    "de": ("Warum?", "👍 relevant", "👎 nicht relevant"),
+}
+FAILED = {
+    "en": "Sorry, that failed; please try again later.",
+    "de": "Das hat leider nicht geklappt; bitte später noch einmal versuchen.",
+}
+CALLBACK_DATA_BYTES = 64
+ANSWER_CALLBACK_CHARS = 200
+CONFLICT_REPEAT_SECONDS = 3600.0
+CONFLICT_HELP = (
+    "Telegram answered 409 Conflict to getUpdates: another newsbot instance or another "
+    "program polls this bot token (or set a webhook for it). Only one poller receives "
+    "updates, so this instance may miss messages. Stop the other one, give each deployment "
+    'its own bot token, or use telegram.mode = "webhook". Retrying quietly.'
+)
+
+TelegramApp = Application[Any, Any, Any, Any, Any, Any]
+
+
+class TelegramChat:
+    """Telegram through python-telegram-bot: updates in (polling or webhook), posts out as HTML."""
+
+    platform = PLATFORM
+
+    def __init__(
+        self,
+        token: str,
+        settings: TelegramSettings,
+        *,
+        request: BaseRequest | None = None,
+        get_updates_request: BaseRequest | None = None,
+        webhook_secret: str | None = None,
+        poll_timeout: float = 30.0,
+        admin_cache_seconds: float = 60.0,
+        part_interval: float = 1.0,
+    ) -> None:
+        self.settings = settings
+        self.webhook_secret = webhook_secret or secrets.token_urlsafe(32)
+        self.poll_timeout = poll_timeout
+        self.admin_cache_seconds = admin_cache_seconds
+        # Parts of one long post go to the same chat, which Telegram allows once a second (every
+        # 3 s in groups: 20 a minute); the Outbox booked one slot for the whole post.
+        self.part_interval = part_interval
+        self._token = token
+        self._request = request
+        self._get_updates_request = get_updates_request
+        self._app: TelegramApp | None = None
+        self._handler: Handler | None = None
+        self._runner: web.AppRunner | None = None
+        self._admins: dict[tuple[int, int], tuple[float, bool]] = {}
+        self._conflict_warned_at: float | None = None
+        self._errors_seen: set[str] = set()
+        self._bot_id = 0
+        self._username = ""
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def start(self, handler: Handler) -> None:
+        """Connect, register the command menu, and start polling or serving the webhook."""
+        self._handler = handler
+        webhook = self.settings.mode == "webhook"
+        if webhook and not self.settings.webhook_url:
+            raise ValueError('telegram.mode = "webhook" needs telegram.webhook_url (public HTTPS)')
+        app = self._build(webhook)
+        try:
+            await app.initialize()
+        except Exception as exc:
+            # A failed initialize() leaves the HTTP pools open and shutdown() would skip them.
+            await app.bot.shutdown()
+            if isinstance(exc, InvalidToken):
+                log.error("Telegram rejected the bot token; check TELEGRAM_BOT_TOKEN (BotFather)")
+            raise
+        self._app = app
+        self._bot_id, self._username = app.bot.id, app.bot.username or ""
+        try:
+            await self._register_commands()
+            await app.start()
+            if webhook:
+                await self._start_webhook()
+            else:
+                assert app.updater is not None
+                await app.updater.start_polling(
+                    timeout=timedelta(seconds=self.poll_timeout),
+                    allowed_updates=list(ALLOWED_UPDATES),
+                    error_callback=self._polling_error,
+                )
+        except BaseException:
+            await self.stop()
+            raise
+        log.info("telegram: @%s connected (%s)", self._username, self.settings.mode)
+
+    async def stop(self) -> None:
+        """Stop receiving, let in-flight replies finish, and close connections."""
+        app, self._app = self._app, None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if app is None:
+            return
+        if app.updater is not None and app.updater.running:
+            await app.updater.stop()
+        if app.running:
+            await app.stop()  # waits for updates being handled
+        await app.shutdown()
+
+    @property
+    def webhook_port(self) -> int | None:
+        """The port the webhook server listens on (None when not serving)."""
+        if self._runner is None or not self._runner.addresses:
+            return None
+        return int(self._runner.addresses[0][1])
+
+    def _build(self, webhook: bool) -> TelegramApp:
+        api_url = self.settings.api_url
+        builder = (
+            Application.builder()
+            .token(self._token)
+            .base_url(api_url)
+            .base_file_url(_file_url(api_url))
+            # Our scheduler and Outbox own timing and pacing: no JobQueue, no rate limiter.
+            .job_queue(None)
+        )
+        if webhook:
+            builder = builder.updater(None)
+        if self._request is not None:
+            builder = builder.request(self._request)
+        if self._get_updates_request is not None:
+            builder = builder.get_updates_request(self._get_updates_request)
+        app: TelegramApp = builder.build()
+        app.add_handler(TypeHandler(Update, self._on_update))
+        app.add_error_handler(self._on_error)
+        return app
+
+    async def _register_commands(self) -> None:
+        bot = self._bot()
+        for lang, commands in COMMANDS.items():
+            menu = [BotCommand(name, description) for name, description in commands]
+            try:
+                # English is the default menu; German users (language_code "de") get theirs.
+                await bot.set_my_commands(menu, language_code=None if lang == "en" else lang)
+            except TelegramError as exc:
+                # The menu is a convenience; the bot works without it.
+                log.warning("telegram: setMyCommands (%s) failed: %s", lang, exc.message)
+
+    async def _start_webhook(self) -> None:
+        path = urlsplit(self.settings.webhook_url).path or "/"
+        server = web.Application(client_max_size=1 << 20)
+        server.router.add_post(path, self._on_webhook)
+        # No access log: request lines would only add noise, and nothing secret is in them.
+        self._runner = web.AppRunner(server, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.webhook_listen, self.settings.webhook_port)
+        await site.start()
+        await self._bot().set_webhook(
+            url=self.settings.webhook_url,
+            secret_token=self.webhook_secret,
+            allowed_updates=list(ALLOWED_UPDATES),
+        )
+
+    async def _on_webhook(self, request: web.Request) -> web.Response:
+        given = request.headers.get(SECRET_HEADER, "")
+        if not hmac.compare_digest(given.encode(), self.webhook_secret.encode()):
+            log.info("telegram webhook: request without the right secret token refused")
+            return web.Response(status=403)
+        app = self._app
+        if app is None:
+            return web.Response(status=503)
+        try:
+            data = await request.json()
+            update = Update.de_json(data, app.bot)
+        except (ValueError, TypeError, KeyError):
+            return web.Response(status=400)
+        # Answer at once and handle in order, as with polling; Telegram retries slow answers.
+        await app.update_queue.put(update)
+        return web.Response(text="ok")
+
+    def _polling_error(self, exc: TelegramError) -> None:
+        # PTB retries getUpdates with back-off and calls this on every failure: say it once.
+        if isinstance(exc, Conflict):
+            now = time.monotonic()
+            last = self._conflict_warned_at
+            if last is None or now - last >= CONFLICT_REPEAT_SECONDS:
+                self._conflict_warned_at = now
+                log.warning(CONFLICT_HELP)
+            else:
+                log.debug("telegram polling: still in conflict")
+            return
+        name = type(exc).__name__
+        level = logging.DEBUG if name in self._errors_seen else logging.WARNING
+        self._errors_seen.add(name)
+        log.log(level, "telegram polling failed (%s: %s); retrying", name, exc.message)
+
+    async def _on_error(self, update: object, context: CallbackContext[Any, Any, Any, Any]) -> None:
+        log.error("telegram: handling an update failed", exc_info=context.error)
+
+    def _bot(self) -> Any:
+        if self._app is None:
+            raise DeliveryError("Telegram adapter is not started")
+        return self._app.bot
+
+    # --- outbound -----------------------------------------------------------------------
+
+    async def send(self, chat: ChatRef, post: Post) -> Sent:
+        """Deliver one post as HTML parts; raise DeliveryError saying what the failure means."""
+        parts = telegram_html(post)
+        markup = self._buttons(post) if isinstance(post, Alert) else None
+        target = _chat_id(chat.chat_id)
+        thread = int(chat.thread_id) if chat.thread_id else None
+        ids: list[str] = []
+        try:
+            for index, part in enumerate(parts):
+                options: dict[str, Any] = {
+                    "thread": thread,
+                    "markup": markup if index == len(parts) - 1 else None,
+                    "no_preview": isinstance(post, Digest | Notice),
+                }
+                if index == 0:
+                    message = await self._send_message(target, part, **options)
+                else:
+                    await asyncio.sleep(self._part_gap(chat.chat_id))
+                    # Earlier parts are delivered: raising would make the ledger send them
+                    # twice, so honour a flood wait here instead.
+                    message = await self._send_patiently(target, part, **options)
+                ids.append(str(message.message_id))
+        except TelegramError as exc:
+            raise delivery_error(exc) from exc
+        return Sent(tuple(ids))
+
+    def _buttons(self, alert: Alert) -> InlineKeyboardMarkup | None:
+        article_id = alert.item.article_id
+        why, up, down = f"w:{article_id}", f"f:{article_id}:1", f"f:{article_id}:0"
+        if len(up.encode()) > CALLBACK_DATA_BYTES:
+            return None  # Telegram refuses longer callback data; the alert still goes out
+        labels = BUTTONS.get(alert.lang, BUTTONS["en"])
+        return InlineKeyboardMarkup(
+            [
+                [InlineKeyboardButton(labels[0], callback_data=why)],
+                [
+                    InlineKeyboardButton(labels[1], callback_data=up),
+                    InlineKeyboardButton(labels[2], callback_data=down),
+                ],
+            ]
+        )
+
+    def _part_gap(self, chat_id: str) -> float:
+        return self.part_interval * (3.0 if chat_id.startswith("-") else 1.0)
+
+    async def _send_message(
+        self,
+        chat_id: int | str,
+        text: str,
+        *,
+        thread: int | None = None,
+        markup: InlineKeyboardMarkup | None = None,
+        no_preview: bool = False,
+        reply_to: int | None = None,
+    ) -> Message:
+        message: Message = await self._bot().send_message(
+            chat_id=chat_id,
+            text=text,
+            parse_mode=ParseMode.HTML,
+            message_thread_id=thread,
+            reply_markup=markup,
+            link_preview_options=LinkPreviewOptions(is_disabled=True) if no_preview else None,
+            reply_parameters=(
+                ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None
+            ),
+        )
+        return message
+
+    async def _send_patiently(self, chat_id: int | str, text: str, **options: Any) -> Message:
+        """Send; on a flood wait, wait as told and try once more."""
+        try:
+            return await self._send_message(chat_id, text, **options)
+        except RetryAfter as exc:
+            await asyncio.sleep(retry_seconds(exc))
+            return await self._send_message(chat_id, text, **options)
+
+    async def _reply(
+        self, chat_id: int, thread: int | None, reply_to: int | None, posts: Sequence[Post]
+    ) -> None:
+        """Answer a user directly (not through the Outbox): replies are few and expected now."""
+        first = True
+        for post in _merge_notices(posts):
+            parts = telegram_html(post)
+            markup = self._buttons(post) if isinstance(post, Alert) else None
+            for index, part in enumerate(parts):
+                try:
+                    await self._send_patiently(
+                        chat_id,
+                        part,
+                        thread=thread,
+                        markup=markup if index == len(parts) - 1 else None,
+                        no_preview=isinstance(post, Digest | Notice),
+                        reply_to=reply_to if first else None,
+                    )
+                except TelegramError as exc:
+                    log.warning("telegram: reply failed (%s: %s)", type(exc).__name__, exc)
+                    return
+                first = False
+
+    # --- inbound ------------------------------------------------------------------------
+
+    async def _on_update(
+        self, update: Update, context: CallbackContext[Any, Any, Any, Any]
+    ) -> None:
+        if update.callback_query is not None:
+            await self._on_button(update.callback_query)
+            return
+        message = update.message or update.channel_post
+        if message is None or not message.text:
+            return
+        inbound = await self.inbound(message)
+        if inbound is None:
+            return
+        posts = await self._handle(inbound)
+        thread = message.message_thread_id if message.is_topic_message else None
+        await self._reply(message.chat.id, thread, message.message_id, posts)
+
+    async def inbound(self, message: Message) -> Inbound | None:
+        """The Inbound for a message, or None when the bot should stay silent."""
+        chat = message.chat
+        text = (message.text or "").strip()
+        thread = message.message_thread_id if message.is_topic_message else None
+        ref = ChatRef(PLATFORM, str(chat.id), str(thread) if thread else None)
+        replied = message.reply_to_message
+        reply_to = None
+        # In forum topics every message "replies" to the topic's first message; that is no
+        # reply to us.
+        if (
+            replied is not None
+            and replied.from_user is not None
+            and replied.from_user.id == self._bot_id
+            and replied.message_id != message.message_thread_id
+        ):
+            reply_to = str(replied.message_id)
+        private = chat.type == ChatType.PRIVATE
+        if text.startswith("/"):
+            command = text.split(maxsplit=1)[0]
+            name, _, addressee = command.partition("@")
+            if addressee and addressee.lower() != self._username.lower():
+                return None  # /cmd@OtherBot
+            if not private and name.lower() not in KNOWN_COMMANDS:
+                return None
+        elif not private:
+            if chat.type == ChatType.CHANNEL:
+                return None  # the channel's own posts are not questions to us
+            if not self._mentions_me(message) and reply_to is None:
+                return None
+            text = self._without_mention(text)
+            if not text:
+                return None
+        user = message.from_user
+        lang = user.language_code[:2].lower() if user and user.language_code else None
+        is_admin = await self.is_admin(message) if text.startswith("/") else private
+        return Inbound(
+            ref,
+            text,
+            user=str(user.id) if user else None,
+            lang=lang,
+            is_admin=is_admin,
+            reply_to_message_id=reply_to,
+        )
+
+    def _mentions_me(self, message: Message) -> bool:
+        if self._username and re.search(
+            rf"(?<!\w)@{re.escape(self._username)}\b", message.text or "", re.IGNORECASE
+        ):
+            return True
+        return any(
+            entity.type == MessageEntity.TEXT_MENTION
+            and entity.user is not None
+            and entity.user.id == self._bot_id
+            for entity in message.entities
+        )
+
+    def _without_mention(self, text: str) -> str:
+        if not self._username:
+            return text
+        stripped = re.sub(rf"(?<!\w)@{re.escape(self._username)}\b[,:]?", "", text, flags=re.I)
+        return " ".join(stripped.split())
+
+    async def is_admin(self, message: Message) -> bool:
+        """Whether the sender may change this chat's subscription (cached briefly)."""
+        chat = message.chat
+        if chat.type in (ChatType.PRIVATE, ChatType.CHANNEL):
+            return True  # only a channel's admins can post in it
+        if message.sender_chat is not None:
+            # Anonymous admins post as the group itself; a linked channel's posts are not admins.
+            return message.sender_chat.id == chat.id
+        user = message.from_user
+        if user is None:
+            return False
+        key = (chat.id, user.id)
+        now = time.monotonic()
+        cached = self._admins.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        try:
+            member = await self._bot().get_chat_member(chat.id, user.id)
+        except TelegramError as exc:
+            log.warning("telegram: admin check failed (%s); treating as member", exc.message)
+            return False
+        admin = member.status in (ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR)
+        if len(self._admins) > 10_000:
+            self._admins = {k: v for k, v in self._admins.items() if v[0] > now}
+        self._admins[key] = (now + self.admin_cache_seconds, admin)
+        return admin
+
+    async def _handle(self, inbound: Inbound) -> Sequence[Post]:
+        assert self._handler is not None
+        try:
+            return await self._handler(inbound)
+        except Exception:
+            # One bad message must not go unanswered; the log has the details.
+            log.exception("telegram: handling a message failed")
+            return [Notice(FAILED.get(inbound.lang or "en", FAILED["en"]))]
+
+    async def _on_button(self, query: CallbackQuery) -> None:
+        kind, _, rest = (query.data or "").partition(":")
+        message = query.message
+        text = None
+        if kind == "w" and rest:
+            text = f"/why {rest}"
+        elif kind == "f" and rest:
+            article_id, _, vote = rest.rpartition(":")
+            text = f"/feedback {article_id} {'up' if vote == '1' else 'down'}"
+        if text is None or message is None:
+            await _answer(query)
+            return
+        chat = message.chat
+        topic = isinstance(message, Message) and message.is_topic_message
+        thread = message.message_thread_id if topic and isinstance(message, Message) else None
+        user = query.from_user
+        inbound = Inbound(
+            ChatRef(PLATFORM, str(chat.id), str(thread) if thread else None),
+            text,
+            user=str(user.id),
+            lang=user.language_code[:2].lower() if user.language_code else None,
+            is_admin=chat.type == ChatType.PRIVATE,
+            reply_to_message_id=str(message.message_id),
+        )
+        posts = await self._handle(inbound)
+        if kind == "f":
+            # A vote needs no message in the chat: a short toast acknowledges it.
+            note = plain(posts[0]) if posts else None
+            await _answer(query, cut(note, ANSWER_CALLBACK_CHARS) if note else None)
+            return
+        await _answer(query)
+        await self._reply(chat.id, thread, message.message_id, posts)
+
+
+def delivery_error(exc: TelegramError) -> DeliveryError:
+    """Translate a PTB error into what it means for the ledger."""
+    if isinstance(exc, RetryAfter):
+        seconds = retry_seconds(exc)
+        return DeliveryError(
+            f"Telegram flood control: retry after {seconds:g} s", retry_after=seconds
+        )
+    if isinstance(exc, ChatMigrated):
+        return DeliveryError(
+            "Telegram group was upgraded to a supergroup", migrated_to=str(exc.new_chat_id)
+        )
+    if isinstance(exc, Forbidden):
+        # Blocked by the user, kicked from the group or channel: nobody there wants us.
+        return DeliveryError(f"Telegram: {exc.message}", chat_gone=True)
+    if isinstance(exc, BadRequest):
+        lowered = exc.message.lower()
+        gone = any(s in lowered for s in ("chat not found", "thread not found", "topic_deleted"))
+        return DeliveryError(
+            f"Telegram refused the message: {exc.message}", chat_gone=gone, permanent=True
+        )
+    if isinstance(exc, TimedOut):
+        # The message may have arrived all the same; the ledger retries (at most one duplicate).
+        return DeliveryError(f"Telegram timed out: {exc.message}")
+    return DeliveryError(f"Telegram: {type(exc).__name__}: {exc.message}")
+
+
+def retry_seconds(exc: RetryAfter) -> float:
+    """RetryAfter's wait in seconds, whether PTB gives it as a timedelta or a number."""
+    value: Any = exc.retry_after
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return float(value)
+
+
+async def _answer(query: CallbackQuery, text: str | None = None) -> None:
+    try:
+        await query.answer(text)
+    except TelegramError as exc:
+        # A query older than ~15 s can't be answered; the button press was still handled.
+        log.debug("telegram: answerCallbackQuery failed: %s", exc.message)
+
+
+def _merge_notices(posts: Sequence[Post]) -> list[Post]:
+    """Consecutive notices as one message: fewer sends, and no flood wait between them."""
+    merged: list[Post] = []
+    for post in posts:
+        if isinstance(post, Notice) and merged and isinstance(merged[-1], Notice):
+            merged[-1] = Notice(f"{merged[-1].text}\n\n{post.text}")
+        else:
+            merged.append(post)
+    return merged
+
+
+def _chat_id(value: str) -> int | str:
+    # Numeric ids as numbers; "@channelname" stays a name, as the Bot API accepts both.
+    return int(value) if value.lstrip("-").isdigit() else value
+
+
+def _file_url(api_url: str) -> str:
+    base = api_url.rstrip("/")
+    if base.endswith("/bot"):
+        return base[: -len("/bot")] + "/file/bot"
+    return base + "/file/bot"
