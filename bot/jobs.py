@@ -9,13 +9,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from bot import articles, cluster, feeds, qa, schedule
 from bot.classify import classify
 from bot.learn import FeedbackModel
-from bot.models import Article, Preferences, Thresholds, Verdict
+from bot.models import Article, ChatRef, Preferences, Thresholds, Verdict
 from bot.outbox import Outbox
 from bot.store import IngestCounts, Store
 
@@ -104,7 +105,7 @@ async def route(
     stories = cluster.assign([article for article, _ in changed], known)
     await store.set_stories(stories)
     subscriptions = await store.subscriptions()
-    owed = 0
+    wanted: list[tuple[ChatRef, str, str, dict[str, Any], datetime | None]] = []
     for article, verdict in changed:
         for subscription in subscriptions:
             prefs = subscription.prefs
@@ -115,13 +116,16 @@ async def route(
                 continue
             # Keyed by story: a later report of the same event, or a re-ingest from another
             # source, can never alert the same chat twice.
-            owed += await store.enqueue(
-                subscription.chat,
-                "alert",
-                stories[article.id],
-                {"article_id": article.id, "lang": subscription.lang},
-                not_before=schedule.quiet_until(prefs, now),
+            wanted.append(
+                (
+                    subscription.chat,
+                    "alert",
+                    stories[article.id],
+                    {"article_id": article.id, "lang": subscription.lang},
+                    schedule.quiet_until(prefs, now),
+                )
             )
+    owed = await store.enqueue_many(wanted)
     if owed and outbox is not None:
         outbox.wake()
     return owed

@@ -168,11 +168,14 @@ class Outbox:
                         await self.store.mark_failed(row.id, "nothing to send: article not stored")
                     continue
                 pacer = self.pacers[group[0].chat.platform]
-                at = pacer.book(group[0].chat, self.clock().timestamp())
-                planned.append((at, group[0].id, group, post))
-        # One timeline: wait for each slot in turn, then let the send run alongside the others.
+                estimate = pacer.slot(group[0].chat, self.clock().timestamp())
+                planned.append((estimate, group[0].id, group, post))
+        # One timeline: book each slot when its turn comes (so a late event loop never makes
+        # up for lost time with a burst), wait for it, then let the send run alongside others.
         tasks = []
-        for at, _, group, post in sorted(planned, key=lambda p: (p[0], p[1])):
+        for _, _, group, post in sorted(planned, key=lambda p: (p[0], p[1])):
+            pacer = self.pacers[group[0].chat.platform]
+            at = pacer.book(group[0].chat, self.clock().timestamp())
             wait = at - self.clock().timestamp()
             if wait > 0:
                 await self.sleep(wait)

@@ -62,6 +62,10 @@ class Pacer:
 
     def book(self, chat: ChatRef, now: float) -> float:
         """Reserve the earliest allowed slot for a message to `chat` and return it."""
+        # A sender a few milliseconds late keeps the cadence instead of drifting behind it;
+        # later than that, the cadence restarts from now (no catch-up burst).
+        if 0 < now - self._next_global < 0.5 / self.limits.per_second:
+            now = self._next_global
         at = self.slot(chat, now)
         key = _key(chat)
         self._next_global = at + 1.0 / self.limits.per_second

@@ -654,13 +654,21 @@ class Store:
 
     async def set_stories(self, stories: dict[str, str]) -> None:
         """Record which story each article belongs to (article id → first article's id)."""
-        if not stories:
+        # Most articles start their own story, which NULL already says; write only the others.
+        later = [
+            {"aid": article_id, "sid": story_id}
+            for article_id, story_id in stories.items()
+            if story_id != article_id
+        ]
+        if not later:
             return
+        statement = (
+            articles.update()
+            .where(articles.c.id == sa.bindparam("aid"))
+            .values(story_id=sa.bindparam("sid"))
+        )
         async with self.engine.begin() as conn:
-            for article_id, story_id in stories.items():
-                await conn.execute(
-                    articles.update().where(articles.c.id == article_id).values(story_id=story_id)
-                )
+            await conn.execute(statement, later)
 
     async def story_ids(self, article_ids: Sequence[str]) -> dict[str, str]:
         """The story each article belongs to (its own id when it is the first report)."""
@@ -712,6 +720,37 @@ class Store:
         return [found[i] for i in article_ids if i in found]
 
     # --- outbox ---------------------------------------------------------------------------
+
+    async def enqueue_many(
+        self, owed: Sequence[tuple[ChatRef, str, str, dict[str, Any], datetime | None]]
+    ) -> int:
+        """Owe several posts at once (chat, kind, key, payload, not_before); return how many new."""
+        if not owed:
+            return 0
+        rows = [
+            {
+                "platform": chat.platform,
+                "chat_id": chat.chat_id,
+                "thread_id": chat.thread_id or "",
+                "kind": kind,
+                "key": key,
+                "status": "pending",
+                "payload": json.dumps(payload, ensure_ascii=False),
+                "created_at": _now(),
+                "next_attempt_at": not_before,
+            }
+            for chat, kind, key, payload, not_before in owed
+        ]
+        async with self.engine.begin() as conn:
+            before = (
+                await conn.execute(sa.select(sa.func.count()).select_from(deliveries))
+            ).scalar()
+            for start in range(0, len(rows), 500):
+                await conn.execute(_insert_ignore(conn, deliveries), rows[start : start + 500])
+            after = (
+                await conn.execute(sa.select(sa.func.count()).select_from(deliveries))
+            ).scalar()
+        return int(after or 0) - int(before or 0)
 
     async def enqueue(
         self,
