@@ -15,6 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bot.classify import classify
 from bot.models import Answer, Article
 from bot.qa import Index, answer
 
@@ -114,7 +115,8 @@ def main() -> int:
         return 0
     articles = load_articles(args.corpus)
     start = time.perf_counter()
-    index = Index.build(articles)
+    # The conflict score is the retrieval prior, as `newsbot ask` passes the stored scores.
+    index = Index.build(articles, weights={a.id: classify(a).score for a in articles})
     build = time.perf_counter() - start
     print(f"index: {len(articles)} articles built in {build:.2f} s")
     latencies: list[float] = []

@@ -117,6 +117,7 @@ def _load_toml(name: str) -> dict[str, Any]:
         return tomllib.load(fh)
 
 
+@functools.lru_cache(maxsize=200_000)
 def fold(text: str) -> str:
     """Lower-case `text` and strip accents, so "Österreich" and "osterreich" compare equal."""
     text = text.lower().replace("ß", "ss")
@@ -352,6 +353,7 @@ def _ends_with_any(word: str, stems: Iterable[str]) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=100_000)
 def is_role(word: str, lang: str) -> bool:
     """Whether `word` is a person's role or title ("Staatssekretär", "US-Botschafterin")."""
     folded = fold(word)
@@ -405,11 +407,11 @@ def place_at(toks: tuple[Token, ...], i: int) -> tuple[int, int] | None:
     tok = toks[i]
     if not tok.cap:
         return None
-    for parts in lex.multiword_places:
+    for parts in _multiword_by_first().get(_place_key(tok), ()):
         n = len(parts)
         if i + n <= len(toks) and all(
             _place_key(toks[i + j]) == parts[j] or skeleton(toks[i + j].text) == parts[j]
-            for j in range(n)
+            for j in range(1, n)
         ):
             hit = lex.place_by_key.get(" ".join(parts))
             if hit:
@@ -419,6 +421,15 @@ def place_at(toks: tuple[Token, ...], i: int) -> tuple[int, int] | None:
         if hit:
             return hit[0], 1
     return None
+
+
+@functools.cache
+def _multiword_by_first() -> dict[str, tuple[tuple[str, ...], ...]]:
+    """The gazetteer's multiword places by their first word (longest first), for fast lookups."""
+    out: dict[str, list[tuple[str, ...]]] = {}
+    for parts in lexicon().multiword_places:
+        out.setdefault(parts[0], []).append(parts)
+    return {k: tuple(v) for k, v in out.items()}
 
 
 def _place_key(tok: Token) -> str:

@@ -6,6 +6,7 @@ import functools
 import json
 import math
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -39,6 +40,8 @@ ABSTAIN_BELOW = 0.34
 MAX_ANSWER_CHARS = 300
 # How many retrieved articles the store-wide answerer reads.
 READ_TOP = 8
+# How many BM25 hits are re-ranked by how many question words share one sentence.
+RERANK_TOP = 60
 # BM25 parameters; b is low because the store mixes 40-word feed items with 500-word articles,
 # and full length normalisation would bury every long article; then how much a prior lifts a score.
 BM25_K1 = 1.2
@@ -103,6 +106,7 @@ class Index:
         self._priors: list[float] = []
         self._postings: dict[str, list[tuple[int, int]]] = {}
         self._analysed: dict[str, tuple[Sentence, ...]] = {}
+        self._sentence_keys: list[tuple[frozenset[str], ...]] = []
         self._arrays: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
@@ -121,9 +125,16 @@ class Index:
         if article.id in self._by_id:
             self._remove(article.id)
         lang = _article_lang(article)
-        counts = index_keys(f"{article.title}\n{article.text}", lang)
+        counts: Counter[str] = Counter()
+        sentence_keys = []
+        for chunk in _SENTENCE_BREAK.split(f"{article.title}\n{article.text}"):
+            keys = index_keys(chunk, lang)
+            if keys:
+                counts.update(keys)
+                sentence_keys.append(frozenset(keys))
         doc = len(self._articles)
         self._articles.append(article)
+        self._sentence_keys.append(tuple(sentence_keys))
         self._by_id[article.id] = doc
         self._lengths.append(sum(counts.values()))
         self._priors.append(float(weight))
@@ -140,6 +151,7 @@ class Index:
             else:
                 del self._postings[key]
         self._lengths[doc] = 0
+        self._sentence_keys[doc] = ()
         self._analysed.pop(article_id, None)
         del self._by_id[article_id]
 
@@ -195,8 +207,30 @@ class Index:
             [a.id in self._by_id and self._by_id[a.id] == i for i, a in enumerate(self._articles)]
         )
         total[~live] = 0
-        order = np.argsort(-total)[:k]
-        return [(self._articles[i], float(total[i])) for i in order if total[i] > 0]
+        groups = list(groups)
+        order = [int(i) for i in np.argsort(-total)[: max(k, RERANK_TOP)] if total[i] > 0]
+        if len(groups) > 1:
+            # Vague questions ("Who attends from Germany?") match many short items that merely
+            # mention one word; an article where the question's words meet in one sentence wins.
+            rerank = {i: total[i] * (0.5 + self.coherence(i, groups)) for i in order}
+            order.sort(key=lambda i: -rerank[i])
+            return [(self._articles[i], float(rerank[i])) for i in order[:k]]
+        return [(self._articles[i], float(total[i])) for i in order[:k]]
+
+    def coherence(self, doc: int, groups: list[Group]) -> float:
+        """The largest weighted share of keyword groups that occur together in one sentence."""
+        weights = [g.weight * (1.5 if g.entity else 1.0) for g in groups]
+        total = sum(weights) or 1.0
+        best = 0.0
+        for keys in self._sentence_keys[doc]:
+            share = sum(
+                w for g, w in zip(groups, weights, strict=True) if not g.keys.isdisjoint(keys)
+            )
+            best = max(best, share)
+        return best / total
+
+
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?:;])\s+|\n+")
 
 
 def _article_lang(article: Article) -> str:
@@ -479,6 +513,7 @@ def answer_article(q: Question, article: Article, index: Index | None = None) ->
                 score += 0.12 * math.exp(-dist / 6)
             if q.qtype in ("person", "entity") and span.kind in ("person", "name"):
                 score *= _role_agreement(span, q, sents, lang)
+                score *= _nationality_agreement(span, q, sent, matched[si], lang)
             if best is None or score > best.score:
                 text = _candidate_text(span, q, sents, lang)
                 if text:
@@ -497,6 +532,50 @@ def _role_agreement(span: Span, q: Question, sents: tuple[Sentence, ...], lang: 
         return 0.8
     role_sentence = analyse(role, lang)
     return 1.3 if any(_matches(g, role_sentence) for g in asked) else 0.6
+
+
+def _country_tokens(sent: Sentence) -> list[int]:
+    """Positions of tokens that name a country or its adjective (Georgian, russische, US-...)."""
+    lex = lexicon()
+    found = []
+    for pos, tok in enumerate(sent.tokens):
+        if not tok.cap and not tok.text[:1].isupper() and not tok.text.islower():
+            continue
+        text = tok.text
+        cands = [skeleton(text), skeleton(text.rstrip("s")), tok.key]
+        if "-" in text:
+            cands.append(skeleton(text.split("-")[0]))
+        for cand in cands:
+            hit = lex.place_by_key.get(cand)
+            if hit and lex.places[hit[0]].kind == "country":
+                found.append(pos)
+                break
+    return found
+
+
+def _nationality_agreement(
+    span: Span, q: Question, sent: Sentence, matched: Mapping[int, list[int]], lang: str
+) -> float:
+    """A country the question asks about must belong to this person, not to a neighbour.
+
+    The check is per phrase: the country mention nearest to the person decides, so "Russian
+    President Putin ... Georgia" does not answer "Who is the Georgian president?".
+    """
+    asked = [gi for gi, g in enumerate(q.groups) if g.place and matched.get(gi)]
+    if not asked:
+        return 1.0
+
+    asked_pos = {p for gi in asked for p in matched[gi]}
+    factor = 1.0
+    # The person's own nationality: a country word inside the span, right before it, or before
+    # its role word ("Russian President Putin", "aus Österreich Johanna Mikl-Leitner").
+    before = [span.start - 1]
+    if span.start >= 2 and is_role(sent.tokens[span.start - 1].text, lang):
+        before.append(span.start - 2)
+    own = [p for p in _country_tokens(sent) if span.start <= p < span.end or p in before]
+    if own and not any(p in asked_pos for p in own):
+        factor *= 0.1  # another country's person: not an answer
+    return factor
 
 
 def _unit_matches(unit: Group, span: Span, sent: Sentence) -> bool:

@@ -164,3 +164,48 @@ async def test_llm_http_error_falls_back(index: Index) -> None:
             "Who attends from Germany?", index, client, "http://llm/v1", "m", article_id="seed"
         )
     assert got.text is not None and "Michaelis" in got.text
+
+
+def test_nationality_is_checked_per_phrase() -> None:
+    # Georgia occurs in the sentence, but the only president named is the Russian one.
+    summit = Article(
+        id="t-en-3",
+        title="Talks on the border conflict",
+        text=(
+            "Russian President Oleg Marin said on Monday that Russia will help to settle the "
+            "conflict between Georgia and a separatist province."
+        ),
+        lang="en",
+    )
+    index = Index.build([summit])
+    assert answer("Who is the Russian president?", index, article_id="t-en-3").text is not None
+    got = answer("Wer ist der georgische Präsident?", index, article_id="t-en-3").text
+    assert got is None or "Marin" not in got
+
+
+def test_store_prefers_the_article_where_question_words_meet() -> None:
+    # Short items mention Poland; only one sentence says who attends from Poland.
+    fillers = [
+        Article(
+            id=f"t-en-f{i}",
+            title=f"Polish market news {i}",
+            text=f"Polish shares rose on day {i}, Poland's bourse said.",
+            lang="en",
+        )
+        for i in range(6)
+    ]
+    talks = Article(
+        id="t-en-talks",
+        title="Ministers meet in Vienna",
+        text=(
+            "Foreign ministers from twelve countries meet in Vienna on Tuesday to discuss the "
+            "border dispute and new sanctions against the regime. The talks are expected to last "
+            "two days and to end with a joint declaration on the ceasefire. For Poland, deputy "
+            "foreign minister Anna Kowalczyk will attend the meeting."
+        ),
+        lang="en",
+    )
+    index = Index.build([*fillers, talks])
+    got = answer("Who attends from Poland?", index)
+    assert got.text is not None and "Kowalczyk" in got.text
+    assert got.sources[0].id == "t-en-talks"
