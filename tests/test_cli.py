@@ -192,3 +192,28 @@ def test_train_on_feedback(env: dict[str, str], tmp_path: Path) -> None:
     war = Article("x", "Air strikes hit town", "Fighting and shelling.", "en")
     sport = Article("y", "Cup final tonight", "The striker scored twice.", "en")
     assert loaded.predict(war) > loaded.predict(sport)
+
+
+def test_run_shuts_down_cleanly_on_sigterm(env: dict[str, str]) -> None:
+    import signal
+    import time
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot", "run"],
+        stdin=subprocess.PIPE,  # kept open: the service runs until the signal
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()  # the digest header: the service is up
+        assert "digest" in first.lower()
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=20)
+    finally:
+        process.kill()
+        process.communicate()
+    assert code == 0

@@ -130,3 +130,74 @@ def test_rate_limit_window() -> None:
 
 def test_seed_path_exists() -> None:
     assert Path(SEED).exists()
+
+
+async def test_settings_change_and_show(conversation: Conversation, store: Store) -> None:
+    changes: list[str] = []
+
+    async def changed() -> None:
+        changes.append("sync")
+
+    conversation.on_change = changed
+    [reply] = await conversation.handle(msg("/settings digest 07:30 Europe/Berlin"))
+    assert isinstance(reply, Notice) and "Subscribe first" in reply.text
+    await conversation.handle(msg("/subscribe"))
+    [reply] = await conversation.handle(msg("/settings digest 07:30 Europe/Berlin"))
+    assert isinstance(reply, Notice) and "daily at 07:30 (Europe/Berlin)" in reply.text
+    await conversation.handle(msg("/settings quiet 22:00-07:00"))
+    await conversation.handle(msg("/settings threshold 0,9"))
+    await conversation.handle(msg("/settings countries Ukraine, Syria"))
+    [reply] = await conversation.handle(msg("/settings lang de"))
+    assert isinstance(reply, Notice) and reply.text.startswith("Gespeichert")
+    sub = await store.subscription(CHAT)
+    assert sub is not None and sub.lang == "de"
+    assert (sub.prefs.digest_at, sub.prefs.timezone) == ("07:30", "Europe/Berlin")
+    assert (sub.prefs.quiet_start, sub.prefs.quiet_end) == ("22:00", "07:00")
+    assert sub.prefs.alert_threshold == 0.9 and sub.prefs.countries == ("Ukraine", "Syria")
+    assert len(changes) >= 5
+    [bad] = await conversation.handle(msg("/settings digest 25:00"))
+    assert isinstance(bad, Notice) and "25:00" in bad.text
+    [bad] = await conversation.handle(msg("/settings timezone Mars/Base"))
+    assert isinstance(bad, Notice) and "Mars/Base" in bad.text
+    [denied] = await conversation.handle(msg("/settings alerts off", is_admin=False))
+    assert isinstance(denied, Notice) and "Administratoren" in denied.text
+    [shown] = await conversation.handle(msg("/settings", is_admin=False))
+    assert isinstance(shown, Notice) and "Europe/Berlin" in shown.text
+
+
+async def test_sources_add_list_remove_with_checks_and_quota(
+    store: Store, settings: Settings
+) -> None:
+    async def check(url: str) -> None:
+        if "127.0.0.1" in url:
+            raise ValueError("127.0.0.1 is a loopback address")
+
+    limited = Settings.model_validate({**settings.model_dump(), "sources": {"max_per_chat": 1}})
+    conversation = Conversation(store, qa.Index.build([]), limited, check_url=check)
+    [reply] = await conversation.handle(msg("/sources add http://127.0.0.1/feed"))
+    assert isinstance(reply, Notice) and "loopback" in reply.text
+    [reply] = await conversation.handle(msg("/sources add https://news.example/rss Wire"))
+    assert isinstance(reply, Notice) and "Added feed" in reply.text
+    [reply] = await conversation.handle(msg("/sources add https://other.example/rss"))
+    assert isinstance(reply, Notice) and "most allowed" in reply.text
+    [denied] = await conversation.handle(msg("/sources add https://x.example/", is_admin=False))
+    assert isinstance(denied, Notice) and "administrators" in denied.text
+    [listing] = await conversation.handle(msg("/sources"))
+    assert isinstance(listing, Notice) and "Wire — https://news.example/rss" in listing.text
+    [feed] = await store.sources()
+    [removed] = await conversation.handle(msg(f"/sources remove {feed.id}"))
+    assert isinstance(removed, Notice) and "Removed" in removed.text
+    assert await store.sources() == []
+
+
+async def test_why_and_feedback(conversation: Conversation, store: Store) -> None:
+    [article] = await store.all_articles()
+    [why] = await conversation.handle(msg(f"/why {article.id}"))
+    assert isinstance(why, Notice) and "Truppenaufmarsch" in why.text
+    [thanks] = await conversation.handle(msg(f"/feedback {article.id} up"))
+    assert isinstance(thanks, Notice) and "Thanks" in thanks.text
+    assert [(a.id, relevant) for a, relevant in await store.feedback_examples()] == [
+        (article.id, True)
+    ]
+    [unknown] = await conversation.handle(msg("/why nope"))
+    assert isinstance(unknown, Notice) and "No such article" in unknown.text

@@ -153,3 +153,37 @@ async def test_poll_feed_keeps_errors_as_data_and_backs_off(store: Store) -> Non
         await jobs.poll_feed(client, store, source.id, now=NOW + timedelta(seconds=1), **args)
         [state] = await store.sources()
         assert state.failures == 1
+
+
+async def test_a_feed_host_that_never_answers_ends_at_the_deadline(store: Store) -> None:
+    import asyncio
+    import time
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)  # accept the request, never answer
+        await asyncio.sleep(30)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    await store.add_source(f"http://127.0.0.1:{port}/feed.xml")
+    [source] = await store.sources()
+    limits = FetchLimits(connect_timeout=0.5, read_timeout=5.0, total_timeout=0.5)
+    try:
+        async with httpx.AsyncClient() as client:
+            started = time.perf_counter()
+            report = await jobs.poll_feed(
+                client,
+                store,
+                source.id,
+                limits=limits,
+                allow_private=True,
+                thresholds=Thresholds(),
+                now=NOW,
+            )
+            assert time.perf_counter() - started < 3.0
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert report.counts.new == 0
+    [state] = await store.sources()
+    assert state.failures == 1 and state.last_error
