@@ -291,6 +291,16 @@ def _place_keys(idx: int) -> frozenset[str]:
     return frozenset(keys)
 
 
+@functools.lru_cache(maxsize=50_000)
+def _inflection_stems(word: str) -> tuple[str, ...]:
+    """Skeletons of a word without German case endings (sudanesischen -> sudanesisch)."""
+    out = []
+    for ending in ("en", "er", "es", "em", "e", "s"):
+        if word.endswith(ending) and len(word) - len(ending) >= 4:
+            out.append(skeleton(word[: -len(ending)]))
+    return tuple(out)
+
+
 def _gazetteer_hit(words: list[str], i: int) -> tuple[int, int] | None:
     """A gazetteer entry (name or adjective) starting at words[i] as (index, length)."""
     lex = lexicon()
@@ -303,7 +313,11 @@ def _gazetteer_hit(words: list[str], i: int) -> tuple[int, int] | None:
             return hit[0], n
         if n == 1:
             w = words[i]
-            for cand in (skeleton(w.rstrip("s")), skeleton(simplemma.lemmatize(w, lang="de"))):
+            for cand in (
+                skeleton(w.rstrip("s")),
+                skeleton(simplemma.lemmatize(w, lang="de")),
+                *_inflection_stems(w),
+            ):
                 hit = lex.place_by_key.get(cand)
                 if hit:
                     return hit[0], 1
@@ -381,7 +395,18 @@ def analyse_question(question: str, index: Index | None = None) -> Question:
         if "-" in word:
             keys.update(key_of(p, lang) for p in word.split("-") if len(p) > 1)
         entity = _is_entity_word(word, i, lang)
-        groups.append(Group(word, frozenset(k for k in keys if k), 1.0, entity))
+        # "OSZE-Gespräche", "UN-Sondergesandte": the acronym names something the article must
+        # mention; the compound it heads is a concept (its parts match common words).
+        head = word.split("-", 1)[0]
+        acronym_head = (
+            "-" in word and head.isupper() and len(head) >= 2 and _gazetteer_hit([head], 0) is None
+        )
+        groups.append(
+            Group(word, frozenset(k for k in keys if k), 1.0, entity and not acronym_head)
+        )
+        if acronym_head:
+            acronym = {key_of(head, lang), skeleton(head)}
+            groups.append(Group(head, frozenset(k for k in acronym if k), 1.0, True))
         i += 1
     # The noun right after "how many" is the unit; after "which" the list noun.
     if qtype == "number":
@@ -424,8 +449,8 @@ def _matches(group: Group, sent: Sentence) -> list[int]:
         if "-" in tok.text and any(skeleton(p) in group.keys for p in tok.text.split("-")):
             hits.append(pos)
             continue
-        if group.place and skeleton(tok.text[:-1]) in group.keys:
-            hits.append(pos)  # German genitive: Russlands
+        if group.place and any(stem in group.keys for stem in _inflection_stems(tok.text)):
+            hits.append(pos)  # German genitive and adjective endings: Russlands, sudanesischen
             continue
         if len(key) >= 7 and not group.entity:
             for g in group.keys:

@@ -209,3 +209,21 @@ def test_store_prefers_the_article_where_question_words_meet() -> None:
     got = answer("Who attends from Poland?", index)
     assert got.text is not None and "Kowalczyk" in got.text
     assert got.sources[0].id == "t-en-talks"
+
+
+def test_inflected_nationality_adjective_in_question() -> None:
+    # "sudanesische" is an inflected form of the gazetteer adjective "sudanesisch".
+    talks = Article(
+        id="t-en-4",
+        title="Darfur talks",
+        text="Sudanese Foreign Minister Ali Hamid said the talks on Darfur will resume on Monday.",
+        lang="en",
+    )
+    index = Index.build([talks, STORM, MARKET])
+    got = answer("Wer ist der sudanesische Außenminister?", index)
+    assert got.text is not None and "Ali Hamid" in got.text
+
+
+def test_acronym_in_a_compound_must_occur_in_the_article() -> None:
+    index = Index.build([ARMY, STORM, MARKET])
+    assert answer("Wo finden die OSZE-Übungen statt?", index, article_id="t-de-1").text is None
