@@ -168,6 +168,7 @@ async def feed_job(
         model=feedback_model(settings),
         index=index,
         outbox=outbox,
+        full_text=settings.sources.full_text,
     )
 
 

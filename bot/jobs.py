@@ -201,6 +201,7 @@ async def poll_feed(
     model: FeedbackModel | None = None,
     index: qa.Index | None = None,
     outbox: Outbox | None = None,
+    full_text: bool = False,
 ) -> IngestReport:
     """Fetch one feed (honouring its back-off), store and classify new entries, route alerts."""
     report = IngestReport()
@@ -234,7 +235,10 @@ async def poll_feed(
     if result.error:
         log.warning("feed %s: %s", source.name or source.url, result.error)
         return report
-    report.counts, changed = await store.add_articles(result.articles, seen_at=now)
+    entries = result.articles
+    if full_text:
+        entries = await with_full_text(client, store, entries, limits, allow_private)
+    report.counts, changed = await store.add_articles(entries, seen_at=now)
     if changed:
         verdicts = await asyncio.to_thread(classify_all, changed, thresholds, model)
         await store.save_verdicts(verdicts)
@@ -244,3 +248,30 @@ async def poll_feed(
                 index.add(article, verdict.score)
         await route(report.changed, store, outbox, alert_threshold=thresholds.alert, now=now)
     return report
+
+
+async def with_full_text(
+    client: httpx.AsyncClient,
+    store: Store,
+    entries: Sequence[Article],
+    limits: feeds.FetchLimits,
+    allow_private: bool,
+    concurrency: int = 4,
+) -> list[Article]:
+    """Replace teaser texts of entries not stored yet by the linked page's main text."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def expand(article: Article) -> Article:
+        if not article.url or not feeds.is_teaser(article):
+            return article
+        # Pages are only fetched for entries we have not stored: a poll costs no page loads
+        # for what it saw before.
+        if await store.get_article(article.id) is not None:
+            return article
+        async with gate:
+            text = await feeds.full_text(
+                client, article.url, limits=limits, allow_private=allow_private
+            )
+        return dataclasses.replace(article, text=text) if text else article
+
+    return list(await asyncio.gather(*(expand(article) for article in entries)))

@@ -159,9 +159,13 @@ async def test_a_feed_host_that_never_answers_ends_at_the_deadline(store: Store)
     import asyncio
     import time
 
+    release = asyncio.Event()
+
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read(65536)  # accept the request, never answer
-        await asyncio.sleep(30)
+        await release.wait()
+        writer.close()
+        await writer.wait_closed()
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -182,8 +186,36 @@ async def test_a_feed_host_that_never_answers_ends_at_the_deadline(store: Store)
             )
             assert time.perf_counter() - started < 3.0
     finally:
+        release.set()
         server.close()
         await server.wait_closed()
+        await asyncio.sleep(0.05)  # let the handler close its side of the connection
     assert report.counts.new == 0
     [state] = await store.sources()
     assert state.failures == 1 and state.last_error
+
+
+async def test_teasers_are_replaced_by_the_linked_page_when_enabled(store: Store) -> None:
+    body = " ".join(["Government forces shelled rebel positions near Aleppo on Monday."] * 12)
+    page = f"<html><body><article><h1>Aleppo</h1><p>{body}</p></article></body></html>"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/1":
+            return httpx.Response(200, content=page.encode(), headers={"Content-Type": "text/html"})
+        return httpx.Response(200, content=RSS, headers={"Content-Type": "application/rss+xml"})
+
+    await store.add_source("https://news.example/feed.xml")
+    [source] = await store.sources()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        await jobs.poll_feed(
+            client,
+            store,
+            source.id,
+            limits=FetchLimits(),
+            allow_private=True,
+            thresholds=Thresholds(),
+            now=NOW,
+            full_text=True,
+        )
+    [article] = await store.all_articles()
+    assert "Government forces shelled rebel positions" in article.text
