@@ -467,12 +467,33 @@ def _overlaps_question(text: str, q: Question) -> bool:
     return any(g.entity and g.keys & words for g in q.groups)
 
 
-def _candidate_text(span: Span, q: Question, sents: tuple[Sentence, ...], lang: str) -> str | None:
+def _candidate_text(
+    span: Span, q: Question, sents: tuple[Sentence, ...], sent: Sentence, lang: str
+) -> str | None:
     if span.kind in ("person", "name") and q.qtype in ("person", "entity"):
         person = resolve_person(span, sents)
         if person is not None:
             return describe_person(person, lang)
-    return span.text
+    return _demonym_phrase(span, sent, lang) or span.text
+
+
+def _demonym_phrase(span: Span, sent: Sentence, lang: str) -> str | None:
+    """A lone demonym is no answer: "Arab militia", "Afghan border" keep their noun."""
+    if span.end - span.start != 1 or span.end >= len(sent.tokens):
+        return None
+    lex = lexicon()
+    hit = lex.place_by_key.get(skeleton(span.text))
+    folded = fold(span.text)
+    if not hit or not any(
+        folded in lex.places[i].adjectives and folded not in lex.places[i].names for i in hit
+    ):
+        return None
+    noun = sent.tokens[span.end].text
+    if not noun.isalpha() or not noun.islower() or len(noun) < 3:
+        return None
+    if fold(noun) in lang_data(lang).stopwords:
+        return None
+    return f"{span.text} {noun}"
 
 
 def answer_article(q: Question, article: Article, index: Index | None = None) -> Candidate | None:
@@ -540,7 +561,7 @@ def answer_article(q: Question, article: Article, index: Index | None = None) ->
                 score *= _role_agreement(span, q, sents, lang)
                 score *= _nationality_agreement(span, q, sent, matched[si], lang)
             if best is None or score > best.score:
-                text = _candidate_text(span, q, sents, lang)
+                text = _candidate_text(span, q, sents, sent, lang)
                 if text:
                     best = Candidate(text, sent.text, score, article.id)
     return best

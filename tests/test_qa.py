@@ -227,3 +227,15 @@ def test_inflected_nationality_adjective_in_question() -> None:
 def test_acronym_in_a_compound_must_occur_in_the_article() -> None:
     index = Index.build([ARMY, STORM, MARKET])
     assert answer("Wo finden die OSZE-Übungen statt?", index, article_id="t-de-1").text is None
+
+
+def test_demonym_keeps_its_noun() -> None:
+    raid = Article(
+        id="t-en-5",
+        title="Raid on hideouts",
+        text="Pakistani troops attacked militant hideouts near the Afghan border on Sunday.",
+        lang="en",
+    )
+    index = Index.build([raid, STORM, MARKET])
+    got = answer("Where did Pakistani troops attack the hideouts?", index, article_id="t-en-5")
+    assert got.text == "Afghan border"
