@@ -10,6 +10,7 @@ crash between the two re-sends at most the messages that were in flight.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 from collections import defaultdict
@@ -155,6 +156,8 @@ class Outbox:
         for row in claimed:
             by_chat[(row.chat.platform, row.chat.chat_id, row.chat.thread_id)].append(row)
         planned: list[tuple[float, int, list[Delivery], Post]] = []
+        # A fan-out owes many chats the same post: compose each distinct payload once.
+        composed: dict[str, Post | None] = {}
         for rows in by_chat.values():
             alerts = [r for r in rows if r.kind == "alert"]
             others = [r for r in rows if r.kind != "alert"]
@@ -162,7 +165,7 @@ class Outbox:
             groups += [[r] for r in others]
             for group in groups:
                 # Compose before booking a slot, so the slot is spent on the send alone.
-                post = await self._post(group)
+                post = await self._post(group, composed)
                 if post is None:
                     for row in group:
                         await self.store.mark_failed(row.id, "nothing to send: article not stored")
@@ -180,7 +183,10 @@ class Outbox:
             if wait > 0:
                 await self.sleep(wait)
             await self._slots.acquire()
-            tasks.append(asyncio.create_task(self._send_released(group, post)))
+            began = asyncio.Event()
+            tasks.append(asyncio.create_task(self._send_released(group, post, began)))
+            await began.wait()
+            pacer.started(group[0].chat, self.clock().timestamp(), at)
         await asyncio.gather(*tasks)
         return len(claimed)
 
@@ -190,7 +196,8 @@ class Outbox:
             return idle
         return max(0.0, min(idle, (due - self.clock()).total_seconds()))
 
-    async def _send_released(self, rows: list[Delivery], post: Post) -> None:
+    async def _send_released(self, rows: list[Delivery], post: Post, began: asyncio.Event) -> None:
+        began.set()
         try:
             await self._send(rows, post)
         finally:
@@ -220,13 +227,17 @@ class Outbox:
             await self.store.mark_sent(row.id, now, sent.message_ids, latency)
         self.sent += len(rows)
 
-    async def _post(self, rows: list[Delivery]) -> Post | None:
+    async def _post(self, rows: list[Delivery], composed: dict[str, Post | None]) -> Post | None:
         if len(rows) == 1:
-            return await compose(self.store, rows[0])
+            row = rows[0]
+            key = f"{row.kind}:{json.dumps(row.payload, sort_keys=True)}"
+            if key not in composed:
+                composed[key] = await compose(self.store, row)
+            return composed[key]
         # A burst of alerts for one chat goes out as one message rather than a stream of them.
         items = []
         for row in rows:
-            post = await compose(self.store, row)
+            post = await self._post([row], composed)
             if isinstance(post, Alert):
                 items.append(post.item)
         if not items:

@@ -26,10 +26,13 @@ class Limits:
 # tips a burst over: Telegram allows ~30 msg/s overall, 1 msg/s per chat, 20 msg/min per group;
 # Slack ~1 msg/s per channel.
 PLATFORM_LIMITS: dict[str, Limits] = {
-    "telegram": Limits(per_second=29.0, chat_interval=1.0, group_per_minute=20, group_prefix="-"),
+    "telegram": Limits(per_second=29.5, chat_interval=1.0, group_per_minute=20, group_prefix="-"),
     "slack": Limits(per_second=20.0, chat_interval=1.05),
     "console": Limits(per_second=1000.0),
 }
+
+
+JITTER = 0.005
 
 
 class Pacer:
@@ -74,6 +77,20 @@ class Pacer:
         if self.limits.group_per_minute is not None and self.is_group(chat):
             self._group_sends[key].append(at)
         return at
+
+    def started(self, chat: ChatRef, at: float, booked: float) -> None:
+        """A send booked for `booked` actually went out at `at`: later slots keep their distance."""
+        # A send that started late (a busy event loop) must not leave the next one closer to it
+        # than the platform allows. Millisecond jitter is absorbed by the headroom in the rates,
+        # and ignoring it keeps the cadence from drifting slower with every message.
+        if at - booked <= JITTER:
+            return
+        self._next_global = max(self._next_global, at + 1.0 / self.limits.per_second)
+        if self.limits.chat_interval:
+            key = _key(chat)
+            self._next_chat[key] = max(
+                self._next_chat.get(key, 0.0), at + self.limits.chat_interval
+            )
 
     def pause(self, until: float) -> None:
         """Hold every send until `until` (the platform said retry-after)."""
