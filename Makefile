@@ -34,6 +34,8 @@ fmt: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/classify.py
 	$(BIN)/python benchmarks/qa.py
+	$(BIN)/python benchmarks/pipeline.py
+	$(BIN)/python benchmarks/telegram_fanout.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
