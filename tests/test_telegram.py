@@ -24,7 +24,7 @@ from bot.models import Alert, Article, ChatRef, Digest, DigestItem
 from bot.outbox import Outbox, RetryPolicy
 from bot.store import Store
 
-from .conftest import SEED
+from .conftest import ROOT, SEED
 from .fake_telegram import FakeError, FakeTelegram, RateLimits
 
 TOKEN = "123456:TEST-token"
@@ -420,6 +420,44 @@ async def test_service_end_to_end(settings: Settings) -> None:
     assert "Michaelis" in answer.visible_text
     assert answer.reply_to_message_id is not None
     assert code == 0
+
+
+async def test_newsbot_run_with_token_and_api_url_from_the_environment(settings: Settings) -> None:
+    """The issue's acceptance: the real `newsbot run` process, configured only by environment."""
+    import os
+    import signal
+    import sys
+
+    async with FakeTelegram(token=TOKEN) as fake:
+        env = {
+            **os.environ,
+            "TELEGRAM_BOT_TOKEN": TOKEN,
+            "NEWSBOT_TELEGRAM_API_URL": fake.base_url,
+            "NEWSBOT_ARTICLES": str(settings.articles.folder),
+            "NEWSBOT_DATA_DIR": str(settings.storage.data_dir),
+            "NEWSBOT_CONFIG": str(ROOT / "config" / "newsbot.toml"),
+        }
+        env.pop("NEWSBOT_DATABASE_URL", None)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "run", env=env, stdin=asyncio.subprocess.DEVNULL
+        )
+        try:
+            # Queued until the bot's first long poll fetches it.
+            fake.push_message(USER, "/start")
+            [welcome] = await fake.wait_for_sent(1, timeout=30)
+            shutil.copy(SEED, settings.articles.folder)
+            _, alert = await fake.wait_for_sent(2, timeout=15)
+            fake.push_message(USER, "who attends from Germany?", reply_to=alert.message_id)
+            _, _, answer = await fake.wait_for_sent(3, timeout=15)
+        finally:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+            code = await asyncio.wait_for(process.wait(), 20)
+    assert "Subscribed" in welcome.visible_text
+    assert alert.visible_text.startswith("🚨 Alert")
+    assert "Michaelis" in answer.visible_text
+    assert code == 0
+    assert TOKEN not in "".join(call.method for call in fake.calls)
 
 
 # --- helpers ---------------------------------------------------------------------------------
