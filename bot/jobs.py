@@ -55,7 +55,7 @@ async def ingest(
     index: qa.Index | None = None,
 ) -> IngestReport:
     """Read files, store new/changed articles, classify them, and add them to the QA index."""
-    # File reading and classification are blocking CPU/disk work: keep the event loop free.
+    # File reading is blocking disk work: keep the event loop free for chats meanwhile.
     results = await asyncio.to_thread(lambda: list(articles.read(paths, max_bytes, languages)))
     report = IngestReport()
     found: list[Article] = []
@@ -65,15 +65,33 @@ async def ingest(
             report.rejected.append(result)
         else:
             found.append(result)
-    report.counts, changed = await store.add_articles(found)
-    if changed:
-        verdicts = await asyncio.to_thread(classify_all, changed, thresholds, model)
-        await store.save_verdicts(verdicts)
-        report.changed = list(zip(changed, verdicts, strict=True))
-        if index is not None:
-            for article, verdict in report.changed:
-                index.add(article, verdict.score)
+    report.counts, report.changed = await store_and_classify(
+        found, store, thresholds=thresholds, model=model, index=index
+    )
     return report
+
+
+async def store_and_classify(
+    found: Sequence[Article],
+    store: Store,
+    *,
+    thresholds: Thresholds,
+    model: FeedbackModel | None = None,
+    index: qa.Index | None = None,
+    seen_at: datetime | None = None,
+) -> tuple[IngestCounts, list[tuple[Article, Verdict]]]:
+    """Store articles; classify the new and changed ones and add them to the QA index."""
+    counts, changed = await store.add_articles(found, seen_at=seen_at)
+    if not changed:
+        return counts, []
+    # Classification is CPU work: keep the event loop free for chats meanwhile.
+    verdicts = await asyncio.to_thread(classify_all, changed, thresholds, model)
+    await store.save_verdicts(verdicts)
+    classified = list(zip(changed, verdicts, strict=True))
+    if index is not None:
+        for article, verdict in classified:
+            index.add(article, verdict.score)
+    return counts, classified
 
 
 def wants(prefs: Preferences, article: Article, verdict: Verdict) -> bool:
@@ -238,15 +256,10 @@ async def poll_feed(
     entries = result.articles
     if full_text:
         entries = await with_full_text(client, store, entries, limits, allow_private)
-    report.counts, changed = await store.add_articles(entries, seen_at=now)
-    if changed:
-        verdicts = await asyncio.to_thread(classify_all, changed, thresholds, model)
-        await store.save_verdicts(verdicts)
-        report.changed = list(zip(changed, verdicts, strict=True))
-        if index is not None:
-            for article, verdict in report.changed:
-                index.add(article, verdict.score)
-        await route(report.changed, store, outbox, alert_threshold=thresholds.alert, now=now)
+    report.counts, report.changed = await store_and_classify(
+        entries, store, thresholds=thresholds, model=model, index=index, seen_at=now
+    )
+    await route(report.changed, store, outbox, alert_threshold=thresholds.alert, now=now)
     return report
 
 
