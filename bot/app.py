@@ -22,8 +22,7 @@ from bot.chat.console import CHAT as CONSOLE_CHAT
 from bot.chat.console import ConsoleChat
 from bot.config import Settings
 from bot.conversation import Conversation
-from bot.learn import FeedbackModel
-from bot.models import Thresholds
+from bot.learn import load_current
 from bot.outbox import Outbox, RetryPolicy
 from bot.store import Store
 
@@ -31,19 +30,6 @@ log = logging.getLogger(__name__)
 
 USER_AGENT = f"newsbot/{__version__} (+https://github.com/newsbot/newsbot)"
 SAFETY_SCAN_SECONDS = 60
-
-
-def thresholds(settings: Settings) -> Thresholds:
-    """The classifier thresholds from settings."""
-    return Thresholds(settings.classifier.alert_threshold, settings.classifier.digest_threshold)
-
-
-def feedback_model(settings: Settings) -> FeedbackModel | None:
-    """The deployment's trained feedback model, when one is configured and present."""
-    path = settings.classifier.feedback_model
-    if path is None or not path.exists():
-        return None
-    return FeedbackModel.load(path)
 
 
 def fetch_limits(settings: Settings) -> feeds.FetchLimits:
@@ -101,10 +87,10 @@ async def scan_folder(
     report = await jobs.ingest(
         changed_files,
         store,
-        thresholds=thresholds(settings),
+        thresholds=settings.classifier.thresholds(),
         max_bytes=settings.articles.max_file_bytes,
         languages=settings.articles.languages,
-        model=feedback_model(settings),
+        model=load_current(settings.classifier.feedback_model),
         index=index,
     )
     log.info("folder: %s, %d rejected", report.counts, len(report.rejected))
@@ -163,9 +149,9 @@ async def feed_job(
         source_id,
         limits=fetch_limits(settings),
         allow_private=settings.sources.allow_private,
-        thresholds=thresholds(settings),
+        thresholds=settings.classifier.thresholds(),
         now=datetime.now(UTC),
-        model=feedback_model(settings),
+        model=load_current(settings.classifier.feedback_model),
         index=index,
         outbox=outbox,
         full_text=settings.sources.full_text,
@@ -304,8 +290,7 @@ async def run(
         await scan_folder(folder, store, settings, index, outbox, mtimes)
         if console is not None:
             lang = settings.chat.default_language
-            prefs = Conversation(store, index, settings).default_preferences()
-            await store.subscribe(CONSOLE_CHAT, lang, prefs)
+            await store.subscribe(CONSOLE_CHAT, lang, settings.digest.preferences())
 
         scheduler = AsyncIOScheduler(timezone=UTC)
         job_sync = Jobs(scheduler, store, settings, client, index, outbox)

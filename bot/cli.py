@@ -134,17 +134,17 @@ def ingest(
 
     async def go() -> Any:
         from bot import jobs
-        from bot.app import feedback_model, thresholds
+        from bot.learn import load_current
         from bot.store import Store
 
         async with Store.open(cfg.storage.url()) as store:
             return await jobs.ingest(
                 paths,
                 store,
-                thresholds=thresholds(cfg),
+                thresholds=cfg.classifier.thresholds(),
                 max_bytes=cfg.articles.max_file_bytes,
                 languages=cfg.articles.languages,
-                model=feedback_model(cfg),
+                model=load_current(cfg.classifier.feedback_model),
             )
 
     report = run_async(go())
@@ -174,15 +174,13 @@ def classify_command(
     """Classify articles without storing them: one verdict per article, in input order."""
     # Only what classifying needs is imported: this command is timed with its start-up.
     from bot.classify import classify
-    from bot.models import Thresholds
 
     cfg = settings()
-    limits = Thresholds(cfg.classifier.alert_threshold, cfg.classifier.digest_threshold)
-    model = None
-    if cfg.classifier.feedback_model is not None and cfg.classifier.feedback_model.exists():
-        from bot.learn import FeedbackModel
+    limits, model = cfg.classifier.thresholds(), None
+    if cfg.classifier.feedback_model is not None:
+        from bot.learn import load_current  # numpy: only when a model is configured
 
-        model = FeedbackModel.load(cfg.classifier.feedback_model)
+        model = load_current(cfg.classifier.feedback_model)
     rejected = seen = 0
     write = sys.stdout.write
     for item in articles.read(paths, cfg.articles.max_file_bytes, cfg.articles.languages):

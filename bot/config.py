@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from bot.models import Preferences, Thresholds
+
 DEFAULT_CONFIG_PATH = Path("config/newsbot.toml")
 
 
@@ -52,6 +54,10 @@ class ClassifierSettings(_Section):
     digest_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     feedback_model: Path | None = None
 
+    def thresholds(self) -> Thresholds:
+        """The cut-offs as the classifier takes them."""
+        return Thresholds(self.alert_threshold, self.digest_threshold)
+
 
 class DigestSettings(_Section):
     """What a digest contains, and the schedule new subscriptions start with."""
@@ -62,6 +68,10 @@ class DigestSettings(_Section):
     timezone: str = "UTC"
     # After downtime, a missed digest is sent once if its slot is at most this old.
     catch_up_hours: float = Field(default=6.0, ge=0)
+
+    def preferences(self) -> Preferences:
+        """What a new subscription starts with."""
+        return Preferences(digest_at=self.at, timezone=self.timezone)
 
     @field_validator("timezone")
     @classmethod

@@ -184,7 +184,7 @@ class Conversation:
         if command == "/help":
             return [Notice(HELP[lang])]
         if command in ("/start", "/subscribe"):
-            created = await self.store.subscribe(msg.chat, lang, self.default_preferences())
+            created = await self.store.subscribe(msg.chat, lang, self.settings.digest.preferences())
             await self._changed()
             notice = Notice(replies["subscribed"] if created else replies["already"])
             return [Notice(HELP[lang]), notice] if command == "/start" else [notice]
@@ -208,16 +208,10 @@ class Conversation:
             return [await self.ask_scoped(msg, arg)]
         return [Notice(replies["unknown"].format(command=command))]
 
-    def default_preferences(self) -> Preferences:
-        """What a new subscription starts with."""
-        return Preferences(
-            digest_at=self.settings.digest.at, timezone=self.settings.digest.timezone
-        )
-
     def describe(self, subscription: Subscription | None, lang: str) -> str:
         """A chat's settings in words."""
         replies = REPLIES[lang]
-        prefs = subscription.prefs if subscription else self.default_preferences()
+        prefs = subscription.prefs if subscription else self.settings.digest.preferences()
         if prefs.digest_every_hours:
             digest_text = replies["every"].format(hours=prefs.digest_every_hours)
         elif prefs.digest_at:

@@ -157,3 +157,21 @@ def train(
             weights[idx] -= lr * (g * s + l2 * weights[idx])
             bias -= lr * g * 0.1
     return FeedbackModel(weights, bias, n, n_pos, bits)
+
+
+_current: dict[Path, tuple[float, FeedbackModel]] = {}
+
+
+def load_current(path: Path | None) -> FeedbackModel | None:
+    """The model at `path` if the file exists; read again only after `newsbot train` rewrote it."""
+    if path is None:
+        return None
+    try:
+        mtime = path.stat().st_mtime
+    except OSError:
+        return None
+    cached = _current.get(path)
+    if cached is None or cached[0] != mtime:
+        cached = (mtime, FeedbackModel.load(path))
+        _current[path] = cached
+    return cached[1]

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from bot.articles import content_hash
 from bot.models import Article, ChatRef, Level, Preferences, Verdict
 
 log = logging.getLogger(__name__)
@@ -325,8 +326,6 @@ class Store:
         self, batch: Iterable[Article], seen_at: datetime | None = None
     ) -> tuple[IngestCounts, list[Article]]:
         """Store articles; return counts and the articles that are new or changed (to classify)."""
-        from bot.articles import content_hash
-
         seen_at = seen_at or _now()
         counts = IngestCounts()
         changed: list[Article] = []
@@ -334,7 +333,7 @@ class Store:
         async with self.engine.begin() as conn:
             for start in range(0, len(items), 500):
                 chunk = items[start : start + 500]
-                c, ch = await self._add_chunk(conn, chunk, seen_at, content_hash)
+                c, ch = await self._add_chunk(conn, chunk, seen_at)
                 counts += c
                 changed += ch
         return counts, changed
@@ -344,9 +343,8 @@ class Store:
         conn: AsyncConnection,
         chunk: Sequence[Article],
         seen_at: datetime,
-        hasher: Callable[[str, str], str],
     ) -> tuple[IngestCounts, list[Article]]:
-        hashes = {a.id: hasher(a.title, a.text) for a in chunk}
+        hashes = {a.id: content_hash(a.title, a.text) for a in chunk}
         by_id = dict(
             (
                 await conn.execute(
@@ -741,16 +739,14 @@ class Store:
             }
             for chat, kind, key, payload, not_before in owed
         ]
+        inserted = 0
         async with self.engine.begin() as conn:
-            before = (
-                await conn.execute(sa.select(sa.func.count()).select_from(deliveries))
-            ).scalar()
+            # RETURNING counts exactly the rows this call added, whatever other instances do.
+            statement = _insert_ignore(conn, deliveries).returning(deliveries.c.id)
             for start in range(0, len(rows), 500):
-                await conn.execute(_insert_ignore(conn, deliveries), rows[start : start + 500])
-            after = (
-                await conn.execute(sa.select(sa.func.count()).select_from(deliveries))
-            ).scalar()
-        return int(after or 0) - int(before or 0)
+                result = await conn.execute(statement, rows[start : start + 500])
+                inserted += len(result.all())
+        return inserted
 
     async def enqueue(
         self,
@@ -761,21 +757,7 @@ class Store:
         not_before: datetime | None = None,
     ) -> bool:
         """Owe `chat` a post, once: False when the same (chat, kind, key) was owed before."""
-        row = {
-            "platform": chat.platform,
-            "chat_id": chat.chat_id,
-            "thread_id": chat.thread_id or "",
-            "kind": kind,
-            "key": key,
-            "status": "pending",
-            "payload": json.dumps(payload, ensure_ascii=False),
-            "created_at": _now(),
-            "next_attempt_at": not_before,
-        }
-        async with self.engine.begin() as conn:
-            insert = _insert_ignore(conn, deliveries).values(row)
-            result = await conn.execute(insert)
-            return bool(result.rowcount)
+        return await self.enqueue_many([(chat, kind, key, payload, not_before)]) == 1
 
     async def claim(
         self,

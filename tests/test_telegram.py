@@ -49,7 +49,9 @@ async def tg() -> AsyncIterator[FakeTelegram]:
 async def seeded(settings: Settings, store: Store) -> tuple[qa.Index, Article]:
     """The seed article ingested: stored, classified and in the QA index."""
     index = qa.Index.build([])
-    report = await jobs.ingest([SEED], store, thresholds=app.thresholds(settings), index=index)
+    report = await jobs.ingest(
+        [SEED], store, thresholds=settings.classifier.thresholds(), index=index
+    )
     [(article, _verdict)] = report.changed
     return index, article
 
