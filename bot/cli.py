@@ -360,6 +360,74 @@ def train(
 
 
 @app.command()
+def status(
+    output: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
+) -> None:
+    """Show sources, subscriptions and the delivery ledger of this deployment's database."""
+    cfg = settings()
+
+    async def go() -> dict[str, Any]:
+        from bot.store import Store
+
+        async with Store.open(cfg.storage.url()) as store:
+            sources = await store.sources()
+            subscriptions = await store.subscriptions()
+            pending = await store.deliveries("pending")
+            failed = await store.deliveries("failed")
+            backend = store.engine.dialect.name
+        return {
+            "database": backend,
+            "leader": "this database has one instance (SQLite)" if backend == "sqlite" else None,
+            "sources": [
+                {
+                    "id": s.id,
+                    "name": s.name,
+                    "url": s.url.split("?", 1)[0],
+                    "added_by": s.added_by,
+                    "last_fetched_at": s.last_fetched_at.isoformat() if s.last_fetched_at else None,
+                    "failures": s.failures,
+                    "last_error": s.last_error,
+                }
+                for s in sources
+            ],
+            "subscriptions": {
+                platform: sum(1 for s in subscriptions if s.chat.platform == platform)
+                for platform in sorted({s.chat.platform for s in subscriptions})
+            },
+            "deliveries": {
+                "pending": len(pending),
+                "oldest_pending": min((str(r["created_at"]) for r in pending), default=None),
+                "failed": len(failed),
+                "failed_recently": [
+                    {"kind": r["kind"], "platform": r["platform"], "error": r["last_error"]}
+                    for r in failed[-5:]
+                ],
+            },
+        }
+
+    report = run_async(go())
+    if output is not Format.text:
+        print(json.dumps(report, ensure_ascii=False))
+        return
+    lines = [f"database: {report['database']}"]
+    if report["leader"]:
+        lines.append(f"leader: {report['leader']}")
+    lines.append(f"sources: {len(report['sources'])}")
+    for s in report["sources"]:
+        fetched = s["last_fetched_at"] or "never"
+        error = f"; last error: {s['last_error']}" if s["last_error"] else ""
+        lines.append(f"  {s['id']}. {s['name'] or s['url']} — last fetch {fetched}{error}")
+    subscribed = ", ".join(f"{p} {n}" for p, n in report["subscriptions"].items()) or "none"
+    lines.append(f"subscriptions: {subscribed}")
+    owed = report["deliveries"]
+    oldest = f" (oldest {owed['oldest_pending']})" if owed["oldest_pending"] else ""
+    lines.append(f"deliveries: {owed['pending']} pending{oldest}, {owed['failed']} failed")
+    for r in owed["failed_recently"]:
+        lines.append(f"  failed {r['platform']} {r['kind']}: {r['error']}")
+    out.print("\n".join(lines), markup=False)
+
+
+@app.command()
 def run() -> None:
     """Run the service: watch sources, post alerts and digests, answer questions.
 

@@ -139,6 +139,14 @@ class SlackSettings(_Section):
     mode: Literal["socket", "http"] = "socket"
 
 
+class OpsSettings(_Section):
+    """The operator's endpoint: /healthz and /metrics (Prometheus) on a local port."""
+
+    http_host: str = "127.0.0.1"
+    # 0: no endpoint. Env: NEWSBOT_OPS_PORT.
+    http_port: int = Field(default=0, ge=0, lt=65536)
+
+
 class Secrets(BaseModel):
     """Credentials, read only from the environment and never printed."""
 
@@ -162,6 +170,7 @@ class Settings(_Section):
     chat: ChatSettings = ChatSettings()
     telegram: TelegramSettings = TelegramSettings()
     slack: SlackSettings = SlackSettings()
+    ops: OpsSettings = OpsSettings()
     secrets: Secrets = Secrets()
 
 
@@ -171,6 +180,7 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "NEWSBOT_DATA_DIR": ("storage", "data_dir"),
     "NEWSBOT_ARTICLES": ("articles", "folder"),
     "NEWSBOT_TELEGRAM_API_URL": ("telegram", "api_url"),
+    "NEWSBOT_OPS_PORT": ("ops", "http_port"),
 }
 SECRET_VARIABLES = (
     "TELEGRAM_BOT_TOKEN",

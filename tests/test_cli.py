@@ -217,3 +217,34 @@ def test_run_shuts_down_cleanly_on_sigterm(env: dict[str, str]) -> None:
         process.kill()
         process.communicate()
     assert code == 0
+
+
+def test_status_lists_sources_subscriptions_and_the_ledger(env: dict[str, str]) -> None:
+    import asyncio
+
+    from bot.models import ChatRef
+    from bot.store import Store
+
+    async def prepare() -> None:
+        url = f"sqlite+aiosqlite:///{env['NEWSBOT_DATA_DIR']}/newsbot.sqlite3"
+        async with Store.open(url) as store:
+            await store.add_source("https://feeds.example.org/world.xml?apikey=s3cret", name="World")
+            chat = ChatRef("telegram", "42")
+            await store.subscribe(chat, "en")
+            await store.enqueue(chat, "notice", "a", {"text": "hello"})
+            await store.enqueue(chat, "notice", "b", {"text": "gone"})
+            rows = await store.deliveries("pending")
+            await store.mark_failed(rows[-1]["id"], "Forbidden: bot was blocked by the user")
+
+    asyncio.run(prepare())
+    result = invoke(env, "status")
+    assert result.exit_code == 0
+    text = result.stdout
+    assert "1. World — last fetch never" in text
+    assert "subscriptions: telegram 1" in text
+    assert "deliveries: 1 pending" in text and "1 failed" in text
+    assert "failed telegram notice: Forbidden: bot was blocked by the user" in text
+    # Feed URLs can carry credentials in their query string: never printed.
+    assert "s3cret" not in text
+    report = json.loads(invoke(env, "status", "--format", "json").stdout)
+    assert report["deliveries"]["pending"] == 1 and report["sources"][0]["failures"] == 0
