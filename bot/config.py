@@ -180,6 +180,7 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "NEWSBOT_DATA_DIR": ("storage", "data_dir"),
     "NEWSBOT_ARTICLES": ("articles", "folder"),
     "NEWSBOT_TELEGRAM_API_URL": ("telegram", "api_url"),
+    "NEWSBOT_OPS_HOST": ("ops", "http_host"),
     "NEWSBOT_OPS_PORT": ("ops", "http_port"),
 }
 SECRET_VARIABLES = (
