@@ -228,7 +228,9 @@ def test_status_lists_sources_subscriptions_and_the_ledger(env: dict[str, str]) 
     async def prepare() -> None:
         url = f"sqlite+aiosqlite:///{env['NEWSBOT_DATA_DIR']}/newsbot.sqlite3"
         async with Store.open(url) as store:
-            await store.add_source("https://feeds.example.org/world.xml?apikey=s3cret", name="World")
+            await store.add_source(
+                "https://feeds.example.org/world.xml?apikey=s3cret", name="World"
+            )
             chat = ChatRef("telegram", "42")
             await store.subscribe(chat, "en")
             await store.enqueue(chat, "notice", "a", {"text": "hello"})
