@@ -360,6 +360,71 @@ def train(
 
 
 @app.command()
+def migrate() -> None:
+    """Upgrade the database schema to this version of newsbot (`run` also does it at start)."""
+    cfg = settings()
+
+    async def go() -> int:
+        from bot.store import Store
+
+        async with Store.open(cfg.storage.url()) as store:
+            return await store.migrate()
+
+    out.print(f"database schema at version {run_async(go())}")
+
+
+@app.command("export")
+def export_command(
+    output: Annotated[
+        Path | None,
+        typer.Argument(help="File to write (JSON Lines); default: standard output."),
+    ] = None,
+) -> None:
+    """Write the whole deployment: articles, verdicts, stories, chats, sources, ledger, feedback."""
+    cfg = settings()
+
+    async def go() -> dict[str, int]:
+        from bot import transfer
+        from bot.store import Store
+
+        async with Store.open(cfg.storage.url()) as store:
+            if output is None:
+                return await transfer.export(store, sys.stdout)
+            with output.open("w", encoding="utf-8") as handle:
+                return await transfer.export(store, handle)
+
+    counts = run_async(go())
+    err.print(
+        "exported " + ", ".join(f"{n} {table}" for table, n in counts.items() if n),
+        markup=False,
+        highlight=False,
+    )
+
+
+@app.command("import")
+def import_command(
+    source: Annotated[Path, typer.Argument(help="A file written by `newsbot export`.")],
+) -> None:
+    """Load an export into this (empty) database, e.g. to move from SQLite to PostgreSQL."""
+    cfg = settings()
+    from bot import transfer
+
+    async def go() -> dict[str, int]:
+        from bot.store import Store
+
+        async with Store.open(cfg.storage.url()) as store:
+            with source.open(encoding="utf-8") as handle:
+                return await transfer.import_rows(store, transfer.read_records(handle, str(source)))
+
+    try:
+        counts = run_async(go())
+    except transfer.TransferError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_FAILURE) from None
+    out.print("imported " + ", ".join(f"{n} {table}" for table, n in counts.items() if n))
+
+
+@app.command()
 def status(
     output: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
 ) -> None:

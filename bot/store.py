@@ -198,6 +198,10 @@ def _v2_pipeline(conn: Connection) -> None:
 MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1, _v2_pipeline]
 
 
+class SchemaTooNew(RuntimeError):
+    """The database was upgraded by a newer newsbot; this one must not write to it."""
+
+
 @dataclass(frozen=True, slots=True)
 class IngestCounts:
     """What adding a batch of articles did."""
@@ -312,6 +316,11 @@ class Store:
             current = (
                 await conn.execute(sa.select(sa.func.max(schema_version.c.version)))
             ).scalar() or 0
+            if current > len(MIGRATIONS):
+                raise SchemaTooNew(
+                    f"the database has schema version {current}, newer than this newsbot "
+                    f"knows ({len(MIGRATIONS)}): upgrade newsbot, or use another database"
+                )
             for version in range(current + 1, len(MIGRATIONS) + 1):
                 log.info("upgrading database schema to version %d", version)
                 await conn.run_sync(MIGRATIONS[version - 1])

@@ -250,3 +250,19 @@ def test_status_lists_sources_subscriptions_and_the_ledger(env: dict[str, str]) 
     assert "s3cret" not in text
     report = json.loads(invoke(env, "status", "--format", "json").stdout)
     assert report["deliveries"]["pending"] == 1 and report["sources"][0]["failures"] == 0
+
+
+def test_migrate_export_and_import_move_a_deployment(env: dict[str, str], tmp_path: Path) -> None:
+    assert invoke(env, "ingest", env["NEWSBOT_ARTICLES"]).exit_code == 0
+    migrated = invoke(env, "migrate")
+    assert migrated.exit_code == 0 and "database schema at version" in migrated.stdout
+    dump = tmp_path / "export.jsonl"
+    exported = invoke(env, "export", str(dump))
+    assert exported.exit_code == 0 and "1 articles" in exported.stderr
+    other = f"sqlite:///{tmp_path / 'moved.sqlite3'}"
+    imported = invoke(env, "--db", other, "import", str(dump))
+    assert imported.exit_code == 0 and "1 articles, 1 verdicts" in imported.stdout
+    again = invoke(env, "--db", other, "import", str(dump))
+    assert again.exit_code == 1 and "not empty" in again.stderr
+    asked = invoke(env, "--db", other, "ask", "--format", "json", "wer vertritt die USA?")
+    assert "Sherman" in json.loads(asked.stdout)["answer"]

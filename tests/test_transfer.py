@@ -1,0 +1,120 @@
+import io
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from bot import transfer
+from bot.models import Article, ChatRef, Level, Preferences, Verdict
+from bot.store import Store
+
+from .conftest import POSTGRES_URL, postgres_available
+
+CHAT = ChatRef("telegram", "-1001", "7")
+
+
+async def fill(store: Store) -> None:
+    first = Article("a1", "Truppen an der Grenze", "Russland zieht Truppen zusammen.", "de")
+    second = Article("a2", "Troops at the border", "Russia masses troops.", "en", url="https://x/2")
+    await store.add_articles([first, second], seen_at=datetime(2026, 1, 2, 8, 0, 1, 250, UTC))
+    await store.save_verdicts(
+        [
+            Verdict("a1", True, 0.93, ("Truppen",), Level.ALERT, ("Russland",)),
+            Verdict("a2", True, 0.91, ("troops",), Level.ALERT, ("Russia",)),
+        ]
+    )
+    await store.set_stories({"a2": "a1"})
+    await store.subscribe(CHAT, "de", Preferences(timezone="Europe/Berlin", countries=("Ukraine",)))
+    await store.add_source("https://feeds.example.org/w.xml", name="W", added_by="telegram:-1001")
+    await store.enqueue(CHAT, "alert", "a1", {"article_id": "a1", "lang": "de"})
+    await store.add_feedback("a1", CHAT, "u1", True)
+
+
+async def dump(store: Store) -> list[dict[str, object]]:
+    out = io.StringIO()
+    await transfer.export(store, out)
+    return [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+@pytest.fixture
+async def empty_postgres() -> AsyncIterator[Store]:
+    if not postgres_available():
+        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432 (set NEWSBOT_TEST_POSTGRES_URL)")
+    async with Store.open(POSTGRES_URL) as pg:
+        async with pg.engine.begin() as conn:
+            for table in reversed(transfer.tables()):
+                await conn.execute(table.delete())
+        yield pg
+
+
+async def test_sqlite_to_postgres_and_back_loses_nothing(
+    store: Store, empty_postgres: Store, tmp_path: Path
+) -> None:
+    await fill(store)
+    original = await dump(store)
+    tables = {record["table"] for record in original[1:]}
+    assert {"articles", "verdicts", "subscriptions", "sources", "deliveries", "feedback"} <= tables
+    lines = [json.dumps(record) for record in original]
+    counts = await transfer.import_rows(
+        empty_postgres, transfer.read_records(lines, "export.jsonl")
+    )
+    assert counts["articles"] == 2 and counts["deliveries"] == 1
+    assert await dump(empty_postgres) == original
+    # The moved deployment works on: new rows get fresh ids after the imported ones.
+    assert await empty_postgres.enqueue(CHAT, "alert", "a9", {"article_id": "a2"})
+    ids = [row["id"] for row in await empty_postgres.deliveries()]
+    assert len(set(ids)) == 2
+    back = await dump(empty_postgres)
+    async with Store.open(f"sqlite+aiosqlite:///{tmp_path / 'again.sqlite3'}") as again:
+        await transfer.import_rows(
+            again, transfer.read_records([json.dumps(r) for r in back], "back.jsonl")
+        )
+        assert await dump(again) == back
+        entries = await again.entries(["a1"])
+        assert entries[0][1].topics == ("Russland",)
+        subscription = await again.subscription(CHAT)
+        assert subscription is not None and subscription.prefs.countries == ("Ukraine",)
+
+
+async def test_import_refuses_a_database_with_data(store: Store) -> None:
+    await fill(store)
+    lines = [json.dumps(record) for record in await dump(store)]
+    with pytest.raises(transfer.TransferError, match="not empty"):
+        await transfer.import_rows(store, transfer.read_records(lines, "x.jsonl"))
+    assert await store.count_articles() == 2
+
+
+def test_bad_files_are_named_with_their_line() -> None:
+    header = json.dumps({"format": "newsbot-export", "version": 1, "schema": 1})
+    with pytest.raises(transfer.TransferError, match=r"x.jsonl:2: not JSON"):
+        list(transfer.read_records([header, "{broken"], "x.jsonl"))
+    with pytest.raises(transfer.TransferError, match=r"x.jsonl:1: not a newsbot export"):
+        list(transfer.read_records(['{"table": "articles", "row": {}}'], "x.jsonl"))
+    with pytest.raises(transfer.TransferError, match="unknown table 'users'"):
+        list(transfer.read_records([header, '{"table": "users", "row": {}}'], "x.jsonl"))
+    newer = json.dumps({"format": "newsbot-export", "version": 1, "schema": 999})
+    with pytest.raises(transfer.TransferError, match="newer newsbot"):
+        list(transfer.read_records([newer], "x.jsonl"))
+
+
+async def test_a_database_from_a_newer_newsbot_refuses_to_open(tmp_path: Path) -> None:
+    from bot.store import MIGRATIONS, SchemaTooNew, schema_version
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'n.sqlite3'}"
+    async with Store.open(url) as opened, opened.engine.begin() as conn:
+        await conn.execute(
+            schema_version.insert().values(
+                version=len(MIGRATIONS) + 1, applied_at=datetime.now(UTC)
+            )
+        )
+    with pytest.raises(SchemaTooNew, match="newer than this newsbot"):
+        async with Store.open(url):
+            pass
+    async with Store.open(f"sqlite+aiosqlite:///{tmp_path / 'ok.sqlite3'}") as fine:
+        async with fine.engine.connect() as conn:
+            assert (
+                await conn.execute(sa.select(sa.func.count()).select_from(schema_version))
+            ).scalar()
