@@ -5,7 +5,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from bot import transfer
 from bot.models import Article, ChatRef, Level, Preferences, Verdict
