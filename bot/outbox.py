@@ -229,7 +229,7 @@ class Outbox:
             groups += [[r] for r in others]
         # Compose before booking a slot, so the slot is spent on the send alone.
         posts = await self._compose(groups)
-        planned: list[tuple[float, int, list[Delivery], Post]] = []
+        planned: list[tuple[float, int, int, list[Delivery], Post]] = []
         for group, post in zip(groups, posts, strict=True):
             if post is None:
                 for row in group:
@@ -237,11 +237,13 @@ class Outbox:
                 continue
             pacer = self.pacers[group[0].chat.platform]
             estimate = pacer.slot(group[0].chat, self.clock().timestamp())
-            planned.append((estimate, group[0].id, group, post))
+            # Alerts first among messages that may go at the same time (a fan-out's all may).
+            rank = 0 if group[0].kind == "alert" else 1
+            planned.append((estimate, rank, group[0].id, group, post))
         # One timeline: book each slot when its turn comes (so a late event loop never makes
         # up for lost time with a burst), wait for it, then let the send run alongside others.
         tasks = []
-        for _, _, group, post in sorted(planned, key=lambda p: (p[0], p[1])):
+        for _, _, _, group, post in sorted(planned, key=lambda p: p[:3]):
             chat = group[0].chat
             if stop is not None and stop.is_set():
                 # Shutting down: what was not sent yet is owed as before, no attempt charged.
