@@ -15,7 +15,7 @@ import logging
 import math
 import random
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -32,6 +32,7 @@ Sleep = Callable[[float], Awaitable[None]]
 
 # More alerts than this for one chat in one batch are merged into one message.
 MERGE_ABOVE = 3
+LATENCY_MAX_MS = 2**31 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +230,10 @@ class Outbox:
             groups += [[r] for r in others]
         # Compose before booking a slot, so the slot is spent on the send alone.
         posts = await self._compose(groups)
+        # Read before sending: after the platform acknowledged, the one write left is mark_sent.
+        seen = await self.store.seen_at(
+            [str(r.payload["article_id"]) for g in groups for r in g if r.kind == "alert"]
+        )
         planned: list[tuple[float, int, int, list[Delivery], Post]] = []
         for group, post in zip(groups, posts, strict=True):
             if post is None:
@@ -263,7 +268,7 @@ class Outbox:
                 await self.sleep(wait)
             await self._slots.acquire()
             began = asyncio.Event()
-            tasks.append(asyncio.create_task(self._send_released(group, post, began)))
+            tasks.append(asyncio.create_task(self._send_released(group, post, seen, began)))
             await began.wait()
             pacer.started(chat, self.clock().timestamp(), at_ts)
         results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -298,14 +303,20 @@ class Outbox:
             return idle
         return max(0.0, min(idle, (due - self.clock()).total_seconds()))
 
-    async def _send_released(self, rows: list[Delivery], post: Post, began: asyncio.Event) -> None:
+    async def _send_released(
+        self,
+        rows: list[Delivery],
+        post: Post,
+        seen: Mapping[str, datetime],
+        began: asyncio.Event,
+    ) -> None:
         began.set()
         try:
-            await self._send(rows, post)
+            await self._send(rows, post, seen)
         finally:
             self._slots.release()
 
-    async def _send(self, rows: list[Delivery], post: Post) -> None:
+    async def _send(self, rows: list[Delivery], post: Post, seen: Mapping[str, datetime]) -> None:
         first = rows[0]
         adapter = self.adapters[first.chat.platform]
         resume = first.parts_sent if len(rows) == 1 else 0
@@ -323,17 +334,40 @@ class Outbox:
             await self._failed(rows, DeliveryError(f"{type(exc).__name__}: {exc}"))
             return
         now = self.clock()
-        seen = await self.store.seen_at(
-            [str(r.payload["article_id"]) for r in rows if r.kind == "alert"]
-        )
         message_ids = (first.message_ids if resume else ()) + sent.message_ids
         for row in rows:
             latency = None
             if row.kind == "alert" and str(row.payload["article_id"]) in seen:
                 appeared = seen[str(row.payload["article_id"])]
-                latency = int((now - appeared).total_seconds() * 1000)
-            await self.store.mark_sent(row.id, now, message_ids, latency)
+                # The column is 32-bit: a story alerted weeks late (or clock skew) must not make
+                # the write fail on PostgreSQL, which would re-send the alert after every lease.
+                latency = min(LATENCY_MAX_MS, max(0, int((now - appeared).total_seconds() * 1000)))
+            await self._mark_sent(row.id, now, message_ids, latency)
         self.sent += len(rows)
+
+    async def _mark_sent(
+        self, delivery_id: int, at: datetime, message_ids: Sequence[str], latency: int | None
+    ) -> None:
+        """Record an acknowledged send, retrying while the database is away (within the lease)."""
+        # The platform has the message: giving up here would send it again after the lease.
+        waited, delay = 0.0, 0.5
+        while True:
+            try:
+                await self.store.mark_sent(delivery_id, at, message_ids, latency)
+                return
+            except Exception as exc:
+                self.errors += 1
+                if waited + delay > self.lease_seconds / 2:
+                    raise
+                log.warning(
+                    "recording delivery %d as sent failed (%s); retrying in %.1f s",
+                    delivery_id,
+                    type(exc).__name__,
+                    delay,
+                )
+                await self.sleep(delay)
+                waited += delay
+                delay = min(self.max_backoff, delay * 2)
 
     async def _failed(self, rows: list[Delivery], exc: DeliveryError) -> None:
         chat = rows[0].chat

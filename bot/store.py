@@ -324,7 +324,10 @@ class Store:
         sa_url = sa.make_url(url)
         if sa_url.get_backend_name() == "sqlite" and sa_url.database not in (None, "", ":memory:"):
             Path(sa_url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url)
+        # A pooled PostgreSQL connection can die with its server (restart, failover, a proxy
+        # cutting it); pre-ping replaces it on checkout instead of failing every later query.
+        postgres = sa_url.get_backend_name() == "postgresql"
+        engine = create_async_engine(url, pool_pre_ping=postgres)
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         store = cls(engine)

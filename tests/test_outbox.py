@@ -1,9 +1,10 @@
 import asyncio
 import bisect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from bot.chat import DeliveryError
 from bot.chat.telegram import TelegramChat
@@ -12,6 +13,7 @@ from bot.models import Alert, Article, ChatRef, Digest, Inbound, Level, Post, Se
 from bot.outbox import Outbox, RetryPolicy
 from bot.store import Store, subscriptions
 
+from .conftest import POSTGRES_URL, postgres_available
 from .fake_telegram import FakeTelegram
 from .fakes import FakeChat, VirtualClock, retry_after
 
@@ -335,3 +337,118 @@ async def test_digest_to_10000_chats_paced_with_alerts_overtaking(
     waits = {c: (chat.alerted[c] - chat.injected[c]).total_seconds() for c in chat.injected}
     assert max(waits.values()) <= 5.0, waits
     print(f"10,000 chats: {rate:.1f} msg/s, {took:.0f} s simulated, alert waits {waits}")
+
+
+# --- faults: the database goes away ------------------------------------------------------------
+
+
+class Gate:
+    """A loopback TCP forwarder to PostgreSQL that can refuse connections and cut open ones."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()
+
+    async def open(self) -> None:
+        self._server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def refuse(self) -> None:
+        """Close the port (new connections are refused) and cut every open connection."""
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._open):
+            writer.transport.abort()
+        await self._server.wait_closed()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        self._open |= {writer, up_writer}
+
+        async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                sink.transport.abort()
+                self._open.discard(sink)
+
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+
+
+async def until(predicate: Callable[[], bool], task: asyncio.Task[None] | None = None) -> None:
+    """Let the loop run until `predicate()` holds (a real-time deadline guards a hang)."""
+    async with asyncio.timeout(30):
+        while not predicate():
+            if task is not None and task.done():
+                task.result()  # the loop died: show why
+                raise AssertionError("the outbox loop ended")
+            await asyncio.sleep(0)
+
+
+@pytest.mark.reliability
+async def test_outbox_loop_survives_postgresql_refusing_connections(clock: VirtualClock) -> None:
+    if not postgres_available():
+        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432 (set NEWSBOT_TEST_POSTGRES_URL)")
+    direct_url = sa.make_url(POSTGRES_URL)
+    gate = Gate((direct_url.host or "127.0.0.1", direct_url.port or 5432))
+    await gate.open()
+    gated = direct_url.set(host="127.0.0.1", port=gate.port).render_as_string(hide_password=False)
+    outage: list[datetime] = []
+
+    async def sleep(seconds: float) -> None:
+        # The server is away for 2 s of the outbox's time, then accepts connections again.
+        await clock.sleep(seconds)
+        if outage and clock() - outage[0] >= timedelta(seconds=2) and len(outage) == 1:
+            outage.append(clock())
+            await gate.open()
+
+    async with Store.open(POSTGRES_URL) as direct, Store.open(gated) as store:
+        await clear_postgres(direct)
+        await add_article(direct, "a1")
+        chat = ChatRef("telegram", "1")
+        await direct.subscribe(chat, "en")
+        await direct.enqueue(chat, "alert", "before", {"article_id": "a1", "lang": "en"})
+        fake = FakeChat(clock=clock)
+        outbox = Outbox(store, {"telegram": fake}, clock=clock, sleep=sleep)
+        stop = asyncio.Event()
+        task = asyncio.create_task(outbox.run(stop))
+        try:
+            # The server goes as the platform acknowledges, before the ledger records it.
+            await until(lambda: len(fake.sent) == 1, task)
+            outage.append(clock())
+            await gate.refuse()  # open connections cut, new ones refused
+            await direct.enqueue(chat, "alert", "during", {"article_id": "a1", "lang": "en"})
+            outbox.wake()
+            await until(lambda: outbox.sent == 2, task)
+            assert not task.done() and len(outage) == 2
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+        assert outbox.errors >= 2  # failed writes and passes, logged and retried
+        # Nothing lost, nothing sent twice: the acknowledged send was recorded once it could be.
+        assert [c.chat_id for c, _, _ in fake.sent] == ["1", "1"]
+        rows = await direct.deliveries()
+        assert [(r["key"], r["status"], r["attempts"]) for r in rows] == [
+            ("before", "sent", 1),
+            ("during", "sent", 1),
+        ]
+
+
+async def clear_postgres(store: Store) -> None:
+    async with store.engine.begin() as conn:
+        for table in (
+            "feedback",
+            "deliveries",
+            "verdicts",
+            "subscriptions",
+            "tombstones",
+            "articles",
+            "sources",
+        ):
+            await conn.execute(sa.text(f"DELETE FROM {table}"))
