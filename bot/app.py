@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
 import httpx
+import sqlalchemy as sa
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -24,7 +27,7 @@ from bot.config import Settings
 from bot.conversation import Conversation
 from bot.learn import load_current
 from bot.outbox import Outbox, RetryPolicy
-from bot.store import Store
+from bot.store import Store, normalise_url
 
 log = logging.getLogger(__name__)
 
@@ -244,15 +247,24 @@ async def run(
     """Run the service until a signal, or the end of console input; return the exit code."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
+    # Started in this order and stopped in reverse by the one exit stack: store, HTTP client,
+    # adapters, outbox, scheduler, watcher. The outbox never sends through an adapter that is
+    # not up yet or already down.
     async with AsyncExitStack() as stack:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
                 stack.callback(loop.remove_signal_handler, sig)
 
-        store = await stack.enter_async_context(Store.open(settings.storage.url()))
+        url = settings.storage.url()
+        try:
+            stack.enter_context(single_instance(url))
+        except InstanceRunning as exc:
+            print(f"newsbot: {exc}", file=sys.stderr)
+            return 2
+        store = await stack.enter_async_context(Store.open(url))
         if store.engine.dialect.name == "sqlite":
-            # SQLite means one instance: whatever it left 'sending' when it died is due again.
+            # One instance per SQLite file (locked above): what it left 'sending' is due again.
             released = await store.release_sending()
             if released:
                 log.info("resuming %d deliveries interrupted by the last shutdown", released)
@@ -287,6 +299,11 @@ async def run(
         scores = await store.scores()
         for article in await store.all_articles():
             index.add(article, scores.get(article.id, 0.0))
+        thresholds = settings.classifier.thresholds()
+        model = load_current(settings.classifier.feedback_model)
+        await jobs.classify_unclassified(
+            store, outbox, thresholds=thresholds, now=datetime.now(UTC), model=model, index=index
+        )
         await scan_folder(folder, store, settings, index, outbox, mtimes)
         if console is not None:
             lang = settings.chat.default_language
@@ -303,6 +320,19 @@ async def run(
                 url, allow_private=settings.sources.allow_private
             ),
         )
+
+        if console is not None:
+            await console.send(
+                CONSOLE_CHAT, await conversation.digest(None, settings.chat.default_language)
+            )
+        for adapter in adapters:
+            await adapter.start(conversation.handle)
+            stack.push_async_callback(adapter.stop)
+
+        sending = asyncio.Event()
+        sender = asyncio.create_task(outbox.run(sending), name="outbox")
+        stack.push_async_callback(_finish, sender, sending, 5.0)
+
         scheduler.add_job(
             scan_folder,
             "interval",
@@ -332,18 +362,6 @@ async def run(
             )
             stack.push_async_callback(_finish, watcher, watching)
 
-        sending = asyncio.Event()
-        sender = asyncio.create_task(outbox.run(sending), name="outbox")
-        stack.push_async_callback(_finish, sender, sending, 5.0)
-
-        if console is not None:
-            await console.send(
-                CONSOLE_CHAT, await conversation.digest(None, settings.chat.default_language)
-            )
-        for adapter in adapters:
-            await adapter.start(conversation.handle)
-            stack.push_async_callback(adapter.stop)
-
         finished = [asyncio.create_task(stop.wait())]
         if console is not None:
             finished.append(asyncio.create_task(console.finished.wait()))
@@ -354,6 +372,35 @@ async def run(
                 task.cancel()
         log.info("shutting down")
     return 0
+
+
+class InstanceRunning(Exception):
+    """Another newsbot process serves the same SQLite database."""
+
+
+@contextlib.contextmanager
+def single_instance(url: str) -> Iterator[None]:
+    """Hold an exclusive lock next to a SQLite database for as long as the service runs."""
+    sa_url = sa.make_url(normalise_url(url))
+    if sa_url.get_backend_name() != "sqlite" or sa_url.database in (None, "", ":memory:"):
+        # PostgreSQL coordinates several instances itself (row locks when claiming).
+        yield
+        return
+    path = Path(f"{sa_url.database}.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as handle:
+        try:
+            # flock is released by the kernel when the process ends, however it ends.
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InstanceRunning(
+                f"another newsbot is already running on {sa_url.database} (lock {path}); "
+                "stop it first, or give this one its own database"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 async def _finish(task: asyncio.Task[None], stop: asyncio.Event, grace: float = 2.0) -> None:

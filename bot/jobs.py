@@ -80,18 +80,56 @@ async def store_and_classify(
     index: qa.Index | None = None,
     seen_at: datetime | None = None,
 ) -> tuple[IngestCounts, list[tuple[Article, Verdict]]]:
-    """Store articles; classify the new and changed ones and add them to the QA index."""
-    counts, changed = await store.add_articles(found, seen_at=seen_at)
+    """Store articles; classify the new and changed ones and add them to the QA index.
+
+    Articles and their verdicts are committed together: a failure in between (the classifier,
+    the database, a kill) leaves neither, so the next ingest sees the articles as new again.
+    """
+    # Classification is CPU work: keep the event loop free for chats meanwhile.
+    pending = await store.pending_changes(found)
+    verdicts = await asyncio.to_thread(classify_all, pending, thresholds, model)
+    by_id = {verdict.article_id: verdict for verdict in verdicts}
+    counts, changed = await store.add_articles(found, seen_at=seen_at, verdicts=by_id)
     if not changed:
         return counts, []
-    # Classification is CPU work: keep the event loop free for chats meanwhile.
-    verdicts = await asyncio.to_thread(classify_all, changed, thresholds, model)
-    await store.save_verdicts(verdicts)
-    classified = list(zip(changed, verdicts, strict=True))
+    # Another writer changed the store in between: classify what was not foreseen now.
+    late = [article for article in changed if article.id not in by_id]
+    if late:
+        extra = await asyncio.to_thread(classify_all, late, thresholds, model)
+        await store.save_verdicts(extra)
+        by_id.update((verdict.article_id, verdict) for verdict in extra)
+    classified = [(article, by_id[article.id]) for article in changed]
     if index is not None:
         for article, verdict in classified:
             index.add(article, verdict.score)
     return counts, classified
+
+
+async def classify_unclassified(
+    store: Store,
+    outbox: Outbox | None,
+    *,
+    thresholds: Thresholds,
+    now: datetime,
+    model: FeedbackModel | None = None,
+    index: qa.Index | None = None,
+    batch: int = 500,
+) -> int:
+    """Classify and route stored articles that have no verdict yet; return how many."""
+    # Databases written before verdicts were committed with their articles can hold such rows.
+    done = 0
+    while pending := await store.unclassified(limit=batch):
+        verdicts = await asyncio.to_thread(classify_all, pending, thresholds, model)
+        await store.save_verdicts(verdicts)
+        classified = list(zip(pending, verdicts, strict=True))
+        if index is not None:
+            for article, verdict in classified:
+                index.add(article, verdict.score)
+        await route(classified, store, outbox, alert_threshold=thresholds.alert, now=now)
+        done += len(pending)
+    if done:
+        log.info("classified %d stored articles that had no verdict", done)
+    return done
 
 
 def wants(prefs: Preferences, article: Article, verdict: Verdict) -> bool:

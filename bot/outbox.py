@@ -12,15 +12,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import random
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from bot import digest
 from bot.chat import ChatAdapter, DeliveryError
-from bot.models import Alert, Article, Digest, Notice, Post
+from bot.models import Alert, Article, ChatRef, Digest, Notice, Post, Verdict
 from bot.pacing import PLATFORM_LIMITS, Limits, Pacer
 from bot.store import Delivery, Store
 
@@ -31,6 +32,7 @@ Sleep = Callable[[float], Awaitable[None]]
 
 # More alerts than this for one chat in one batch are merged into one message.
 MERGE_ABOVE = 3
+LATENCY_MAX_MS = 2**31 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,18 +51,39 @@ class RetryPolicy:
 
 async def compose(store: Store, delivery: Delivery) -> Post | None:
     """The post a ledger row stands for, rebuilt from the store (None: its articles are gone)."""
+    ids = _article_ids(delivery)
+    entries = await store.entries(ids)
+    reports = (
+        await store.also_reported([a.id for a, _ in entries]) if delivery.kind == "digest" else {}
+    )
+    found = {article.id: (article, verdict) for article, verdict in entries}
+    return await asyncio.to_thread(build_post, delivery, found, reports)
+
+
+def _article_ids(delivery: Delivery) -> list[str]:
+    if delivery.kind == "alert":
+        return [str(delivery.payload["article_id"])]
+    if delivery.kind == "digest":
+        return [str(i) for i in delivery.payload.get("article_ids", [])]
+    return []
+
+
+def build_post(
+    delivery: Delivery,
+    found: Mapping[str, tuple[Article, Verdict]],
+    reports: Mapping[str, list[Article]],
+) -> Post | None:
+    """The post a ledger row stands for, from articles already loaded; CPU work, pure."""
     payload = delivery.payload
     lang = str(payload.get("lang", "en"))
     if delivery.kind == "alert":
-        entries = await store.entries([str(payload["article_id"])])
-        if not entries:
+        entry = found.get(str(payload["article_id"]))
+        if entry is None:
             return None
-        article, verdict = entries[0]
-        item = digest.item(article, verdict)
-        return Alert(item, lang=lang)
+        return Alert(digest.item(*entry), lang=lang)
     if delivery.kind == "digest":
-        ids = [str(i) for i in payload.get("article_ids", [])]
-        entries = await store.entries(ids)
+        ids = _article_ids(delivery)
+        entries = [found[i] for i in ids if i in found]
         since = payload.get("since")
         built = digest.build(
             entries,
@@ -69,7 +92,6 @@ async def compose(store: Store, delivery: Delivery) -> Post | None:
             max_items=len(ids) or 1,
             lang=lang,
         )
-        reports = await store.also_reported([a.id for a, _ in entries])
         return with_also_reported(built, reports)
     if delivery.kind == "notice":
         return Notice(str(payload.get("text", "")))
@@ -88,7 +110,13 @@ def with_also_reported(built: Digest, reports: Mapping[str, list[Article]]) -> D
 
 
 class Outbox:
-    """Sends what the ledger owes, paced per platform, retrying failures with back-off."""
+    """Sends what the ledger owes, paced per platform, retrying failures with back-off.
+
+    Each pass claims a small batch (about two seconds of sending), alerts first, so an alert
+    owed during a long fan-out waits for at most the rest of the current batch. A message whose
+    slot is further away than that (a group's per-minute limit, a retry-after pause) goes back
+    to the ledger until its slot, where later alerts for the same chat can join it.
+    """
 
     def __init__(
         self,
@@ -101,6 +129,8 @@ class Outbox:
         retry: RetryPolicy = RetryPolicy(),
         concurrency: int = 8,
         lease_seconds: float = 60.0,
+        horizon_seconds: float = 2.0,
+        max_backoff_seconds: float = 30.0,
     ) -> None:
         self.store, self.adapters, self.clock, self.sleep = store, adapters, clock, sleep
         self.retry = retry
@@ -109,33 +139,62 @@ class Outbox:
             name: Pacer(limits.get(name, Limits(per_second=1.0, chat_interval=1.0)))
             for name in adapters
         }
+        self.horizon = horizon_seconds
+        self.max_backoff = max_backoff_seconds
+        # About `horizon` seconds of sending per pass at the platforms' combined rate.
+        rate = sum(pacer.limits.per_second for pacer in self.pacers.values())
+        self.batch = max(10, min(200, math.ceil(rate * horizon_seconds)))
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(concurrency)
         self.sent = 0
         self.failed = 0
+        # Passes that failed (database unreachable, locked): logged, backed off, retried.
+        self.errors = 0
 
     def wake(self) -> None:
         """New rows were enqueued: look at the ledger now instead of at the next due time."""
         self._wake.set()
 
     async def run(self, stop: asyncio.Event, idle_seconds: float = 5.0) -> None:
-        """Send due deliveries until `stop` is set."""
+        """Send due deliveries until `stop` is set; no failure ends the loop."""
+        failures = 0
         while not stop.is_set():
             self._wake.clear()
             try:
-                await self.drain_once()
-            except Exception:
-                # A database hiccup must not end delivery for good; the rows are still there.
-                log.exception("outbox pass failed; retrying shortly")
-            due = await self._seconds_until_due(idle_seconds)
-            waiters = [asyncio.create_task(self._wake.wait()), asyncio.create_task(stop.wait())]
-            try:
-                await asyncio.wait(waiters, timeout=due, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in waiters:
-                    waiter.cancel()
+                await self.drain_once(stop)
+                due = await self._seconds_until_due(idle_seconds)
+                failures = 0
+            except Exception as exc:
+                # A database hiccup must not end delivery for good: the rows are still there.
+                failures += 1
+                self.errors += 1
+                due = min(self.max_backoff, 0.5 * 2.0 ** (failures - 1))
+                if failures == 1:
+                    log.exception("outbox pass failed; retrying in %.1f s", due)
+                else:
+                    log.warning(
+                        "outbox pass failed again (%d in a row: %s); retrying in %.1f s",
+                        failures,
+                        type(exc).__name__,
+                        due,
+                    )
+            await self._idle(stop, due)
 
-    async def drain(self, max_passes: int = 1000) -> None:
+    async def _idle(self, stop: asyncio.Event, seconds: float) -> None:
+        """Wait `seconds` on our clock, or until woken or stopped."""
+        waiters = [
+            asyncio.ensure_future(self.sleep(seconds)),
+            asyncio.ensure_future(self._wake.wait()),
+            asyncio.ensure_future(stop.wait()),
+        ]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+
+    async def drain(self, max_passes: int = 100_000) -> None:
         """Send until nothing is pending, sleeping through pacing, back-off and retry-after."""
         for _ in range(max_passes):
             if await self.drain_once():
@@ -145,50 +204,98 @@ class Outbox:
                 return
             await self.sleep(max(0.0, (due - self.clock()).total_seconds()))
 
-    async def drain_once(self) -> int:
+    async def drain_once(self, stop: asyncio.Event | None = None) -> int:
         """Claim one batch of due rows and send it; return how many rows were claimed."""
         claimed = await self.store.claim(
-            self.clock(), limit=200, lease=self.lease_seconds, platforms=list(self.adapters)
+            self.clock(), limit=self.batch, lease=self.lease_seconds, platforms=list(self.adapters)
         )
         if not claimed:
             return 0
-        by_chat: defaultdict[tuple[str, str, str | None], list[Delivery]] = defaultdict(list)
+        # Re-checked at send time: a chat that unsubscribed gets nothing it was still owed.
+        gone = await self.store.inactive_chats({row.chat for row in claimed})
+        if gone:
+            await self.store.cancel(
+                [row.id for row in claimed if row.chat in gone], "chat unsubscribed"
+            )
+        by_chat: defaultdict[ChatRef, list[Delivery]] = defaultdict(list)
         for row in claimed:
-            by_chat[(row.chat.platform, row.chat.chat_id, row.chat.thread_id)].append(row)
-        planned: list[tuple[float, int, list[Delivery], Post]] = []
-        # A fan-out owes many chats the same post: compose each distinct payload once.
-        composed: dict[str, Post | None] = {}
+            if row.chat not in gone:
+                by_chat[row.chat].append(row)
+        groups: list[list[Delivery]] = []
         for rows in by_chat.values():
-            alerts = [r for r in rows if r.kind == "alert"]
-            others = [r for r in rows if r.kind != "alert"]
-            groups = [alerts] if len(alerts) > MERGE_ABOVE else [[r] for r in alerts]
+            # A partly delivered post resumes on its own; the others may merge.
+            alerts = [r for r in rows if r.kind == "alert" and not r.parts_sent]
+            others = [r for r in rows if r.kind != "alert" or r.parts_sent]
+            groups += [alerts] if len(alerts) > MERGE_ABOVE else [[r] for r in alerts]
             groups += [[r] for r in others]
-            for group in groups:
-                # Compose before booking a slot, so the slot is spent on the send alone.
-                post = await self._post(group, composed)
-                if post is None:
-                    for row in group:
-                        await self.store.mark_failed(row.id, "nothing to send: article not stored")
-                    continue
-                pacer = self.pacers[group[0].chat.platform]
-                estimate = pacer.slot(group[0].chat, self.clock().timestamp())
-                planned.append((estimate, group[0].id, group, post))
+        # Compose before booking a slot, so the slot is spent on the send alone.
+        posts = await self._compose(groups)
+        # Read before sending: after the platform acknowledged, the one write left is mark_sent.
+        seen = await self.store.seen_at(
+            [str(r.payload["article_id"]) for g in groups for r in g if r.kind == "alert"]
+        )
+        planned: list[tuple[float, int, int, list[Delivery], Post]] = []
+        for group, post in zip(groups, posts, strict=True):
+            if post is None:
+                for row in group:
+                    await self.store.mark_failed(row.id, "nothing to send: article not stored")
+                continue
+            pacer = self.pacers[group[0].chat.platform]
+            estimate = pacer.slot(group[0].chat, self.clock().timestamp())
+            # Alerts first among messages that may go at the same time (a fan-out's all may).
+            rank = 0 if group[0].kind == "alert" else 1
+            planned.append((estimate, rank, group[0].id, group, post))
         # One timeline: book each slot when its turn comes (so a late event loop never makes
         # up for lost time with a burst), wait for it, then let the send run alongside others.
         tasks = []
-        for _, _, group, post in sorted(planned, key=lambda p: (p[0], p[1])):
-            pacer = self.pacers[group[0].chat.platform]
-            at = pacer.book(group[0].chat, self.clock().timestamp())
-            wait = at - self.clock().timestamp()
+        for _, _, _, group, post in sorted(planned, key=lambda p: p[:3]):
+            chat = group[0].chat
+            if stop is not None and stop.is_set():
+                # Shutting down: what was not sent yet is owed as before, no attempt charged.
+                await self.store.release([r.id for r in group], None)
+                continue
+            pacer = self.pacers[chat.platform]
+            now = self.clock().timestamp()
+            slot = pacer.slot(chat, now)
+            if slot - now > self.horizon:
+                # Don't hold the batch for it; back in the ledger until its slot.
+                at = datetime.fromtimestamp(slot, UTC)
+                await self.store.release([r.id for r in group], at)
+                continue
+            at_ts = pacer.book(chat, now)
+            wait = at_ts - self.clock().timestamp()
             if wait > 0:
                 await self.sleep(wait)
             await self._slots.acquire()
             began = asyncio.Event()
-            tasks.append(asyncio.create_task(self._send_released(group, post, began)))
+            tasks.append(asyncio.create_task(self._send_released(group, post, seen, began)))
             await began.wait()
-            pacer.started(group[0].chat, self.clock().timestamp(), at)
-        await asyncio.gather(*tasks)
+            pacer.started(chat, self.clock().timestamp(), at_ts)
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                # Rows whose outcome could not be recorded are sent again after their lease.
+                raise result
         return len(claimed)
+
+    async def _compose(self, groups: list[list[Delivery]]) -> list[Post | None]:
+        """The post of each group: one query for all articles, then built off the event loop."""
+        ids = list(dict.fromkeys(i for group in groups for row in group for i in _article_ids(row)))
+        entries = await self.store.entries(ids) if ids else []
+        found = {article.id: (article, verdict) for article, verdict in entries}
+        digest_ids = list(
+            dict.fromkeys(
+                i
+                for group in groups
+                for row in group
+                if row.kind == "digest"
+                for i in _article_ids(row)
+                if i in found
+            )
+        )
+        reports = await self.store.also_reported(digest_ids) if digest_ids else {}
+        now = self.clock()
+        return await asyncio.to_thread(_build_all, groups, found, reports, now)
 
     async def _seconds_until_due(self, idle: float) -> float:
         due = await self.store.next_due(list(self.adapters))
@@ -196,18 +303,29 @@ class Outbox:
             return idle
         return max(0.0, min(idle, (due - self.clock()).total_seconds()))
 
-    async def _send_released(self, rows: list[Delivery], post: Post, began: asyncio.Event) -> None:
+    async def _send_released(
+        self,
+        rows: list[Delivery],
+        post: Post,
+        seen: Mapping[str, datetime],
+        began: asyncio.Event,
+    ) -> None:
         began.set()
         try:
-            await self._send(rows, post)
+            await self._send(rows, post, seen)
         finally:
             self._slots.release()
 
-    async def _send(self, rows: list[Delivery], post: Post) -> None:
+    async def _send(self, rows: list[Delivery], post: Post, seen: Mapping[str, datetime]) -> None:
         first = rows[0]
         adapter = self.adapters[first.chat.platform]
+        resume = first.parts_sent if len(rows) == 1 else 0
         try:
-            sent = await adapter.send(first.chat, post)
+            # Only a resumed post passes skip_parts, so adapters without resume still work.
+            if resume:
+                sent = await adapter.send(first.chat, post, skip_parts=resume)
+            else:
+                sent = await adapter.send(first.chat, post)
         except DeliveryError as exc:
             await self._failed(rows, exc)
             return
@@ -216,44 +334,61 @@ class Outbox:
             await self._failed(rows, DeliveryError(f"{type(exc).__name__}: {exc}"))
             return
         now = self.clock()
-        seen = await self.store.seen_at(
-            [str(r.payload["article_id"]) for r in rows if r.kind == "alert"]
-        )
+        message_ids = (first.message_ids if resume else ()) + sent.message_ids
         for row in rows:
             latency = None
             if row.kind == "alert" and str(row.payload["article_id"]) in seen:
                 appeared = seen[str(row.payload["article_id"])]
-                latency = int((now - appeared).total_seconds() * 1000)
-            await self.store.mark_sent(row.id, now, sent.message_ids, latency)
+                # The column is 32-bit: a story alerted weeks late (or clock skew) must not make
+                # the write fail on PostgreSQL, which would re-send the alert after every lease.
+                latency = min(LATENCY_MAX_MS, max(0, int((now - appeared).total_seconds() * 1000)))
+            await self._mark_sent(row.id, now, message_ids, latency)
         self.sent += len(rows)
 
-    async def _post(self, rows: list[Delivery], composed: dict[str, Post | None]) -> Post | None:
-        if len(rows) == 1:
-            row = rows[0]
-            key = f"{row.kind}:{json.dumps(row.payload, sort_keys=True)}"
-            if key not in composed:
-                composed[key] = await compose(self.store, row)
-            return composed[key]
-        # A burst of alerts for one chat goes out as one message rather than a stream of them.
-        items = []
-        for row in rows:
-            post = await self._post([row], composed)
-            if isinstance(post, Alert):
-                items.append(post.item)
-        if not items:
-            return None
-        lang = str(rows[0].payload.get("lang", "en"))
-        return Digest(items=tuple(items), generated_at=self.clock(), lang=lang)
+    async def _mark_sent(
+        self, delivery_id: int, at: datetime, message_ids: Sequence[str], latency: int | None
+    ) -> None:
+        """Record an acknowledged send, retrying while the database is away (within the lease)."""
+        # The platform has the message: giving up here would send it again after the lease.
+        waited, delay = 0.0, 0.5
+        while True:
+            try:
+                await self.store.mark_sent(delivery_id, at, message_ids, latency)
+                return
+            except Exception as exc:
+                self.errors += 1
+                if waited + delay > self.lease_seconds / 2:
+                    raise
+                log.warning(
+                    "recording delivery %d as sent failed (%s); retrying in %.1f s",
+                    delivery_id,
+                    type(exc).__name__,
+                    delay,
+                )
+                await self.sleep(delay)
+                waited += delay
+                delay = min(self.max_backoff, delay * 2)
 
     async def _failed(self, rows: list[Delivery], exc: DeliveryError) -> None:
         chat = rows[0].chat
         now = self.clock()
         reason = str(exc)
+        parts: tuple[int, tuple[str, ...]] | None = None
+        if len(rows) == 1 and exc.delivered_parts:
+            row = rows[0]
+            parts = (row.parts_sent + exc.delivered_parts, row.message_ids + exc.message_ids)
+        if exc.unavailable:
+            # Our side is not connected (starting or stopping): not the message's fault.
+            later = now + timedelta(seconds=self.retry.base_seconds)
+            for row in rows:
+                await self.store.mark_retry(row.id, reason, later, count=False, parts=parts)
+            return
         if exc.migrated_to:
             log.info("%s chat moved to a new id; re-sending there", chat.platform)
             await self.store.migrate_chat(chat, exc.migrated_to)
             for row in rows:
-                await self.store.mark_retry(row.id, reason, now, count=False)
+                # The new chat has seen none of it: send it whole.
+                await self.store.mark_retry(row.id, reason, now, count=False, parts=(0, ()))
             return
         if exc.chat_gone:
             log.info("%s chat is gone (%s); subscription deactivated", chat.platform, reason)
@@ -266,7 +401,7 @@ class Outbox:
             self.pacers[chat.platform].pause(now.timestamp() + exc.retry_after)
             later = now + timedelta(seconds=exc.retry_after)
             for row in rows:
-                await self.store.mark_retry(row.id, reason, later, count=False)
+                await self.store.mark_retry(row.id, reason, later, count=False, parts=parts)
             return
         for row in rows:
             if exc.permanent or row.attempts + 1 >= self.retry.max_attempts:
@@ -275,4 +410,31 @@ class Outbox:
                 self.failed += 1
             else:
                 later = now + timedelta(seconds=self.retry.delay(row.attempts + 1))
-                await self.store.mark_retry(row.id, reason, later)
+                await self.store.mark_retry(row.id, reason, later, parts=parts)
+
+
+def _build_all(
+    groups: list[list[Delivery]],
+    found: Mapping[str, tuple[Article, Verdict]],
+    reports: Mapping[str, list[Article]],
+    now: datetime,
+) -> list[Post | None]:
+    """Posts for each group; a fan-out's one payload is built once. Runs in a worker thread."""
+    built: dict[str, Post | None] = {}
+
+    def one(row: Delivery) -> Post | None:
+        key = f"{row.kind}:{json.dumps(row.payload, sort_keys=True)}"
+        if key not in built:
+            built[key] = build_post(row, found, reports)
+        return built[key]
+
+    posts: list[Post | None] = []
+    for group in groups:
+        if len(group) == 1:
+            posts.append(one(group[0]))
+            continue
+        # A burst of alerts for one chat goes out as one message rather than a stream of them.
+        items = [post.item for post in map(one, group) if isinstance(post, Alert)]
+        lang = str(group[0].payload.get("lang", "en"))
+        posts.append(Digest(items=tuple(items), generated_at=now, lang=lang) if items else None)
+    return posts

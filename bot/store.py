@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from bot.articles import content_hash
+from bot.articles import Rejection, content_hash
 from bot.models import Article, ChatRef, Level, Preferences, Verdict
 
 log = logging.getLogger(__name__)
@@ -128,6 +128,8 @@ deliveries = sa.Table(
     sa.Column("lease_until", UTCDateTime()),
     # From the article appearing (file seen / feed fetched) to the platform acknowledging.
     sa.Column("latency_ms", sa.Integer),
+    # Parts of a multi-part post the platform acknowledged; a retry resumes after them.
+    sa.Column("parts_sent", sa.Integer, server_default="0"),
     sa.UniqueConstraint("platform", "chat_id", "thread_id", "kind", "key"),
 )
 
@@ -170,6 +172,16 @@ sources = sa.Table(
 )
 
 
+# What retention pruning deleted: a feed that still lists a pruned story must not make it new.
+tombstones = sa.Table(
+    "tombstones",
+    metadata,
+    sa.Column("article_id", sa.String(200), primary_key=True),
+    sa.Column("content_hash", sa.String(64), nullable=False, index=True),
+    sa.Column("pruned_at", UTCDateTime(), nullable=False),
+)
+
+
 def _create_v1(conn: Connection) -> None:
     metadata.create_all(conn, tables=[articles, verdicts, subscriptions, deliveries, feedback])
 
@@ -192,10 +204,18 @@ def _v2_pipeline(conn: Connection) -> None:
         index.create(conn, checkfirst=True)
 
 
+def _v3_delivery_core(conn: Connection) -> None:
+    """Multi-part resume in the ledger, and tombstones of pruned articles."""
+    _add_columns(conn, deliveries, ["parts_sent"])
+    metadata.create_all(conn, tables=[tombstones])
+    for index in tombstones.indexes:
+        index.create(conn, checkfirst=True)
+
+
 # Ordered schema upgrades; version N is MIGRATIONS[N-1]. Never edit a shipped step: append one.
 # Steps must be idempotent (check before altering), because migration 1 creates the tables from
 # the live `metadata`, which already has the columns that later steps add to old databases.
-MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1, _v2_pipeline]
+MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1, _v2_pipeline, _v3_delivery_core]
 
 
 class SchemaTooNew(RuntimeError):
@@ -209,10 +229,15 @@ class IngestCounts:
     new: int = 0
     updated: int = 0
     duplicate: int = 0
+    # Records refused at the database's edge (the reason is logged, naming the record and field).
+    rejected: int = 0
 
     def __add__(self, other: IngestCounts) -> IngestCounts:
         return IngestCounts(
-            self.new + other.new, self.updated + other.updated, self.duplicate + other.duplicate
+            self.new + other.new,
+            self.updated + other.updated,
+            self.duplicate + other.duplicate,
+            self.rejected + other.rejected,
         )
 
 
@@ -240,6 +265,9 @@ class Delivery:
     payload: dict[str, Any]
     attempts: int
     created_at: datetime
+    # Parts of a multi-part post already acknowledged, and their message ids.
+    parts_sent: int = 0
+    message_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +310,10 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
+# Ledger states that need no more sending; "cancelled": the chat unsubscribed before it went out.
+FINISHED = ("sent", "failed", "cancelled")
+
+
 class Store:
     """Async access to newsbot's database; open with `async with Store.open(url) as store`."""
 
@@ -296,7 +328,10 @@ class Store:
         sa_url = sa.make_url(url)
         if sa_url.get_backend_name() == "sqlite" and sa_url.database not in (None, "", ":memory:"):
             Path(sa_url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url)
+        # A pooled PostgreSQL connection can die with its server (restart, failover, a proxy
+        # cutting it); pre-ping replaces it on checkout instead of failing every later query.
+        postgres = sa_url.get_backend_name() == "postgresql"
+        engine = create_async_engine(url, pool_pre_ping=postgres)
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         store = cls(engine)
@@ -332,20 +367,51 @@ class Store:
     # --- articles -------------------------------------------------------------------------
 
     async def add_articles(
-        self, batch: Iterable[Article], seen_at: datetime | None = None
+        self,
+        batch: Iterable[Article],
+        seen_at: datetime | None = None,
+        verdicts: Mapping[str, Verdict] | None = None,
     ) -> tuple[IngestCounts, list[Article]]:
-        """Store articles; return counts and the articles that are new or changed (to classify)."""
+        """Store articles; return counts and the articles that are new or changed (to classify).
+
+        `verdicts` (by article id) are stored in the same transaction as their articles, so an
+        article is never left stored without the verdict computed for it.
+        """
         seen_at = seen_at or _now()
-        counts = IngestCounts()
-        changed: list[Article] = []
         items = list(batch)
+        cleaned, rejected = clean_batch(items)
+        # An earlier record of an id that a later one in the batch replaced counts as duplicate.
+        superseded = len(items) - len(rejected) - len(cleaned)
+        counts = IngestCounts(duplicate=superseded, rejected=len(rejected))
+        changed: list[Article] = []
         async with self.engine.begin() as conn:
-            for start in range(0, len(items), 500):
-                chunk = items[start : start + 500]
+            for start in range(0, len(cleaned), 500):
+                chunk = cleaned[start : start + 500]
                 c, ch = await self._add_chunk(conn, chunk, seen_at)
                 counts += c
                 changed += ch
+            rows = [
+                _verdict_row(verdicts[a.id], seen_at)
+                for a in changed
+                if verdicts is not None and a.id in verdicts
+            ]
+            await _replace_verdicts(conn, rows)
         return counts, changed
+
+    async def pending_changes(self, batch: Iterable[Article]) -> list[Article]:
+        """The articles of `batch` that `add_articles` would store as new or changed (read only)."""
+        cleaned, _ = clean_batch(batch)
+        changed: list[Article] = []
+        async with self.engine.connect() as conn:
+            for start in range(0, len(cleaned), 500):
+                chunk = cleaned[start : start + 500]
+                _, known_hashes = await _known(conn, chunk)
+                for article in chunk:
+                    digest = content_hash(article.title, article.text)
+                    if digest not in known_hashes:
+                        known_hashes.add(digest)
+                        changed.append(article)
+        return changed
 
     async def _add_chunk(
         self,
@@ -353,30 +419,12 @@ class Store:
         chunk: Sequence[Article],
         seen_at: datetime,
     ) -> tuple[IngestCounts, list[Article]]:
-        hashes = {a.id: content_hash(a.title, a.text) for a in chunk}
-        by_id = dict(
-            (
-                await conn.execute(
-                    sa.select(articles.c.id, articles.c.content_hash).where(
-                        articles.c.id.in_(list(hashes))
-                    )
-                )
-            ).all()
-        )
-        known_hashes = set(
-            (
-                await conn.execute(
-                    sa.select(articles.c.content_hash).where(
-                        articles.c.content_hash.in_(list(hashes.values()))
-                    )
-                )
-            ).scalars()
-        )
+        by_id, known_hashes = await _known(conn, chunk)
         new_rows: list[dict[str, Any]] = []
         changed: list[Article] = []
         updated = duplicate = 0
         for article in chunk:
-            digest = hashes[article.id]
+            digest = content_hash(article.title, article.text)
             if digest in known_hashes:
                 duplicate += 1
                 continue
@@ -392,7 +440,23 @@ class Store:
             changed.append(article)
         if new_rows:
             await conn.execute(articles.insert(), new_rows)
+            # A pruned article that comes back changed is stored again: its tombstone goes.
+            await conn.execute(
+                tombstones.delete().where(tombstones.c.article_id.in_([r["id"] for r in new_rows]))
+            )
         return IngestCounts(len(new_rows), updated, duplicate), changed
+
+    async def unclassified(self, limit: int = 500) -> list[Article]:
+        """Stored articles without a verdict (a crash between the two, or an old database)."""
+        query = (
+            sa.select(articles)
+            .outerjoin(verdicts, verdicts.c.article_id == articles.c.id)
+            .where(verdicts.c.article_id.is_(None))
+            .order_by(articles.c.seen_at)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return [_article(r._mapping) for r in await conn.execute(query)]
 
     async def get_article(self, article_id: str) -> Article | None:
         """One article by id."""
@@ -419,25 +483,11 @@ class Store:
 
     async def save_verdicts(self, batch: Iterable[Verdict], at: datetime | None = None) -> None:
         """Store (or replace) classifier verdicts."""
-        rows = [
-            {
-                "article_id": v.article_id,
-                "conflict": v.conflict,
-                "score": v.score,
-                "level": v.level.value,
-                "reasons": json.dumps(list(v.reasons), ensure_ascii=False),
-                "topics": json.dumps(list(v.topics), ensure_ascii=False),
-                "classified_at": at or _now(),
-            }
-            for v in batch
-        ]
+        rows = [_verdict_row(v, at or _now()) for v in batch]
         if not rows:
             return
         async with self.engine.begin() as conn:
-            await conn.execute(
-                verdicts.delete().where(verdicts.c.article_id.in_([r["article_id"] for r in rows]))
-            )
-            await conn.execute(verdicts.insert(), rows)
+            await _replace_verdicts(conn, rows)
 
     async def scores(self) -> dict[str, float]:
         """Every article's conflict score (articles not yet classified are absent)."""
@@ -506,7 +556,11 @@ class Store:
             return True
 
     async def unsubscribe(self, chat: ChatRef) -> bool:
-        """Deactivate a chat's subscription (kept for its settings); True when it was active."""
+        """Deactivate a chat's subscription (kept for its settings); True when it was active.
+
+        Whatever the ledger still owes the chat (an alert held for quiet hours, a digest not yet
+        sent) is cancelled with it: unsubscribing means nothing more arrives.
+        """
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 subscriptions.update()
@@ -518,7 +572,32 @@ class Store:
                 )
                 .values(active=False)
             )
+            await conn.execute(
+                deliveries.update()
+                .where(
+                    deliveries.c.platform == chat.platform,
+                    deliveries.c.chat_id == chat.chat_id,
+                    deliveries.c.thread_id == (chat.thread_id or ""),
+                    deliveries.c.status.in_(["pending", "sending"]),
+                )
+                .values(status="cancelled", lease_until=None, last_error="chat unsubscribed")
+            )
             return bool(result.rowcount)
+
+    async def inactive_chats(self, chats: Iterable[ChatRef]) -> set[ChatRef]:
+        """Which of `chats` have a subscription that is no longer active."""
+        wanted = {(c.platform, c.chat_id, c.thread_id or ""): c for c in chats}
+        if not wanted:
+            return set()
+        query = sa.select(
+            subscriptions.c.platform, subscriptions.c.chat_id, subscriptions.c.thread_id
+        ).where(
+            subscriptions.c.active.is_(False),
+            subscriptions.c.chat_id.in_(sorted({key[1] for key in wanted})),
+        )
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(query)
+            return {wanted[key] for key in (tuple(r) for r in rows) if key in wanted}
 
     async def subscription(self, chat: ChatRef) -> Subscription | None:
         """The subscription of one chat, active or not."""
@@ -630,18 +709,68 @@ class Store:
             )
 
     async def migrate_chat(self, chat: ChatRef, new_chat_id: str) -> None:
-        """A chat got a new id (Telegram group → supergroup): move its subscription and outbox."""
+        """A chat got a new id (Telegram group → supergroup): move its subscription and outbox.
+
+        When the new id already has a subscription (someone sent /start in the supergroup), the
+        two are merged: the existing one stays, the old one goes, and a post owed at both ids
+        is owed once.
+        """
+        old_chat = (subscriptions.c.platform == chat.platform) & (
+            subscriptions.c.chat_id == chat.chat_id
+        )
         async with self.engine.begin() as conn:
-            await conn.execute(_chat_update(chat).values(chat_id=new_chat_id))
-            await conn.execute(
-                deliveries.update()
-                .where(
+            taken = set(
+                (
+                    await conn.execute(
+                        sa.select(subscriptions.c.thread_id).where(
+                            subscriptions.c.platform == chat.platform,
+                            subscriptions.c.chat_id == new_chat_id,
+                        )
+                    )
+                ).scalars()
+            )
+            # Every topic of the old chat moves along, whichever topic the failed send was for.
+            for row in await conn.execute(
+                sa.select(subscriptions.c.id, subscriptions.c.thread_id).where(old_chat)
+            ):
+                if row.thread_id in taken:
+                    await conn.execute(subscriptions.delete().where(subscriptions.c.id == row.id))
+                else:
+                    await conn.execute(
+                        subscriptions.update()
+                        .where(subscriptions.c.id == row.id)
+                        .values(chat_id=new_chat_id)
+                    )
+            owed_there = {
+                (r.thread_id, r.kind, r.key)
+                for r in await conn.execute(
+                    sa.select(deliveries.c.thread_id, deliveries.c.kind, deliveries.c.key).where(
+                        deliveries.c.platform == chat.platform,
+                        deliveries.c.chat_id == new_chat_id,
+                    )
+                )
+            }
+            owed_here = await conn.execute(
+                sa.select(
+                    deliveries.c.id, deliveries.c.thread_id, deliveries.c.kind, deliveries.c.key
+                ).where(
                     deliveries.c.platform == chat.platform,
                     deliveries.c.chat_id == chat.chat_id,
                     deliveries.c.status.in_(["pending", "sending"]),
                 )
-                .values(chat_id=new_chat_id)
             )
+            for owed in owed_here.all():
+                if (owed.thread_id, owed.kind, owed.key) in owed_there:
+                    change: dict[str, Any] = {
+                        "status": "cancelled",
+                        "lease_until": None,
+                        "last_error": f"already owed at the chat's new id {new_chat_id}",
+                    }
+                else:
+                    change = {"chat_id": new_chat_id}
+                await conn.execute(
+                    deliveries.update().where(deliveries.c.id == owed.id).values(change)
+                )
 
     # --- stories --------------------------------------------------------------------------
 
@@ -783,7 +912,11 @@ class Store:
             ),
             sa.and_(deliveries.c.status == "sending", deliveries.c.lease_until < now),
         )
-        query = sa.select(deliveries).where(due).order_by(deliveries.c.id).limit(limit)
+        # Alerts first: an alert owed during a big digest overtakes the digest's remaining rows.
+        alerts_first = sa.case((deliveries.c.kind == "alert", 0), else_=1)
+        query = (
+            sa.select(deliveries).where(due).order_by(alerts_first, deliveries.c.id).limit(limit)
+        )
         if platforms is not None:
             query = query.where(deliveries.c.platform.in_(list(platforms)))
         async with self.engine.begin() as conn:
@@ -798,6 +931,28 @@ class Store:
                     .values(status="sending", lease_until=now + timedelta(seconds=lease))
                 )
         return rows
+
+    async def release(self, delivery_ids: Sequence[int], not_before: datetime | None) -> None:
+        """Hand claimed rows back unsent, due at `not_before`; no attempt is charged."""
+        if not delivery_ids:
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                deliveries.update()
+                .where(deliveries.c.id.in_(list(delivery_ids)), deliveries.c.status == "sending")
+                .values(status="pending", lease_until=None, next_attempt_at=not_before)
+            )
+
+    async def cancel(self, delivery_ids: Sequence[int], reason: str) -> None:
+        """Owe these rows no more (the chat unsubscribed); they are never sent."""
+        if not delivery_ids:
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                deliveries.update()
+                .where(deliveries.c.id.in_(list(delivery_ids)))
+                .values(status="cancelled", lease_until=None, last_error=reason[:500])
+            )
 
     async def release_sending(self) -> int:
         """Make rows left 'sending' by a crashed process due now; only safe for a lone instance."""
@@ -854,9 +1009,19 @@ class Store:
             )
 
     async def mark_retry(
-        self, delivery_id: int, error: str, next_attempt_at: datetime, count: bool = True
+        self,
+        delivery_id: int,
+        error: str,
+        next_attempt_at: datetime,
+        count: bool = True,
+        *,
+        parts: tuple[int, Sequence[str]] | None = None,
     ) -> None:
-        """A send failed but may succeed later; `count=False` for waits the platform asked for."""
+        """A send failed but may succeed later; `count=False` for waits the platform asked for.
+
+        `parts`: how many parts of the post are delivered in all, and their message ids, so the
+        next attempt resumes after them.
+        """
         values: dict[str, Any] = {
             "status": "pending",
             "last_error": error[:500],
@@ -865,6 +1030,9 @@ class Store:
         }
         if count:
             values["attempts"] = deliveries.c.attempts + 1
+        if parts is not None:
+            values["parts_sent"] = parts[0]
+            values["message_ids"] = json.dumps(list(parts[1]))
         async with self.engine.begin() as conn:
             await conn.execute(
                 deliveries.update().where(deliveries.c.id == delivery_id).values(values)
@@ -962,14 +1130,139 @@ class Store:
         async with self.engine.begin() as conn:
             done = await conn.execute(
                 deliveries.delete().where(
-                    deliveries.c.status.in_(["sent", "failed"]), deliveries.c.created_at < before
+                    deliveries.c.status.in_(FINISHED), deliveries.c.created_at < before
                 )
             )
             old = sa.select(articles.c.id).where(articles.c.seen_at < before)
+            # Remember what goes, so a feed that still lists it does not make it new again.
+            await conn.execute(tombstones.delete().where(tombstones.c.article_id.in_(old)))
+            await conn.execute(
+                tombstones.insert().from_select(
+                    ["article_id", "content_hash", "pruned_at"],
+                    sa.select(
+                        articles.c.id, articles.c.content_hash, sa.literal(_now(), UTCDateTime())
+                    ).where(articles.c.seen_at < before),
+                )
+            )
             await conn.execute(verdicts.delete().where(verdicts.c.article_id.in_(old)))
             await conn.execute(feedback.delete().where(feedback.c.article_id.in_(old)))
             gone = await conn.execute(articles.delete().where(articles.c.seen_at < before))
             return gone.rowcount, done.rowcount
+
+
+async def _known(
+    conn: AsyncConnection, chunk: Sequence[Article]
+) -> tuple[dict[str, str], set[str]]:
+    """Stored hashes by id for the chunk's ids, and which of its hashes are known (or pruned)."""
+    ids = [a.id for a in chunk]
+    hashes = [content_hash(a.title, a.text) for a in chunk]
+    by_id = dict(
+        (
+            await conn.execute(
+                sa.select(articles.c.id, articles.c.content_hash).where(articles.c.id.in_(ids))
+            )
+        ).all()
+    )
+    known = set(
+        (
+            await conn.execute(
+                sa.select(articles.c.content_hash).where(articles.c.content_hash.in_(hashes))
+            )
+        ).scalars()
+    )
+    # A tombstone makes a pruned article's content "seen" for good: no second alert.
+    known.update(
+        (
+            await conn.execute(
+                sa.select(tombstones.c.content_hash).where(tombstones.c.content_hash.in_(hashes))
+            )
+        ).scalars()
+    )
+    return by_id, known
+
+
+def _verdict_row(verdict: Verdict, at: datetime) -> dict[str, Any]:
+    return {
+        "article_id": verdict.article_id,
+        "conflict": verdict.conflict,
+        "score": verdict.score,
+        "level": verdict.level.value,
+        "reasons": json.dumps(list(verdict.reasons), ensure_ascii=False),
+        "topics": json.dumps(list(verdict.topics), ensure_ascii=False),
+        "classified_at": at,
+    }
+
+
+async def _replace_verdicts(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    ids = [r["article_id"] for r in rows]
+    await conn.execute(verdicts.delete().where(verdicts.c.article_id.in_(ids)))
+    await conn.execute(verdicts.insert(), list(rows))
+
+
+# Column widths of the articles table: longer values are refused by PostgreSQL.
+ID_MAX, LANG_MAX, PUBLISHED_MAX = 200, 8, 40
+
+
+def _clean_text(value: str) -> str:
+    # PostgreSQL refuses NUL in text, and lone surrogates can't be encoded as UTF-8 at all.
+    text = value.replace("\x00", "")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def _clean_published(value: str | None) -> str | None:
+    """A publication date short enough to store: kept, rewritten as ISO 8601, or dropped."""
+    if value is None:
+        return None
+    value = value.strip()
+    if len(value) <= PUBLISHED_MAX:
+        return value or None
+    from email.utils import parsedate_to_datetime
+
+    for parse in (datetime.fromisoformat, parsedate_to_datetime):
+        try:
+            return parse(value).isoformat()[:PUBLISHED_MAX]
+        except (ValueError, TypeError, IndexError):
+            continue
+    # Unreadable and too long: the article is kept undated (its seen time stands in).
+    return None
+
+
+def clean_article(article: Article) -> Article | Rejection:
+    """The article as the database can store it, or why it can't be stored."""
+    fields = {
+        name: _clean_text(value) if isinstance(value, str) else value
+        for name, value in ((f.name, getattr(article, f.name)) for f in dataclasses.fields(Article))
+    }
+    fields["published"] = _clean_published(fields["published"])
+    where = f"article {fields['id'][:80]!r}"
+    if not fields["id"].strip():
+        return Rejection(where, "id: empty")
+    if len(fields["id"]) > ID_MAX:
+        return Rejection(where, f"id: {len(fields['id'])} characters, at most {ID_MAX}")
+    if len(fields["lang"]) > LANG_MAX:
+        return Rejection(where, f"lang: {fields['lang'][:20]!r} is not a language code")
+    return Article(**fields)
+
+
+def clean_batch(batch: Iterable[Article]) -> tuple[list[Article], list[Rejection]]:
+    """Cleaned articles, one per id (the last record of an id wins), and the rejected records."""
+    kept: dict[str, Article] = {}
+    rejected: list[Rejection] = []
+    for article in batch:
+        result = clean_article(article)
+        if isinstance(result, Rejection):
+            log.warning("rejected %s: %s", result.where, result.reason)
+            rejected.append(result)
+        else:
+            # A later record of the same id corrects the earlier one; keep its position.
+            kept[result.id] = result
+    return list(kept.values()), rejected
 
 
 def _chat_update(chat: ChatRef) -> sa.Update:
@@ -1077,6 +1370,8 @@ def _delivery(row: Any) -> Delivery:
         payload=json.loads(row["payload"] or "{}"),
         attempts=row["attempts"],
         created_at=_aware(row["created_at"]) or _now(),
+        parts_sent=row["parts_sent"] or 0,
+        message_ids=tuple(json.loads(row["message_ids"] or "[]")),
     )
 
 

@@ -35,6 +35,7 @@ class FakeChat:
         self.failures: deque[Exception] = deque()
         self.fail_for: dict[str, Exception] = {}
         self.attempts = 0
+        self.skipped: list[int] = []
 
     def fail_next(self, *errors: Exception) -> None:
         self.failures.extend(errors)
@@ -43,8 +44,9 @@ class FakeChat:
 
     async def stop(self) -> None: ...
 
-    async def send(self, chat: ChatRef, post: Post) -> Sent:
+    async def send(self, chat: ChatRef, post: Post, *, skip_parts: int = 0) -> Sent:
         self.attempts += 1
+        self.skipped.append(skip_parts)
         if chat.chat_id in self.fail_for:
             raise self.fail_for[chat.chat_id]
         if self.failures:

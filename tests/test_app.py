@@ -29,7 +29,7 @@ class RecordingChat:
 
     async def stop(self) -> None: ...
 
-    async def send(self, chat: ChatRef, post: Post) -> Sent:
+    async def send(self, chat: ChatRef, post: Post, *, skip_parts: int = 0) -> Sent:
         self.sent.append((chat, post))
         return Sent(("1",))
 

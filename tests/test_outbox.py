@@ -1,14 +1,27 @@
 import asyncio
-from datetime import timedelta
+import bisect
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from bot.chat import DeliveryError
-from bot.models import Alert, Article, ChatRef, Digest, Level, Verdict
+from bot.chat.telegram import TelegramChat
+from bot.config import TelegramSettings
+from bot.models import Alert, Article, ChatRef, Digest, Inbound, Level, Post, Sent, Verdict
 from bot.outbox import Outbox, RetryPolicy
-from bot.store import Store
+from bot.store import Store, subscriptions
 
+from .conftest import POSTGRES_URL, postgres_available
+from .fake_telegram import FakeTelegram
 from .fakes import FakeChat, VirtualClock, retry_after
+
+TOKEN = "123456:TEST-token"
+
+
+async def no_replies(message: Inbound) -> Sequence[Post]:
+    return []
 
 
 async def add_article(store: Store, article_id: str, score: float = 0.9) -> None:
@@ -232,3 +245,210 @@ async def test_sigkill_mid_digest_then_restart_loses_nothing(settings, tmp_path)
     assert sorted(set(received)) == sorted(c.chat_id for c in chats)  # nothing lost
     duplicates = len(received) - len(set(received))
     assert duplicates <= 8  # at most the in-flight sends (the outbox's concurrency)
+
+
+# --- load: checklist 12 -------------------------------------------------------------------------
+
+
+class Injecting:
+    """The real Telegram adapter, owing new alerts at set virtual times while a digest goes out."""
+
+    platform = "telegram"
+
+    def __init__(
+        self, inner: TelegramChat, store: Store, clock: VirtualClock, at: list[float]
+    ) -> None:
+        self.inner, self.store, self.clock = inner, store, clock
+        self.start_at = clock()
+        self.pending = list(at)
+        self.injected: dict[str, datetime] = {}
+        self.alerted: dict[str, datetime] = {}
+        self.outbox: Outbox | None = None
+
+    async def start(self, handler: object) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def send(self, chat: ChatRef, post: Post, *, skip_parts: int = 0) -> Sent:
+        sent = await self.inner.send(chat, post, skip_parts=skip_parts)
+        now = self.clock()
+        if isinstance(post, Alert):
+            self.alerted[chat.chat_id] = now
+        while self.pending and now >= self.start_at + timedelta(seconds=self.pending[0]):
+            self.pending.pop(0)
+            # An alert for a chat that had its digest early in the fan-out.
+            target = ChatRef("telegram", str(10_000 + len(self.injected)))
+            key = f"breaking-{len(self.injected)}"
+            await self.store.enqueue(target, "alert", key, {"article_id": "breaking", "lang": "en"})
+            self.injected[target.chat_id] = now
+            if self.outbox is not None:
+                self.outbox.wake()
+        return sent
+
+
+@pytest.mark.reliability
+async def test_digest_to_10000_chats_paced_with_alerts_overtaking(
+    store: Store, clock: VirtualClock
+) -> None:
+    chats = 10_000
+    await add_article(store, "a1")
+    await add_article(store, "breaking")
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            subscriptions.insert(),
+            [
+                {"platform": "telegram", "chat_id": str(10_000 + n), "created_at": clock()}
+                for n in range(chats)
+            ],
+        )
+    owed = [
+        (ChatRef("telegram", str(10_000 + n)), "digest", "slot", {"article_ids": ["a1"]}, None)
+        for n in range(chats)
+    ]
+    assert await store.enqueue_many(owed) == chats  # type: ignore[arg-type]
+    async with FakeTelegram(token=TOKEN, clock=lambda: clock().timestamp()) as tg:
+        inner = TelegramChat(
+            TOKEN,
+            TelegramSettings(api_url=tg.base_url),
+            request=tg.request(),
+            get_updates_request=tg.request(),
+            part_interval=0.0,
+        )
+        await inner.start(no_replies)
+        try:
+            chat = Injecting(inner, store, clock, at=[34.0, 120.0, 250.0, 330.0])
+            outbox = Outbox(store, {"telegram": chat}, clock=clock, sleep=clock.sleep)
+            chat.outbox = outbox
+            start = clock()
+            await outbox.drain()
+            took = (clock() - start).total_seconds()
+        finally:
+            await inner.stop()
+    digests = [s for s in tg.sent if "Conflict digest" in s.visible_text]
+    assert sorted(s.chat_id for s in digests) == [10_000 + n for n in range(chats)]
+    assert tg.rejected_429 == 0
+    assert took <= 400, f"{took:.0f} s simulated"
+    rate = len(tg.sent) / took
+    assert 25 <= rate <= 30, f"{rate:.1f} msg/s"
+    times = sorted(s.time for s in tg.sent)
+    busiest = max(bisect.bisect_left(times, t + 1.0) - i for i, t in enumerate(times))
+    assert busiest <= 30
+    assert set(chat.alerted) == set(chat.injected) and len(chat.injected) == 4
+    waits = {c: (chat.alerted[c] - chat.injected[c]).total_seconds() for c in chat.injected}
+    assert max(waits.values()) <= 5.0, waits
+    print(f"10,000 chats: {rate:.1f} msg/s, {took:.0f} s simulated, alert waits {waits}")
+
+
+# --- faults: the database goes away ------------------------------------------------------------
+
+
+class Gate:
+    """A loopback TCP forwarder to PostgreSQL that can refuse connections and cut open ones."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()
+
+    async def open(self) -> None:
+        self._server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def refuse(self) -> None:
+        """Close the port (new connections are refused) and cut every open connection."""
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._open):
+            writer.transport.abort()
+        await self._server.wait_closed()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        self._open |= {writer, up_writer}
+
+        async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                sink.transport.abort()
+                self._open.discard(sink)
+
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+
+
+async def until(predicate: Callable[[], bool], task: asyncio.Task[None] | None = None) -> None:
+    """Let the loop run until `predicate()` holds (a real-time deadline guards a hang)."""
+    async with asyncio.timeout(30):
+        while not predicate():
+            if task is not None and task.done():
+                task.result()  # the loop died: show why
+                raise AssertionError("the outbox loop ended")
+            await asyncio.sleep(0)
+
+
+@pytest.mark.reliability
+async def test_outbox_loop_survives_postgresql_refusing_connections(clock: VirtualClock) -> None:
+    if not postgres_available():
+        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432 (set NEWSBOT_TEST_POSTGRES_URL)")
+    direct_url = sa.make_url(POSTGRES_URL)
+    gate = Gate((direct_url.host or "127.0.0.1", direct_url.port or 5432))
+    await gate.open()
+    gated = direct_url.set(host="127.0.0.1", port=gate.port).render_as_string(hide_password=False)
+    outage: list[datetime] = []
+
+    async def sleep(seconds: float) -> None:
+        # The server is away for 2 s of the outbox's time, then accepts connections again.
+        await clock.sleep(seconds)
+        if outage and clock() - outage[0] >= timedelta(seconds=2) and len(outage) == 1:
+            outage.append(clock())
+            await gate.open()
+
+    async with Store.open(POSTGRES_URL) as direct, Store.open(gated) as store:
+        await clear_postgres(direct)
+        await add_article(direct, "a1")
+        chat = ChatRef("telegram", "1")
+        await direct.subscribe(chat, "en")
+        await direct.enqueue(chat, "alert", "before", {"article_id": "a1", "lang": "en"})
+        fake = FakeChat(clock=clock)
+        outbox = Outbox(store, {"telegram": fake}, clock=clock, sleep=sleep)
+        stop = asyncio.Event()
+        task = asyncio.create_task(outbox.run(stop))
+        try:
+            # The server goes as the platform acknowledges, before the ledger records it.
+            await until(lambda: len(fake.sent) == 1, task)
+            outage.append(clock())
+            await gate.refuse()  # open connections cut, new ones refused
+            await direct.enqueue(chat, "alert", "during", {"article_id": "a1", "lang": "en"})
+            outbox.wake()
+            await until(lambda: outbox.sent == 2, task)
+            assert not task.done() and len(outage) == 2
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+        assert outbox.errors >= 2  # failed writes and passes, logged and retried
+        # Nothing lost, nothing sent twice: the acknowledged send was recorded once it could be.
+        assert [c.chat_id for c, _, _ in fake.sent] == ["1", "1"]
+        rows = await direct.deliveries()
+        assert [(r["key"], r["status"], r["attempts"]) for r in rows] == [
+            ("before", "sent", 1),
+            ("during", "sent", 1),
+        ]
+
+
+async def clear_postgres(store: Store) -> None:
+    async with store.engine.begin() as conn:
+        for table in (
+            "feedback",
+            "deliveries",
+            "verdicts",
+            "subscriptions",
+            "tombstones",
+            "articles",
+            "sources",
+        ):
+            await conn.execute(sa.text(f"DELETE FROM {table}"))

@@ -24,8 +24,12 @@ class ChatAdapter(Protocol):
         """Stop receiving, finish in-flight replies and disconnect."""
         ...
 
-    async def send(self, chat: ChatRef, post: Post) -> Sent:
-        """Deliver one post (split to platform limits); raise on failure."""
+    async def send(self, chat: ChatRef, post: Post, *, skip_parts: int = 0) -> Sent:
+        """Deliver one post (split to platform limits); raise on failure.
+
+        `skip_parts`: that many leading parts were delivered by an earlier attempt; send the
+        rest. A failure after some parts went out says so in `DeliveryError.delivered_parts`.
+        """
         ...
 
 
@@ -36,6 +40,10 @@ class DeliveryError(Exception):
     `chat_gone`: the bot was blocked, kicked or the chat deleted; stop sending there.
     `migrated_to`: the chat has a new id (Telegram group → supergroup); resend there.
     `permanent`: retrying the same message cannot succeed (e.g. it is malformed).
+    `unavailable`: the adapter is not connected (not started yet, or stopped); try later,
+    without counting an attempt.
+    `delivered_parts`/`message_ids`: parts of this post the platform acknowledged in this call
+    before it failed (after the skipped ones), so a retry resumes instead of repeating them.
     """
 
     def __init__(
@@ -46,8 +54,14 @@ class DeliveryError(Exception):
         chat_gone: bool = False,
         migrated_to: str | None = None,
         permanent: bool = False,
+        unavailable: bool = False,
+        delivered_parts: int = 0,
+        message_ids: tuple[str, ...] = (),
     ) -> None:
         super().__init__(message)
+        self.unavailable = unavailable
+        self.delivered_parts = delivered_parts
+        self.message_ids = message_ids
         self.retry_after = retry_after
         self.chat_gone = chat_gone
         self.migrated_to = migrated_to

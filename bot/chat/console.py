@@ -71,7 +71,7 @@ class ConsoleChat:
                 await self._task
         self.finished.set()
 
-    async def send(self, chat: ChatRef, post: Post) -> Sent:
+    async def send(self, chat: ChatRef, post: Post, *, skip_parts: int = 0) -> Sent:
         """Print one post."""
         self.out.write(plain(post) + "\n\n")
         self.out.flush()

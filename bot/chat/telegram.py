@@ -297,8 +297,10 @@ class TelegramChat:
 
     # --- outbound -----------------------------------------------------------------------
 
-    async def send(self, chat: ChatRef, post: Post) -> Sent:
-        """Deliver one post as HTML parts; raise DeliveryError saying what the failure means."""
+    async def send(self, chat: ChatRef, post: Post, *, skip_parts: int = 0) -> Sent:
+        """Deliver one post as HTML parts (after the first `skip_parts`); raise DeliveryError."""
+        if self._app is None:
+            raise DeliveryError("Telegram adapter is not started", unavailable=True)
         parts = telegram_html(post)
         markup = self._buttons(post) if isinstance(post, Alert) else None
         target = _chat_id(chat.chat_id)
@@ -306,21 +308,26 @@ class TelegramChat:
         ids: list[str] = []
         try:
             for index, part in enumerate(parts):
+                if index < skip_parts:
+                    continue
                 options: dict[str, Any] = {
                     "thread": thread,
                     "markup": markup if index == len(parts) - 1 else None,
                     "no_preview": isinstance(post, Digest | Notice),
                 }
-                if index == 0:
+                if not ids:
                     message = await self._send_message(target, part, **options)
                 else:
                     await asyncio.sleep(self._part_gap(chat.chat_id))
-                    # Earlier parts are delivered: raising would make the ledger send them
-                    # twice, so honour a flood wait here instead.
+                    # Earlier parts are delivered: honour a flood wait here rather than make
+                    # the ledger come back for the rest later.
                     message = await self._send_patiently(target, part, **options)
                 ids.append(str(message.message_id))
         except TelegramError as exc:
-            raise delivery_error(exc) from exc
+            error = delivery_error(exc)
+            # Say which parts did arrive, so the retry resumes after them instead of repeating.
+            error.delivered_parts, error.message_ids = len(ids), tuple(ids)
+            raise error from exc
         return Sent(tuple(ids))
 
     def _buttons(self, alert: Alert) -> InlineKeyboardMarkup | None:
