@@ -1,11 +1,15 @@
+import asyncio
 import io
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
+
 from bot import app, qa
+from bot.chat import DeliveryError
 from bot.config import Settings
-from bot.models import Alert, ChatRef, Post, Sent
+from bot.models import Alert, Article, ChatRef, Level, Post, Preferences, Sent, Verdict
 from bot.outbox import Outbox
 from bot.store import Store
 
@@ -65,3 +69,64 @@ async def test_folder_scan_ingests_new_files_once_and_alerts(
     assert index.get(alerts[0].item.article_id) is not None
     [row] = await store.deliveries("sent")
     assert row["latency_ms"] is not None and row["latency_ms"] >= 0
+
+
+class SlowToStart:
+    """An adapter that takes a while to connect and to disconnect, and counts sends outside."""
+
+    # Telegram's pacing (29.5 msg/s): the 40 alerts take over a second, so a stop lands mid-way.
+    platform = "telegram"
+
+    def __init__(self, store: Store, stop_after: int, stop: asyncio.Event) -> None:
+        self.store, self.stop_after, self.stop_event = store, stop_after, stop
+        self.up = False
+        self.sent: list[str] = []
+        self.outside = 0
+
+    async def _busy(self) -> None:
+        # Real database round trips: time in which an outbox already running would send.
+        for _ in range(40):
+            await self.store.count_articles()
+
+    async def start(self, handler: object) -> None:
+        await self._busy()
+        self.up = True
+
+    async def stop(self) -> None:
+        self.up = False
+        await self._busy()
+
+    async def send(self, chat: ChatRef, post: Post, *, skip_parts: int = 0) -> Sent:
+        if not self.up:
+            self.outside += 1
+            raise DeliveryError("adapter is not started")
+        self.sent.append(chat.chat_id)
+        if len(self.sent) == self.stop_after:
+            self.stop_event.set()
+        return Sent((str(len(self.sent)),))
+
+
+@pytest.mark.reliability
+async def test_outbox_runs_only_while_the_adapters_are_up(settings: Settings) -> None:
+    chats = [ChatRef("telegram", f"c{n:02}") for n in range(40)]
+    async with Store.open(settings.storage.url()) as store:
+        await store.add_articles([Article("a1", "Troops shell the city", "Fighting.", "en")])
+        await store.save_verdicts([Verdict("a1", True, 0.9, (), Level.ALERT, ())])
+        for chat in chats:
+            await store.subscribe(chat, "en", Preferences(digest_at=None))
+            await store.enqueue(chat, "alert", "a1", {"article_id": "a1", "lang": "en"})
+        # Stopped after 10 alerts, then started again until all are out.
+        stop = asyncio.Event()
+        first = SlowToStart(store, 10, stop)
+        assert await app.run(settings, adapters=[first], stop=stop) == 0
+        assert first.outside == 0  # nothing tried before start or after stop
+        assert 10 <= len(first.sent) < 40
+        stop = asyncio.Event()
+        second = SlowToStart(store, 40 - len(first.sent), stop)
+        assert await app.run(settings, adapters=[second], stop=stop) == 0
+        assert second.outside == 0
+        received = first.sent + second.sent
+        rows = await store.deliveries()
+    assert sorted(received) == [c.chat_id for c in chats]  # each once
+    # No attempt was charged for the adapter being down: every row sent on its first attempt.
+    assert {(r["status"], r["attempts"]) for r in rows} == {("sent", 1)}

@@ -305,7 +305,7 @@ async def test_digest_to_10000_chats_paced_with_alerts_overtaking(
         (ChatRef("telegram", str(10_000 + n)), "digest", "slot", {"article_ids": ["a1"]}, None)
         for n in range(chats)
     ]
-    assert await store.enqueue_many(owed) == chats  # type: ignore[arg-type]
+    assert await store.enqueue_many(owed) == chats
     async with FakeTelegram(token=TOKEN, clock=lambda: clock().timestamp()) as tg:
         inner = TelegramChat(
             TOKEN,
@@ -364,8 +364,9 @@ class Gate:
         await self._server.wait_closed()
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._open.add(writer)
         up_reader, up_writer = await asyncio.open_connection(*self.upstream)
-        self._open |= {writer, up_writer}
+        self._open.add(up_writer)
 
         async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
             try:
@@ -430,6 +431,8 @@ async def test_outbox_loop_survives_postgresql_refusing_connections(clock: Virtu
         finally:
             stop.set()
             await asyncio.wait_for(task, 30)
+            await store.engine.dispose()
+            await gate.refuse()
         assert outbox.errors >= 2  # failed writes and passes, logged and retried
         # Nothing lost, nothing sent twice: the acknowledged send was recorded once it could be.
         assert [c.chat_id for c, _, _ in fake.sent] == ["1", "1"]
