@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from collections.abc import Coroutine
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
-from bot import __version__, articles, config
+from bot import __version__, articles, config, logs
 from bot.models import Answer, Article
 
 T = TypeVar("T")
@@ -70,8 +70,14 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(coro)
     except (sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
-        err.print(f"[red]error:[/red] {type(exc).__name__}: {str(exc).splitlines()[0]}")
-        raise typer.Exit(EXIT_FAILURE) from None
+        first = (str(exc).splitlines() or [""])[0]
+        fail(f"{type(exc).__name__}: {first}", EXIT_FAILURE)
+
+
+def fail(message: str, code: int) -> NoReturn:
+    """Print one `error:` line (secrets redacted) and exit with `code`."""
+    err.print(f"[red]error:[/red] {escape(logs.redact(message))}", highlight=False)
+    raise typer.Exit(code)
 
 
 def _version(value: bool) -> None:
@@ -110,16 +116,12 @@ def main_options(
     """newsbot: conflict news alerts, digests and answers for Telegram, Slack and the console."""
     state.config_path = config_path
     state.db = db
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(
-        level=level,
-        format="%(message)s",
-        handlers=[RichHandler(console=err, show_path=False, markup=False, rich_tracebacks=False)],
-        force=True,
+    # Third-party loggers are chatty at INFO (every HTTP request): WARNING unless -vv. Every
+    # line and traceback passes the secret filter (the bot token is in Telegram's URLs).
+    logs.setup(
+        verbose,
+        RichHandler(console=err, show_path=False, markup=False, rich_tracebacks=False),
     )
-    # Third-party loggers are chatty at INFO (every HTTP request); keep them at WARNING unless -vv.
-    for name in ("httpx", "httpcore", "apscheduler", "telegram", "slack_bolt", "aiosqlite"):
-        logging.getLogger(name).setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
 
 
 @app.command()
@@ -368,9 +370,14 @@ def run() -> None:
     exits at end of input.
     """
     from bot import app as service
+    from bot.chat import StartError
 
     cfg = settings()
-    raise typer.Exit(run_async(service.run(cfg)))
+    try:
+        code = run_async(service.run(cfg))
+    except StartError as exc:
+        fail(str(exc), EXIT_USAGE)
+    raise typer.Exit(code)
 
 
 def main() -> None:
