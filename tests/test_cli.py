@@ -217,3 +217,44 @@ def test_run_shuts_down_cleanly_on_sigterm(env: dict[str, str]) -> None:
         process.kill()
         process.communicate()
     assert code == 0
+
+
+def newsbot(
+    env: dict[str, str], *args: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """The real `newsbot` process, stdin closed, as CI and systemd run it."""
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env, "COLUMNS": "300"},
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    ("toml", "args", "key"),
+    [
+        ("", ("--db", "mysql://scott:tiger@db.example/news", "digest"), "storage.database_url"),
+        ("", ("--db", "garbage", "run"), "storage.database_url"),
+        ('[telegram]\nmode = "webhook"\n', ("run",), "telegram.webhook_url"),
+        ('[articles]\nlanguages = ["xx"]\n', ("classify", "."), "articles.languages"),
+        ('[digest]\nmax_items = "20"\n', ("digest",), "digest.max_items"),
+        ("[sources]\nfull_text = 1\n", ("run",), "sources.full_text"),
+    ],
+    ids=["mysql", "garbage-url", "webhook-without-url", "language", "quoted-int", "int-bool"],
+)
+def test_bad_configuration_is_one_line_naming_the_key_and_exit_2(
+    env: dict[str, str], tmp_path: Path, toml: str, args: tuple[str, ...], key: str
+) -> None:
+    """Issue 11 #23: each of these escaped as a traceback with exit 1, or was accepted."""
+    path = tmp_path / "c.toml"
+    path.write_text(toml)
+    result = newsbot({**env, "NEWSBOT_CONFIG": str(path), "TELEGRAM_BOT_TOKEN": "1:x"}, *args)
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("config error:") and key in line
+    assert "tiger" not in line  # a database password is not echoed

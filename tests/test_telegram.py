@@ -476,3 +476,64 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.mark.reliability
+async def test_unreachable_bot_api_at_start_is_retried_until_it_answers(
+    settings: Settings,
+) -> None:
+    """Issue 11 #23: connection refused at start exited 1 with a 142-line traceback."""
+    import os
+    import signal
+    import sys
+
+    port = _free_port()  # nothing listens here yet: connections are refused
+    env = {
+        **os.environ,
+        "TELEGRAM_BOT_TOKEN": TOKEN,
+        "NEWSBOT_TELEGRAM_API_URL": f"http://127.0.0.1:{port}/bot",
+        "NEWSBOT_ARTICLES": str(settings.articles.folder),
+        "NEWSBOT_DATA_DIR": str(settings.storage.data_dir),
+        "NEWSBOT_CONFIG": str(ROOT / "config" / "newsbot.toml"),
+        "COLUMNS": "300",
+    }
+    env.pop("NEWSBOT_DATABASE_URL", None)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "run",
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    lines: list[str] = []
+
+    async def stop() -> tuple[int, bytes]:
+        process.send_signal(signal.SIGTERM)
+        rest = await asyncio.wait_for(process.stderr.read(), 20)  # type: ignore[union-attr]
+        return await asyncio.wait_for(process.wait(), 20), rest
+
+    try:
+        async with asyncio.timeout(60):
+            while sum("cannot reach" in line for line in lines) < 2:
+                line = (await process.stderr.readline()).decode()
+                assert line, "newsbot exited: " + "".join(lines)
+                lines.append(line)
+        async with FakeTelegram(token=TOKEN, port=port) as fake:
+            fake.push_message(USER, "/start")
+            [welcome] = await fake.wait_for_sent(1, timeout=30)
+            code, rest = await stop()
+    finally:
+        if process.returncode is None:
+            await stop()
+    assert "Subscribed" in welcome.visible_text
+    assert code == 0
+    attempts = [line for line in lines if "cannot reach" in line]
+    assert "attempt 1" in attempts[0] and "attempt 2" in attempts[1]
+    assert all(f"http://127.0.0.1:{port} " in line for line in attempts)
+    log = "".join(lines) + rest.decode()
+    assert "Traceback" not in log and TOKEN not in log
+    # One line per attempt: nothing but the attempts was logged while Telegram was down.
+    assert lines == attempts
