@@ -258,3 +258,49 @@ def test_bad_configuration_is_one_line_naming_the_key_and_exit_2(
     [line] = result.stderr.splitlines()
     assert line.startswith("config error:") and key in line
     assert "tiger" not in line  # a database password is not echoed
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("stdin", ["devnull", "closed-pipe", "closed-fd"])
+def test_run_console_exits_zero_at_end_of_input_from_anything(
+    env: dict[str, str], stdin: str
+) -> None:
+    """Issue 11 #21: `newsbot run < /dev/null` never exited (epoll refuses /dev/null)."""
+    command = [sys.executable, "-m", "bot", "run"]
+    full_env = {**os.environ, **env}
+    if stdin == "devnull":
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=full_env,
+            text=True,
+        )
+    elif stdin == "closed-pipe":
+        read_end, write_end = os.pipe()
+        os.close(write_end)  # the writer went away before saying anything
+        process = subprocess.Popen(
+            command,
+            stdin=read_end,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=full_env,
+            text=True,
+        )
+        os.close(read_end)
+    else:
+        process = subprocess.Popen(
+            ["sh", "-c", 'exec "$0" "$@" 0<&-', *command],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=full_env,
+            text=True,
+        )
+    try:
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    assert "Conflict digest" in out and "Type a question or /help; Ctrl-D quits." in out
+    assert "Error" not in err and "Traceback" not in err
