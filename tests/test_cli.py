@@ -304,3 +304,55 @@ def test_run_console_exits_zero_at_end_of_input_from_anything(
     assert process.returncode == 0, err
     assert "Conflict digest" in out and "Type a question or /help; Ctrl-D quits." in out
     assert "Error" not in err and "Traceback" not in err
+
+
+@pytest.mark.reliability
+def test_ingest_names_each_rejection_once(env: dict[str, str], tmp_path: Path) -> None:
+    """Issue 11 #24: each rejection was printed twice (the job's log line and the command's)."""
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "ok1", "text": "Kämpfe im Osten."}\n{broken\n')
+    result = newsbot(env, "ingest", str(bad))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("malformed JSON") == 1
+    assert result.stderr.splitlines()[0].startswith(f"rejected {bad}:2")
+
+
+@pytest.mark.reliability
+def test_ask_and_digest_on_a_fresh_clone_read_the_article_folder(env: dict[str, str]) -> None:
+    """Issue 11 #24: without a prior `ingest` they answered "I don't know" beside the seed."""
+    answer = invoke(env, "ask", "--format", "json", "who attends from Germany?")
+    assert answer.exit_code == 0, answer.stderr
+    assert "Michaelis" in json.loads(answer.stdout)["answer"]
+    fresh = {**env, "NEWSBOT_DATA_DIR": str(Path(env["NEWSBOT_DATA_DIR"]) / "other")}
+    digest = invoke(fresh, "digest")
+    assert digest.exit_code == 0 and "Vertreter der 30 Nato-Staaten" in digest.stdout
+
+
+@pytest.mark.reliability
+def test_an_empty_question_is_a_usage_error(env: dict[str, str]) -> None:
+    for question in ("", "   "):
+        result = invoke(env, "ask", question)
+        assert result.exit_code == 2 and "the QUESTION is empty" in result.stderr
+
+
+@pytest.mark.reliability
+def test_one_malformed_questions_line_is_named_and_the_rest_answered(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(
+        json.dumps({"id": "q1", "question": "who attends from Germany?"})
+        + "\n{nope\n"
+        + json.dumps({"id": "q3", "question": "Wer vertritt die USA?"})
+        + "\n"
+        + json.dumps({"id": "q4", "question": 7})
+        + "\n"
+    )
+    result = invoke(env, "ask", "--format", "jsonl", "--questions", str(questions))
+    assert [json.loads(line)["id"] for line in result.stdout.splitlines()] == ["q1", "q3"]
+    assert "Michaelis" in result.stdout and "Sherman" in result.stdout
+    errors = result.stderr.splitlines()
+    assert len(errors) == 2
+    assert errors[0].startswith(f"error: {questions}:2: ")
+    assert errors[1] == f"error: {questions}:4: needs a string field 'question'"
+    assert result.exit_code == 1  # some input could not be used
