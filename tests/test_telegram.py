@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import shutil
 import socket
@@ -373,9 +374,11 @@ async def test_polling_conflict_is_logged_once(
 # --- webhook ---------------------------------------------------------------------------------
 
 
+@pytest.mark.reliability
 async def test_webhook_checks_the_secret_token(
     tg: FakeTelegram, settings: Settings, store: Store
 ) -> None:
+    """Checklist 24: without / with a wrong secret → 403 and the update is not processed."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}/telegram/hook"
     config = TelegramSettings(
@@ -394,6 +397,75 @@ async def test_webhook_checks_the_secret_token(
     assert "/subscribe" in reply.visible_text
     assert await store.subscription(tg_chat(USER)) is None  # the forged update did nothing
     assert tg.calls_to("getUpdates") == []
+
+
+async def _raw_post(port: int, path: str, headers: bytes, body: bytes) -> int:
+    """POST bytes exactly as given (no client library cleaning them up); the status code."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            b"POST " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nConnection: close\r\n"
+            + headers
+            + b"Content-Length: "
+            + str(len(body)).encode()
+            + b"\r\n\r\n"
+            + body
+        )
+        await writer.drain()
+        status_line = await reader.readline()
+        return int(status_line.split()[1])
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+@pytest.mark.reliability
+async def test_webhook_answers_hostile_requests_with_403_or_400_never_500(
+    tg: FakeTelegram, settings: Settings, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 11 #17 and checklist 24: a non-UTF-8 secret header and a JSON array body gave 500."""
+    chat_id = 987654321
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/telegram/hook"
+    config = TelegramSettings(
+        api_url=tg.base_url, mode="webhook", webhook_url=url, webhook_port=port
+    )
+    update = json.dumps(tg.make_update(message=tg.user_message(chat_id, "/start"))).encode()
+    with caplog.at_level(logging.DEBUG):
+        async with running(tg, settings, store, telegram=config) as adapter:
+            secret = adapter.webhook_secret.encode()
+            header = b"X-Telegram-Bot-Api-Secret-Token: "
+            path = "/telegram/hook"
+            statuses = {
+                "no secret": await _raw_post(port, path, b"", update),
+                "wrong secret": await _raw_post(port, path, header + b"wrong\r\n", update),
+                "non-UTF-8 secret": await _raw_post(port, path, header + b"\xff\xfe\r\n", update),
+                "secret + 0xff": await _raw_post(port, path, header + secret + b"\xff\r\n", update),
+                "array body": await _raw_post(port, path, header + secret + b"\r\n", b"[1, 2]"),
+                "not JSON": await _raw_post(port, path, header + secret + b"\r\n", b"\xff{"),
+                "no update_id": await _raw_post(port, path, header + secret + b"\r\n", b"{}"),
+                "bad message": await _raw_post(
+                    port, path, header + secret + b"\r\n", b'{"update_id": 1, "message": 5}'
+                ),
+            }
+            await asyncio.sleep(0)
+    assert statuses == {
+        "no secret": 403,
+        "wrong secret": 403,
+        "non-UTF-8 secret": 403,
+        "secret + 0xff": 403,
+        "array body": 400,
+        "not JSON": 400,
+        "no update_id": 400,
+        "bad message": 400,
+    }
+    assert tg.sent == [] and await store.subscription(tg_chat(chat_id)) is None
+    # Our own lines (the libraries' are redacted by the handler: tests/test_logs.py).
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("bot."))
+    assert "malformed update refused" in logged
+    assert TOKEN not in logged and str(chat_id) not in logged
+    assert adapter.webhook_secret not in logged
 
 
 # --- end to end ------------------------------------------------------------------------------

@@ -288,8 +288,10 @@ class TelegramChat:
         )
 
     async def _on_webhook(self, request: web.Request) -> web.Response:
-        given = request.headers.get(SECRET_HEADER, "")
-        if not hmac.compare_digest(given.encode(), self.webhook_secret.encode()):
+        # Whatever bytes the header holds (aiohttp keeps undecodable ones as surrogates), the
+        # comparison is of bytes, in constant time: a forged header is a 403, never a 500.
+        given = request.headers.get(SECRET_HEADER, "").encode("utf-8", "surrogatepass")
+        if not hmac.compare_digest(given, self.webhook_secret.encode()):
             log.info("telegram webhook: request without the right secret token refused")
             return web.Response(status=403)
         app = self._app
@@ -297,8 +299,11 @@ class TelegramChat:
             return web.Response(status=503)
         try:
             data = await request.json()
+            if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
+                raise ValueError("an update is a JSON object with an integer update_id")
             update = Update.de_json(data, app.bot)
-        except (ValueError, TypeError, KeyError):
+        except Exception as exc:  # anything the body can do to the parser is the sender's fault
+            log.info("telegram webhook: malformed update refused (%s)", type(exc).__name__)
             return web.Response(status=400)
         # Answer at once and handle in order, as with polling; Telegram retries slow answers.
         await app.update_queue.put(update)
