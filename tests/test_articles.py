@@ -168,3 +168,28 @@ def test_first_sentence_skips_abbreviations_and_caps_length() -> None:
     )
     long = "word " * 100
     assert len(articles.first_sentence(long)) <= 201
+
+
+@pytest.mark.reliability
+def test_html_without_lxml_html_clean_is_a_rejection_not_an_import_error(
+    tmp_path: Path,
+) -> None:
+    """Issue 11 #22: a fresh install with lxml 6 lacked lxml_html_clean; the ImportError escaped."""
+    import sys
+
+    path = tmp_path / "page.html"
+    path.write_text("<html><body><article><p>Troops gather at the border.</p></article></body>")
+    saved = dict(sys.modules)
+    for name in list(sys.modules):
+        if name.split(".")[0] in ("trafilatura", "justext", "lxml_html_clean", "lxml"):
+            del sys.modules[name]
+    sys.modules["lxml_html_clean"] = None  # type: ignore[assignment]  # import now fails
+    try:
+        [result] = read_all(path)
+    finally:
+        for name in set(sys.modules) - set(saved):
+            del sys.modules[name]
+        sys.modules.update(saved)
+    assert isinstance(result, Rejection)
+    assert result.reason.startswith("cannot read HTML (reinstall newsbot): ")
+    assert "lxml_html_clean" in result.reason
