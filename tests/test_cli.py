@@ -196,7 +196,6 @@ def test_train_on_feedback(env: dict[str, str], tmp_path: Path) -> None:
 
 def test_run_shuts_down_cleanly_on_sigterm(env: dict[str, str]) -> None:
     import signal
-    import time
 
     process = subprocess.Popen(
         [sys.executable, "-m", "bot", "run"],
@@ -208,9 +207,11 @@ def test_run_shuts_down_cleanly_on_sigterm(env: dict[str, str]) -> None:
     )
     try:
         assert process.stdout is not None
-        first = process.stdout.readline()  # the digest header: the service is up
+        first = process.stdout.readline()  # the digest header
         assert "digest" in first.lower()
-        time.sleep(0.5)
+        # The usage line: the console chat has started, so the service is fully up.
+        while "Ctrl-D quits" not in (line := process.stdout.readline()):
+            assert line, "newsbot exited early"
         process.send_signal(signal.SIGTERM)
         code = process.wait(timeout=20)
     finally:

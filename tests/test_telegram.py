@@ -8,7 +8,6 @@ import json
 import logging
 import shutil
 import socket
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +26,7 @@ from bot.store import Store
 
 from .conftest import ROOT, SEED
 from .fake_telegram import FakeError, FakeTelegram, RateLimits
+from .fakes import VirtualClock
 
 TOKEN = "123456:TEST-token"
 USER = 42
@@ -79,18 +79,11 @@ async def running(
         await adapter.stop()
 
 
-async def run_outbox(outbox: Outbox, until: Any, within: float = 10.0) -> None:
-    """Run the Outbox loop until `until()` holds."""
-    stop = asyncio.Event()
-    task = asyncio.create_task(outbox.run(stop, idle_seconds=0.1))
-    try:
-        async with asyncio.timeout(within):
-            # The Outbox counts a send after the store write, later than any fake event.
-            while not until():  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
-    finally:
-        stop.set()
-        await task
+def virtual_outbox(
+    store: Store, adapter: TelegramChat, clock: VirtualClock, **kwargs: Any
+) -> Outbox:
+    """An Outbox whose pacing, back-off and retry-after waits pass in virtual time."""
+    return Outbox(store, {"telegram": adapter}, clock=clock, sleep=clock.sleep, **kwargs)
 
 
 # --- commands and questions ------------------------------------------------------------------
@@ -179,9 +172,12 @@ async def test_group_questions_only_when_mentioned_or_replied_to(
 # --- sending ---------------------------------------------------------------------------------
 
 
+@pytest.mark.reliability
 async def test_alert_escapes_hostile_text_and_carries_buttons(
     tg: FakeTelegram, settings: Settings, store: Store
 ) -> None:
+    """Checklist 18: `<`, `>`, `&`, `*`, `_`, `[`, emoji and astral characters, through PTB to
+    the fake's strict HTML parser (it answers 400 "can't parse entities" as Telegram would)."""
     item = DigestItem(
         article_id="a-1",
         title=HOSTILE,
@@ -199,6 +195,15 @@ async def test_alert_escapes_hostile_text_and_carries_buttons(
     assert message.parse_mode == "HTML"
     assert HOSTILE in message.visible_text and "A & B <c>" in message.visible_text
     assert message.visible_text.startswith("🚨 Meldung")
+    # Rendered literally: the only formatting is our own template's; the title is one bold run.
+    entities = tg.messages[(USER, message.message_id)]["entities"]
+    assert {e["type"] for e in entities} <= {"bold", "italic", "text_link"}
+    title = message.visible_text.index(HOSTILE)
+    assert {
+        "type": "bold",
+        "offset": utf16_len(message.visible_text[:title]),
+        "length": utf16_len(HOSTILE),
+    } in entities
     keyboard = message.reply_markup["inline_keyboard"]  # type: ignore[index]
     assert [[b["callback_data"] for b in row] for row in keyboard] == [
         ["w:a-1"],
@@ -216,9 +221,11 @@ async def test_alert_with_an_overlong_id_goes_out_without_buttons(
     assert tg.sent[0].reply_markup is None
 
 
+@pytest.mark.reliability
 async def test_long_digest_is_split_at_items_without_link_previews(
     tg: FakeTelegram, settings: Settings, store: Store
 ) -> None:
+    """Checklist 19: parts within 4096 UTF-16 units, split at items, no broken tag/surrogate."""
     items = tuple(
         DigestItem(
             article_id=f"id{n}",
@@ -236,12 +243,30 @@ async def test_long_digest_is_split_at_items_without_link_previews(
     parts = tg.sent
     assert len(parts) >= 3 and len(sent.message_ids) == len(parts)
     for part in parts:
-        assert utf16_len(part.text) <= 4096
+        assert utf16_len(part.text) <= 4096  # the fake also refused >4096 *visible* units
         assert part.link_preview_options == {"is_disabled": True}
+        part.text.encode("utf-8")  # a split surrogate pair would raise here
+        # Every part after the first begins at an item (or its topic heading).
+        assert part is parts[0] or part.visible_text.startswith(("•", "— Topic"))
     for n in range(40):
         holders = [p for p in parts if f"Item {n}: " in p.visible_text]
         assert len(holders) == 1  # every item whole, in exactly one part
     assert parts[1].visible_text.startswith(("•", "— Topic"))
+
+
+@pytest.mark.reliability
+async def test_a_huge_notice_of_astral_characters_and_entities_goes_out_whole(
+    tg: FakeTelegram, settings: Settings, store: Store
+) -> None:
+    """Issue 11 #20 through the real stack: 22,500 characters of "𝔘😀&<" in one line."""
+    from bot.models import Notice
+
+    text = "𝔘😀&<" * 5625
+    async with running(tg, settings, store) as adapter:
+        sent = await adapter.send(tg_chat(USER), Notice(text))
+    assert len(sent.message_ids) == len(tg.sent) >= 10
+    assert all(utf16_len(part.text) <= 4096 for part in tg.sent)
+    assert "".join(part.visible_text for part in tg.sent) == text
 
 
 # --- buttons ---------------------------------------------------------------------------------
@@ -276,13 +301,21 @@ async def test_retry_after_is_honoured_and_the_message_delivered_once(
     _, article = seeded
     await store.subscribe(tg_chat(USER), "en")
     await store.enqueue(tg_chat(USER), "alert", "s1", {"article_id": article.id, "lang": "en"})
-    tg.script("sendMessage", FakeError.too_many_requests(1))
-    async with running(tg, settings, store) as adapter:
-        outbox = Outbox(store, {"telegram": adapter})
-        began = time.monotonic()
-        await run_outbox(outbox, lambda: outbox.sent == 1)
-    assert time.monotonic() - began >= 1.0
-    assert tg.rejected_429 == 1 and len(tg.sent) == 1
+    clock = VirtualClock(datetime.now(UTC))
+    # The fake's flood wait runs on the same virtual clock: a send before it ends gets 429 too.
+    async with FakeTelegram(
+        token=TOKEN, clock=lambda: clock().timestamp(), rate_limits=RateLimits(enabled=False)
+    ) as fake:
+        fake.script("sendMessage", FakeError.too_many_requests(5))
+        async with running(fake, settings, store) as adapter:
+            outbox = virtual_outbox(store, adapter, clock)
+            began = clock()
+            await outbox.drain()
+        attempts = fake.calls_to("sendMessage")
+    assert outbox.sent == 1 and len(attempts) == 2  # the failed message tried exactly twice
+    assert fake.rejected_429 == 1 and len(fake.sent) == 1
+    assert (fake.sent[0].time - attempts[0].time) >= 5.0  # nothing sent during the pause
+    assert (clock() - began).total_seconds() >= 5.0
     [row] = await store.deliveries("sent")
     assert row["attempts"] == 1  # a flood wait is not a failed attempt
 
@@ -297,8 +330,9 @@ async def test_blocked_chat_is_deactivated_and_the_fan_out_goes_on(
         await store.enqueue(tg_chat(chat_id), "digest", "slot", payload)
     tg.block(102)
     async with running(tg, settings, store) as adapter:
-        outbox = Outbox(store, {"telegram": adapter})
-        await run_outbox(outbox, lambda: outbox.sent + outbox.failed == 3)
+        outbox = virtual_outbox(store, adapter, VirtualClock(datetime.now(UTC)))
+        await outbox.drain()
+    assert outbox.sent == 2
     assert sorted(s.chat_id for s in tg.sent) == [101, 103]
     blocked = await store.subscription(tg_chat(102))
     assert blocked is not None and not blocked.active
@@ -313,8 +347,9 @@ async def test_migrated_group_is_moved_and_the_message_resent_once(
     await store.enqueue(tg_chat(GROUP), "alert", "s1", {"article_id": article.id, "lang": "en"})
     tg.migrate_chat(GROUP, -1009999)
     async with running(tg, settings, store) as adapter:
-        outbox = Outbox(store, {"telegram": adapter})
-        await run_outbox(outbox, lambda: outbox.sent == 1)
+        outbox = virtual_outbox(store, adapter, VirtualClock(datetime.now(UTC)))
+        await outbox.drain()
+    assert outbox.sent == 1
     assert [s.chat_id for s in tg.sent] == [-1009999]
     assert await store.subscription(tg_chat(GROUP)) is None
     moved = await store.subscription(tg_chat(-1009999))
@@ -328,8 +363,10 @@ async def test_server_errors_are_retried(
     await store.enqueue(tg_chat(USER), "alert", "s1", {"article_id": article.id, "lang": "en"})
     tg.script("sendMessage", FakeError.server_error(502))
     async with running(tg, settings, store) as adapter:
-        outbox = Outbox(store, {"telegram": adapter}, retry=RetryPolicy(base_seconds=0.1))
-        await run_outbox(outbox, lambda: outbox.sent == 1)
+        clock = VirtualClock(datetime.now(UTC))
+        outbox = virtual_outbox(store, adapter, clock, retry=RetryPolicy(base_seconds=30))
+        await outbox.drain()
+    assert outbox.sent == 1
     assert len(tg.sent) == 1 and len(tg.calls_to("sendMessage")) == 2
 
 
