@@ -1,8 +1,7 @@
-"""Logging set-up: secrets redacted from every record and traceback; chat ids shortened."""
+"""Logging set-up: secrets redacted from every record and traceback; payload dumps kept out."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import sys
@@ -81,12 +80,6 @@ _redactor = Redactor(())
 def redact(text: str) -> str:
     """`text` without the secrets `setup` was given (for messages printed outside logging)."""
     return _redactor.redact(text)
-
-
-def chat_tag(chat_id: str | int) -> str:
-    """A short stable stand-in for a chat id in logs: the full id is personal data."""
-    digest = hashlib.sha256(str(chat_id).encode()).hexdigest()[:8]
-    return f"chat#{digest}"
 
 
 def setup(verbose: int, handler: logging.Handler, env: Mapping[str, str] | None = None) -> None:

@@ -64,12 +64,6 @@ def test_redactor_hides_secrets_in_message_args_and_traceback() -> None:
     assert "ValueError: The token `[redacted]` was rejected" in text
 
 
-def test_chat_tag_is_short_stable_and_hides_the_id() -> None:
-    tag = logs.chat_tag(CHAT_ID)
-    assert tag == logs.chat_tag(str(CHAT_ID)) and tag != logs.chat_tag(CHAT_ID + 1)
-    assert str(CHAT_ID) not in tag and len(tag) <= 16
-
-
 @pytest.mark.reliability
 async def test_newsbot_run_at_vv_logs_neither_the_token_nor_chat_ids(tmp_path: Path) -> None:
     """Issue 11 #16 and checklist 24: the real process at -vv, against the loopback Bot API."""

@@ -436,6 +436,31 @@ async def test_webhook_checks_the_secret_token(
     assert tg.calls_to("getUpdates") == []
 
 
+@pytest.mark.reliability
+async def test_webhook_port_in_use_is_a_start_error_naming_the_keys(
+    tg: FakeTelegram, settings: Settings, store: Store
+) -> None:
+    from bot.chat import StartError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = TelegramSettings(
+            api_url=tg.base_url,
+            mode="webhook",
+            webhook_url=f"https://bot.example/{port}",
+            webhook_port=port,
+        )
+        adapter = adapter_for(tg, telegram=config)
+        conversation = Conversation(store, qa.Index.build([]), settings)
+        with pytest.raises(
+            StartError, match=r"telegram.webhook_listen/webhook_port: cannot listen"
+        ):
+            await adapter.start(conversation.handle)
+    assert adapter.webhook_port is None and tg.webhook is None
+
+
 async def _raw_post(port: int, path: str, headers: bytes, body: bytes) -> int:
     """POST bytes exactly as given (no client library cleaning them up); the status code."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)

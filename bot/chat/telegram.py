@@ -279,8 +279,15 @@ class TelegramChat:
         # No access log: request lines would only add noise, and nothing secret is in them.
         self._runner = web.AppRunner(server, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.webhook_listen, self.settings.webhook_port)
-        await site.start()
+        listen, port = self.settings.webhook_listen, self.settings.webhook_port
+        site = web.TCPSite(self._runner, listen, port)
+        try:
+            await site.start()
+        except OSError as exc:  # port taken, address not on this host: the config's to fix
+            raise StartError(
+                f"telegram.webhook_listen/webhook_port: cannot listen on {listen}:{port} "
+                f"({exc.strerror or exc})"
+            ) from None
         await self._bot().set_webhook(
             url=self.settings.webhook_url,
             secret_token=self.webhook_secret,
