@@ -357,3 +357,22 @@ def test_one_malformed_questions_line_is_named_and_the_rest_answered(
     assert errors[0].startswith(f"error: {questions}:2: ")
     assert errors[1] == f"error: {questions}:4: needs a string field 'question'"
     assert result.exit_code == 1  # some input could not be used
+
+
+@pytest.mark.reliability
+def test_the_readme_example_is_exactly_what_the_bot_prints(env: dict[str, str]) -> None:
+    """Issue 11 #24: the Quick start transcript had drifted from the real output."""
+    command = "$ printf 'who attends from Germany?\\n' | .venv/bin/newsbot run\n"
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    expected = readme.split(command, 1)[1].split("```", 1)[0]
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "run"],
+        input="who attends from Germany?\n",
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.rstrip("\n") == expected.rstrip("\n")
