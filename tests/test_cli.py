@@ -3,6 +3,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -376,3 +377,48 @@ def test_the_readme_example_is_exactly_what_the_bot_prints(env: dict[str, str]) 
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.rstrip("\n") == expected.rstrip("\n")
+
+
+def _read_until(fd: int, buffer: bytearray, marker: bytes, count: int = 1) -> bool:
+    """Read the terminal's output until `marker` was seen `count` times (or 60 s passed)."""
+    import select
+
+    deadline = time.monotonic() + 60
+    while buffer.count(marker) < count and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 1.0)
+        if ready:
+            try:
+                buffer.extend(os.read(fd, 65536))
+            except OSError:  # the process closed the terminal
+                break
+    return buffer.count(marker) >= count
+
+
+@pytest.mark.reliability
+def test_run_console_in_a_terminal_has_line_editing_and_history(env: dict[str, str]) -> None:
+    """Issue 11 #24: in a terminal, ↑ recalls the last question (readline), Ctrl-D quits."""
+    import pty
+
+    terminal, child = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot", "run"],
+        stdin=child,
+        stdout=child,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **env, "TERM": "xterm"},
+    )
+    os.close(child)
+    seen = bytearray()
+    answer = "Staatssekretär Andreas Michaelis\r\n".encode()
+    try:
+        assert _read_until(terminal, seen, b"Ctrl-D quits.")
+        os.write(terminal, b"who attends from Germany?\r")
+        assert _read_until(terminal, seen, answer)
+        os.write(terminal, b"\x1b[A\r")  # arrow up, Enter: the same question again
+        assert _read_until(terminal, seen, answer, count=2), seen.decode(errors="replace")
+        os.write(terminal, b"\x04")  # Ctrl-D
+        assert process.wait(timeout=30) == 0
+    finally:
+        process.kill()
+        process.communicate()
+        os.close(terminal)

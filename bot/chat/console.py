@@ -44,7 +44,8 @@ async def stdin_lines(stream: TextIO | None = None) -> AsyncIterator[str]:
             if stream is None:
                 return  # stdin closed altogether (`newsbot run 0<&-`)
             if _is_terminal(stream):
-                import readline  # noqa: F401 - importing it gives input() editing and history
+                with contextlib.suppress(ImportError):  # not every Python build has it
+                    import readline  # noqa: F401 - importing it gives input() editing and history
 
                 while True:
                     put(input() + "\n")
