@@ -58,7 +58,7 @@ def settings() -> config.Settings:
     try:
         return config.load(state.config_path, overrides=overrides)
     except config.ConfigError as exc:
-        err.print(f"[red]config error:[/red] {exc}", markup=True, highlight=False)
+        err.print(f"[red]config error:[/red] {escape(logs.redact(str(exc)))}", highlight=False)
         raise typer.Exit(EXIT_USAGE) from None
 
 
