@@ -511,7 +511,6 @@ async def test_webhook_answers_hostile_requests_with_403_or_400_never_500(
                     port, path, header + secret + b"\r\n", b'{"update_id": 1, "message": 5}'
                 ),
             }
-            await asyncio.sleep(0)
     assert statuses == {
         "no secret": 403,
         "wrong secret": 403,
@@ -671,3 +670,43 @@ async def test_unreachable_bot_api_at_start_is_retried_until_it_answers(
     assert "Traceback" not in log and TOKEN not in log
     # One line per attempt: nothing but the attempts was logged while Telegram was down.
     assert lines == attempts
+
+
+@pytest.mark.reliability
+async def test_a_stop_signal_while_retrying_the_connection_exits_zero(settings: Settings) -> None:
+    """Issue 11 #23: the retries must not hold the process hostage: SIGTERM ends them."""
+    import os
+    import signal
+    import sys
+
+    env = {
+        **os.environ,
+        "TELEGRAM_BOT_TOKEN": TOKEN,
+        "NEWSBOT_TELEGRAM_API_URL": f"http://127.0.0.1:{_free_port()}/bot",
+        "NEWSBOT_ARTICLES": str(settings.articles.folder),
+        "NEWSBOT_DATA_DIR": str(settings.storage.data_dir),
+        "NEWSBOT_CONFIG": str(ROOT / "config" / "newsbot.toml"),
+    }
+    env.pop("NEWSBOT_DATABASE_URL", None)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "run",
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    try:
+        first = await asyncio.wait_for(process.stderr.readline(), 60)
+        assert b"cannot reach" in first
+        process.send_signal(signal.SIGTERM)
+        rest = await asyncio.wait_for(process.stderr.read(), 20)
+        code = await asyncio.wait_for(process.wait(), 20)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert code == 0
+    assert b"Traceback" not in rest and TOKEN.encode() not in first + rest
