@@ -292,7 +292,9 @@ class Store:
         sa_url = sa.make_url(url)
         if sa_url.get_backend_name() == "sqlite" and sa_url.database not in (None, "", ":memory:"):
             Path(sa_url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url)
+        # hide_parameters: a database error's text (logged, or printed by the CLI) would
+        # otherwise carry the statement's values — chat ids, user ids, message text.
+        engine = create_async_engine(url, hide_parameters=True)
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         store = cls(engine)

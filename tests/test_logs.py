@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bot import logs
+from bot.store import Store
 
 from .conftest import ROOT
 from .fake_telegram import FakeTelegram, RateLimits
@@ -118,3 +119,27 @@ async def test_rejected_token_is_one_line_and_exit_2(tmp_path: Path) -> None:
         "error: Telegram rejected the bot token: check TELEGRAM_BOT_TOKEN (from @BotFather)"
     ]
     assert "Traceback" not in log
+
+
+@pytest.mark.reliability
+async def test_database_errors_do_not_carry_chat_ids(store: Store) -> None:
+    """Checklist 24: SQLAlchemy puts a failed statement's parameters into the error text,
+    which the Outbox and jobs log (e.g. a migration clash on a chat id)."""
+    import sqlalchemy as sa
+    import sqlalchemy.exc
+
+    from bot.models import ChatRef
+    from bot.store import subscriptions
+
+    await store.subscribe(ChatRef("telegram", str(CHAT_ID)), "en")
+    with pytest.raises(sqlalchemy.exc.IntegrityError) as caught:
+        async with store.engine.begin() as conn:
+            await conn.execute(
+                sa.insert(subscriptions).values(
+                    platform="telegram",
+                    chat_id=str(CHAT_ID),
+                    thread_id="",
+                    created_at=sa.func.now(),
+                )
+            )
+    assert str(CHAT_ID) not in str(caught.value) and "UNIQUE" in str(caught.value)
