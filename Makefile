@@ -36,6 +36,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/qa.py
 	$(BIN)/python benchmarks/pipeline.py
 	$(BIN)/python benchmarks/telegram_fanout.py
+	$(BIN)/python benchmarks/render.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

@@ -20,7 +20,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot import __version__, feeds, jobs, qa, schedule
-from bot.chat import ChatAdapter
+from bot.chat import ChatAdapter, Handler
 from bot.chat.console import CHAT as CONSOLE_CHAT
 from bot.chat.console import ConsoleChat
 from bot.config import Settings
@@ -326,7 +326,8 @@ async def run(
                 CONSOLE_CHAT, await conversation.digest(None, settings.chat.default_language)
             )
         for adapter in adapters:
-            await adapter.start(conversation.handle)
+            if not await _start_unless_stopped(adapter, conversation.handle, stop):
+                break
             stack.push_async_callback(adapter.stop)
 
         sending = asyncio.Event()
@@ -401,6 +402,26 @@ def single_instance(url: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+async def _start_unless_stopped(
+    adapter: ChatAdapter, handler: Handler, stop: asyncio.Event
+) -> bool:
+    """Start `adapter`; a stop signal meanwhile cancels it (it may be retrying to connect)."""
+    starting = asyncio.create_task(adapter.start(handler), name=f"start-{adapter.platform}")
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait((starting, stopping), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not starting.done():
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+    if starting.cancelled():
+        return False
+    starting.result()  # the adapter's start error, if any
+    return True
 
 
 async def _finish(task: asyncio.Task[None], stop: asyncio.Event, grace: float = 2.0) -> None:

@@ -177,9 +177,13 @@ def parse_markdown(raw: str, source: str, languages: Sequence[str]) -> Article:
 
 def parse_html(raw: str, source: str, languages: Sequence[str]) -> Article:
     """An HTML page: main text and metadata via trafilatura."""
-    import trafilatura  # deferred: lxml and trafilatura cost ~0.3 s to import
+    try:
+        import trafilatura  # deferred: lxml and trafilatura cost ~0.3 s to import
 
-    document = trafilatura.bare_extraction(raw, with_metadata=True, include_comments=False)
+        document = trafilatura.bare_extraction(raw, with_metadata=True, include_comments=False)
+    except ImportError as exc:
+        # lxml 6 moved lxml.html.clean out (justext needs it): a broken install, said plainly.
+        raise BadInput(f"cannot read HTML (reinstall newsbot): {exc}") from None
     meta: dict[str, Any] = {}
     if document is not None:
         meta = document if isinstance(document, dict) else document.as_dict()

@@ -8,13 +8,14 @@ import sys
 from collections.abc import Coroutine
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
-from bot import __version__, articles, config
+from bot import __version__, articles, config, logs
 from bot.models import Answer, Article
 
 T = TypeVar("T")
@@ -29,7 +30,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # one message, one line: never wrapped
 out = Console(highlight=False, soft_wrap=True)
 
 
@@ -57,7 +58,7 @@ def settings() -> config.Settings:
     try:
         return config.load(state.config_path, overrides=overrides)
     except config.ConfigError as exc:
-        err.print(f"[red]config error:[/red] {exc}", markup=True, highlight=False)
+        err.print(f"[red]config error:[/red] {escape(logs.redact(str(exc)))}", highlight=False)
         raise typer.Exit(EXIT_USAGE) from None
 
 
@@ -70,8 +71,14 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(coro)
     except (sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
-        err.print(f"[red]error:[/red] {type(exc).__name__}: {str(exc).splitlines()[0]}")
-        raise typer.Exit(EXIT_FAILURE) from None
+        first = (str(exc).splitlines() or [""])[0]
+        fail(f"{type(exc).__name__}: {first}", EXIT_FAILURE)
+
+
+def fail(message: str, code: int) -> NoReturn:
+    """Print one `error:` line (secrets redacted) and exit with `code`."""
+    err.print(f"[red]error:[/red] {escape(logs.redact(message))}", highlight=False)
+    raise typer.Exit(code)
 
 
 def _version(value: bool) -> None:
@@ -110,16 +117,12 @@ def main_options(
     """newsbot: conflict news alerts, digests and answers for Telegram, Slack and the console."""
     state.config_path = config_path
     state.db = db
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(
-        level=level,
-        format="%(message)s",
-        handlers=[RichHandler(console=err, show_path=False, markup=False, rich_tracebacks=False)],
-        force=True,
+    # Third-party loggers are chatty at INFO (every HTTP request): WARNING unless -vv. Every
+    # line and traceback passes the secret filter (the bot token is in Telegram's URLs).
+    logs.setup(
+        verbose,
+        RichHandler(console=err, show_path=False, markup=False, rich_tracebacks=False),
     )
-    # Third-party loggers are chatty at INFO (every HTTP request); keep them at WARNING unless -vv.
-    for name in ("httpx", "httpcore", "apscheduler", "telegram", "slack_bolt", "aiosqlite"):
-        logging.getLogger(name).setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
 
 
 @app.command()
@@ -133,23 +136,12 @@ def ingest(
     cfg = settings()
 
     async def go() -> Any:
-        from bot import jobs
-        from bot.learn import load_current
         from bot.store import Store
 
         async with Store.open(cfg.storage.url()) as store:
-            return await jobs.ingest(
-                paths,
-                store,
-                thresholds=cfg.classifier.thresholds(),
-                max_bytes=cfg.articles.max_file_bytes,
-                languages=cfg.articles.languages,
-                model=load_current(cfg.classifier.feedback_model),
-            )
+            return await _ingest(cfg, store, paths)
 
     report = run_async(go())
-    for rejection in report.rejected:
-        err.print(f"rejected {rejection.where}: {rejection.reason}", markup=False, highlight=False)
     counts = {
         "new": report.counts.new,
         "updated": report.counts.updated,
@@ -208,6 +200,42 @@ def classify_command(
         raise typer.Exit(EXIT_FAILURE)
 
 
+class _Rejections(logging.Filter):
+    """Drops the ingest job's "rejected …" log lines: the command prints each one itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("rejected ")
+
+
+async def _ingest(cfg: config.Settings, store: Any, paths: list[Path]) -> Any:
+    """Ingest `paths` into `store`; print each rejection once on stderr; return the report."""
+    from bot import jobs
+    from bot.learn import load_current
+
+    quiet = _Rejections()
+    logging.getLogger("bot.jobs").addFilter(quiet)
+    try:
+        report = await jobs.ingest(
+            paths,
+            store,
+            thresholds=cfg.classifier.thresholds(),
+            max_bytes=cfg.articles.max_file_bytes,
+            languages=cfg.articles.languages,
+            model=load_current(cfg.classifier.feedback_model),
+        )
+    finally:
+        logging.getLogger("bot.jobs").removeFilter(quiet)
+    for rejection in report.rejected:
+        err.print(f"rejected {rejection.where}: {rejection.reason}", markup=False, highlight=False)
+    return report
+
+
+async def _read_folder(cfg: config.Settings, store: Any) -> None:
+    """Ingest the article folder first, so `ask` and `digest` on a fresh clone see the seed."""
+    if cfg.articles.folder.is_dir():
+        await _ingest(cfg, store, [cfg.articles.folder])
+
+
 def _answer_record(answer: Answer) -> dict[str, Any]:
     return {
         "answer": answer.text,
@@ -242,15 +270,17 @@ def ask(
 ) -> None:
     """Answer a question from the stored articles (or one article with --article)."""
     if (question is None) == (questions is None):
-        err.print("error: give either a QUESTION or --questions FILE")
-        raise typer.Exit(EXIT_USAGE)
+        fail("give either a QUESTION or --questions FILE", EXIT_USAGE)
+    if question is not None and not question.strip():
+        fail("the QUESTION is empty", EXIT_USAGE)
     batch: list[dict[str, Any]] = []
+    malformed = 0
     if questions is not None:
         try:
             lines = questions.read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            err.print(f"error: {questions}: {exc.strerror}")
-            raise typer.Exit(EXIT_USAGE) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
+            fail(f"{questions}: {reason}", EXIT_USAGE)
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
@@ -258,10 +288,16 @@ def ask(
                 record = json.loads(line)
                 if not isinstance(record, dict) or not isinstance(record.get("question"), str):
                     raise ValueError("needs a string field 'question'")
+                if not record["question"].strip():
+                    raise ValueError("the question is empty")
             except ValueError as exc:
-                err.print(f"error: {questions}:{number}: {exc}")
-                raise typer.Exit(EXIT_USAGE) from None
+                # One bad line costs its own answer, not the others'.
+                malformed += 1
+                err.print(f"error: {questions}:{number}: {exc}", markup=False, highlight=False)
+                continue
             batch.append(record)
+        if not batch:
+            raise typer.Exit(EXIT_USAGE)
     else:
         batch.append({"question": question, "article": article})
     cfg = settings()
@@ -270,6 +306,7 @@ def ask(
         from bot.store import Store
 
         async with Store.open(cfg.storage.url()) as store:
+            await _read_folder(cfg, store)
             scores = await store.scores()
             return [(a, scores.get(a.id, 0.0)) for a in await store.all_articles()]
 
@@ -293,7 +330,7 @@ def ask(
             out.print(plain(answer), markup=False)
         else:
             print(json.dumps(result, ensure_ascii=False))
-    if missing and missing == len(batch):
+    if (missing and missing == len(batch)) or malformed:
         raise typer.Exit(EXIT_FAILURE)
 
 
@@ -309,6 +346,7 @@ def digest() -> None:
         from bot.store import Store
 
         async with Store.open(cfg.storage.url()) as store:
+            await _read_folder(cfg, store)
             conversation = Conversation(store, qa.Index.build([]), cfg)
             return plain(await conversation.digest(None, cfg.chat.default_language))
 
@@ -501,9 +539,14 @@ def run() -> None:
     exits at end of input.
     """
     from bot import app as service
+    from bot.chat import StartError
 
     cfg = settings()
-    raise typer.Exit(run_async(service.run(cfg)))
+    try:
+        code = run_async(service.run(cfg))
+    except StartError as exc:
+        fail(str(exc), EXIT_USAGE)
+    raise typer.Exit(code)
 
 
 def main() -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -21,15 +22,33 @@ class ConfigError(Exception):
 
 
 class _Section(BaseModel):
-    # extra="forbid" turns a misspelt key into an error that names it instead of a silent default.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # extra="forbid" turns a misspelt key into an error that names it instead of a silent default;
+    # strict: TOML values are typed, so `max_items = "20"` is a mistake to report, not to coerce.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+# TOML and the environment have no path or tuple types: these accept strings and arrays.
+PathValue = Annotated[Path, Field(strict=False)]
+Language = Literal["de", "en"]
+# The databases the store supports, with or without naming the async driver.
+_DATABASE_URL = re.compile(r"^(sqlite(\+aiosqlite)?|postgres(ql)?(\+asyncpg)?)://")
 
 
 class StorageSettings(_Section):
     """Where newsbot keeps its database."""
 
     database_url: str = ""
-    data_dir: Path = Path("data")
+    data_dir: PathValue = Path("data")
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        if value and not _DATABASE_URL.match(value):
+            raise ValueError(
+                "unsupported database URL; use sqlite:///path/to/file.sqlite3 or "
+                "postgresql://user@host:5432/db"
+            )
+        return value
 
     def url(self) -> str:
         """The SQLAlchemy async URL: the configured one, else a SQLite file in `data_dir`."""
@@ -41,10 +60,18 @@ class StorageSettings(_Section):
 class ArticlesSettings(_Section):
     """The local article folder and how files are read."""
 
-    folder: Path = Path("articles")
+    folder: PathValue = Path("articles")
     max_file_bytes: int = Field(default=5_000_000, gt=0)
-    languages: tuple[str, ...] = ("de", "en")
+    # newsbot's classifier, extractor and answers know German and English.
+    languages: Annotated[tuple[Language, ...], Field(strict=False)] = ("de", "en")
     watch: bool = True
+
+    @field_validator("languages")
+    @classmethod
+    def _some_language(cls, value: tuple[Language, ...]) -> tuple[Language, ...]:
+        if not value:
+            raise ValueError('needs at least one of "de", "en"')
+        return value
 
 
 class ClassifierSettings(_Section):
@@ -52,7 +79,7 @@ class ClassifierSettings(_Section):
 
     alert_threshold: float = Field(default=0.8, ge=0.0, le=1.0)
     digest_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
-    feedback_model: Path | None = None
+    feedback_model: Annotated[Path | None, Field(strict=False)] = None
 
     def thresholds(self) -> Thresholds:
         """The cut-offs as the classifier takes them."""
@@ -94,7 +121,7 @@ class FeedSettings(_Section):
 class SourcesSettings(_Section):
     """Feeds to poll and how feeds are fetched."""
 
-    feeds: tuple[FeedSettings, ...] = ()
+    feeds: Annotated[tuple[FeedSettings, ...], Field(strict=False)] = ()
     # Allow feeds on loopback/private/link-local addresses (only for feeds inside your network).
     allow_private: bool = False
     # Feeds one chat may add with /sources add.
@@ -119,7 +146,7 @@ class DeliverySettings(_Section):
 class ChatSettings(_Section):
     """Behaviour shared by every chat platform."""
 
-    default_language: Literal["en", "de"] = "en"
+    default_language: Language = "en"
     questions_per_minute: int = Field(default=10, gt=0)
 
 
@@ -212,18 +239,27 @@ def load(
         raise ConfigError(f"{path}: config file not found")
     if "secrets" in data:
         raise ConfigError(f"{path}: [secrets] may not be set in a file; use the environment")
+    # Where each value came from, so an error names what the user has to change.
+    origins: dict[str, str] = {}
     for variable, (section, key) in ENV_OVERRIDES.items():
         if env.get(variable):
             data.setdefault(section, {})[key] = env[variable]
+            origins[f"{section}.{key}"] = f"environment variable {variable}"
     for section, values in (overrides or {}).items():
         data.setdefault(section, {}).update(values)
+        origins.update({f"{section}.{key}": "command line" for key in values})
     data["secrets"] = {
         name.lower(): env[name] for name in SECRET_VARIABLES if env.get(name, "").strip()
     }
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(path, exc)) from None
+        raise ConfigError(_describe(path, exc, origins)) from None
+    if settings.telegram.mode == "webhook" and not settings.telegram.webhook_url:
+        raise ConfigError(
+            f'{path}: telegram.webhook_url: required with telegram.mode = "webhook" '
+            "(the public HTTPS URL Telegram posts updates to)"
+        )
     if settings.classifier.alert_threshold < settings.classifier.digest_threshold:
         raise ConfigError(
             f"{path}: classifier.alert_threshold ({settings.classifier.alert_threshold}) must "
@@ -232,16 +268,26 @@ def load(
     return settings
 
 
-def _describe(path: Path, exc: ValidationError) -> str:
+def _describe(path: Path, exc: ValidationError, origins: Mapping[str, str]) -> str:
     """One line per problem, each naming the dotted key, without echoing secret values."""
     lines = []
     for error in exc.errors():
         key = ".".join(str(part) for part in error["loc"])
+        where = origins.get(key, str(path))
         if key.startswith("secrets"):
             key = key.removeprefix("secrets.").upper()
             lines.append(f"environment variable {key}: {error['msg']}")
         elif error["type"] == "extra_forbidden":
-            lines.append(f"{path}: unknown key {key}")
+            lines.append(f"{where}: unknown key {key}")
         else:
-            lines.append(f"{path}: {key}: {error['msg']} (got {error.get('input')!r})")
+            got = error.get("input")
+            if key == "storage.database_url" and isinstance(got, str):
+                got = _without_password(got)
+            message = error["msg"].removeprefix("Value error, ")
+            lines.append(f"{where}: {key}: {message} (got {got!r})")
     return "\n".join(lines)
+
+
+def _without_password(url: str) -> str:
+    """A database URL fit for an error message: `user:secret@host` becomes `user:***@host`."""
+    return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", url)

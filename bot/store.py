@@ -330,8 +330,10 @@ class Store:
             Path(sa_url.database).parent.mkdir(parents=True, exist_ok=True)
         # A pooled PostgreSQL connection can die with its server (restart, failover, a proxy
         # cutting it); pre-ping replaces it on checkout instead of failing every later query.
+        # hide_parameters: a database error's text (logged, or printed by the CLI) would
+        # otherwise carry the statement's values — chat ids, user ids, message text.
         postgres = sa_url.get_backend_name() == "postgresql"
-        engine = create_async_engine(url, pool_pre_ping=postgres)
+        engine = create_async_engine(url, pool_pre_ping=postgres, hide_parameters=True)
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         store = cls(engine)

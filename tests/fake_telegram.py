@@ -679,8 +679,10 @@ class FakeTelegram:
         strict_html: bool = True,
         bot_username: str = "FakeNewsBot",
         first_update_id: int = 100_000,
+        port: int = 0,
     ) -> None:
         self.token = token
+        self.port = port  # 0: any free port, known after start
         self.clock = clock
         self.wall_clock = wall_clock
         self.rate_limits = rate_limits if rate_limits is not None else RateLimits()
@@ -734,7 +736,6 @@ class FakeTelegram:
         self._changed = asyncio.Event()
         self._closing = False
         self._runner: web.AppRunner | None = None
-        self.port = 0
         self._handlers: dict[str, Callable[[JSON], Any]] = {
             "getMe": self._get_me,
             "getUpdates": self._get_updates,
@@ -770,7 +771,7 @@ class FakeTelegram:
             app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
         self.port = self._runner.addresses[0][1]
         return self

@@ -5,11 +5,12 @@ import pytest
 
 from bot import articles
 from bot.articles import BadInput, Rejection
+from bot.models import Article
 
 SEED = Path(__file__).resolve().parents[1] / "articles" / "nato-russland-rat-2022-01.txt"
 
 
-def read_all(*paths: Path, **kwargs: object) -> list[articles.Article | Rejection]:
+def read_all(*paths: Path, **kwargs: object) -> list[Article | Rejection]:
     return list(articles.read(paths, **kwargs))  # type: ignore[arg-type]
 
 
@@ -29,7 +30,7 @@ def test_seed_article_has_date_dateline_title_and_language() -> None:
 def test_ids_are_stable_content_hashes() -> None:
     [first] = read_all(SEED)
     [second] = read_all(SEED)
-    assert isinstance(first, articles.Article) and isinstance(second, articles.Article)
+    assert isinstance(first, Article) and isinstance(second, Article)
     assert first.id == second.id
     assert len(first.id) == 16
 
@@ -40,7 +41,7 @@ def test_txt_with_title_line(tmp_path: Path) -> None:
         "Troops mass at the border\n\nBERLIN (Reuters) – Soldiers gathered on Monday.\n"
     )
     [article] = read_all(path)
-    assert isinstance(article, articles.Article)
+    assert isinstance(article, Article)
     assert article.title == "Troops mass at the border"
     assert article.place == "BERLIN"
     assert article.agency == "Reuters"
@@ -54,7 +55,7 @@ def test_markdown_front_matter(tmp_path: Path) -> None:
         "url: https://example.org/a\n---\n# Ignored heading\n\nDie Gespräche beginnen am Montag.\n"
     )
     [article] = read_all(path)
-    assert isinstance(article, articles.Article)
+    assert isinstance(article, Article)
     assert (article.id, article.title, article.lang) == ("md-1", "Gespräche in Genf", "de")
     assert article.published == "2016-01-25"
     assert article.url == "https://example.org/a"
@@ -69,7 +70,7 @@ def test_html_main_text(tmp_path: Path) -> None:
         f"<article><h1>Troops gather</h1><p>{body}</p></article></body></html>"
     )
     [article] = read_all(path)
-    assert isinstance(article, articles.Article)
+    assert isinstance(article, Article)
     assert article.title == "Troops gather"
     assert "massed troops" in article.text
     assert "Home | About" not in article.text
@@ -91,7 +92,7 @@ def test_jsonl_records_and_bad_lines(tmp_path: Path) -> None:
         )
     )
     results = read_all(path)
-    good = [r for r in results if isinstance(r, articles.Article)]
+    good = [r for r in results if isinstance(r, Article)]
     bad = [r for r in results if isinstance(r, Rejection)]
     assert [a.id for a in good] == ["x1", "x3"]
     assert good[1].title == "Krieg im Norden." and good[1].lang == "de"
@@ -104,7 +105,7 @@ def test_json_object_and_list(tmp_path: Path) -> None:
     (tmp_path / "one.json").write_text(json.dumps({"id": "j1", "title": "A", "text": "B c."}))
     (tmp_path / "many.json").write_text(json.dumps([{"text": "First one."}, {"text": "Second."}]))
     results = read_all(tmp_path)
-    assert sorted(r.id for r in results if isinstance(r, articles.Article))[0] != ""
+    assert sorted(r.id for r in results if isinstance(r, Article))[0] != ""
     assert len(results) == 3
 
 
@@ -137,7 +138,7 @@ def test_invalid_utf8_falls_back_to_cp1252(tmp_path: Path) -> None:
     path = tmp_path / "latin.txt"
     path.write_bytes("Gespräche über den Waffenstillstand – „bald“.".encode("cp1252"))
     [article] = read_all(path)
-    assert isinstance(article, articles.Article)
+    assert isinstance(article, Article)
     assert "Gespräche über" in article.text and "„bald“" in article.text
 
 
@@ -151,7 +152,7 @@ def test_rest_of_folder_is_read_despite_bad_files(tmp_path: Path) -> None:
     (tmp_path / "bad.txt").write_bytes(b"")
     (tmp_path / "ignored.png").write_bytes(b"\x89PNG")
     results = read_all(tmp_path)
-    assert sum(isinstance(r, articles.Article) for r in results) == 1
+    assert sum(isinstance(r, Article) for r in results) == 1
     assert sum(isinstance(r, Rejection) for r in results) == 1
 
 
@@ -167,3 +168,28 @@ def test_first_sentence_skips_abbreviations_and_caps_length() -> None:
     )
     long = "word " * 100
     assert len(articles.first_sentence(long)) <= 201
+
+
+@pytest.mark.reliability
+def test_html_without_lxml_html_clean_is_a_rejection_not_an_import_error(
+    tmp_path: Path,
+) -> None:
+    """Issue 11 #22: a fresh install with lxml 6 lacked lxml_html_clean; the ImportError escaped."""
+    import sys
+
+    path = tmp_path / "page.html"
+    path.write_text("<html><body><article><p>Troops gather at the border.</p></article></body>")
+    saved = dict(sys.modules)
+    for name in list(sys.modules):
+        if name.split(".")[0] in ("trafilatura", "justext", "lxml_html_clean", "lxml"):
+            del sys.modules[name]
+    sys.modules["lxml_html_clean"] = None  # type: ignore[assignment]  # import now fails
+    try:
+        [result] = read_all(path)
+    finally:
+        for name in set(sys.modules) - set(saved):
+            del sys.modules[name]
+        sys.modules.update(saved)
+    assert isinstance(result, Rejection)
+    assert result.reason.startswith("cannot read HTML (reinstall newsbot): ")
+    assert "lxml_html_clean" in result.reason

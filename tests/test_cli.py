@@ -3,6 +3,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -196,7 +197,6 @@ def test_train_on_feedback(env: dict[str, str], tmp_path: Path) -> None:
 
 def test_run_shuts_down_cleanly_on_sigterm(env: dict[str, str]) -> None:
     import signal
-    import time
 
     process = subprocess.Popen(
         [sys.executable, "-m", "bot", "run"],
@@ -208,9 +208,11 @@ def test_run_shuts_down_cleanly_on_sigterm(env: dict[str, str]) -> None:
     )
     try:
         assert process.stdout is not None
-        first = process.stdout.readline()  # the digest header: the service is up
+        first = process.stdout.readline()  # the digest header
         assert "digest" in first.lower()
-        time.sleep(0.5)
+        # The usage line: the console chat has started, so the service is fully up.
+        while "Ctrl-D quits" not in (line := process.stdout.readline()):
+            assert line, "newsbot exited early"
         process.send_signal(signal.SIGTERM)
         code = process.wait(timeout=20)
     finally:
@@ -266,3 +268,206 @@ def test_migrate_export_and_import_move_a_deployment(env: dict[str, str], tmp_pa
     assert again.exit_code == 1 and "not empty" in again.stderr
     asked = invoke(env, "--db", other, "ask", "--format", "json", "wer vertritt die USA?")
     assert "Sherman" in json.loads(asked.stdout)["answer"]
+
+
+def newsbot(
+    env: dict[str, str], *args: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """The real `newsbot` process, stdin closed, as CI and systemd run it."""
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env, "COLUMNS": "300"},
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    ("toml", "args", "key"),
+    [
+        ("", ("--db", "mysql://scott:tiger@db.example/news", "digest"), "storage.database_url"),
+        ("", ("--db", "garbage", "run"), "storage.database_url"),
+        ('[telegram]\nmode = "webhook"\n', ("run",), "telegram.webhook_url"),
+        ('[articles]\nlanguages = ["xx"]\n', ("classify", "."), "articles.languages"),
+        ('[digest]\nmax_items = "20"\n', ("digest",), "digest.max_items"),
+        ("[sources]\nfull_text = 1\n", ("run",), "sources.full_text"),
+    ],
+    ids=["mysql", "garbage-url", "webhook-without-url", "language", "quoted-int", "int-bool"],
+)
+def test_bad_configuration_is_one_line_naming_the_key_and_exit_2(
+    env: dict[str, str], tmp_path: Path, toml: str, args: tuple[str, ...], key: str
+) -> None:
+    """Issue 11 #23: each of these escaped as a traceback with exit 1, or was accepted."""
+    path = tmp_path / "c.toml"
+    path.write_text(toml)
+    result = newsbot({**env, "NEWSBOT_CONFIG": str(path), "TELEGRAM_BOT_TOKEN": "1:x"}, *args)
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("config error:") and key in line
+    assert "tiger" not in line  # a database password is not echoed
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("stdin", ["devnull", "closed-pipe", "closed-fd"])
+def test_run_console_exits_zero_at_end_of_input_from_anything(
+    env: dict[str, str], stdin: str
+) -> None:
+    """Issue 11 #21: `newsbot run < /dev/null` never exited (epoll refuses /dev/null)."""
+    command = [sys.executable, "-m", "bot", "run"]
+    full_env = {**os.environ, **env}
+    if stdin == "devnull":
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=full_env,
+            text=True,
+        )
+    elif stdin == "closed-pipe":
+        read_end, write_end = os.pipe()
+        os.close(write_end)  # the writer went away before saying anything
+        process = subprocess.Popen(
+            command,
+            stdin=read_end,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=full_env,
+            text=True,
+        )
+        os.close(read_end)
+    else:
+        process = subprocess.Popen(
+            ["sh", "-c", 'exec "$0" "$@" 0<&-', *command],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=full_env,
+            text=True,
+        )
+    try:
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    assert "Conflict digest" in out and "Type a question or /help; Ctrl-D quits." in out
+    assert "Error" not in err and "Traceback" not in err
+
+
+@pytest.mark.reliability
+def test_ingest_names_each_rejection_once(env: dict[str, str], tmp_path: Path) -> None:
+    """Issue 11 #24: each rejection was printed twice (the job's log line and the command's)."""
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "ok1", "text": "Kämpfe im Osten."}\n{broken\n')
+    result = newsbot(env, "ingest", str(bad))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("malformed JSON") == 1
+    assert result.stderr.splitlines()[0].startswith(f"rejected {bad}:2")
+
+
+@pytest.mark.reliability
+def test_ask_and_digest_on_a_fresh_clone_read_the_article_folder(env: dict[str, str]) -> None:
+    """Issue 11 #24: without a prior `ingest` they answered "I don't know" beside the seed."""
+    answer = invoke(env, "ask", "--format", "json", "who attends from Germany?")
+    assert answer.exit_code == 0, answer.stderr
+    assert "Michaelis" in json.loads(answer.stdout)["answer"]
+    fresh = {**env, "NEWSBOT_DATA_DIR": str(Path(env["NEWSBOT_DATA_DIR"]) / "other")}
+    digest = invoke(fresh, "digest")
+    assert digest.exit_code == 0 and "Vertreter der 30 Nato-Staaten" in digest.stdout
+
+
+@pytest.mark.reliability
+def test_an_empty_question_is_a_usage_error(env: dict[str, str]) -> None:
+    for question in ("", "   "):
+        result = invoke(env, "ask", question)
+        assert result.exit_code == 2 and "the QUESTION is empty" in result.stderr
+
+
+@pytest.mark.reliability
+def test_one_malformed_questions_line_is_named_and_the_rest_answered(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(
+        json.dumps({"id": "q1", "question": "who attends from Germany?"})
+        + "\n{nope\n"
+        + json.dumps({"id": "q3", "question": "Wer vertritt die USA?"})
+        + "\n"
+        + json.dumps({"id": "q4", "question": 7})
+        + "\n"
+    )
+    result = invoke(env, "ask", "--format", "jsonl", "--questions", str(questions))
+    assert [json.loads(line)["id"] for line in result.stdout.splitlines()] == ["q1", "q3"]
+    assert "Michaelis" in result.stdout and "Sherman" in result.stdout
+    errors = result.stderr.splitlines()
+    assert len(errors) == 2
+    assert errors[0].startswith(f"error: {questions}:2: ")
+    assert errors[1] == f"error: {questions}:4: needs a string field 'question'"
+    assert result.exit_code == 1  # some input could not be used
+
+
+@pytest.mark.reliability
+def test_the_readme_example_is_exactly_what_the_bot_prints(env: dict[str, str]) -> None:
+    """Issue 11 #24: the Quick start transcript had drifted from the real output."""
+    command = "$ printf 'who attends from Germany?\\n' | .venv/bin/newsbot run\n"
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    expected = readme.split(command, 1)[1].split("```", 1)[0]
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "run"],
+        input="who attends from Germany?\n",
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.rstrip("\n") == expected.rstrip("\n")
+
+
+def _read_until(fd: int, buffer: bytearray, marker: bytes, count: int = 1) -> bool:
+    """Read the terminal's output until `marker` was seen `count` times (or 60 s passed)."""
+    import select
+
+    deadline = time.monotonic() + 60
+    while buffer.count(marker) < count and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 1.0)
+        if ready:
+            try:
+                buffer.extend(os.read(fd, 65536))
+            except OSError:  # the process closed the terminal
+                break
+    return buffer.count(marker) >= count
+
+
+@pytest.mark.reliability
+def test_run_console_in_a_terminal_has_line_editing_and_history(env: dict[str, str]) -> None:
+    """Issue 11 #24: in a terminal, ↑ recalls the last question (readline), Ctrl-D quits."""
+    import pty
+
+    terminal, child = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot", "run"],
+        stdin=child,
+        stdout=child,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **env, "TERM": "xterm"},
+    )
+    os.close(child)
+    seen = bytearray()
+    answer = "Staatssekretär Andreas Michaelis\r\n".encode()
+    try:
+        assert _read_until(terminal, seen, b"Ctrl-D quits.")
+        os.write(terminal, b"who attends from Germany?\r")
+        assert _read_until(terminal, seen, answer)
+        os.write(terminal, b"\x1b[A\r")  # arrow up, Enter: the same question again
+        assert _read_until(terminal, seen, answer, count=2), seen.decode(errors="replace")
+        os.write(terminal, b"\x04")  # Ctrl-D
+        assert process.wait(timeout=30) == 0
+    finally:
+        process.kill()
+        process.communicate()
+        os.close(terminal)

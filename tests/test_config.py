@@ -74,3 +74,37 @@ def test_environment_and_overrides_win(tmp_path: Path) -> None:
     assert settings.telegram.api_url == "http://127.0.0.1:9/bot"
     flagged = config.load(path, env=env, overrides={"storage": {"database_url": "sqlite:///x.db"}})
     assert flagged.storage.database_url == "sqlite:///x.db"
+
+
+@pytest.mark.reliability
+def test_values_are_strictly_typed_but_paths_and_arrays_come_from_toml(tmp_path: Path) -> None:
+    """Issue 11 #23: `max_items = "20"` was silently accepted; TOML types are meant."""
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[classifier]\nalert_threshold = 1\nfeedback_model = "data/m.json"\n'
+        '[articles]\nlanguages = ["en"]\nfolder = "in"\n'
+        '[sources]\nfeeds = [{ url = "https://x.example/feed", interval_seconds = 60 }]\n'
+    )
+    settings = config.load(path, env={"NEWSBOT_DATA_DIR": "/srv/newsbot"})
+    assert settings.classifier.alert_threshold == 1.0  # an integer is a fine float
+    assert settings.classifier.feedback_model == Path("data/m.json")
+    assert settings.articles.languages == ("en",) and settings.articles.folder == Path("in")
+    assert settings.sources.feeds[0].interval_seconds == 60
+    assert settings.storage.data_dir == Path("/srv/newsbot")
+    for body, key in (
+        ('[digest]\nmax_items = "20"\n', "digest.max_items"),
+        ("[articles]\nwatch = 1\n", "articles.watch"),
+        ("[delivery]\nmax_attempts = 2.0\n", "delivery.max_attempts"),
+        ('[sources]\nfeeds = [{ url = "u", interval_seconds = "60" }]\n', "sources.feeds.0"),
+        ("[articles]\nlanguages = []\n", "articles.languages"),
+    ):
+        path.write_text(body)
+        with pytest.raises(config.ConfigError, match=key.replace(".", r"\.")):
+            config.load(path, env={})
+
+
+def test_a_database_password_is_never_echoed() -> None:
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(env={}, overrides={"storage": {"database_url": "mysql://u:hunter2@h/db"}})
+    assert "hunter2" not in str(caught.value) and "mysql://u:***@h/db" in str(caught.value)
+    assert str(caught.value).startswith("command line: storage.database_url: unsupported")

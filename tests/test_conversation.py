@@ -1,5 +1,4 @@
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -126,10 +125,6 @@ def test_rate_limit_window() -> None:
     assert limit.wait_time("k") == pytest.approx(6.0)
     clock.now += 6
     assert limit.wait_time("k") == 0
-
-
-def test_seed_path_exists() -> None:
-    assert Path(SEED).exists()
 
 
 async def test_settings_change_and_show(conversation: Conversation, store: Store) -> None:

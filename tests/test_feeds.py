@@ -258,8 +258,7 @@ def _badinput_files() -> list[Any]:
 
 @pytest.mark.parametrize("path", _badinput_files())
 def test_badinput_corpus_never_raises(path: Path) -> None:
-    articles, bozo = parse(path.read_bytes(), url="https://bad.example/feed", now=NOW)
-    assert bozo is None or isinstance(bozo, str)
+    articles, _bozo = parse(path.read_bytes(), url="https://bad.example/feed", now=NOW)
     for article in articles:
         assert_str_fields(article)
 

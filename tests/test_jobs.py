@@ -1,6 +1,7 @@
 import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -79,7 +80,7 @@ async def test_digest_is_owed_once_per_slot_even_after_downtime(store: Store) ->
     article = Article("a", "Rebels shell Aleppo", "Fighting in Aleppo.", "en")
     await store.add_articles([article], seen_at=NOW - timedelta(hours=3))
     await store.save_verdicts([verdict("a")])
-    kwargs = {"digest_threshold": 0.5, "max_items": 20, "empty_message": False}
+    kwargs: dict[str, Any] = {"digest_threshold": 0.5, "max_items": 20, "empty_message": False}
     # Down across two slots (28th and 29th, 07:00 Berlin): one catch-up for the latest slot.
     assert await jobs.digest_due(store, None, sub.id, now=NOW + timedelta(hours=1), **kwargs)
     assert not await jobs.digest_due(store, None, sub.id, now=NOW + timedelta(hours=2), **kwargs)
@@ -101,7 +102,7 @@ async def test_empty_digest_sends_nothing_unless_configured(store: Store) -> Non
     await store.subscribe(CHAT, "de", prefs)
     [sub] = await store.subscriptions()
     now = sub.created_at + timedelta(hours=2)
-    kwargs = {"digest_threshold": 0.5, "max_items": 20}
+    kwargs: dict[str, Any] = {"digest_threshold": 0.5, "max_items": 20}
     assert not await jobs.digest_due(store, None, sub.id, now=now, empty_message=False, **kwargs)
     later = now + timedelta(hours=1)
     assert await jobs.digest_due(store, None, sub.id, now=later, empty_message=True, **kwargs)
@@ -124,7 +125,11 @@ async def test_poll_feed_stores_classifies_routes_and_honours_304(store: Store) 
     await store.add_source("https://news.example/feed.xml", name="Wire")
     [source] = await store.sources()
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-        args = {"limits": FetchLimits(), "allow_private": True, "thresholds": Thresholds(0.5, 0.3)}
+        args: dict[str, Any] = {
+            "limits": FetchLimits(),
+            "allow_private": True,
+            "thresholds": Thresholds(0.5, 0.3),
+        }
         first = await jobs.poll_feed(client, store, source.id, now=NOW, **args)
         assert first.counts.new == 1 and first.changed[0][1].conflict
         later = NOW + timedelta(minutes=10)
@@ -144,7 +149,11 @@ async def test_poll_feed_keeps_errors_as_data_and_backs_off(store: Store) -> Non
     await store.add_source("https://down.example/feed.xml")
     [source] = await store.sources()
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-        args = {"limits": FetchLimits(), "allow_private": True, "thresholds": Thresholds()}
+        args: dict[str, Any] = {
+            "limits": FetchLimits(),
+            "allow_private": True,
+            "thresholds": Thresholds(),
+        }
         await jobs.poll_feed(client, store, source.id, now=NOW, **args)
         [state] = await store.sources()
         assert state.failures == 1 and state.last_error and "503" in state.last_error

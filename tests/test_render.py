@@ -1,4 +1,7 @@
+import html
 from datetime import UTC, datetime
+
+import pytest
 
 from bot.chat import render
 from bot.models import Alert, Answer, Digest, DigestItem, Notice, SourceRef
@@ -138,3 +141,41 @@ def test_telegram_answer_links_its_source() -> None:
         "“Für Deutschland & Co.”",
         "Source: NATO & Russia (2022-01)",
     ]
+
+
+@pytest.mark.reliability
+def test_telegram_text_of_astral_characters_and_entities_is_linear_and_exact(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 11 #20: 22,500 4-byte characters with `&`/`<` took 10 s (re-escaping the rest of
+    the line for every cut). The work is counted, not timed: benchmarks/render.py has the time."""
+    text = "𝔘😀&<" * 5625  # 22,500 characters, one line, no space to break at
+    escaped = 0
+    real_esc = render._esc
+
+    def counting(value: str) -> str:
+        nonlocal escaped
+        escaped += len(value)
+        return real_esc(value)
+
+    monkeypatch.setattr(render, "_esc", counting)
+    parts = render.telegram_text(text)
+    # Each character escaped about once (the old cut loop escaped ~15x the text here).
+    assert escaped <= 2 * len(text)
+    assert all(render.utf16_len(p) <= render.TELEGRAM_LIMIT for p in parts)
+    assert all(render.utf16_len(p) > render.TELEGRAM_LIMIT - len("&amp;") for p in parts[:-1])
+    for part in parts:
+        part.encode("utf-8")  # a lone surrogate would raise here
+        _visible(part)  # strict HTML: a split entity would raise here
+    assert "".join(html.unescape(p) for p in parts) == text
+
+
+@pytest.mark.reliability
+def test_telegram_text_breaks_long_lines_before_a_space_and_keeps_every_character() -> None:
+    line = " ".join(f"wort{n}&<x>😀" for n in range(2000))
+    parts = render.telegram_text(line + "\nEnde & aus")
+    assert len(parts) > 3
+    assert all(render.utf16_len(p) <= render.TELEGRAM_LIMIT for p in parts)
+    pieces = [html.unescape(p) for p in parts]
+    assert all(piece.startswith(" ") for piece in pieces[1:-1])  # cut before a space
+    assert "".join(pieces) == line + "\nEnde & aus"

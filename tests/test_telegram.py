@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import shutil
 import socket
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +26,7 @@ from bot.store import Store
 
 from .conftest import ROOT, SEED
 from .fake_telegram import FakeError, FakeTelegram, RateLimits
+from .fakes import VirtualClock
 
 TOKEN = "123456:TEST-token"
 USER = 42
@@ -78,18 +79,11 @@ async def running(
         await adapter.stop()
 
 
-async def run_outbox(outbox: Outbox, until: Any, within: float = 10.0) -> None:
-    """Run the Outbox loop until `until()` holds."""
-    stop = asyncio.Event()
-    task = asyncio.create_task(outbox.run(stop, idle_seconds=0.1))
-    try:
-        async with asyncio.timeout(within):
-            # The Outbox counts a send after the store write, later than any fake event.
-            while not until():  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
-    finally:
-        stop.set()
-        await task
+def virtual_outbox(
+    store: Store, adapter: TelegramChat, clock: VirtualClock, **kwargs: Any
+) -> Outbox:
+    """An Outbox whose pacing, back-off and retry-after waits pass in virtual time."""
+    return Outbox(store, {"telegram": adapter}, clock=clock, sleep=clock.sleep, **kwargs)
 
 
 # --- commands and questions ------------------------------------------------------------------
@@ -178,9 +172,12 @@ async def test_group_questions_only_when_mentioned_or_replied_to(
 # --- sending ---------------------------------------------------------------------------------
 
 
+@pytest.mark.reliability
 async def test_alert_escapes_hostile_text_and_carries_buttons(
     tg: FakeTelegram, settings: Settings, store: Store
 ) -> None:
+    """Checklist 18: `<`, `>`, `&`, `*`, `_`, `[`, emoji and astral characters, through PTB to
+    the fake's strict HTML parser (it answers 400 "can't parse entities" as Telegram would)."""
     item = DigestItem(
         article_id="a-1",
         title=HOSTILE,
@@ -198,6 +195,15 @@ async def test_alert_escapes_hostile_text_and_carries_buttons(
     assert message.parse_mode == "HTML"
     assert HOSTILE in message.visible_text and "A & B <c>" in message.visible_text
     assert message.visible_text.startswith("🚨 Meldung")
+    # Rendered literally: the only formatting is our own template's; the title is one bold run.
+    entities = tg.messages[(USER, message.message_id)]["entities"]
+    assert {e["type"] for e in entities} <= {"bold", "italic", "text_link"}
+    title = message.visible_text.index(HOSTILE)
+    assert {
+        "type": "bold",
+        "offset": utf16_len(message.visible_text[:title]),
+        "length": utf16_len(HOSTILE),
+    } in entities
     keyboard = message.reply_markup["inline_keyboard"]  # type: ignore[index]
     assert [[b["callback_data"] for b in row] for row in keyboard] == [
         ["w:a-1"],
@@ -215,9 +221,11 @@ async def test_alert_with_an_overlong_id_goes_out_without_buttons(
     assert tg.sent[0].reply_markup is None
 
 
+@pytest.mark.reliability
 async def test_long_digest_is_split_at_items_without_link_previews(
     tg: FakeTelegram, settings: Settings, store: Store
 ) -> None:
+    """Checklist 19: parts within 4096 UTF-16 units, split at items, no broken tag/surrogate."""
     items = tuple(
         DigestItem(
             article_id=f"id{n}",
@@ -235,12 +243,30 @@ async def test_long_digest_is_split_at_items_without_link_previews(
     parts = tg.sent
     assert len(parts) >= 3 and len(sent.message_ids) == len(parts)
     for part in parts:
-        assert utf16_len(part.text) <= 4096
+        assert utf16_len(part.text) <= 4096  # the fake also refused >4096 *visible* units
         assert part.link_preview_options == {"is_disabled": True}
+        part.text.encode("utf-8")  # a split surrogate pair would raise here
+        # Every part after the first begins at an item (or its topic heading).
+        assert part is parts[0] or part.visible_text.startswith(("•", "— Topic"))
     for n in range(40):
         holders = [p for p in parts if f"Item {n}: " in p.visible_text]
         assert len(holders) == 1  # every item whole, in exactly one part
     assert parts[1].visible_text.startswith(("•", "— Topic"))
+
+
+@pytest.mark.reliability
+async def test_a_huge_notice_of_astral_characters_and_entities_goes_out_whole(
+    tg: FakeTelegram, settings: Settings, store: Store
+) -> None:
+    """Issue 11 #20 through the real stack: 22,500 characters of "𝔘😀&<" in one line."""
+    from bot.models import Notice
+
+    text = "𝔘😀&<" * 5625
+    async with running(tg, settings, store) as adapter:
+        sent = await adapter.send(tg_chat(USER), Notice(text))
+    assert len(sent.message_ids) == len(tg.sent) >= 10
+    assert all(utf16_len(part.text) <= 4096 for part in tg.sent)
+    assert "".join(part.visible_text for part in tg.sent) == text
 
 
 # --- buttons ---------------------------------------------------------------------------------
@@ -275,13 +301,21 @@ async def test_retry_after_is_honoured_and_the_message_delivered_once(
     _, article = seeded
     await store.subscribe(tg_chat(USER), "en")
     await store.enqueue(tg_chat(USER), "alert", "s1", {"article_id": article.id, "lang": "en"})
-    tg.script("sendMessage", FakeError.too_many_requests(1))
-    async with running(tg, settings, store) as adapter:
-        outbox = Outbox(store, {"telegram": adapter})
-        began = time.monotonic()
-        await run_outbox(outbox, lambda: outbox.sent == 1)
-    assert time.monotonic() - began >= 1.0
-    assert tg.rejected_429 == 1 and len(tg.sent) == 1
+    clock = VirtualClock(datetime.now(UTC))
+    # The fake's flood wait runs on the same virtual clock: a send before it ends gets 429 too.
+    async with FakeTelegram(
+        token=TOKEN, clock=lambda: clock().timestamp(), rate_limits=RateLimits(enabled=False)
+    ) as fake:
+        fake.script("sendMessage", FakeError.too_many_requests(5))
+        async with running(fake, settings, store) as adapter:
+            outbox = virtual_outbox(store, adapter, clock)
+            began = clock()
+            await outbox.drain()
+        attempts = fake.calls_to("sendMessage")
+    assert outbox.sent == 1 and len(attempts) == 2  # the failed message tried exactly twice
+    assert fake.rejected_429 == 1 and len(fake.sent) == 1
+    assert (fake.sent[0].time - attempts[0].time) >= 5.0  # nothing sent during the pause
+    assert (clock() - began).total_seconds() >= 5.0
     [row] = await store.deliveries("sent")
     assert row["attempts"] == 1  # a flood wait is not a failed attempt
 
@@ -296,8 +330,9 @@ async def test_blocked_chat_is_deactivated_and_the_fan_out_goes_on(
         await store.enqueue(tg_chat(chat_id), "digest", "slot", payload)
     tg.block(102)
     async with running(tg, settings, store) as adapter:
-        outbox = Outbox(store, {"telegram": adapter})
-        await run_outbox(outbox, lambda: outbox.sent + outbox.failed == 3)
+        outbox = virtual_outbox(store, adapter, VirtualClock(datetime.now(UTC)))
+        await outbox.drain()
+    assert outbox.sent == 2
     assert sorted(s.chat_id for s in tg.sent) == [101, 103]
     blocked = await store.subscription(tg_chat(102))
     assert blocked is not None and not blocked.active
@@ -312,8 +347,9 @@ async def test_migrated_group_is_moved_and_the_message_resent_once(
     await store.enqueue(tg_chat(GROUP), "alert", "s1", {"article_id": article.id, "lang": "en"})
     tg.migrate_chat(GROUP, -1009999)
     async with running(tg, settings, store) as adapter:
-        outbox = Outbox(store, {"telegram": adapter})
-        await run_outbox(outbox, lambda: outbox.sent == 1)
+        outbox = virtual_outbox(store, adapter, VirtualClock(datetime.now(UTC)))
+        await outbox.drain()
+    assert outbox.sent == 1
     assert [s.chat_id for s in tg.sent] == [-1009999]
     assert await store.subscription(tg_chat(GROUP)) is None
     moved = await store.subscription(tg_chat(-1009999))
@@ -327,8 +363,10 @@ async def test_server_errors_are_retried(
     await store.enqueue(tg_chat(USER), "alert", "s1", {"article_id": article.id, "lang": "en"})
     tg.script("sendMessage", FakeError.server_error(502))
     async with running(tg, settings, store) as adapter:
-        outbox = Outbox(store, {"telegram": adapter}, retry=RetryPolicy(base_seconds=0.1))
-        await run_outbox(outbox, lambda: outbox.sent == 1)
+        clock = VirtualClock(datetime.now(UTC))
+        outbox = virtual_outbox(store, adapter, clock, retry=RetryPolicy(base_seconds=30))
+        await outbox.drain()
+    assert outbox.sent == 1
     assert len(tg.sent) == 1 and len(tg.calls_to("sendMessage")) == 2
 
 
@@ -373,9 +411,11 @@ async def test_polling_conflict_is_logged_once(
 # --- webhook ---------------------------------------------------------------------------------
 
 
+@pytest.mark.reliability
 async def test_webhook_checks_the_secret_token(
     tg: FakeTelegram, settings: Settings, store: Store
 ) -> None:
+    """Checklist 24: without / with a wrong secret → 403 and the update is not processed."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}/telegram/hook"
     config = TelegramSettings(
@@ -394,6 +434,99 @@ async def test_webhook_checks_the_secret_token(
     assert "/subscribe" in reply.visible_text
     assert await store.subscription(tg_chat(USER)) is None  # the forged update did nothing
     assert tg.calls_to("getUpdates") == []
+
+
+@pytest.mark.reliability
+async def test_webhook_port_in_use_is_a_start_error_naming_the_keys(
+    tg: FakeTelegram, settings: Settings, store: Store
+) -> None:
+    from bot.chat import StartError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = TelegramSettings(
+            api_url=tg.base_url,
+            mode="webhook",
+            webhook_url=f"https://bot.example/{port}",
+            webhook_port=port,
+        )
+        adapter = adapter_for(tg, telegram=config)
+        conversation = Conversation(store, qa.Index.build([]), settings)
+        with pytest.raises(
+            StartError, match=r"telegram.webhook_listen/webhook_port: cannot listen"
+        ):
+            await adapter.start(conversation.handle)
+    assert adapter.webhook_port is None and tg.webhook is None
+
+
+async def _raw_post(port: int, path: str, headers: bytes, body: bytes) -> int:
+    """POST bytes exactly as given (no client library cleaning them up); the status code."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            b"POST " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nConnection: close\r\n"
+            + headers
+            + b"Content-Length: "
+            + str(len(body)).encode()
+            + b"\r\n\r\n"
+            + body
+        )
+        await writer.drain()
+        status_line = await reader.readline()
+        return int(status_line.split()[1])
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+@pytest.mark.reliability
+async def test_webhook_answers_hostile_requests_with_403_or_400_never_500(
+    tg: FakeTelegram, settings: Settings, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 11 #17 and checklist 24: a non-UTF-8 secret header and a JSON array body gave 500."""
+    chat_id = 987654321
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/telegram/hook"
+    config = TelegramSettings(
+        api_url=tg.base_url, mode="webhook", webhook_url=url, webhook_port=port
+    )
+    update = json.dumps(tg.make_update(message=tg.user_message(chat_id, "/start"))).encode()
+    with caplog.at_level(logging.DEBUG):
+        async with running(tg, settings, store, telegram=config) as adapter:
+            secret = adapter.webhook_secret.encode()
+            header = b"X-Telegram-Bot-Api-Secret-Token: "
+            path = "/telegram/hook"
+            statuses = {
+                "no secret": await _raw_post(port, path, b"", update),
+                "wrong secret": await _raw_post(port, path, header + b"wrong\r\n", update),
+                "non-UTF-8 secret": await _raw_post(port, path, header + b"\xff\xfe\r\n", update),
+                "secret + 0xff": await _raw_post(port, path, header + secret + b"\xff\r\n", update),
+                "array body": await _raw_post(port, path, header + secret + b"\r\n", b"[1, 2]"),
+                "not JSON": await _raw_post(port, path, header + secret + b"\r\n", b"\xff{"),
+                "no update_id": await _raw_post(port, path, header + secret + b"\r\n", b"{}"),
+                "bad message": await _raw_post(
+                    port, path, header + secret + b"\r\n", b'{"update_id": 1, "message": 5}'
+                ),
+            }
+    assert statuses == {
+        "no secret": 403,
+        "wrong secret": 403,
+        "non-UTF-8 secret": 403,
+        "secret + 0xff": 403,
+        "array body": 400,
+        "not JSON": 400,
+        "no update_id": 400,
+        "bad message": 400,
+    }
+    assert tg.sent == [] and await store.subscription(tg_chat(chat_id)) is None
+    # Our own lines (the libraries' are redacted by the handler: tests/test_logs.py).
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("bot."))
+    assert "malformed update refused" in logged
+    assert TOKEN not in logged and str(chat_id) not in logged
+    assert adapter.webhook_secret not in logged
 
 
 # --- end to end ------------------------------------------------------------------------------
@@ -476,3 +609,104 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.mark.reliability
+async def test_unreachable_bot_api_at_start_is_retried_until_it_answers(
+    settings: Settings,
+) -> None:
+    """Issue 11 #23: connection refused at start exited 1 with a 142-line traceback."""
+    import os
+    import signal
+    import sys
+
+    port = _free_port()  # nothing listens here yet: connections are refused
+    env = {
+        **os.environ,
+        "TELEGRAM_BOT_TOKEN": TOKEN,
+        "NEWSBOT_TELEGRAM_API_URL": f"http://127.0.0.1:{port}/bot",
+        "NEWSBOT_ARTICLES": str(settings.articles.folder),
+        "NEWSBOT_DATA_DIR": str(settings.storage.data_dir),
+        "NEWSBOT_CONFIG": str(ROOT / "config" / "newsbot.toml"),
+        "COLUMNS": "300",
+    }
+    env.pop("NEWSBOT_DATABASE_URL", None)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "run",
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    lines: list[str] = []
+
+    async def stop() -> tuple[int, bytes]:
+        process.send_signal(signal.SIGTERM)
+        rest = await asyncio.wait_for(process.stderr.read(), 20)  # type: ignore[union-attr]
+        return await asyncio.wait_for(process.wait(), 20), rest
+
+    try:
+        async with asyncio.timeout(60):
+            while sum("cannot reach" in line for line in lines) < 2:
+                line = (await process.stderr.readline()).decode()
+                assert line, "newsbot exited: " + "".join(lines)
+                lines.append(line)
+        async with FakeTelegram(token=TOKEN, port=port) as fake:
+            fake.push_message(USER, "/start")
+            [welcome] = await fake.wait_for_sent(1, timeout=30)
+            code, rest = await stop()
+    finally:
+        if process.returncode is None:
+            await stop()
+    assert "Subscribed" in welcome.visible_text
+    assert code == 0
+    attempts = [line for line in lines if "cannot reach" in line]
+    assert "attempt 1" in attempts[0] and "attempt 2" in attempts[1]
+    assert all(f"http://127.0.0.1:{port} " in line for line in attempts)
+    log = "".join(lines) + rest.decode()
+    assert "Traceback" not in log and TOKEN not in log
+    # One line per attempt: nothing but the attempts was logged while Telegram was down.
+    assert lines == attempts
+
+
+@pytest.mark.reliability
+async def test_a_stop_signal_while_retrying_the_connection_exits_zero(settings: Settings) -> None:
+    """Issue 11 #23: the retries must not hold the process hostage: SIGTERM ends them."""
+    import os
+    import signal
+    import sys
+
+    env = {
+        **os.environ,
+        "TELEGRAM_BOT_TOKEN": TOKEN,
+        "NEWSBOT_TELEGRAM_API_URL": f"http://127.0.0.1:{_free_port()}/bot",
+        "NEWSBOT_ARTICLES": str(settings.articles.folder),
+        "NEWSBOT_DATA_DIR": str(settings.storage.data_dir),
+        "NEWSBOT_CONFIG": str(ROOT / "config" / "newsbot.toml"),
+    }
+    env.pop("NEWSBOT_DATABASE_URL", None)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "run",
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    try:
+        first = await asyncio.wait_for(process.stderr.readline(), 60)
+        assert b"cannot reach" in first
+        process.send_signal(signal.SIGTERM)
+        rest = await asyncio.wait_for(process.stderr.read(), 20)
+        code = await asyncio.wait_for(process.wait(), 20)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert code == 0
+    assert b"Traceback" not in rest and TOKEN.encode() not in first + rest

@@ -33,6 +33,10 @@ class ChatAdapter(Protocol):
         ...
 
 
+class StartError(Exception):
+    """An adapter cannot start as configured (e.g. a rejected token); says what to fix."""
+
+
 class DeliveryError(Exception):
     """A platform refused or failed a send; adapters translate their errors into this.
 

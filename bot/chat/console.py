@@ -7,6 +7,7 @@ import contextlib
 import getpass
 import logging
 import sys
+import threading
 from collections.abc import AsyncIterator
 from typing import TextIO
 
@@ -19,25 +20,58 @@ log = logging.getLogger(__name__)
 CHAT = ChatRef("console", "local")
 
 
-async def stdin_lines(stream: TextIO = sys.stdin) -> AsyncIterator[str]:
-    """Lines from stdin without blocking the event loop (pipes and terminals)."""
+PROMPT = "Type a question or /help; Ctrl-D quits."
+
+
+async def stdin_lines(stream: TextIO | None = None) -> AsyncIterator[str]:
+    """Lines from stdin, read in a daemon thread; ends at end of input or a closed stdin.
+
+    A thread, not the event loop's reader: epoll refuses regular files and /dev/null (`newsbot
+    run < /dev/null` under systemd or `cmd &`), and a terminal gets line editing and history
+    from `readline` through `input()`. Daemon: a thread blocked on a quiet terminal or pipe
+    must not keep the process alive after a signal.
+    """
+    stream = sys.stdin if stream is None else stream
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def put(item: str | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+    def read() -> None:
+        try:
+            if stream is None:
+                return  # stdin closed altogether (`newsbot run 0<&-`)
+            if _is_terminal(stream):
+                with contextlib.suppress(ImportError):  # not every Python build has it
+                    import readline  # noqa: F401 - importing it gives input() editing and history
+
+                while True:
+                    put(input() + "\n")
+            else:
+                binary = getattr(stream, "buffer", None)
+                if binary is None:
+                    for line in iter(stream.readline, ""):
+                        put(line)
+                else:
+                    for raw in iter(binary.readline, b""):
+                        put(raw.decode("utf-8", errors="replace"))
+        except (EOFError, OSError, ValueError):
+            pass  # Ctrl-D, or a stdin that was closed or can't be read: end of input
+        finally:
+            put(None)
+
+    threading.Thread(target=read, name="console-input", daemon=True).start()
+    while (line := await queue.get()) is not None:
+        yield line
+
+
+def _is_terminal(stream: TextIO) -> bool:
     try:
-        transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), stream
-        )
-    except (ValueError, OSError):
-        # A regular file (`newsbot run < questions.txt`) can't be watched as a pipe, but reading
-        # it never blocks for long, so plain iteration is fine.
-        for line in stream:
-            yield line
-        return
-    try:
-        while line_bytes := await reader.readline():
-            yield line_bytes.decode("utf-8", errors="replace")
-    finally:
-        transport.close()
+        return stream.isatty()
+    except (OSError, ValueError):
+        return False
 
 
 class ConsoleChat:
@@ -60,7 +94,9 @@ class ConsoleChat:
         self._sent = 0
 
     async def start(self, handler: Handler) -> None:
-        """Begin reading messages; `finished` is set at end of input."""
+        """Say how to use the chat, then read messages; `finished` is set at end of input."""
+        self.out.write(PROMPT + "\n\n")
+        self.out.flush()
         self._task = asyncio.create_task(self._read(handler), name="console-chat")
 
     async def stop(self) -> None:

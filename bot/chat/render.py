@@ -233,18 +233,47 @@ def telegram_text(value: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
     """Plain text as escaped HTML parts within `limit`, split at line ends where possible."""
     parts: list[str] = []
     for line in value.split("\n"):
-        chunk = line
-        # A single over-long line is cut into pieces, each escaped only after cutting so no
-        # entity (&amp;) is ever split.
-        while utf16_len(_esc(chunk)) > limit:
-            head = cut(chunk, limit, mark="")
-            while utf16_len(_esc(head)) > limit:
-                head = cut(head, utf16_len(head) - (utf16_len(_esc(head)) - limit), mark="")
-            head = head or chunk[:1]
-            parts.append(_esc(head))
-            chunk = chunk[len(head) :]
-        parts.append(_esc(chunk))
+        parts.extend(_split_line(line, limit))
     return telegram_split(parts, limit, sep="\n")
+
+
+# UTF-16 units of a character once escaped; the rest count 1, or 2 beyond the BMP.
+_ESCAPED_UNITS = {"&": len("&amp;"), "<": len("&lt;"), ">": len("&gt;")}
+
+
+def _units(char: str) -> int:
+    return _ESCAPED_UNITS.get(char) or (2 if ord(char) > 0xFFFF else 1)
+
+
+def _split_line(line: str, limit: int) -> list[str]:
+    """One line as escaped pieces of at most `limit` units, in linear time.
+
+    The line is cut between characters (code points: never inside a surrogate pair) and each
+    piece escaped after cutting, so no entity is split; a piece ends before a space when one
+    is in its last 30 %.
+    """
+    pieces: list[str] = []
+    start = used = 0
+    space = -1  # the last space in the current piece
+    index = 0
+    while index < len(line):
+        char = line[index]
+        size = _units(char)
+        if used + size > limit and index > start:
+            end = space if space > start and space - start > 0.7 * (index - start) else index
+            pieces.append(_esc(line[start:end]))
+            start, used, space = end, 0, -1
+            for position in range(start, index):  # what moved to the next piece: < 30 %
+                used += _units(line[position])
+                if line[position] == " " and position > start:
+                    space = position
+            continue
+        if char == " ":
+            space = index
+        used += size
+        index += 1
+    pieces.append(_esc(line[start:]))
+    return pieces
 
 
 def telegram_split(

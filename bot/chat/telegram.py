@@ -33,6 +33,7 @@ from telegram.error import (
     Conflict,
     Forbidden,
     InvalidToken,
+    NetworkError,
     RetryAfter,
     TelegramError,
     TimedOut,
@@ -40,7 +41,7 @@ from telegram.error import (
 from telegram.ext import Application, CallbackContext, TypeHandler
 from telegram.request import BaseRequest
 
-from bot.chat import DeliveryError, Handler
+from bot.chat import DeliveryError, Handler, StartError
 from bot.chat.render import cut, plain, telegram_html
 from bot.config import TelegramSettings
 from bot.models import Alert, ChatRef, Digest, Inbound, Notice, Post, Sent
@@ -101,6 +102,8 @@ FAILED = {
     "en": "Sorry, that failed; please try again later.",
     "de": "Das hat leider nicht geklappt; bitte später noch einmal versuchen.",
 }
+# Telegram unreachable at start: try again after 1, 2, 4 … seconds, at most a minute apart.
+CONNECT_BACKOFF_SECONDS = (1.0, 60.0)
 CALLBACK_DATA_BYTES = 64
 ANSWER_CALLBACK_CHARS = 200
 CONFLICT_REPEAT_SECONDS = 3600.0
@@ -153,20 +156,13 @@ class TelegramChat:
     # --- lifecycle ----------------------------------------------------------------------
 
     async def start(self, handler: Handler) -> None:
-        """Connect, register the command menu, and start polling or serving the webhook."""
+        """Connect (retrying while Telegram is unreachable), register the command menu, and
+        start polling or serving the webhook; raise StartError when the setup is wrong."""
         self._handler = handler
         webhook = self.settings.mode == "webhook"
         if webhook and not self.settings.webhook_url:
-            raise ValueError('telegram.mode = "webhook" needs telegram.webhook_url (public HTTPS)')
-        app = self._build(webhook)
-        try:
-            await app.initialize()
-        except Exception as exc:
-            # A failed initialize() leaves the HTTP pools open and shutdown() would skip them.
-            await app.bot.shutdown()
-            if isinstance(exc, InvalidToken):
-                log.error("Telegram rejected the bot token; check TELEGRAM_BOT_TOKEN (BotFather)")
-            raise
+            raise StartError('telegram.webhook_url: required with telegram.mode = "webhook"')
+        app = await self._connect(webhook)
         self._app = app
         self._bot_id, self._username = app.bot.id, app.bot.username or ""
         try:
@@ -181,10 +177,47 @@ class TelegramChat:
                     allowed_updates=list(ALLOWED_UPDATES),
                     error_callback=self._polling_error,
                 )
+        except TelegramError as exc:
+            await self.stop()
+            raise StartError(f"Telegram refused to start the bot: {exc.message}") from None
         except BaseException:
             await self.stop()
             raise
         log.info("telegram: @%s connected (%s)", self._username, self.settings.mode)
+
+    async def _connect(self, webhook: bool) -> TelegramApp:
+        """An initialized Application; waits out network failures with back-off, one log line
+        per attempt, until Telegram answers or the caller cancels."""
+        delay, most = CONNECT_BACKOFF_SECONDS
+        attempt = 0
+        while True:
+            attempt += 1
+            app = self._build(webhook)
+            connected = False
+            try:
+                await app.initialize()
+                connected = True
+                return app
+            except InvalidToken:
+                raise StartError(
+                    "Telegram rejected the bot token: check TELEGRAM_BOT_TOKEN (from @BotFather)"
+                ) from None
+            except NetworkError as exc:  # includes TimedOut: Telegram or the network is down
+                log.warning(
+                    "telegram: cannot reach %s (attempt %d: %s); retrying in %.0f s",
+                    _host(self.settings.api_url),
+                    attempt,
+                    exc.message,
+                    delay,
+                )
+            except TelegramError as exc:
+                raise StartError(f"Telegram refused to start the bot: {exc.message}") from None
+            finally:
+                if not connected:
+                    # A failed initialize() leaves the HTTP pools open; shutdown() skips them.
+                    await app.bot.shutdown()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, most)
 
     async def stop(self) -> None:
         """Stop receiving, let in-flight replies finish, and close connections."""
@@ -246,8 +279,15 @@ class TelegramChat:
         # No access log: request lines would only add noise, and nothing secret is in them.
         self._runner = web.AppRunner(server, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.webhook_listen, self.settings.webhook_port)
-        await site.start()
+        listen, port = self.settings.webhook_listen, self.settings.webhook_port
+        site = web.TCPSite(self._runner, listen, port)
+        try:
+            await site.start()
+        except OSError as exc:  # port taken, address not on this host: the config's to fix
+            raise StartError(
+                f"telegram.webhook_listen/webhook_port: cannot listen on {listen}:{port} "
+                f"({exc.strerror or exc})"
+            ) from None
         await self._bot().set_webhook(
             url=self.settings.webhook_url,
             secret_token=self.webhook_secret,
@@ -255,8 +295,10 @@ class TelegramChat:
         )
 
     async def _on_webhook(self, request: web.Request) -> web.Response:
-        given = request.headers.get(SECRET_HEADER, "")
-        if not hmac.compare_digest(given.encode(), self.webhook_secret.encode()):
+        # Whatever bytes the header holds (aiohttp keeps undecodable ones as surrogates), the
+        # comparison is of bytes, in constant time: a forged header is a 403, never a 500.
+        given = request.headers.get(SECRET_HEADER, "").encode("utf-8", "surrogatepass")
+        if not hmac.compare_digest(given, self.webhook_secret.encode()):
             log.info("telegram webhook: request without the right secret token refused")
             return web.Response(status=403)
         app = self._app
@@ -264,8 +306,11 @@ class TelegramChat:
             return web.Response(status=503)
         try:
             data = await request.json()
+            if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
+                raise ValueError("an update is a JSON object with an integer update_id")
             update = Update.de_json(data, app.bot)
-        except (ValueError, TypeError, KeyError):
+        except Exception as exc:  # anything the body can do to the parser is the sender's fault
+            log.info("telegram webhook: malformed update refused (%s)", type(exc).__name__)
             return web.Response(status=400)
         # Answer at once and handle in order, as with polling; Telegram retries slow answers.
         await app.update_queue.put(update)
@@ -610,6 +655,12 @@ def _merge_notices(posts: Sequence[Post]) -> list[Post]:
 def _chat_id(value: str) -> int | str:
     # Numeric ids as numbers; "@channelname" stays a name, as the Bot API accepts both.
     return int(value) if value.lstrip("-").isdigit() else value
+
+
+def _host(api_url: str) -> str:
+    """Where the Bot API is, without the path (which ends in the token once PTB adds it)."""
+    parts = urlsplit(api_url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else "the Bot API"
 
 
 def _file_url(api_url: str) -> str:

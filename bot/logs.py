@@ -1,0 +1,109 @@
+"""Logging set-up: secrets redacted from every record and traceback; payload dumps kept out."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from urllib.parse import quote
+
+from bot.config import SECRET_VARIABLES
+
+REDACTED = "[redacted]"
+# Libraries that log at INFO and below on every request, shown only with -vv.
+CHATTY = ("httpx", "httpcore", "apscheduler", "telegram", "slack_bolt", "slack_sdk", "aiohttp")
+# Loggers whose debug lines dump whole requests, updates or SQL parameters (chat ids, user
+# names, message text): INFO at most, at any verbosity.
+PAYLOAD_LOGGERS = (
+    "telegram.Bot",
+    "telegram.ext.ExtBot",
+    "telegram.ext.Application",
+    "aiosqlite",
+    "slack_bolt",
+    "slack_sdk",
+)
+# Shorter values are no secrets worth hiding, and replacing them would garble ordinary text.
+MIN_SECRET_CHARS = 6
+
+
+def known_secrets(env: Mapping[str, str] | None = None) -> list[str]:
+    """The credential values in the environment (and their URL-encoded forms), longest first."""
+    env = os.environ if env is None else env
+    values: set[str] = set()
+    for name in SECRET_VARIABLES:
+        value = env.get(name, "").strip()
+        if len(value) >= MIN_SECRET_CHARS:
+            values.update({value, quote(value, safe=""), quote(value)})
+    return sorted(values, key=len, reverse=True)
+
+
+class Redactor(logging.Filter):
+    """A handler filter that replaces every known secret in a record's text and traceback."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self.secrets = sorted(set(secrets), key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        """`text` with every secret replaced."""
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record in place (message, arguments, traceback, stack); never drop it."""
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: logging reports it, we still must not leak
+            message = f"{record.msg!r} % {record.args!r}"
+        record.msg, record.args = self.redact(message), None
+        if record.exc_info and record.exc_info[1] is not None:
+            # The formatted traceback replaces the exception object, whose text and args hold
+            # the secret (PTB: "The token `…` was rejected").
+            text = "".join(traceback.format_exception(record.exc_info[1])).rstrip("\n")
+            record.exc_text = self.redact(text)
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
+        return True
+
+
+_redactor = Redactor(())
+
+
+def redact(text: str) -> str:
+    """`text` without the secrets `setup` was given (for messages printed outside logging)."""
+    return _redactor.redact(text)
+
+
+def setup(verbose: int, handler: logging.Handler, env: Mapping[str, str] | None = None) -> None:
+    """Root logging at WARNING/INFO/DEBUG (-v count) through `handler`, secrets redacted."""
+    global _redactor
+    _redactor = Redactor(known_secrets(env))
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
+    install(_redactor)
+    for name in CHATTY:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
+    for name in PAYLOAD_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO if verbose >= 2 else logging.WARNING)
+
+
+def install(redactor: Redactor) -> None:
+    """Put `redactor` on every handler of the root logger and on uncaught exceptions."""
+    for handler in logging.getLogger().handlers:
+        if redactor not in handler.filters:
+            handler.addFilter(redactor)
+
+    def excepthook(
+        kind: type[BaseException], value: BaseException, tb: TracebackType | None
+    ) -> None:
+        sys.stderr.write(redactor.redact("".join(traceback.format_exception(kind, value, tb))))
+
+    sys.excepthook = excepthook

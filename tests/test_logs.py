@@ -1,0 +1,145 @@
+"""Secrets and chat ids never reach the log: the filter itself, and the real `newsbot run -vv`."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot import logs
+from bot.store import Store
+
+from .conftest import ROOT
+from .fake_telegram import FakeTelegram, RateLimits
+
+TOKEN = "123456:AAH-secret-token-value_0123456789"
+CHAT_ID = 987654321
+
+
+def service_env(tmp_path: Path, api_url: str, token: str = TOKEN) -> dict[str, str]:
+    """The environment of a real `newsbot run` against the fake Bot API."""
+    (tmp_path / "articles").mkdir(exist_ok=True)
+    env = {
+        **os.environ,
+        "TELEGRAM_BOT_TOKEN": token,
+        "SLACK_SIGNING_SECRET": "slack-signing-secret-value",
+        "NEWSBOT_TELEGRAM_API_URL": api_url,
+        "NEWSBOT_ARTICLES": str(tmp_path / "articles"),
+        "NEWSBOT_DATA_DIR": str(tmp_path / "data"),
+        "NEWSBOT_CONFIG": str(ROOT / "config" / "newsbot.toml"),
+        "COLUMNS": "200",
+    }
+    env.pop("NEWSBOT_DATABASE_URL", None)
+    return env
+
+
+def test_redactor_hides_secrets_in_message_args_and_traceback() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("tests.redaction")
+    logger.addHandler(handler)
+    logger.propagate = False
+    env = {"TELEGRAM_BOT_TOKEN": TOKEN, "SLACK_BOT_TOKEN": "xoxb-1-2-3"}
+    logs.install(logs.Redactor(logs.known_secrets(env)))
+    handler.addFilter(logs.Redactor(logs.known_secrets(env)))
+    try:
+        logger.warning("url %s", f"https://api.telegram.org/bot{TOKEN}/getMe")
+        logger.warning("slack xoxb-1-2-3 and %r", {"t": "bot" + TOKEN.replace(":", "%3A")})
+        try:
+            raise ValueError(f"The token `{TOKEN}` was rejected by the server.")
+        except ValueError:
+            logger.exception("start failed")
+    finally:
+        logger.removeHandler(handler)
+        sys.excepthook = sys.__excepthook__
+    text = stream.getvalue()
+    assert TOKEN not in text and "xoxb-1-2-3" not in text and "%3A" not in text
+    assert text.count(logs.REDACTED) == 4
+    assert "ValueError: The token `[redacted]` was rejected" in text
+
+
+@pytest.mark.reliability
+async def test_newsbot_run_at_vv_logs_neither_the_token_nor_chat_ids(tmp_path: Path) -> None:
+    """Issue 11 #16 and checklist 24: the real process at -vv, against the loopback Bot API."""
+    async with FakeTelegram(token=TOKEN, rate_limits=RateLimits(enabled=False)) as fake:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            "-vv",
+            "run",
+            env=service_env(tmp_path, fake.base_url),
+            stdin=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            fake.push_message(CHAT_ID, "/start")
+            fake.push_message(CHAT_ID, "who attends from Germany?")
+            await fake.wait_for_sent(2, timeout=30)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            _, stderr = await asyncio.wait_for(process.communicate(), 20)
+    log = stderr.decode()
+    assert process.returncode == 0, log
+    # Debug logging was on (httpx's request lines carry the token in their URLs) ...
+    assert "HTTP Request: POST" in log and logs.REDACTED in log
+    # ... and neither the token, nor its bot-id-less half, nor the chat id got through.
+    assert TOKEN not in log and TOKEN.split(":")[1] not in log
+    assert str(CHAT_ID) not in log
+
+
+@pytest.mark.reliability
+async def test_rejected_token_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    """Issue 11 #16: today a 40-line traceback ending in the token itself."""
+    async with FakeTelegram(token="999:the-only-valid-token") as fake:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            "-vv",
+            "run",
+            env=service_env(tmp_path, fake.base_url),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    log = stderr.decode()
+    assert process.returncode == 2, log
+    assert TOKEN not in log and TOKEN.split(":")[1] not in log
+    errors = [line for line in log.splitlines() if "error:" in line]
+    assert errors == [
+        "error: Telegram rejected the bot token: check TELEGRAM_BOT_TOKEN (from @BotFather)"
+    ]
+    assert "Traceback" not in log
+
+
+@pytest.mark.reliability
+async def test_database_errors_do_not_carry_chat_ids(store: Store) -> None:
+    """Checklist 24: SQLAlchemy puts a failed statement's parameters into the error text,
+    which the Outbox and jobs log (e.g. a migration clash on a chat id)."""
+    import sqlalchemy as sa
+    import sqlalchemy.exc
+
+    from bot.models import ChatRef
+    from bot.store import subscriptions
+
+    await store.subscribe(ChatRef("telegram", str(CHAT_ID)), "en")
+    with pytest.raises(sqlalchemy.exc.IntegrityError) as caught:
+        async with store.engine.begin() as conn:
+            await conn.execute(
+                sa.insert(subscriptions).values(
+                    platform="telegram",
+                    chat_id=str(CHAT_ID),
+                    thread_id="",
+                    created_at=sa.func.now(),
+                )
+            )
+    assert str(CHAT_ID) not in str(caught.value) and "UNIQUE" in str(caught.value)
