@@ -22,6 +22,7 @@ from bot.chat.console import CHAT as CONSOLE_CHAT
 from bot.chat.console import ConsoleChat
 from bot.config import Settings
 from bot.conversation import Conversation
+from bot.fetch import HostGate
 from bot.learn import load_current
 from bot.outbox import Outbox, RetryPolicy
 from bot.store import Store
@@ -141,8 +142,9 @@ async def feed_job(
     index: qa.Index,
     outbox: Outbox,
     source_id: int,
+    hosts: HostGate | None = None,
 ) -> None:
-    """Scheduled: poll one feed."""
+    """Scheduled: poll one feed (at most `sources.per_host` requests at once to one host)."""
     await jobs.poll_feed(
         client,
         store,
@@ -155,6 +157,7 @@ async def feed_job(
         index=index,
         outbox=outbox,
         full_text=settings.sources.full_text,
+        hosts=hosts,
     )
 
 
@@ -181,6 +184,8 @@ class Jobs:
     ) -> None:
         self.scheduler, self.store, self.settings = scheduler, store, settings
         self.client, self.index, self.outbox = client, index, outbox
+        # One gate for every feed job: the per-host cap holds across all feeds of one site.
+        self.hosts = HostGate(settings.sources.per_host)
 
     async def sync(self) -> None:
         """Rebuild jobs from the subscriptions and sources tables."""
@@ -216,6 +221,7 @@ class Jobs:
                         self.index,
                         self.outbox,
                         source.id,
+                        self.hosts,
                     ),
                     id=job_id,
                     coalesce=True,
@@ -299,8 +305,13 @@ async def run(
             index,
             settings,
             on_change=job_sync.sync,
-            check_url=lambda url: feeds.check_url(
-                url, allow_private=settings.sources.allow_private
+            # Fetches the feed now, through the guard and every redirect, so a public address
+            # that redirects inward is refused at /sources add with the reason.
+            check_url=lambda url: feeds.probe(
+                client,
+                url,
+                limits=fetch_limits(settings),
+                allow_private=settings.sources.allow_private,
             ),
         )
         scheduler.add_job(

@@ -15,6 +15,7 @@ import httpx
 
 from bot import articles, cluster, feeds, qa, schedule
 from bot.classify import classify
+from bot.fetch import HostGate
 from bot.learn import FeedbackModel
 from bot.models import Article, ChatRef, Preferences, Thresholds, Verdict
 from bot.outbox import Outbox
@@ -207,6 +208,20 @@ async def prune(store: Store, *, retention: timedelta, now: datetime) -> None:
         log.info("pruned %d articles and %d deliveries", articles_gone, deliveries_gone)
 
 
+@dataclass(slots=True)
+class PollReport(IngestReport):
+    """What one poll did: the ingest report plus how the fetch went."""
+
+    not_modified: bool = False
+    error: str | None = None
+    bozo: str | None = None
+
+
+# A poll may use this share of its feed's interval, so the next scheduled run always finds the
+# previous one finished (APScheduler skips a run while one is still going: max_instances=1).
+POLL_BUDGET_SHARE = 0.8
+
+
 async def poll_feed(
     client: httpx.AsyncClient,
     store: Store,
@@ -220,9 +235,10 @@ async def poll_feed(
     index: qa.Index | None = None,
     outbox: Outbox | None = None,
     full_text: bool = False,
-) -> IngestReport:
+    hosts: HostGate | None = None,
+) -> PollReport:
     """Fetch one feed (honouring its back-off), store and classify new entries, route alerts."""
-    report = IngestReport()
+    report = PollReport()
     source = await store.source(source_id)
     if source is None:
         return report
@@ -237,28 +253,52 @@ async def poll_feed(
     )
     if not state.due(now):
         return report
-    result = await feeds.fetch(client, state, limits=limits, allow_private=allow_private, now=now)
-    new = result.state
-    await store.save_source_state(
-        dataclasses.replace(
-            source,
-            etag=new.etag,
-            last_modified=new.last_modified,
-            failures=new.failures,
-            last_error=new.last_error,
-            next_attempt_at=new.next_attempt,
-            last_fetched_at=new.last_fetched,
-        )
+    loop = asyncio.get_running_loop()
+    ends = loop.time() + source.interval_seconds * POLL_BUDGET_SHARE
+    result = await feeds.fetch(
+        client,
+        state,
+        limits=limits,
+        allow_private=allow_private,
+        now=now,
+        hosts=hosts,
+        deadline=ends - loop.time(),
     )
-    if result.error:
-        log.warning("feed %s: %s", source.name or source.url, result.error)
+    new = result.state
+    saved = dataclasses.replace(
+        source,
+        etag=new.etag,
+        last_modified=new.last_modified,
+        failures=new.failures,
+        last_error=new.last_error,
+        next_attempt_at=new.next_attempt,
+        last_fetched_at=new.last_fetched,
+    )
+    report.not_modified, report.error, report.bozo = result.not_modified, result.error, result.bozo
+    if result.error or result.not_modified:
+        if result.error:
+            log.warning("feed %s: %s", source.name or source.url, result.error)
+        await store.save_source_state(saved)
         return report
+    if result.bozo:
+        # Kept and stored, but said: an ill-formed feed is worth a look by whoever added it.
+        log.warning(
+            "feed %s is ill-formed (%d entries kept): %s",
+            source.name or source.url,
+            len(result.articles),
+            result.bozo,
+        )
     entries = result.articles
     if full_text:
-        entries = await with_full_text(client, store, entries, limits, allow_private)
+        entries = await with_full_text(
+            client, store, entries, limits, allow_private, hosts=hosts, ends=ends
+        )
     report.counts, report.changed = await store_and_classify(
         entries, store, thresholds=thresholds, model=model, index=index, seen_at=now
     )
+    # Only now that the entries are committed may the validators move on: saved earlier, a
+    # failed store would turn the next poll into a 304 and the entries would be lost.
+    await store.save_source_state(saved)
     await route(report.changed, store, outbox, alert_threshold=thresholds.alert, now=now)
     return report
 
@@ -270,9 +310,16 @@ async def with_full_text(
     limits: feeds.FetchLimits,
     allow_private: bool,
     concurrency: int = 4,
+    *,
+    hosts: HostGate | None = None,
+    ends: float | None = None,
 ) -> list[Article]:
-    """Replace teaser texts of entries not stored yet by the linked page's main text."""
+    """Replace teaser texts of entries not stored yet by the linked page's main text.
+
+    Pages not fetched by `ends` (event-loop time) keep their teaser.
+    """
     gate = asyncio.Semaphore(concurrency)
+    loop = asyncio.get_running_loop()
 
     async def expand(article: Article) -> Article:
         if not article.url or not feeds.is_teaser(article):
@@ -282,8 +329,16 @@ async def with_full_text(
         if await store.get_article(article.id) is not None:
             return article
         async with gate:
+            left = None if ends is None else ends - loop.time()
+            if left is not None and left <= 0:
+                return article
             text = await feeds.full_text(
-                client, article.url, limits=limits, allow_private=allow_private
+                client,
+                article.url,
+                limits=limits,
+                allow_private=allow_private,
+                hosts=hosts,
+                deadline=left,
             )
         return dataclasses.replace(article, text=text) if text else article
 
