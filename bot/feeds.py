@@ -376,6 +376,13 @@ def _field(mapping: object, key: str) -> Any:
     return getattr(mapping, key, None)
 
 
+def _link_is_guid(entry: object, link: str, guid: str) -> bool:
+    """Whether the parser made `link` out of the guid (feedparser as is, feedparser-rs resolved)."""
+    if link == guid:
+        return True
+    return bool(_field(entry, "guidislink")) and link.rsplit("/", 1)[-1] == guid.rsplit("/", 1)[-1]
+
+
 def _header_charset(headers: Mapping[str, str]) -> str | None:
     """The charset an HTTP Content-Type declares, lower-cased, or None."""
     for name, value in headers.items():
@@ -499,8 +506,8 @@ def _parse_xml(
                 break
         guid = _first_str(_field(entry, "id"))
         link = _first_str(_field(entry, "link"))
-        if link == guid and not _is_web_url(guid):
-            link = ""  # feedparser copies a permalink guid into link; an opaque one is no link
+        if guid and not _is_web_url(guid) and _link_is_guid(entry, link, guid):
+            link = ""  # both parsers turn a "permalink" guid into the link; an opaque one is none
         if link and not _is_web_url(link):
             # feedparser resolves relative links against the feed URL; feedparser-rs only
             # against xml:base or the channel link, so what is still relative is resolved here.

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import builtins
+import re
 import socket
 import time
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
 
-from bot.feeds import full_text, is_teaser, parse
+from bot import feeds
+from bot.feeds import full_text, is_teaser, parse, parse_document
 from bot.lang import detect
 from bot.models import Article
+from bot.store import Store
 from tests.feedfakes import (
     BADINPUT,
     FEED_URL,
@@ -241,3 +244,240 @@ def test_is_teaser() -> None:
     assert is_teaser(article)
     assert not is_teaser(replace(article, text="Lang. " * 100))
     assert is_teaser(replace(article, text="Lang. " * 100 + "[…]"))
+
+
+# --- feedparser-rs against feedparser, field by field ----------------------------------------
+
+Fields = tuple[str, str | None, str, str, str, str]
+FIELD_NAMES = ("id", "url", "title", "text", "published", "lang")
+
+
+def fields(article: Article) -> Fields:
+    return (article.id, article.url, article.title, article.text, article.published, article.lang)
+
+
+def differences(
+    content: bytes, url: str, headers: dict[str, str] | None = None
+) -> list[tuple[int, str, object, object]]:
+    """Where the two parsers' Articles differ: (entry, field, feedparser-rs, feedparser)."""
+    fast, _ = parse(content, url=url, headers=headers, now=NOW, parser="fast")
+    slow, _ = parse(content, url=url, headers=headers, now=NOW, parser="feedparser")
+    found: list[tuple[int, str, object, object]] = []
+    if len(fast) != len(slow):
+        found.append((-1, "count", len(fast), len(slow)))
+    for n, (a, b) in enumerate(zip(fast, slow, strict=False)):
+        for name, x, y in zip(FIELD_NAMES, fields(a), fields(b), strict=True):
+            if x != y:
+                found.append((n, name, x, y))
+    return found
+
+
+@pytest.mark.parametrize("name", ["rss20.xml", "rss10.xml", "atom.xml"])
+def test_parsers_agree_on_the_fixtures(name: str) -> None:
+    content = feed_bytes(name)
+    assert differences(content, f"https://fixture.example/{name}") == []
+    # ...and the shipping choice is the fast parser.
+    assert parse_document(content, url=FEED_URL, headers={})[1] == "fast"
+
+
+# Every file where the two parsers' Articles differ: who is right, and which parser "auto" uses
+# for it. Every other file of the corpus must give identical Articles.
+NOT_UTF8 = (
+    "feedparser: the document claims UTF-8 but is not; feedparser flags it (bozo) and keeps "
+    "every byte as windows-1252, feedparser-rs silently turns the bytes into U+FFFD"
+)
+KNOWN_DIFFERENCES: dict[str, tuple[str, str]] = {
+    **{
+        f"illformed/{name}.xml": ("feedparser", NOT_UTF8)
+        for name in ("eucjp", "euckr", "gb2312", "koi8r", "shiftjis", "tis620", "windows1255")
+    },
+    "encoding/bozo_linenoise.xml": (
+        "feedparser",
+        "neither fully (line noise claiming UTF-8); feedparser at least flags the document bozo",
+    ),
+    "encoding/bozo_encoding_mismatch_crash.xml": (
+        "feedparser",
+        "feedparser recovers the entry; feedparser-rs reports a truncated document and none",
+    ),
+    "encoding/http_text_xml_charset_2.xml": (
+        "feedparser",
+        "the HTTP header's charset (windows-1252) overrides the document; only feedparser sees it",
+    ),
+    "entities/hex_entity_x_lowercase.xml": (
+        "feedparser",
+        "feedparser's loose parser recovers the entry of the unterminated document",
+    ),
+    "entities/hex_entity_x_uppercase.xml": (
+        "feedparser",
+        "feedparser's loose parser recovers the entry of the unterminated document",
+    ),
+    "hostile/xxe-file.xml": (
+        "fast",
+        "neither expands the entity; feedparser-rs keeps '&xxe;' literally, feedparser drops "
+        "the ';' — auto still uses feedparser for documents declaring entities",
+    ),
+    "encoding/double-encoded-html.xml": (
+        "feedparser",
+        "'&#226;&#128;&#166;' is UTF-8 written as character references; feedparser undoes it "
+        "(…), feedparser-rs keeps the mojibake â€¦ — auto keeps feedparser-rs (not bozo)",
+    ),
+    "encoding/bozo_double-encoded-html.xml": (
+        "feedparser",
+        "as double-encoded-html.xml; auto keeps feedparser-rs, which recovered the entry",
+    ),
+}
+# Which parser "auto" ends up using for the known differences.
+AUTO_USES = {
+    name: "feedparser"
+    for name in KNOWN_DIFFERENCES
+    if name not in ("encoding/double-encoded-html.xml", "encoding/bozo_double-encoded-html.xml")
+} | {
+    "encoding/double-encoded-html.xml": "fast",
+    "encoding/bozo_double-encoded-html.xml": "fast",
+}
+
+
+def corpus_headers(content: bytes) -> dict[str, str]:
+    """The HTTP header feedparser's test files declare in their leading comment."""
+    match = re.search(rb"Header:\s*([^\n]*)", content[:2000])
+    if match is None:
+        return {}
+    name, _, value = match.group(1).decode("latin-1").partition(":")
+    return {name.strip(): value.strip()}
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("path", _badinput_files())
+def test_parsers_compared_on_the_bad_input_corpus(path: Path) -> None:
+    content = path.read_bytes()
+    headers = corpus_headers(content)
+    key = f"{path.parent.name}/{path.name}"
+    found = differences(content, "https://bad.example/feed", headers)
+    chosen = parse_document(content, url="https://bad.example/feed", headers=headers)[1]
+    if key not in KNOWN_DIFFERENCES:
+        assert found == []
+        return
+    right, _why = KNOWN_DIFFERENCES[key]
+    assert found, f"{key} no longer differs: drop it from KNOWN_DIFFERENCES"
+    assert chosen == AUTO_USES[key]
+    shipped, _ = parse(content, url="https://bad.example/feed", headers=headers, now=NOW)
+    expected, _ = parse(
+        content,
+        url="https://bad.example/feed",
+        headers=headers,
+        now=NOW,
+        parser="fast" if chosen == "fast" else "feedparser",
+    )
+    assert [fields(a) for a in shipped] == [fields(a) for a in expected]
+    if right == chosen == "feedparser":
+        assert shipped  # the fallback is what makes these readable at all
+
+
+def synthetic_feed(count: int) -> bytes:
+    """A large RSS 2.0 feed exercising what real feeds do: markup, entities, dates, guids."""
+    zones = ["+0000", "+0200", "-0500", "GMT", "EST"]
+    items = []
+    for i in range(count):
+        guid = f"<guid>https://big.example/story/{i}</guid>" if i % 3 else f"<guid>{i}</guid>"
+        date = (
+            f"<pubDate>Wed, {1 + i % 28:02d} May 2024 {i % 24:02d}:{i % 60:02d}:00 "
+            f"{zones[i % len(zones)]}</pubDate>"
+            if i % 7
+            else ""
+        )
+        link = (
+            f"<link>/relative/{i}</link>" if i % 5 == 0 else f"<link>https://big.example/{i}</link>"
+        )
+        body = (
+            f"&lt;p&gt;Bericht {i}: Truppen &amp;amp; Panzer an der Grenze, «Zitat» — "
+            f"&lt;b&gt;fett&lt;/b&gt; 🪖 &amp;lt;{i}&amp;gt;&lt;/p&gt;"
+            "&lt;p&gt;Zweiter Absatz.&lt;/p&gt;"
+        )
+        content = (
+            f"<content:encoded><![CDATA[<p>Voller Text {i} mit <a href='/x'>Link</a> &amp; "
+            f"mehr.</p><p>Absatz zwei, länger als die Beschreibung ist er nicht.</p>]]>"
+            "</content:encoded>"
+            if i % 4 == 0
+            else ""
+        )
+        items.append(
+            f"<item><title>Meldung {i} &amp; mehr &#8211; Ä Ö Ü</title>{link}{guid}{date}"
+            f"<description>{body}</description>{content}</item>"
+        )
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>'
+        '<rss version="2.0" xmlns:content="http://purl.org/rss/1.0/modules/content/">'
+        "<channel><title>Groß</title><link>https://big.example/</link><language>de</language>"
+        + "".join(items)
+        + "</channel></rss>"
+    ).encode()
+
+
+def test_parsers_agree_on_a_large_synthetic_feed() -> None:
+    content = synthetic_feed(3000)
+    assert differences(content, "https://big.example/feed.rss") == []
+    articles, bozo = parse(content, url="https://big.example/feed.rss", now=NOW)
+    assert bozo is None and len(articles) == 3000
+    assert articles[5].url == "https://big.example/relative/5"
+    assert articles[0].published == NOW.isoformat()  # undated
+    assert articles[1].published == "2024-05-01T23:01:00+00:00"  # 01:01 +0200
+
+
+def test_fast_parser_keeps_every_entry_of_a_big_feed() -> None:
+    # feedparser-rs stops at 10,000 entries by default; our fetch caps bound documents instead.
+    articles, _ = parse(synthetic_feed(12_000), url="https://big.example/feed.rss", now=NOW)
+    assert len(articles) == 12_000
+
+
+def test_fast_parser_is_used_and_never_fetches(monkeypatch: pytest.MonkeyPatch) -> None:
+    used: list[str] = []
+    real = feeds._parse_slow
+
+    def spy(content: bytes, url: str, headers: Any) -> Any:
+        used.append(url)
+        return real(content, url, headers)
+
+    def no_network(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("parser tried to open a network connection")
+
+    monkeypatch.setattr(feeds, "_parse_slow", spy)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    # A body that is a URL: feedparser-rs.parse(str) would fetch it; we only hand it bytes.
+    assert parse(b"http://127.0.0.1:9/feed.xml", url=FEED_URL, now=NOW)[0] == []
+    assert len(parse(feed_bytes("rss20.xml"), url=FEED_URL, now=NOW)[0]) == 2
+    assert used == [FEED_URL]  # only the unreadable URL body went to the fallback
+
+
+def test_fallback_when_the_fast_parser_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(content: bytes) -> Any:
+        raise RuntimeError("panic in the Rust parser")
+
+    monkeypatch.setattr(feeds, "_parse_fast", broken)
+    articles, bozo = parse(feed_bytes("rss20.xml"), url=FEED_URL, now=NOW)
+    assert len(articles) == 2 and bozo is None
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("parser", ["auto", "feedparser"])
+async def test_opaque_guids_of_two_feeds_of_one_site_do_not_collide(
+    parser: Literal["auto", "feedparser"], store: Store
+) -> None:
+    # Issue 11 item 6: two feeds of one site, each numbering its items "1", "2", ...
+    def feed(section: str) -> bytes:
+        return (
+            '<?xml version="1.0"?><rss version="2.0"><channel><title>Site</title>'
+            "<link>https://site.example/</link>"
+            f"<item><title>{section} story</title><guid>1</guid>"
+            f"<description>The {section} desk reports troop movements.</description></item>"
+            "</channel></rss>"
+        ).encode()
+
+    world, _ = parse(feed("World"), url="https://site.example/world.rss", now=NOW, parser=parser)
+    sport, _ = parse(feed("Sport"), url="https://site.example/sport.rss", now=NOW, parser=parser)
+    assert world[0].id != sport[0].id
+    assert world[0].url is None  # an opaque guid is no link
+    await store.add_articles(world)
+    counts, _ = await store.add_articles(sport)
+    assert counts.new == 1 and counts.updated == 0  # not overwriting the World story
+    assert (await store.get_article(world[0].id)).title == "World story"  # type: ignore[union-attr]
+    assert (await store.get_article(sport[0].id)).title == "Sport story"  # type: ignore[union-attr]
