@@ -330,23 +330,23 @@ async def get(
     hosts: HostGate | None = None,
     deadline: float | None = None,
 ) -> Body:
-    """GET `url` within the total deadline (or a shorter `deadline`), holding a slot of its host.
+    """GET `url` holding a slot of its host, within the total timeout once the slot is held.
 
-    Raises UnsafeURL, FetchError, httpx errors, TimeoutError and OSError.
+    `deadline` (seconds from now) bounds everything, waiting for the slot included: the budget
+    of the job that asks. Raises UnsafeURL, FetchError, httpx errors, TimeoutError and OSError.
     """
-    seconds = limits.total_timeout if deadline is None else min(deadline, limits.total_timeout)
-    # Waiting for the host's slot is queueing, not fetching: the deadline starts once we hold it.
-    async with hosts.slot(url) if hosts is not None else contextlib.nullcontext():
-        async with asyncio.timeout(max(seconds, 0.0)):
-            return await _download(
-                client,
-                url,
-                limits=limits,
-                allow_private=allow_private,
-                resolve=resolve,
-                headers=headers,
-                now=now,
-            )
+    async with asyncio.timeout(None if deadline is None else max(deadline, 0.0)):
+        async with hosts.slot(url) if hosts is not None else contextlib.nullcontext():
+            async with asyncio.timeout(limits.total_timeout):
+                return await _download(
+                    client,
+                    url,
+                    limits=limits,
+                    allow_private=allow_private,
+                    resolve=resolve,
+                    headers=headers,
+                    now=now,
+                )
 
 
 async def fetch_feed(
@@ -379,7 +379,7 @@ async def fetch_feed(
             headers=conditional,
             now=now,
             hosts=hosts,
-            deadline=seconds,
+            deadline=deadline,
         )
     except UnsafeURL as exc:
         return failed(state, str(exc), now, jitter)

@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+import httpcore
 import httpx
 import pytest
 
@@ -18,12 +19,14 @@ from bot import feeds
 from bot.feeds import full_text, is_teaser, parse, parse_document
 from bot.lang import detect
 from bot.models import Article
+from bot.netguard import _GuardedBackend, guarded_transport
 from bot.store import Store
 from tests.feedfakes import (
     BADINPUT,
     FEED_URL,
     FIXTURES,
     NOW,
+    PUBLIC_IP,
     Recorder,
     assert_str_fields,
     fake_dns,
@@ -31,6 +34,7 @@ from tests.feedfakes import (
     mock_client,
     shared_file,
 )
+from tests.feedserver import FeedServer
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -481,3 +485,82 @@ async def test_opaque_guids_of_two_feeds_of_one_site_do_not_collide(
     assert counts.new == 1 and counts.updated == 0  # not overwriting the World story
     assert (await store.get_article(world[0].id)).title == "World story"  # type: ignore[union-attr]
     assert (await store.get_article(sport[0].id)).title == "Sport story"  # type: ignore[union-attr]
+
+
+# --- probe: /sources add checks the feed now ------------------------------------------------
+
+
+@pytest.mark.reliability
+async def test_probe_refuses_a_public_feed_that_redirects_inward() -> None:
+    # Issue 11 item 18 / checklist 21: "Added feed" was said for this one.
+    recorder = Recorder({FEED_URL: httpx.Response(302, headers={"Location": "http://10.0.0.1/"})})
+    async with mock_client(recorder) as client:
+        with pytest.raises(ValueError, match=r"redirect to http://10\.0\.0\.1/ refused: .*private"):
+            await feeds.probe(client, FEED_URL, resolve=fake_dns)
+    assert recorder.urls == [FEED_URL]
+
+
+@pytest.mark.reliability
+async def test_probe_opens_no_socket_to_the_internal_target() -> None:
+    # The "internet" is a loopback server reached through the real guarded transport; the
+    # internal target is another loopback server that must never see a connection.
+    internal = FeedServer()
+    public = FeedServer()
+    async with internal.serving(["127.0.0.2"]) as inner, public.serving(["127.0.0.1"]) as outer:
+        target = f"http://127.0.0.2:{inner['127.0.0.2']}/admin"
+
+        class Internet(httpcore.AsyncNetworkBackend):
+            """Connects the public test address to the loopback server standing in for it."""
+
+            def __init__(self) -> None:
+                self.inner = httpcore.AnyIOBackend()
+                self.calls: list[str] = []
+
+            async def connect_tcp(self, host: str, port: int, *args: Any, **kw: Any) -> Any:
+                self.calls.append(host)
+                assert host == PUBLIC_IP
+                return await self.inner.connect_tcp("127.0.0.1", outer["127.0.0.1"], *args, **kw)
+
+            async def sleep(self, seconds: float) -> None:
+                await self.inner.sleep(seconds)
+
+        class Redirecting(httpx.AsyncBaseTransport):
+            def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+                self.inner = inner
+
+            async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+                response = await self.inner.handle_async_request(request)
+                await response.aread()
+                await response.aclose()
+                return httpx.Response(302, headers={"Location": target})
+
+            async def aclose(self) -> None:
+                await self.inner.aclose()
+
+        internet = Internet()
+        transport = guarded_transport(resolve=fake_dns)
+        transport._pool._network_backend = _GuardedBackend(internet, fake_dns)
+        async with httpx.AsyncClient(transport=Redirecting(transport)) as client:
+            with pytest.raises(ValueError, match="loopback"):
+                await feeds.probe(client, "http://feeds.example.com/rss", resolve=fake_dns)
+    assert internet.calls == [PUBLIC_IP]  # the public hop was really fetched...
+    assert internal.connections == {}  # ...and nothing ever connected to the internal one
+
+
+async def test_probe_accepts_a_feed_and_names_other_problems() -> None:
+    page = "https://pages.example.com/story"
+    recorder = Recorder(
+        {
+            FEED_URL: httpx.Response(200, content=feed_bytes("rss20.xml")),
+            page: httpx.Response(200, text="<html><body>not a feed</body></html>"),
+            "https://news.example.com/gone": httpx.Response(404),
+        }
+    )
+    async with mock_client(recorder) as client:
+        await feeds.probe(client, FEED_URL, resolve=fake_dns)
+        with pytest.raises(ValueError, match="is not an RSS, Atom or JSON feed"):
+            await feeds.probe(client, page, resolve=fake_dns)
+        with pytest.raises(ValueError, match="HTTP 404"):
+            await feeds.probe(client, "https://news.example.com/gone", resolve=fake_dns)
+        with pytest.raises(ValueError, match="file: addresses are not allowed"):
+            await feeds.probe(client, "file:///etc/passwd", resolve=fake_dns)

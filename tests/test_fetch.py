@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from bot.feeds import fetch
-from bot.fetch import BACKOFF_CAP, FeedState, FetchLimits, backoff
+from bot.fetch import BACKOFF_CAP, FeedState, FetchLimits, HostGate, backoff
 from tests.feedfakes import (
     FEED_URL,
     NO_JITTER,
@@ -32,6 +32,7 @@ from tests.feedfakes import (
     mock_client,
     shared_file,
 )
+from tests.feedserver import FeedServer
 
 
 @pytest.fixture
@@ -370,3 +371,59 @@ async def test_unaccepted_connection_hits_connect_timeout() -> None:
         listener.close()
     assert error == "connect timeout after 0.2 s"
     assert elapsed < 1.0
+
+
+# --- per-host cap ---------------------------------------------------------------------------
+
+
+@pytest.mark.reliability
+async def test_per_host_cap_holds_across_feeds_of_one_host() -> None:
+    # Checklist 14: 60 feeds on one host gave 60 concurrent requests before the cap.
+    server = FeedServer(latency=0.02)
+    async with server.serving(["127.0.0.1", "127.0.0.2"]) as ports, httpx.AsyncClient() as client:
+        gate = HostGate(4)
+        urls = [f"http://127.0.0.1:{ports['127.0.0.1']}/f{n}" for n in range(60)]
+        urls += [f"http://127.0.0.2:{ports['127.0.0.2']}/g{n}" for n in range(10)]
+        results = await asyncio.gather(
+            *(
+                fetch(client, FeedState(url), now=NOW, allow_private=True, hosts=gate)
+                for url in urls
+            )
+        )
+    assert all(r.error is None and len(r.articles) == 3 for r in results)
+    assert server.peak["127.0.0.1"] == 4  # capped, and the cap is used
+    assert server.peak["127.0.0.2"] == 4  # another host has its own slots
+    assert gate.peak == {"127.0.0.1": 4, "127.0.0.2": 4}
+    assert gate._slots == {}  # idle hosts are forgotten
+
+
+@pytest.mark.reliability
+async def test_job_deadline_covers_waiting_for_the_host() -> None:
+    server = FeedServer(behaviours={f"/h{n}": "hang" for n in range(8)})
+    async with server.serving(["127.0.0.1"]) as ports, httpx.AsyncClient() as client:
+        gate = HostGate(2)
+        started = time.perf_counter()
+        results = await asyncio.gather(
+            *(
+                fetch(
+                    client,
+                    FeedState(f"http://127.0.0.1:{ports['127.0.0.1']}/h{n}"),
+                    now=NOW,
+                    allow_private=True,
+                    hosts=gate,
+                    deadline=0.3,
+                )
+                for n in range(8)
+            )
+        )
+        elapsed = time.perf_counter() - started
+    # Eight hanging feeds, two at a time: still all done at the one 0.3 s budget.
+    assert elapsed < 1.0
+    assert all(r.error == "total deadline of 0.3 s exceeded" for r in results)
+    assert all(r.state.failures == 1 and r.state.next_attempt is not None for r in results)
+    assert server.peak["127.0.0.1"] == 2
+
+
+def test_host_gate_refuses_zero() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        HostGate(0)

@@ -25,6 +25,9 @@ from tests.feedfakes import (
     loopback_servers,
 )
 
+# Checklist 21 (and issue 11 item 18): every test here is part of the SSRF guard.
+pytestmark = pytest.mark.reliability
+
 
 @pytest.fixture
 async def loopback() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
@@ -46,6 +49,14 @@ async def loopback() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
         ("http://[::ffff:a00:1]/", "private"),
         ("http://[fe80::1]/", "link-local"),
         ("http://[fc00::1]/", "private"),
+        # Issue 11 item 18: site-local was accepted, as were these other non-global ranges.
+        ("http://[fec0::1]/", "site-local"),
+        ("http://[feff::1]/", "site-local"),
+        ("http://[64:ff9b:1::a00:1]/", "reserved"),
+        ("http://[3fff::1]/", "documentation"),
+        ("http://192.0.0.9/", "protocol-assignment"),
+        ("http://192.88.99.1/", "6to4-relay"),
+        ("http://[2002:a00:1::1]/", "private"),  # 6to4 wrapping 10.0.0.1
         ("http://[64:ff9b::a9fe:a9fe]/", "link-local"),
         ("http://0.0.0.0/", "unspecified"),
         ("http://2130706433/", "loopback"),
