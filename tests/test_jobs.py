@@ -1,15 +1,29 @@
+import asyncio
 import dataclasses
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
+import sqlalchemy as sa
+from apscheduler.events import (
+    EVENT_ALL,
+    EVENT_JOB_ERROR,
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_SUBMITTED,
+)
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from bot import jobs
+from bot import app, config, jobs, qa
 from bot.feeds import FetchLimits
 from bot.models import Article, ChatRef, Level, Preferences, Thresholds, Verdict
 from bot.store import Store
 
 from .conftest import SEED
+from .feedserver import FeedServer
 
 NOW = datetime(2026, 3, 29, 6, 0, tzinfo=UTC)
 CHAT = ChatRef("telegram", "1")
@@ -219,3 +233,135 @@ async def test_teasers_are_replaced_by_the_linked_page_when_enabled(store: Store
         )
     [article] = await store.all_articles()
     assert "Government forces shelled rebel positions" in article.text
+
+
+# --- feed polling under faults (issue 11 items 2; checklist 6, 14, 16, 20) -------------------
+
+
+def _disk_full(store: Store) -> Callable[[], None]:
+    """Make the real SQLite file refuse to grow (SQLITE_FULL) until the returned undo is called."""
+    engine = store.engine.sync_engine
+
+    def full(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA page_count")
+        (pages,) = cursor.fetchone()
+        cursor.execute(f"PRAGMA max_page_count = {pages}")
+        cursor.close()
+
+    def undo(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA max_page_count = 1073741823")
+        cursor.close()
+
+    sa.event.listen(engine, "checkout", full)
+
+    def restore() -> None:
+        sa.event.remove(engine, "checkout", full)
+        sa.event.listen(engine, "checkout", undo)
+
+    return restore
+
+
+@pytest.mark.reliability
+async def test_validators_are_saved_only_after_the_entries_are_committed(store: Store) -> None:
+    # Issue 11 item 2: ETag saved first, store fails (disk full), next poll is a 304: all lost.
+    body = " ".join(["Troops crossed the border overnight and shelled the town."] * 40)
+    items = "".join(
+        f"<item><guid>g{n}</guid><title>Shelling {n}</title><description>{body} {n}"
+        "</description></item>"
+        for n in range(40)
+    )
+    document = f'<rss version="2.0"><channel><title>W</title>{items}</channel></rss>'.encode()
+    sent: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request.headers.get("if-none-match"))
+        if request.headers.get("if-none-match") == '"v1"':
+            return httpx.Response(304, headers={"ETag": '"v1"'})
+        return httpx.Response(200, content=document, headers={"ETag": '"v1"'})
+
+    await store.add_source("https://news.example/feed.xml")
+    [source] = await store.sources()
+    args = {"limits": FetchLimits(), "allow_private": True, "thresholds": Thresholds()}
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        restore = _disk_full(store)
+        with pytest.raises(sa.exc.OperationalError, match="full"):
+            await jobs.poll_feed(client, store, source.id, now=NOW, **args)
+        restore()
+        [state] = await store.sources()
+        assert state.etag is None  # not moved on: the entries were never committed
+        report = await jobs.poll_feed(client, store, source.id, now=NOW, **args)
+    assert sent == [None, None]  # the second poll asked for the whole feed again
+    assert report.counts.new == 40
+    assert len(await store.all_articles()) == 40
+    [state] = await store.sources()
+    assert state.etag == '"v1"'
+
+
+@pytest.mark.reliability
+async def test_a_hanging_page_host_never_makes_the_scheduler_skip_a_run(
+    settings: config.Settings,
+) -> None:
+    # Checklist 6, scheduler side: with sources.full_text on, teaser pages on a host that
+    # accepts and never answers kept the job running past its interval, and APScheduler
+    # skipped the next runs (max_instances=1).
+    server = FeedServer(behaviours={f"/page{n}": "hang" for n in range(16)})
+    async with server.serving(["127.0.0.1", "127.0.0.2"]) as ports:
+        pages = f"http://127.0.0.2:{ports['127.0.0.2']}/page"
+        teasers = "".join(
+            f"<item><guid>t{n}</guid><title>Teaser {n}</title><description>Short.</description>"
+            f"<link>{pages}{n}</link></item>"
+            for n in range(16)
+        )
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            return httpx.Response(
+                200, content=f'<rss version="2.0"><channel>{teasers}</channel></rss>'.encode()
+            )
+
+        settings = settings.model_copy(
+            update={
+                "sources": settings.sources.model_copy(
+                    update={"full_text": True, "allow_private": True, "total_timeout": 2.0}
+                )
+            }
+        )
+        events: list[int] = []
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        scheduler.add_listener(lambda event: events.append(event.code), EVENT_ALL)
+        feed_transport = httpx.MockTransport(handler)
+        real = httpx.AsyncHTTPTransport()
+
+        class Split(httpx.AsyncBaseTransport):
+            """The feed from a mock, the pages from the real hanging loopback host."""
+
+            async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+                if request.url.host == "feeds.example":
+                    return await feed_transport.handle_async_request(request)
+                return await real.handle_async_request(request)
+
+            async def aclose(self) -> None:
+                await real.aclose()
+
+        async with (
+            Store.open(settings.storage.url()) as store,
+            httpx.AsyncClient(transport=Split()) as client,
+        ):
+            await store.add_source("http://feeds.example/rss", interval_seconds=1)
+            sync = app.Jobs(scheduler, store, settings, client, qa.Index.build([]), None)  # type: ignore[arg-type]
+            await sync.sync()
+            scheduler.start()
+            try:
+                await asyncio.sleep(3.3)  # three intervals of real scheduler time
+            finally:
+                scheduler.shutdown(wait=False)
+            # Let a run still going finish before the store closes.
+            for _ in range(100):
+                finished = events.count(EVENT_JOB_EXECUTED) + events.count(EVENT_JOB_ERROR)
+                if finished >= events.count(EVENT_JOB_SUBMITTED):
+                    break
+                await asyncio.sleep(0.05)
+    assert events.count(EVENT_JOB_MAX_INSTANCES) == 0
+    assert events.count(EVENT_JOB_EXECUTED) >= 3
+    assert events.count(EVENT_JOB_ERROR) == 0
