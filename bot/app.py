@@ -143,6 +143,7 @@ async def feed_job(
     outbox: Outbox,
     source_id: int,
     hosts: HostGate | None = None,
+    writes: asyncio.Lock | None = None,
 ) -> None:
     """Scheduled: poll one feed (at most `sources.per_host` requests at once to one host)."""
     await jobs.poll_feed(
@@ -158,6 +159,7 @@ async def feed_job(
         outbox=outbox,
         full_text=settings.sources.full_text,
         hosts=hosts,
+        writes=writes,
     )
 
 
@@ -186,6 +188,8 @@ class Jobs:
         self.client, self.index, self.outbox = client, index, outbox
         # One gate for every feed job: the per-host cap holds across all feeds of one site.
         self.hosts = HostGate(settings.sources.per_host)
+        # Feed jobs fetch concurrently and store one at a time (see jobs.poll_feed).
+        self.feed_writes = asyncio.Lock()
 
     async def sync(self) -> None:
         """Rebuild jobs from the subscriptions and sources tables."""
@@ -222,6 +226,7 @@ class Jobs:
                         self.outbox,
                         source.id,
                         self.hosts,
+                        self.feed_writes,
                     ),
                     id=job_id,
                     coalesce=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Sequence
@@ -236,6 +237,7 @@ async def poll_feed(
     outbox: Outbox | None = None,
     full_text: bool = False,
     hosts: HostGate | None = None,
+    writes: asyncio.Lock | None = None,
 ) -> PollReport:
     """Fetch one feed (honouring its back-off), store and classify new entries, route alerts."""
     report = PollReport()
@@ -278,7 +280,8 @@ async def poll_feed(
     if result.error or result.not_modified:
         if result.error:
             log.warning("feed %s: %s", source.name or source.url, result.error)
-        await store.save_source_state(saved)
+        async with writes if writes is not None else contextlib.nullcontext():
+            await store.save_source_state(saved)
         return report
     if result.bozo:
         # Kept and stored, but said: an ill-formed feed is worth a look by whoever added it.
@@ -293,13 +296,17 @@ async def poll_feed(
         entries = await with_full_text(
             client, store, entries, limits, allow_private, hosts=hosts, ends=ends
         )
-    report.counts, report.changed = await store_and_classify(
-        entries, store, thresholds=thresholds, model=model, index=index, seen_at=now
-    )
-    # Only now that the entries are committed may the validators move on: saved earlier, a
-    # failed store would turn the next poll into a 304 and the entries would be lost.
-    await store.save_source_state(saved)
-    await route(report.changed, store, outbox, alert_threshold=thresholds.alert, now=now)
+    # Feed jobs fetch side by side but store one at a time: on SQLite, concurrent write
+    # transactions that began as reads fail at once with "database is locked" (500 feeds
+    # polled together lost entries that way); a store write is short next to a fetch.
+    async with writes if writes is not None else contextlib.nullcontext():
+        report.counts, report.changed = await store_and_classify(
+            entries, store, thresholds=thresholds, model=model, index=index, seen_at=now
+        )
+        # Only now that the entries are committed may the validators move on: saved earlier,
+        # a failed store would turn the next poll into a 304 and the entries would be lost.
+        await store.save_source_state(saved)
+        await route(report.changed, store, outbox, alert_threshold=thresholds.alert, now=now)
     return report
 
 

@@ -252,7 +252,7 @@ def test_is_teaser() -> None:
 
 # --- feedparser-rs against feedparser, field by field ----------------------------------------
 
-Fields = tuple[str, str | None, str, str, str, str]
+Fields = tuple[str, str | None, str, str, str | None, str]
 FIELD_NAMES = ("id", "url", "title", "text", "published", "lang")
 
 

@@ -1,5 +1,7 @@
 import asyncio
 import dataclasses
+import re
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,10 +21,12 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot import app, config, jobs, qa
 from bot.feeds import FetchLimits
+from bot.fetch import HostGate
 from bot.models import Article, ChatRef, Level, Preferences, Thresholds, Verdict
 from bot.store import Store
 
 from .conftest import SEED
+from .feedfakes import BADINPUT
 from .feedserver import FeedServer
 
 NOW = datetime(2026, 3, 29, 6, 0, tzinfo=UTC)
@@ -138,7 +142,11 @@ async def test_poll_feed_stores_classifies_routes_and_honours_304(store: Store) 
     await store.add_source("https://news.example/feed.xml", name="Wire")
     [source] = await store.sources()
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-        args = {"limits": FetchLimits(), "allow_private": True, "thresholds": Thresholds(0.5, 0.3)}
+        args: dict[str, Any] = {
+            "limits": FetchLimits(),
+            "allow_private": True,
+            "thresholds": Thresholds(0.5, 0.3),
+        }
         first = await jobs.poll_feed(client, store, source.id, now=NOW, **args)
         assert first.counts.new == 1 and first.changed[0][1].conflict
         later = NOW + timedelta(minutes=10)
@@ -158,7 +166,11 @@ async def test_poll_feed_keeps_errors_as_data_and_backs_off(store: Store) -> Non
     await store.add_source("https://down.example/feed.xml")
     [source] = await store.sources()
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-        args = {"limits": FetchLimits(), "allow_private": True, "thresholds": Thresholds()}
+        args: dict[str, Any] = {
+            "limits": FetchLimits(),
+            "allow_private": True,
+            "thresholds": Thresholds(),
+        }
         await jobs.poll_feed(client, store, source.id, now=NOW, **args)
         [state] = await store.sources()
         assert state.failures == 1 and state.last_error and "503" in state.last_error
@@ -283,7 +295,11 @@ async def test_validators_are_saved_only_after_the_entries_are_committed(store: 
 
     await store.add_source("https://news.example/feed.xml")
     [source] = await store.sources()
-    args = {"limits": FetchLimits(), "allow_private": True, "thresholds": Thresholds()}
+    args: dict[str, Any] = {
+        "limits": FetchLimits(),
+        "allow_private": True,
+        "thresholds": Thresholds(),
+    }
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
         restore = _disk_full(store)
         with pytest.raises(sa.exc.OperationalError, match="full"):
@@ -365,3 +381,191 @@ async def test_a_hanging_page_host_never_makes_the_scheduler_skip_a_run(
     assert events.count(EVENT_JOB_MAX_INSTANCES) == 0
     assert events.count(EVENT_JOB_EXECUTED) >= 3
     assert events.count(EVENT_JOB_ERROR) == 0
+
+
+async def _poll_all(
+    client: httpx.AsyncClient, store: Store, ids: list[int], now: datetime, gate: HostGate
+) -> list[jobs.PollReport]:
+    limits = FetchLimits(total_timeout=1.0, read_timeout=1.0)
+    writes = asyncio.Lock()
+    return list(
+        await asyncio.gather(
+            *(
+                jobs.poll_feed(
+                    client,
+                    store,
+                    source_id,
+                    limits=limits,
+                    allow_private=True,
+                    thresholds=Thresholds(),
+                    now=now,
+                    hosts=gate,
+                    writes=writes,
+                )
+                for source_id in ids
+            )
+        )
+    )
+
+
+@pytest.mark.reliability
+async def test_five_hundred_feeds_one_cycle(store: Store) -> None:
+    # Checklist 14: 500 feeds every 5 min on five hosts, in steady state (validators known):
+    # 15 % with new entries, 5 % slow, 2 % failing, the rest unchanged.
+    hosts = [f"127.0.0.{n}" for n in range(1, 6)]
+    behaviours: dict[str, Any] = {}
+    for n in range(500):
+        kind = "fresh"
+        if n % 20 == 0:
+            kind = "slow"
+        elif n % 50 == 1:
+            kind = "fail"
+        elif n % 20 in (2, 3, 4):
+            kind = "new"
+        behaviours[f"/f{n}"] = kind
+    server = FeedServer(behaviours=behaviours, slow_seconds=0.3)
+    async with server.serving(hosts) as ports, httpx.AsyncClient() as client:
+        for n in range(500):
+            host = hosts[n % 5]
+            await store.add_source(f"http://{host}:{ports[host]}/f{n}", interval_seconds=300)
+        kind_of: dict[int, str] = {}
+        for source in await store.sources():
+            path = "/" + source.url.rsplit("/", 1)[1]
+            kind_of[source.id] = behaviours[path]
+            await store.save_source_state(dataclasses.replace(source, etag=f'"{path}-0"'))
+        ids = sorted(kind_of)
+        failing = [i for i in ids if kind_of[i] == "fail"]
+        gate = HostGate(4)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        cycle = await _poll_all(client, store, ids, NOW, gate)
+        seconds = loop.time() - started
+        soon = await _poll_all(client, store, failing, NOW + timedelta(seconds=30), gate)
+        later = await _poll_all(client, store, failing, NOW + timedelta(minutes=5), gate)
+    counts = Counter(kind_of.values())
+    assert counts == {"fresh": 390, "new": 75, "slow": 25, "fail": 10}
+    assert seconds < 300  # the cycle ends well before the next interval
+    assert max(server.peak.values()) <= 4  # the per-host cap, on every host
+    # Unchanged feeds (slow ones included) cost a 304: the validators were sent and honoured.
+    assert sum(r.not_modified for r in cycle) == server.not_modified == 415
+    assert sum(r.counts.new for r in cycle) == 75 * 3
+    assert sum(r.error is not None for r in cycle) == 10
+    # Failing feeds back off: not fetched 30 s later, fetched again after the 60 s back-off.
+    assert all(r.error is None and r.counts.new == 0 for r in soon)
+    assert all(r.error for r in later)
+    assert all(server.requests[f"/f{n}"] == 2 for n in range(1, 500, 50))
+    assert {s.id for s in await store.sources() if s.failures == 2} == set(failing)
+    print(f"500 feeds: cycle {seconds:.2f} s, peak per host {max(server.peak.values())}")
+
+
+def _corpus_files() -> list[Path]:
+    folders = [BADINPUT / name for name in ("illformed", "encoding", "entities", "hostile")]
+    files = [f for d in folders if d.is_dir() for f in sorted(d.iterdir()) if f.suffix != ".gz"]
+    if not files:
+        pytest.skip(f"shared bad-input corpus not found at {BADINPUT}")
+    return files
+
+
+@pytest.mark.reliability
+async def test_the_bad_input_corpus_is_stored_or_quarantined(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Checklist 16: every file of feedparser's ill-formed/encoding/entity corpora and ours.
+    files = _corpus_files()
+    documents = {f"https://bad.example/{f.parent.name}/{f.name}": f.read_bytes() for f in files}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        content = documents[str(request.url)]
+        match = re.search(rb"Header:\s*([^\n]*)", content[:2000])
+        headers = {}
+        if match is not None:
+            name, _, value = match.group(1).decode("latin-1").partition(":")
+            headers[name.strip()] = value.strip()
+        return httpx.Response(200, content=content, headers=headers)
+
+    for url in documents:
+        await store.add_source(url)
+    caplog.set_level("WARNING", logger="bot.jobs")
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        reports = {}
+        for source in await store.sources():
+            reports[source.url] = await jobs.poll_feed(
+                client,
+                store,
+                source.id,
+                limits=FetchLimits(),
+                allow_private=True,
+                thresholds=Thresholds(),
+                now=NOW,
+            )
+    states = {s.url: s for s in await store.sources()}
+    stored: dict[str, list[Article]] = {}
+    for article in await store.all_articles():
+        stored.setdefault(article.source or "", []).append(article)
+        for name in ("id", "title", "text", "lang", "published"):
+            assert isinstance(getattr(article, name), str)
+    bozo = quarantined = 0
+    for url, report in reports.items():
+        if report.error is not None:
+            quarantined += 1
+            assert states[url].last_error == report.error  # with its reason, backed off
+            assert states[url].next_attempt_at is not None
+            continue
+        read = report.counts.new + report.counts.updated + report.counts.duplicate
+        assert read == len(stored.get(url, [])) + report.counts.duplicate
+        if report.bozo:
+            bozo += 1
+            assert any(
+                url in r.getMessage() and "ill-formed" in r.getMessage() for r in caplog.records
+            )
+    assert len(reports) == len(files) >= 300
+    assert bozo > 0 and quarantined > 0
+    print(f"corpus: {len(files)} feeds, {bozo} bozo stored and logged, {quarantined} quarantined")
+
+
+@pytest.mark.reliability
+async def test_dates_duplicates_same_story_and_empty_documents(store: Store) -> None:
+    # Checklist 20.
+    story = (
+        "<item><title>Army shells the town</title><link>https://wire.example/story/9</link>"
+        "<description>Artillery hit the town overnight, officials said.</description></item>"
+    )
+    documents = {
+        "https://a.example/rss": (
+            '<rss version="2.0"><channel><title>A</title>'
+            "<item><guid>same</guid><title>First</title><description>One.</description>"
+            "<pubDate>not a date</pubDate></item>"
+            "<item><guid>same</guid><title>Second</title><description>Two.</description></item>"
+            f"{story}</channel></rss>"
+        ).encode(),
+        "https://b.example/rss": f'<rss version="2.0"><channel><title>B</title>{story}'
+        "</channel></rss>".encode(),
+        "https://c.example/rss": b"",
+    }
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=documents[str(request.url)])
+
+    for url in documents:
+        await store.add_source(url)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        reports = [
+            await jobs.poll_feed(
+                client,
+                store,
+                s.id,
+                limits=FetchLimits(),
+                allow_private=True,
+                thresholds=Thresholds(),
+                now=NOW,
+            )
+            for s in await store.sources()
+        ]
+    a, b, c = reports
+    assert a.counts.new == 2  # the duplicate guid kept once, the story once
+    assert b.counts.new == 0 and b.counts.duplicate == 1  # same story in a second feed
+    assert c.counts.new == 0 and c.error is None  # the empty document is a no-op
+    articles = {x.title: x for x in await store.all_articles()}
+    assert set(articles) == {"First", "Army shells the town"}
+    assert articles["First"].published == NOW.isoformat()  # garbage date: fetch time
+    assert all(s.failures == 0 for s in await store.sources())
