@@ -22,7 +22,6 @@ from bot.chat.console import CHAT as CONSOLE_CHAT
 from bot.chat.console import ConsoleChat
 from bot.config import Settings
 from bot.conversation import Conversation
-from bot.fetch import HostGate
 from bot.learn import load_current
 from bot.outbox import Outbox, RetryPolicy
 from bot.store import Store
@@ -142,8 +141,7 @@ async def feed_job(
     index: qa.Index,
     outbox: Outbox,
     source_id: int,
-    hosts: HostGate | None = None,
-    writes: asyncio.Lock | None = None,
+    gates: jobs.PollGates | None = None,
 ) -> None:
     """Scheduled: poll one feed (at most `sources.per_host` requests at once to one host)."""
     await jobs.poll_feed(
@@ -158,8 +156,7 @@ async def feed_job(
         index=index,
         outbox=outbox,
         full_text=settings.sources.full_text,
-        hosts=hosts,
-        writes=writes,
+        gates=gates,
     )
 
 
@@ -187,9 +184,7 @@ class Jobs:
         self.scheduler, self.store, self.settings = scheduler, store, settings
         self.client, self.index, self.outbox = client, index, outbox
         # One gate for every feed job: the per-host cap holds across all feeds of one site.
-        self.hosts = HostGate(settings.sources.per_host)
-        # Feed jobs fetch concurrently and store one at a time (see jobs.poll_feed).
-        self.feed_writes = asyncio.Lock()
+        self.gates = jobs.PollGates.per_host(settings.sources.per_host)
 
     async def sync(self) -> None:
         """Rebuild jobs from the subscriptions and sources tables."""
@@ -225,8 +220,7 @@ class Jobs:
                         self.index,
                         self.outbox,
                         source.id,
-                        self.hosts,
-                        self.feed_writes,
+                        self.gates,
                     ),
                     id=job_id,
                     coalesce=True,

@@ -218,6 +218,28 @@ class PollReport(IngestReport):
     bozo: str | None = None
 
 
+@dataclass(slots=True)
+class PollGates:
+    """What all feed jobs of one process share: the per-host cap and how many run at once.
+
+    `polls` bounds feed jobs in progress (the scheduler starts every feed at once after a
+    start: 6,000 at once exhausted the database connection pool); `writes` lets them store one
+    at a time (on SQLite concurrent write transactions fail at once with "database is locked").
+    """
+
+    hosts: HostGate
+    polls: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(POLLS_AT_ONCE))
+    writes: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @classmethod
+    def per_host(cls, per_host: int) -> PollGates:
+        """Gates with `per_host` requests at once to one host."""
+        return cls(HostGate(per_host))
+
+
+# Feed jobs in progress at once per process: enough to keep every host's slots busy, few
+# enough for the database pool and memory.
+POLLS_AT_ONCE = 64
 # A poll may use this share of its feed's interval, so the next scheduled run always finds the
 # previous one finished (APScheduler skips a run while one is still going: max_instances=1).
 POLL_BUDGET_SHARE = 0.8
@@ -236,11 +258,44 @@ async def poll_feed(
     index: qa.Index | None = None,
     outbox: Outbox | None = None,
     full_text: bool = False,
-    hosts: HostGate | None = None,
-    writes: asyncio.Lock | None = None,
+    gates: PollGates | None = None,
 ) -> PollReport:
     """Fetch one feed (honouring its back-off), store and classify new entries, route alerts."""
+    async with gates.polls if gates is not None else contextlib.nullcontext():
+        return await _poll_feed(
+            client,
+            store,
+            source_id,
+            limits=limits,
+            allow_private=allow_private,
+            thresholds=thresholds,
+            now=now,
+            model=model,
+            index=index,
+            outbox=outbox,
+            full_text=full_text,
+            gates=gates,
+        )
+
+
+async def _poll_feed(
+    client: httpx.AsyncClient,
+    store: Store,
+    source_id: int,
+    *,
+    limits: feeds.FetchLimits,
+    allow_private: bool,
+    thresholds: Thresholds,
+    now: datetime,
+    model: FeedbackModel | None,
+    index: qa.Index | None,
+    outbox: Outbox | None,
+    full_text: bool,
+    gates: PollGates | None,
+) -> PollReport:
     report = PollReport()
+    hosts = gates.hosts if gates is not None else None
+    writes = gates.writes if gates is not None else None
     source = await store.source(source_id)
     if source is None:
         return report

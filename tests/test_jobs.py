@@ -21,7 +21,6 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot import app, config, jobs, qa
 from bot.feeds import FetchLimits
-from bot.fetch import HostGate
 from bot.models import Article, ChatRef, Level, Preferences, Thresholds, Verdict
 from bot.store import Store
 
@@ -384,10 +383,9 @@ async def test_a_hanging_page_host_never_makes_the_scheduler_skip_a_run(
 
 
 async def _poll_all(
-    client: httpx.AsyncClient, store: Store, ids: list[int], now: datetime, gate: HostGate
+    client: httpx.AsyncClient, store: Store, ids: list[int], now: datetime, gates: jobs.PollGates
 ) -> list[jobs.PollReport]:
     limits = FetchLimits(total_timeout=1.0, read_timeout=1.0)
-    writes = asyncio.Lock()
     return list(
         await asyncio.gather(
             *(
@@ -399,8 +397,7 @@ async def _poll_all(
                     allow_private=True,
                     thresholds=Thresholds(),
                     now=now,
-                    hosts=gate,
-                    writes=writes,
+                    gates=gates,
                 )
                 for source_id in ids
             )
@@ -435,13 +432,13 @@ async def test_five_hundred_feeds_one_cycle(store: Store) -> None:
             await store.save_source_state(dataclasses.replace(source, etag=f'"{path}-0"'))
         ids = sorted(kind_of)
         failing = [i for i in ids if kind_of[i] == "fail"]
-        gate = HostGate(4)
+        gates = jobs.PollGates.per_host(4)
         loop = asyncio.get_running_loop()
         started = loop.time()
-        cycle = await _poll_all(client, store, ids, NOW, gate)
+        cycle = await _poll_all(client, store, ids, NOW, gates)
         seconds = loop.time() - started
-        soon = await _poll_all(client, store, failing, NOW + timedelta(seconds=30), gate)
-        later = await _poll_all(client, store, failing, NOW + timedelta(minutes=5), gate)
+        soon = await _poll_all(client, store, failing, NOW + timedelta(seconds=30), gates)
+        later = await _poll_all(client, store, failing, NOW + timedelta(minutes=5), gates)
     counts = Counter(kind_of.values())
     assert counts == {"fresh": 390, "new": 75, "slow": 25, "fail": 10}
     assert seconds < 300  # the cycle ends well before the next interval
