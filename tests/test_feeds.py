@@ -118,6 +118,7 @@ def test_id_falls_back_to_title_and_text() -> None:
     assert articles[0].url is None
 
 
+@pytest.mark.reliability
 def test_duplicate_guid_and_garbage_date() -> None:
     doc = b"""<rss version="2.0"><channel><title>Dupes</title>
     <item><title>First</title><guid>same-guid</guid><pubDate>not a date</pubDate></item>
@@ -130,6 +131,7 @@ def test_duplicate_guid_and_garbage_date() -> None:
     assert all(a.published == NOW.isoformat() for a in articles)
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("content", [b"", b"   \n", b"\xef\xbb\xbf"])
 def test_empty_document_is_a_no_op(content: bytes) -> None:
     assert parse(content.strip(b"\xef\xbb\xbf"), url=FEED_URL, now=NOW) == ([], None)
@@ -151,6 +153,7 @@ def test_html_emoji_and_astral_text_is_plain_str() -> None:
     assert_str_fields(article)
 
 
+@pytest.mark.reliability
 def test_feedparser_only_ever_gets_bytes() -> None:
     # feedparser.parse(b"/etc/passwd") would open that file; a body naming a path must not.
     articles, _ = parse(b"/etc/passwd", url=FEED_URL, now=NOW)
@@ -170,6 +173,7 @@ def _badinput_files() -> list[Any]:
     return [pytest.param(f, id=f"{f.parent.name}/{f.name}") for f in files]
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("path", _badinput_files())
 def test_badinput_corpus_never_raises(path: Path) -> None:
     articles, bozo = parse(path.read_bytes(), url="https://bad.example/feed", now=NOW)
@@ -178,6 +182,7 @@ def test_badinput_corpus_never_raises(path: Path) -> None:
         assert_str_fields(article)
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("name", ["billion-laughs.xml", "xxe-file.xml", "xxe-net.xml"])
 def test_entity_attacks_do_not_expand_or_reach_out(
     name: str, monkeypatch: pytest.MonkeyPatch
@@ -433,6 +438,7 @@ def test_fast_parser_keeps_every_entry_of_a_big_feed() -> None:
     assert len(articles) == 12_000
 
 
+@pytest.mark.reliability
 def test_fast_parser_is_used_and_never_fetches(monkeypatch: pytest.MonkeyPatch) -> None:
     used: list[str] = []
     real = feeds._parse_slow

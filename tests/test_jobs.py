@@ -180,6 +180,7 @@ async def test_poll_feed_keeps_errors_as_data_and_backs_off(store: Store) -> Non
         assert state.failures == 1
 
 
+@pytest.mark.reliability
 async def test_a_feed_host_that_never_answers_ends_at_the_deadline(store: Store) -> None:
     import asyncio
     import time
