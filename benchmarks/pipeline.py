@@ -29,13 +29,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._common import Targets, shared_dir, skip_unless  # noqa: E402
 from bot import app, config, feeds, jobs  # noqa: E402
 from bot.chat import DeliveryError, Handler  # noqa: E402
 from bot.models import Article, ChatRef, Post, Sent, Thresholds  # noqa: E402
 from bot.outbox import Outbox  # noqa: E402
 from bot.store import Store  # noqa: E402
 
-DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus"
+DEFAULT_CORPUS = shared_dir() / "corpus"
 DROP_TEXT = (
     "date 2026-11\n"
     "Kiew (dpa) – Russische Truppen haben in der Nacht zum {n}. Mal die Stadt mit Raketen "
@@ -245,7 +246,8 @@ def main() -> int:
     parser.add_argument("--chats", type=int, default=1_000)
     parser.add_argument("--skip-fanout", action="store_true")
     args = parser.parse_args()
-    ok = True
+    skip_unless(args.corpus / "articles.jsonl", "research corpus")
+    targets = Targets()
 
     latencies = asyncio.run(drop_to_alert(drop_texts(args.corpus, args.drops)))
     p50 = statistics.median(latencies) if latencies else float("inf")
@@ -255,19 +257,22 @@ def main() -> int:
             f"  p50 {p50 * 1000:.0f} ms   p95 {percentile(latencies, 0.95) * 1000:.0f} ms"
             "   (target p50 < 2000 ms)"
         )
-    ok &= p50 < 2.0 and len(latencies) == args.drops
+    targets.check("drop-to-alert p50", p50 < 2.0, f"{p50 * 1000:.0f} ms", "< 2000 ms")
+    targets.check(
+        "drop-to-alert alerts",
+        len(latencies) == args.drops,
+        f"{len(latencies)}/{args.drops}",
+        f"{args.drops}/{args.drops}",
+    )
 
-    if (args.corpus / "articles.jsonl").exists():
-        total, phases = asyncio.run(ten_thousand(args.corpus, args.entries))
-        detail = ", ".join(f"{k} {v:.2f} s" for k, v in phases.items() if k != "entries")
-        print(
-            f"{int(phases['entries'])} feed entries parsed, stored, classified, routed: "
-            f"{total:.2f} s (target < 10 s)"
-        )
-        print(f"  {detail}")
-        ok &= total < 10.0
-    else:
-        print(f"corpus not found at {args.corpus}: skipping the 10,000-entry run")
+    total, phases = asyncio.run(ten_thousand(args.corpus, args.entries))
+    detail = ", ".join(f"{k} {v:.2f} s" for k, v in phases.items() if k != "entries")
+    print(
+        f"{int(phases['entries'])} feed entries parsed, stored, classified, routed: "
+        f"{total:.2f} s (target < 10 s)"
+    )
+    print(f"  {detail}")
+    targets.check(f"{args.entries}-entry pipeline", total < 10.0, f"{total:.2f} s", "< 10 s")
 
     if not args.skip_fanout:
         platform = asyncio.run(fan_out(args.chats))
@@ -277,8 +282,15 @@ def main() -> int:
             f"digest fan-out to {args.chats} chats: {platform.accepted} delivered in {span:.1f} s"
         )
         print(f"  {rate:.1f} msg/s (target >= 27)   429s: {platform.rejected} (target 0)")
-        ok &= rate >= 27 and platform.rejected == 0 and platform.accepted == args.chats
-    return 0 if ok else 1
+        targets.check("fan-out rate", rate >= 27, f"{rate:.1f} msg/s", ">= 27 msg/s")
+        targets.check("fan-out 429s", platform.rejected == 0, str(platform.rejected), "0")
+        targets.check(
+            "fan-out delivered",
+            platform.accepted == args.chats,
+            str(platform.accepted),
+            str(args.chats),
+        )
+    return targets.exit_code()
 
 
 if __name__ == "__main__":

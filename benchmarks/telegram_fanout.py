@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._common import Targets  # noqa: E402
 from bot import jobs  # noqa: E402
 from bot.chat.telegram import TelegramChat  # noqa: E402
 from bot.config import TelegramSettings  # noqa: E402
@@ -109,9 +110,21 @@ async def fan_out(chats: int) -> int:
             print(f"achieved rate:  {rate:.1f} msg/s (target >= {TARGET_RATE:g})")
             print(f"429 responses:  {tg.rejected_429} (target 0)")
             print(f"send latency:   p50 {p50:.1f} ms, p95 {p95:.1f} ms")
-            ok = rate >= TARGET_RATE and tg.rejected_429 == 0 and len(sent_chats) == chats
-            print("result:         " + ("OK" if ok else "TARGET MISSED"))
-            return 0 if ok else 1
+            targets = Targets()
+            targets.check(
+                "telegram fan-out rate",
+                rate >= TARGET_RATE,
+                f"{rate:.1f} msg/s",
+                f">= {TARGET_RATE:g} msg/s",
+            )
+            targets.check("telegram fan-out 429s", tg.rejected_429 == 0, str(tg.rejected_429), "0")
+            targets.check(
+                "telegram fan-out chats reached",
+                len(sent_chats) == chats,
+                str(len(sent_chats)),
+                str(chats),
+            )
+            return targets.exit_code()
 
 
 def main() -> int:

@@ -144,8 +144,9 @@ async def feed_job(
     index: qa.Index,
     outbox: Outbox,
     source_id: int,
+    gates: jobs.PollGates | None = None,
 ) -> None:
-    """Scheduled: poll one feed."""
+    """Scheduled: poll one feed (at most `sources.per_host` requests at once to one host)."""
     await jobs.poll_feed(
         client,
         store,
@@ -158,6 +159,7 @@ async def feed_job(
         index=index,
         outbox=outbox,
         full_text=settings.sources.full_text,
+        gates=gates,
     )
 
 
@@ -184,6 +186,8 @@ class Jobs:
     ) -> None:
         self.scheduler, self.store, self.settings = scheduler, store, settings
         self.client, self.index, self.outbox = client, index, outbox
+        # One gate for every feed job: the per-host cap holds across all feeds of one site.
+        self.gates = jobs.PollGates.per_host(settings.sources.per_host)
 
     async def sync(self) -> None:
         """Rebuild jobs from the subscriptions and sources tables."""
@@ -219,6 +223,7 @@ class Jobs:
                         self.index,
                         self.outbox,
                         source.id,
+                        self.gates,
                     ),
                     id=job_id,
                     coalesce=True,
@@ -316,8 +321,13 @@ async def run(
             index,
             settings,
             on_change=job_sync.sync,
-            check_url=lambda url: feeds.check_url(
-                url, allow_private=settings.sources.allow_private
+            # Fetches the feed now, through the guard and every redirect, so a public address
+            # that redirects inward is refused at /sources add with the reason.
+            check_url=lambda url: feeds.probe(
+                client,
+                url,
+                limits=fetch_limits(settings),
+                allow_private=settings.sources.allow_private,
             ),
         )
 

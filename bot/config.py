@@ -134,6 +134,8 @@ class SourcesSettings(_Section):
     max_redirects: int = Field(default=5, ge=0)
     # Fetch the linked page's main text when a feed item carries only a teaser.
     full_text: bool = False
+    # Requests at once to one host (feeds and linked pages), however many feeds it serves.
+    per_host: int = Field(default=4, ge=1)
 
 
 class DeliverySettings(_Section):

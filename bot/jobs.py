@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ import httpx
 
 from bot import articles, cluster, feeds, qa, schedule
 from bot.classify import classify
+from bot.fetch import HostGate
 from bot.learn import FeedbackModel
 from bot.models import Article, ChatRef, Preferences, Thresholds, Verdict
 from bot.outbox import Outbox
@@ -245,6 +247,42 @@ async def prune(store: Store, *, retention: timedelta, now: datetime) -> None:
         log.info("pruned %d articles and %d deliveries", articles_gone, deliveries_gone)
 
 
+@dataclass(slots=True)
+class PollReport(IngestReport):
+    """What one poll did: the ingest report plus how the fetch went."""
+
+    not_modified: bool = False
+    error: str | None = None
+    bozo: str | None = None
+
+
+@dataclass(slots=True)
+class PollGates:
+    """What all feed jobs of one process share: the per-host cap and how many run at once.
+
+    `polls` bounds feed jobs in progress (the scheduler starts every feed at once after a
+    start: 6,000 at once exhausted the database connection pool); `writes` lets them store one
+    at a time (on SQLite concurrent write transactions fail at once with "database is locked").
+    """
+
+    hosts: HostGate
+    polls: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(POLLS_AT_ONCE))
+    writes: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @classmethod
+    def per_host(cls, per_host: int) -> PollGates:
+        """Gates with `per_host` requests at once to one host."""
+        return cls(HostGate(per_host))
+
+
+# Feed jobs in progress at once per process: enough to keep every host's slots busy, few
+# enough for the database pool and memory.
+POLLS_AT_ONCE = 64
+# A poll may use this share of its feed's interval, so the next scheduled run always finds the
+# previous one finished (APScheduler skips a run while one is still going: max_instances=1).
+POLL_BUDGET_SHARE = 0.8
+
+
 async def poll_feed(
     client: httpx.AsyncClient,
     store: Store,
@@ -258,9 +296,44 @@ async def poll_feed(
     index: qa.Index | None = None,
     outbox: Outbox | None = None,
     full_text: bool = False,
-) -> IngestReport:
+    gates: PollGates | None = None,
+) -> PollReport:
     """Fetch one feed (honouring its back-off), store and classify new entries, route alerts."""
-    report = IngestReport()
+    async with gates.polls if gates is not None else contextlib.nullcontext():
+        return await _poll_feed(
+            client,
+            store,
+            source_id,
+            limits=limits,
+            allow_private=allow_private,
+            thresholds=thresholds,
+            now=now,
+            model=model,
+            index=index,
+            outbox=outbox,
+            full_text=full_text,
+            gates=gates,
+        )
+
+
+async def _poll_feed(
+    client: httpx.AsyncClient,
+    store: Store,
+    source_id: int,
+    *,
+    limits: feeds.FetchLimits,
+    allow_private: bool,
+    thresholds: Thresholds,
+    now: datetime,
+    model: FeedbackModel | None,
+    index: qa.Index | None,
+    outbox: Outbox | None,
+    full_text: bool,
+    gates: PollGates | None,
+) -> PollReport:
+    report = PollReport()
+    hosts = gates.hosts if gates is not None else None
+    writes = gates.writes if gates is not None else None
     source = await store.source(source_id)
     if source is None:
         return report
@@ -275,29 +348,58 @@ async def poll_feed(
     )
     if not state.due(now):
         return report
-    result = await feeds.fetch(client, state, limits=limits, allow_private=allow_private, now=now)
-    new = result.state
-    await store.save_source_state(
-        dataclasses.replace(
-            source,
-            etag=new.etag,
-            last_modified=new.last_modified,
-            failures=new.failures,
-            last_error=new.last_error,
-            next_attempt_at=new.next_attempt,
-            last_fetched_at=new.last_fetched,
-        )
+    loop = asyncio.get_running_loop()
+    ends = loop.time() + source.interval_seconds * POLL_BUDGET_SHARE
+    result = await feeds.fetch(
+        client,
+        state,
+        limits=limits,
+        allow_private=allow_private,
+        now=now,
+        hosts=hosts,
+        deadline=ends - loop.time(),
     )
-    if result.error:
-        log.warning("feed %s: %s", source.name or source.url, result.error)
+    new = result.state
+    saved = dataclasses.replace(
+        source,
+        etag=new.etag,
+        last_modified=new.last_modified,
+        failures=new.failures,
+        last_error=new.last_error,
+        next_attempt_at=new.next_attempt,
+        last_fetched_at=new.last_fetched,
+    )
+    report.not_modified, report.error, report.bozo = result.not_modified, result.error, result.bozo
+    if result.error or result.not_modified:
+        if result.error:
+            log.warning("feed %s: %s", source.name or source.url, result.error)
+        async with writes if writes is not None else contextlib.nullcontext():
+            await store.save_source_state(saved)
         return report
+    if result.bozo:
+        # Kept and stored, but said: an ill-formed feed is worth a look by whoever added it.
+        log.warning(
+            "feed %s is ill-formed (%d entries kept): %s",
+            source.name or source.url,
+            len(result.articles),
+            result.bozo,
+        )
     entries = result.articles
     if full_text:
-        entries = await with_full_text(client, store, entries, limits, allow_private)
-    report.counts, report.changed = await store_and_classify(
-        entries, store, thresholds=thresholds, model=model, index=index, seen_at=now
-    )
-    await route(report.changed, store, outbox, alert_threshold=thresholds.alert, now=now)
+        entries = await with_full_text(
+            client, store, entries, limits, allow_private, hosts=hosts, ends=ends
+        )
+    # Feed jobs fetch side by side but store one at a time: on SQLite, concurrent write
+    # transactions that began as reads fail at once with "database is locked" (500 feeds
+    # polled together lost entries that way); a store write is short next to a fetch.
+    async with writes if writes is not None else contextlib.nullcontext():
+        report.counts, report.changed = await store_and_classify(
+            entries, store, thresholds=thresholds, model=model, index=index, seen_at=now
+        )
+        # Only now that the entries are committed may the validators move on: saved earlier,
+        # a failed store would turn the next poll into a 304 and the entries would be lost.
+        await store.save_source_state(saved)
+        await route(report.changed, store, outbox, alert_threshold=thresholds.alert, now=now)
     return report
 
 
@@ -308,9 +410,16 @@ async def with_full_text(
     limits: feeds.FetchLimits,
     allow_private: bool,
     concurrency: int = 4,
+    *,
+    hosts: HostGate | None = None,
+    ends: float | None = None,
 ) -> list[Article]:
-    """Replace teaser texts of entries not stored yet by the linked page's main text."""
+    """Replace teaser texts of entries not stored yet by the linked page's main text.
+
+    Pages not fetched by `ends` (event-loop time) keep their teaser.
+    """
     gate = asyncio.Semaphore(concurrency)
+    loop = asyncio.get_running_loop()
 
     async def expand(article: Article) -> Article:
         if not article.url or not feeds.is_teaser(article):
@@ -320,8 +429,16 @@ async def with_full_text(
         if await store.get_article(article.id) is not None:
             return article
         async with gate:
+            left = None if ends is None else ends - loop.time()
+            if left is not None and left <= 0:
+                return article
             text = await feeds.full_text(
-                client, article.url, limits=limits, allow_private=allow_private
+                client,
+                article.url,
+                limits=limits,
+                allow_private=allow_private,
+                hosts=hosts,
+                deadline=left,
             )
         return dataclasses.replace(article, text=text) if text else article
 

@@ -1,16 +1,32 @@
+import asyncio
 import dataclasses
+import re
+from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+import sqlalchemy as sa
+from apscheduler.events import (
+    EVENT_ALL,
+    EVENT_JOB_ERROR,
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_SUBMITTED,
+)
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from bot import jobs
+from bot import app, config, jobs, qa
 from bot.feeds import FetchLimits
 from bot.models import Article, ChatRef, Level, Preferences, Thresholds, Verdict
 from bot.store import Store
 
 from .conftest import SEED
+from .feedfakes import BADINPUT
+from .feedserver import FeedServer
 
 NOW = datetime(2026, 3, 29, 6, 0, tzinfo=UTC)
 CHAT = ChatRef("telegram", "1")
@@ -164,6 +180,7 @@ async def test_poll_feed_keeps_errors_as_data_and_backs_off(store: Store) -> Non
         assert state.failures == 1
 
 
+@pytest.mark.reliability
 async def test_a_feed_host_that_never_answers_ends_at_the_deadline(store: Store) -> None:
     import asyncio
     import time
@@ -228,3 +245,325 @@ async def test_teasers_are_replaced_by_the_linked_page_when_enabled(store: Store
         )
     [article] = await store.all_articles()
     assert "Government forces shelled rebel positions" in article.text
+
+
+# --- feed polling under faults (issue 11 items 2; checklist 6, 14, 16, 20) -------------------
+
+
+def _disk_full(store: Store) -> Callable[[], None]:
+    """Make the real SQLite file refuse to grow (SQLITE_FULL) until the returned undo is called."""
+    engine = store.engine.sync_engine
+
+    def full(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA page_count")
+        (pages,) = cursor.fetchone()
+        cursor.execute(f"PRAGMA max_page_count = {pages}")
+        cursor.close()
+
+    def undo(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA max_page_count = 1073741823")
+        cursor.close()
+
+    sa.event.listen(engine, "checkout", full)
+
+    def restore() -> None:
+        sa.event.remove(engine, "checkout", full)
+        sa.event.listen(engine, "checkout", undo)
+
+    return restore
+
+
+@pytest.mark.reliability
+async def test_validators_are_saved_only_after_the_entries_are_committed(store: Store) -> None:
+    # Issue 11 item 2: ETag saved first, store fails (disk full), next poll is a 304: all lost.
+    body = " ".join(["Troops crossed the border overnight and shelled the town."] * 40)
+    items = "".join(
+        f"<item><guid>g{n}</guid><title>Shelling {n}</title><description>{body} {n}"
+        "</description></item>"
+        for n in range(40)
+    )
+    document = f'<rss version="2.0"><channel><title>W</title>{items}</channel></rss>'.encode()
+    sent: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request.headers.get("if-none-match"))
+        if request.headers.get("if-none-match") == '"v1"':
+            return httpx.Response(304, headers={"ETag": '"v1"'})
+        return httpx.Response(200, content=document, headers={"ETag": '"v1"'})
+
+    await store.add_source("https://news.example/feed.xml")
+    [source] = await store.sources()
+    args: dict[str, Any] = {
+        "limits": FetchLimits(),
+        "allow_private": True,
+        "thresholds": Thresholds(),
+    }
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        restore = _disk_full(store)
+        with pytest.raises(sa.exc.OperationalError, match="full"):
+            await jobs.poll_feed(client, store, source.id, now=NOW, **args)
+        restore()
+        [state] = await store.sources()
+        assert state.etag is None  # not moved on: the entries were never committed
+        report = await jobs.poll_feed(client, store, source.id, now=NOW, **args)
+    assert sent == [None, None]  # the second poll asked for the whole feed again
+    assert report.counts.new == 40
+    assert len(await store.all_articles()) == 40
+    [state] = await store.sources()
+    assert state.etag == '"v1"'
+
+
+@pytest.mark.reliability
+async def test_a_hanging_page_host_never_makes_the_scheduler_skip_a_run(
+    settings: config.Settings,
+) -> None:
+    # Checklist 6, scheduler side: with sources.full_text on, teaser pages on a host that
+    # accepts and never answers kept the job running past its interval, and APScheduler
+    # skipped the next runs (max_instances=1).
+    server = FeedServer(behaviours={f"/page{n}": "hang" for n in range(16)})
+    async with server.serving(["127.0.0.1", "127.0.0.2"]) as ports:
+        pages = f"http://127.0.0.2:{ports['127.0.0.2']}/page"
+        teasers = "".join(
+            f"<item><guid>t{n}</guid><title>Teaser {n}</title><description>Short.</description>"
+            f"<link>{pages}{n}</link></item>"
+            for n in range(16)
+        )
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            return httpx.Response(
+                200, content=f'<rss version="2.0"><channel>{teasers}</channel></rss>'.encode()
+            )
+
+        settings = settings.model_copy(
+            update={
+                "sources": settings.sources.model_copy(
+                    update={"full_text": True, "allow_private": True, "total_timeout": 2.0}
+                )
+            }
+        )
+        events: list[int] = []
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        scheduler.add_listener(lambda event: events.append(event.code), EVENT_ALL)
+        feed_transport = httpx.MockTransport(handler)
+        real = httpx.AsyncHTTPTransport()
+
+        class Split(httpx.AsyncBaseTransport):
+            """The feed from a mock, the pages from the real hanging loopback host."""
+
+            async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+                if request.url.host == "feeds.example":
+                    return await feed_transport.handle_async_request(request)
+                return await real.handle_async_request(request)
+
+            async def aclose(self) -> None:
+                await real.aclose()
+
+        async with (
+            Store.open(settings.storage.url()) as store,
+            httpx.AsyncClient(transport=Split()) as client,
+        ):
+            await store.add_source("http://feeds.example/rss", interval_seconds=1)
+            sync = app.Jobs(scheduler, store, settings, client, qa.Index.build([]), None)  # type: ignore[arg-type]
+            await sync.sync()
+            scheduler.start()
+            try:
+                await asyncio.sleep(3.3)  # three intervals of real scheduler time
+            finally:
+                scheduler.shutdown(wait=False)
+            # Let a run still going finish before the store closes.
+            for _ in range(100):
+                finished = events.count(EVENT_JOB_EXECUTED) + events.count(EVENT_JOB_ERROR)
+                if finished >= events.count(EVENT_JOB_SUBMITTED):
+                    break
+                await asyncio.sleep(0.05)
+    assert events.count(EVENT_JOB_MAX_INSTANCES) == 0
+    assert events.count(EVENT_JOB_EXECUTED) >= 3
+    assert events.count(EVENT_JOB_ERROR) == 0
+
+
+async def _poll_all(
+    client: httpx.AsyncClient, store: Store, ids: list[int], now: datetime, gates: jobs.PollGates
+) -> list[jobs.PollReport]:
+    limits = FetchLimits(total_timeout=1.0, read_timeout=1.0)
+    return list(
+        await asyncio.gather(
+            *(
+                jobs.poll_feed(
+                    client,
+                    store,
+                    source_id,
+                    limits=limits,
+                    allow_private=True,
+                    thresholds=Thresholds(),
+                    now=now,
+                    gates=gates,
+                )
+                for source_id in ids
+            )
+        )
+    )
+
+
+@pytest.mark.reliability
+async def test_five_hundred_feeds_one_cycle(store: Store) -> None:
+    # Checklist 14: 500 feeds every 5 min on five hosts, in steady state (validators known):
+    # 15 % with new entries, 5 % slow, 2 % failing, the rest unchanged.
+    hosts = [f"127.0.0.{n}" for n in range(1, 6)]
+    behaviours: dict[str, Any] = {}
+    for n in range(500):
+        kind = "fresh"
+        if n % 20 == 0:
+            kind = "slow"
+        elif n % 50 == 1:
+            kind = "fail"
+        elif n % 20 in (2, 3, 4):
+            kind = "new"
+        behaviours[f"/f{n}"] = kind
+    server = FeedServer(behaviours=behaviours, slow_seconds=0.3)
+    async with server.serving(hosts) as ports, httpx.AsyncClient() as client:
+        for n in range(500):
+            host = hosts[n % 5]
+            await store.add_source(f"http://{host}:{ports[host]}/f{n}", interval_seconds=300)
+        kind_of: dict[int, str] = {}
+        for source in await store.sources():
+            path = "/" + source.url.rsplit("/", 1)[1]
+            kind_of[source.id] = behaviours[path]
+            await store.save_source_state(dataclasses.replace(source, etag=f'"{path}-0"'))
+        ids = sorted(kind_of)
+        failing = [i for i in ids if kind_of[i] == "fail"]
+        gates = jobs.PollGates.per_host(4)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        cycle = await _poll_all(client, store, ids, NOW, gates)
+        seconds = loop.time() - started
+        soon = await _poll_all(client, store, failing, NOW + timedelta(seconds=30), gates)
+        later = await _poll_all(client, store, failing, NOW + timedelta(minutes=5), gates)
+    counts = Counter(kind_of.values())
+    assert counts == {"fresh": 390, "new": 75, "slow": 25, "fail": 10}
+    assert seconds < 300  # the cycle ends well before the next interval
+    assert max(server.peak.values()) <= 4  # the per-host cap, on every host
+    # Unchanged feeds (slow ones included) cost a 304: the validators were sent and honoured.
+    assert sum(r.not_modified for r in cycle) == server.not_modified == 415
+    assert sum(r.counts.new for r in cycle) == 75 * 3
+    assert sum(r.error is not None for r in cycle) == 10
+    # Failing feeds back off: not fetched 30 s later, fetched again after the 60 s back-off.
+    assert all(r.error is None and r.counts.new == 0 for r in soon)
+    assert all(r.error for r in later)
+    assert all(server.requests[f"/f{n}"] == 2 for n in range(1, 500, 50))
+    assert {s.id for s in await store.sources() if s.failures == 2} == set(failing)
+    print(f"500 feeds: cycle {seconds:.2f} s, peak per host {max(server.peak.values())}")
+
+
+def _corpus_files() -> list[Path]:
+    folders = [BADINPUT / name for name in ("illformed", "encoding", "entities", "hostile")]
+    files = [f for d in folders if d.is_dir() for f in sorted(d.iterdir()) if f.suffix != ".gz"]
+    if not files:
+        pytest.skip(f"shared bad-input corpus not found at {BADINPUT}")
+    return files
+
+
+@pytest.mark.reliability
+async def test_the_bad_input_corpus_is_stored_or_quarantined(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Checklist 16: every file of feedparser's ill-formed/encoding/entity corpora and ours.
+    files = _corpus_files()
+    documents = {f"https://bad.example/{f.parent.name}/{f.name}": f.read_bytes() for f in files}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        content = documents[str(request.url)]
+        match = re.search(rb"Header:\s*([^\n]*)", content[:2000])
+        headers = {}
+        if match is not None:
+            name, _, value = match.group(1).decode("latin-1").partition(":")
+            headers[name.strip()] = value.strip()
+        return httpx.Response(200, content=content, headers=headers)
+
+    for url in documents:
+        await store.add_source(url)
+    caplog.set_level("WARNING", logger="bot.jobs")
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        reports = {}
+        for source in await store.sources():
+            reports[source.url] = await jobs.poll_feed(
+                client,
+                store,
+                source.id,
+                limits=FetchLimits(),
+                allow_private=True,
+                thresholds=Thresholds(),
+                now=NOW,
+            )
+    states = {s.url: s for s in await store.sources()}
+    stored: dict[str, list[Article]] = {}
+    for article in await store.all_articles():
+        stored.setdefault(article.source or "", []).append(article)
+        for name in ("id", "title", "text", "lang", "published"):
+            assert isinstance(getattr(article, name), str)
+    bozo = quarantined = 0
+    for url, report in reports.items():
+        if report.error is not None:
+            quarantined += 1
+            assert states[url].last_error == report.error  # with its reason, backed off
+            assert states[url].next_attempt_at is not None
+            continue
+        read = report.counts.new + report.counts.updated + report.counts.duplicate
+        assert read == len(stored.get(url, [])) + report.counts.duplicate
+        if report.bozo:
+            bozo += 1
+            assert any(
+                url in r.getMessage() and "ill-formed" in r.getMessage() for r in caplog.records
+            )
+    assert len(reports) == len(files) >= 300
+    assert bozo > 0 and quarantined > 0
+    print(f"corpus: {len(files)} feeds, {bozo} bozo stored and logged, {quarantined} quarantined")
+
+
+@pytest.mark.reliability
+async def test_dates_duplicates_same_story_and_empty_documents(store: Store) -> None:
+    # Checklist 20.
+    story = (
+        "<item><title>Army shells the town</title><link>https://wire.example/story/9</link>"
+        "<description>Artillery hit the town overnight, officials said.</description></item>"
+    )
+    documents = {
+        "https://a.example/rss": (
+            '<rss version="2.0"><channel><title>A</title>'
+            "<item><guid>same</guid><title>First</title><description>One.</description>"
+            "<pubDate>not a date</pubDate></item>"
+            "<item><guid>same</guid><title>Second</title><description>Two.</description></item>"
+            f"{story}</channel></rss>"
+        ).encode(),
+        "https://b.example/rss": f'<rss version="2.0"><channel><title>B</title>{story}'
+        "</channel></rss>".encode(),
+        "https://c.example/rss": b"",
+    }
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=documents[str(request.url)])
+
+    for url in documents:
+        await store.add_source(url)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        reports = [
+            await jobs.poll_feed(
+                client,
+                store,
+                s.id,
+                limits=FetchLimits(),
+                allow_private=True,
+                thresholds=Thresholds(),
+                now=NOW,
+            )
+            for s in await store.sources()
+        ]
+    a, b, c = reports
+    assert a.counts.new == 2  # the duplicate guid kept once, the story once
+    assert b.counts.new == 0 and b.counts.duplicate == 1  # same story in a second feed
+    assert c.counts.new == 0 and c.error is None  # the empty document is a no-op
+    articles = {x.title: x for x in await store.all_articles()}
+    assert set(articles) == {"First", "Army shells the town"}
+    assert articles["First"].published == NOW.isoformat()  # garbage date: fetch time
+    assert all(s.failures == 0 for s in await store.sources())

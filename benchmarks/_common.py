@@ -1,0 +1,48 @@
+"""Helpers shared by the benchmarks: where ../shared is, skipping, and reporting missed targets."""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_dir() -> Path:
+    """The read-only shared folder: $NEWSBOT_SHARED, else ../shared beside the checkout."""
+    return Path(os.environ.get("NEWSBOT_SHARED") or ROOT.parent / "shared")
+
+
+def skip_unless(path: Path, what: str) -> None:
+    """Exit 0 with one line when `path` is absent (the benchmark convention)."""
+    if not path.exists():
+        print(f"SKIPPED: {what} not found at {path} (set NEWSBOT_SHARED)")
+        raise SystemExit(0)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@dataclass
+class Targets:
+    """Collects target checks; `exit_code()` prints one MISSED line per miss."""
+
+    missed: list[str] = field(default_factory=list)
+
+    def check(self, name: str, ok: bool, measured: str, target: str) -> bool:
+        """Record one target; print nothing when met."""
+        if not ok:
+            self.missed.append(f"MISSED: {name}: {measured} (target {target})")
+        return ok
+
+    def exit_code(self) -> int:
+        """Print the misses and return 1 if there were any, else 0."""
+        for line in self.missed:
+            print(line)
+        sys.stdout.flush()
+        return 1 if self.missed else 0
