@@ -39,6 +39,7 @@ class TimedChat:
     """Wraps the adapter to time each send the Outbox makes."""
 
     platform = "telegram"
+    limits = TelegramChat.limits
 
     def __init__(self, inner: TelegramChat) -> None:
         self.inner = inner

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from bot import app, qa
 from bot.config import Settings
-from bot.models import Alert, ChatRef, Post, Sent
+from bot.models import Alert, ChatRef, Limits, Post, Sent
 from bot.outbox import Outbox
 from bot.store import Store
 
@@ -21,6 +21,7 @@ async def lines(*items: str) -> AsyncIterator[str]:
 
 class RecordingChat:
     platform = "console"
+    limits = Limits(per_second=1000.0)
 
     def __init__(self) -> None:
         self.sent: list[tuple[ChatRef, Post]] = []

@@ -5,8 +5,8 @@ import pytest
 
 from bot import jobs, qa
 from bot.config import Settings
-from bot.conversation import Conversation, RateLimit
-from bot.models import Answer, ChatRef, Digest, Inbound, Notice, Thresholds
+from bot.conversation import Change, Conversation, RateLimit
+from bot.models import Action, ActionKind, Answer, ChatRef, Digest, Inbound, Notice, Thresholds
 from bot.store import Store
 
 from .conftest import SEED
@@ -135,7 +135,8 @@ def test_seed_path_exists() -> None:
 async def test_settings_change_and_show(conversation: Conversation, store: Store) -> None:
     changes: list[str] = []
 
-    async def changed() -> None:
+    async def changed(what: Change) -> None:
+        assert what.chat == CHAT and what.source_id is None
         changes.append("sync")
 
     conversation.on_change = changed
@@ -192,12 +193,12 @@ async def test_sources_add_list_remove_with_checks_and_quota(
 
 async def test_why_and_feedback(conversation: Conversation, store: Store) -> None:
     [article] = await store.all_articles()
-    [why] = await conversation.handle(msg(f"/why {article.id}"))
+    [why] = await conversation.handle(msg("", action=Action(ActionKind.WHY, article.id)))
     assert isinstance(why, Notice) and "Truppenaufmarsch" in why.text
-    [thanks] = await conversation.handle(msg(f"/feedback {article.id} up"))
+    [thanks] = await conversation.handle(msg("", action=Action(ActionKind.UP, article.id)))
     assert isinstance(thanks, Notice) and "Thanks" in thanks.text
     assert [(a.id, relevant) for a, relevant in await store.feedback_examples()] == [
         (article.id, True)
     ]
-    [unknown] = await conversation.handle(msg("/why nope"))
+    [unknown] = await conversation.handle(msg("", action=Action(ActionKind.WHY, "nope")))
     assert isinstance(unknown, Notice) and "No such article" in unknown.text

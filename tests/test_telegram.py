@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bot import app, jobs, qa
+from bot import app, commands, jobs, qa
 from bot.chat import DeliveryError
 from bot.chat.render import utf16_len
 from bot.chat.telegram import TelegramChat
@@ -58,7 +58,14 @@ async def seeded(settings: Settings, store: Store) -> tuple[qa.Index, Article]:
 
 def adapter_for(tg: FakeTelegram, **kwargs: Any) -> TelegramChat:
     settings = kwargs.pop("telegram", TelegramSettings(api_url=tg.base_url))
-    return TelegramChat(TOKEN, settings, poll_timeout=1.0, part_interval=0.0, **kwargs)
+    return TelegramChat(
+        TOKEN,
+        settings,
+        commands=commands.infos(),
+        poll_timeout=1.0,
+        part_interval=0.0,
+        **kwargs,
+    )
 
 
 @contextlib.asynccontextmanager
@@ -120,7 +127,7 @@ async def test_help_in_german_for_a_german_user(
     async with running(tg, settings, store):
         tg.push_message(USER, "/help", language_code="de-AT")
         [reply] = await tg.wait_for_sent(1)
-    assert "dieser Text" in reply.visible_text
+    assert "Meldungen und Überblicke abbestellen" in reply.visible_text
 
 
 async def test_group_only_admins_subscribe_and_the_check_is_cached(
@@ -404,7 +411,7 @@ async def test_service_end_to_end(settings: Settings) -> None:
     async with FakeTelegram(token=TOKEN) as fake:  # with Telegram's flood control
         config = settings.model_copy(update={"telegram": TelegramSettings(api_url=fake.base_url)})
         stop = asyncio.Event()
-        adapter = TelegramChat(TOKEN, config.telegram, poll_timeout=1.0)
+        adapter = TelegramChat(TOKEN, config.telegram, commands=commands.infos(), poll_timeout=1.0)
         service = asyncio.create_task(app.run(config, adapters=[adapter], stop=stop))
         try:
             await fake.wait_for_calls("getUpdates", 1, timeout=10)

@@ -7,45 +7,13 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from bot import messages
 from bot.models import Alert, Answer, Digest, DigestItem, Notice, Post
-
-TEXTS: dict[str, dict[str, str]] = {
-    "en": {
-        "dont_know": "I don't know — the articles don't say.",
-        "source": "Source",
-        "sources": "Sources",
-        "why": "Why flagged",
-        "who": "Who",
-        "where": "Where",
-        "also": "Also reported by",
-        "digest": "Conflict digest",
-        "items": "{n} item(s)",
-        "since": "since {since}",
-        "empty": "No new conflict-related articles.",
-        "alert": "Alert",
-        "other": "Other",
-    },
-    "de": {
-        "dont_know": "Das weiß ich nicht — die Artikel sagen dazu nichts.",
-        "source": "Quelle",
-        "sources": "Quellen",
-        "why": "Warum gemeldet",
-        "who": "Wer",
-        "where": "Wo",
-        "also": "Auch berichtet von",
-        "digest": "Konflikt-Überblick",
-        "items": "{n} Meldung(en)",
-        "since": "seit {since}",
-        "empty": "Keine neuen konfliktbezogenen Artikel.",
-        "alert": "Meldung",
-        "other": "Sonstiges",
-    },
-}
 
 
 def text(lang: str, key: str) -> str:
-    """A user-facing phrase in `lang`, falling back to English."""
-    return TEXTS.get(lang, TEXTS["en"]).get(key) or TEXTS["en"][key]
+    """A user-facing phrase in `lang` from the message catalogue, falling back to English."""
+    return messages.text(lang, key)
 
 
 def plain(post: Post) -> str:
