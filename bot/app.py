@@ -304,8 +304,12 @@ async def run(
     stop: asyncio.Event | None = None,
     adapters: Sequence[ChatAdapter] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    pacing: ReplyPacing | None = None,
 ) -> int:
-    """Run the service until a signal, or the end of console input; return the exit code."""
+    """Run the service until a signal, or the end of console input; return the exit code.
+
+    `pacing`: the reply pacer given adapters were built with (`adapters` from the caller).
+    """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     async with AsyncExitStack() as stack:
@@ -333,7 +337,7 @@ async def run(
             await store.add_source(feed.url, name=feed.name, interval_seconds=feed.interval_seconds)
 
         console: ConsoleChat | None = None
-        pacing = ReplyPacing()
+        pacing = pacing or ReplyPacing()
         if adapters is None:
             adapters = build_adapters(settings, pacing)
         if not adapters:
