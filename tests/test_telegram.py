@@ -483,3 +483,34 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.mark.reliability
+async def test_replies_share_the_per_chat_pace_with_alerts(settings: Settings) -> None:
+    """Issue 10: an alert, an answer and command replies at once to one chat draw no 429."""
+    async with FakeTelegram(token=TOKEN) as fake:  # with Telegram's per-chat flood control
+        config = settings.model_copy(update={"telegram": TelegramSettings(api_url=fake.base_url)})
+        pacing = app.ReplyPacing()
+        adapter = TelegramChat(
+            TOKEN, config.telegram, commands=commands.infos(), poll_timeout=1.0, pace=pacing
+        )
+        stop = asyncio.Event()
+        service = asyncio.create_task(
+            app.run(config, adapters=[adapter], stop=stop, pacing=pacing)
+        )
+        try:
+            await fake.wait_for_calls("getUpdates", 1, timeout=10)
+            fake.push_message(USER, "/start")
+            await fake.wait_for_sent(1, timeout=10)
+            shutil.copy(SEED, config.articles.folder)
+            _, alert = await fake.wait_for_sent(2, timeout=10)
+            fake.push_message(USER, "who attends from Germany?", reply_to=alert.message_id)
+            for text in ("/settings", "/help", "/digest"):
+                fake.push_message(USER, text)
+            sent = await fake.wait_for_sent(6, timeout=20)
+        finally:
+            stop.set()
+            code = await service
+    assert code == 0
+    assert fake.rejected_429 == 0
+    assert "Michaelis" in sent[2].visible_text
