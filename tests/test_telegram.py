@@ -495,9 +495,7 @@ async def test_replies_share_the_per_chat_pace_with_alerts(settings: Settings) -
             TOKEN, config.telegram, commands=commands.infos(), poll_timeout=1.0, pace=pacing
         )
         stop = asyncio.Event()
-        service = asyncio.create_task(
-            app.run(config, adapters=[adapter], stop=stop, pacing=pacing)
-        )
+        service = asyncio.create_task(app.run(config, adapters=[adapter], stop=stop, pacing=pacing))
         try:
             await fake.wait_for_calls("getUpdates", 1, timeout=10)
             fake.push_message(USER, "/start")
