@@ -244,6 +244,25 @@ async def test_forged_stale_replayed_and_malformed_requests_get_401_never_500(
     assert len(slack.messages) == 1  # only the valid request was processed
 
 
+@pytest.mark.reliability
+async def test_signed_but_malformed_bodies_get_400_never_500(
+    slack: FakeSlack, settings: Settings, store: Store
+) -> None:
+    """slack-bolt raises on bodies of the wrong shape; a signed one must still not be a 500."""
+    bodies = [
+        ("[]", JSON),
+        ("null", JSON),
+        ('{"type": "event_callback", "event": []}', JSON),
+        ('{"type": "event_callback", "event": {}, "authorizations": [1]}', JSON),
+        ("payload=%5B%5D", FORM),
+        ("payload=not-json", FORM),
+        ("payload=" + json.dumps({"type": "block_actions", "actions": "x"}), FORM),
+    ]
+    async with running(slack, settings, store) as adapter:
+        statuses = [(await deliver(adapter, body, content_type=kind))[0] for body, kind in bodies]
+    assert statuses == [400] * len(bodies)
+
+
 async def settle(fake: FakeSlack) -> int:
     """Messages posted so far, after giving any (wrongly) accepted request time to post."""
     for _ in range(20):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
+import urllib.parse
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal
@@ -70,6 +72,17 @@ ACTION_KINDS = {
     SLACK_ACTIONS["down"]: ActionKind.DOWN,
 }
 SEEN_EVENTS = 10_000
+# What slack-bolt's middleware reads from a body without checking its type.
+BODY_SHAPES: dict[str, type] = {
+    "event": dict,
+    "user": dict,
+    "channel": dict,
+    "team": dict,
+    "container": dict,
+    "message": dict,
+    "authorizations": list,
+    "actions": list,
+}
 MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
 
 Clock = Callable[[], float]
@@ -97,6 +110,34 @@ def verify_request(
     except (ValueError, TypeError, UnicodeDecodeError):
         return "bad"
     return "ok" if valid else "bad"
+
+
+def well_formed(body: str, content_type: str | None) -> bool:
+    """Whether a verified body has the shape slack-bolt assumes (it raises on others)."""
+    if not body:
+        return True
+    try:
+        # As slack-bolt reads bodies: JSON, a form with a JSON `payload`, or a plain form.
+        if content_type == "application/json" or body.startswith("{"):
+            data: object = json.loads(body)
+        else:
+            form = dict(urllib.parse.parse_qsl(body, keep_blank_values=True))
+            if "payload" not in form:
+                return True
+            data = json.loads(form["payload"])
+    except ValueError:
+        return False
+    if not isinstance(data, dict):
+        return False
+    for key, shape in BODY_SHAPES.items():
+        value = data.get(key)
+        if value is not None and not isinstance(value, shape):
+            return False
+    return all(
+        isinstance(entry, dict)
+        for key in ("authorizations", "actions")
+        for entry in data.get(key) or []
+    )
 
 
 class _FixedClock(SignatureClock):
@@ -303,11 +344,16 @@ class SlackChat:
             payload = body.decode("utf-8")
         except UnicodeDecodeError:
             return web.Response(status=400)
+        if not well_formed(payload, request.content_type):
+            log.info("slack: signed request with a malformed body refused (400)")
+            return web.Response(status=400)
         headers: dict[str, str | Sequence[str]] = {
             key: request.headers.getall(key) for key in request.headers
         }
-        bolt_request = AsyncBoltRequest(body=payload, query=request.query_string, headers=headers)
         try:
+            bolt_request = AsyncBoltRequest(
+                body=payload, query=request.query_string, headers=headers
+            )
             response = await app.async_dispatch(bolt_request)
         except Exception:
             log.exception("slack: dispatching a request failed")
@@ -565,10 +611,20 @@ class SlackChat:
         self, channel: str, user: str, message: SlackMessage, response_url: object
     ) -> None:
         client = self._require()
-        try:
+
+        async def post() -> None:
             await client.chat_postEphemeral(
                 channel=channel, user=user, text=message.text, blocks=list(message.blocks)
             )
+
+        try:
+            try:
+                await post()
+            except SlackApiError as exc:
+                if _error_code(exc) != "ratelimited":
+                    raise
+                await self.sleep(_retry_after(exc))
+                await post()
         except SlackApiError as exc:
             # Not a member of that channel (yet): the slash command's response URL still works.
             if _error_code(exc) not in ("not_in_channel", "channel_not_found"):
