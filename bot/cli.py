@@ -370,7 +370,13 @@ def run() -> None:
     from bot import app as service
 
     cfg = settings()
-    raise typer.Exit(run_async(service.run(cfg)))
+    try:
+        code = run_async(service.run(cfg))
+    except config.ConfigError as exc:
+        # E.g. a chat platform rejected its token at start: one line, never a traceback.
+        err.print(f"[red]config error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    raise typer.Exit(code)
 
 
 def main() -> None:

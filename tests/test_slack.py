@@ -738,3 +738,40 @@ async def test_newsbot_run_with_slack_from_the_environment(settings: Settings) -
     assert forged_statuses == [401] * len(forged)
     assert fake.rate_limited() == 0 and fake.invalid() == []
     assert TOKEN not in stderr and SECRET not in stderr
+
+
+async def test_newsbot_run_with_a_rejected_slack_token_exits_2_with_one_line(
+    settings: Settings,
+) -> None:
+    import os
+    import sys
+
+    async with FakeSlack(token=TOKEN) as fake:
+        env = {
+            **os.environ,
+            "SLACK_BOT_TOKEN": "xoxb-revoked-0123456789",
+            "SLACK_SIGNING_SECRET": SECRET,
+            "NEWSBOT_SLACK_API_URL": fake.base_url,
+            "NEWSBOT_SLACK_PORT": str(free_port()),
+            "NEWSBOT_ARTICLES": str(settings.articles.folder),
+            "NEWSBOT_DATA_DIR": str(settings.storage.data_dir),
+            "NEWSBOT_CONFIG": str(ROOT / "config" / "newsbot.toml"),
+        }
+        for name in ("NEWSBOT_DATABASE_URL", "TELEGRAM_BOT_TOKEN", "SLACK_APP_TOKEN"):
+            env.pop(name, None)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            "run",
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    output = (stdout + stderr).decode()
+    assert process.returncode == 2, output
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "SLACK_BOT_TOKEN" in lines[0] and "invalid_auth" in lines[0]
+    assert "xoxb-revoked" not in output and "Traceback" not in output
