@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
 import time
 import urllib.parse
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import aiohttp
@@ -85,6 +86,7 @@ BODY_SHAPES: dict[str, type] = {
 }
 MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
 
+Ack = Callable[..., Awaitable[None]]
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -186,7 +188,7 @@ class SlackChat:
         self._app: AsyncApp | None = None
         self._runner: web.AppRunner | None = None
         self._socket: AsyncSocketModeHandler | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._seen_events: OrderedDict[str, None] = OrderedDict()
         self._seen_signatures: dict[str, float] = {}
         self._admins: dict[str, tuple[float, bool]] = {}
@@ -288,6 +290,36 @@ class SlackChat:
             app.action(action_id)(self._on_action)
         return app
 
+    # slack-bolt injects listener arguments by name and runs each listener in its own task;
+    # these note the task so stop() can let in-flight replies finish.
+
+    async def _on_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        with self._in_flight():
+            await self._handle_mention(body, event)
+
+    async def _on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        with self._in_flight():
+            await self._handle_message(body, event)
+
+    async def _on_command(self, ack: Ack, body: dict[str, Any]) -> None:
+        with self._in_flight():
+            await self._handle_command(ack, body)
+
+    async def _on_action(self, ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+        with self._in_flight():
+            await self._handle_action(ack, body, action)
+
+    @contextlib.contextmanager
+    def _in_flight(self) -> Iterator[None]:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            yield
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+
     async def _serve(self) -> None:
         server = web.Application(client_max_size=1 << 20)
         server.router.add_post(PATH, self._on_http)
@@ -306,6 +338,7 @@ class SlackChat:
             await self._runner.cleanup()
             self._runner = None
         if self._tasks:
+            # Replies being worked on may finish (bounded: a stuck one must not hang shutdown).
             await asyncio.wait(list(self._tasks), timeout=10)
         if self._session is not None:
             await self._session.close()
@@ -382,7 +415,7 @@ class SlackChat:
 
     # --- inbound: bolt listeners --------------------------------------------------------
 
-    async def _on_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+    async def _handle_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         if not self._first_time(body.get("event_id")):
             return
         channel = str(event.get("channel") or "")
@@ -401,7 +434,7 @@ class SlackChat:
         # In the thread it came from (an alert's thread scopes the question to its article).
         await self._answer(inbound, channel, thread_ts=_str(thread) or _str(event.get("ts")))
 
-    async def _on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+    async def _handle_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         # Direct messages are questions; in channels we answer mentions (app_mention) only,
         # so a mention is never answered twice.
         if event.get("channel_type") != "im" or event.get("subtype") or event.get("bot_id"):
@@ -420,7 +453,7 @@ class SlackChat:
         )
         await self._answer(inbound, channel, thread_ts=thread)
 
-    async def _on_command(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
+    async def _handle_command(self, ack: Ack, body: dict[str, Any]) -> None:
         # Acknowledge at once (Slack allows 3 s); the work happens after the ack.
         await ack()
         channel = str(body.get("channel_id") or "")
@@ -436,12 +469,7 @@ class SlackChat:
         posts = await self._handle(inbound)
         await self._reply(channel, posts, ephemeral_to=user, response_url=body.get("response_url"))
 
-    async def _on_action(
-        self,
-        ack: Callable[..., Awaitable[None]],
-        body: dict[str, Any],
-        action: dict[str, Any],
-    ) -> None:
+    async def _handle_action(self, ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
         kind = ACTION_KINDS.get(str(action.get("action_id")))
         article_id = str(action.get("value") or "")
