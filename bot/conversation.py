@@ -236,8 +236,8 @@ class Conversation:
         name, _, value = arg.partition(" ")
         try:
             prefs, new_lang = change(subscription.prefs, name.lower(), value.strip())
-        except ValueError as exc:
-            return [self._notice(msg, lang, "bad_setting", error=exc)]
+        except SettingError as exc:
+            return [self._notice(msg, lang, "bad_setting", error=exc.text(lang))]
         await self.store.set_preferences(chat, prefs, new_lang)
         await self._changed(Change(chat=chat))
         updated = await self.store.subscription(chat)
@@ -386,6 +386,19 @@ class Conversation:
         return self.settings.chat.default_language
 
 
+class SettingError(ValueError):
+    """A `/settings` value that can't be used: a catalogue key and its fields, shown in the chat's
+    language."""
+
+    def __init__(self, key: str, **fields: object) -> None:
+        super().__init__(messages.text("en", key, **fields))
+        self.key, self.fields = key, fields
+
+    def text(self, lang: str) -> str:
+        """The reason in `lang`."""
+        return messages.text(lang, self.key, **self.fields)
+
+
 def _words(value: str) -> tuple[str, ...]:
     if value.lower() in ("", "off", "none", "aus"):
         return ()
@@ -398,14 +411,33 @@ def _on_off(value: str) -> bool:
         return True
     if lowered in ("off", "aus", "no", "nein", "false", "0"):
         return False
-    raise ValueError(f"{value!r} is not on or off")
+    raise SettingError("bad_on_off", value=value)
+
+
+def _zone(name: str) -> str:
+    try:
+        schedule.zone(name)
+    except ValueError:
+        raise SettingError("bad_zone", value=name) from None
+    return name
+
+
+def _hhmm(value: str) -> str:
+    try:
+        return f"{schedule.parse_hhmm(value):%H:%M}"
+    except ValueError:
+        raise SettingError("bad_time", value=value.strip()) from None
 
 
 def change(prefs: Preferences, name: str, value: str) -> tuple[Preferences, str | None]:
-    """Apply `/settings <name> <value>`; the new preferences and, for `lang`, the new language."""
+    """Apply `/settings <name> <value>`; the new preferences and, for `lang`, the new language.
+
+    Raises SettingError saying what is wrong with the value.
+    """
     if name == "lang":
         if value not in messages.LANGUAGES:
-            raise ValueError(f"language {value!r} (choose {' or '.join(messages.LANGUAGES)})")
+            choices = " / ".join(messages.LANGUAGES)
+            raise SettingError("bad_language", value=value, choices=choices)
         return prefs, value
     if name == "alerts":
         return dataclasses.replace(prefs, alerts=_on_off(value)), None
@@ -413,13 +445,12 @@ def change(prefs: Preferences, name: str, value: str) -> tuple[Preferences, str 
         try:
             threshold = float(value.replace(",", "."))
         except ValueError:
-            raise ValueError(f"threshold {value!r} is not a number") from None
+            raise SettingError("bad_number", value=value) from None
         if not 0.0 <= threshold <= 1.0:
-            raise ValueError("threshold must be between 0 and 1")
+            raise SettingError("bad_threshold")
         return dataclasses.replace(prefs, alert_threshold=threshold), None
     if name in ("timezone", "tz"):
-        schedule.zone(value)
-        return dataclasses.replace(prefs, timezone=value), None
+        return dataclasses.replace(prefs, timezone=_zone(value)), None
     if name == "digest":
         parts = value.split()
         if parts and parts[0].lower() in ("off", "aus"):
@@ -427,33 +458,27 @@ def change(prefs: Preferences, name: str, value: str) -> tuple[Preferences, str 
         if len(parts) == 2 and parts[0].lower() in ("every", "alle"):
             hours = int(parts[1].rstrip("h")) if parts[1].rstrip("h").isdigit() else 0
             if not 1 <= hours <= 168:
-                raise ValueError("digest every N: N must be 1 to 168 hours")
+                raise SettingError("bad_every")
             return dataclasses.replace(prefs, digest_every_hours=hours), None
         if parts:
-            at = schedule.parse_hhmm(parts[0])
-            tz = parts[1] if len(parts) > 1 else prefs.timezone
-            schedule.zone(tz)
+            at = _hhmm(parts[0])
+            tz = _zone(parts[1]) if len(parts) > 1 else prefs.timezone
             return (
-                dataclasses.replace(
-                    prefs, digest_at=f"{at:%H:%M}", digest_every_hours=None, timezone=tz
-                ),
+                dataclasses.replace(prefs, digest_at=at, digest_every_hours=None, timezone=tz),
                 None,
             )
-        raise ValueError("digest needs HH:MM [time zone], every N, or off")
+        raise SettingError("bad_digest")
     if name == "quiet":
         if value.lower() in ("off", "aus", "none"):
             return dataclasses.replace(prefs, quiet_start=None, quiet_end=None), None
         start, sep, end = value.partition("-")
         if not sep:
-            raise ValueError("quiet hours look like 22:00-07:00")
-        first, last = schedule.parse_hhmm(start), schedule.parse_hhmm(end)
-        return dataclasses.replace(
-            prefs, quiet_start=f"{first:%H:%M}", quiet_end=f"{last:%H:%M}"
-        ), None
+            raise SettingError("bad_quiet")
+        return dataclasses.replace(prefs, quiet_start=_hhmm(start), quiet_end=_hhmm(end)), None
     if name == "countries":
         return dataclasses.replace(prefs, countries=_words(value)), None
     if name == "include":
         return dataclasses.replace(prefs, include=_words(value)), None
     if name == "exclude":
         return dataclasses.replace(prefs, exclude=_words(value)), None
-    raise ValueError(f"unknown setting {name!r}")
+    raise SettingError("unknown_setting", value=name)

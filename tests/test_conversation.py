@@ -353,3 +353,11 @@ async def test_help_is_generated_from_the_table_with_the_platform_prefix(
     assert "/newsbot settings digest 07:30" in slack.text
     [unknown] = await conversation.handle(msg("/nope", command_prefix="/newsbot "))
     assert isinstance(unknown, Notice) and "/newsbot nope" in unknown.text
+
+
+async def test_setting_errors_speak_the_chats_language(conversation: Conversation) -> None:
+    await conversation.handle(msg("/subscribe", lang="de"))
+    [bad] = await conversation.handle(msg("/settings quiet 22:00-25:00"))
+    assert isinstance(bad, Notice) and "„25:00“ ist keine Uhrzeit" in bad.text
+    [bad] = await conversation.handle(msg("/settings frobs 3"))
+    assert isinstance(bad, Notice) and "unbekannte Einstellung „frobs“" in bad.text
