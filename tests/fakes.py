@@ -7,12 +7,16 @@ from collections import deque
 from datetime import UTC, datetime, timedelta
 
 from bot.chat import DeliveryError, Handler
+from bot.chat.console import ConsoleChat
+from bot.chat.slack import SlackChat
+from bot.chat.telegram import TelegramChat
 from bot.models import ChatRef, Limits, Post, Sent
 
+# As the real adapters declare them (what the Outbox paces by).
 PLATFORM_RATES = {
-    "telegram": Limits(per_second=29.5, chat_interval=1.0, group_per_minute=20, group_prefix="-"),
-    "slack": Limits(per_second=20.0, chat_interval=1.05),
-    "console": Limits(per_second=1000.0),
+    "telegram": TelegramChat.limits,
+    "slack": SlackChat.limits,
+    "console": ConsoleChat.limits,
 }
 
 
@@ -36,7 +40,6 @@ class FakeChat:
 
     def __init__(self, platform: str = "telegram", clock: VirtualClock | None = None) -> None:
         self.platform = platform
-        # As the real adapter of that platform declares them (what the Outbox paces by).
         self.limits = PLATFORM_RATES.get(platform, Limits(per_second=1.0, chat_interval=1.0))
         self.clock = clock
         self.sent: list[tuple[ChatRef, Post, datetime | None]] = []
