@@ -314,9 +314,13 @@ def mrkdwn_escape(value: str) -> str:
 
 def _fit(value: str, limit: int, escape: bool = True) -> str:
     """`value` (escaped) within `limit` UTF-16 units; cut before escaping, so no entity splits."""
-    shown = mrkdwn_escape(value) if escape else value
-    if utf16_len(shown) <= limit:
-        return shown
+    # Escaping and UTF-16 only lengthen text: no more than `limit` characters can fit, so the
+    # work stays within them however long the field is.
+    if len(value) <= limit:
+        shown = mrkdwn_escape(value) if escape else value
+        if utf16_len(shown) <= limit:
+            return shown
+    value = value[:limit]
     low, high = 0, len(value)
     while low < high:
         middle = (low + high + 1) // 2

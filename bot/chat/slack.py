@@ -551,7 +551,8 @@ class SlackChat:
     async def send(self, chat: ChatRef, post: Post) -> Sent:
         """Deliver one post as Block Kit messages; raise DeliveryError saying what failed."""
         timestamps: list[str] = []
-        for index, message in enumerate(slack_blocks(post)):
+        # Rendering a long digest is CPU work: never on the event loop.
+        for index, message in enumerate(await asyncio.to_thread(slack_blocks, post)):
             if index:
                 # The Outbox booked the first message's slot; later parts book their own.
                 await self._wait_turn(chat)
@@ -621,7 +622,7 @@ class SlackChat:
     ) -> None:
         """Answer a user directly (paced like everything sent to the channel)."""
         for post in _merge_notices(posts):
-            for message in slack_blocks(post):
+            for message in await asyncio.to_thread(slack_blocks, post):
                 await self._wait_turn(ChatRef(PLATFORM, channel))
                 try:
                     if ephemeral_to:
