@@ -34,6 +34,8 @@ class Command:
     aliases: tuple[str, ...] = ()
     # Catalogue key of extra help lines (usage examples) shown under the command in /help.
     usage: str | None = None
+    # Catalogue key of the argument shown after the name in /help ("<question>").
+    argument: str | None = None
     # Advertised in menus and /help.
     listed: bool = True
 
@@ -108,6 +110,7 @@ COMMANDS: tuple[Command, ...] = (
         Access.ANYONE,
         "Ask a question about the articles",
         "Eine Frage zu den Artikeln stellen",
+        argument="arg_question",
     ),
 )
 

@@ -155,7 +155,8 @@ class Conversation:
         lines = [messages.text(lang, "help_intro")]
         for command in COMMANDS:
             if command.listed:
-                lines.append(f"{prefix}{command.name} – {command.help(lang)}")
+                argument = f" {messages.text(lang, command.argument)}" if command.argument else ""
+                lines.append(f"{prefix}{command.name}{argument} – {command.help(lang)}")
                 if command.usage:
                     lines.append(messages.text(lang, command.usage, p=prefix))
         lines.append(messages.text(lang, "help_question"))

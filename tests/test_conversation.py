@@ -348,8 +348,9 @@ async def test_help_is_generated_from_the_table_with_the_platform_prefix(
     [slack] = await conversation.handle(msg("/help", command_prefix="/newsbot "))
     assert isinstance(telegram, Notice) and isinstance(slack, Notice)
     for command in COMMANDS:
-        assert f"/{command.name} – {command.help_en}" in telegram.text
-        assert f"/newsbot {command.name} – {command.help_en}" in slack.text
+        argument = " <question>" if command.argument else ""
+        assert f"/{command.name}{argument} – {command.help_en}" in telegram.text
+        assert f"/newsbot {command.name}{argument} – {command.help_en}" in slack.text
     assert "/newsbot settings digest 07:30" in slack.text
     [unknown] = await conversation.handle(msg("/nope", command_prefix="/newsbot "))
     assert isinstance(unknown, Notice) and "/newsbot nope" in unknown.text

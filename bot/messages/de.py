@@ -28,6 +28,7 @@ MESSAGES: dict[str, str] = {
     "   {p}settings alerts on|off | threshold 0.85 | quiet 22:00-07:00 | lang en\n"
     "   {p}settings countries Ukraine,Syrien | include Wort,… | exclude Wort,…",
     "help_sources": "   {p}sources add URL, {p}sources remove ID (Admins)",
+    "arg_question": "<Frage>",
     "help_question": "Oder einfach eine Frage stellen; als Antwort auf eine Meldung bezieht sie "
     "sich auf deren Artikel.",
     "subscribed": "Abonniert: Dieser Chat erhält Meldungen und Überblicke.",

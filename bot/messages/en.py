@@ -28,6 +28,7 @@ MESSAGES: dict[str, str] = {
     "   {p}settings alerts on|off | threshold 0.85 | quiet 22:00-07:00 | lang de\n"
     "   {p}settings countries Ukraine,Syria | include word,… | exclude word,…",
     "help_sources": "   {p}sources add URL, {p}sources remove ID (admins)",
+    "arg_question": "<question>",
     "help_question": "Or just ask a question; reply to an alert to ask about that article.",
     "subscribed": "Subscribed: this chat will receive alerts and digests.",
     "already": "This chat is already subscribed.",
