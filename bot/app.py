@@ -18,7 +18,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from pydantic import SecretStr
 
 from bot import __version__, commands, feeds, jobs, qa, schedule
-from bot.chat import ChatAdapter, Pace, unpaced
+from bot.chat import ChatAdapter, Pace
 from bot.chat.console import CHAT as CONSOLE_CHAT
 from bot.chat.console import ConsoleChat
 from bot.config import Settings
@@ -68,7 +68,7 @@ class ReplyPacing:
         pacer.started(chat, outbox.clock().timestamp(), at)
 
 
-def build_adapters(settings: Settings, pace: Pace = unpaced) -> list[ChatAdapter]:
+def build_adapters(settings: Settings, pace: Pace | None = None) -> list[ChatAdapter]:
     """The chat platforms whose credentials are in the environment (any number of them)."""
     adapters: list[ChatAdapter] = []
     secrets = settings.secrets

@@ -14,10 +14,6 @@ Pace = Callable[[ChatRef], Awaitable[None]]
 """Wait for this chat's next send slot on the platform's shared timeline (the Outbox's pacer)."""
 
 
-async def unpaced(chat: ChatRef) -> None:
-    """No shared timeline: an adapter used on its own sends replies at once."""
-
-
 class ChatAdapter(Protocol):
     """A chat platform: translates its payloads to Inbound/Post and nothing more."""
 

@@ -40,7 +40,7 @@ from telegram.error import (
 from telegram.ext import Application, CallbackContext, TypeHandler
 from telegram.request import BaseRequest
 
-from bot.chat import DeliveryError, Handler, Pace, unpaced
+from bot.chat import DeliveryError, Handler, Pace
 from bot.chat.render import cut, plain, telegram_html, text
 from bot.config import TelegramSettings
 from bot.models import (
@@ -94,7 +94,7 @@ class TelegramChat:
         settings: TelegramSettings,
         *,
         commands: Sequence[CommandInfo] = (),
-        pace: Pace = unpaced,
+        pace: Pace | None = None,
         request: BaseRequest | None = None,
         get_updates_request: BaseRequest | None = None,
         webhook_secret: str | None = None,
@@ -105,7 +105,8 @@ class TelegramChat:
         self.settings = settings
         # The core's table of commands: the menu, and which commands are ours in groups.
         self.commands = tuple(commands)
-        # Replies wait for their slot on the same per-chat timeline as the Outbox's sends.
+        # Replies wait for their slot on the same per-chat timeline as the Outbox's sends
+        # (None: an adapter used on its own replies at once).
         self.pace = pace
         self.webhook_secret = webhook_secret or secrets.token_urlsafe(32)
         self.poll_timeout = poll_timeout
@@ -364,7 +365,10 @@ class TelegramChat:
             parts = telegram_html(post)
             markup = self._buttons(post) if isinstance(post, Alert) else None
             for index, part in enumerate(parts):
-                await self.pace(ChatRef(PLATFORM, str(chat_id), str(thread) if thread else None))
+                if self.pace is not None:
+                    await self.pace(
+                        ChatRef(PLATFORM, str(chat_id), str(thread) if thread else None)
+                    )
                 try:
                     await self._send_patiently(
                         chat_id,
