@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks._common import Targets, shared_dir, skip_unless  # noqa: E402
 from bot import app, config, feeds, jobs  # noqa: E402
 from bot.chat import DeliveryError, Handler  # noqa: E402
+from bot.chat.telegram import TelegramChat  # noqa: E402
 from bot.models import Article, ChatRef, Post, Sent, Thresholds  # noqa: E402
 from bot.outbox import Outbox  # noqa: E402
 from bot.store import Store  # noqa: E402
@@ -52,6 +53,7 @@ class RecordingChat:
 
     def __init__(self, platform: str = "console") -> None:
         self.platform = platform
+        self.limits = TelegramChat.limits
         self.acked: list[tuple[float, Post]] = []
         self.event = asyncio.Event()
 
@@ -69,6 +71,7 @@ class LimitedPlatform:
     """A Telegram-like platform: 429 when over 30 msg/s overall or 1 msg/s per chat."""
 
     platform = "telegram"
+    limits = TelegramChat.limits
 
     def __init__(self) -> None:
         self.window: deque[float] = deque()

@@ -40,6 +40,7 @@ class TimedChat:
     """Wraps the adapter to time each send the Outbox makes."""
 
     platform = "telegram"
+    limits = TelegramChat.limits
 
     def __init__(self, inner: TelegramChat) -> None:
         self.inner = inner

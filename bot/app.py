@@ -18,16 +18,18 @@ import httpx
 import sqlalchemy as sa
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+from pydantic import SecretStr
 
-from bot import __version__, feeds, jobs, qa, schedule
-from bot.chat import ChatAdapter, Handler
+from bot import __version__, commands, feeds, jobs, qa, schedule
+from bot.chat import ChatAdapter, Handler, Pace
 from bot.chat.console import CHAT as CONSOLE_CHAT
 from bot.chat.console import ConsoleChat
 from bot.config import Settings
-from bot.conversation import Conversation
+from bot.conversation import Change, Conversation
 from bot.learn import load_current
+from bot.models import ChatRef
 from bot.outbox import Outbox, RetryPolicy
-from bot.store import Store, normalise_url
+from bot.store import FeedSource, Store, Subscription, normalise_url
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +51,59 @@ def fetch_limits(settings: Settings) -> feeds.FetchLimits:
     )
 
 
-def build_adapters(settings: Settings) -> list[ChatAdapter]:
-    """The chat platforms whose credentials are in the environment."""
+class ReplyPacing:
+    """Paces replies on the Outbox's per-platform timeline, so replies and alerts together
+    never exceed a chat's limit (adapters call it before each reply they send)."""
+
+    def __init__(self) -> None:
+        self.outbox: Outbox | None = None
+
+    async def __call__(self, chat: ChatRef) -> None:
+        """Wait for the next send slot to `chat` and book it."""
+        outbox = self.outbox
+        if outbox is None or chat.platform not in outbox.pacers:
+            return
+        pacer = outbox.pacers[chat.platform]
+        at = pacer.book(chat, outbox.clock().timestamp())
+        wait = at - outbox.clock().timestamp()
+        if wait > 0:
+            await outbox.sleep(wait)
+        pacer.started(chat, outbox.clock().timestamp(), at)
+
+
+def build_adapters(settings: Settings, pace: Pace | None = None) -> list[ChatAdapter]:
+    """The chat platforms whose credentials are in the environment (any number of them)."""
     adapters: list[ChatAdapter] = []
-    token = settings.secrets.telegram_bot_token
-    if token is not None:
+    secrets = settings.secrets
+    if secrets.telegram_bot_token is not None:
         from bot.chat.telegram import TelegramChat
 
-        adapters.append(TelegramChat(token.get_secret_value(), settings.telegram))
+        adapters.append(
+            TelegramChat(
+                secrets.telegram_bot_token.get_secret_value(),
+                settings.telegram,
+                commands=commands.infos(),
+                pace=pace,
+            )
+        )
+    if secrets.slack_bot_token is not None:
+        from bot.chat.slack import SlackChat
+
+        adapters.append(
+            SlackChat(
+                secrets.slack_bot_token.get_secret_value(),
+                settings.slack,
+                signing_secret=_reveal(secrets.slack_signing_secret),
+                app_token=_reveal(secrets.slack_app_token),
+                commands=commands.infos(),
+                pace=pace,
+            )
+        )
     return adapters
+
+
+def _reveal(secret: SecretStr | None) -> str | None:
+    return secret.get_secret_value() if secret is not None else None
 
 
 def changed_since(folder: Path, mtimes: dict[Path, float]) -> list[Path]:
@@ -190,49 +236,74 @@ class Jobs:
         self.gates = jobs.PollGates.per_host(settings.sources.per_host)
 
     async def sync(self) -> None:
-        """Rebuild jobs from the subscriptions and sources tables."""
+        """Rebuild jobs from the subscriptions and sources tables (at start)."""
         wanted: set[str] = set()
-        grace = int(self.settings.digest.catch_up_hours * 3600) or 1
         for subscription in await self.store.subscriptions():
-            trigger = schedule.trigger(subscription.prefs)
-            if trigger is None:
-                continue
-            job_id = f"digest-{subscription.id}"
-            wanted.add(job_id)
-            self.scheduler.add_job(
-                digest_job,
-                trigger,
-                args=(self.store, self.outbox, self.settings, subscription.id),
-                id=job_id,
-                replace_existing=True,
-                coalesce=True,
-                max_instances=1,
-                misfire_grace_time=grace,
-            )
+            if self._sync_digest(subscription):
+                wanted.add(f"digest-{subscription.id}")
         for source in await self.store.sources():
-            job_id = f"feed-{source.id}"
-            wanted.add(job_id)
-            if self.scheduler.get_job(job_id) is None:
-                self.scheduler.add_job(
-                    feed_job,
-                    IntervalTrigger(seconds=source.interval_seconds, timezone=UTC),
-                    args=(
-                        self.client,
-                        self.store,
-                        self.settings,
-                        self.index,
-                        self.outbox,
-                        source.id,
-                        self.gates,
-                    ),
-                    id=job_id,
-                    coalesce=True,
-                    max_instances=1,
-                    next_run_time=datetime.now(UTC),
-                )
+            self._sync_feed(source.id, source)
+            wanted.add(f"feed-{source.id}")
         for job in self.scheduler.get_jobs():
             if job.id.startswith(("digest-", "feed-")) and job.id not in wanted:
                 job.remove()
+
+    async def changed(self, what: Change) -> None:
+        """Re-sync only what one command changed: one chat's digest job or one feed's poll job."""
+        if what.chat is not None:
+            subscription = await self.store.subscription(what.chat)
+            if subscription is not None:
+                self._sync_digest(subscription)
+        if what.source_id is not None:
+            active = {source.id: source for source in await self.store.sources()}
+            self._sync_feed(what.source_id, active.get(what.source_id))
+
+    def _sync_digest(self, subscription: Subscription) -> bool:
+        """Add, replace or remove one chat's digest job; True when it has one."""
+        job_id = f"digest-{subscription.id}"
+        trigger = schedule.trigger(subscription.prefs) if subscription.active else None
+        if trigger is None:
+            if self.scheduler.get_job(job_id) is not None:
+                self.scheduler.remove_job(job_id)
+            return False
+        self.scheduler.add_job(
+            digest_job,
+            trigger,
+            args=(self.store, self.outbox, self.settings, subscription.id),
+            id=job_id,
+            replace_existing=True,
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=int(self.settings.digest.catch_up_hours * 3600) or 1,
+        )
+        return True
+
+    def _sync_feed(self, source_id: int, source: FeedSource | None) -> None:
+        """Start polling an active feed (once) or stop polling a removed one."""
+        job_id = f"feed-{source_id}"
+        job = self.scheduler.get_job(job_id)
+        if source is None:
+            if job is not None:
+                job.remove()
+            return
+        if job is None:
+            self.scheduler.add_job(
+                feed_job,
+                IntervalTrigger(seconds=source.interval_seconds, timezone=UTC),
+                args=(
+                    self.client,
+                    self.store,
+                    self.settings,
+                    self.index,
+                    self.outbox,
+                    source.id,
+                    self.gates,
+                ),
+                id=job_id,
+                coalesce=True,
+                max_instances=1,
+                next_run_time=datetime.now(UTC),
+            )
 
     async def catch_up(self) -> None:
         """After downtime: each chat gets the digest of its last missed slot once (within grace)."""
@@ -248,8 +319,12 @@ async def run(
     stop: asyncio.Event | None = None,
     adapters: Sequence[ChatAdapter] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    pacing: ReplyPacing | None = None,
 ) -> int:
-    """Run the service until a signal, or the end of console input; return the exit code."""
+    """Run the service until a signal, or the end of console input; return the exit code.
+
+    `pacing`: the reply pacer given adapters were built with (`adapters` from the caller).
+    """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     # Started in this order and stopped in reverse by the one exit stack: store, HTTP client,
@@ -286,8 +361,9 @@ async def run(
             await store.add_source(feed.url, name=feed.name, interval_seconds=feed.interval_seconds)
 
         console: ConsoleChat | None = None
+        pacing = pacing or ReplyPacing()
         if adapters is None:
-            adapters = build_adapters(settings)
+            adapters = build_adapters(settings, pacing)
         if not adapters:
             # Without chat tokens the console is the chat.
             console = ConsoleChat(lines=lines, out=out)
@@ -297,6 +373,7 @@ async def run(
             {adapter.platform: adapter for adapter in adapters},
             retry=RetryPolicy(max_attempts=settings.delivery.max_attempts),
         )
+        pacing.outbox = outbox
 
         folder = settings.articles.folder
         mtimes: dict[Path, float] = {}
@@ -320,7 +397,7 @@ async def run(
             store,
             index,
             settings,
-            on_change=job_sync.sync,
+            on_change=job_sync.changed,
             # Fetches the feed now, through the guard and every redirect, so a public address
             # that redirects inward is refused at /sources add with the reason.
             check_url=lambda url: feeds.probe(

@@ -150,6 +150,11 @@ class ChatSettings(_Section):
 
     default_language: Language = "en"
     questions_per_minute: int = Field(default=10, gt=0)
+    # Commands and button presses one user may send per minute in one chat, and one chat in all.
+    commands_per_minute: int = Field(default=20, gt=0)
+    chat_commands_per_minute: int = Field(default=60, gt=0)
+    # Longer questions get a polite refusal (answering cost grows with the question).
+    max_question_chars: int = Field(default=500, gt=0)
 
 
 class TelegramSettings(_Section):
@@ -165,7 +170,16 @@ class TelegramSettings(_Section):
 class SlackSettings(_Section):
     """Slack connection; tokens come only from the SLACK_* environment variables."""
 
-    mode: Literal["socket", "http"] = "socket"
+    # "auto": Socket Mode when SLACK_APP_TOKEN is set, else HTTP (Events API) when
+    # SLACK_SIGNING_SECRET is set.
+    mode: Literal["auto", "socket", "http"] = "auto"
+    # Web API base URL (a test server or a proxy). Env: NEWSBOT_SLACK_API_URL.
+    api_url: str = "https://slack.com/api/"
+    # HTTP mode: where the /slack/events endpoint listens. Env: NEWSBOT_SLACK_PORT (the port).
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=3000, gt=0, lt=65536)
+    # User ids (U…) who may change subscriptions, settings and feeds besides workspace admins.
+    admins: tuple[str, ...] = ()
 
 
 class OpsSettings(_Section):
@@ -209,6 +223,8 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "NEWSBOT_DATA_DIR": ("storage", "data_dir"),
     "NEWSBOT_ARTICLES": ("articles", "folder"),
     "NEWSBOT_TELEGRAM_API_URL": ("telegram", "api_url"),
+    "NEWSBOT_SLACK_API_URL": ("slack", "api_url"),
+    "NEWSBOT_SLACK_PORT": ("slack", "http_port"),
     "NEWSBOT_OPS_HOST": ("ops", "http_host"),
     "NEWSBOT_OPS_PORT": ("ops", "http_port"),
 }

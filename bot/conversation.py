@@ -1,125 +1,48 @@
-"""The one core handler for what users say: commands and questions in, posts out; platform-blind."""
+"""The one core handler for commands, questions and button presses; platform-blind."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from urllib.parse import urlsplit, urlunsplit
 
-from bot import digest, qa, schedule
+from bot import digest, messages, qa, schedule
+from bot.commands import COMMANDS, find
 from bot.config import Settings
-from bot.models import Answer, ChatRef, Digest, Inbound, Notice, Post, Preferences
-from bot.store import Store, Subscription
+from bot.models import (
+    ActionKind,
+    Answer,
+    ChatRef,
+    Digest,
+    Inbound,
+    Notice,
+    Post,
+    Preferences,
+)
+from bot.store import FeedSource, Store, Subscription
 
 log = logging.getLogger(__name__)
 
-HELP = {
-    "en": (
-        "newsbot watches the news for war, terrorism, military tension and conflict diplomacy.\n"
-        "/subscribe – receive alerts and digests here\n"
-        "/unsubscribe – stop them\n"
-        "/digest – the digest now\n"
-        "/settings – this chat's settings; change one with e.g.\n"
-        "   /settings digest 07:30 Europe/Berlin | digest every 6 | digest off\n"
-        "   /settings alerts on|off | threshold 0.85 | quiet 22:00-07:00 | lang de\n"
-        "   /settings countries Ukraine,Syria | include word,… | exclude word,…\n"
-        "/sources – feeds being watched; /sources add URL, /sources remove ID (admins)\n"
-        "/ask <question> – ask about the articles (or just type the question)\n"
-        "/help – this text"
-    ),
-    "de": (
-        "newsbot beobachtet Nachrichten zu Krieg, Terror, militärischen Spannungen und "
-        "Konfliktdiplomatie.\n"
-        "/subscribe – Meldungen und Überblicke hier erhalten\n"
-        "/unsubscribe – abbestellen\n"
-        "/digest – den Überblick jetzt\n"
-        "/settings – Einstellungen dieses Chats; ändern z. B. mit\n"
-        "   /settings digest 07:30 Europe/Berlin | digest every 6 | digest off\n"
-        "   /settings alerts on|off | threshold 0.85 | quiet 22:00-07:00 | lang en\n"
-        "   /settings countries Ukraine,Syrien | include Wort,… | exclude Wort,…\n"
-        "/sources – beobachtete Feeds; /sources add URL, /sources remove ID (Admins)\n"
-        "/ask <Frage> – eine Frage zu den Artikeln stellen (oder einfach die Frage schreiben)\n"
-        "/help – dieser Text"
-    ),
-}
-REPLIES = {
-    "en": {
-        "subscribed": "Subscribed: this chat will receive alerts and digests.",
-        "already": "This chat is already subscribed.",
-        "unsubscribed": "Unsubscribed: no more alerts or digests here.",
-        "not_subscribed": "This chat is not subscribed.",
-        "unknown": "Unknown command {command}. Send /help for the list.",
-        "admins_only": "Only chat administrators can do that.",
-        "empty_question": "Ask a question after /ask, e.g. /ask who attends from Germany?",
-        "slow_down": "You're asking quickly — please wait {seconds} s before the next question.",
-        "settings": "Subscribed: {subscribed}. Language: {lang}. Alerts: {alerts} (from score "
-        "{alert:.2f}). Digest: {digest}. Quiet hours: {quiet}. Countries: {countries}. "
-        "Include: {include}. Exclude: {exclude}.",
-        "yes": "yes",
-        "no": "no",
-        "on": "on",
-        "off": "off",
-        "none": "none",
-        "daily": "daily at {at} ({tz})",
-        "every": "every {hours} h",
-        "saved": "Saved. {summary}",
-        "subscribe_first": "Subscribe first with /subscribe.",
-        "bad_setting": "Can't use that: {error}. Send /help for examples.",
-        "sources": "Feeds watched:\n{lines}",
-        "no_sources": "No feeds are watched yet. Add one with /sources add URL.",
-        "source_added": "Added feed {url}; it is polled every {minutes} minutes.",
-        "source_known": "That feed is already watched.",
-        "source_removed": "Removed feed {source}.",
-        "source_unknown": "No watched feed {source}.",
-        "source_refused": "Can't add that feed: {reason}",
-        "source_quota": "This chat already added {n} feeds, the most allowed.",
-        "why": "{title}\nScore {score:.2f} because of: {reasons}",
-        "no_article": "No such article: {id}",
-        "thanks": "Thanks — your feedback trains this deployment's classifier.",
-    },
-    "de": {
-        "subscribed": "Abonniert: Dieser Chat erhält Meldungen und Überblicke.",
-        "already": "Dieser Chat ist bereits abonniert.",
-        "unsubscribed": "Abbestellt: Keine Meldungen oder Überblicke mehr.",
-        "not_subscribed": "Dieser Chat ist nicht abonniert.",
-        "unknown": "Unbekannter Befehl {command}. /help zeigt die Liste.",
-        "admins_only": "Das dürfen nur Administratoren des Chats.",
-        "empty_question": "Bitte eine Frage nach /ask stellen, z. B. /ask Wer vertritt die USA?",
-        "slow_down": "Viele Fragen in kurzer Zeit — bitte {seconds} s warten.",
-        "settings": "Abonniert: {subscribed}. Sprache: {lang}. Meldungen: {alerts} (ab Wert "
-        "{alert:.2f}). Überblick: {digest}. Ruhezeit: {quiet}. Länder: {countries}. "
-        "Nur mit: {include}. Ohne: {exclude}.",
-        "yes": "ja",
-        "no": "nein",
-        "on": "an",
-        "off": "aus",
-        "none": "keine",
-        "daily": "täglich um {at} ({tz})",
-        "every": "alle {hours} Std.",
-        "saved": "Gespeichert. {summary}",
-        "subscribe_first": "Bitte zuerst mit /subscribe abonnieren.",
-        "bad_setting": "Das geht nicht: {error}. /help zeigt Beispiele.",
-        "sources": "Beobachtete Feeds:\n{lines}",
-        "no_sources": "Noch keine Feeds. Mit /sources add URL hinzufügen.",
-        "source_added": "Feed {url} hinzugefügt; Abruf alle {minutes} Minuten.",
-        "source_known": "Dieser Feed wird schon beobachtet.",
-        "source_removed": "Feed {source} entfernt.",
-        "source_unknown": "Kein beobachteter Feed {source}.",
-        "source_refused": "Diesen Feed kann ich nicht hinzufügen: {reason}",
-        "source_quota": "Dieser Chat hat schon {n} Feeds hinzugefügt, mehr geht nicht.",
-        "why": "{title}\nWert {score:.2f} wegen: {reasons}",
-        "no_article": "Diesen Artikel gibt es nicht: {id}",
-        "thanks": "Danke — Ihre Rückmeldung trainiert den Klassifikator dieser Installation.",
-    },
-}
-ADMIN_COMMANDS = {"/subscribe", "/unsubscribe", "/start"}
-# Changing settings and feeds needs an admin; reading them does not.
-ADMIN_WHEN_ARGUMENTS = {"/settings", "/sources"}
-OnChange = Callable[[], Awaitable[None]]
 UrlCheck = Callable[[str], Awaitable[None]]
+# Minutes between polls of a feed added in chat (the store's default interval).
+CHAT_FEED_MINUTES = 10
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Change:
+    """What a command changed, so the service re-syncs just that: one chat or one feed."""
+
+    chat: ChatRef | None = None
+    source_id: int | None = None
+
+
+OnChange = Callable[[Change], Awaitable[None]]
+CommandHandler = Callable[[Inbound, str, str], Awaitable[list[Post]]]
 
 
 class RateLimit:
@@ -140,11 +63,29 @@ class RateLimit:
         if len(events) >= self.limit:
             return events[0] + self.window - now
         events.append(now)
+        if len(self._events) > 50_000:
+            # Forget keys that have been quiet for a whole window: memory stays bounded.
+            self._events = defaultdict(
+                deque, {k: v for k, v in self._events.items() if v and v[-1] > now - self.window}
+            )
         return 0.0
 
 
+def shown_url(url: str) -> str:
+    """A feed URL fit to show in a chat: no credentials, query string or fragment."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    if ":" in host:
+        host = f"[{host}]"
+    return urlunsplit((parts.scheme, host + port, parts.path, "", ""))
+
+
 class Conversation:
-    """Answers commands and questions for any chat platform."""
+    """Answers commands, questions and button presses for any chat platform."""
 
     def __init__(
         self,
@@ -157,186 +98,262 @@ class Conversation:
         check_url: UrlCheck | None = None,
     ) -> None:
         self.store, self.index, self.settings, self.clock = store, index, settings, clock
-        self.questions = RateLimit(settings.chat.questions_per_minute, 60.0, rate_clock)
-        # Commands that change schedules or feeds tell the service to rebuild its jobs.
+        chat = settings.chat
+        self.questions = RateLimit(chat.questions_per_minute, 60.0, rate_clock)
+        self.user_commands = RateLimit(chat.commands_per_minute, 60.0, rate_clock)
+        self.chat_commands = RateLimit(chat.chat_commands_per_minute, 60.0, rate_clock)
+        # Commands that change schedules or feeds tell the service what to re-sync.
         self.on_change = on_change
         self.check_url = check_url
+        # Every command in the table must have its handler here: fail at start, not on use.
+        self.handlers: dict[str, CommandHandler] = {
+            command.name: getattr(self, command.handler) for command in COMMANDS
+        }
 
     async def handle(self, msg: Inbound) -> list[Post]:
-        """Reply to one inbound message."""
+        """Reply to one inbound message or button press."""
         text = msg.text.strip()
-        if not text:
+        if not text and msg.action is None:
             return []
         lang = await self._lang(msg)
+        if msg.action is not None or text.startswith("/"):
+            wait = self._command_wait(msg)
+            if wait > 0:
+                return [self._notice(msg, lang, "slow_down_commands", seconds=max(1, round(wait)))]
+        if msg.action is not None:
+            return [await self.act(msg, lang)]
         if text.startswith("/"):
-            command, _, rest = text.partition(" ")
+            name, _, rest = text[1:].partition(" ")
             # Telegram appends the bot's name in groups: /digest@newsbot.
-            command = command.split("@", 1)[0].lower()
-            return await self.command(msg, command, rest.strip(), lang)
-        return [await self.ask_scoped(msg, text)]
+            name = name.split("@", 1)[0].lower()
+            return await self.command(msg, name, rest.strip(), lang)
+        return [await self.ask_scoped(msg, text, lang)]
 
-    async def command(self, msg: Inbound, command: str, arg: str, lang: str) -> list[Post]:
-        """Run one slash command."""
-        replies = REPLIES[lang]
-        needs_admin = command in ADMIN_COMMANDS or (command in ADMIN_WHEN_ARGUMENTS and arg)
-        if needs_admin and not msg.is_admin:
-            return [Notice(replies["admins_only"])]
-        if command == "/help":
-            return [Notice(HELP[lang])]
-        if command in ("/start", "/subscribe"):
-            created = await self.store.subscribe(msg.chat, lang, self.settings.digest.preferences())
-            await self._changed()
-            notice = Notice(replies["subscribed"] if created else replies["already"])
-            return [Notice(HELP[lang]), notice] if command == "/start" else [notice]
-        if command in ("/stop", "/unsubscribe"):
-            removed = await self.store.unsubscribe(msg.chat)
-            await self._changed()
-            return [Notice(replies["unsubscribed"] if removed else replies["not_subscribed"])]
-        if command == "/digest":
-            return [await self.digest(msg.chat, lang)]
-        if command == "/settings":
-            return [await self.settings_command(msg.chat, arg, lang)]
-        if command == "/sources":
-            return [await self.sources_command(msg.chat, arg, lang)]
-        if command == "/why":
-            return [await self.why(arg, lang)]
-        if command == "/feedback":
-            return [await self.feedback(msg, arg, lang)]
-        if command == "/ask":
-            if not arg:
-                return [Notice(replies["empty_question"])]
-            return [await self.ask_scoped(msg, arg)]
-        return [Notice(replies["unknown"].format(command=command))]
+    async def command(self, msg: Inbound, name: str, arg: str, lang: str) -> list[Post]:
+        """Run one command from the table, if the user may."""
+        command = find(name)
+        if command is None:
+            return [self._notice(msg, lang, "unknown", command=f"{msg.command_prefix}{name}")]
+        if not command.allowed(msg.is_admin, arg):
+            return [self._notice(msg, lang, "admins_only")]
+        return await self.handlers[command.name](msg, arg, lang)
+
+    def _command_wait(self, msg: Inbound) -> float:
+        chat = f"{msg.chat.platform}:{msg.chat.chat_id}"
+        user_wait = self.user_commands.wait_time(f"{chat}:{msg.user or ''}")
+        if user_wait > 0:
+            return user_wait
+        return self.chat_commands.wait_time(chat)
+
+    def _notice(self, msg: Inbound, lang: str, key: str, **fields: object) -> Notice:
+        return Notice(messages.text(lang, key, p=msg.command_prefix, **fields))
+
+    # --- the commands (named in bot/commands.py) --------------------------------------------
+
+    def help_text(self, lang: str, prefix: str = "/") -> str:
+        """/help, generated from the table of commands."""
+        lines = [messages.text(lang, "help_intro")]
+        for command in COMMANDS:
+            if command.listed:
+                argument = f" {messages.text(lang, command.argument)}" if command.argument else ""
+                lines.append(f"{prefix}{command.name}{argument} – {command.help(lang)}")
+                if command.usage:
+                    lines.append(messages.text(lang, command.usage, p=prefix))
+        lines.append(messages.text(lang, "help_question"))
+        return "\n".join(lines)
+
+    async def help(self, msg: Inbound, arg: str, lang: str) -> list[Post]:
+        """What the bot does and how to use it."""
+        return [Notice(self.help_text(lang, msg.command_prefix))]
+
+    async def start(self, msg: Inbound, arg: str, lang: str) -> list[Post]:
+        """Welcome, and subscribe."""
+        return [*(await self.help(msg, arg, lang)), *(await self.subscribe(msg, arg, lang))]
+
+    async def subscribe(self, msg: Inbound, arg: str, lang: str) -> list[Post]:
+        """Subscribe this chat."""
+        created = await self.store.subscribe(msg.chat, lang, self.settings.digest.preferences())
+        await self._changed(Change(chat=msg.chat))
+        return [self._notice(msg, lang, "subscribed" if created else "already")]
+
+    async def unsubscribe(self, msg: Inbound, arg: str, lang: str) -> list[Post]:
+        """Unsubscribe this chat."""
+        removed = await self.store.unsubscribe(msg.chat)
+        await self._changed(Change(chat=msg.chat))
+        return [self._notice(msg, lang, "unsubscribed" if removed else "not_subscribed")]
+
+    async def digest_command(self, msg: Inbound, arg: str, lang: str) -> list[Post]:
+        """The digest now."""
+        return [await self.digest(msg.chat, lang)]
+
+    async def ask_command(self, msg: Inbound, arg: str, lang: str) -> list[Post]:
+        """Answer the question after /ask."""
+        if not arg:
+            return [self._notice(msg, lang, "empty_question")]
+        return [await self.ask_scoped(msg, arg, lang)]
 
     def describe(self, subscription: Subscription | None, lang: str) -> str:
         """A chat's settings in words."""
-        replies = REPLIES[lang]
+
+        def say(key: str, **fields: object) -> str:
+            return messages.text(lang, key, **fields)
+
         prefs = subscription.prefs if subscription else self.settings.digest.preferences()
         if prefs.digest_every_hours:
-            digest_text = replies["every"].format(hours=prefs.digest_every_hours)
+            digest_text = say("every", hours=prefs.digest_every_hours)
         elif prefs.digest_at:
-            digest_text = replies["daily"].format(at=prefs.digest_at, tz=prefs.timezone)
+            digest_text = say("daily", at=prefs.digest_at, tz=prefs.timezone)
         else:
-            digest_text = replies["off"]
+            digest_text = say("off")
         quiet = (
             f"{prefs.quiet_start}–{prefs.quiet_end}"
             if prefs.quiet_start and prefs.quiet_end
-            else replies["none"]
+            else say("none")
         )
         alert = prefs.alert_threshold
         if alert is None:
             alert = self.settings.classifier.alert_threshold
-        return replies["settings"].format(
-            subscribed=replies["yes"] if subscription and subscription.active else replies["no"],
+        return say(
+            "settings",
+            subscribed=say("yes") if subscription and subscription.active else say("no"),
             lang=subscription.lang if subscription else lang,
-            alerts=replies["on"] if prefs.alerts else replies["off"],
+            alerts=say("on") if prefs.alerts else say("off"),
             alert=alert,
             digest=digest_text,
             quiet=quiet,
-            countries=", ".join(prefs.countries) or replies["none"],
-            include=", ".join(prefs.include) or replies["none"],
-            exclude=", ".join(prefs.exclude) or replies["none"],
+            countries=", ".join(prefs.countries) or say("none"),
+            include=", ".join(prefs.include) or say("none"),
+            exclude=", ".join(prefs.exclude) or say("none"),
         )
 
-    async def settings_command(self, chat: ChatRef, arg: str, lang: str) -> Notice:
+    async def settings_command(self, msg: Inbound, arg: str, lang: str) -> list[Post]:
         """Show a chat's settings, or change one: `/settings <name> <value>`."""
-        replies = REPLIES[lang]
+        chat = msg.chat
         subscription = await self.store.subscription(chat)
         if not arg:
-            return Notice(self.describe(subscription, lang))
+            return [Notice(self.describe(subscription, lang))]
         if subscription is None:
-            return Notice(replies["subscribe_first"])
+            return [self._notice(msg, lang, "subscribe_first")]
         name, _, value = arg.partition(" ")
         try:
             prefs, new_lang = change(subscription.prefs, name.lower(), value.strip())
-        except ValueError as exc:
-            return Notice(replies["bad_setting"].format(error=exc))
+        except SettingError as exc:
+            return [self._notice(msg, lang, "bad_setting", error=exc.text(lang))]
         await self.store.set_preferences(chat, prefs, new_lang)
-        await self._changed()
+        await self._changed(Change(chat=chat))
         updated = await self.store.subscription(chat)
         lang = new_lang or lang
-        return Notice(REPLIES[lang]["saved"].format(summary=self.describe(updated, lang)))
+        return [self._notice(msg, lang, "saved", summary=self.describe(updated, lang))]
 
-    async def sources_command(self, chat: ChatRef, arg: str, lang: str) -> Notice:
-        """List feeds, or add/remove one: `/sources add URL [name]`, `/sources remove ID|URL`."""
-        replies = REPLIES[lang]
+    async def sources_command(self, msg: Inbound, arg: str, lang: str) -> list[Post]:
+        """This chat's feeds, or add/remove one: `/sources add URL [name]`, `/sources remove ID`.
+
+        A chat sees and changes only the feeds it added; feeds from the config file are
+        visible to no chat (their URLs may carry credentials) and change only in the config.
+        """
         action, _, rest = arg.partition(" ")
         rest = rest.strip()
+        owner = f"{msg.chat.platform}:{msg.chat.chat_id}"
+        mine = [f for f in await self.store.sources() if f.added_by == owner]
         if not action:
-            feeds = await self.store.sources()
-            if not feeds:
-                return Notice(replies["no_sources"])
-            lines = "\n".join(
-                f"{f.id}. {f.name or f.url} — {f.url}"
-                + (f" (error: {f.last_error})" if f.last_error else "")
-                for f in feeds
-            )
-            return Notice(replies["sources"].format(lines=lines))
+            if not mine:
+                return [self._notice(msg, lang, "no_sources")]
+            lines = "\n".join(self._feed_line(f, lang) for f in mine)
+            return [self._notice(msg, lang, "sources_list", lines=lines)]
         if action.lower() == "add" and rest:
             url, _, name = rest.partition(" ")
+            quota = self.settings.sources.max_per_chat
+            if len(mine) >= quota:
+                return [self._notice(msg, lang, "source_quota", n=quota)]
             if self.check_url is not None:
                 try:
                     await self.check_url(url)
                 except ValueError as exc:
-                    return Notice(replies["source_refused"].format(reason=exc))
-            owner = f"{chat.platform}:{chat.chat_id}"
-            mine = [f for f in await self.store.sources() if f.added_by == owner]
-            quota = self.settings.sources.max_per_chat
-            if len(mine) >= quota:
-                return Notice(replies["source_quota"].format(n=quota))
+                    return [self._notice(msg, lang, "source_refused", reason=exc)]
             added = await self.store.add_source(url, name=name.strip(), added_by=owner)
-            await self._changed()
             if not added:
-                return Notice(replies["source_known"])
-            return Notice(replies["source_added"].format(url=url, minutes=10))
+                return [self._notice(msg, lang, "source_known")]
+            for feed in await self.store.sources():
+                if feed.url == url:
+                    await self._changed(Change(source_id=feed.id))
+            return [
+                self._notice(
+                    msg, lang, "source_added", url=shown_url(url), minutes=CHAT_FEED_MINUTES
+                )
+            ]
         if action.lower() == "remove" and rest:
-            key: int | str = int(rest) if rest.isdigit() else rest
-            removed = await self.store.remove_source(key)
-            await self._changed()
-            template = replies["source_removed"] if removed else replies["source_unknown"]
-            return Notice(template.format(source=rest))
-        return Notice(replies["bad_setting"].format(error=f"/sources {arg}"))
+            found = [f for f in mine if str(f.id) == rest or f.url == rest]
+            for feed in found:
+                await self.store.remove_source(feed.id)
+                await self._changed(Change(source_id=feed.id))
+            key = "source_removed" if found else "source_unknown"
+            return [self._notice(msg, lang, key, source=shown_url(rest))]
+        return [self._notice(msg, lang, "bad_setting", error=f"sources {arg}")]
+
+    def _feed_line(self, feed: FeedSource, lang: str) -> str:
+        url = shown_url(feed.url)
+        line = f"{feed.id}. {feed.name or url} — {url}"
+        if feed.last_error:
+            line += f" ({messages.text(lang, 'source_error')}: {feed.last_error[:200]})"
+        return line
+
+    # --- buttons --------------------------------------------------------------------------
+
+    async def act(self, msg: Inbound, lang: str) -> Post:
+        """A button under an alert: explain it, or record 👍/👎 as classifier feedback."""
+        assert msg.action is not None
+        article_id = msg.action.article_id
+        if msg.action.kind is ActionKind.WHY:
+            return await self.why(article_id, lang)
+        if not await self.store.get_article(article_id):
+            return Notice(messages.text(lang, "no_article", id=article_id))
+        user = msg.user or msg.chat.chat_id
+        up = msg.action.kind is ActionKind.UP
+        await self.store.add_feedback(article_id, msg.chat, user, up)
+        return Notice(messages.text(lang, "thanks"))
 
     async def why(self, article_id: str, lang: str) -> Notice:
         """Why an article was flagged: its score and the cues that fired."""
         entries = await self.store.entries([article_id.strip()]) if article_id.strip() else []
         if not entries:
-            return Notice(REPLIES[lang]["no_article"].format(id=article_id))
+            return Notice(messages.text(lang, "no_article", id=article_id))
         article, verdict = entries[0]
-        reasons = ", ".join(verdict.reasons) or REPLIES[lang]["none"]
+        reasons = ", ".join(verdict.reasons) or messages.text(lang, "none")
         return Notice(
-            REPLIES[lang]["why"].format(title=article.title, score=verdict.score, reasons=reasons)
+            messages.text(
+                lang, "why_flagged", title=article.title, score=verdict.score, reasons=reasons
+            )
         )
 
-    async def feedback(self, msg: Inbound, arg: str, lang: str) -> Notice:
-        """Record 👍/👎 on an alert: `/feedback <article id> up|down`."""
-        article_id, _, vote = arg.strip().rpartition(" ")
-        if vote not in ("up", "down") or not await self.store.get_article(article_id):
-            return Notice(REPLIES[lang]["no_article"].format(id=arg))
-        user = msg.user or msg.chat.chat_id
-        await self.store.add_feedback(article_id, msg.chat, user, vote == "up")
-        return Notice(REPLIES[lang]["thanks"])
-
-    async def _changed(self) -> None:
+    async def _changed(self, what: Change) -> None:
         if self.on_change is not None:
-            await self.on_change()
+            await self.on_change(what)
 
-    async def ask_scoped(self, msg: Inbound, question: str) -> Post:
+    # --- questions ------------------------------------------------------------------------
+
+    async def ask_scoped(self, msg: Inbound, question: str, lang: str | None = None) -> Post:
         """Answer a question; a reply to one of our alerts scopes it to that alert's article."""
         if msg.reply_to_article is None and msg.reply_to_message_id is not None:
             article = await self.store.article_for_message(msg.chat, msg.reply_to_message_id)
             if article is not None:
                 msg = dataclasses.replace(msg, reply_to_article=article)
-        return self.ask(msg, question)
+        return await self.ask(msg, question, lang)
 
-    def ask(self, msg: Inbound, question: str) -> Post:
-        """Answer a question, scoped to the replied-to article when there is one."""
+    async def ask(self, msg: Inbound, question: str, lang: str | None = None) -> Post:
+        """Answer a question (in a worker thread), scoped to the replied-to article if any."""
+        lang = lang or (msg.lang if msg.lang in messages.LANGUAGES else None)
+        lang = lang or self.settings.chat.default_language
+        limit = self.settings.chat.max_question_chars
+        if len(question) > limit:
+            return self._notice(msg, lang, "question_too_long", n=len(question), limit=limit)
         key = f"{msg.chat.platform}:{msg.user or msg.chat.chat_id}"
         wait = self.questions.wait_time(key)
         if wait > 0:
-            lang = msg.lang if msg.lang in REPLIES else self.settings.chat.default_language
-            return Notice(REPLIES[lang]["slow_down"].format(seconds=max(1, round(wait))))
-        answer: Answer = qa.answer(question, self.index, article_id=msg.reply_to_article)
+            return self._notice(msg, lang, "slow_down", seconds=max(1, round(wait)))
+        # Answering takes up to a few seconds of CPU: never on the event loop.
+        answer: Answer = await asyncio.to_thread(
+            qa.answer, question, self.index, article_id=msg.reply_to_article
+        )
         log.info(
             "question answered=%s confidence=%.2f sources=%s",
             answer.text is not None,
@@ -352,8 +369,9 @@ class Conversation:
             subscription = await self.store.subscription(chat)
             since = subscription.last_digest_at if subscription else None
         entries = await self.store.flagged(self.settings.classifier.digest_threshold, since)
-        return digest.build(
-            ((article, verdict) for article, verdict, _seen in entries),
+        return await asyncio.to_thread(
+            digest.build,
+            [(article, verdict) for article, verdict, _seen in entries],
             now=self.clock(),
             since=since,
             max_items=self.settings.digest.max_items,
@@ -362,11 +380,24 @@ class Conversation:
 
     async def _lang(self, msg: Inbound) -> str:
         subscription = await self.store.subscription(msg.chat)
-        if subscription is not None and subscription.lang in REPLIES:
+        if subscription is not None and subscription.lang in messages.LANGUAGES:
             return subscription.lang
-        if msg.lang in REPLIES:
+        if msg.lang in messages.LANGUAGES:
             return str(msg.lang)
         return self.settings.chat.default_language
+
+
+class SettingError(ValueError):
+    """A `/settings` value that can't be used: a catalogue key and its fields, shown in the chat's
+    language."""
+
+    def __init__(self, key: str, **fields: object) -> None:
+        super().__init__(messages.text("en", key, **fields))
+        self.key, self.fields = key, fields
+
+    def text(self, lang: str) -> str:
+        """The reason in `lang`."""
+        return messages.text(lang, self.key, **self.fields)
 
 
 def _words(value: str) -> tuple[str, ...]:
@@ -381,14 +412,33 @@ def _on_off(value: str) -> bool:
         return True
     if lowered in ("off", "aus", "no", "nein", "false", "0"):
         return False
-    raise ValueError(f"{value!r} is not on or off")
+    raise SettingError("bad_on_off", value=value)
+
+
+def _zone(name: str) -> str:
+    try:
+        schedule.zone(name)
+    except ValueError:
+        raise SettingError("bad_zone", value=name) from None
+    return name
+
+
+def _hhmm(value: str) -> str:
+    try:
+        return f"{schedule.parse_hhmm(value):%H:%M}"
+    except ValueError:
+        raise SettingError("bad_time", value=value.strip()) from None
 
 
 def change(prefs: Preferences, name: str, value: str) -> tuple[Preferences, str | None]:
-    """Apply `/settings <name> <value>`; the new preferences and, for `lang`, the new language."""
+    """Apply `/settings <name> <value>`; the new preferences and, for `lang`, the new language.
+
+    Raises SettingError saying what is wrong with the value.
+    """
     if name == "lang":
-        if value not in REPLIES:
-            raise ValueError(f"language {value!r} (choose {' or '.join(REPLIES)})")
+        if value not in messages.LANGUAGES:
+            choices = " / ".join(messages.LANGUAGES)
+            raise SettingError("bad_language", value=value, choices=choices)
         return prefs, value
     if name == "alerts":
         return dataclasses.replace(prefs, alerts=_on_off(value)), None
@@ -396,13 +446,12 @@ def change(prefs: Preferences, name: str, value: str) -> tuple[Preferences, str 
         try:
             threshold = float(value.replace(",", "."))
         except ValueError:
-            raise ValueError(f"threshold {value!r} is not a number") from None
+            raise SettingError("bad_number", value=value) from None
         if not 0.0 <= threshold <= 1.0:
-            raise ValueError("threshold must be between 0 and 1")
+            raise SettingError("bad_threshold")
         return dataclasses.replace(prefs, alert_threshold=threshold), None
     if name in ("timezone", "tz"):
-        schedule.zone(value)
-        return dataclasses.replace(prefs, timezone=value), None
+        return dataclasses.replace(prefs, timezone=_zone(value)), None
     if name == "digest":
         parts = value.split()
         if parts and parts[0].lower() in ("off", "aus"):
@@ -410,33 +459,27 @@ def change(prefs: Preferences, name: str, value: str) -> tuple[Preferences, str 
         if len(parts) == 2 and parts[0].lower() in ("every", "alle"):
             hours = int(parts[1].rstrip("h")) if parts[1].rstrip("h").isdigit() else 0
             if not 1 <= hours <= 168:
-                raise ValueError("digest every N: N must be 1 to 168 hours")
+                raise SettingError("bad_every")
             return dataclasses.replace(prefs, digest_every_hours=hours), None
         if parts:
-            at = schedule.parse_hhmm(parts[0])
-            tz = parts[1] if len(parts) > 1 else prefs.timezone
-            schedule.zone(tz)
+            at = _hhmm(parts[0])
+            tz = _zone(parts[1]) if len(parts) > 1 else prefs.timezone
             return (
-                dataclasses.replace(
-                    prefs, digest_at=f"{at:%H:%M}", digest_every_hours=None, timezone=tz
-                ),
+                dataclasses.replace(prefs, digest_at=at, digest_every_hours=None, timezone=tz),
                 None,
             )
-        raise ValueError("digest needs HH:MM [time zone], every N, or off")
+        raise SettingError("bad_digest")
     if name == "quiet":
         if value.lower() in ("off", "aus", "none"):
             return dataclasses.replace(prefs, quiet_start=None, quiet_end=None), None
         start, sep, end = value.partition("-")
         if not sep:
-            raise ValueError("quiet hours look like 22:00-07:00")
-        first, last = schedule.parse_hhmm(start), schedule.parse_hhmm(end)
-        return dataclasses.replace(
-            prefs, quiet_start=f"{first:%H:%M}", quiet_end=f"{last:%H:%M}"
-        ), None
+            raise SettingError("bad_quiet")
+        return dataclasses.replace(prefs, quiet_start=_hhmm(start), quiet_end=_hhmm(end)), None
     if name == "countries":
         return dataclasses.replace(prefs, countries=_words(value)), None
     if name == "include":
         return dataclasses.replace(prefs, include=_words(value)), None
     if name == "exclude":
         return dataclasses.replace(prefs, exclude=_words(value)), None
-    raise ValueError(f"unknown setting {name!r}")
+    raise SettingError("unknown_setting", value=name)

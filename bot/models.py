@@ -139,9 +139,42 @@ class Notice:
 Post = Alert | Digest | Answer | Notice
 
 
+class ActionKind(StrEnum):
+    """A button a user can press under an alert."""
+
+    WHY = "why"
+    UP = "up"
+    DOWN = "down"
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """A button press: what was asked for, about which article."""
+
+    kind: ActionKind
+    article_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CommandInfo:
+    """A command as a chat platform lists it: its names and a one-line description per language."""
+
+    name: str
+    # (language, description) pairs, English first.
+    descriptions: tuple[tuple[str, str], ...]
+    aliases: tuple[str, ...] = ()
+    # Listed in menus and help (False: understood but not advertised).
+    listed: bool = True
+
+    def description(self, lang: str) -> str:
+        """The description in `lang`, else English."""
+        texts = dict(self.descriptions)
+        return texts.get(lang) or self.descriptions[0][1]
+
+
 @dataclass(frozen=True, slots=True)
 class Inbound:
-    """A message a user sent to the bot: a command or a question."""
+    """A message a user sent to the bot: a command, a question or a button press."""
 
     chat: ChatRef
     text: str
@@ -152,6 +185,24 @@ class Inbound:
     is_admin: bool = True
     # The platform's id of the bot message this one replies to; the core maps it to an article.
     reply_to_message_id: str | None = None
+    # A button press (then `text` is empty).
+    action: Action | None = None
+    # How this platform writes a command before its name ("/" on Telegram, "/newsbot " on Slack).
+    command_prefix: str = "/"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """A platform's message rate limits, declared by its adapter."""
+
+    # Messages per second across all chats.
+    per_second: float
+    # Minimum seconds between two messages to the same chat.
+    chat_interval: float = 0.0
+    # Messages per minute to one group chat (None: no such limit).
+    group_per_minute: int | None = None
+    # Chat ids starting with this are groups (Telegram: negative ids).
+    group_prefix: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -135,10 +135,7 @@ class Outbox:
         self.store, self.adapters, self.clock, self.sleep = store, adapters, clock, sleep
         self.retry = retry
         self.lease_seconds = lease_seconds
-        self.pacers = {
-            name: Pacer(limits.get(name, Limits(per_second=1.0, chat_interval=1.0)))
-            for name in adapters
-        }
+        self.pacers = {name: Pacer(limits.get(name, a.limits)) for name, a in adapters.items()}
         self.horizon = horizon_seconds
         self.max_backoff = max_backoff_seconds
         # About `horizon` seconds of sending per pass at the platforms' combined rate.

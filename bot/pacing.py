@@ -3,33 +3,15 @@
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from dataclasses import dataclass
+from collections.abc import Mapping
 
-from bot.models import ChatRef
+from bot.models import ChatRef, Limits
 
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """A platform's message rate limits."""
-
-    # Messages per second across all chats.
-    per_second: float
-    # Minimum seconds between two messages to the same chat.
-    chat_interval: float = 0.0
-    # Messages per minute to one group chat (None: no such limit).
-    group_per_minute: int | None = None
-    # Chat ids starting with this are groups (Telegram: negative ids).
-    group_prefix: str | None = None
+__all__ = ["PLATFORM_LIMITS", "Limits", "Pacer"]
 
 
-# Published limits, with a little headroom so clock jitter between us and the platform never
-# tips a burst over: Telegram allows ~30 msg/s overall, 1 msg/s per chat, 20 msg/min per group;
-# Slack ~1 msg/s per channel.
-PLATFORM_LIMITS: dict[str, Limits] = {
-    "telegram": Limits(per_second=29.5, chat_interval=1.0, group_per_minute=20, group_prefix="-"),
-    "slack": Limits(per_second=20.0, chat_interval=1.05),
-    "console": Limits(per_second=1000.0),
-}
+# Explicit per-platform overrides of what adapters declare (`adapter.limits`); empty by default.
+PLATFORM_LIMITS: Mapping[str, Limits] = {}
 
 
 JITTER = 0.005

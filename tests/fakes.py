@@ -7,7 +7,17 @@ from collections import deque
 from datetime import UTC, datetime, timedelta
 
 from bot.chat import DeliveryError, Handler
-from bot.models import ChatRef, Post, Sent
+from bot.chat.console import ConsoleChat
+from bot.chat.slack import SlackChat
+from bot.chat.telegram import TelegramChat
+from bot.models import ChatRef, Limits, Post, Sent
+
+# As the real adapters declare them (what the Outbox paces by).
+PLATFORM_RATES = {
+    "telegram": TelegramChat.limits,
+    "slack": SlackChat.limits,
+    "console": ConsoleChat.limits,
+}
 
 
 class VirtualClock:
@@ -30,6 +40,7 @@ class FakeChat:
 
     def __init__(self, platform: str = "telegram", clock: VirtualClock | None = None) -> None:
         self.platform = platform
+        self.limits = PLATFORM_RATES.get(platform, Limits(per_second=1.0, chat_interval=1.0))
         self.clock = clock
         self.sent: list[tuple[ChatRef, Post, datetime | None]] = []
         self.failures: deque[Exception] = deque()

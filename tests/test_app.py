@@ -4,15 +4,17 @@ import shutil
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bot import app, qa
 from bot.chat import DeliveryError
+from bot.chat.telegram import TelegramChat
 from bot.config import Settings
-from bot.models import Alert, Article, ChatRef, Level, Post, Preferences, Sent, Verdict
+from bot.models import Alert, Article, ChatRef, Level, Limits, Post, Preferences, Sent, Verdict
 from bot.outbox import Outbox
-from bot.store import Store
+from bot.store import Store, Subscription
 
 from .conftest import SEED
 
@@ -26,6 +28,7 @@ async def lines(*items: str) -> AsyncIterator[str]:
 
 class RecordingChat:
     platform = "console"
+    limits = Limits(per_second=1000.0)
 
     def __init__(self) -> None:
         self.sent: list[tuple[ChatRef, Post]] = []
@@ -82,6 +85,7 @@ class SlowToStart:
 
     # Telegram's pacing (29.5 msg/s): the 40 alerts take over a second, so a stop lands mid-way.
     platform = "telegram"
+    limits = TelegramChat.limits
 
     def __init__(self, store: Store, stop_after: int, stop: asyncio.Event) -> None:
         self.store, self.stop_after, self.stop_event = store, stop_after, stop
@@ -136,3 +140,72 @@ async def test_outbox_runs_only_while_the_adapters_are_up(settings: Settings) ->
     assert sorted(received) == [c.chat_id for c in chats]  # each once
     # No attempt was charged for the adapter being down: every row sent on its first attempt.
     assert {(r["status"], r["attempts"]) for r in rows} == {("sent", 1)}
+
+
+def test_build_adapters_follows_the_environment(settings: Settings) -> None:
+    from bot.chat.slack import SlackChat
+    from bot.chat.telegram import TelegramChat
+    from bot.config import Secrets
+
+    def with_secrets(**values: str) -> Settings:
+        return settings.model_copy(update={"secrets": Secrets.model_validate(values)})
+
+    assert app.build_adapters(with_secrets()) == []
+    [only_slack] = app.build_adapters(
+        with_secrets(slack_bot_token="xoxb-1", slack_signing_secret="s")
+    )
+    assert isinstance(only_slack, SlackChat)
+    both = app.build_adapters(with_secrets(telegram_bot_token="1:A", slack_bot_token="xoxb-1"))
+    assert [type(a) for a in both] == [TelegramChat, SlackChat]
+
+
+@pytest.mark.reliability
+async def test_a_change_resyncs_only_its_own_job(
+    settings: Settings, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11 item 19: a command re-syncs one job, not all 2,000 chats' jobs."""
+    import httpx
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    from bot.conversation import Change
+
+    from .fakes import FakeChat
+
+    chats = [ChatRef("telegram", str(n)) for n in range(2000)]
+    for chat in chats:
+        await store.subscribe(chat, "en", settings.digest.preferences())
+    scheduler = AsyncIOScheduler()
+    outbox = Outbox(store, {"telegram": FakeChat()})
+    async with httpx.AsyncClient() as client:
+        jobs = app.Jobs(scheduler, store, settings, client, qa.Index.build([]), outbox)
+        await jobs.sync()
+        assert len(scheduler.get_jobs()) == 2000
+        full_reads = 0
+        real = store.subscriptions
+
+        async def counting(platform: str | None = None) -> list[Subscription]:
+            nonlocal full_reads
+            full_reads += 1
+            return await real(platform)
+
+        monkeypatch.setattr(store, "subscriptions", counting)
+        added: list[str] = []
+        real_add = scheduler.add_job
+
+        def recording(*args: Any, **kwargs: Any) -> Any:
+            added.append(kwargs["id"])
+            return real_add(*args, **kwargs)
+
+        monkeypatch.setattr(scheduler, "add_job", recording)
+        await store.unsubscribe(chats[7])
+        await jobs.changed(Change(chat=chats[7]))
+        await store.add_source("https://news.example/rss", added_by="telegram:1")
+        [feed] = await store.sources()
+        await jobs.changed(Change(source_id=feed.id))
+        assert scheduler.get_job(f"feed-{feed.id}") is not None
+        await store.remove_source(feed.id)
+        await jobs.changed(Change(source_id=feed.id))
+    assert full_reads == 0
+    assert added == [f"feed-{feed.id}"]
+    assert len(scheduler.get_jobs()) == 1999
+    assert scheduler.get_job(f"feed-{feed.id}") is None

@@ -1,11 +1,12 @@
+import dataclasses
 from datetime import UTC, datetime
 
 import pytest
 
 from bot import jobs, qa
 from bot.config import Settings
-from bot.conversation import Conversation, RateLimit
-from bot.models import Answer, ChatRef, Digest, Inbound, Notice, Thresholds
+from bot.conversation import Change, Conversation, RateLimit
+from bot.models import Action, ActionKind, Answer, ChatRef, Digest, Inbound, Notice, Thresholds
 from bot.store import Store
 
 from .conftest import SEED
@@ -130,7 +131,8 @@ def test_rate_limit_window() -> None:
 async def test_settings_change_and_show(conversation: Conversation, store: Store) -> None:
     changes: list[str] = []
 
-    async def changed() -> None:
+    async def changed(what: Change) -> None:
+        assert what.chat == CHAT and what.source_id is None
         changes.append("sync")
 
     conversation.on_change = changed
@@ -187,12 +189,171 @@ async def test_sources_add_list_remove_with_checks_and_quota(
 
 async def test_why_and_feedback(conversation: Conversation, store: Store) -> None:
     [article] = await store.all_articles()
-    [why] = await conversation.handle(msg(f"/why {article.id}"))
+    [why] = await conversation.handle(msg("", action=Action(ActionKind.WHY, article.id)))
     assert isinstance(why, Notice) and "Truppenaufmarsch" in why.text
-    [thanks] = await conversation.handle(msg(f"/feedback {article.id} up"))
+    [thanks] = await conversation.handle(msg("", action=Action(ActionKind.UP, article.id)))
     assert isinstance(thanks, Notice) and "Thanks" in thanks.text
     assert [(a.id, relevant) for a, relevant in await store.feedback_examples()] == [
         (article.id, True)
     ]
-    [unknown] = await conversation.handle(msg("/why nope"))
+    [unknown] = await conversation.handle(msg("", action=Action(ActionKind.WHY, "nope")))
     assert isinstance(unknown, Notice) and "No such article" in unknown.text
+
+
+# --- issue 11: sources scoped to their chat, command rate limit, incremental changes ---------
+
+
+def chat_msg(chat: ChatRef, text: str, user: str = "u1", **kwargs: object) -> Inbound:
+    return Inbound(chat, text, user=user, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.reliability
+async def test_sources_are_scoped_to_the_chat_that_added_them(
+    store: Store, settings: Settings
+) -> None:
+    """Issue 11 item 15: no chat sees or removes another's feeds, nor the config's secrets."""
+    config_feed = "https://wire.example/rss?apikey=TOPSECRET"
+    await store.add_source(config_feed, name="wire")  # from the config file
+    [wire] = await store.sources()
+    await store.save_source_state(dataclasses.replace(wire, last_error="401 for ?apikey=TOPSECRET"))
+    alice, bob = ChatRef("telegram", "1"), ChatRef("slack", "C2")
+    conversation = Conversation(store, qa.Index.build([]), settings)
+    [added] = await conversation.handle(
+        chat_msg(alice, "/sources add https://user:pw@news.example/feed?token=abc#top Mine")
+    )
+    assert isinstance(added, Notice) and "https://news.example/feed" in added.text
+    assert "token" not in added.text and "pw" not in added.text
+    mine = next(f for f in await store.sources() if f.added_by == "telegram:1")
+    [listing] = await conversation.handle(chat_msg(alice, "/sources"))
+    assert isinstance(listing, Notice)
+    assert f"{mine.id}. Mine — https://news.example/feed" in listing.text
+    assert "wire" not in listing.text and "token=abc" not in listing.text
+    [other] = await conversation.handle(chat_msg(bob, "/sources", command_prefix="/newsbot "))
+    assert isinstance(other, Notice) and "has not added any feeds" in other.text
+    assert "/newsbot sources add" in other.text
+    for victim in (str(mine.id), str(wire.id), config_feed):
+        [refused] = await conversation.handle(chat_msg(bob, f"/sources remove {victim}"))
+        assert isinstance(refused, Notice) and "added no feed" in refused.text
+        assert "TOPSECRET" not in refused.text
+    [own_remove] = await conversation.handle(chat_msg(alice, f"/sources remove {wire.id}"))
+    assert isinstance(own_remove, Notice) and "added no feed" in own_remove.text
+    assert {f.id for f in await store.sources()} == {wire.id, mine.id}
+    everything = " ".join(
+        p.text for p in [added, listing, other, refused, own_remove] if isinstance(p, Notice)
+    )
+    assert "TOPSECRET" not in everything and "401" not in everything
+    [removed] = await conversation.handle(chat_msg(alice, f"/sources remove {mine.id}"))
+    assert isinstance(removed, Notice) and "Removed" in removed.text
+    assert [f.id for f in await store.sources()] == [wire.id]
+
+
+@pytest.mark.reliability
+async def test_a_thousand_feeds_meet_the_quota_and_the_command_rate_limit(
+    store: Store, settings: Settings
+) -> None:
+    """Checklist 25: one user adds 1,000 feeds in seconds → quota and rate limit both hold."""
+    clock = Clock()
+    checked: list[str] = []
+
+    async def check(url: str) -> None:
+        checked.append(url)
+
+    limited = Settings.model_validate(
+        {
+            **settings.model_dump(),
+            "sources": {"max_per_chat": 5},
+            "chat": {"commands_per_minute": 20, "chat_commands_per_minute": 60},
+        }
+    )
+    conversation = Conversation(
+        store, qa.Index.build([]), limited, rate_clock=clock, check_url=check
+    )
+    replies = []
+    for n in range(1000):
+        [reply] = await conversation.handle(msg(f"/sources add https://f{n}.example/rss"))
+        assert isinstance(reply, Notice)
+        replies.append(reply.text)
+    assert len(await store.sources()) == 5
+    assert sum("Added feed" in r for r in replies) == 5
+    assert sum("most allowed" in r for r in replies) == 15
+    assert sum("please wait" in r for r in replies) == 980
+    assert len(checked) == 5  # refused commands never reach the URL check (DNS)
+    # Another user in the same chat still gets through, until the chat's own limit.
+    others = [await conversation.handle(Inbound(CHAT, "/help", user=f"u{n}")) for n in range(2, 60)]
+    texts = [r[0].text for r in others if isinstance(r[0], Notice)]
+    assert sum("please wait" in t for t in texts) == 18  # 60 per chat a minute, 20 used
+    clock.now += 60
+    [later] = await conversation.handle(msg("/sources"))
+    assert isinstance(later, Notice) and "f0.example" in later.text
+
+
+async def test_overlong_questions_are_refused_politely(conversation: Conversation) -> None:
+    [reply] = await conversation.handle(msg("who " * 200))
+    assert isinstance(reply, Notice) and "too long (799 characters)" in reply.text
+    [answer] = await conversation.handle(msg("who attends from Germany?"))
+    assert isinstance(answer, Answer)
+
+
+async def test_questions_are_answered_off_the_event_loop(
+    conversation: Conversation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    threads: list[threading.Thread] = []
+    real = qa.answer
+
+    def recording(*args: object, **kwargs: object) -> Answer:
+        threads.append(threading.current_thread())
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(qa, "answer", recording)
+    [answer] = await conversation.handle(msg("who attends from Germany?"))
+    assert isinstance(answer, Answer) and threads
+    assert threads[0] is not threading.main_thread()
+
+
+async def test_each_change_names_what_changed(store: Store, settings: Settings) -> None:
+    changes: list[Change] = []
+
+    async def changed(what: Change) -> None:
+        changes.append(what)
+
+    conversation = Conversation(store, qa.Index.build([]), settings, on_change=changed)
+    await conversation.handle(msg("/subscribe"))
+    await conversation.handle(msg("/settings digest every 6"))
+    await conversation.handle(msg("/sources add https://news.example/rss"))
+    [feed] = await store.sources()
+    await conversation.handle(msg(f"/sources remove {feed.id}"))
+    await conversation.handle(msg("/unsubscribe"))
+    assert changes == [
+        Change(chat=CHAT),
+        Change(chat=CHAT),
+        Change(source_id=feed.id),
+        Change(source_id=feed.id),
+        Change(chat=CHAT),
+    ]
+
+
+async def test_help_is_generated_from_the_table_with_the_platform_prefix(
+    conversation: Conversation,
+) -> None:
+    from bot.commands import COMMANDS
+
+    [telegram] = await conversation.handle(msg("/help"))
+    [slack] = await conversation.handle(msg("/help", command_prefix="/newsbot "))
+    assert isinstance(telegram, Notice) and isinstance(slack, Notice)
+    for command in COMMANDS:
+        argument = " <question>" if command.argument else ""
+        assert f"/{command.name}{argument} – {command.help_en}" in telegram.text
+        assert f"/newsbot {command.name}{argument} – {command.help_en}" in slack.text
+    assert "/newsbot settings digest 07:30" in slack.text
+    [unknown] = await conversation.handle(msg("/nope", command_prefix="/newsbot "))
+    assert isinstance(unknown, Notice) and "/newsbot nope" in unknown.text
+
+
+async def test_setting_errors_speak_the_chats_language(conversation: Conversation) -> None:
+    await conversation.handle(msg("/subscribe", lang="de"))
+    [bad] = await conversation.handle(msg("/settings quiet 22:00-25:00"))
+    assert isinstance(bad, Notice) and "„25:00“ ist keine Uhrzeit" in bad.text
+    [bad] = await conversation.handle(msg("/settings frobs 3"))
+    assert isinstance(bad, Notice) and "unbekannte Einstellung „frobs“" in bad.text

@@ -190,12 +190,13 @@ async def test_alert_records_latency_from_article_seen(store: Store, clock: Virt
 
 KILLED_SENDER = """
 import asyncio, sys
-from bot.models import Sent
+from bot.models import Limits, Sent
 from bot.outbox import Outbox
 from bot.store import Store
 
 class SlowPlatform:
     platform = "console"
+    limits = Limits(per_second=1000.0)
     async def start(self, handler): ...
     async def stop(self): ...
     async def send(self, chat, post):
@@ -259,6 +260,7 @@ class Injecting:
         self, inner: TelegramChat, store: Store, clock: VirtualClock, at: list[float]
     ) -> None:
         self.inner, self.store, self.clock = inner, store, clock
+        self.limits = inner.limits
         self.start_at = clock()
         self.pending = list(at)
         self.injected: dict[str, datetime] = {}

@@ -1,7 +1,8 @@
 import itertools
 
+from bot.chat.telegram import TelegramChat
 from bot.models import ChatRef
-from bot.pacing import PLATFORM_LIMITS, Limits, Pacer
+from bot.pacing import Limits, Pacer
 
 
 def test_global_rate_spaces_slots_evenly() -> None:
@@ -12,14 +13,14 @@ def test_global_rate_spaces_slots_evenly() -> None:
 
 
 def test_one_message_per_second_per_chat() -> None:
-    pacer = Pacer(PLATFORM_LIMITS["telegram"])
+    pacer = Pacer(TelegramChat.limits)
     chat = ChatRef("telegram", "42")
     first, second, third = (pacer.book(chat, 0.0) for _ in range(3))
     assert second - first >= 1.0 and third - second >= 1.0
 
 
 def test_twenty_per_minute_in_groups() -> None:
-    pacer = Pacer(PLATFORM_LIMITS["telegram"])
+    pacer = Pacer(TelegramChat.limits)
     group = ChatRef("telegram", "-100123")
     slots = [pacer.book(group, 0.0) for _ in range(25)]
     # Any 60-second window holds at most 20 of them.
@@ -36,7 +37,7 @@ def test_pause_holds_every_chat() -> None:
 
 
 def test_threads_share_their_chat_limit() -> None:
-    pacer = Pacer(PLATFORM_LIMITS["telegram"])
+    pacer = Pacer(TelegramChat.limits)
     a = pacer.book(ChatRef("telegram", "-100", "1"), 0.0)
     b = pacer.book(ChatRef("telegram", "-100", "2"), 0.0)
     assert b - a >= 1.0

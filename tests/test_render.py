@@ -179,3 +179,62 @@ def test_telegram_text_breaks_long_lines_before_a_space_and_keeps_every_characte
     pieces = [html.unescape(p) for p in parts]
     assert all(piece.startswith(" ") for piece in pieces[1:-1])  # cut before a space
     assert "".join(pieces) == line + "\nEnde & aus"
+
+
+# --- Slack Block Kit ------------------------------------------------------------------------
+
+
+def _slack_limits_hold(messages: list[render.SlackMessage]) -> None:
+    for message in messages:
+        assert message.text and render.utf16_len(message.text) <= 3000
+        assert len(message.blocks) <= render.SLACK_MAX_BLOCKS
+        for block in message.blocks:
+            if block["type"] == "section":
+                assert render.utf16_len(block["text"]["text"]) <= render.SLACK_SECTION_CHARS
+            for element in block.get("elements", []):
+                if element.get("type") == "mrkdwn":
+                    assert render.utf16_len(element["text"]) <= render.SLACK_SECTION_CHARS
+
+
+def test_mrkdwn_escape_defuses_mentions_and_links() -> None:
+    assert render.mrkdwn_escape("<!channel> & <@U1|x>") == "&lt;!channel&gt; &amp; &lt;@U1|x&gt;"
+
+
+def test_slack_long_notice_is_split_within_limits() -> None:
+    text = "\n".join(f"line {n} <&> " + "𝔘" * 90 for n in range(400))
+    messages = render.slack_blocks(Notice(text))
+    _slack_limits_hold(messages)
+    assert len(messages) >= 1
+    shown = "".join(b["text"]["text"] for m in messages for b in m.blocks)
+    assert shown.count("&lt;&amp;&gt;") == 400 and "<&>" not in shown
+
+
+def test_slack_oversized_item_and_id_stay_within_limits() -> None:
+    item = DigestItem(
+        "x" * 2500,
+        "<!here> " * 100,
+        "😀&" * 5000,
+        0.9,
+        who=("A",) * 500,
+        source="S" * 5000,
+        url="https://e.example/" + "a" * 3000,
+    )
+    [message] = render.slack_blocks(Alert(item))
+    _slack_limits_hold([message])
+    assert [b["type"] for b in message.blocks] == ["header", "section", "context"]  # no buttons
+    assert "<!here>" not in str(message.blocks)
+
+
+def test_slack_answer_is_escaped_and_cites_its_source() -> None:
+    answer = Answer(
+        "q",
+        "<@U1> Michaelis",
+        sentence="He & <b>she</b>",
+        sources=(SourceRef("a1", "Title <x>", "2022-01", "https://e.example/a"),),
+    )
+    [message] = render.slack_blocks(answer)
+    section, context = message.blocks
+    assert section["text"]["text"] == "*&lt;@U1&gt; Michaelis*\n_“He &amp; &lt;b&gt;she&lt;/b&gt;”_"
+    assert "<https://e.example/a|Title &lt;x&gt;>" in context["elements"][0]["text"]
+    [unknown] = render.slack_blocks(Answer("q", None))
+    assert unknown.text.startswith("I don't know")

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bot import app, jobs, qa
+from bot import app, commands, jobs, qa
 from bot.chat import DeliveryError
 from bot.chat.render import utf16_len
 from bot.chat.telegram import TelegramChat
@@ -59,7 +59,14 @@ async def seeded(settings: Settings, store: Store) -> tuple[qa.Index, Article]:
 
 def adapter_for(tg: FakeTelegram, **kwargs: Any) -> TelegramChat:
     settings = kwargs.pop("telegram", TelegramSettings(api_url=tg.base_url))
-    return TelegramChat(TOKEN, settings, poll_timeout=1.0, part_interval=0.0, **kwargs)
+    return TelegramChat(
+        TOKEN,
+        settings,
+        commands=commands.infos(),
+        poll_timeout=1.0,
+        part_interval=0.0,
+        **kwargs,
+    )
 
 
 @contextlib.asynccontextmanager
@@ -114,7 +121,7 @@ async def test_help_in_german_for_a_german_user(
     async with running(tg, settings, store):
         tg.push_message(USER, "/help", language_code="de-AT")
         [reply] = await tg.wait_for_sent(1)
-    assert "dieser Text" in reply.visible_text
+    assert "Meldungen und Überblicke abbestellen" in reply.visible_text
 
 
 async def test_group_only_admins_subscribe_and_the_check_is_cached(
@@ -537,7 +544,7 @@ async def test_service_end_to_end(settings: Settings) -> None:
     async with FakeTelegram(token=TOKEN) as fake:  # with Telegram's flood control
         config = settings.model_copy(update={"telegram": TelegramSettings(api_url=fake.base_url)})
         stop = asyncio.Event()
-        adapter = TelegramChat(TOKEN, config.telegram, poll_timeout=1.0)
+        adapter = TelegramChat(TOKEN, config.telegram, commands=commands.infos(), poll_timeout=1.0)
         service = asyncio.create_task(app.run(config, adapters=[adapter], stop=stop))
         try:
             await fake.wait_for_calls("getUpdates", 1, timeout=10)
@@ -710,3 +717,32 @@ async def test_a_stop_signal_while_retrying_the_connection_exits_zero(settings: 
             await process.wait()
     assert code == 0
     assert b"Traceback" not in rest and TOKEN.encode() not in first + rest
+
+
+@pytest.mark.reliability
+async def test_replies_share_the_per_chat_pace_with_alerts(settings: Settings) -> None:
+    """Issue 10: an alert, an answer and command replies at once to one chat draw no 429."""
+    async with FakeTelegram(token=TOKEN) as fake:  # with Telegram's per-chat flood control
+        config = settings.model_copy(update={"telegram": TelegramSettings(api_url=fake.base_url)})
+        pacing = app.ReplyPacing()
+        adapter = TelegramChat(
+            TOKEN, config.telegram, commands=commands.infos(), poll_timeout=1.0, pace=pacing
+        )
+        stop = asyncio.Event()
+        service = asyncio.create_task(app.run(config, adapters=[adapter], stop=stop, pacing=pacing))
+        try:
+            await fake.wait_for_calls("getUpdates", 1, timeout=10)
+            fake.push_message(USER, "/start")
+            await fake.wait_for_sent(1, timeout=10)
+            shutil.copy(SEED, config.articles.folder)
+            _, alert = await fake.wait_for_sent(2, timeout=10)
+            fake.push_message(USER, "who attends from Germany?", reply_to=alert.message_id)
+            for text in ("/settings", "/help", "/digest"):
+                fake.push_message(USER, text)
+            sent = await fake.wait_for_sent(6, timeout=20)
+        finally:
+            stop.set()
+            code = await service
+    assert code == 0
+    assert fake.rejected_429 == 0
+    assert "Michaelis" in sent[2].visible_text

@@ -5,16 +5,21 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
-from bot.models import ChatRef, Inbound, Post, Sent
+from bot.models import ChatRef, Inbound, Limits, Post, Sent
 
 Handler = Callable[[Inbound], Awaitable[Sequence[Post]]]
 """Core entry point for everything users say: a command or a question in, posts to reply out."""
+
+Pace = Callable[[ChatRef], Awaitable[None]]
+"""Wait for this chat's next send slot on the platform's shared timeline (the Outbox's pacer)."""
 
 
 class ChatAdapter(Protocol):
     """A chat platform: translates its payloads to Inbound/Post and nothing more."""
 
     platform: str
+    # The platform's rate limits; the Outbox and reply pacing book send slots by them.
+    limits: Limits
 
     async def start(self, handler: Handler) -> None:
         """Connect; pass inbound messages to `handler` and reply with what it returns."""

@@ -13,7 +13,7 @@ from typing import TextIO
 
 from bot.chat import Handler
 from bot.chat.render import plain
-from bot.models import ChatRef, Inbound, Notice, Post, Sent
+from bot.models import ChatRef, Inbound, Limits, Notice, Post, Sent
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,7 @@ class ConsoleChat:
     """A chat whose one user types on stdin and reads on stdout."""
 
     platform = "console"
+    limits = Limits(per_second=1000.0)
 
     def __init__(
         self,

@@ -4,48 +4,16 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
+from bot import messages
 from bot.models import Alert, Answer, Digest, DigestItem, Notice, Post
-
-TEXTS: dict[str, dict[str, str]] = {
-    "en": {
-        "dont_know": "I don't know — the articles don't say.",
-        "source": "Source",
-        "sources": "Sources",
-        "why": "Why flagged",
-        "who": "Who",
-        "where": "Where",
-        "also": "Also reported by",
-        "digest": "Conflict digest",
-        "items": "{n} item(s)",
-        "since": "since {since}",
-        "empty": "No new conflict-related articles.",
-        "alert": "Alert",
-        "other": "Other",
-    },
-    "de": {
-        "dont_know": "Das weiß ich nicht — die Artikel sagen dazu nichts.",
-        "source": "Quelle",
-        "sources": "Quellen",
-        "why": "Warum gemeldet",
-        "who": "Wer",
-        "where": "Wo",
-        "also": "Auch berichtet von",
-        "digest": "Konflikt-Überblick",
-        "items": "{n} Meldung(en)",
-        "since": "seit {since}",
-        "empty": "Keine neuen konfliktbezogenen Artikel.",
-        "alert": "Meldung",
-        "other": "Sonstiges",
-    },
-}
 
 
 def text(lang: str, key: str) -> str:
-    """A user-facing phrase in `lang`, falling back to English."""
-    return TEXTS.get(lang, TEXTS["en"]).get(key) or TEXTS["en"][key]
+    """A user-facing phrase in `lang` from the message catalogue, falling back to English."""
+    return messages.text(lang, key)
 
 
 def plain(post: Post) -> str:
@@ -342,3 +310,211 @@ def _html_digest(digest: Digest, limit: int) -> list[str]:
             budget = limit - utf16_len(prefix)
             blocks.append(prefix + telegram_item(entry, lang, limit=budget))
     return telegram_split(blocks, limit)
+
+
+# --- Slack Block Kit ----------------------------------------------------------------------
+
+SLACK_MAX_BLOCKS = 50
+"""Slack refuses messages with more blocks than this."""
+SLACK_SECTION_CHARS = 3000
+"""Slack's limit for a section's (and a context element's) text."""
+SLACK_HEADER_CHARS = 150
+SLACK_FALLBACK_CHARS = 3000
+# Button values travel back to us; Slack caps them at 2000 characters.
+SLACK_VALUE_CHARS = 2000
+SLACK_ACTIONS = {"why": "why", "up": "vote_up", "down": "vote_down"}
+"""action_id of each alert button (the adapter maps presses back to Actions)."""
+
+Block = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SlackMessage:
+    """One chat.postMessage: Block Kit blocks and the plain `text` fallback (notifications)."""
+
+    text: str
+    blocks: tuple[Block, ...]
+
+
+def mrkdwn_escape(value: str) -> str:
+    """Text safe in Slack mrkdwn: no accidental <!channel>, <@U…> or <link|label>."""
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _fit(value: str, limit: int, escape: bool = True) -> str:
+    """`value` (escaped) within `limit` UTF-16 units; cut before escaping, so no entity splits."""
+    # Escaping and UTF-16 only lengthen text: no more than `limit` characters can fit, so the
+    # work stays within them however long the field is.
+    if len(value) <= limit:
+        shown = mrkdwn_escape(value) if escape else value
+        if utf16_len(shown) <= limit:
+            return shown
+    value = value[:limit]
+    low, high = 0, len(value)
+    while low < high:
+        middle = (low + high + 1) // 2
+        head = value[:middle] + "…"
+        if utf16_len(mrkdwn_escape(head) if escape else head) <= limit:
+            low = middle
+        else:
+            high = middle - 1
+    head = value[:low].rstrip() + "…"
+    return mrkdwn_escape(head) if escape else head
+
+
+def _slack_link(url: str | None, label: str) -> str:
+    if (
+        url
+        and url.lower().startswith(_LINK_SCHEMES)
+        and len(url) <= _MAX_URL
+        and not any(c in url for c in "<>| \n\t")
+    ):
+        return f"<{url.replace('&', '&amp;')}|{_fit(label, 500)}>"
+    return _fit(label, 500)
+
+
+def _plain_block(value: str, limit: int) -> Block:
+    return {"type": "plain_text", "text": _fit(value, limit, escape=False), "emoji": True}
+
+
+def _section(mrkdwn: str) -> Block:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn}}
+
+
+def _item_blocks(item: DigestItem, lang: str) -> list[Block]:
+    """A section (title, summary, who, where) and a context (source, time, reasons)."""
+    lines = [f"*{_fit(item.title, 600)}*  _{text(lang, 'score').format(score=item.score)}_"]
+    if item.summary and item.summary != item.title:
+        lines.append(_fit(item.summary, 1500))
+    if item.who:
+        lines.append(f"_{text(lang, 'who')}:_ {_fit('; '.join(item.who), 400)}")
+    if item.where:
+        lines.append(f"_{text(lang, 'where')}:_ {_fit(', '.join(item.where), 300)}")
+    origin = ", ".join(part for part in (item.source, item.published) if part)
+    source = _slack_link(item.url, origin or item.url or "") if item.url else ""
+    if not source:
+        source = f"{_fit(origin, 500) + ' · ' if origin else ''}`{_fit(item.article_id, 200)}`"
+    context = [f"{text(lang, 'source')}: {source}"]
+    if item.reasons:
+        context.append(f"{text(lang, 'why')}: {_fit(', '.join(item.reasons[:5]), 500)}")
+    if item.also_reported_by:
+        context.append(f"{text(lang, 'also')}: {_fit(', '.join(item.also_reported_by), 500)}")
+    return [
+        _section("\n".join(lines)),
+        {
+            "type": "context",
+            "elements": [{"type": "mrkdwn", "text": part} for part in context],
+        },
+    ]
+
+
+def _alert_buttons(alert: Alert) -> Block | None:
+    article_id = alert.item.article_id
+    if len(article_id) > SLACK_VALUE_CHARS:
+        return None  # the alert still goes out, only without buttons
+    labels = {"why": "button_why", "up": "button_up", "down": "button_down"}
+    elements = [
+        {
+            "type": "button",
+            "action_id": action_id,
+            "text": _plain_block(text(alert.lang, labels[kind]), 75),
+            "value": article_id,
+        }
+        for kind, action_id in SLACK_ACTIONS.items()
+    ]
+    return {"type": "actions", "elements": elements}
+
+
+def _text_sections(value: str) -> list[Block]:
+    """Plain text as mrkdwn sections, each within Slack's limit, split at line ends."""
+    blocks: list[Block] = []
+    current = ""
+    for line in value.split("\n"):
+        escaped = _fit(line, SLACK_SECTION_CHARS)
+        candidate = f"{current}\n{escaped}" if current else escaped
+        if current and utf16_len(candidate) > SLACK_SECTION_CHARS:
+            blocks.append(_section(current))
+            candidate = escaped
+        current = candidate
+    if current.strip():
+        blocks.append(_section(current))
+    return blocks or [_section(" ")]
+
+
+def _pack(
+    head: list[Block], groups: Sequence[tuple[list[Block], str]], fallback: str
+) -> list[SlackMessage]:
+    """Whole groups of blocks (an item, a notice chunk) into messages of at most 50 blocks."""
+    messages_out: list[SlackMessage] = []
+    blocks: list[Block] = list(head)
+    texts: list[str] = [fallback]
+    for group, plain_text in groups:
+        if blocks and len(blocks) + len(group) > SLACK_MAX_BLOCKS:
+            messages_out.append(SlackMessage(_fallback("\n".join(texts)), tuple(blocks)))
+            blocks, texts = [], []
+        blocks.extend(group)
+        texts.append(plain_text)
+    if blocks:
+        messages_out.append(SlackMessage(_fallback("\n".join(texts)), tuple(blocks)))
+    return messages_out
+
+
+def _fallback(value: str) -> str:
+    return _fit(value.strip() or "newsbot", SLACK_FALLBACK_CHARS)
+
+
+def slack_blocks(post: Post) -> list[SlackMessage]:
+    """Block Kit messages for a post: ≤ 50 blocks each, sections ≤ 3,000 characters, every
+    message with a plain-text fallback; long digests split at item boundaries."""
+    if isinstance(post, Notice):
+        chunks = [([block], "") for block in _text_sections(post.text)]
+        return _pack([], chunks, post.text)
+    if isinstance(post, Answer):
+        return [_slack_answer(post)]
+    if isinstance(post, Alert):
+        # The title goes in the (escaped) section: the header is the same for every alert.
+        header = {"type": "header", "text": _plain_block(f"🚨 {text(post.lang, 'alert')}", 150)}
+        blocks = [header, *_item_blocks(post.item, post.lang)]
+        buttons = _alert_buttons(post)
+        if buttons is not None:
+            blocks.append(buttons)
+        return [SlackMessage(_fallback(plain(post)), tuple(blocks))]
+    return _slack_digest(post)
+
+
+def _slack_answer(answer: Answer) -> SlackMessage:
+    if answer.text is None:
+        return SlackMessage(
+            _fallback(text(answer.lang, "dont_know")),
+            (_section(mrkdwn_escape(text(answer.lang, "dont_know"))),),
+        )
+    lines = [f"*{_fit(answer.text, 1000)}*"]
+    if answer.sentence and answer.sentence.strip() != answer.text.strip():
+        lines.append(f"_“{_fit(answer.sentence.strip(), 1800)}”_")
+    blocks: list[Block] = [_section("\n".join(lines))]
+    for source in answer.sources[:1]:
+        when = f" ({source.date})" if source.date else ""
+        label = _slack_link(source.url, source.title) if source.url else _fit(source.title, 500)
+        ref = "" if source.url else f" `{_fit(source.id, 200)}`"
+        context = f"{text(answer.lang, 'source')}: {label}{mrkdwn_escape(when)}{ref}"
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]})
+    return SlackMessage(_fallback(_plain_answer(answer)), tuple(blocks))
+
+
+def _slack_digest(digest: Digest) -> list[SlackMessage]:
+    lang = digest.lang
+    if not digest.items:
+        empty = text(lang, "empty")
+        return [SlackMessage(empty, (_section(mrkdwn_escape(empty)),))]
+    title = f"📰 {text(lang, 'digest')} — {text(lang, 'items').format(n=len(digest.items))}"
+    if digest.since:
+        title += ", " + text(lang, "since").format(since=f"{digest.since:%Y-%m-%d %H:%M}")
+    head: list[Block] = [{"type": "header", "text": _plain_block(title, SLACK_HEADER_CHARS)}]
+    groups: list[tuple[list[Block], str]] = []
+    for topic, items in digest.groups():
+        heading = _section(f"*— {_fit(topic or text(lang, 'other'), 200)} —*")
+        for position, entry in enumerate(items):
+            # A topic heading travels with its first item so no message ends in a bare heading.
+            blocks = ([heading] if position == 0 else []) + _item_blocks(entry, lang)
+            groups.append((blocks, f"• {entry.title}"))
+    return _pack(head, groups, title)

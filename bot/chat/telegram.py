@@ -41,10 +41,22 @@ from telegram.error import (
 from telegram.ext import Application, CallbackContext, TypeHandler
 from telegram.request import BaseRequest
 
-from bot.chat import DeliveryError, Handler, StartError
-from bot.chat.render import cut, plain, telegram_html
+from bot.chat import DeliveryError, Handler, Pace, StartError
+from bot.chat.render import cut, plain, telegram_html, text
 from bot.config import TelegramSettings
-from bot.models import Alert, ChatRef, Digest, Inbound, Notice, Post, Sent
+from bot.models import (
+    Action,
+    ActionKind,
+    Alert,
+    ChatRef,
+    CommandInfo,
+    Digest,
+    Inbound,
+    Limits,
+    Notice,
+    Post,
+    Sent,
+)
 
 # PTB 22 warns (PTBDeprecationWarning) whenever RetryAfter.retry_after is read as an int; opting
 # in to its future timedelta values silences that for good. setdefault: an explicit choice wins.
@@ -56,52 +68,6 @@ PLATFORM = "telegram"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 # Only what we handle: Telegram then does not even queue the rest for us.
 ALLOWED_UPDATES = ("message", "channel_post", "callback_query")
-# Commands the core understands; in groups anything else is another bot's business.
-KNOWN_COMMANDS = frozenset(
-    {
-        "/start",
-        "/help",
-        "/subscribe",
-        "/unsubscribe",
-        "/stop",
-        "/digest",
-        "/settings",
-        "/sources",
-        "/ask",
-        "/why",
-        "/feedback",
-    }
-)
-COMMANDS = {
-    "en": (
-        ("start", "Welcome, and subscribe this chat"),
-        ("help", "What the bot does and how to use it"),
-        ("subscribe", "Receive alerts and digests here"),
-        ("unsubscribe", "Stop alerts and digests here"),
-        ("digest", "The digest now"),
-        ("settings", "Show or change this chat's settings"),
-        ("sources", "Feeds being watched; add or remove one"),
-        ("ask", "Ask a question about the articles"),
-    ),
-    "de": (
-        ("start", "Willkommen, und diesen Chat abonnieren"),
-        ("help", "Was der Bot tut und wie man ihn nutzt"),
-        ("subscribe", "Meldungen und Überblicke hier erhalten"),
-        ("unsubscribe", "Meldungen und Überblicke abbestellen"),
-        ("digest", "Den Überblick jetzt"),
-        ("settings", "Einstellungen dieses Chats zeigen oder ändern"),
-        ("sources", "Beobachtete Feeds; einen hinzufügen oder entfernen"),
-        ("ask", "Eine Frage zu den Artikeln stellen"),
-    ),
-}
-BUTTONS = {
-    "en": ("Why?", "👍 relevant", "👎 not relevant"),
-    "de": ("Warum?", "👍 relevant", "👎 nicht relevant"),
-}
-FAILED = {
-    "en": "Sorry, that failed; please try again later.",
-    "de": "Das hat leider nicht geklappt; bitte später noch einmal versuchen.",
-}
 # Telegram unreachable at start: try again after 1, 2, 4 … seconds, at most a minute apart.
 CONNECT_BACKOFF_SECONDS = (1.0, 60.0)
 CALLBACK_DATA_BYTES = 64
@@ -121,12 +87,18 @@ class TelegramChat:
     """Telegram through python-telegram-bot: updates in (polling or webhook), posts out as HTML."""
 
     platform = PLATFORM
+    # Telegram allows ~30 msg/s overall, 1 msg/s per chat, 20 msg/min per group; a little
+    # headroom so jitter between us and Telegram (one request taking longer in transit than
+    # the next) never tips a burst over.
+    limits = Limits(per_second=29.5, chat_interval=1.05, group_per_minute=20, group_prefix="-")
 
     def __init__(
         self,
         token: str,
         settings: TelegramSettings,
         *,
+        commands: Sequence[CommandInfo] = (),
+        pace: Pace | None = None,
         request: BaseRequest | None = None,
         get_updates_request: BaseRequest | None = None,
         webhook_secret: str | None = None,
@@ -135,6 +107,11 @@ class TelegramChat:
         part_interval: float = 1.0,
     ) -> None:
         self.settings = settings
+        # The core's table of commands: the menu, and which commands are ours in groups.
+        self.commands = tuple(commands)
+        # Replies wait for their slot on the same per-chat timeline as the Outbox's sends
+        # (None: an adapter used on its own replies at once).
+        self.pace = pace
         self.webhook_secret = webhook_secret or secrets.token_urlsafe(32)
         self.poll_timeout = poll_timeout
         self.admin_cache_seconds = admin_cache_seconds
@@ -263,14 +240,21 @@ class TelegramChat:
 
     async def _register_commands(self) -> None:
         bot = self._bot()
-        for lang, commands in COMMANDS.items():
-            menu = [BotCommand(name, description) for name, description in commands]
+        listed = [c for c in self.commands if c.listed]
+        languages = dict.fromkeys(lang for c in listed for lang, _ in c.descriptions)
+        for lang in languages:
+            menu = [BotCommand(c.name, c.description(lang)) for c in listed]
             try:
                 # English is the default menu; German users (language_code "de") get theirs.
                 await bot.set_my_commands(menu, language_code=None if lang == "en" else lang)
             except TelegramError as exc:
                 # The menu is a convenience; the bot works without it.
                 log.warning("telegram: setMyCommands (%s) failed: %s", lang, exc.message)
+
+    def _known(self, name: str) -> bool:
+        """Whether `/name` is one of our commands (in groups, others belong to other bots)."""
+        bare = name.lstrip("/").lower()
+        return any(bare == c.name or bare in c.aliases for c in self.commands)
 
     async def _start_webhook(self) -> None:
         path = urlsplit(self.settings.webhook_url).path or "/"
@@ -380,7 +364,7 @@ class TelegramChat:
         why, up, down = f"w:{article_id}", f"f:{article_id}:1", f"f:{article_id}:0"
         if len(up.encode()) > CALLBACK_DATA_BYTES:
             return None  # Telegram refuses longer callback data; the alert still goes out
-        labels = BUTTONS.get(alert.lang, BUTTONS["en"])
+        labels = [text(alert.lang, key) for key in ("button_why", "button_up", "button_down")]
         return InlineKeyboardMarkup(
             [
                 [InlineKeyboardButton(labels[0], callback_data=why)],
@@ -434,6 +418,10 @@ class TelegramChat:
             parts = telegram_html(post)
             markup = self._buttons(post) if isinstance(post, Alert) else None
             for index, part in enumerate(parts):
+                if self.pace is not None:
+                    await self.pace(
+                        ChatRef(PLATFORM, str(chat_id), str(thread) if thread else None)
+                    )
                 try:
                     await self._send_patiently(
                         chat_id,
@@ -489,7 +477,7 @@ class TelegramChat:
             name, _, addressee = command.partition("@")
             if addressee and addressee.lower() != self._username.lower():
                 return None  # /cmd@OtherBot
-            if not private and name.lower() not in KNOWN_COMMANDS:
+            if not private and not self._known(name):
                 return None
         elif not private:
             if chat.type == ChatType.CHANNEL:
@@ -563,18 +551,12 @@ class TelegramChat:
         except Exception:
             # One bad message must not go unanswered; the log has the details.
             log.exception("telegram: handling a message failed")
-            return [Notice(FAILED.get(inbound.lang or "en", FAILED["en"]))]
+            return [Notice(text(inbound.lang or "en", "failed"))]
 
     async def _on_button(self, query: CallbackQuery) -> None:
-        kind, _, rest = (query.data or "").partition(":")
+        action = button_action(query.data or "")
         message = query.message
-        text = None
-        if kind == "w" and rest:
-            text = f"/why {rest}"
-        elif kind == "f" and rest:
-            article_id, _, vote = rest.rpartition(":")
-            text = f"/feedback {article_id} {'up' if vote == '1' else 'down'}"
-        if text is None or message is None:
+        if action is None or message is None:
             await _answer(query)
             return
         chat = message.chat
@@ -583,20 +565,33 @@ class TelegramChat:
         user = query.from_user
         inbound = Inbound(
             ChatRef(PLATFORM, str(chat.id), str(thread) if thread else None),
-            text,
+            "",
             user=str(user.id),
             lang=user.language_code[:2].lower() if user.language_code else None,
             is_admin=chat.type == ChatType.PRIVATE,
             reply_to_message_id=str(message.message_id),
+            action=action,
         )
         posts = await self._handle(inbound)
-        if kind == "f":
+        if action.kind is not ActionKind.WHY:
             # A vote needs no message in the chat: a short toast acknowledges it.
             note = plain(posts[0]) if posts else None
             await _answer(query, cut(note, ANSWER_CALLBACK_CHARS) if note else None)
             return
         await _answer(query)
         await self._reply(chat.id, thread, message.message_id, posts)
+
+
+def button_action(data: str) -> Action | None:
+    """The Action a button's callback data stands for (`w:ID`, `f:ID:1`, `f:ID:0`), or None."""
+    kind, _, rest = data.partition(":")
+    if kind == "w" and rest:
+        return Action(ActionKind.WHY, rest)
+    if kind == "f" and rest:
+        article_id, _, vote = rest.rpartition(":")
+        if article_id and vote in ("0", "1"):
+            return Action(ActionKind.UP if vote == "1" else ActionKind.DOWN, article_id)
+    return None
 
 
 def delivery_error(exc: TelegramError) -> DeliveryError:
