@@ -179,7 +179,7 @@ class SlackSettings(_Section):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=3000, gt=0, lt=65536)
     # User ids (U…) who may change subscriptions, settings and feeds besides workspace admins.
-    admins: tuple[str, ...] = ()
+    admins: Annotated[tuple[str, ...], Field(strict=False)] = ()
 
 
 class OpsSettings(_Section):
@@ -261,7 +261,7 @@ def load(
     origins: dict[str, str] = {}
     for variable, (section, key) in ENV_OVERRIDES.items():
         if env.get(variable):
-            data.setdefault(section, {})[key] = env[variable]
+            data.setdefault(section, {})[key] = _env_value(section, key, env[variable])
             origins[f"{section}.{key}"] = f"environment variable {variable}"
     for section, values in (overrides or {}).items():
         data.setdefault(section, {}).update(values)
@@ -284,6 +284,22 @@ def load(
             f"not be below classifier.digest_threshold ({settings.classifier.digest_threshold})"
         )
     return settings
+
+
+def _env_value(section: str, key: str, raw: str) -> Any:
+    """An environment variable's text as the key's type (the environment has only strings)."""
+    section_type = Settings.model_fields[section].annotation
+    field = (
+        section_type.model_fields[key]
+        if isinstance(section_type, type) and issubclass(section_type, BaseModel)
+        else None
+    )
+    if field is not None and field.annotation is int:
+        try:
+            return int(raw.strip())
+        except ValueError:
+            return raw  # validation then names the variable and the bad value
+    return raw
 
 
 def _describe(path: Path, exc: ValidationError, origins: Mapping[str, str]) -> str:

@@ -19,9 +19,9 @@ import aiohttp
 import pytest
 
 from bot import app, commands, digest, jobs, qa
-from bot.chat import Handler
+from bot.chat import Handler, StartError
 from bot.chat.slack import SlackChat, verify_request
-from bot.config import ConfigError, Settings, SlackSettings
+from bot.config import Settings, SlackSettings
 from bot.conversation import Conversation
 from bot.models import Alert, Article, ChatRef, DigestItem, Inbound, Post
 from bot.outbox import Outbox
@@ -498,7 +498,7 @@ async def test_rejected_token_is_one_clear_line_without_the_token(
     slack: FakeSlack, settings: Settings, store: Store
 ) -> None:
     adapter = SlackChat("xoxb-wrong-secret-value", slack_settings(slack), signing_secret=SECRET)
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(StartError) as caught:
         await adapter.start(Conversation(store, qa.Index.build([]), settings).handle)
     message = str(caught.value)
     assert "SLACK_BOT_TOKEN" in message and "invalid_auth" in message
@@ -510,7 +510,7 @@ async def test_missing_signing_secret_and_app_token_is_a_config_error(
     slack: FakeSlack, settings: Settings, store: Store
 ) -> None:
     adapter = SlackChat(TOKEN, slack_settings(slack))
-    with pytest.raises(ConfigError, match="SLACK_SIGNING_SECRET"):
+    with pytest.raises(StartError, match="SLACK_SIGNING_SECRET"):
         await adapter.start(Conversation(store, qa.Index.build([]), settings).handle)
 
 
@@ -552,7 +552,7 @@ async def test_rejected_app_token_is_one_clear_line(
     slack: FakeSlack, settings: Settings, store: Store
 ) -> None:
     adapter = adapter_for(slack, signing_secret=None, app_token="xapp-wrong")
-    with pytest.raises(ConfigError, match="SLACK_APP_TOKEN") as caught:
+    with pytest.raises(StartError, match="SLACK_APP_TOKEN") as caught:
         await adapter.start(Conversation(store, qa.Index.build([]), settings).handle)
     assert "xapp-wrong" not in str(caught.value)
 
