@@ -16,6 +16,7 @@ import simplemma
 from simplemma.strategies import DictionaryLookupStrategy, RulesStrategy
 
 from bot.models import Article
+from bot.text import sentences
 
 DATA_DIR = Path(__file__).resolve().parent / "data" / "qa"
 FALLBACK_LANG = "en"
@@ -307,33 +308,6 @@ def keys_of(token: Token, lang: str) -> tuple[str, ...]:
         return (token.key,)
     parts = [p for p in token.text.split("-") if p]
     return (token.key, *(key_of(p, lang) for p in parts))
-
-
-_DASH_DATELINE = re.compile(r"^\s*(?:[A-ZÄÖÜ][\w./ ]{1,40}?(?:\([^)]{1,20}\))?\s*[–—-]\s+)")
-
-
-def sentences(text: str, lang: str) -> list[str]:
-    """The sentences of `text`, with wire datelines ("Bamako – ") removed."""
-    result: list[str] = []
-    for paragraph in re.split(r"\n\s*\n|\n", text):
-        paragraph = paragraph.strip()
-        if not paragraph:
-            continue
-        for sent in simplemma.split_sentences(
-            paragraph, lang=lang if lang in ("de", "en") else None
-        ):
-            sent = sent.strip()
-            if sent:
-                result.append(sent)
-    # "Bamako – Nahe der Grenze ..." and "date 2022-01 Brüssel (dpa) – Vertreter ...": the
-    # dateline names the place of filing, not the content; keep the rest.
-    cleaned = []
-    for sent in result:
-        if sent.startswith("date "):
-            sent = re.sub(r"^date \S+\s+", "", sent)
-        stripped = _DASH_DATELINE.sub("", sent, count=1)
-        cleaned.append(stripped if len(stripped) > 20 else sent)
-    return cleaned
 
 
 def dateline_place(text: str) -> str | None:

@@ -1,0 +1,238 @@
+"""Question analysis: language, expected answer type and keyword groups with their translations."""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import simplemma
+
+from bot.extract import (
+    FALLBACK_LANG,
+    fold,
+    is_common_noun,
+    key_of,
+    lang_data,
+    languages,
+    lexicon,
+    skeleton,
+)
+from bot.search import Group
+
+if TYPE_CHECKING:
+    from bot.search import Retrieval
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    """A question analysed: language, expected answer type and keyword groups."""
+
+    text: str
+    lang: str
+    qtype: str
+    groups: tuple[Group, ...]
+    unit: Group | None = None
+    list_noun: str | None = None
+
+
+def question_lang(question: str) -> str:
+    """The language of a question: from its question word, else from its words."""
+    words = [fold(w) for w in re.findall(r"\w+", question)]
+    if words:
+        for lang in languages():
+            if words[0] in lang_data(lang).question_words:
+                # "was" and "die" are words in several languages: confirm with the detector.
+                if words[0] in ("was",) and len(words) > 2:
+                    break
+                return lang
+    ranked = simplemma.langdetect(question, lang=languages())
+    best = ranked[0][0] if ranked else "unk"
+    return best if best in languages() else FALLBACK_LANG
+
+
+@functools.cache
+def _reverse_terms(lang: str) -> dict[str, tuple[str, ...]]:
+    """Word (folded lemma or phrase) of `lang` -> the pivot concepts it expresses."""
+    out: dict[str, list[str]] = {}
+    data = lang_data(lang)
+    for concept, words in data.terms.items():
+        for word in (*words, *((concept.replace("_", " "),) if lang == "en" else ())):
+            out.setdefault(word, []).append(concept)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+@functools.cache
+def _concept_keys(concept: str) -> frozenset[str]:
+    """Keys of every word for a concept in every language (multiword: each content word)."""
+    keys: set[str] = set()
+    for lang in languages():
+        for word in lang_data(lang).terms.get(concept, ()):
+            # Phrases ("take place") are matched from the question side only: their head
+            # words alone ("place") would match far too much.
+            if " " not in word:
+                keys.add(key_of(word, lang))
+                keys.add(skeleton(word))
+            else:
+                keys.add(skeleton(word.replace(" ", "")))  # matched against joined word pairs
+    return frozenset(keys)
+
+
+@functools.cache
+def _place_keys(idx: int) -> frozenset[str]:
+    place = lexicon().places[idx]
+    keys: set[str] = set()
+    for alias in place.names | place.adjectives:
+        words = alias.split()
+        keys.add(skeleton(words[-1] if len(words) > 1 else alias))
+        for lang in languages():
+            keys.add(key_of(alias, lang))
+    return frozenset(keys)
+
+
+@functools.lru_cache(maxsize=50_000)
+def inflection_stems(word: str) -> tuple[str, ...]:
+    """Skeletons of a word without German case endings (sudanesischen -> sudanesisch)."""
+    out = []
+    for ending in ("en", "er", "es", "em", "e", "s"):
+        if word.endswith(ending) and len(word) - len(ending) >= 4:
+            out.append(skeleton(word[: -len(ending)]))
+    return tuple(out)
+
+
+def _gazetteer_hit(words: list[str], i: int) -> tuple[int, int] | None:
+    """A gazetteer entry (name or adjective) starting at words[i] as (index, length)."""
+    lex = lexicon()
+    for n in (3, 2, 1):
+        if i + n > len(words):
+            continue
+        phrase = " ".join(skeleton(w) for w in words[i : i + n])
+        hit = lex.place_by_key.get(phrase)
+        if hit:
+            return hit[0], n
+        if n == 1:
+            w = words[i]
+            for cand in (
+                skeleton(w.rstrip("s")),
+                skeleton(simplemma.lemmatize(w, lang="de")),
+                *inflection_stems(w),
+            ):
+                hit = lex.place_by_key.get(cand)
+                if hit:
+                    return hit[0], 1
+    return None
+
+
+def analyse(question: str, index: Retrieval | None = None) -> Question:
+    """Find a question's language, answer type and keyword groups (translated to all languages)."""
+    lang = question_lang(question)
+    data = lang_data(lang)
+    low = question.strip().lower()
+    qtype = "entity"
+    for pattern, kind in data.qtypes:
+        if pattern.search(low):
+            qtype = kind
+            break
+    words = re.findall(r"\d+(?:[.,]\d+)*|[^\W\d_]+(?:[-'’][\w]+)*", question)
+    folded = [fold(w) for w in words]
+    # German separable verbs: "nimmt ... teil" -> "teilnehmen".
+    merged: dict[int, str] = {}
+    if folded and folded[-1] in data.separable_particles:
+        for j in range(len(words) - 2, 0, -1):
+            lem = fold(simplemma.lemmatize(words[j], lang="de")) if lang == "de" else folded[j]
+            if not words[j][:1].isupper() and folded[j] not in data.stopwords:
+                merged[j] = folded[-1] + lem
+                break
+    skip = set(data.question_words) | set(data.stopwords)
+    groups: list[Group] = []
+    unit: Group | None = None
+    list_noun: str | None = None
+    used: set[int] = set()
+    i = 0
+    while i < len(words):
+        if i in used:
+            i += 1
+            continue
+        word, f = words[i], folded[i]
+        # Multi-word concepts first: "take part", "chemical weapons", "defence ministry".
+        hit_phrase = None
+        for n in (3, 2):
+            if i + n <= len(words):
+                phrase_words = [fold(simplemma.lemmatize(w, lang=lang)) for w in words[i : i + n]]
+                phrase = " ".join(phrase_words)
+                raw_phrase = " ".join(folded[i : i + n])
+                for cand in (raw_phrase, phrase):
+                    if cand in _reverse_terms(lang):
+                        hit_phrase = (cand, n)
+                        break
+            if hit_phrase:
+                break
+        gaz = _gazetteer_hit(words, i) if word[:1].isupper() or f in ("us", "u.s.") else None
+        if gaz is None and f not in skip:
+            gaz = _gazetteer_hit(words, i) if len(f) > 3 else None
+        if gaz is not None:
+            idx, n = gaz
+            groups.append(Group(" ".join(words[i : i + n]), _place_keys(idx), 1.0, True, True))
+            i += n
+            continue
+        if hit_phrase:
+            cand, n = hit_phrase
+            keys: set[str] = set()
+            for concept in _reverse_terms(lang)[cand]:
+                keys |= _concept_keys(concept)
+            keys.add(key_of(words[i + n - 1], lang))
+            groups.append(Group(" ".join(words[i : i + n]), frozenset(keys), 1.0))
+            i += n
+            continue
+        if f in skip or len(f) < 2 or (i == len(words) - 1 and f in data.separable_particles):
+            i += 1
+            continue
+        lem = merged.get(i) or fold(simplemma.lemmatize(word, lang=lang))
+        keys = {skeleton(lem)} if i in merged else {key_of(word, lang), skeleton(lem), skeleton(f)}
+        for concept in _reverse_terms(lang).get(lem, ()) + _reverse_terms(lang).get(f, ()):
+            keys |= _concept_keys(concept)
+        if "-" in word:
+            keys.update(key_of(p, lang) for p in word.split("-") if len(p) > 1)
+        entity = _is_entity_word(word, i, lang)
+        # "OSZE-Gespräche", "UN-Sondergesandte": the acronym names something the article must
+        # mention; the compound it heads is a concept (its parts match common words).
+        head = word.split("-", 1)[0]
+        acronym_head = (
+            "-" in word and head.isupper() and len(head) >= 2 and _gazetteer_hit([head], 0) is None
+        )
+        groups.append(
+            Group(word, frozenset(k for k in keys if k), 1.0, entity and not acronym_head)
+        )
+        if acronym_head:
+            acronym = {key_of(head, lang), skeleton(head)}
+            groups.append(Group(head, frozenset(k for k in acronym if k), 1.0, True))
+        i += 1
+    # The noun right after "how many" is the unit; after "which" the list noun.
+    if qtype == "number":
+        m = re.search(r"(?:how many|how much|wie ?viele?|welche anzahl)\s+([\w-]+)", low)
+        if m:
+            unit = next((g for g in groups if fold(g.surface) == fold(m.group(1))), None)
+    if qtype == "list":
+        m = re.search(r"(?:which|what|welche|welchen)\s+([\w-]+)", low)
+        list_noun = fold(m.group(1)) if m else None
+    if index is not None and len(index):
+        groups = [_weighted(g, index) for g in groups]
+    return Question(question, lang, qtype, tuple(groups), unit, list_noun)
+
+
+def _is_entity_word(word: str, position: int, lang: str) -> bool:
+    """Whether a question word names something (a person, an acronym) rather than a concept."""
+    if word.isupper() and len(word) >= 2:
+        return True
+    if not word[:1].isupper() or position == 0:
+        return False
+    # German capitalises every noun: only words that are no dictionary noun are names.
+    return not (lang == "de" and is_common_noun(word, lang))
+
+
+def _weighted(group: Group, index: Retrieval) -> Group:
+    # Rare words tell more than common ones; an IDF-like weight, squashed into 0.5..2.
+    idf = max((index.idf(k) for k in group.keys), default=0.0)
+    weight = min(2.0, max(0.3, idf / 4.0))
+    return Group(group.surface, group.keys, weight, group.entity, group.place)
