@@ -16,7 +16,7 @@ import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot import __version__, feeds, jobs, qa, schedule
+from bot import __version__, feeds, jobs, qa, schedule, search
 from bot.chat import ChatAdapter
 from bot.chat.console import CHAT as CONSOLE_CHAT
 from bot.chat.console import ConsoleChat
@@ -75,7 +75,7 @@ async def scan_folder(
     folder: Path,
     store: Store,
     settings: Settings,
-    index: qa.Index,
+    index: qa.Retrieval,
     outbox: Outbox | None,
     mtimes: dict[Path, float],
 ) -> jobs.IngestReport:
@@ -138,7 +138,7 @@ async def feed_job(
     client: httpx.AsyncClient,
     store: Store,
     settings: Settings,
-    index: qa.Index,
+    index: qa.Retrieval,
     outbox: Outbox,
     source_id: int,
 ) -> None:
@@ -176,7 +176,7 @@ class Jobs:
         store: Store,
         settings: Settings,
         client: httpx.AsyncClient,
-        index: qa.Index,
+        index: qa.Retrieval,
         outbox: Outbox,
     ) -> None:
         self.scheduler, self.store, self.settings = scheduler, store, settings
@@ -283,10 +283,9 @@ async def run(
 
         folder = settings.articles.folder
         mtimes: dict[Path, float] = {}
-        index = qa.Index.build([])
-        scores = await store.scores()
-        for article in await store.all_articles():
-            index.add(article, scores.get(article.id, 0.0))
+        # Retrieval reads the store's full-text index: nothing to rebuild at start.
+        index = await asyncio.to_thread(search.StoreIndex, store.engine.url)
+        stack.callback(index.close)
         await scan_folder(folder, store, settings, index, outbox, mtimes)
         if console is not None:
             lang = settings.chat.default_language

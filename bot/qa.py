@@ -27,7 +27,8 @@ from bot.extract import (
 from bot.models import Answer, Article, SourceRef
 from bot.question import Question, inflection_stems
 from bot.question import analyse as analyse_question
-from bot.search import Group, MemoryIndex, Retrieval, article_lang
+from bot.search import Group, MemoryIndex, article_lang
+from bot.search import Retrieval as Retrieval  # re-exported: what callers pass to answer()
 
 # The in-memory index under its old name (tests, the console, one-off batches).
 Index = MemoryIndex

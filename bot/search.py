@@ -58,6 +58,9 @@ class Group:
 class Retrieval(Protocol):
     """What answering needs from an index: articles by id, statistics and ranked search."""
 
+    def add(self, article: Article, weight: float = 0.0) -> None:
+        """Take note of a new or changed article (with its conflict score as prior)."""
+
     def get(self, article_id: str) -> Article | None:
         """The article with this id, if indexed."""
 
@@ -387,7 +390,8 @@ class _Loop:
 class StoreIndex:
     """The database's full-text index, queried from any thread (the service's worker threads)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str | sa.URL) -> None:
+        """Open the index of the database at `url` (an async driver URL, as the store's engine)."""
         self._loop = _Loop()
         self._engine = create_async_engine(url)
         self._dialect = self._engine.dialect.name
@@ -419,6 +423,10 @@ class StoreIndex:
 
     def __len__(self) -> int:
         return int(self._rows("SELECT count(*) FROM search_docs")[0][0])
+
+    def add(self, article: Article, weight: float = 0.0) -> None:
+        """Drop a changed article's cached analysis; the store has written its row already."""
+        self._analysed.forget(article.id)
 
     def get(self, article_id: str) -> Article | None:
         """The stored article with this id."""

@@ -37,9 +37,9 @@ MARKET = Article(
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-async def db(request: pytest.FixtureRequest, store: Store) -> AsyncIterator[tuple[Store, str]]:
+async def db(request: pytest.FixtureRequest, store: Store) -> AsyncIterator[tuple[Store, sa.URL]]:
     if request.param == "sqlite":
-        yield store, str(store.engine.url)
+        yield store, store.engine.url
         return
     if not postgres_available():
         pytest.skip("PostgreSQL is not running on 127.0.0.1:5432 (set NEWSBOT_TEST_POSTGRES_URL)")
@@ -47,7 +47,7 @@ async def db(request: pytest.FixtureRequest, store: Store) -> AsyncIterator[tupl
         async with pg.engine.begin() as conn:
             for table in ("feedback", "deliveries", "verdicts", "subscriptions", "articles"):
                 await conn.execute(sa.text(f"DELETE FROM {table}"))
-        yield pg, POSTGRES_URL
+        yield pg, pg.engine.url
 
 
 def test_term_is_one_full_text_token() -> None:
@@ -65,7 +65,7 @@ def test_memory_index_ranks_and_replaces() -> None:
     assert len(index) == 3
 
 
-async def test_store_index_is_written_with_the_article_and_pruned(db: tuple[Store, str]) -> None:
+async def test_store_index_is_written_with_the_article_and_pruned(db: tuple[Store, sa.URL]) -> None:
     store, url = db
     old = datetime.now(UTC) - timedelta(days=40)
     await store.add_articles([MARKET], seen_at=old)
