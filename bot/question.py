@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import simplemma
 
+from bot import dictionary
 from bot.extract import (
     FALLBACK_LANG,
     fold,
@@ -16,6 +17,7 @@ from bot.extract import (
     key_of,
     lang_data,
     languages,
+    lemma,
     lexicon,
     skeleton,
 )
@@ -176,6 +178,19 @@ def analyse(question: str, index: Retrieval | None = None) -> Question:
             groups.append(Group(" ".join(words[i : i + n]), _place_keys(idx), 1.0, True, True))
             i += n
             continue
+        if hit_phrase is None and lang == "en" and i + 1 < len(words):
+            # English two-word terms the dictionary knows ("death toll", "prison term").
+            joined = skeleton(words[i] + lemma(words[i + 1], lang))
+            if (
+                f not in skip
+                and folded[i + 1] not in skip
+                and not word[:1].isupper()
+                and _translations(joined, lang)
+            ):
+                keys = {joined, key_of(words[i + 1], lang), *_translations(joined, lang)}
+                groups.append(Group(" ".join(words[i : i + 2]), frozenset(keys), 1.0))
+                i += 2
+                continue
         if hit_phrase:
             cand, n = hit_phrase
             keys: set[str] = set()
@@ -190,11 +205,17 @@ def analyse(question: str, index: Retrieval | None = None) -> Question:
             continue
         lem = merged.get(i) or fold(simplemma.lemmatize(word, lang=lang))
         keys = {skeleton(lem)} if i in merged else {key_of(word, lang), skeleton(lem), skeleton(f)}
-        for concept in _reverse_terms(lang).get(lem, ()) + _reverse_terms(lang).get(f, ()):
+        concepts = _reverse_terms(lang).get(lem, ()) + _reverse_terms(lang).get(f, ())
+        for concept in concepts:
             keys |= _concept_keys(concept)
+        entity = _is_entity_word(word, i, lang)
+        if not concepts and not entity:
+            # The hand-written news lexicon overrides; other words cross over by the dictionary.
+            keys.update(_translations(key_of(word, lang), lang))
+            if i in merged:
+                keys.update(_translations(skeleton(lem), lang))
         if "-" in word:
             keys.update(key_of(p, lang) for p in word.split("-") if len(p) > 1)
-        entity = _is_entity_word(word, i, lang)
         # "OSZE-Gespräche", "UN-Sondergesandte": the acronym names something the article must
         # mention; the compound it heads is a concept (its parts match common words).
         head = word.split("-", 1)[0]
@@ -219,6 +240,11 @@ def analyse(question: str, index: Retrieval | None = None) -> Question:
     if index is not None and len(index):
         groups = [_weighted(g, index) for g in groups]
     return Question(question, lang, qtype, tuple(groups), unit, list_noun)
+
+
+def _translations(key: str, lang: str) -> tuple[str, ...]:
+    """A key's translations into every other language (from the DE↔EN dictionary)."""
+    return tuple(k for other in languages() for k in dictionary.translate(key, lang, other))
 
 
 def _is_entity_word(word: str, position: int, lang: str) -> bool:
