@@ -25,7 +25,7 @@ from bot.extract import (
     skeleton,
 )
 from bot.models import Answer, Article, SourceRef
-from bot.question import Question, inflection_stems
+from bot.question import Question, inflection_stems, unit_classes, units
 from bot.question import analyse as analyse_question
 from bot.search import Group, MemoryIndex, article_lang
 from bot.search import Retrieval as Retrieval  # re-exported: what callers pass to answer()
@@ -40,18 +40,6 @@ MAX_ANSWER_CHARS = 300
 READ_TOP = 8
 # A "where" answer prefers specific places; unknown names (villages, regions) count as specific.
 PLACE_PREFERENCE: dict[str, float] = {"city": 1.0, "country": 0.9, "region": 0.7}
-
-# Which candidate kinds fit which question type, and how well.
-FIT: dict[str, dict[str, float]] = {
-    "person": {"person": 1.0, "name": 0.75, "org": 0.35},
-    "org": {"org": 1.0, "name": 0.85, "person": 0.3},
-    "place": {"place": 1.0, "name": 0.45},
-    "time": {"time": 1.0},
-    "number": {"number": 1.0},
-    "list": {"list": 1.0},
-    "entity": {"person": 0.9, "org": 0.9, "name": 0.8, "place": 0.8},
-}
-
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
@@ -140,7 +128,7 @@ def answer_article(
     if q.qtype == "summary":
         return _summary(q, article, sents, cover)
     best: Candidate | None = None
-    fits = FIT.get(q.qtype, FIT["entity"])
+    fits = q.kind.fits
     for si, sent in enumerate(sents):
         own = {gi for gi, hits in matched[si].items() if hits}
         near: set[int] = set()
@@ -152,6 +140,7 @@ def answer_article(
             sum(q.groups[gi].weight for gi in own) + 0.4 * sum(q.groups[gi].weight for gi in near)
         ) / total
         positions = [p for gi in own for p in matched[si][gi]]
+        clause = _clauses(sent)
         for span in sent.spans:
             fit = fits.get(span.kind, 0.0)
             if fit == 0.0:
@@ -163,27 +152,19 @@ def answer_article(
             head_end = span.start + 1 if span.kind == "number" else span.end
             if any(span.start <= p < head_end for p in positions):
                 continue  # the question's own words are not its answer
-            score = window * fit
-            if q.qtype == "number" and q.unit is not None:
-                unit_hit = span.unit is not None and _unit_matches(q.unit, span, sent)
-                score *= 1.0 if unit_hit else 0.35
-            if q.qtype == "list" and q.list_noun:
-                score *= _list_fit(span, q, sent, lang)
-            if q.qtype == "place" and span.kind == "place":
-                # "Where" wants the most specific place: a city over a country over a continent.
-                score *= PLACE_PREFERENCE.get(place_kind(span.text) or "city", 1.0)
-                if (
-                    span.start > 0
-                    and fold(sent.tokens[span.start - 1].text) in lang_data(lang).place_preps
-                ):
-                    score *= 1.1
+            score = window * fit * _type_factor(span, q, sent, lang)
             # Countries the question is about should sit with the answer, not elsewhere.
             for gi, g in enumerate(q.groups):
-                if g.place and gi not in own and q.qtype in ("person", "number"):
+                if g.place and gi not in own and (q.qtype == "person" or q.kind.numeric):
                     score *= 0.6 if gi in near else 0.35
             if positions:
+                # Where the candidate stands: near the question's words, in their clause.
                 dist = min(min(abs(p - span.start), abs(p - (span.end - 1))) for p in positions)
                 score += 0.12 * math.exp(-dist / 6)
+                if any(clause[p] == clause[span.start] for p in positions):
+                    score *= 1.15
+            if q.head is not None and _next_to(q.head, span, sent):
+                score *= 1.3  # "die Zeitung Danas", "the Labor Party": the asked kind of thing
             if q.qtype in ("person", "entity") and span.kind in ("person", "name"):
                 score *= _role_agreement(span, q, sents, lang)
                 score *= _nationality_agreement(span, q, sent, matched[si], lang)
@@ -192,6 +173,84 @@ def answer_article(
                 if text:
                     best = Candidate(text, sent.text, score, article.id)
     return best
+
+
+def _type_factor(span: Span, q: Question, sent: Sentence, lang: str) -> float:
+    """How well a candidate has what the question type asks for (unit, list items, place)."""
+    factor = 1.0
+    if span.kind == "number" and q.kind.numeric:
+        if q.unit is not None and not _unit_near(q.unit, span, sent):
+            factor *= 0.35
+        if q.kind.units:
+            classes = _number_classes(span, sent)
+            factor *= 1.0 if classes & set(q.kind.units) else 0.15
+            if q.qtype == "age" and "duration" in classes and "age" not in classes:
+                factor *= 0.3
+            if q.qtype == "penalty":
+                factor *= 1.3 if _penalty_near(span, sent) else 0.6
+    if q.qtype == "list" and q.list_noun:
+        factor *= _list_fit(span, q, sent, lang)
+    if q.qtype == "place" and span.kind == "place":
+        # "Where" wants the most specific place: a city over a country over a continent.
+        factor *= PLACE_PREFERENCE.get(place_kind(span.text) or "city", 1.0)
+        if span.start > 0 and fold(sent.tokens[span.start - 1].text) in lang_data(lang).place_preps:
+            factor *= 1.1
+    return factor
+
+
+_CLAUSE_BREAK = re.compile(r"[,;:()\[\]–—]")
+
+
+def _clauses(sent: Sentence) -> list[int]:
+    """A clause number per token: punctuation between two tokens starts a new clause."""
+    out, current = [], 0
+    for i, tok in enumerate(sent.tokens):
+        if i and _CLAUSE_BREAK.search(sent.text[sent.tokens[i - 1].end : tok.start]):
+            current += 1
+        out.append(current)
+    return out
+
+
+def _next_to(group: Group, span: Span, sent: Sentence) -> bool:
+    """Whether a question word stands right before or after the span (its head noun)."""
+    lo, hi = max(0, span.start - 2), min(len(sent.tokens), span.end + 1)
+    window = Sentence(sent.text, sent.tokens[lo:hi], (), frozenset())
+    return bool(_matches(group, window))
+
+
+def _number_classes(span: Span, sent: Sentence) -> set[str]:
+    """Unit classes of a number: its unit word, a currency sign before it, "aged 23", "23 alt"."""
+    found: set[str] = set()
+    for tok in sent.tokens[span.start : span.end]:
+        found |= unit_classes(tok.text)
+    start = sent.tokens[span.start].start
+    before = sent.text[max(0, start - 2) : start]
+    if any(sign in before for sign in "$€£"):
+        found.add("money")
+    nxt = sent.tokens[span.end].text.lower() if span.end < len(sent.tokens) else ""
+    prev = sent.tokens[span.start - 1].text.lower() if span.start else ""
+    if ("duration" in found and nxt in ("alt", "old")) or prev in ("aged", "alter", "im"):
+        found.add("age")
+    return found
+
+
+def _penalty_near(span: Span, sent: Sentence) -> bool:
+    """Whether a prison word follows the duration ("15 Jahren Arbeitslager", "5 years in jail")."""
+    words = sent.tokens[span.end - 1 : span.end + 4]
+    return any("penalty" in unit_classes(t.text) for t in words) or any(
+        "penalty" in unit_classes(t.text) for t in sent.tokens[max(0, span.start - 3) : span.start]
+    )
+
+
+def _unit_near(unit: Group, span: Span, sent: Sentence) -> bool:
+    """The asked unit is the number's unit, or stands near it ("80 weitere wurden verletzt")."""
+    if fold(unit.surface) in units().classes.get("people", ()):
+        return True  # "how many people": any count of people or victims
+    if span.unit is not None and _unit_matches(unit, span, sent):
+        return True
+    lo, hi = max(0, span.start - 6), min(len(sent.tokens), span.end + 4)
+    window = Sentence(sent.text, sent.tokens[lo:hi], (), frozenset())
+    return bool(_matches(unit, window))
 
 
 def _role_agreement(span: Span, q: Question, sents: tuple[Sentence, ...], lang: str) -> float:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import re
+import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -11,9 +13,13 @@ import simplemma
 
 from bot import dictionary
 from bot.extract import (
+    DATA_DIR,
     FALLBACK_LANG,
     fold,
     is_common_noun,
+    is_org_head,
+    is_place_noun,
+    is_role,
     key_of,
     lang_data,
     languages,
@@ -28,6 +34,62 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True, slots=True)
+class QuestionType:
+    """What one kind of question accepts: candidate kinds with their fit, and number units."""
+
+    fits: Mapping[str, float]
+    # Unit classes of bot/data/qa/units.toml a number answer must have (any of them).
+    units: tuple[str, ...] = ()
+    numeric: bool = False
+
+
+# The one table of question types. A language file's `qtypes` patterns and the head noun of
+# "which/what/welche N" pick a row; answering reads only the row.
+TYPES: dict[str, QuestionType] = {
+    "person": QuestionType({"person": 1.0, "name": 0.75, "org": 0.35}),
+    "org": QuestionType({"org": 1.0, "name": 0.85, "person": 0.3}),
+    "place": QuestionType({"place": 1.0, "name": 0.45}),
+    "time": QuestionType({"time": 1.0}),
+    "list": QuestionType({"list": 1.0}),
+    "entity": QuestionType({"person": 0.9, "org": 0.9, "name": 0.8, "place": 0.8}),
+    "summary": QuestionType({}),
+    "number": QuestionType({"number": 1.0}, numeric=True),
+    "duration": QuestionType({"number": 1.0}, ("duration",), numeric=True),
+    "age": QuestionType({"number": 1.0}, ("age",), numeric=True),
+    "money": QuestionType({"number": 1.0}, ("money",), numeric=True),
+    "percent": QuestionType({"number": 1.0}, ("percent",), numeric=True),
+    "penalty": QuestionType({"number": 1.0}, ("duration",), numeric=True),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Units:
+    """Unit words by class (duration, age, money, percent, penalty) and "when" head nouns."""
+
+    classes: Mapping[str, tuple[str, ...]]
+    time_nouns: frozenset[str]
+
+
+@functools.cache
+def units() -> Units:
+    """bot/data/qa/units.toml, loaded once."""
+    with (DATA_DIR / "units.toml").open("rb") as fh:
+        raw = tomllib.load(fh)
+    time_nouns = frozenset(fold(w) for w in raw.pop("time_nouns"))
+    return Units({k: tuple(fold(w) for w in v) for k, v in raw.items()}, time_nouns)
+
+
+def unit_classes(word: str) -> set[str]:
+    """The unit classes a (unit) word belongs to: "Jahren" -> duration, "Dollar" -> money."""
+    folded = fold(word)
+    return {
+        name
+        for name, prefixes in units().classes.items()
+        if any(folded.startswith(p) or folded.endswith("-" + p) for p in prefixes)
+    }
+
+
+@dataclass(frozen=True, slots=True)
 class Question:
     """A question analysed: language, expected answer type and keyword groups."""
 
@@ -37,6 +99,13 @@ class Question:
     groups: tuple[Group, ...]
     unit: Group | None = None
     list_noun: str | None = None
+    # The head noun of "which/what/welche N": the answer stands next to it ("die Zeitung Danas").
+    head: Group | None = None
+
+    @property
+    def kind(self) -> QuestionType:
+        """This question's row of the type table."""
+        return TYPES[self.qtype]
 
 
 def question_lang(question: str) -> str:
@@ -136,6 +205,9 @@ def analyse(question: str, index: Retrieval | None = None) -> Question:
         if pattern.search(low):
             qtype = kind
             break
+    head_word = _head_noun(question, lang)
+    if head_word is not None and qtype in ("entity", "person", "org", "place"):
+        qtype = _head_type(head_word, lang) or qtype
     words = re.findall(r"\d+(?:[.,]\d+)*|[^\W\d_]+(?:[-'’][\w]+)*", question)
     folded = [fold(w) for w in words]
     # German separable verbs: "nimmt ... teil" -> "teilnehmen".
@@ -187,8 +259,8 @@ def analyse(question: str, index: Retrieval | None = None) -> Question:
                 and not word[:1].isupper()
                 and _translations(joined, lang)
             ):
-                keys = {joined, key_of(words[i + 1], lang), *_translations(joined, lang)}
-                groups.append(Group(" ".join(words[i : i + 2]), frozenset(keys), 1.0))
+                pair = {joined, key_of(words[i + 1], lang), *_translations(joined, lang)}
+                groups.append(Group(" ".join(words[i : i + 2]), frozenset(pair), 1.0))
                 i += 2
                 continue
         if hit_phrase:
@@ -239,7 +311,51 @@ def analyse(question: str, index: Retrieval | None = None) -> Question:
         list_noun = fold(m.group(1)) if m else None
     if index is not None and len(index):
         groups = [_weighted(g, index) for g in groups]
-    return Question(question, lang, qtype, tuple(groups), unit, list_noun)
+    head_group = None
+    if head_word is not None:
+        head_group = next((g for g in groups if fold(g.surface).endswith(fold(head_word))), None)
+    return Question(question, lang, qtype, tuple(groups), unit, list_noun, head_group)
+
+
+_WHICH = re.compile(
+    r"^\s*(?:[^\W\d_]+\s+)?(?:which|what|welche[rsnm]?|was für(?: eine?[nmrs]?)?)\s+(.+)$",
+    re.IGNORECASE,
+)
+
+
+def _head_noun(question: str, lang: str) -> str | None:
+    """The noun a "which/what/welche N" question asks for ("Which Moroccan port city" -> city)."""
+    m = _WHICH.match(question)
+    if m is None:
+        return None
+    data = lang_data(lang)
+    words = re.findall(r"[^\W\d_]+(?:-[^\W\d_]+)*", m.group(1))[:4]
+    for word in words:
+        f = fold(word)
+        if f in data.stopwords or f in data.question_words:
+            return None
+        if _head_type(word, lang) is not None:
+            return str(word)
+        # German nouns are capitalised: the first one is the head ("Welches katholische Hilfswerk").
+        if lang == "de" and word[:1].isupper():
+            return str(word)
+    return None
+
+
+def _head_type(word: str, lang: str) -> str | None:
+    """The question type a head noun asks for: person, org, place, time or penalty."""
+    lem = lemma(word, lang)
+    if lem in units().time_nouns or fold(word) in units().time_nouns:
+        return "time"
+    if is_role(word, lang) or is_role(lem, lang):
+        return "person"
+    if "penalty" in unit_classes(lem) and lem not in ("lager", "camp"):
+        return "penalty"
+    if is_place_noun(word, lang):
+        return "place"
+    if is_org_head(word, lang) or is_org_head(lem, lang):
+        return "org"
+    return None
 
 
 def _translations(key: str, lang: str) -> tuple[str, ...]:
