@@ -491,6 +491,14 @@ def _looks_like_name(tok: Token, lang: str, given: frozenset[str]) -> bool:
     return not (lang == "de" and _german_noun(tok.text))
 
 
+_PUNCT_GAP = re.compile(r"[^\s-]")
+
+
+def _glued(text: str, toks: tuple[Token, ...], k: int) -> bool:
+    """Whether token k is joined to the one before by a hyphen ("23-jährige")."""
+    return k > 0 and text[toks[k - 1].end : toks[k].start] == "-"
+
+
 _NUMBER = re.compile(r"^\d+(?:[.,\u00a0\u202f ]\d+)*%?$")
 _YEAR = re.compile(r"^(1[89]\d\d|20\d\d)$")
 
@@ -562,9 +570,28 @@ def _spans(text: str, toks: tuple[Token, ...], lang: str) -> list[Span]:
             k = j
             while k < n and k - j < 3 and fold(toks[k].text) in data.number_fillers:
                 k += 1
+            if lang == "de":
+                # German adjectives before the counted noun are lower case: "101 entsprechenden
+                # Straftaten"; "17 allerdings" has no unit ("23-jährige" is its own unit).
+                m = k
+                while (
+                    m < n
+                    and m - k < 2
+                    and toks[m].text.islower()
+                    and _glued(text, toks, m) is False
+                    and fold(toks[m].text) not in data.stopwords
+                    and fold(toks[m].text)[-1:] in ("e", "n", "r", "s", "m")
+                ):
+                    m += 1
+                if m < n and m > k and toks[m].cap:
+                    k = m
             unit = (
                 toks[k].text
-                if k < n and toks[k].text[:1].isalpha() and fold(toks[k].text) not in data.stopwords
+                if k < n
+                and toks[k].text[:1].isalpha()
+                and fold(toks[k].text) not in data.stopwords
+                and not _PUNCT_GAP.search(text[toks[k - 1].end : toks[k].start])
+                and (lang != "de" or toks[k].cap or _glued(text, toks, k))
                 else None
             )
             end = k + 1 if unit else j

@@ -248,8 +248,10 @@ def _unit_near(unit: Group, span: Span, sent: Sentence) -> bool:
         return True  # "how many people": any count of people or victims
     if span.unit is not None and _unit_matches(unit, span, sent):
         return True
+    clause = _clauses(sent)
     lo, hi = max(0, span.start - 6), min(len(sent.tokens), span.end + 4)
-    window = Sentence(sent.text, sent.tokens[lo:hi], (), frozenset())
+    same = [i for i in range(lo, hi) if clause[i] == clause[span.start]]
+    window = Sentence(sent.text, tuple(sent.tokens[i] for i in same), (), frozenset())
     return bool(_matches(unit, window))
 
 

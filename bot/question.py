@@ -310,7 +310,7 @@ def analyse(question: str, index: Retrieval | None = None) -> Question:
         m = re.search(r"(?:which|what|welche|welchen)\s+([\w-]+)", low)
         list_noun = fold(m.group(1)) if m else None
     if index is not None and len(index):
-        groups = [_weighted(g, index) for g in groups]
+        groups = _weighted(groups, index)
     head_group = None
     if head_word is not None:
         head_group = next((g for g in groups if fold(g.surface).endswith(fold(head_word))), None)
@@ -370,11 +370,22 @@ def _is_entity_word(word: str, position: int, lang: str) -> bool:
     if not word[:1].isupper() or position == 0:
         return False
     # German capitalises every noun: only words that are no dictionary noun are names.
-    return not (lang == "de" and is_common_noun(word, lang))
+    if lang == "de":
+        return not is_common_noun(word, lang)
+    # English capitalises names of institutions made of common words ("National Guard"); a
+    # word the dictionary translates is matched like a concept (across languages, by compound).
+    return not _translations(key_of(word.lower(), lang), lang)
 
 
-def _weighted(group: Group, index: Retrieval) -> Group:
-    # Rare words tell more than common ones; an IDF-like weight, squashed into 0.5..2.
-    idf = max((index.idf(k) for k in group.keys), default=0.0)
-    weight = min(2.0, max(0.3, idf / 4.0))
-    return Group(group.surface, group.keys, weight, group.entity, group.place)
+def _weighted(groups: list[Group], index: Retrieval) -> list[Group]:
+    """Rare words tell more than common ones: an IDF weight, squashed into 0.3..2.
+
+    A group weighs what its most common alias weighs: a concept is as common as its most
+    frequent wording, not as rare as an odd spelling or translation of it.
+    """
+    idf = index.idfs([k for g in groups for k in g.keys])
+    out = []
+    for g in groups:
+        weight = min(2.0, max(0.3, min((idf[k] for k in g.keys), default=0.0) / 4.0))
+        out.append(Group(g.surface, g.keys, weight, g.entity, g.place))
+    return out

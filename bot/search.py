@@ -70,6 +70,9 @@ class Retrieval(Protocol):
     def idf(self, key: str) -> float:
         """Inverse document frequency of a key."""
 
+    def idfs(self, keys: Iterable[str]) -> dict[str, float]:
+        """Inverse document frequencies of several keys at once."""
+
     def analysed(self, article: Article) -> tuple[Sentence, ...]:
         """The article's analysed sentences (cached)."""
 
@@ -201,6 +204,10 @@ class MemoryIndex:
     def idf(self, key: str) -> float:
         """Inverse document frequency of a key (BM25 form, never negative)."""
         return _idf(len(self._by_id), len(self._postings.get(key, ())))
+
+    def idfs(self, keys: Iterable[str]) -> dict[str, float]:
+        """Inverse document frequencies of several keys."""
+        return {k: self.idf(k) for k in keys}
 
     def analysed(self, article: Article) -> tuple[Sentence, ...]:
         """The article's analysed sentences, computed once."""
@@ -455,10 +462,12 @@ class StoreIndex:
 
     def idf(self, key: str) -> float:
         """Inverse document frequency of a key (document frequencies cached per process)."""
-        return self.idfs([key], len(self))[key]
+        return self.idfs([key])[key]
 
-    def idfs(self, keys: Iterable[str], n: int) -> dict[str, float]:
+    def idfs(self, keys: Iterable[str], n: int | None = None) -> dict[str, float]:
         """IDF of several keys with one query for the ones not seen before."""
+        if n is None:
+            n = len(self)
         wanted = {k: term(k) for k in keys}
         with self._lock:
             missing = sorted({t for t in wanted.values() if t and t not in self._df})
