@@ -149,6 +149,8 @@ def answer_article(
                 fit = 1.0 if resolve_person(span, sents) is not None else fit
             if span.kind != "number" and _overlaps_question(span.text, q):
                 continue
+            if q.qtype in ("person", "org") and _demonym_phrase(span, sent, lang) is not None:
+                continue  # "Iranian film" names no one
             head_end = span.start + 1 if span.kind == "number" else span.end
             if any(span.start <= p < head_end for p in positions):
                 continue  # the question's own words are not its answer

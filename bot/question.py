@@ -68,6 +68,7 @@ class Units:
 
     classes: Mapping[str, tuple[str, ...]]
     time_nouns: frozenset[str]
+    person_nouns: frozenset[str]
 
 
 @functools.cache
@@ -76,7 +77,8 @@ def units() -> Units:
     with (DATA_DIR / "units.toml").open("rb") as fh:
         raw = tomllib.load(fh)
     time_nouns = frozenset(fold(w) for w in raw.pop("time_nouns"))
-    return Units({k: tuple(fold(w) for w in v) for k, v in raw.items()}, time_nouns)
+    person_nouns = frozenset(fold(w) for w in raw.pop("person_nouns"))
+    return Units({k: tuple(fold(w) for w in v) for k, v in raw.items()}, time_nouns, person_nouns)
 
 
 def unit_classes(word: str) -> set[str]:
@@ -323,13 +325,23 @@ _WHICH = re.compile(
 )
 
 
+# "What is the name of the judge ...", "Wie heißt der Richter ...": the head noun follows.
+_NAME_OF = re.compile(
+    r"^\s*(?:what|which)\s+(?:is|are|was|were)\s+the\s+names?\s+of\s+(?:the\s+)?(.+)$"
+    r"|^\s*wie\s+(?:heißt|heißen|hieß|hießen|lautet|lauten)\s+(?:der|die|das|den)?\s*(.+)$",
+    re.IGNORECASE,
+)
+
+
 def _head_noun(question: str, lang: str) -> str | None:
     """The noun a "which/what/welche N" question asks for ("Which Moroccan port city" -> city)."""
-    m = _WHICH.match(question)
+    named = _NAME_OF.match(question)
+    m = named or _WHICH.match(question)
     if m is None:
         return None
     data = lang_data(lang)
-    words = re.findall(r"[^\W\d_]+(?:-[^\W\d_]+)*", m.group(1))[:4]
+    rest = next(g for g in m.groups() if g is not None)
+    words = re.findall(r"[^\W\d_]+(?:-[^\W\d_]+)*", rest)[:4]
     for word in words:
         f = fold(word)
         if f in data.stopwords or f in data.question_words:
@@ -347,7 +359,7 @@ def _head_type(word: str, lang: str) -> str | None:
     lem = lemma(word, lang)
     if lem in units().time_nouns or fold(word) in units().time_nouns:
         return "time"
-    if is_role(word, lang) or is_role(lem, lang):
+    if is_role(word, lang) or is_role(lem, lang) or lem in units().person_nouns:
         return "person"
     if "penalty" in unit_classes(lem) and lem not in ("lager", "camp"):
         return "penalty"
