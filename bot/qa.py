@@ -181,10 +181,12 @@ def _type_factor(span: Span, q: Question, sent: Sentence, lang: str) -> float:
     """How well a candidate has what the question type asks for (unit, list items, place)."""
     factor = 1.0
     if span.kind == "number" and q.kind.numeric:
-        if q.unit is not None and not _unit_near(q.unit, span, sent):
-            factor *= 0.35
+        classes = _number_classes(span, sent)
+        if q.unit is not None:
+            factor *= _unit_fit(q.unit, span, sent)
+        if not q.kind.units and classes - unit_classes(q.unit.surface if q.unit else ""):
+            factor *= 0.3  # "how many people" is not answered by "vier Jahre" or "65 Prozent"
         if q.kind.units:
-            classes = _number_classes(span, sent)
             factor *= 1.0 if classes & set(q.kind.units) else 0.15
             if q.qtype == "age" and "duration" in classes and "age" not in classes:
                 factor *= 0.3
@@ -195,7 +197,10 @@ def _type_factor(span: Span, q: Question, sent: Sentence, lang: str) -> float:
     if q.qtype == "place" and span.kind == "place":
         # "Where" wants the most specific place: a city over a country over a continent.
         factor *= PLACE_PREFERENCE.get(place_kind(span.text) or "city", 1.0)
-        if span.start > 0 and fold(sent.tokens[span.start - 1].text) in lang_data(lang).place_preps:
+        before = fold(sent.tokens[span.start - 1].text) if span.start > 0 else ""
+        if before in units().origin_preps and q.text.split()[0].lower() not in ("from", "woher"):
+            factor *= 0.7  # "die Attentäter von Paris": an origin, not where it happened
+        elif before in lang_data(lang).place_preps:
             factor *= 1.1
     return factor
 
@@ -244,17 +249,21 @@ def _penalty_near(span: Span, sent: Sentence) -> bool:
     )
 
 
-def _unit_near(unit: Group, span: Span, sent: Sentence) -> bool:
-    """The asked unit is the number's unit, or stands near it ("80 weitere wurden verletzt")."""
+def _unit_fit(unit: Group, span: Span, sent: Sentence) -> float:
+    """How well a number has the asked unit: its own unit word, near it, or absent."""
     if fold(unit.surface) in units().classes.get("people", ()):
-        return True  # "how many people": any count of people or victims
+        # "how many people": a count of people or victims; a bare number is a weaker answer.
+        if span.unit is None:
+            return 0.8
+        return 1.0 if unit_classes(span.unit) & {"people", "victims"} else 0.35
     if span.unit is not None and _unit_matches(unit, span, sent):
-        return True
+        return 1.0
     clause = _clauses(sent)
     lo, hi = max(0, span.start - 6), min(len(sent.tokens), span.end + 4)
     same = [i for i in range(lo, hi) if clause[i] == clause[span.start]]
     window = Sentence(sent.text, tuple(sent.tokens[i] for i in same), (), frozenset())
-    return bool(_matches(unit, window))
+    # "80 weitere wurden verletzt", "die Zahl der Haftbefehle ist mit 17 ...".
+    return 0.9 if _matches(unit, window) else 0.35
 
 
 def _role_agreement(span: Span, q: Question, sents: tuple[Sentence, ...], lang: str) -> float:

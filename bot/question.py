@@ -69,6 +69,7 @@ class Units:
     classes: Mapping[str, tuple[str, ...]]
     time_nouns: frozenset[str]
     person_nouns: frozenset[str]
+    origin_preps: frozenset[str]
 
 
 @functools.cache
@@ -78,7 +79,9 @@ def units() -> Units:
         raw = tomllib.load(fh)
     time_nouns = frozenset(fold(w) for w in raw.pop("time_nouns"))
     person_nouns = frozenset(fold(w) for w in raw.pop("person_nouns"))
-    return Units({k: tuple(fold(w) for w in v) for k, v in raw.items()}, time_nouns, person_nouns)
+    origin = frozenset(fold(w) for w in raw.pop("origin_preps"))
+    classes = {k: tuple(fold(w) for w in v) for k, v in raw.items()}
+    return Units(classes, time_nouns, person_nouns, origin)
 
 
 def unit_classes(word: str) -> set[str]:
@@ -203,8 +206,10 @@ def analyse(question: str, index: Retrieval | None = None) -> Question:
     data = lang_data(lang)
     low = question.strip().lower()
     qtype = "entity"
+    # "According to UN estimates, how many ...": the question word may follow a lead-in clause.
+    clauses = [low, *(part.strip() for part in low.split(",")[1:])]
     for pattern, kind in data.qtypes:
-        if pattern.search(low):
+        if any(pattern.search(c) for c in clauses):
             qtype = kind
             break
     head_word = _head_noun(question, lang)
@@ -344,7 +349,7 @@ def _head_noun(question: str, lang: str) -> str | None:
     words = re.findall(r"[^\W\d_]+(?:-[^\W\d_]+)*", rest)[:4]
     for word in words:
         f = fold(word)
-        if f in data.stopwords or f in data.question_words:
+        if (f in data.stopwords and not word.isupper()) or f in data.question_words:
             return None
         if _head_type(word, lang) is not None:
             return str(word)
