@@ -669,6 +669,10 @@ def _classify_run(text: str, toks: tuple[Token, ...], i: int, j: int, lang: str)
             continue
         if is_role(tok.text, lang):
             role, role_start = tok.text, k
+            prefix = tok.text.split("-", 1)[0] if "-" in tok.text else ""
+            if len(prefix) >= 2 and prefix.isupper() and place_at((tok,), 0) is None:
+                # "SPÖ-Kandidat", "OGH-Präsidentin": the acronym names the person's organisation.
+                out.append(Span("org", prefix, k, k + 1))
             k += 1
             continue
         if folded in data.stopwords or folded in data.question_words or folded in data.pronouns:

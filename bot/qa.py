@@ -194,6 +194,11 @@ def _type_factor(span: Span, q: Question, sent: Sentence, lang: str) -> float:
                 factor *= 1.3 if _penalty_near(span, sent) else 0.6
     if q.qtype == "list" and q.list_noun:
         factor *= _list_fit(span, q, sent, lang)
+    if q.qtype == "time" and span.kind == "time" and _asks_since(q):
+        # "Since when ...": the time that follows "seit"/"since".
+        first = fold(sent.tokens[span.start].text)
+        prev = fold(sent.tokens[span.start - 1].text) if span.start else ""
+        factor *= 1.3 if "seit" in (first, prev) or "since" in (first, prev) else 0.8
     if q.qtype == "place" and span.kind == "place":
         # "Where" wants the most specific place: a city over a country over a continent.
         factor *= PLACE_PREFERENCE.get(place_kind(span.text) or "city", 1.0)
@@ -203,6 +208,11 @@ def _type_factor(span: Span, q: Question, sent: Sentence, lang: str) -> float:
         elif before in lang_data(lang).place_preps:
             factor *= 1.1
     return factor
+
+
+def _asks_since(q: Question) -> bool:
+    words = {fold(w) for w in q.text.split()[:3]}
+    return "since" in words or "seit" in words
 
 
 _CLAUSE_BREAK = re.compile(r"[,;:()\[\]–—]")
@@ -238,6 +248,8 @@ def _number_classes(span: Span, sent: Sentence) -> set[str]:
     prev = sent.tokens[span.start - 1].text.lower() if span.start else ""
     if ("duration" in found and nxt in ("alt", "old")) or prev in ("aged", "alter", "im"):
         found.add("age")
+    if "age" in found and not _penalty_near(span, sent):
+        found.discard("duration")  # "25-jähriger" is an age; "fünfjährige Haft" a duration
     return found
 
 

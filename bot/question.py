@@ -208,14 +208,19 @@ def analyse(question: str, index: Retrieval | None = None) -> Question:
     qtype = "entity"
     # "According to UN estimates, how many ...": the question word may follow a lead-in clause.
     clauses = [low, *(part.strip() for part in low.split(",")[1:])]
+    typed: set[str] = set()  # words of the matched pattern ("how long", "what date") ask, not match
     for pattern, kind in data.qtypes:
-        if any(pattern.search(c) for c in clauses):
+        hit = next((m for c in clauses if (m := pattern.search(c))), None)
+        if hit is not None:
             qtype = kind
+            typed = {fold(w) for w in re.findall(r"[^\W\d_]+", hit.group(0))}
             break
     head_word = _head_noun(question, lang)
     if head_word is not None and qtype in ("entity", "person", "org", "place"):
         qtype = _head_type(head_word, lang) or qtype
-    words = re.findall(r"\d+(?:[.,]\d+)*|[^\W\d_]+(?:[-'’][\w]+)*", question)
+    # Possessives are their noun: "Lockett's" -> "Lockett".
+    plain = re.sub(r"(?<=\w)['’]s\b", "", question)
+    words = re.findall(r"\d+(?:[.,]\d+)*|[^\W\d_]+(?:[-'’][\w]+)*", plain)
     folded = [fold(w) for w in words]
     # German separable verbs: "nimmt ... teil" -> "teilnehmen".
     merged: dict[int, str] = {}
@@ -225,7 +230,7 @@ def analyse(question: str, index: Retrieval | None = None) -> Question:
             if not words[j][:1].isupper() and folded[j] not in data.stopwords:
                 merged[j] = folded[-1] + lem
                 break
-    skip = set(data.question_words) | set(data.stopwords)
+    skip = set(data.question_words) | set(data.stopwords) | typed
     groups: list[Group] = []
     unit: Group | None = None
     list_noun: str | None = None
@@ -321,6 +326,12 @@ def analyse(question: str, index: Retrieval | None = None) -> Question:
     head_group = None
     if head_word is not None:
         head_group = next((g for g in groups if fold(g.surface).endswith(fold(head_word))), None)
+        if head_group is not None and qtype != "person":
+            # The asked kind ("which party") rarely stands in the answer's sentence: it counts
+            # little for coverage and lifts candidates right next to it.
+            light = Group(head_group.surface, head_group.keys, head_group.weight * 0.3)
+            groups = [light if g is head_group else g for g in groups]
+            head_group = light
     return Question(question, lang, qtype, tuple(groups), unit, list_noun, head_group)
 
 
