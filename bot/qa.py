@@ -41,6 +41,7 @@ READ_TOP = 8
 # A "where" answer prefers specific places; unknown names (villages, regions) count as specific.
 PLACE_PREFERENCE: dict[str, float] = {"city": 1.0, "country": 0.9, "region": 0.7}
 
+
 @dataclass(frozen=True, slots=True)
 class Candidate:
     """A scored answer found in one article."""
