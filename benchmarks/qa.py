@@ -29,14 +29,15 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot.classify import classify
 from bot.models import Answer, Article
 from bot.qa import answer
 from bot.search import MemoryIndex, Retrieval, StoreIndex
 from bot.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_CORPUS = Path(os.environ.get("NEWSBOT_SHARED", ROOT.parent / "shared")) / "corpus"
 HERE = Path(__file__).resolve().parent
@@ -192,9 +193,8 @@ def scale_figures(articles: list[Article], questions: list[str], missed: list[st
         url = f"sqlite+aiosqlite:///{tmp}/scale.sqlite3"
         start = time.perf_counter()
         asyncio.run(build_store(url, articles, copies))
-        print(
-            f"scale: {copies * len(articles)} articles stored in {time.perf_counter() - start:.0f} s"
-        )
+        took = time.perf_counter() - start
+        print(f"scale: {copies * len(articles)} articles stored in {took:.0f} s")
         with StoreIndex(url) as index:
             latencies = []
             for q in questions:

@@ -93,6 +93,7 @@ def build(source: Path) -> dict[str, list[str]]:
 
 
 def main() -> int:
+    """Build both directions and print their sizes."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--source", type=Path, default=SOURCE)
     parser.add_argument("--output", type=Path, default=TARGET)
