@@ -38,6 +38,8 @@ ABSTAIN_BELOW = 0.34
 MAX_ANSWER_CHARS = 300
 # How many retrieved articles the store-wide answerer reads.
 READ_TOP = 8
+# ... of those, only the ones retrieved at least this share of the best hit's score.
+READ_SHARE = 0.4
 # A "where" answer prefers specific places; unknown names (villages, regions) count as specific.
 PLACE_PREFERENCE: dict[str, float] = {"city": 1.0, "country": 0.9, "region": 0.7}
 
@@ -52,26 +54,59 @@ class Candidate:
     article_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class _Lookup:
+    """A sentence's keys by position, built once: matching is the inner loop of answering."""
+
+    exact: dict[str, list[int]]
+    stems: dict[str, list[int]]
+    long: tuple[tuple[int, str], ...]
+
+
+_LOOKUPS: dict[tuple[str, int, int], _Lookup] = {}
+
+
+def _lookup(sent: Sentence) -> _Lookup:
+    first = sent.tokens[0].start if sent.tokens else 0
+    cache_key = (sent.text, first, len(sent.tokens))
+    found = _LOOKUPS.get(cache_key)
+    if found is not None:
+        return found
+    exact: dict[str, list[int]] = {}
+    stems: dict[str, list[int]] = {}
+    long: list[tuple[int, str]] = []
+    for pos, tok in enumerate(sent.tokens):
+        keys = {tok.key, skeleton(tok.text)}
+        if "-" in tok.text:
+            keys.update(skeleton(p) for p in tok.text.split("-"))
+        for key in keys:
+            exact.setdefault(key, []).append(pos)
+        for stem in inflection_stems(tok.text):
+            stems.setdefault(stem, []).append(pos)
+        if len(tok.key) >= 7:
+            long.append((pos, tok.key))
+    for key, pos in sent.extra:
+        exact.setdefault(key, []).append(pos)
+    found = _Lookup(exact, stems, tuple(long))
+    if len(_LOOKUPS) > 100_000:
+        _LOOKUPS.clear()  # bounded memory for long-running bots
+    _LOOKUPS[cache_key] = found
+    return found
+
+
 def _matches(group: Group, sent: Sentence) -> list[int]:
     """Token positions in `sent` where `group` occurs (German compounds match on their parts)."""
-    hits = []
-    for pos, tok in enumerate(sent.tokens):
-        key = tok.key
-        if key in group.keys or skeleton(tok.text) in group.keys:
-            hits.append(pos)
-            continue
-        if "-" in tok.text and any(skeleton(p) in group.keys for p in tok.text.split("-")):
-            hits.append(pos)
-            continue
-        if group.place and any(stem in group.keys for stem in inflection_stems(tok.text)):
-            hits.append(pos)  # German genitive and adjective endings: Russlands, sudanesischen
-            continue
-        if len(key) >= 7 and not group.entity:
+    look = _lookup(sent)
+    hits = [pos for key in group.keys for pos in look.exact.get(key, ())]
+    if group.place:
+        # German genitive and adjective endings: Russlands, sudanesischen.
+        hits.extend(pos for key in group.keys for pos in look.stems.get(key, ()))
+    if not group.entity:
+        for pos, key in look.long:
             for g in group.keys:
                 if len(g) >= 5 and len(key) > len(g) + 2 and (key.endswith(g) or key.startswith(g)):
                     hits.append(pos)
                     break
-    hits.extend(pos for key, pos in sent.extra if key in group.keys)
     return hits
 
 
@@ -431,6 +466,8 @@ def answer(question: str, index: Retrieval, article_id: str | None = None) -> An
     top = hits[0][1]
     best: Candidate | None = None
     for article, retrieval in hits:
+        if retrieval < READ_SHARE * top:
+            break  # far below the best hit: reading it costs time and rarely changes the answer
         cand = answer_article(q, article, index)
         if cand is None:
             continue
