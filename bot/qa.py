@@ -465,9 +465,13 @@ def answer(question: str, index: Retrieval, article_id: str | None = None) -> An
         return Answer(question=question, text=None, lang=q.lang)
     top = hits[0][1]
     best: Candidate | None = None
+    read: set[int] = set()
     for article, retrieval in hits:
         if retrieval < READ_SHARE * top:
             break  # far below the best hit: reading it costs time and rarely changes the answer
+        if hash(article.text) in read:
+            continue  # another copy of a report already read (syndicated wire text)
+        read.add(hash(article.text))
         cand = answer_article(q, article, index)
         if cand is None:
             continue

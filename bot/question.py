@@ -84,14 +84,18 @@ def units() -> Units:
     return Units(classes, time_nouns, person_nouns, origin)
 
 
-def unit_classes(word: str) -> set[str]:
+def unit_classes(word: str) -> frozenset[str]:
     """The unit classes a (unit) word belongs to: "Jahren" -> duration, "Dollar" -> money."""
-    folded = fold(word)
-    return {
+    return _unit_classes(fold(word))
+
+
+@functools.lru_cache(maxsize=50_000)
+def _unit_classes(folded: str) -> frozenset[str]:
+    return frozenset({
         name
         for name, prefixes in units().classes.items()
         if any(folded.startswith(p) or folded.endswith("-" + p) for p in prefixes)
-    }
+    })
 
 
 @dataclass(frozen=True, slots=True)

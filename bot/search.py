@@ -13,6 +13,7 @@ import functools
 import math
 import re
 import threading
+import time
 from collections import Counter, OrderedDict
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import Future
@@ -40,6 +41,8 @@ CANDIDATES = 150
 # Analysed articles kept per index: a reply thread asks several questions about one article.
 ANALYSED_CACHE = 256
 SENTENCE_BREAK = " | "
+# How long the article count and mean length are reused before being read again.
+STATS_SECONDS = 30.0
 
 T = TypeVar("T")
 
@@ -405,6 +408,7 @@ class StoreIndex:
         self._analysed = _Analysed()
         self._df: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._stats_at: tuple[float, int, float] | None = None
 
     def close(self) -> None:
         """Release the connections and the private loop."""
@@ -434,6 +438,8 @@ class StoreIndex:
     def add(self, article: Article, weight: float = 0.0) -> None:
         """Drop a changed article's cached analysis; the store has written its row already."""
         self._analysed.forget(article.id)
+        with self._lock:
+            self._stats_at = None
 
     def get(self, article_id: str) -> Article | None:
         """The stored article with this id."""
@@ -538,8 +544,15 @@ class StoreIndex:
         return [(articles[i], s) for s, i, _ in top if i in articles]
 
     def _stats(self) -> tuple[int, float]:
+        """Article count and mean length, re-read at most every STATS_SECONDS (they drift slowly)."""
+        with self._lock:
+            if self._stats_at and time.monotonic() - self._stats_at[0] < STATS_SECONDS:
+                return self._stats_at[1], self._stats_at[2]
         row = self._rows("SELECT count(*), avg(length) FROM search_docs")[0]
-        return int(row[0]), float(row[1] or 1.0)
+        n, avg = int(row[0]), float(row[1] or 1.0)
+        with self._lock:
+            self._stats_at = (time.monotonic(), n, avg)
+        return n, avg
 
     def _candidates(self, terms: Sequence[str]) -> list[tuple[str, str, int, float | None]]:
         if self._dialect == "postgresql":
