@@ -295,10 +295,12 @@ def tokens(text: str, lang: str) -> tuple[Token, ...]:
     """The words and numbers of `text`, with comparison keys."""
     out = []
     for m in _WORD.finditer(text):
-        word = m.group(0)
+        word, end = m.group(0), m.end()
+        if len(word) > 3 and word[-2:] in ("'s", "’s"):
+            word, end = word[:-2], end - 2  # English possessive: "Afghanistan's" is Afghanistan
         # "al-Baghdadi", "el-Sisi": an Arabic article before a capitalised name is part of it.
         cap = word[:1].isupper() or _NAME_PREFIX.match(word) is not None
-        out.append(Token(word, key_of(word, lang), cap, m.start(), m.end()))
+        out.append(Token(word, key_of(word, lang), cap, m.start(), end))
     return tuple(out)
 
 
@@ -688,8 +690,13 @@ def _classify_run(text: str, toks: tuple[Token, ...], i: int, j: int, lang: str)
                 break
             if m > k and not _plain_word(toks[m], lang):
                 break
-            if place_at(toks, m) is not None and m > k and is_place_name(toks[m]):
-                break
+            if (
+                place_at(toks, m) is not None
+                and m > k
+                and is_place_name(toks[m])
+                and skeleton(toks[k].text) not in lex.given_names
+            ):
+                break  # "Bamako Mali" are two names; "Yair Golan" is one person
             m += 1
         if m == k:
             # A common (German) noun: may introduce an org or place name that follows.

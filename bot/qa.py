@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from bot import dictionary
 from bot.extract import (
     Sentence,
     Span,
@@ -18,6 +19,7 @@ from bot.extract import (
     describe_person,
     fold,
     is_role,
+    key_of,
     lang_data,
     lexicon,
     place_kind,
@@ -183,6 +185,8 @@ def answer_article(
                 continue
             if span.kind == "name" and q.qtype == "person":
                 fit = 1.0 if resolve_person(span, sents) is not None else fit
+            if span.kind == "name" and _common_word(span.text, lang):
+                fit *= 0.3  # "Opinion polls ...", "Islamic militants": a capitalised common word
             if span.kind != "number" and _overlaps_question(span.text, q):
                 continue
             if q.qtype in ("person", "org") and _demonym_phrase(span, sent, lang) is not None:
@@ -244,6 +248,13 @@ def _type_factor(span: Span, q: Question, sent: Sentence, lang: str) -> float:
         elif before in lang_data(lang).place_preps:
             factor *= 1.1
     return factor
+
+
+def _common_word(text: str, lang: str) -> bool:
+    """Whether a one-word English name is an ordinary word the dictionary translates."""
+    if lang != "en" or " " in text or text.isupper():
+        return False
+    return bool(dictionary.translate(key_of(text.lower(), lang), lang, "de"))
 
 
 def _asks_since(q: Question) -> bool:
