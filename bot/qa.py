@@ -27,7 +27,7 @@ from bot.extract import (
     skeleton,
 )
 from bot.models import Answer, Article, SourceRef
-from bot.question import Question, inflection_stems, unit_classes, units
+from bot.question import Question, inflection_stems, question_lang, unit_classes, units
 from bot.question import analyse as analyse_question
 from bot.search import Group, MemoryIndex, article_lang
 from bot.search import Retrieval as Retrieval  # re-exported: what callers pass to answer()
@@ -37,7 +37,10 @@ Index = MemoryIndex
 
 # Below this score the evidence is too weak and the answer is None ("the articles don't say").
 ABSTAIN_BELOW = 0.34
-MAX_ANSWER_CHARS = 300
+# The answer is the short span; the sentence that supports it is in Answer.sentence.
+MAX_ANSWER_CHARS = 120
+# Longer input is not analysed (chat adapters may refuse it politely before asking).
+MAX_QUESTION_CHARS = 500
 # How many retrieved articles the store-wide answerer reads.
 READ_TOP = 8
 # ... of those, only the ones retrieved at least this share of the best hit's score.
@@ -252,7 +255,7 @@ def _type_factor(span: Span, q: Question, sent: Sentence, lang: str) -> float:
 
 def _common_word(text: str, lang: str) -> bool:
     """Whether a one-word English name is an ordinary word the dictionary translates."""
-    if lang != "en" or " " in text or text.isupper():
+    if lang != "en" or " " in text or text.isupper() or skeleton(text) in lexicon().place_by_key:
         return False
     return bool(dictionary.translate(key_of(text.lower(), lang), lang, "de"))
 
@@ -462,6 +465,11 @@ def _first_words(text: str, limit: int = 80) -> str:
 
 def answer(question: str, index: Retrieval, article_id: str | None = None) -> Answer:
     """Answer a question from one article (article_id) or from the whole index, or say None."""
+    if len(question) > MAX_QUESTION_CHARS:
+        # A pasted article is no question; analysing it would hold a worker for seconds.
+        return Answer(
+            question=question[:MAX_QUESTION_CHARS], text=None, lang=question_lang(question[:200])
+        )
     q = analyse_question(question, index)
     if article_id is not None:
         article = index.get(article_id)

@@ -270,3 +270,14 @@ def test_typed_reading_inside_the_sentence(question: str, expected: str) -> None
     got = answer(question, index, article_id="t-de-9")
     assert got.text is not None and expected in got.text and len(got.text) <= 120
     assert got.sentence is not None and expected in got.sentence
+
+
+def test_overlong_question_is_not_analysed(index: Index) -> None:
+    got = answer("Who attends from Germany? " * 200, index)
+    assert got.text is None and len(got.question) <= 500
+
+
+def test_answer_is_the_short_span_and_the_sentence_supports_it(index: Index) -> None:
+    got = answer("What happened in Portmoor?", index, article_id="t-en-1")
+    assert got.text is not None and len(got.text) <= 120
+    assert got.sentence is not None and got.text.rstrip("…") in got.sentence
