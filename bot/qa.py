@@ -170,6 +170,7 @@ def answer_article(
         return _summary(q, article, sents, cover)
     best: Candidate | None = None
     fits = q.kind.fits
+    concepts = any(not g.entity and g is not q.head for g in q.groups)
     for si, sent in enumerate(sents):
         own = {gi for gi, hits in matched[si].items() if hits}
         near: set[int] = set()
@@ -182,6 +183,10 @@ def answer_article(
         ) / total
         positions = [p for gi in own for p in matched[si][gi]]
         clause = _clauses(sent)
+        # A passage that shares only names with the question says nothing about the asked
+        # relation ("Who will succeed X?" over sentences that merely mention X).
+        related = any(not q.groups[gi].entity for gi in own | near)
+        relation = 1.0 if related or not concepts else 0.6
         for span in sent.spans:
             fit = fits.get(span.kind, 0.0)
             if fit == 0.0:
@@ -197,7 +202,7 @@ def answer_article(
             head_end = span.start + 1 if span.kind == "number" else span.end
             if any(span.start <= p < head_end for p in positions):
                 continue  # the question's own words are not its answer
-            score = window * fit * _type_factor(span, q, sent, lang)
+            score = window * fit * relation * _type_factor(span, q, sent, lang)
             # Countries the question is about should sit with the answer, not elsewhere.
             for gi, g in enumerate(q.groups):
                 if g.place and gi not in own and (q.qtype == "person" or q.kind.numeric):

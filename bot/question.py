@@ -91,11 +91,13 @@ def unit_classes(word: str) -> frozenset[str]:
 
 @functools.lru_cache(maxsize=50_000)
 def _unit_classes(folded: str) -> frozenset[str]:
-    return frozenset({
-        name
-        for name, prefixes in units().classes.items()
-        if any(folded.startswith(p) or folded.endswith("-" + p) for p in prefixes)
-    })
+    return frozenset(
+        {
+            name
+            for name, prefixes in units().classes.items()
+            if any(folded.startswith(p) or folded.endswith("-" + p) for p in prefixes)
+        }
+    )
 
 
 @dataclass(frozen=True, slots=True)
