@@ -544,7 +544,7 @@ class StoreIndex:
         return [(articles[i], s) for s, i, _ in top if i in articles]
 
     def _stats(self) -> tuple[int, float]:
-        """Article count and mean length, re-read every STATS_SECONDS at most (they drift slowly)."""
+        """Article count and mean length, reused for STATS_SECONDS (they drift slowly)."""
         with self._lock:
             if self._stats_at and time.monotonic() - self._stats_at[0] < STATS_SECONDS:
                 return self._stats_at[1], self._stats_at[2]
