@@ -20,7 +20,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from pydantic import SecretStr
 
-from bot import __version__, commands, feeds, jobs, qa, schedule
+from bot import __version__, commands, feeds, jobs, qa, schedule, search
 from bot.chat import ChatAdapter, Handler, Pace
 from bot.chat.console import CHAT as CONSOLE_CHAT
 from bot.chat.console import ConsoleChat
@@ -124,7 +124,7 @@ async def scan_folder(
     folder: Path,
     store: Store,
     settings: Settings,
-    index: qa.Index,
+    index: qa.Retrieval,
     outbox: Outbox | None,
     mtimes: dict[Path, float],
 ) -> jobs.IngestReport:
@@ -187,7 +187,7 @@ async def feed_job(
     client: httpx.AsyncClient,
     store: Store,
     settings: Settings,
-    index: qa.Index,
+    index: qa.Retrieval,
     outbox: Outbox,
     source_id: int,
     gates: jobs.PollGates | None = None,
@@ -227,7 +227,7 @@ class Jobs:
         store: Store,
         settings: Settings,
         client: httpx.AsyncClient,
-        index: qa.Index,
+        index: qa.Retrieval,
         outbox: Outbox,
     ) -> None:
         self.scheduler, self.store, self.settings = scheduler, store, settings
@@ -377,10 +377,9 @@ async def run(
 
         folder = settings.articles.folder
         mtimes: dict[Path, float] = {}
-        index = qa.Index.build([])
-        scores = await store.scores()
-        for article in await store.all_articles():
-            index.add(article, scores.get(article.id, 0.0))
+        # Retrieval reads the store's full-text index: nothing to rebuild at start.
+        index = await asyncio.to_thread(search.StoreIndex, store.engine.url)
+        stack.callback(index.close)
         thresholds = settings.classifier.thresholds()
         model = load_current(settings.classifier.feedback_model)
         await jobs.classify_unclassified(

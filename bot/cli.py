@@ -302,18 +302,31 @@ def ask(
         batch.append({"question": question, "article": article})
     cfg = settings()
 
-    async def load() -> list[tuple[Article, float]]:
+    async def migrate() -> Any:  # the engine's URL, password included
         from bot.store import Store
 
         async with Store.open(cfg.storage.url()) as store:
             await _read_folder(cfg, store)
-            scores = await store.scores()
-            return [(a, scores.get(a.id, 0.0)) for a in await store.all_articles()]
+            return store.engine.url
 
+    from bot import search
+
+    # The store's full-text index answers: nothing is rebuilt per call.
+    index = search.StoreIndex(run_async(migrate()))
+    try:
+        missing = _answer_batch(batch, index, article, output)
+    finally:
+        index.close()
+    if (missing and missing == len(batch)) or malformed:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def _answer_batch(
+    batch: list[dict[str, Any]], index: Any, article: str | None, output: Format
+) -> int:
+    """Answer each question of a batch; return how many named an article that is not stored."""
     from bot import qa
 
-    stored = run_async(load())
-    index = qa.Index.build([a for a, _ in stored], weights={a.id: s for a, s in stored})
     missing = 0
     for record in batch:
         scope = record.get("article") or article
@@ -330,8 +343,7 @@ def ask(
             out.print(plain(answer), markup=False)
         else:
             print(json.dumps(result, ensure_ascii=False))
-    if (missing and missing == len(batch)) or malformed:
-        raise typer.Exit(EXIT_FAILURE)
+    return missing
 
 
 @app.command()

@@ -90,7 +90,7 @@ class Conversation:
     def __init__(
         self,
         store: Store,
-        index: qa.Index,
+        index: qa.Retrieval,
         settings: Settings,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rate_clock: Callable[[], float] = time.monotonic,

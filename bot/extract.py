@@ -16,6 +16,7 @@ import simplemma
 from simplemma.strategies import DictionaryLookupStrategy, RulesStrategy
 
 from bot.models import Article
+from bot.text import sentences
 
 DATA_DIR = Path(__file__).resolve().parent / "data" / "qa"
 FALLBACK_LANG = "en"
@@ -294,10 +295,12 @@ def tokens(text: str, lang: str) -> tuple[Token, ...]:
     """The words and numbers of `text`, with comparison keys."""
     out = []
     for m in _WORD.finditer(text):
-        word = m.group(0)
+        word, end = m.group(0), m.end()
+        if len(word) > 3 and word[-2:] in ("'s", "’s"):
+            word, end = word[:-2], end - 2  # English possessive: "Afghanistan's" is Afghanistan
         # "al-Baghdadi", "el-Sisi": an Arabic article before a capitalised name is part of it.
         cap = word[:1].isupper() or _NAME_PREFIX.match(word) is not None
-        out.append(Token(word, key_of(word, lang), cap, m.start(), m.end()))
+        out.append(Token(word, key_of(word, lang), cap, m.start(), end))
     return tuple(out)
 
 
@@ -307,33 +310,6 @@ def keys_of(token: Token, lang: str) -> tuple[str, ...]:
         return (token.key,)
     parts = [p for p in token.text.split("-") if p]
     return (token.key, *(key_of(p, lang) for p in parts))
-
-
-_DASH_DATELINE = re.compile(r"^\s*(?:[A-ZÄÖÜ][\w./ ]{1,40}?(?:\([^)]{1,20}\))?\s*[–—-]\s+)")
-
-
-def sentences(text: str, lang: str) -> list[str]:
-    """The sentences of `text`, with wire datelines ("Bamako – ") removed."""
-    result: list[str] = []
-    for paragraph in re.split(r"\n\s*\n|\n", text):
-        paragraph = paragraph.strip()
-        if not paragraph:
-            continue
-        for sent in simplemma.split_sentences(
-            paragraph, lang=lang if lang in ("de", "en") else None
-        ):
-            sent = sent.strip()
-            if sent:
-                result.append(sent)
-    # "Bamako – Nahe der Grenze ..." and "date 2022-01 Brüssel (dpa) – Vertreter ...": the
-    # dateline names the place of filing, not the content; keep the rest.
-    cleaned = []
-    for sent in result:
-        if sent.startswith("date "):
-            sent = re.sub(r"^date \S+\s+", "", sent)
-        stripped = _DASH_DATELINE.sub("", sent, count=1)
-        cleaned.append(stripped if len(stripped) > 20 else sent)
-    return cleaned
 
 
 def dateline_place(text: str) -> str | None:
@@ -517,6 +493,14 @@ def _looks_like_name(tok: Token, lang: str, given: frozenset[str]) -> bool:
     return not (lang == "de" and _german_noun(tok.text))
 
 
+_PUNCT_GAP = re.compile(r"[^\s-]")
+
+
+def _glued(text: str, toks: tuple[Token, ...], k: int) -> bool:
+    """Whether token k is joined to the one before by a hyphen ("23-jährige")."""
+    return k > 0 and text[toks[k - 1].end : toks[k].start] == "-"
+
+
 _NUMBER = re.compile(r"^\d+(?:[.,\u00a0\u202f ]\d+)*%?$")
 _YEAR = re.compile(r"^(1[89]\d\d|20\d\d)$")
 
@@ -588,9 +572,28 @@ def _spans(text: str, toks: tuple[Token, ...], lang: str) -> list[Span]:
             k = j
             while k < n and k - j < 3 and fold(toks[k].text) in data.number_fillers:
                 k += 1
+            if lang == "de":
+                # German adjectives before the counted noun are lower case: "101 entsprechenden
+                # Straftaten"; "17 allerdings" has no unit ("23-jährige" is its own unit).
+                m = k
+                while (
+                    m < n
+                    and m - k < 2
+                    and toks[m].text.islower()
+                    and _glued(text, toks, m) is False
+                    and fold(toks[m].text) not in data.stopwords
+                    and fold(toks[m].text)[-1:] in ("e", "n", "r", "s", "m")
+                ):
+                    m += 1
+                if m < n and m > k and toks[m].cap:
+                    k = m
             unit = (
                 toks[k].text
-                if k < n and toks[k].text[:1].isalpha() and fold(toks[k].text) not in data.stopwords
+                if k < n
+                and toks[k].text[:1].isalpha()
+                and fold(toks[k].text) not in data.stopwords
+                and not _PUNCT_GAP.search(text[toks[k - 1].end : toks[k].start])
+                and (lang != "de" or toks[k].cap or _glued(text, toks, k))
                 else None
             )
             end = k + 1 if unit else j
@@ -668,6 +671,10 @@ def _classify_run(text: str, toks: tuple[Token, ...], i: int, j: int, lang: str)
             continue
         if is_role(tok.text, lang):
             role, role_start = tok.text, k
+            prefix = tok.text.split("-", 1)[0] if "-" in tok.text else ""
+            if len(prefix) >= 2 and prefix.isupper() and place_at((tok,), 0) is None:
+                # "SPÖ-Kandidat", "OGH-Präsidentin": the acronym names the person's organisation.
+                out.append(Span("org", prefix, k, k + 1))
             k += 1
             continue
         if folded in data.stopwords or folded in data.question_words or folded in data.pronouns:
@@ -683,8 +690,13 @@ def _classify_run(text: str, toks: tuple[Token, ...], i: int, j: int, lang: str)
                 break
             if m > k and not _plain_word(toks[m], lang):
                 break
-            if place_at(toks, m) is not None and m > k and is_place_name(toks[m]):
-                break
+            if (
+                place_at(toks, m) is not None
+                and m > k
+                and is_place_name(toks[m])
+                and skeleton(toks[k].text) not in lex.given_names
+            ):
+                break  # "Bamako Mali" are two names; "Yair Golan" is one person
             m += 1
         if m == k:
             # A common (German) noun: may introduce an org or place name that follows.

@@ -54,7 +54,7 @@ async def ingest(
     max_bytes: int = 5_000_000,
     languages: Sequence[str] = ("de", "en"),
     model: FeedbackModel | None = None,
-    index: qa.Index | None = None,
+    index: qa.Retrieval | None = None,
 ) -> IngestReport:
     """Read files, store new/changed articles, classify them, and add them to the QA index."""
     # File reading is blocking disk work: keep the event loop free for chats meanwhile.
@@ -79,7 +79,7 @@ async def store_and_classify(
     *,
     thresholds: Thresholds,
     model: FeedbackModel | None = None,
-    index: qa.Index | None = None,
+    index: qa.Retrieval | None = None,
     seen_at: datetime | None = None,
 ) -> tuple[IngestCounts, list[tuple[Article, Verdict]]]:
     """Store articles; classify the new and changed ones and add them to the QA index.
@@ -114,7 +114,7 @@ async def classify_unclassified(
     thresholds: Thresholds,
     now: datetime,
     model: FeedbackModel | None = None,
-    index: qa.Index | None = None,
+    index: qa.Retrieval | None = None,
     batch: int = 500,
 ) -> int:
     """Classify and route stored articles that have no verdict yet; return how many."""
@@ -293,7 +293,7 @@ async def poll_feed(
     thresholds: Thresholds,
     now: datetime,
     model: FeedbackModel | None = None,
-    index: qa.Index | None = None,
+    index: qa.Retrieval | None = None,
     outbox: Outbox | None = None,
     full_text: bool = False,
     gates: PollGates | None = None,
@@ -326,7 +326,7 @@ async def _poll_feed(
     thresholds: Thresholds,
     now: datetime,
     model: FeedbackModel | None,
-    index: qa.Index | None,
+    index: qa.Retrieval | None,
     outbox: Outbox | None,
     full_text: bool,
     gates: PollGates | None,

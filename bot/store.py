@@ -7,6 +7,7 @@ loses data.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
@@ -21,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from bot import search
 from bot.articles import Rejection, content_hash
 from bot.models import Article, ChatRef, Level, Preferences, Verdict
 
@@ -215,7 +217,12 @@ def _v3_delivery_core(conn: Connection) -> None:
 # Ordered schema upgrades; version N is MIGRATIONS[N-1]. Never edit a shipped step: append one.
 # Steps must be idempotent (check before altering), because migration 1 creates the tables from
 # the live `metadata`, which already has the columns that later steps add to old databases.
-MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1, _v2_pipeline, _v3_delivery_core]
+MIGRATIONS: list[Callable[[Connection], None]] = [
+    _create_v1,
+    _v2_pipeline,
+    _v3_delivery_core,
+    search.create_schema,
+]
 
 
 class SchemaTooNew(RuntimeError):
@@ -386,10 +393,12 @@ class Store:
         superseded = len(items) - len(rejected) - len(cleaned)
         counts = IngestCounts(duplicate=superseded, rejected=len(rejected))
         changed: list[Article] = []
+        docs = await asyncio.to_thread(search.documents, cleaned)  # full-text rows: CPU work
         async with self.engine.begin() as conn:
             for start in range(0, len(cleaned), 500):
                 chunk = cleaned[start : start + 500]
                 c, ch = await self._add_chunk(conn, chunk, seen_at)
+                await conn.run_sync(search.put, ch, docs)
                 counts += c
                 changed += ch
             rows = [
@@ -1148,6 +1157,7 @@ class Store:
             )
             await conn.execute(verdicts.delete().where(verdicts.c.article_id.in_(old)))
             await conn.execute(feedback.delete().where(feedback.c.article_id.in_(old)))
+            await conn.run_sync(search.forget, old)
             gone = await conn.execute(articles.delete().where(articles.c.seen_at < before))
             return gone.rowcount, done.rowcount
 

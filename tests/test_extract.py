@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from bot.extract import Facts, analyse, facts, fold, sentences, skeleton
+from bot.extract import Facts, analyse, facts, fold, skeleton
 from bot.models import Article
 
 SEED = Path(__file__).resolve().parents[1] / "articles" / "nato-russland-rat-2022-01.txt"
@@ -16,12 +16,6 @@ def kinds(text: str, lang: str) -> dict[str, list[str]]:
     for span in analyse(text, lang).spans:
         out.setdefault(span.kind, []).append(span.text)
     return out
-
-
-def test_sentences_split_and_drop_datelines() -> None:
-    got = sentences("Bamako – Soldaten zerstörten zwei Lager. Dr. Meier sagte das am Montag.", "de")
-    assert got[0] == "Soldaten zerstörten zwei Lager."
-    assert len(got) == 2
 
 
 def test_fold_and_skeleton_merge_transliterations() -> None:
@@ -82,3 +76,18 @@ def test_facts_english_item() -> None:
     assert got.summary.startswith("Foreign Minister John Carter")
     assert any("John Carter" in w for w in got.who)
     assert "Kabul" in got.where
+
+
+def test_acronym_heading_a_role_is_an_organisation() -> None:
+    got = kinds("Dahinter liegt SPÖ-Kandidat Rudolf Hundstorfer mit zehn Punkten.", "de")
+    assert "SPÖ" in got["org"]
+    assert "Rudolf Hundstorfer" in got["person"]
+
+
+def test_number_units_skip_adjectives_and_stop_at_punctuation() -> None:
+    spans = analyse(
+        "Bei 101 entsprechenden Straftaten entfielen 24 auf Sachsen (17), 80 weitere.", "de"
+    )
+    units = {s.text: s.unit for s in spans.spans if s.kind == "number"}
+    assert units["101 entsprechenden Straftaten"] == "Straftaten"
+    assert units["17"] is None

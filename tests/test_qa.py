@@ -240,3 +240,45 @@ def test_demonym_keeps_its_noun() -> None:
     index = Index.build([raid, STORM, MARKET])
     got = answer("Where did Pakistani troops attack the hideouts?", index, article_id="t-en-5")
     assert got.text == "Afghan border"
+
+
+TRIAL = Article(
+    id="t-de-9",
+    title="",
+    text=(
+        "Ein Gericht in Brüssel hat den 25-jährigen Iliass K. zu fünf Jahren Haft verurteilt. "
+        "Der Prozess dauerte 43 Minuten. Laut Rotem Kreuz starben 32 Menschen, 80 weitere wurden "
+        "verletzt. Die Familie sollte 200.000 Dollar bekommen. Die Zeitung Danas berichtete."
+    ),
+    lang="de",
+)
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("What sentence did the court give Iliass K.?", "fünf Jahren"),
+        ("How old is Iliass K.?", "25"),
+        ("How long did the trial last?", "43 Minuten"),
+        ("Wie viele Verletzte gab es laut Rotem Kreuz?", "80"),
+        ("How many people died according to the Red Cross?", "32"),
+        ("How much money should the family get?", "200.000 Dollar"),
+        ("Welche Zeitung berichtete?", "Danas"),
+    ],
+)
+def test_typed_reading_inside_the_sentence(question: str, expected: str) -> None:
+    index = Index.build([TRIAL, STORM, MARKET])
+    got = answer(question, index, article_id="t-de-9")
+    assert got.text is not None and expected in got.text and len(got.text) <= 120
+    assert got.sentence is not None and expected in got.sentence
+
+
+def test_overlong_question_is_not_analysed(index: Index) -> None:
+    got = answer("Who attends from Germany? " * 200, index)
+    assert got.text is None and len(got.question) <= 500
+
+
+def test_answer_is_the_short_span_and_the_sentence_supports_it(index: Index) -> None:
+    got = answer("What happened in Portmoor?", index, article_id="t-en-1")
+    assert got.text is not None and len(got.text) <= 120
+    assert got.sentence is not None and got.text.rstrip("…") in got.sentence

@@ -1,0 +1,68 @@
+import re
+
+import pytest
+
+from bot.extract import lang_data, languages
+from bot.question import TYPES, analyse, question_lang, unit_classes
+
+
+@pytest.mark.parametrize(
+    ("question", "qtype"),
+    [
+        ("Who attends from Germany?", "person"),
+        ("How long did the struggle last?", "duration"),
+        ("Wie lange dauerte der Besuch?", "duration"),
+        ("How old is the soldier?", "age"),
+        ("Wie alt ist der Präsident?", "age"),
+        ("What sentence did the court give him?", "penalty"),
+        ("Welche Haftstrafe droht ihm?", "penalty"),
+        ("How much money was promised?", "money"),
+        ("Wie viel Prozent lehnen das Abkommen ab?", "percent"),
+        ("According to UN estimates, how many civilians were killed?", "number"),
+        ("Which party is he the candidate of?", "org"),
+        ("Welche Zeitung berichtete?", "org"),
+        ("In which Moroccan port city was he arrested?", "place"),
+        ("In what year was he born?", "time"),
+        ("What is the name of the judge who refused?", "person"),
+        ("Wie heißt der Richter?", "person"),
+    ],
+)
+def test_question_type_from_pattern_or_head_noun(question: str, qtype: str) -> None:
+    assert analyse(question).qtype == qtype
+
+
+def test_every_language_pattern_names_a_row_of_the_type_table() -> None:
+    for lang in languages():
+        for _, kind in lang_data(lang).qtypes:
+            assert kind in TYPES, (lang, kind)
+
+
+def test_words_of_the_pattern_and_question_words_are_no_keywords() -> None:
+    q = analyse("How long did Clayton Lockett's death struggle last?")
+    surfaces = [g.surface for g in q.groups]
+    assert "long" not in surfaces and "How" not in surfaces
+    assert "Lockett" in surfaces  # the possessive is its noun
+
+
+def test_english_words_cross_to_german_through_the_dictionary() -> None:
+    q = analyse("Who was arrested at the airport?")
+    keys = set().union(*(g.keys for g in q.groups))
+    assert {"festnahme", "verhaften"} & keys or any(re.match("festnehm", k) for k in keys)
+
+
+def test_institution_words_are_concepts_not_names() -> None:
+    q = analyse("How old is the National Guard soldier?")
+    assert not any(g.entity for g in q.groups if g.surface in ("National", "Guard"))
+
+
+def test_head_noun_is_kept_light() -> None:
+    q = analyse("Which newspaper reported the figures?")
+    assert q.head is not None and q.head.surface == "newspaper"
+
+
+def test_language_and_units() -> None:
+    assert question_lang("Wer nimmt teil?") == "de"
+    assert question_lang("Who attends?") == "en"
+    assert unit_classes("Jahren") == {"duration"}
+    assert "money" in unit_classes("US-Dollar")
+    assert "age" in unit_classes("jährige")

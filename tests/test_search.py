@@ -1,0 +1,96 @@
+"""Retrieval: the in-memory index and the database full-text index (SQLite FTS5, PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from bot import qa
+from bot.models import Article
+from bot.search import MemoryIndex, StoreIndex, document, term
+from bot.store import Store
+
+from .conftest import POSTGRES_URL, postgres_available
+
+TALKS = Article(
+    id="s-de-1",
+    title="Gespräche in Genf",
+    text="Für Deutschland nimmt Staatssekretär Andreas Michaelis an den Gesprächen in Genf teil.",
+    lang="de",
+)
+STORM = Article(
+    id="s-en-1",
+    title="Storm hits Portmoor",
+    text="A storm killed three people in Portmoor on Tuesday. Roads were closed.",
+    lang="en",
+)
+MARKET = Article(
+    id="s-en-2",
+    title="Acme shares rise",
+    text="Shares of Acme rose 4 percent on Wednesday after strong quarterly results.",
+    lang="en",
+)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def db(request: pytest.FixtureRequest, store: Store) -> AsyncIterator[tuple[Store, sa.URL]]:
+    if request.param == "sqlite":
+        yield store, store.engine.url
+        return
+    if not postgres_available():
+        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432 (set NEWSBOT_TEST_POSTGRES_URL)")
+    async with Store.open(POSTGRES_URL) as pg:
+        async with pg.engine.begin() as conn:
+            for table in ("feedback", "deliveries", "verdicts", "subscriptions", "articles"):
+                await conn.execute(sa.text(f"DELETE FROM {table}"))
+        yield pg, pg.engine.url
+
+
+def test_term_is_one_full_text_token() -> None:
+    assert term("us-botschafterin") == "usbotschafterin"
+    assert term("100.000") == "100000"
+    doc = document(STORM)
+    assert "portmor" in doc.keys.split() and doc.length == len(doc.keys.replace("|", "").split())
+
+
+def test_memory_index_ranks_and_replaces() -> None:
+    index = MemoryIndex.build([TALKS, STORM, MARKET])
+    assert index.search("storm Portmoor", k=1)[0][0].id == "s-en-1"
+    index.add(Article(id="s-en-1", title="Calm", text="Nothing happened.", lang="en"))
+    assert [a.id for a, _ in index.search("storm Portmoor", k=3)] == []
+    assert len(index) == 3
+
+
+async def test_store_index_is_written_with_the_article_and_pruned(db: tuple[Store, sa.URL]) -> None:
+    store, url = db
+    old = datetime.now(UTC) - timedelta(days=40)
+    await store.add_articles([MARKET], seen_at=old)
+    await store.add_articles([TALKS, STORM])
+    index = await asyncio.to_thread(StoreIndex, url)
+    try:
+        assert await asyncio.to_thread(len, index) == 3
+        hits = await asyncio.to_thread(index.search, "storm Portmoor", 2)
+        assert hits[0][0].id == "s-en-1" and hits[0][0].text == STORM.text
+        # A cross-lingual question over the store: the German article answers.
+        got = await asyncio.to_thread(qa.answer, "Who attends from Germany?", index)
+        assert got.text is not None and "Michaelis" in got.text
+        assert got.sources[0].id == "s-de-1"
+        got = await asyncio.to_thread(
+            qa.answer, "When did Acme shares rise?", index, article_id="s-en-2"
+        )
+        assert got.text is not None and "Wednesday" in got.text
+        # Replacing an article replaces its row; pruning removes the old one's.
+        await store.add_articles([Article(id="s-en-1", title="Calm", text="Quiet.", lang="en")])
+        assert await asyncio.to_thread(index.search, "storm Portmoor", 2) == []
+        await store.prune(datetime.now(UTC) - timedelta(days=30))
+        assert await asyncio.to_thread(len, index) == 2
+        assert await asyncio.to_thread(index.get, "s-en-2") is None
+        async with store.engine.connect() as conn:
+            rows = (await conn.execute(sa.text("SELECT count(*) FROM search_docs"))).scalar()
+        assert rows == 2
+    finally:
+        await asyncio.to_thread(index.close)
