@@ -6,10 +6,9 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TextIO
 
 import httpx
@@ -17,6 +16,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot import __version__, feeds, jobs, qa, schedule
+from bot import folder as folder_files
 from bot.chat import ChatAdapter
 from bot.chat.console import CHAT as CONSOLE_CHAT
 from bot.chat.console import ConsoleChat
@@ -57,65 +57,29 @@ def build_adapters(settings: Settings) -> list[ChatAdapter]:
     return adapters
 
 
-def changed_since(folder: Path, mtimes: dict[Path, float]) -> list[Path]:
-    """Files in `folder` whose modification time differs from the one recorded; records the new."""
-    changed = []
-    for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
-        if path.name.startswith(".") or not path.is_file():
-            continue
-        with contextlib.suppress(OSError):
-            mtime = path.stat().st_mtime
-            if mtimes.get(path) != mtime:
-                mtimes[path] = mtime
-                changed.append(path)
-    return changed
+def folder_source(settings: Settings) -> folder_files.FolderSource:
+    """How the article folder is read, from settings."""
+    a = settings.articles
+    return folder_files.FolderSource(
+        a.folder,
+        settings.classifier.thresholds(),
+        max_bytes=a.max_file_bytes,
+        languages=tuple(a.languages),
+        settle=a.settle_seconds,
+        model=lambda: load_current(settings.classifier.feedback_model),
+    )
 
 
 async def scan_folder(
-    folder: Path,
+    source: folder_files.FolderSource,
     store: Store,
-    settings: Settings,
+    state: folder_files.FolderState,
     index: qa.Index,
     outbox: Outbox | None,
-    mtimes: dict[Path, float],
-) -> jobs.IngestReport:
-    """Ingest files in `folder` that are new or changed since the last scan; route their alerts."""
-    changed_files = await asyncio.to_thread(changed_since, folder, mtimes)
-    if not changed_files:
-        return jobs.IngestReport()
-    now = datetime.now(UTC)
-    report = await jobs.ingest(
-        changed_files,
-        store,
-        thresholds=settings.classifier.thresholds(),
-        max_bytes=settings.articles.max_file_bytes,
-        languages=settings.articles.languages,
-        model=load_current(settings.classifier.feedback_model),
-        index=index,
-    )
-    log.info("folder: %s, %d rejected", report.counts, len(report.rejected))
-    await jobs.route(
-        report.changed, store, outbox, alert_threshold=settings.classifier.alert_threshold, now=now
-    )
-    return report
-
-
-async def watch_folder(
-    folder: Path, on_change: Callable[[], Awaitable[object]], stop: asyncio.Event
-) -> None:
-    """Call `on_change` whenever files in `folder` change (inotify/FSEvents via watchfiles)."""
-    import watchfiles
-
-    try:
-        async for _changes in watchfiles.awatch(
-            folder, stop_event=stop, debounce=200, step=50, recursive=True
-        ):
-            try:
-                await on_change()
-            except Exception:
-                log.exception("reading changed files in %s failed", folder)
-    except FileNotFoundError:
-        log.warning("article folder %s does not exist; not watching it", folder)
+) -> float | None:
+    """Scheduled and on change: read settled new or changed files; seconds until the next one."""
+    report = await folder_files.scan(source, store, state, index=index, outbox=outbox)
+    return report.wait
 
 
 async def digest_job(
@@ -282,12 +246,18 @@ async def run(
         )
 
         folder = settings.articles.folder
-        mtimes: dict[Path, float] = {}
+        source = folder_source(settings)
+        folder_state = folder_files.FolderState()
         index = qa.Index.build([])
         scores = await store.scores()
         for article in await store.all_articles():
             index.add(article, scores.get(article.id, 0.0))
-        await scan_folder(folder, store, settings, index, outbox, mtimes)
+        wait = await scan_folder(source, store, folder_state, index, outbox)
+        if wait is not None:
+            # A file was still being written at start: read it once it settled, before the
+            # first digest.
+            await asyncio.sleep(wait)
+            await scan_folder(source, store, folder_state, index, outbox)
         if console is not None:
             lang = settings.chat.default_language
             await store.subscribe(CONSOLE_CHAT, lang, settings.digest.preferences())
@@ -307,7 +277,7 @@ async def run(
             scan_folder,
             "interval",
             seconds=SAFETY_SCAN_SECONDS,
-            args=(folder, store, settings, index, outbox, mtimes),
+            args=(source, store, folder_state, index, outbox),
             id="scan-folder",
             coalesce=True,
             max_instances=1,
@@ -323,9 +293,9 @@ async def run(
         watching = asyncio.Event()
         if settings.articles.watch:
             watcher = asyncio.create_task(
-                watch_folder(
+                folder_files.watch_folder(
                     folder,
-                    lambda: scan_folder(folder, store, settings, index, outbox, mtimes),
+                    lambda: scan_folder(source, store, folder_state, index, outbox),
                     watching,
                 ),
                 name="watch-folder",

@@ -79,13 +79,18 @@ def assign(new: Sequence[Article], known: Sequence[tuple[Article, str]]) -> dict
     """Story id of each new article: an earlier report's story, else the article's own id."""
     stories = Stories()
     new_ids = {a.id for a in new}
+    earlier: dict[str, str] = {}
     for article, story_id in known:
         # A changed article is compared with others, never with its own earlier version.
         if article.id not in new_ids:
             stories.add(article, story_id)
+        else:
+            earlier[article.id] = story_id
     assigned: dict[str, str] = {}
     for article in new:
-        story = stories.find(article) or article.id
+        # An edited article keeps its story: the ledger keys alerts by story, so it alerts
+        # again only if it newly crosses the threshold.
+        story = earlier.get(article.id) or stories.find(article) or article.id
         assigned[article.id] = story
         stories.add(article, story)
     return assigned

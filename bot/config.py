@@ -45,6 +45,8 @@ class ArticlesSettings(_Section):
     max_file_bytes: int = Field(default=5_000_000, gt=0)
     languages: tuple[str, ...] = ("de", "en")
     watch: bool = True
+    # A file is read once unchanged this long, so a half-written file is never alerted on.
+    settle_seconds: float = Field(default=2.0, ge=0)
 
 
 class ClassifierSettings(_Section):

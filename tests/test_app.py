@@ -1,10 +1,14 @@
 import io
+import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
+
 from bot import app, qa
 from bot.config import Settings
+from bot.folder import FolderState
 from bot.models import Alert, ChatRef, Post, Sent
 from bot.outbox import Outbox
 from bot.store import Store
@@ -35,7 +39,7 @@ class RecordingChat:
 
 
 async def test_console_run_prints_digest_answers_and_exits_zero(settings: Settings) -> None:
-    shutil.copy(SEED, settings.articles.folder)
+    shutil.copy2(SEED, settings.articles.folder)
     out = io.StringIO()
     code = await app.run(settings, lines=lines("who attends from Germany?\n", "/help\n"), out=out)
     text = out.getvalue()
@@ -52,12 +56,12 @@ async def test_folder_scan_ingests_new_files_once_and_alerts(
     await store.subscribe(CHAT, "en")
     outbox = Outbox(store, {"console": chat})
     index = qa.Index.build([])
-    mtimes: dict[Path, float] = {}
-    await app.scan_folder(folder, store, settings, index, outbox, mtimes)
+    source, state = app.folder_source(settings), FolderState()
+    await app.scan_folder(source, store, state, index, outbox)
     assert await store.count_articles() == 0
-    shutil.copy(SEED, folder)
-    await app.scan_folder(folder, store, settings, index, outbox, mtimes)
-    await app.scan_folder(folder, store, settings, index, outbox, mtimes)
+    shutil.copy2(SEED, folder)  # keeps the seed's old mtime: settled, read at once
+    await app.scan_folder(source, store, state, index, outbox)
+    await app.scan_folder(source, store, state, index, outbox)
     await outbox.drain()
     assert await store.count_articles() == 1
     alerts = [post for _, post in chat.sent if isinstance(post, Alert)]
@@ -65,3 +69,16 @@ async def test_folder_scan_ingests_new_files_once_and_alerts(
     assert index.get(alerts[0].item.article_id) is not None
     [row] = await store.deliveries("sent")
     assert row["latency_ms"] is not None and row["latency_ms"] >= 0
+
+
+@pytest.mark.reliability
+async def test_run_starts_and_reads_the_good_file_beside_a_poison_file(settings: Settings) -> None:
+    # The fault: a 200,000-deep JSON array raised RecursionError out of the start-up scan.
+    shutil.copy2(SEED, settings.articles.folder)
+    deep = settings.articles.folder / "deep.json"
+    deep.write_text("[" * 200_000 + "]" * 200_000, encoding="utf-8")
+    os.utime(deep, (0, 0))
+    out = io.StringIO()
+    code = await app.run(settings, lines=lines(), out=out)
+    assert code == 0
+    assert "Vertreter der 30 Nato-Staaten" in out.getvalue()
