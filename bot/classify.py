@@ -416,6 +416,11 @@ def lexicon_logit(article: Article) -> float:
     return _evaluate(_lexicon_for(article.lang), article).z
 
 
+def regions(article: Article) -> frozenset[str]:
+    """Canonical labels of the regions the article names ("Syria" for Aleppo or Syrien)."""
+    return frozenset(_evaluate(_lexicon_for(article.lang), article).regions)
+
+
 def lexicon_evidence(article: Article) -> tuple[float, tuple[str, ...]]:
     """The lexicon's log-odds and the names of the cues behind it ("lead:conflict:krieg", ...)."""
     lex = _lexicon_for(article.lang)
