@@ -61,5 +61,5 @@ def test_other_agency_same_event_is_one_story_and_another_event_there_is_not() -
         "en",
         published="2026-05-05T02:00:00+00:00",
     )
-    stories = assign([ap, later], [(reuters, "r1")])
+    stories = cluster.assign([ap, later], [(reuters, "r1")])
     assert stories == {"p1": "r1", "x1": "x1"}
