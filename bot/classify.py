@@ -416,9 +416,14 @@ def lexicon_logit(article: Article) -> float:
     return _evaluate(_lexicon_for(article.lang), article).z
 
 
+def region_weights(article: Article) -> dict[str, float]:
+    """Regions the gazetteer names ("Syria" for Aleppo, Syrien), weighted: the lead counts more."""
+    return dict(_evaluate(_lexicon_for(article.lang), article).regions)
+
+
 def regions(article: Article) -> frozenset[str]:
-    """Canonical labels of the regions the article names ("Syria" for Aleppo or Syrien)."""
-    return frozenset(_evaluate(_lexicon_for(article.lang), article).regions)
+    """Canonical labels of the regions the article names."""
+    return frozenset(region_weights(article))
 
 
 def lexicon_evidence(article: Article) -> tuple[float, tuple[str, ...]]:
