@@ -17,7 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from bot import regions as countries
 from bot.classify import regions
+from bot.extract import skeleton
 from bot.models import Article
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -37,7 +39,7 @@ _TEXT_CHARS = 1200
 _SKETCH = 8
 # Capitalised words that name no actor or place: weekdays, months, agencies.
 _NOT_NAMES = frozenset(
-    w[:_STEM]
+    skeleton(w)[:_STEM]
     for w in [
         "monday",
         "tuesday",
@@ -104,8 +106,9 @@ def names(article: Article) -> frozenset[str]:
     """Stems of capitalised words inside sentences: actors, places, organisations."""
     text = f"{article.title}. {article.text}"
     starts = {m.start(1) for m in _SENTENCE_START.finditer(text)}
+    # Spelling-tolerant stems: "Wnukowo" and "Vnukovo", "Dschenin" and "Jenin" are one name.
     found = {
-        m.group().casefold()[:_STEM]
+        skeleton(m.group())[:_STEM]
         for m in _WORD.finditer(text)
         if m.group()[0].isupper() and len(m.group()) > 2 and m.start() not in starts
     }
@@ -120,6 +123,10 @@ def numbers(article: Article) -> frozenset[str]:
         if len(digits) >= 2 and not (len(digits) == 4 and 1900 <= int(digits) <= 2100):
             found.add(digits)
     return frozenset(found)
+
+
+def _full(article: Article) -> str:
+    return f"{article.title}. {article.place or ''} {article.text}"
 
 
 def _when(article: Article) -> datetime | None:
@@ -159,7 +166,9 @@ def signature(article: Article) -> Signature:
         ),
         names=names(article),
         numbers=numbers(article),
-        regions=regions(article),
+        # The gazetteer's regions and every country named, as one label in both languages.
+        regions=regions(article)
+        | frozenset(countries.countries()[code].en for code in countries.mentions(_full(article))),
         when=_when(article),
     )
 
