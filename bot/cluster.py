@@ -10,6 +10,8 @@ happened on another day. Measured on hand-written pairs by benchmarks/stories.py
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import re
 import zlib
 from collections import defaultdict
@@ -155,8 +157,11 @@ class Signature:
     when: datetime | None
 
 
+@functools.lru_cache(maxsize=20_000)
 def signature(article: Article) -> Signature:
-    """The event signature of one article."""
+    """The event signature of one article (cached: every route compares with recent ones)."""
+    # What identifies the event is in the title and the opening; this also bounds the cost.
+    article = dataclasses.replace(article, text=article.text[:_TEXT_CHARS])
     return Signature(
         lang=article.lang,
         title=title_terms(article),

@@ -70,7 +70,7 @@ _ALIASES = {
     "CI": ("Elfenbeinküste", "Ivory Coast"),
 }
 # German genitive and dative endings: "Syriens", "Irans", "den Niederlanden".
-_SUFFIX = r"(?:s|es|n|ns)?"
+_ENDINGS = ("ns", "es", "s", "n")
 _TITLE_WEIGHT = 3.0
 _LEAD_WEIGHT = 2.0
 _LEAD_CHARS = 300
@@ -118,12 +118,18 @@ def countries() -> dict[str, Country]:
     return found
 
 
+_WORD = re.compile(r"\w+")
+# "U.S." is written as one acronym.
+_DOTTED = re.compile(r"\b(?:[A-Z]\.){2,}")
+
+
 @functools.cache
-def _names() -> tuple[re.Pattern[str], dict[str, str]]:
-    """One regex over every country name form, and name (case-folded) -> code."""
+def _names() -> tuple[dict[tuple[str, ...], str], dict[str, str], dict[str, tuple[int, ...]]]:
+    """Name forms as word tuples (case-folded) -> code, acronyms -> code, first word -> sizes."""
     import pycountry
 
-    by_name: dict[str, str] = {}
+    words: dict[tuple[str, ...], str] = {}
+    acronyms: dict[str, str] = {}
     for code, country in countries().items():
         entry = pycountry.countries.get(alpha_2=code)
         forms = {country.en, country.de, *_ALIASES.get(code, ())}
@@ -131,17 +137,53 @@ def _names() -> tuple[re.Pattern[str], dict[str, str]]:
             forms.add(_short(entry.name))
             forms.add(getattr(entry, "official_name", "") or "")
         for form in forms:
-            if len(form) >= 4 or form.isupper():
-                by_name.setdefault(form.casefold(), code)
-    alternatives = sorted(by_name, key=len, reverse=True)
-    pattern = r"(?<!\w)(" + "|".join(re.escape(n) for n in alternatives) + r")" + _SUFFIX
-    return re.compile(pattern + r"(?!\w)", re.IGNORECASE), by_name
+            parts = tuple(w.casefold() for w in _WORD.findall(form))
+            if not parts:
+                continue
+            if (len(parts) == 1 and len(parts[0]) < 4) or all(len(p) == 1 for p in parts):
+                # "USA", "UK", "U.S.": only as written, so the pronoun "us" is no country.
+                acronyms.setdefault("".join(_WORD.findall(form)), code)
+            else:
+                words.setdefault(parts, code)
+    sizes: dict[str, set[int]] = {}
+    for key in words:
+        sizes.setdefault(key[0], set()).add(len(key))
+    return words, acronyms, {w: tuple(sorted(n, reverse=True)) for w, n in sizes.items()}
 
 
 def mentions(text: str) -> list[str]:
     """Country codes named in `text`, one per mention, in order."""
-    pattern, by_name = _names()
-    return [by_name[m.group(1).casefold()] for m in pattern.finditer(text)]
+    table, acronyms, first = _names()
+    tokens = _WORD.findall(_DOTTED.sub(lambda m: m.group().replace(".", ""), text))
+    folded = [t.casefold() for t in tokens]
+    found: list[str] = []
+    i, n = 0, len(tokens)
+    while i < n:
+        step = 0
+        if tokens[i][:1].isupper():
+            code = None
+            for size in first.get(folded[i], ()):
+                code = table.get(tuple(folded[i : i + size]))
+                if code is not None:
+                    step = size
+                    break
+            if code is None:
+                code = acronyms.get(tokens[i]) or _inflected(folded[i], table)
+                step = 1
+            if code is not None:
+                found.append(code)
+        i += step or 1
+    return found
+
+
+def _inflected(word: str, table: dict[tuple[str, ...], str]) -> str | None:
+    """A German genitive or dative form of a one-word name: "Syriens", "Niederlanden"."""
+    for ending in _ENDINGS:
+        if word.endswith(ending) and len(word) - len(ending) >= 4:
+            code = table.get((word[: -len(ending)],))
+            if code is not None:
+                return code
+    return None
 
 
 def label(code_or_label: str, lang: str) -> str:
