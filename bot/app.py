@@ -13,6 +13,7 @@ from typing import TextIO
 
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot import __version__, feeds, jobs, qa, schedule
@@ -22,7 +23,7 @@ from bot.chat.console import CHAT as CONSOLE_CHAT
 from bot.chat.console import ConsoleChat
 from bot.config import Settings
 from bot.conversation import Conversation
-from bot.learn import load_current
+from bot.learn import load_current, retrain
 from bot.outbox import Outbox, RetryPolicy
 from bot.store import Store
 
@@ -120,6 +121,29 @@ async def feed_job(
         outbox=outbox,
         full_text=settings.sources.full_text,
     )
+
+
+async def retrain_job(store: Store, settings: Settings) -> str:
+    """Nightly: re-train the feedback model when enough new judgements arrived; say what it did."""
+    path, needed = settings.classifier.feedback_model, settings.classifier.retrain_min_judgements
+    if path is None or needed == 0:
+        return "off"
+    previous = load_current(path)
+    since = datetime.fromtimestamp(path.stat().st_mtime, UTC) if previous is not None else None
+    fresh = await store.feedback_since(since)
+    if fresh < needed:
+        return f"waiting: {fresh} new judgements of {needed}"
+    examples = await store.feedback_examples()
+    # Fitting is CPU work: keep the event loop free for chats meanwhile.
+    outcome = await asyncio.to_thread(retrain, examples, previous)
+    if not outcome.accepted or outcome.model is None:
+        log.info(
+            "feedback model kept: the new one scored %s < %s", outcome.new_score, outcome.old_score
+        )
+        return "kept the previous model"
+    await asyncio.to_thread(outcome.model.install, path)
+    log.info("feedback model re-trained on %d judgements", len(examples))
+    return f"re-trained on {len(examples)} judgements"
 
 
 async def prune_job(store: Store, settings: Settings) -> None:
@@ -284,6 +308,14 @@ async def run(
         )
         scheduler.add_job(
             prune_job, "interval", hours=24, args=(store, settings), id="prune", coalesce=True
+        )
+        scheduler.add_job(
+            retrain_job,
+            CronTrigger(hour=3, timezone=UTC),
+            args=(store, settings),
+            id="retrain",
+            coalesce=True,
+            max_instances=1,
         )
         await job_sync.sync()
         scheduler.start()

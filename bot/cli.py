@@ -348,12 +348,19 @@ def train(
             f"{min_examples}, with both relevant and not relevant ones"
         )
         raise typer.Exit(EXIT_FAILURE)
-    from bot.learn import train as fit
+    from bot.learn import load_current, retrain
 
-    model = fit(examples)
     path = output or cfg.classifier.feedback_model or cfg.storage.data_dir / "feedback-model.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(path)
+    outcome = retrain(examples, load_current(path))
+    if not outcome.accepted or outcome.model is None:
+        # A model that scores worse on judgements it never saw would make the bot worse.
+        out.print(
+            f"kept {path if path.exists() else 'the built-in scorer'}: the new model scored "
+            f"F1 {outcome.new_score[0]:.3f} on the held-back judgements, the current one "
+            f"{outcome.old_score[0]:.3f}"
+        )
+        return
+    outcome.model.install(path)
     out.print(f"trained on {len(examples)} articles ({positives} relevant); saved {path}")
     if cfg.classifier.feedback_model is None:
         out.print(f'set classifier.feedback_model = "{path}" in the config to use it')

@@ -55,6 +55,8 @@ class ClassifierSettings(_Section):
     alert_threshold: float = Field(default=0.8, ge=0.0, le=1.0)
     digest_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     feedback_model: Path | None = None
+    # The nightly job re-trains `feedback_model` once this many new 👍/👎 arrived (0: never).
+    retrain_min_judgements: int = Field(default=20, ge=0)
 
     def thresholds(self) -> Thresholds:
         """The cut-offs as the classifier takes them."""

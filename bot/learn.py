@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -136,6 +137,14 @@ class FeedbackModel:
             "values": [round(float(v), 6) for v in self.weights[nz]],
         }
         Path(path).write_text(json.dumps(doc, separators=(",", ":")), encoding="utf-8")
+
+    def install(self, path: str | Path) -> None:
+        """Save to `path` atomically: a running bot never reads a half-written model."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.partial")
+        self.save(partial)
+        os.replace(partial, target)
 
     @classmethod
     def load(cls, path: str | Path) -> FeedbackModel:

@@ -9,7 +9,7 @@ import pytest
 from bot import app, qa
 from bot.config import Settings
 from bot.folder import FolderState
-from bot.models import Alert, ChatRef, Post, Sent
+from bot.models import Alert, Article, ChatRef, Post, Sent
 from bot.outbox import Outbox
 from bot.store import Store
 
@@ -82,3 +82,35 @@ async def test_run_starts_and_reads_the_good_file_beside_a_poison_file(settings:
     code = await app.run(settings, lines=lines(), out=out)
     assert code == 0
     assert "Vertreter der 30 Nato-Staaten" in out.getvalue()
+
+
+async def test_nightly_retrain_waits_for_enough_new_judgements(
+    settings: Settings, store: Store, tmp_path: Path
+) -> None:
+    from bot.learn import FeedbackModel
+
+    model_path = tmp_path / "data" / "feedback-model.json"
+    classifier = settings.classifier.model_copy(
+        update={"feedback_model": model_path, "retrain_min_judgements": 20}
+    )
+    configured = settings.model_copy(update={"classifier": classifier})
+    assert await app.retrain_job(store, settings) == "off"  # no model path configured
+    batch = [
+        Article(f"w{i}", f"Air strikes hit town {i}", "Fighting and shelling.", "en")
+        for i in range(12)
+    ] + [
+        Article(f"s{i}", f"Cup final {i} tonight", "The striker scored twice.", "en")
+        for i in range(12)
+    ]
+    await store.add_articles(batch)
+    for article in batch[:10]:
+        await store.add_feedback(article.id, ChatRef("test", "c"), "u", True)
+    assert await app.retrain_job(store, configured) == "waiting: 10 new judgements of 20"
+    assert not model_path.exists()
+    for article in batch:
+        await store.add_feedback(article.id, ChatRef("test", "c"), "u", article.id[0] == "w")
+    assert await app.retrain_job(store, configured) == "re-trained on 24 judgements"
+    model = FeedbackModel.load(model_path)
+    assert model.n_examples == 24 and model.n_positive == 12
+    # Nothing new since the model was written: it is left alone.
+    assert (await app.retrain_job(store, configured)).startswith("waiting: 0 new")
