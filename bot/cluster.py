@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import heapq
 import re
 import zlib
 from collections import defaultdict
@@ -20,7 +21,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bot import regions as countries
-from bot.classify import regions
 from bot.extract import skeleton
 from bot.models import Article
 
@@ -31,6 +31,10 @@ _SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+|[-–—]\s+|\(\w+\)\s*)(\w+)")
 TITLE_JACCARD = 0.6
 TEXT_JACCARD = 0.5
 WORDS_JACCARD = 0.5
+# Same-language reports within the time window that share an actor or place need less overlap.
+DAY_JACCARD = 0.15
+# Shared names (and share of the shorter list) it takes when a report has no publication time.
+UNDATED_NAMES = (3, 0.4)
 # Reports of one event appear within a day; the next day's event in that place is another.
 WINDOW_HOURS = 24.0
 # Shared names it takes (with this share of the shorter list) to call two reports one event.
@@ -38,10 +42,22 @@ MIN_SHARED_NAMES = 2
 MIN_NAME_SHARE = 0.2
 _STEM = 6
 _TEXT_CHARS = 1200
+# Who, where and how many are in the title and the first sentences of a report.
+_EVENT_CHARS = 600
+# A key shared by this many known articles (a country in the news all week) finds no event.
+_COMMON_KEY = 100
 _SKETCH = 8
+_SKETCH_NAMES = 10
+
+
+def _stem(word: str) -> str:
+    # German transliterates with s where English writes z: Saporischschja, Zaporizhzhia.
+    return skeleton(word).replace("z", "s")[:_STEM]
+
+
 # Capitalised words that name no actor or place: weekdays, months, agencies.
 _NOT_NAMES = frozenset(
-    skeleton(w)[:_STEM]
+    _stem(w)
     for w in [
         "monday",
         "tuesday",
@@ -110,7 +126,7 @@ def names(article: Article) -> frozenset[str]:
     starts = {m.start(1) for m in _SENTENCE_START.finditer(text)}
     # Spelling-tolerant stems: "Wnukowo" and "Vnukovo", "Dschenin" and "Jenin" are one name.
     found = {
-        skeleton(m.group())[:_STEM]
+        _stem(m.group())
         for m in _WORD.finditer(text)
         if m.group()[0].isupper() and len(m.group()) > 2 and m.start() not in starts
     }
@@ -154,6 +170,7 @@ class Signature:
     names: frozenset[str]
     numbers: frozenset[str]
     regions: frozenset[str]
+    country_names: frozenset[str]
     when: datetime | None
 
 
@@ -161,7 +178,8 @@ class Signature:
 def signature(article: Article) -> Signature:
     """The event signature of one article (cached: every route compares with recent ones)."""
     # What identifies the event is in the title and the opening; this also bounds the cost.
-    article = dataclasses.replace(article, text=article.text[:_TEXT_CHARS])
+    article = dataclasses.replace(article, text=article.text[:_EVENT_CHARS])
+    codes = frozenset(countries.mentions(_full(article)))
     return Signature(
         lang=article.lang,
         title=title_terms(article),
@@ -171,9 +189,13 @@ def signature(article: Article) -> Signature:
         ),
         names=names(article),
         numbers=numbers(article),
-        # The gazetteer's regions and every country named, as one label in both languages.
-        regions=regions(article)
-        | frozenset(countries.countries()[code].en for code in countries.mentions(_full(article))),
+        # Every country named, as one code in both languages ("Syrien", "Syria").
+        regions=codes,
+        country_names=frozenset(
+            _stem(label)
+            for code in codes
+            for label in (countries.countries()[code].en, countries.countries()[code].de)
+        ),
         when=_when(article),
     )
 
@@ -191,14 +213,28 @@ def same_event(a: Signature, b: Signature, *, use_time: bool = True) -> bool:
     apart = abs((a.when - b.when).total_seconds()) if a.when and b.when else None
     if use_time and apart is not None and apart > WINDOW_HOURS * 3600:
         return False
+    # Without publication times the day cannot confirm the event: ask for more evidence.
+    dated = use_time and apart is not None
     if a.lang == b.lang and _jaccard(a.words, b.words) >= WORDS_JACCARD:
         return True
-    shared = len(a.names & b.names)
-    shorter = min(len(a.names), len(b.names))
-    if shared >= MIN_SHARED_NAMES and shorter and shared / shorter >= MIN_NAME_SHARE:
+    # Names other than the countries: a country in the news names no single event.
+    names_a, names_b = a.names - a.country_names, b.names - b.country_names
+    shared = len(names_a & names_b)
+    shorter = min(len(names_a), len(names_b))
+    need, share = (MIN_SHARED_NAMES, MIN_NAME_SHARE) if dated else UNDATED_NAMES
+    if shared >= need and shorter and shared / shorter >= share:
         return True
-    # A shared specific number ("12,000 troops") with a shared actor or place.
-    return bool(a.numbers & b.numbers) and bool(shared or a.regions & b.regions)
+    if dated and shared:
+        # Within the day, the same actor or place and the same vocabulary (same language) or,
+        # across languages, where no vocabulary is shared, in the same country.
+        if a.lang == b.lang and _jaccard(a.words, b.words) >= DAY_JACCARD:
+            return True
+        if a.lang != b.lang and a.regions & b.regions:
+            return True
+    # A shared specific number ("12,000 troops") with a shared actor or place (undated: an
+    # actor or place more specific than the country).
+    anchored = shared or (dated and a.regions & b.regions)
+    return bool(a.numbers & b.numbers) and bool(anchored)
 
 
 class Stories:
@@ -221,10 +257,13 @@ class Stories:
         sig = signature(article)
         overlap: defaultdict[int, int] = defaultdict(int)
         for key in _keys(sig):
-            for position in self._postings.get(key, ()):
+            postings = self._postings.get(key, ())
+            if len(postings) > _COMMON_KEY:
+                continue
+            for position in postings:
                 overlap[position] += 1
         # Most overlapping candidates first; at most a few full comparisons per article.
-        for position, _count in sorted(overlap.items(), key=lambda kv: -kv[1])[:30]:
+        for position, _count in heapq.nlargest(30, overlap.items(), key=lambda kv: kv[1]):
             story_id, other = self._entries[position]
             if same_event(sig, other):
                 return story_id
@@ -232,15 +271,20 @@ class Stories:
 
 
 def _keys(sig: Signature) -> list[str]:
-    # Title words, names, numbers and regions find candidates; the smallest shingle hashes (a
-    # bottom-k sketch) find near-duplicate texts whose titles share no word.
+    # Title words, names and numbers find candidates; the smallest shingle hashes (a bottom-k
+    # sketch) find near-duplicate texts whose titles share no word.
     return (
         [f"t:{term}" for term in sig.title]
-        + [f"n:{name}" for name in sig.names]
+        # A bottom-k sketch of the names too: similar name sets share most of it, and an
+        # index rebuilt for every batch stays small.
+        + [f"n:{name}" for name in sorted(sig.names, key=_crc)[:_SKETCH_NAMES]]
         + [f"#:{number}" for number in sig.numbers]
-        + [f"r:{region}" for region in sig.regions]
         + [f"s:{value}" for value in sorted(sig.text)[:_SKETCH]]
     )
+
+
+def _crc(text: str) -> int:
+    return zlib.crc32(text.encode("utf-8"))
 
 
 def assign(new: Sequence[Article], known: Sequence[tuple[Article, str]]) -> dict[str, str]:
