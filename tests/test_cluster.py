@@ -63,3 +63,25 @@ def test_other_agency_same_event_is_one_story_and_another_event_there_is_not() -
     )
     stories = cluster.assign([ap, later], [(reuters, "r1")])
     assert stories == {"p1": "r1", "x1": "x1"}
+
+
+def test_undated_reports_about_one_country_stay_apart() -> None:
+    # The fault this guards: ten different alert-worthy drops into articles/ (no publication
+    # time) gave eight alerts, because reports sharing a country and a few nouns were merged.
+    offensive = Article(
+        "d1",
+        "Syrische Armee rückt auf Idlib vor",
+        "Damaskus – Die syrische Armee ist mit Unterstützung der russischen Luftwaffe weiter "
+        "auf die Rebellenhochburg Idlib vorgerückt. Die Regierung in Damaskus sprach von "
+        "Erfolgen, Aktivisten meldeten Tote unter Zivilisten.",
+        "de",
+    )
+    talks = Article(
+        "d2",
+        "Syrien-Gespräche in Genf vertagt",
+        "Genf – Die Gespräche der Vereinten Nationen über Syrien sind vertagt worden. Die "
+        "Regierung in Damaskus und die Opposition konnten sich nicht auf eine Tagesordnung "
+        "einigen, sagte der UN-Sondergesandte.",
+        "de",
+    )
+    assert cluster.assign([talks], [(offensive, "d1")]) == {"d2": "d2"}
