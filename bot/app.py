@@ -8,7 +8,7 @@ import fcntl
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,16 +17,18 @@ from typing import TextIO
 import httpx
 import sqlalchemy as sa
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from pydantic import SecretStr
 
 from bot import __version__, commands, feeds, jobs, qa, schedule, search
+from bot import folder as folder_files
 from bot.chat import ChatAdapter, Handler, Pace
 from bot.chat.console import CHAT as CONSOLE_CHAT
 from bot.chat.console import ConsoleChat
 from bot.config import Settings
 from bot.conversation import Change, Conversation
-from bot.learn import load_current
+from bot.learn import load_current, retrain
 from bot.models import ChatRef
 from bot.outbox import Outbox, RetryPolicy
 from bot.store import FeedSource, Store, Subscription, normalise_url
@@ -106,65 +108,29 @@ def _reveal(secret: SecretStr | None) -> str | None:
     return secret.get_secret_value() if secret is not None else None
 
 
-def changed_since(folder: Path, mtimes: dict[Path, float]) -> list[Path]:
-    """Files in `folder` whose modification time differs from the one recorded; records the new."""
-    changed = []
-    for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
-        if path.name.startswith(".") or not path.is_file():
-            continue
-        with contextlib.suppress(OSError):
-            mtime = path.stat().st_mtime
-            if mtimes.get(path) != mtime:
-                mtimes[path] = mtime
-                changed.append(path)
-    return changed
+def folder_source(settings: Settings) -> folder_files.FolderSource:
+    """How the article folder is read, from settings."""
+    a = settings.articles
+    return folder_files.FolderSource(
+        a.folder,
+        settings.classifier.thresholds(),
+        max_bytes=a.max_file_bytes,
+        languages=tuple(a.languages),
+        settle=a.settle_seconds,
+        model=lambda: load_current(settings.classifier.feedback_model),
+    )
 
 
 async def scan_folder(
-    folder: Path,
+    source: folder_files.FolderSource,
     store: Store,
-    settings: Settings,
+    state: folder_files.FolderState,
     index: qa.Retrieval,
     outbox: Outbox | None,
-    mtimes: dict[Path, float],
-) -> jobs.IngestReport:
-    """Ingest files in `folder` that are new or changed since the last scan; route their alerts."""
-    changed_files = await asyncio.to_thread(changed_since, folder, mtimes)
-    if not changed_files:
-        return jobs.IngestReport()
-    now = datetime.now(UTC)
-    report = await jobs.ingest(
-        changed_files,
-        store,
-        thresholds=settings.classifier.thresholds(),
-        max_bytes=settings.articles.max_file_bytes,
-        languages=settings.articles.languages,
-        model=load_current(settings.classifier.feedback_model),
-        index=index,
-    )
-    log.info("folder: %s, %d rejected", report.counts, len(report.rejected))
-    await jobs.route(
-        report.changed, store, outbox, alert_threshold=settings.classifier.alert_threshold, now=now
-    )
-    return report
-
-
-async def watch_folder(
-    folder: Path, on_change: Callable[[], Awaitable[object]], stop: asyncio.Event
-) -> None:
-    """Call `on_change` whenever files in `folder` change (inotify/FSEvents via watchfiles)."""
-    import watchfiles
-
-    try:
-        async for _changes in watchfiles.awatch(
-            folder, stop_event=stop, debounce=200, step=50, recursive=True
-        ):
-            try:
-                await on_change()
-            except Exception:
-                log.exception("reading changed files in %s failed", folder)
-    except FileNotFoundError:
-        log.warning("article folder %s does not exist; not watching it", folder)
+) -> float | None:
+    """Scheduled and on change: read settled new or changed files; seconds until the next one."""
+    report = await folder_files.scan(source, store, state, index=index, outbox=outbox)
+    return report.wait
 
 
 async def digest_job(
@@ -207,6 +173,29 @@ async def feed_job(
         full_text=settings.sources.full_text,
         gates=gates,
     )
+
+
+async def retrain_job(store: Store, settings: Settings) -> str:
+    """Nightly: re-train the feedback model when enough new judgements arrived; say what it did."""
+    path, needed = settings.classifier.feedback_model, settings.classifier.retrain_min_judgements
+    if path is None or needed == 0:
+        return "off"
+    previous = load_current(path)
+    since = datetime.fromtimestamp(path.stat().st_mtime, UTC) if previous is not None else None
+    fresh = await store.feedback_since(since)
+    if fresh < needed:
+        return f"waiting: {fresh} new judgements of {needed}"
+    examples = await store.feedback_examples()
+    # Fitting is CPU work: keep the event loop free for chats meanwhile.
+    outcome = await asyncio.to_thread(retrain, examples, previous)
+    if not outcome.accepted or outcome.model is None:
+        log.info(
+            "feedback model kept: the new one scored %s < %s", outcome.new_score, outcome.old_score
+        )
+        return "kept the previous model"
+    await asyncio.to_thread(outcome.model.install, path)
+    log.info("feedback model re-trained on %d judgements", len(examples))
+    return f"re-trained on {len(examples)} judgements"
 
 
 async def prune_job(store: Store, settings: Settings) -> None:
@@ -376,7 +365,8 @@ async def run(
         pacing.outbox = outbox
 
         folder = settings.articles.folder
-        mtimes: dict[Path, float] = {}
+        source = folder_source(settings)
+        folder_state = folder_files.FolderState()
         # Retrieval reads the store's full-text index: nothing to rebuild at start.
         index = await asyncio.to_thread(search.StoreIndex, store.engine.url)
         stack.callback(index.close)
@@ -385,7 +375,12 @@ async def run(
         await jobs.classify_unclassified(
             store, outbox, thresholds=thresholds, now=datetime.now(UTC), model=model, index=index
         )
-        await scan_folder(folder, store, settings, index, outbox, mtimes)
+        wait = await scan_folder(source, store, folder_state, index, outbox)
+        if wait is not None:
+            # A file was still being written at start: read it once it settled, before the
+            # first digest.
+            await asyncio.sleep(wait)
+            await scan_folder(source, store, folder_state, index, outbox)
         if console is not None:
             lang = settings.chat.default_language
             await store.subscribe(CONSOLE_CHAT, lang, settings.digest.preferences())
@@ -424,13 +419,21 @@ async def run(
             scan_folder,
             "interval",
             seconds=SAFETY_SCAN_SECONDS,
-            args=(folder, store, settings, index, outbox, mtimes),
+            args=(source, store, folder_state, index, outbox),
             id="scan-folder",
             coalesce=True,
             max_instances=1,
         )
         scheduler.add_job(
             prune_job, "interval", hours=24, args=(store, settings), id="prune", coalesce=True
+        )
+        scheduler.add_job(
+            retrain_job,
+            CronTrigger(hour=3, timezone=UTC),
+            args=(store, settings),
+            id="retrain",
+            coalesce=True,
+            max_instances=1,
         )
         await job_sync.sync()
         scheduler.start()
@@ -440,9 +443,9 @@ async def run(
         watching = asyncio.Event()
         if settings.articles.watch:
             watcher = asyncio.create_task(
-                watch_folder(
+                folder_files.watch_folder(
                     folder,
-                    lambda: scan_folder(folder, store, settings, index, outbox, mtimes),
+                    lambda: scan_folder(source, store, folder_state, index, outbox),
                     watching,
                 ),
                 name="watch-folder",

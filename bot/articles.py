@@ -250,6 +250,8 @@ def parse_bytes(
                 yield parse_record(json.loads(line), name, languages)
             except json.JSONDecodeError as exc:
                 yield Rejection(where, f"malformed JSON: {exc.msg} at column {exc.colno}")
+            except RecursionError:
+                yield Rejection(where, "JSON nested too deeply")
             except BadInput as exc:
                 yield Rejection(where, str(exc))
     elif suffix == ".json":
@@ -257,6 +259,9 @@ def parse_bytes(
             value = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise BadInput(f"malformed JSON: {exc.msg} at line {exc.lineno}") from None
+        except RecursionError:
+            # A 200,000-deep array exhausts the parser's stack: poison input, not a crash.
+            raise BadInput("JSON nested too deeply") from None
         records = value if isinstance(value, list) else [value]
         for number, record in enumerate(records):
             try:

@@ -14,12 +14,9 @@ import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from bot.models import Article, Level, Thresholds, Verdict
-
-if TYPE_CHECKING:
-    from bot.learn import FeedbackModel
 
 DEFAULT_LEXICON_DIR = Path(__file__).parent / "data" / "lexicon"
 # Extra lexicon directories (os.pathsep-separated), searched before the shipped one: a
@@ -61,6 +58,14 @@ DEFAULT_THRESHOLDS = Thresholds()
 
 class LexiconError(ValueError):
     """A lexicon data file is malformed."""
+
+
+class Correction(Protocol):
+    """A learned change to the lexicon's log-odds (bot.learn's FeedbackModel is one)."""
+
+    def correction(self, article: Article, logit: float) -> float:
+        """How much to add to `logit`, the lexicon's log-odds for `article`."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +314,8 @@ class _Evidence:
     reasons: list[tuple[float, str]] = field(default_factory=list)
     types: dict[str, float] = field(default_factory=dict)
     regions: dict[str, float] = field(default_factory=dict)
+    lead: _Hits | None = None
+    body: _Hits | None = None
 
 
 def _evaluate(lex: _Lexicon, article: Article) -> _Evidence:
@@ -317,7 +324,7 @@ def _evaluate(lex: _Lexicon, article: Article) -> _Evidence:
     body_tokens = _WORD.findall(body_text)
     body = _scan(lex, body_tokens) if body_tokens else _Hits()
     cues = lex.cues
-    ev = _Evidence()
+    ev = _Evidence(lead=lead, body=body)
 
     region_prior = 0.0
     for part, scale in ((lead, 1.0), (body, 0.5)):
@@ -409,10 +416,33 @@ def lexicon_logit(article: Article) -> float:
     return _evaluate(_lexicon_for(article.lang), article).z
 
 
+def region_weights(article: Article) -> dict[str, float]:
+    """Regions the gazetteer names ("Syria" for Aleppo, Syrien), weighted: the lead counts more."""
+    return dict(_evaluate(_lexicon_for(article.lang), article).regions)
+
+
+def regions(article: Article) -> frozenset[str]:
+    """Canonical labels of the regions the article names."""
+    return frozenset(region_weights(article))
+
+
+def lexicon_evidence(article: Article) -> tuple[float, tuple[str, ...]]:
+    """The lexicon's log-odds and the names of the cues behind it ("lead:conflict:krieg", ...)."""
+    lex = _lexicon_for(article.lang)
+    ev = _evaluate(lex, article)
+    names: list[str] = []
+    for part, hits in (("lead", ev.lead), ("body", ev.body)):
+        for cue_id in hits.counts if hits is not None else ():
+            cue = lex.cues[cue_id]
+            names.append(f"{part}:{cue.kind}:{cue.term}")
+            names.append(f"{cue.kind}:{cue.topic}")
+    return ev.z, tuple(names)
+
+
 def classify(
     article: Article,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
-    model: FeedbackModel | None = None,
+    model: Correction | None = None,
 ) -> Verdict:
     """Score one article for conflict relevance and explain the verdict."""
     ev = _evaluate(_lexicon_for(article.lang), article)
@@ -420,7 +450,7 @@ def classify(
     reasons = _reasons(ev) if score >= 0.2 else ()
     if model is not None:
         # The feedback model learns corrections to the lexicon's log-odds (see bot.learn).
-        combined = _sigmoid(ev.z + model.correction(article))
+        combined = _sigmoid(ev.z + model.correction(article, ev.z))
         if combined >= 0.5 > score:
             reasons = (*reasons, "similar to articles marked relevant")
         score = combined

@@ -398,15 +398,99 @@ def train(
             f"{min_examples}, with both relevant and not relevant ones"
         )
         raise typer.Exit(EXIT_FAILURE)
-    from bot.learn import train as fit
+    from bot.learn import load_current, retrain
 
-    model = fit(examples)
     path = output or cfg.classifier.feedback_model or cfg.storage.data_dir / "feedback-model.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(path)
+    outcome = retrain(examples, load_current(path))
+    if not outcome.accepted or outcome.model is None:
+        # A model that scores worse on judgements it never saw would make the bot worse.
+        out.print(
+            f"kept {path if path.exists() else 'the built-in scorer'}: the new model scored "
+            f"F1 {outcome.new_score[0]:.3f} on the held-back judgements, the current one "
+            f"{outcome.old_score[0]:.3f}"
+        )
+        return
+    outcome.model.install(path)
     out.print(f"trained on {len(examples)} articles ({positives} relevant); saved {path}")
     if cfg.classifier.feedback_model is None:
         out.print(f'set classifier.feedback_model = "{path}" in the config to use it')
+
+
+feedback_app = typer.Typer(
+    help='Import or export 👍/👎 judgements (JSON Lines of {"id", "relevant"}).',
+    no_args_is_help=True,
+)
+app.add_typer(feedback_app, name="feedback")
+
+
+@feedback_app.command("import")
+def feedback_import(
+    file: Annotated[
+        Path, typer.Argument(help='JSON Lines: {"id": ARTICLE_ID, "relevant": true|false}.')
+    ],
+) -> None:
+    """Record judgements of stored articles, as if a user had pressed 👍/👎 on them."""
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        err.print(f"error: {file}: {exc.strerror}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_USAGE) from None
+    judgements: list[tuple[str, bool]] = []
+    malformed = 0
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError("expected a JSON object")
+            article_id, relevant = record.get("id"), record.get("relevant")
+            if not isinstance(article_id, str | int) or not isinstance(relevant, bool):
+                raise ValueError('needs "id" (string) and "relevant" (true or false)')
+        except ValueError as exc:
+            malformed += 1
+            err.print(f"{file}:{number}: {exc}", markup=False, highlight=False)
+            continue
+        judgements.append((str(article_id), relevant))
+    cfg = settings()
+
+    async def go() -> tuple[int, list[str]]:
+        from bot.models import ChatRef
+        from bot.store import Store
+
+        async with Store.open(cfg.storage.url()) as store:
+            return await store.import_feedback(judgements, ChatRef("import", "cli"))
+
+    imported, unknown = run_async(go())
+    for article_id in unknown[:20]:
+        err.print(f"unknown article id: {article_id}", markup=False, highlight=False)
+    if len(unknown) > 20:
+        err.print(f"… and {len(unknown) - 20} more unknown ids", markup=False, highlight=False)
+    out.print(f"imported={imported} unknown={len(unknown)} malformed={malformed}")
+    if imported == 0 and (unknown or malformed):
+        raise typer.Exit(EXIT_FAILURE)
+
+
+@feedback_app.command("export")
+def feedback_export(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+) -> None:
+    """Print every judgement as JSON Lines (re-importable with `newsbot feedback import`)."""
+    cfg = settings()
+
+    async def go() -> list[dict[str, Any]]:
+        from bot.store import Store
+
+        async with Store.open(cfg.storage.url()) as store:
+            return await store.export_feedback()
+
+    text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in run_async(go()))
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
 
 
 @app.command()

@@ -65,6 +65,8 @@ class ArticlesSettings(_Section):
     # newsbot's classifier, extractor and answers know German and English.
     languages: Annotated[tuple[Language, ...], Field(strict=False)] = ("de", "en")
     watch: bool = True
+    # A file is read once unchanged this long, so a half-written file is never alerted on.
+    settle_seconds: float = Field(default=2.0, ge=0)
 
     @field_validator("languages")
     @classmethod
@@ -80,6 +82,8 @@ class ClassifierSettings(_Section):
     alert_threshold: float = Field(default=0.8, ge=0.0, le=1.0)
     digest_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     feedback_model: Annotated[Path | None, Field(strict=False)] = None
+    # The nightly job re-trains `feedback_model` once this many new 👍/👎 arrived (0: never).
+    retrain_min_judgements: int = Field(default=20, ge=0)
 
     def thresholds(self) -> Thresholds:
         """The cut-offs as the classifier takes them."""

@@ -1,27 +1,45 @@
-"""Compose digests and alerts from classified articles: select, summarise, group, order; pure."""
+"""Compose digests and alerts from classified articles: select, summarise, group, order; pure.
+
+A digest lists each story once: reports of the same event (bot.cluster) become one item, the
+best-scored report, with the other sources as "also reported by". Each story has one heading:
+its main country (bot.regions), or the kind of conflict when no country is named.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime
 
-from bot import extract
+from bot import cluster, regions
+from bot.facts import facts
 from bot.models import Article, Digest, DigestItem, Level, Verdict
 
+# The classifier's conflict types (bot/data/lexicon): the heading when no place is named.
+CONFLICT_TYPES = ("armed conflict", "terrorism", "political violence", "military tension")
 
-def item(article: Article, verdict: Verdict) -> DigestItem:
+
+def heading(reports: Sequence[tuple[Article, Verdict]], lang: str = "en") -> str:
+    """One heading for a story: its main country, else its kind of conflict."""
+    kinds = [t for _, verdict in reports for t in verdict.topics if t in CONFLICT_TYPES]
+    fallback = kinds[0] if kinds else next((v.topics[0] for _, v in reports if v.topics), "")
+    main = regions.heading((article for article, _ in reports), fallback=fallback)
+    return regions.label(main, lang)
+
+
+def item(article: Article, verdict: Verdict, lang: str = "en") -> DigestItem:
     """One article as a digest/alert entry: title, one-sentence summary, who/where, why flagged."""
-    facts = extract.facts(article)
+    found = facts(article)
     return DigestItem(
         article_id=article.id,
         title=article.title,
-        summary=facts.summary,
+        summary=found.summary,
         score=verdict.score,
         reasons=verdict.reasons,
-        topic=verdict.topics[0] if verdict.topics else "",
-        who=facts.who[:3],
-        where=facts.where[:3],
-        source=article.agency or _source_name(article.source),
+        topic=heading([(article, verdict)], lang),
+        who=found.who[:3],
+        where=found.where[:3],
+        source=source_of(article),
         url=article.url,
         published=article.published,
     )
@@ -35,13 +53,29 @@ def build(
     max_items: int = 20,
     lang: str = "en",
 ) -> Digest:
-    """A digest of the digest-worthy entries: best first, grouped by topic, best group first."""
-    chosen = sorted(
+    """A digest of the digest-worthy stories: best first, grouped by heading, best group first."""
+    ranked = sorted(
         (pair for pair in entries if pair[1].level is not Level.IGNORE),
         key=lambda pair: (-pair[1].score, pair[0].id),
-    )[:max_items]
-    items = [item(article, verdict) for article, verdict in chosen]
-    # Items are already best-first, so a stable sort by each topic's first position keeps
+    )
+    # Best report first, so each story is told by its best report.
+    stories = cluster.assign([article for article, _ in ranked], [])
+    grouped: dict[str, list[tuple[Article, Verdict]]] = {}
+    for pair in ranked:
+        grouped.setdefault(stories[pair[0].id], []).append(pair)
+    items: list[DigestItem] = []
+    for reports in list(grouped.values())[:max_items]:
+        article, verdict = reports[0]
+        entry = replace(item(article, verdict, lang), topic=heading(reports, lang))
+        others = tuple(
+            dict.fromkeys(
+                name
+                for other, _ in reports[1:]
+                if (name := source_of(other) or other.id) != entry.source
+            )
+        )
+        items.append(replace(entry, also_reported_by=others) if others else entry)
+    # Items are already best-first, so a stable sort by each heading's first position keeps
     # the best group on top and the order inside each group.
     first_seen: dict[str, int] = {}
     for position, entry in enumerate(items):
@@ -50,7 +84,9 @@ def build(
     return Digest(items=tuple(items), generated_at=now, since=since, lang=lang)
 
 
-def _source_name(source: str | None) -> str | None:
+def source_of(article: Article) -> str | None:
+    """Who reported an article: its agency, else its feed or file name."""
+    source = article.agency or article.source
     if not source:
         return None
     # A file path is shown by its name; a feed URL or feed title as it is.

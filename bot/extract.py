@@ -23,15 +23,6 @@ FALLBACK_LANG = "en"
 
 
 @dataclass(frozen=True, slots=True)
-class Facts:
-    """What an article is about in one sentence, the people in it and the places it names."""
-
-    summary: str
-    who: tuple[str, ...] = ()
-    where: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
 class Token:
     """One word or number of a sentence, with its comparison key."""
 
@@ -835,26 +826,6 @@ def analyse_article(article: Article) -> tuple[Sentence, ...]:
     return tuple(analyse(t, lang) for t in texts)
 
 
-def people(sents: Iterable[Sentence]) -> list[Span]:
-    """Person mentions, with single surnames and "name" spans resolved against full names."""
-    sents = list(sents)
-    full: dict[str, Span] = {}
-    for sent in sents:
-        for span in sent.spans:
-            if span.kind == "person" and " " in span.text:
-                full.setdefault(skeleton(span.text.split()[-1]), span)
-    found: list[Span] = []
-    for sent in sents:
-        for span in sent.spans:
-            if span.kind not in ("person", "name"):
-                continue
-            last = skeleton(re.sub(r"s$", "", span.text.split()[-1]))
-            last_plain = skeleton(span.text.split()[-1])
-            if span.kind == "person" or last in full or last_plain in full:
-                found.append(span)
-    return found
-
-
 def resolve_person(span: Span, sents: Iterable[Sentence]) -> Span | None:
     """The fullest mention of the person `span` refers to, or None when it is not a person."""
     best: Span | None = span if span.kind == "person" else None
@@ -882,39 +853,3 @@ def describe_person(span: Span, lang: str) -> str:
     if "," in span.role or " " in span.role:
         return f"{span.text} ({span.role})"
     return f"{span.role} {span.text}"
-
-
-def facts(article: Article) -> Facts:
-    """One-sentence summary, the people (with roles) and the places of an article."""
-    sents = analyse_article(article)
-    body = sents[1:] if article.title.strip() else sents
-    summary = ""
-    for sent in body or sents:
-        if len(sent.tokens) >= 8:
-            summary = sent.text
-            break
-    if not summary and sents:
-        summary = sents[0].text
-    # German corpus texts open with a headline-like sentence; the lead after it is the summary.
-    if not article.title.strip() and len(sents) > 1 and len(sents[0].tokens) < 14:
-        lead = sents[1].text
-        if len(sents[1].tokens) >= 8:
-            summary = lead
-    who: list[str] = []
-    seen: set[str] = set()
-    for span in people(sents):
-        full = resolve_person(span, sents) or span
-        last = skeleton(full.text.split()[-1])
-        if last in seen:
-            continue
-        seen.add(last)
-        who.append(describe_person(full, article.lang))
-    counts: Counter[str] = Counter()
-    order: dict[str, int] = {}
-    for sent in sents:
-        for span in sent.spans:
-            if span.kind == "place":
-                counts[span.text] += 1
-                order.setdefault(span.text, len(order))
-    where = tuple(sorted(counts, key=lambda p: (-counts[p], order[p])))
-    return Facts(summary=summary, who=tuple(who), where=where)

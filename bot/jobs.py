@@ -160,7 +160,8 @@ async def route(
     if not changed:
         return 0
     known = await store.recent(now - story_window)
-    stories = cluster.assign([article for article, _ in changed], known)
+    # Comparing event signatures is CPU work: keep the event loop free for chats meanwhile.
+    stories = await asyncio.to_thread(cluster.assign, [article for article, _ in changed], known)
     await store.set_stories(stories)
     subscriptions = await store.subscriptions()
     wanted: list[tuple[ChatRef, str, str, dict[str, Any], datetime | None]] = []

@@ -1161,6 +1161,71 @@ class Store:
             gone = await conn.execute(articles.delete().where(articles.c.seen_at < before))
             return gone.rowcount, done.rowcount
 
+    # --- feedback import / export (classifier engineer) -----------------------------------
+
+    async def import_feedback(
+        self, judgements: Sequence[tuple[str, bool]], chat: ChatRef
+    ) -> tuple[int, list[str]]:
+        """Record judgements of stored articles as `chat`'s; return (imported, unknown ids)."""
+        ids = list(dict.fromkeys(article_id for article_id, _ in judgements))
+        known: set[str] = set()
+        async with self.engine.begin() as conn:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                query = sa.select(articles.c.id).where(articles.c.id.in_(chunk))
+                known.update((await conn.execute(query)).scalars())
+            # The last judgement of an article in the file wins, as a changed vote does in chat.
+            latest = {article_id: relevant for article_id, relevant in judgements}
+            rows = [
+                {
+                    "article_id": article_id,
+                    "platform": chat.platform,
+                    "chat_id": chat.chat_id,
+                    "user_id": "",
+                    "relevant": relevant,
+                    "created_at": _now(),
+                }
+                for article_id, relevant in latest.items()
+                if article_id in known
+            ]
+            for start in range(0, len(rows), 500):
+                chunk_ids = [r["article_id"] for r in rows[start : start + 500]]
+                await conn.execute(
+                    feedback.delete().where(
+                        feedback.c.article_id.in_(chunk_ids),
+                        feedback.c.platform == chat.platform,
+                        feedback.c.chat_id == chat.chat_id,
+                        feedback.c.user_id == "",
+                    )
+                )
+            if rows:
+                await conn.execute(feedback.insert(), rows)
+        return len(rows), [article_id for article_id in ids if article_id not in known]
+
+    async def export_feedback(self) -> list[dict[str, Any]]:
+        """Every judgement, oldest first: id, relevant, platform, chat, user, when."""
+        query = sa.select(feedback).order_by(feedback.c.created_at, feedback.c.id)
+        async with self.engine.connect() as conn:
+            return [
+                {
+                    "id": r.article_id,
+                    "relevant": bool(r.relevant),
+                    "platform": r.platform,
+                    "chat_id": r.chat_id,
+                    "user": r.user_id,
+                    "at": (_aware(r.created_at) or _now()).isoformat(),
+                }
+                for r in await conn.execute(query)
+            ]
+
+    async def feedback_since(self, since: datetime | None) -> int:
+        """How many judgements were recorded (or changed) after `since` (all when None)."""
+        query = sa.select(sa.func.count()).select_from(feedback)
+        if since is not None:
+            query = query.where(feedback.c.created_at > since)
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar() or 0)
+
 
 async def _known(
     conn: AsyncConnection, chunk: Sequence[Article]

@@ -11,7 +11,9 @@ from bot import classify as classify_mod
 from bot.classify import available_languages, classify, clear_cache
 from bot.models import Article, Level, Thresholds
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared/corpus"
+from .conftest import SHARED
+
+CORPUS = SHARED / "corpus"
 
 
 def art(title: str, text: str = "", lang: str = "de", id: str = "t-1") -> Article:

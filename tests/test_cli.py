@@ -471,3 +471,42 @@ def test_run_console_in_a_terminal_has_line_editing_and_history(env: dict[str, s
         process.kill()
         process.communicate()
         os.close(terminal)
+
+
+def test_feedback_import_counts_unknown_ids_and_export_round_trips(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    stored = tmp_path / "stored.jsonl"
+    stored.write_text(
+        '{"id": "a1", "text": "Luftangriffe auf Aleppo: dutzende Tote."}\n'
+        '{"id": "a2", "text": "A late goal settled the Champions League tie."}\n'
+    )
+    assert invoke(env, "ingest", str(stored)).exit_code == 0
+    judged = tmp_path / "judged.jsonl"
+    judged.write_text(
+        '{"id": "a1", "relevant": true}\n'
+        '{"id": "a2", "relevant": true}\n'
+        '{"id": "nope", "relevant": false}\n'
+        '{"id": "a2", "relevant": "maybe"}\n'
+        '{"id": "a2", "relevant": false}\n'
+    )
+    result = invoke(env, "feedback", "import", str(judged))
+    assert result.exit_code == 0
+    assert "imported=2 unknown=1 malformed=1" in result.stdout
+    assert "unknown article id: nope" in result.stderr and f"{judged}:4" in result.stderr
+    exported = invoke(env, "feedback", "export")
+    rows = [json.loads(line) for line in exported.stdout.splitlines()]
+    # The later line for a2 wins, as a changed vote does.
+    assert sorted((r["id"], r["relevant"]) for r in rows) == [("a1", True), ("a2", False)]
+    back = tmp_path / "back.jsonl"
+    assert invoke(env, "feedback", "export", "--output", str(back)).exit_code == 0
+    again = invoke(env, "feedback", "import", str(back))
+    assert "imported=2 unknown=0 malformed=0" in again.stdout
+    assert len(invoke(env, "feedback", "export").stdout.splitlines()) == 2
+
+
+def test_feedback_import_of_only_unknown_ids_fails(env: dict[str, str], tmp_path: Path) -> None:
+    judged = tmp_path / "judged.jsonl"
+    judged.write_text('{"id": "nope", "relevant": true}\n')
+    result = invoke(env, "feedback", "import", str(judged))
+    assert result.exit_code == 1 and "imported=0 unknown=1" in result.stdout

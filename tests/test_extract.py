@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from bot.extract import Facts, analyse, facts, fold, skeleton
+from bot.extract import analyse, fold, skeleton
 from bot.models import Article
 
 SEED = Path(__file__).resolve().parents[1] / "articles" / "nato-russland-rat-2022-01.txt"
@@ -54,28 +54,6 @@ def test_places_and_times() -> None:
 def test_list_of_places() -> None:
     got = kinds("Die Übungen finden in den Regionen Tula, Kursk und Orjol statt.", "de")
     assert "Tula, Kursk und Orjol" in got["list"]
-
-
-def test_facts_of_seed_article() -> None:
-    got = facts(seed())
-    assert isinstance(got, Facts)
-    assert "Brüssel" in got.summary
-    assert any("Andreas Michaelis" in w for w in got.who)
-    assert any("Julianne Smith" in w for w in got.who)
-    assert "Brüssel" in got.where
-
-
-def test_facts_english_item() -> None:
-    article = Article(
-        id="e1",
-        title="Minister visits Kabul",
-        text="Foreign Minister John Carter arrived in Kabul on Monday for talks with officials.",
-        lang="en",
-    )
-    got = facts(article)
-    assert got.summary.startswith("Foreign Minister John Carter")
-    assert any("John Carter" in w for w in got.who)
-    assert "Kabul" in got.where
 
 
 def test_acronym_heading_a_role_is_an_organisation() -> None:

@@ -1,0 +1,98 @@
+"""Tests for digest composition: one item and one heading per story, on a hand-written mixed day."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from bot import digest
+from bot.chat.render import plain
+from bot.classify import classify
+from bot.models import Article, Level
+
+NOW = datetime(2026, 5, 4, 18, tzinfo=UTC)
+
+
+def art(id: str, title: str, text: str, lang: str, agency: str, published: str) -> Article:
+    return Article(id, title, text, lang, published=published, agency=agency)
+
+
+BORDER_REUTERS = art(
+    "am-reuters",
+    "Armenia and Azerbaijan troops trade fire on border, two soldiers killed",
+    "YEREVAN, May 4 (Reuters) - Armenian and Azerbaijani troops exchanged artillery fire "
+    "near the village of Sotk on Monday, killing two Armenian soldiers, the Armenian defence "
+    "ministry said. Azerbaijan said its army had returned fire after an attack on its "
+    "positions. Russia, which keeps peacekeepers in the region, called for restraint.",
+    "en",
+    "Reuters",
+    "2026-05-04T07:10:00+00:00",
+)
+BORDER_DPA = art(
+    "am-dpa",
+    "Gefechte an der Grenze zwischen Armenien und Aserbaidschan",
+    "Eriwan (dpa) – An der Grenze zwischen Armenien und Aserbaidschan haben sich Soldaten "
+    "beider Länder am Montag Gefechte mit Artillerie geliefert. Nach Angaben des armenischen "
+    "Verteidigungsministeriums wurden bei Sotk zwei armenische Soldaten getötet. Aserbaidschan "
+    "sprach von einem Angriff auf seine Stellungen.",
+    "de",
+    "dpa",
+    "2026-05-04T09:40:00+00:00",
+)
+ALEPPO = art(
+    "sy-afp",
+    "Luftangriffe auf Aleppo: Dutzende Tote",
+    "Damaskus (AFP) – Bei Luftangriffen auf Aleppo sind nach Angaben von Aktivisten dutzende "
+    "Zivilisten getötet worden. Syriens Armee setzte ihre Offensive gegen die Rebellen fort. "
+    "Die Lage in Syrien bleibt nach Angaben der Vereinten Nationen angespannt; in Syrien "
+    "fliehen Tausende vor den Kämpfen.",
+    "de",
+    "AFP",
+    "2026-05-04T06:00:00+00:00",
+)
+BUS_BOMB = art(
+    "bus-ap",
+    "Suicide bomber kills 14 on crowded bus, militants claim attack",
+    "A suicide bomber blew himself up on a crowded bus on Monday, killing 14 people, police "
+    "said. A militant group claimed the terror attack in a statement.",
+    "en",
+    "AP",
+    "2026-05-04T12:00:00+00:00",
+)
+FOOTBALL = art(
+    "sport",
+    "Late goal settles the derby",
+    "A late goal settled the derby on Monday; the home side's attack finally broke through.",
+    "en",
+    "AP",
+    "2026-05-04T20:00:00+00:00",
+)
+
+
+def test_a_mixed_day_reads_right_one_heading_per_story() -> None:
+    day = [BORDER_REUTERS, ALEPPO, BUS_BOMB, BORDER_DPA, FOOTBALL]
+    entries = [(a, classify(a)) for a in day]
+    assert classify(FOOTBALL).level is Level.IGNORE
+    assert all(v.level is not Level.IGNORE for a, v in entries if a is not FOOTBALL)
+    built = digest.build(entries, now=NOW, lang="en")
+    groups = {heading: [i.article_id for i in items] for heading, items in built.groups()}
+    # The two wire reports of the border fighting are one story under one heading, not
+    # "Russia" (named once) for one and "armed conflict" for the other.
+    border = [i for i in built.items if i.article_id in ("am-reuters", "am-dpa")]
+    assert len(border) == 1
+    assert border[0].topic == "Armenia"
+    assert set(border[0].also_reported_by) | {border[0].source} == {"Reuters", "dpa"}
+    assert groups["Syria"] == ["sy-afp"]
+    # No country named: the kind of conflict is the heading, and only this story is under it.
+    [kind] = [t for t in classify(BUS_BOMB).topics if t in digest.CONFLICT_TYPES]
+    assert groups[kind] == ["bus-ap"]
+    assert "Russia" not in groups
+    assert len(built.items) == 3
+    [aleppo] = [i for i in built.items if i.article_id == "sy-afp"]
+    assert "Syrien" in aleppo.where and "Syriens" not in aleppo.where
+    text = plain(built)
+    assert text.count("Armenia") >= 1 and "Russia ==" not in text
+
+
+def test_headings_follow_the_digest_language() -> None:
+    built = digest.build([(ALEPPO, classify(ALEPPO))], now=NOW, lang="de")
+    assert [heading for heading, _ in built.groups()] == ["Syrien"]

@@ -1,0 +1,224 @@
+"""Tests for the article folder: path ids, edits update, settle time, per-file progress, poison."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot import folder, qa
+from bot import store as store_module
+from bot.classify import classify
+from bot.config import Settings
+from bot.models import Article, ChatRef, Level, Thresholds
+from bot.store import Store
+
+from .conftest import SEED
+from .fakes import VirtualClock
+
+CHAT = ChatRef("console", "local")
+SETTLE = 2.0
+CALM = (
+    "Stadtfest lockt tausende Besucher\n\nDas Stadtfest in Linz lockte am Wochenende "
+    "tausende Besucher an. Es gab Musik, Essen und ein Feuerwerk über der Donau."
+)
+WAR = (
+    "Luftangriffe auf Aleppo\n\nBei Luftangriffen und Artilleriebeschuss auf Aleppo sind "
+    "nach Angaben von Rebellen dutzende Zivilisten getötet worden. Die syrische Armee "
+    "setzte ihre Offensive gegen die Rebellen fort; Truppen rückten in den Osten der Stadt vor."
+)
+
+
+class Clock:
+    """Wall time in epoch seconds, moved by the test; files get mtimes on the same clock."""
+
+    def __init__(self) -> None:
+        self.virtual = VirtualClock()
+
+    def __call__(self) -> float:
+        return self.virtual.now.timestamp()
+
+    async def advance(self, seconds: float) -> None:
+        await self.virtual.sleep(seconds)
+
+
+def write(path: Path, text: str, at: float, mode: str = "w") -> None:
+    """Write (or append) a real file and give it the virtual modification time `at`."""
+    with path.open(mode, encoding="utf-8") as fh:
+        fh.write(text)
+    os.utime(path, (at, at))
+
+
+def source_of(settings: Settings, clock: Clock) -> folder.FolderSource:
+    return folder.FolderSource(settings.articles.folder, Thresholds(), settle=SETTLE, clock=clock)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+async def alerts(store: Store) -> list[dict[str, Any]]:
+    return [row for row in await store.deliveries() if row["kind"] == "alert"]
+
+
+def test_document_id_is_the_path_in_the_folder(tmp_path: Path) -> None:
+    sub = tmp_path / "wire"
+    sub.mkdir()
+    write(sub / "a.txt", WAR, 0)
+    [article] = folder.read_file(tmp_path, sub / "a.txt", 100_000, ("de", "en"))
+    assert isinstance(article, Article) and article.id == "wire/a.txt"
+    write(
+        tmp_path / "b.jsonl",
+        '{"text": "Kämpfe im Osten."}\n{"id": "x1", "text": "Noch mehr."}\n',
+        0,
+    )
+    read = folder.read_file(tmp_path, tmp_path / "b.jsonl", 100_000, ("de",))
+    ids = [a.id for a in read if isinstance(a, Article)]
+    assert ids == ["b.jsonl#0", "x1"]
+
+
+@pytest.mark.reliability
+async def test_half_written_file_is_read_only_once_settled(
+    settings: Settings, store: Store, clock: Clock
+) -> None:
+    # The fault: a file written in two chunks 2 s apart was alerted on its first half.
+    await store.subscribe(CHAT, "de")
+    state = folder.FolderState()
+    source = source_of(settings, clock)
+    path = settings.articles.folder / "aleppo.txt"
+    first, second = WAR[:150], WAR[150:]
+    assert classify(Article("x", "", first, "de")).level is Level.ALERT  # the half alerts too
+    write(path, first, clock())
+    await clock.advance(0.5)
+    report = await folder.scan(source, store, state)
+    assert report.ingest.counts.new == 0 and report.wait == pytest.approx(1.6, abs=0.01)
+    await clock.advance(1.5)
+    write(path, second, clock(), mode="a")
+    await clock.advance(0.3)
+    assert (await folder.scan(source, store, state)).ingest.counts.new == 0
+    assert await store.count_articles() == 0
+    await clock.advance(SETTLE)
+    report = await folder.scan(source, store, state)
+    assert report.ingest.counts.new == 1 and report.wait is None
+    stored = await store.get_article("aleppo.txt")
+    assert stored is not None and stored.text.endswith("in den Osten der Stadt vor.")
+    [alert] = await alerts(store)
+    assert alert["key"] == "aleppo.txt"
+
+
+async def test_edited_file_updates_its_article_without_a_second_alert(
+    settings: Settings, store: Store, clock: Clock
+) -> None:
+    await store.subscribe(CHAT, "de")
+    state = folder.FolderState()
+    source = source_of(settings, clock)
+    path = settings.articles.folder / "aleppo.txt"
+    write(path, WAR, clock() - 10)
+    assert (await folder.scan(source, store, state)).ingest.counts.new == 1
+    write(path, "\nDie Kämpfe dauerten am Abend an.", clock() - 5, mode="a")
+    report = await folder.scan(source, store, state)
+    assert (report.ingest.counts.new, report.ingest.counts.updated) == (0, 1)
+    assert await store.count_articles() == 1
+    stored = await store.get_article("aleppo.txt")
+    assert stored is not None and stored.text.endswith("am Abend an.")
+    [(_, verdict)] = await store.entries(["aleppo.txt"])
+    assert verdict.score == classify(stored).score  # re-classified
+    assert len(await alerts(store)) == 1
+    # Nothing changed: nothing is read again.
+    assert (await folder.scan(source, store, state)).ingest.read == 0
+
+
+async def test_edit_that_newly_crosses_the_threshold_alerts_once(
+    settings: Settings, store: Store, clock: Clock
+) -> None:
+    await store.subscribe(CHAT, "de")
+    state = folder.FolderState()
+    source = source_of(settings, clock)
+    path = settings.articles.folder / "news.txt"
+    write(path, CALM, clock() - 30)
+    await folder.scan(source, store, state)
+    assert await alerts(store) == []
+    write(path, WAR, clock() - 20)
+    await folder.scan(source, store, state)
+    write(path, WAR + "\nAuch am Dienstag gab es Gefechte.", clock() - 10)
+    await folder.scan(source, store, state)
+    [alert] = await alerts(store)
+    assert alert["key"] == "news.txt"
+    assert await store.count_articles() == 1
+
+
+@pytest.fixture
+async def quick_locks(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[Store, Path]]:
+    """A real SQLite store that gives up on a lock after 50 ms instead of 5 s."""
+
+    def pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=50")
+        cursor.close()
+
+    monkeypatch.setattr(store_module, "_sqlite_pragmas", pragmas)
+    path = settings.storage.data_dir / "newsbot.sqlite3"
+    async with Store.open(f"sqlite+aiosqlite:///{path}") as opened:
+        yield opened, path
+
+
+@pytest.mark.reliability
+async def test_locked_database_and_poison_file_leave_no_good_file_unread(
+    settings: Settings, quick_locks: tuple[Store, Path], clock: Clock
+) -> None:
+    # The fault: changed_since recorded the mtime before ingest, so after a failed scan (a
+    # locked database, or a 200,000-deep JSON array raising RecursionError) the good file was
+    # never read again.
+    store, db_path = quick_locks
+    await store.subscribe(CHAT, "de")
+    articles_dir = settings.articles.folder
+    write(articles_dir / "deep.json", "[" * 200_000 + "]" * 200_000, clock() - 60)
+    write(articles_dir / "good.txt", SEED.read_text("utf-8"), clock() - 60)
+    state = folder.FolderState()
+    source = source_of(settings, clock)
+    index = qa.Index.build([])
+
+    locker = sqlite3.connect(db_path)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        report = await folder.scan(source, store, state, index=index)
+    finally:
+        locker.rollback()
+        locker.close()
+    assert report.failed == [articles_dir / "good.txt"]
+    [poison] = report.ingest.rejected
+    assert poison.where.endswith("deep.json") and poison.reason == "JSON nested too deeply"
+    assert await store.count_articles() == 0
+
+    report = await folder.scan(source, store, state, index=index)
+    assert report.failed == [] and report.ingest.rejected == []  # the poison is not re-read
+    assert report.ingest.counts.new == 1
+    assert await store.get_article("good.txt") is not None
+    assert index.get("good.txt") is not None
+    [alert] = await alerts(store)
+    assert alert["key"] == "good.txt"
+    assert (await folder.scan(source, store, state, index=index)).ingest.read == 0
+
+
+async def test_deleted_file_is_forgotten_and_a_new_one_there_is_read(
+    settings: Settings, store: Store, clock: Clock
+) -> None:
+    state = folder.FolderState()
+    source = source_of(settings, clock)
+    path = settings.articles.folder / "a.txt"
+    write(path, CALM, clock() - 30)
+    await folder.scan(source, store, state)
+    path.unlink()
+    await folder.scan(source, store, state)
+    assert state.done == {}
+    write(path, WAR, clock() - 20)
+    assert (await folder.scan(source, store, state)).ingest.counts.updated == 1
