@@ -31,6 +31,7 @@ SECTIONS = frozenset(
         "chat",
         "telegram",
         "slack",
+        "ops",
     )
 )
 ARTICLES_KEYS = frozenset(("folder", "max_file_bytes", "languages", "watch", "settle_seconds"))
@@ -105,7 +106,8 @@ def _settings(config: Path | None) -> dict[str, Any]:
     if not set(articles) <= ARTICLES_KEYS or not set(classifier) <= CLASSIFIER_KEYS:
         raise _Slow
     languages = articles.get("languages", ["de", "en"])
-    if not isinstance(languages, list) or not all(isinstance(x, str) for x in languages):
+    # Only what bot.config accepts; anything else gets its one-line error from the full path.
+    if not isinstance(languages, list) or not languages or not set(languages) <= {"de", "en"}:
         raise _Slow
     max_bytes = articles.get("max_file_bytes", 5_000_000)
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:

@@ -8,7 +8,9 @@ from datetime import datetime
 from typing import Any, TextIO
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bot import search
 from bot import store as store_module
 from bot.store import Store
 
@@ -69,6 +71,18 @@ async def export(store: Store, out: TextIO) -> dict[str, int]:
             counts[record["table"]] = counts.get(record["table"], 0) + 1
         out.write(json.dumps(record, ensure_ascii=False) + "\n")
     return counts
+
+
+async def reindex(conn: AsyncConnection) -> int:
+    """Rebuild the full-text index of every stored article (it is derived, so not exported)."""
+    articles = store_module.articles
+    done = 0
+    result = await conn.stream(sa.select(articles).order_by(articles.c.id))
+    async for chunk in result.partitions(BATCH):
+        batch = [store_module._article(row._mapping) for row in chunk]
+        await conn.run_sync(search.put, batch, search.documents(batch))
+        done += len(batch)
+    return done
 
 
 def read_records(lines: Iterable[str], where: str) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -154,4 +168,5 @@ async def import_rows(
                             f"COALESCE((SELECT MAX(id) FROM {table.name}), 0) + 1, false)"
                         )
                     )
+        await reindex(conn)
     return counts
