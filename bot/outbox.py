@@ -145,6 +145,8 @@ class Outbox:
         rate = sum(pacer.limits.per_second for pacer in self.pacers.values())
         self.batch = max(10, min(200, math.ceil(rate * horizon_seconds)))
         self._wake = asyncio.Event()
+        # Chats that got a new id during the current pass; their other rows are re-claimed.
+        self._moved: set[ChatRef] = set()
         self._slots = asyncio.Semaphore(concurrency)
         self.sent = 0
         self.failed = 0
@@ -250,8 +252,9 @@ class Outbox:
         tasks = []
         for _, _, _, group, post in sorted(planned, key=lambda p: p[:3]):
             chat = group[0].chat
-            if stop is not None and stop.is_set():
-                # Shutting down: what was not sent yet is owed as before, no attempt charged.
+            if (stop is not None and stop.is_set()) or chat in self._moved:
+                # Shutting down, or the chat has a new id since this batch was claimed: owed
+                # as before (at the new id), no attempt charged.
                 await self.store.release([r.id for r in group], None)
                 continue
             pacer = self.pacers[chat.platform]
@@ -266,12 +269,16 @@ class Outbox:
             wait = at_ts - self.clock().timestamp()
             if wait > 0:
                 await self.sleep(wait)
+                if chat in self._moved:
+                    await self.store.release([r.id for r in group], None)
+                    continue
             await self._slots.acquire()
             began = asyncio.Event()
             tasks.append(asyncio.create_task(self._send_released(group, post, seen, began)))
             await began.wait()
             pacer.started(chat, self.clock().timestamp(), at_ts)
         results = await asyncio.gather(*tasks, return_exceptions=True)
+        self._moved.clear()
         for result in results:
             if isinstance(result, BaseException):
                 # Rows whose outcome could not be recorded are sent again after their lease.
@@ -386,6 +393,7 @@ class Outbox:
         if exc.migrated_to:
             log.info("%s chat moved to a new id; re-sending there", chat.platform)
             await self.store.migrate_chat(chat, exc.migrated_to)
+            self._moved.add(chat)
             for row in rows:
                 # The new chat has seen none of it: send it whole.
                 await self.store.mark_retry(row.id, reason, now, count=False, parts=(0, ()))

@@ -1025,8 +1025,12 @@ class Store:
             values["parts_sent"] = parts[0]
             values["message_ids"] = json.dumps(list(parts[1]))
         async with self.engine.begin() as conn:
+            # Only a row still being sent: one cancelled meanwhile (unsubscribed, merged into
+            # another chat's after a migration) stays cancelled.
             await conn.execute(
-                deliveries.update().where(deliveries.c.id == delivery_id).values(values)
+                deliveries.update()
+                .where(deliveries.c.id == delivery_id, deliveries.c.status == "sending")
+                .values(values)
             )
 
     async def mark_failed(self, delivery_id: int, error: str) -> None:
@@ -1034,7 +1038,7 @@ class Store:
         async with self.engine.begin() as conn:
             await conn.execute(
                 deliveries.update()
-                .where(deliveries.c.id == delivery_id)
+                .where(deliveries.c.id == delivery_id, deliveries.c.status != "cancelled")
                 .values(
                     status="failed",
                     last_error=error[:500],

@@ -1,15 +1,27 @@
 import asyncio
 import bisect
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 
+from bot import jobs
 from bot.chat import DeliveryError
 from bot.chat.telegram import TelegramChat
 from bot.config import TelegramSettings
-from bot.models import Alert, Article, ChatRef, Digest, Inbound, Level, Post, Sent, Verdict
+from bot.models import (
+    Alert,
+    Article,
+    ChatRef,
+    Digest,
+    Inbound,
+    Level,
+    Post,
+    Preferences,
+    Sent,
+    Verdict,
+)
 from bot.outbox import Outbox, RetryPolicy
 from bot.store import Store, subscriptions
 
@@ -455,3 +467,81 @@ async def clear_postgres(store: Store) -> None:
             "sources",
         ):
             await conn.execute(sa.text(f"DELETE FROM {table}"))
+
+
+# --- who gets what: unsubscribe, migration -----------------------------------------------------
+
+
+@pytest.mark.reliability
+async def test_unsubscribe_cancels_what_was_still_owed(store: Store) -> None:
+    night = datetime(2026, 1, 10, 23, 30, tzinfo=UTC)
+    clock = VirtualClock(night)
+    chat, other = ChatRef("telegram", "1"), ChatRef("telegram", "2")
+    quiet = Preferences(quiet_start="22:00", quiet_end="07:00", timezone="Europe/Berlin")
+    await store.subscribe(chat, "en", quiet)
+    await store.subscribe(other, "en", quiet)
+    article = Article("a", "Rebels shell Aleppo", "Fighting in Aleppo killed 20.", "en")
+    await store.add_articles([article])
+    await store.save_verdicts([Verdict("a", True, 0.95, ("fighting",), Level.ALERT, ("Syria",))])
+    verdict = (await store.entries(["a"]))[0][1]
+    # Held for quiet hours until 07:00 Berlin...
+    assert await jobs.route([(article, verdict)], store, None, alert_threshold=0.8, now=night) == 2
+    # ...and the chat unsubscribes in the night.
+    assert await store.unsubscribe(chat)
+    fake = FakeChat(clock=clock)
+    await make_outbox(store, fake, clock).drain()
+    assert [c.chat_id for c, _, _ in fake.sent] == ["2"]  # the other chat still gets its alert
+    assert clock() >= datetime(2026, 1, 11, 6, 0, tzinfo=UTC)
+    rows = {r["chat_id"]: r for r in await store.deliveries()}
+    assert rows["1"]["status"] == "cancelled" and rows["1"]["attempts"] == 0
+    # Subscribing again does not bring the cancelled alert back.
+    await store.subscribe(chat, "en")
+    await make_outbox(store, fake, clock).drain()
+    assert [c.chat_id for c, _, _ in fake.sent] == ["2"]
+
+
+@pytest.mark.reliability
+async def test_the_sender_checks_the_subscription_before_sending(
+    store: Store, clock: VirtualClock
+) -> None:
+    chats = [ChatRef("telegram", str(n)) for n in range(3)]
+    await owe_digests(store, chats)
+    # Deactivated behind the ledger's back (another process, an old row): still nothing goes.
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            subscriptions.update().where(subscriptions.c.chat_id == "1").values(active=False)
+        )
+    fake = FakeChat(clock=clock)
+    await make_outbox(store, fake, clock).drain()
+    assert sorted(c.chat_id for c, _, _ in fake.sent) == ["0", "2"]
+    assert {r["chat_id"]: r["status"] for r in await store.deliveries()}["1"] == "cancelled"
+
+
+@pytest.mark.reliability
+async def test_migration_onto_an_existing_subscription_merges_them(
+    store: Store, clock: VirtualClock
+) -> None:
+    old, new = ChatRef("telegram", "-42"), ChatRef("telegram", "-10042")
+    await add_article(store, "a1")
+    await add_article(store, "a2")
+    await store.subscribe(old, "en")
+    await store.subscribe(new, "de")  # someone sent /start in the supergroup already
+    payload = {"article_ids": ["a1"], "lang": "en"}
+    await store.enqueue(old, "digest", "slot-1", payload)  # owed at both ids
+    await store.enqueue(new, "digest", "slot-1", payload)
+    await store.enqueue(old, "alert", "a2", {"article_id": "a2", "lang": "en"})  # only here
+    fake = FakeChat(clock=clock)
+    fake.fail_for["-42"] = DeliveryError("migrated", migrated_to="-10042")
+    await make_outbox(store, fake, clock).drain()
+    got = sorted((c.chat_id, type(p).__name__) for c, p, _ in fake.sent)
+    assert got == [("-10042", "Alert"), ("-10042", "Digest")]  # each once, at the new id
+    assert await store.subscription(old) is None
+    merged = await store.subscription(new)
+    assert merged is not None and merged.active and merged.lang == "de"  # the existing one kept
+    statuses = sorted((r["chat_id"], r["kind"], r["status"]) for r in await store.deliveries())
+    assert statuses == [
+        ("-10042", "alert", "sent"),
+        ("-10042", "digest", "sent"),
+        ("-42", "digest", "cancelled"),
+    ]
+    assert await make_outbox(store, fake, clock).drain_once() == 0  # nothing left to retry
