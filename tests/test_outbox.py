@@ -1,5 +1,6 @@
 import asyncio
 import bisect
+import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -8,6 +9,7 @@ import sqlalchemy as sa
 
 from bot import jobs
 from bot.chat import DeliveryError
+from bot.chat.render import telegram_html
 from bot.chat.telegram import TelegramChat
 from bot.config import TelegramSettings
 from bot.models import (
@@ -22,11 +24,11 @@ from bot.models import (
     Sent,
     Verdict,
 )
-from bot.outbox import Outbox, RetryPolicy
+from bot.outbox import Outbox, RetryPolicy, compose
 from bot.store import Store, subscriptions
 
 from .conftest import POSTGRES_URL, postgres_available
-from .fake_telegram import FakeTelegram
+from .fake_telegram import FakeDelay, FakeError, FakeTelegram, RateLimits
 from .fakes import FakeChat, VirtualClock, retry_after
 
 TOKEN = "123456:TEST-token"
@@ -545,3 +547,48 @@ async def test_migration_onto_an_existing_subscription_merges_them(
         ("-42", "digest", "cancelled"),
     ]
     assert await make_outbox(store, fake, clock).drain_once() == 0  # nothing left to retry
+
+
+# --- multi-part posts ----------------------------------------------------------------------------
+
+
+@pytest.mark.reliability
+async def test_a_partly_delivered_digest_resumes_after_the_last_acknowledged_part(
+    store: Store, clock: VirtualClock
+) -> None:
+    ids = [f"long-{n:02}" for n in range(40)]
+    for n, article_id in enumerate(ids):
+        title = f"Item {n}: troops and artillery massed along the border " + "x" * 100
+        text = f"Report {n}: heavy fighting continued " + "near the front line " * 12 + "today."
+        await store.add_articles([Article(article_id, title, text, "en", url=f"https://e.x/{n}")])
+    await store.save_verdicts(
+        [Verdict(i, True, 0.9, ("fighting",), Level.DIGEST, ("Border",)) for i in ids]
+    )
+    chat = ChatRef("telegram", "42")
+    await store.subscribe(chat, "en")
+    await store.enqueue(chat, "digest", "slot-1", {"article_ids": ids, "lang": "en"})
+    [row] = await store.claim(clock(), limit=1)
+    await store.release([row.id], None)
+    post = await compose(store, row)
+    assert post is not None
+    parts = telegram_html(post)
+    assert len(parts) >= 4, len(parts)
+    async with FakeTelegram(token=TOKEN, rate_limits=RateLimits(enabled=False)) as tg:
+        # Part 1 is delivered; part 2 gets a 502 from Telegram's front end.
+        tg.script("sendMessage", FakeDelay(0.0, delivered=True), FakeError.server_error(502))
+        adapter = TelegramChat(
+            TOKEN, TelegramSettings(api_url=tg.base_url), poll_timeout=1.0, part_interval=0.0
+        )
+        await adapter.start(no_replies)
+        try:
+            await Outbox(store, {"telegram": adapter}, clock=clock, sleep=clock.sleep).drain()
+        finally:
+            await adapter.stop()
+        delivered = [m.text for m in tg.sent]
+        calls = len(tg.calls_to("sendMessage"))
+    # Every part arrived once, in order: part 1 was not sent again.
+    assert delivered == parts
+    assert calls == len(parts) + 1  # the one refused part was tried twice
+    [done] = await store.deliveries()
+    assert done["status"] == "sent" and done["attempts"] == 2
+    assert json.loads(done["message_ids"]) == [str(m.message_id) for m in tg.sent]
