@@ -1,8 +1,10 @@
 import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 
 from bot import jobs
 from bot.feeds import FetchLimits
@@ -79,7 +81,7 @@ async def test_digest_is_owed_once_per_slot_even_after_downtime(store: Store) ->
     article = Article("a", "Rebels shell Aleppo", "Fighting in Aleppo.", "en")
     await store.add_articles([article], seen_at=NOW - timedelta(hours=3))
     await store.save_verdicts([verdict("a")])
-    kwargs = {"digest_threshold": 0.5, "max_items": 20, "empty_message": False}
+    kwargs: dict[str, Any] = {"digest_threshold": 0.5, "max_items": 20, "empty_message": False}
     # Down across two slots (28th and 29th, 07:00 Berlin): one catch-up for the latest slot.
     assert await jobs.digest_due(store, None, sub.id, now=NOW + timedelta(hours=1), **kwargs)
     assert not await jobs.digest_due(store, None, sub.id, now=NOW + timedelta(hours=2), **kwargs)
@@ -101,7 +103,7 @@ async def test_empty_digest_sends_nothing_unless_configured(store: Store) -> Non
     await store.subscribe(CHAT, "de", prefs)
     [sub] = await store.subscriptions()
     now = sub.created_at + timedelta(hours=2)
-    kwargs = {"digest_threshold": 0.5, "max_items": 20}
+    kwargs: dict[str, Any] = {"digest_threshold": 0.5, "max_items": 20}
     assert not await jobs.digest_due(store, None, sub.id, now=now, empty_message=False, **kwargs)
     later = now + timedelta(hours=1)
     assert await jobs.digest_due(store, None, sub.id, now=later, empty_message=True, **kwargs)
@@ -124,7 +126,11 @@ async def test_poll_feed_stores_classifies_routes_and_honours_304(store: Store) 
     await store.add_source("https://news.example/feed.xml", name="Wire")
     [source] = await store.sources()
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-        args = {"limits": FetchLimits(), "allow_private": True, "thresholds": Thresholds(0.5, 0.3)}
+        args: dict[str, Any] = {
+            "limits": FetchLimits(),
+            "allow_private": True,
+            "thresholds": Thresholds(0.5, 0.3),
+        }
         first = await jobs.poll_feed(client, store, source.id, now=NOW, **args)
         assert first.counts.new == 1 and first.changed[0][1].conflict
         later = NOW + timedelta(minutes=10)
@@ -144,7 +150,11 @@ async def test_poll_feed_keeps_errors_as_data_and_backs_off(store: Store) -> Non
     await store.add_source("https://down.example/feed.xml")
     [source] = await store.sources()
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-        args = {"limits": FetchLimits(), "allow_private": True, "thresholds": Thresholds()}
+        args: dict[str, Any] = {
+            "limits": FetchLimits(),
+            "allow_private": True,
+            "thresholds": Thresholds(),
+        }
         await jobs.poll_feed(client, store, source.id, now=NOW, **args)
         [state] = await store.sources()
         assert state.failures == 1 and state.last_error and "503" in state.last_error
@@ -219,3 +229,69 @@ async def test_teasers_are_replaced_by_the_linked_page_when_enabled(store: Store
         )
     [article] = await store.all_articles()
     assert "Government forces shelled rebel positions" in article.text
+
+
+@pytest.mark.reliability
+async def test_an_article_is_never_stored_without_its_verdict(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    article = Article("a", "Rebels shell Aleppo", "Fighting in Aleppo killed 20 civilians.", "en")
+
+    def crashed(*args: object) -> list[Verdict]:
+        raise RuntimeError("classifier crashed")
+
+    monkeypatch.setattr(jobs, "classify_all", crashed)
+    with pytest.raises(RuntimeError):
+        await jobs.store_and_classify([article], store, thresholds=Thresholds())
+    monkeypatch.undo()
+    # The failed ingest left nothing behind, so the next one stores and classifies it.
+    counts, classified = await jobs.store_and_classify([article], store, thresholds=Thresholds())
+    assert counts.new == 1 and [a.id for a, _ in classified] == ["a"]
+    assert [a.id for a, _ in await store.entries(["a"])] == ["a"]
+    assert await store.unclassified() == []
+
+
+@pytest.mark.reliability
+async def test_articles_without_a_verdict_are_classified_and_routed_by_the_sweep(
+    store: Store,
+) -> None:
+    await store.subscribe(CHAT, "en")
+    # As an older version (or a crash between its two commits) left them.
+    article = Article("a", "Rebels shell Aleppo", "Heavy fighting in Aleppo killed 20.", "en")
+    await store.add_articles([article])
+    assert [a.id for a in await store.unclassified()] == ["a"]
+    done = await jobs.classify_unclassified(store, None, thresholds=Thresholds(0.5, 0.3), now=NOW)
+    assert done == 1 and await store.unclassified() == []
+    [(_, stored)] = await store.entries(["a"])
+    assert stored.conflict
+    [row] = await store.deliveries()
+    assert row["kind"] == "alert" and row["chat_id"] == CHAT.chat_id
+
+
+@pytest.mark.reliability
+async def test_a_pruned_story_still_listed_by_its_feed_is_not_alerted_again(
+    store: Store,
+) -> None:
+    await store.subscribe(CHAT, "en")
+    article = Article("g1", "Rebels shell Aleppo", "Heavy fighting in Aleppo killed 20.", "en")
+    thresholds = Thresholds(0.5, 0.3)
+
+    async def poll(now: datetime) -> int:
+        _, changed = await jobs.store_and_classify(
+            [article], store, thresholds=thresholds, seen_at=now
+        )
+        return await jobs.route(changed, store, None, alert_threshold=0.5, now=now)
+
+    # The ledger stamps rows with the real time, so this story happens now.
+    start = datetime.now(UTC)
+    assert await poll(start) == 1
+    await store.mark_sent((await store.deliveries())[0]["id"], start, ["1"], 0)
+    later = start + timedelta(days=31)
+    await jobs.prune(store, retention=timedelta(days=30), now=later)
+    assert await store.count_articles() == 0 and await store.deliveries() == []
+    # The feed still lists the entry a month later: it is not news, and nobody is alerted.
+    assert await poll(later) == 0
+    assert await store.deliveries() == []
+    # A corrected version of it is news again.
+    article = dataclasses.replace(article, text="Heavy fighting in Aleppo killed 25.")
+    assert await poll(later) == 1
