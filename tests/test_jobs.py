@@ -70,6 +70,7 @@ async def test_route_respects_threshold_filters_and_quiet_hours(store: Store) ->
     assert held == datetime(2026, 1, 11, 6, 0, tzinfo=UTC)  # 07:00 in Berlin
 
 
+@pytest.mark.reliability
 async def test_digest_is_owed_once_per_slot_even_after_downtime(store: Store) -> None:
     prefs = Preferences(digest_at="07:00", timezone="Europe/Berlin")
     await store.subscribe(CHAT, "en", prefs)
