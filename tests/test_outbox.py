@@ -695,5 +695,5 @@ async def test_a_hundred_alerts_for_one_group_in_a_minute_are_merged_not_dropped
     assert {r["status"] for r in await store.deliveries()} == {"sent"}
     took = (max(times) - start).total_seconds()
     print(
-        f"100 alerts/min to one group: {len(fake.sent)} messages, max {per_minute}/min, {took:.0f} s"
+        f"100 alerts/min, one group: {len(fake.sent)} messages, {per_minute}/min max, {took:.0f} s"
     )
