@@ -1,13 +1,16 @@
 import asyncio
 import bisect
 import json
+import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from bot import jobs
+from bot import outbox as outbox_module
 from bot.chat import DeliveryError
 from bot.chat.render import telegram_html
 from bot.chat.telegram import TelegramChat
@@ -697,3 +700,38 @@ async def test_a_hundred_alerts_for_one_group_in_a_minute_are_merged_not_dropped
     print(
         f"100 alerts/min, one group: {len(fake.sent)} messages, {per_minute}/min max, {took:.0f} s"
     )
+
+
+async def test_a_pass_composes_off_the_event_loop_with_a_fixed_number_of_queries(
+    store: Store, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chats = [ChatRef("telegram", str(n)) for n in range(40)]
+    for n, chat in enumerate(chats):
+        await add_article(store, f"x{n}")
+        await store.subscribe(chat, "en")
+        await store.enqueue(chat, "alert", f"x{n}", {"article_id": f"x{n}", "lang": "en"})
+        await store.enqueue(chat, "digest", "slot", {"article_ids": [f"x{n}"], "lang": "en"})
+    threads: set[str] = set()
+    real_build = outbox_module.build_post
+
+    def build(*args: Any) -> Post | None:
+        threads.add(threading.current_thread().name)
+        return real_build(*args)
+
+    monkeypatch.setattr(outbox_module, "build_post", build)
+    selects: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            selects.append(statement)
+
+    sa.event.listen(store.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        fake = FakeChat(clock=clock)
+        claimed = await make_outbox(store, fake, clock).drain_once()
+    finally:
+        sa.event.remove(store.engine.sync_engine, "before_cursor_execute", count)
+    assert claimed == 59 and len(fake.sent) >= 40
+    # Claim, subscriptions, articles with verdicts, other reports, seen times: not one per row.
+    assert len(selects) <= 6, selects
+    assert threads and threading.main_thread().name not in threads
