@@ -1,10 +1,10 @@
 import asyncio
 import bisect
+import json
 import signal
 import sys
-from asyncio.subprocess import PIPE
-import json
 import threading
+from asyncio.subprocess import PIPE
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
