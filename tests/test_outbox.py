@@ -172,6 +172,21 @@ async def test_transient_errors_back_off_then_give_up_with_reason(
     assert failed["attempts"] == 3 and "TimeoutError" in failed["last_error"]
 
 
+@pytest.mark.reliability
+async def test_an_adapter_that_is_not_connected_costs_no_attempt(
+    store: Store, clock: VirtualClock
+) -> None:
+    chat = ChatRef("telegram", "7")
+    await owe_digests(store, [chat])
+    fake = FakeChat(clock=clock)
+    down = DeliveryError("Telegram adapter is not started", unavailable=True)
+    fake.fail_next(down, down, down)
+    await make_outbox(store, fake, clock, retry=RetryPolicy(max_attempts=2)).drain()
+    assert len(fake.sent) == 1 and fake.attempts == 4
+    [row] = await store.deliveries()
+    assert row["status"] == "sent" and row["attempts"] == 1  # 3 tries while down: not counted
+
+
 async def test_restart_resends_only_what_was_in_flight(store: Store, clock: VirtualClock) -> None:
     chats = [ChatRef("telegram", str(i)) for i in range(6)]
     await owe_digests(store, chats)
