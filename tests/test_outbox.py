@@ -2,6 +2,7 @@ import asyncio
 import bisect
 import json
 import signal
+import sqlite3
 import sys
 import threading
 from asyncio.subprocess import PIPE
@@ -14,6 +15,7 @@ import sqlalchemy as sa
 
 from bot import jobs
 from bot import outbox as outbox_module
+from bot import store as store_module
 from bot.chat import DeliveryError
 from bot.chat.render import telegram_html
 from bot.chat.telegram import TelegramChat
@@ -760,3 +762,57 @@ async def test_a_pass_composes_off_the_event_loop_with_a_fixed_number_of_queries
     # Claim, subscriptions, articles with verdicts, other reports, seen times: not one per row.
     assert len(selects) <= 6, selects
     assert threads and threading.main_thread().name not in threads
+
+
+@pytest.mark.reliability
+async def test_outbox_loop_survives_a_locked_sqlite_database(
+    settings: Settings, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_pragmas = store_module._sqlite_pragmas
+
+    def quick_to_give_up(dbapi_connection: Any, record: Any) -> None:
+        real_pragmas(dbapi_connection, record)
+        # SQLite's own wait for a lock, 5 s in production, shortened so the test needs no time.
+        dbapi_connection.cursor().execute("PRAGMA busy_timeout=50")
+
+    monkeypatch.setattr(store_module, "_sqlite_pragmas", quick_to_give_up)
+    url = settings.storage.url()
+    async with Store.open(url) as store:
+        chat = ChatRef("telegram", "1")
+        await add_article(store, "a1")
+        await store.subscribe(chat, "en")
+        await store.enqueue(chat, "alert", "a1", {"article_id": "a1", "lang": "en"})
+        other = sqlite3.connect(str(settings.storage.data_dir / "newsbot.sqlite3"))
+        fake = FakeChat(clock=clock)
+        real_send = fake.send
+
+        async def send_then_lock(chat: ChatRef, post: Post, *, skip_parts: int = 0) -> Sent:
+            sent = await real_send(chat, post, skip_parts=skip_parts)
+            # As the platform acknowledges, another process takes the write lock: recording
+            # the send, and every claim after it, fail with "database is locked".
+            other.execute("BEGIN IMMEDIATE")
+            return sent
+
+        fake.send = send_then_lock  # type: ignore[method-assign]
+        outbox = make_outbox(store, fake, clock)
+        stop = asyncio.Event()
+        task = asyncio.create_task(outbox.run(stop))
+        try:
+            await until(lambda: outbox.errors >= 3, task)
+            assert len(fake.sent) == 1 and not task.done()
+            other.rollback()  # the lock is released
+            await until(lambda: outbox.sent == 1, task)
+            await store.enqueue(chat, "alert", "a2", {"article_id": "a1", "lang": "en"})
+            fake.send = real_send  # type: ignore[method-assign]
+            outbox.wake()
+            await until(lambda: outbox.sent == 2, task)
+        finally:
+            other.close()
+            stop.set()
+            await asyncio.wait_for(task, 30)
+        assert len(fake.sent) == 2  # the acknowledged send was recorded, not repeated
+        rows = await store.deliveries()
+        assert [(r["key"], r["status"], r["attempts"]) for r in rows] == [
+            ("a1", "sent", 1),
+            ("a2", "sent", 1),
+        ]
