@@ -4,7 +4,8 @@ Every post owed to a chat is first written to the `deliveries` table (Store.enqu
 (chat, kind, key) so the same alert or digest slot can never be owed twice. The Outbox claims due
 rows, books each a time slot with the platform's Pacer, sends it, and records the outcome. The
 guarantee is at-least-once: a row is marked sent only after the platform acknowledged it, so a
-crash between the two re-sends at most the messages that were in flight.
+crash between the two re-sends at most the messages that were in flight. Parts of a long post
+that were acknowledged are recorded, so a retry resumes after them.
 """
 
 from __future__ import annotations
