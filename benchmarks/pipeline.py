@@ -61,7 +61,7 @@ class RecordingChat:
 
     async def stop(self) -> None: ...
 
-    async def send(self, chat: ChatRef, post: Post) -> Sent:
+    async def send(self, chat: ChatRef, post: Post, *, skip_parts: int = 0) -> Sent:
         self.acked.append((time.perf_counter(), post))
         self.event.set()
         return Sent((str(len(self.acked)),))
@@ -85,7 +85,7 @@ class LimitedPlatform:
 
     async def stop(self) -> None: ...
 
-    async def send(self, chat: ChatRef, post: Post) -> Sent:
+    async def send(self, chat: ChatRef, post: Post, *, skip_parts: int = 0) -> Sent:
         began = time.perf_counter()
         await asyncio.sleep(0.005)  # a loopback round trip
         now = time.perf_counter()

@@ -50,10 +50,10 @@ class TimedChat:
 
     async def stop(self) -> None: ...
 
-    async def send(self, chat: ChatRef, post: Post) -> Sent:
+    async def send(self, chat: ChatRef, post: Post, *, skip_parts: int = 0) -> Sent:
         began = time.perf_counter()
         try:
-            return await self.inner.send(chat, post)
+            return await self.inner.send(chat, post, skip_parts=skip_parts)
         finally:
             self.latencies.append(time.perf_counter() - began)
 

@@ -4,7 +4,8 @@ Every post owed to a chat is first written to the `deliveries` table (Store.enqu
 (chat, kind, key) so the same alert or digest slot can never be owed twice. The Outbox claims due
 rows, books each a time slot with the platform's Pacer, sends it, and records the outcome. The
 guarantee is at-least-once: a row is marked sent only after the platform acknowledged it, so a
-crash between the two re-sends at most the messages that were in flight.
+crash between the two re-sends at most the messages that were in flight. Parts of a long post
+that were acknowledged are recorded, so a retry resumes after them.
 """
 
 from __future__ import annotations
@@ -142,6 +143,8 @@ class Outbox:
         rate = sum(pacer.limits.per_second for pacer in self.pacers.values())
         self.batch = max(10, min(200, math.ceil(rate * horizon_seconds)))
         self._wake = asyncio.Event()
+        # Chats that got a new id during the current pass; their other rows are re-claimed.
+        self._moved: set[ChatRef] = set()
         self._slots = asyncio.Semaphore(concurrency)
         self.sent = 0
         self.failed = 0
@@ -247,8 +250,9 @@ class Outbox:
         tasks = []
         for _, _, _, group, post in sorted(planned, key=lambda p: p[:3]):
             chat = group[0].chat
-            if stop is not None and stop.is_set():
-                # Shutting down: what was not sent yet is owed as before, no attempt charged.
+            if (stop is not None and stop.is_set()) or chat in self._moved:
+                # Shutting down, or the chat has a new id since this batch was claimed: owed
+                # as before (at the new id), no attempt charged.
                 await self.store.release([r.id for r in group], None)
                 continue
             pacer = self.pacers[chat.platform]
@@ -263,12 +267,16 @@ class Outbox:
             wait = at_ts - self.clock().timestamp()
             if wait > 0:
                 await self.sleep(wait)
+                if chat in self._moved:
+                    await self.store.release([r.id for r in group], None)
+                    continue
             await self._slots.acquire()
             began = asyncio.Event()
             tasks.append(asyncio.create_task(self._send_released(group, post, seen, began)))
             await began.wait()
             pacer.started(chat, self.clock().timestamp(), at_ts)
         results = await asyncio.gather(*tasks, return_exceptions=True)
+        self._moved.clear()
         for result in results:
             if isinstance(result, BaseException):
                 # Rows whose outcome could not be recorded are sent again after their lease.
@@ -383,6 +391,7 @@ class Outbox:
         if exc.migrated_to:
             log.info("%s chat moved to a new id; re-sending there", chat.platform)
             await self.store.migrate_chat(chat, exc.migrated_to)
+            self._moved.add(chat)
             for row in rows:
                 # The new chat has seen none of it: send it whole.
                 await self.store.mark_retry(row.id, reason, now, count=False, parts=(0, ()))

@@ -411,7 +411,8 @@ class Store:
 
     async def pending_changes(self, batch: Iterable[Article]) -> list[Article]:
         """The articles of `batch` that `add_articles` would store as new or changed (read only)."""
-        cleaned, _ = clean_batch(batch)
+        # Rejections are logged once, when the batch is stored.
+        cleaned, _ = clean_batch(batch, quiet=True)
         changed: list[Article] = []
         async with self.engine.connect() as conn:
             for start in range(0, len(cleaned), 500):
@@ -1045,8 +1046,12 @@ class Store:
             values["parts_sent"] = parts[0]
             values["message_ids"] = json.dumps(list(parts[1]))
         async with self.engine.begin() as conn:
+            # Only a row still being sent: one cancelled meanwhile (unsubscribed, merged into
+            # another chat's after a migration) stays cancelled.
             await conn.execute(
-                deliveries.update().where(deliveries.c.id == delivery_id).values(values)
+                deliveries.update()
+                .where(deliveries.c.id == delivery_id, deliveries.c.status == "sending")
+                .values(values)
             )
 
     async def mark_failed(self, delivery_id: int, error: str) -> None:
@@ -1054,7 +1059,7 @@ class Store:
         async with self.engine.begin() as conn:
             await conn.execute(
                 deliveries.update()
-                .where(deliveries.c.id == delivery_id)
+                .where(deliveries.c.id == delivery_id, deliveries.c.status != "cancelled")
                 .values(
                     status="failed",
                     last_error=error[:500],
@@ -1327,14 +1332,17 @@ def clean_article(article: Article) -> Article | Rejection:
     return Article(**fields)
 
 
-def clean_batch(batch: Iterable[Article]) -> tuple[list[Article], list[Rejection]]:
+def clean_batch(
+    batch: Iterable[Article], *, quiet: bool = False
+) -> tuple[list[Article], list[Rejection]]:
     """Cleaned articles, one per id (the last record of an id wins), and the rejected records."""
     kept: dict[str, Article] = {}
     rejected: list[Rejection] = []
     for article in batch:
         result = clean_article(article)
         if isinstance(result, Rejection):
-            log.warning("rejected %s: %s", result.where, result.reason)
+            if not quiet:
+                log.warning("rejected %s: %s", result.where, result.reason)
             rejected.append(result)
         else:
             # A later record of the same id corrects the earlier one; keep its position.

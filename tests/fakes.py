@@ -47,6 +47,9 @@ class FakeChat:
         self.fail_for: dict[str, Exception] = {}
         self.attempts = 0
         self.skipped: list[int] = []
+        # Every try, successful or not: (chat id, virtual time).
+        self.tries: list[tuple[str, datetime | None]] = []
+        self.fail_once_for: dict[str, Exception] = {}
 
     def fail_next(self, *errors: Exception) -> None:
         self.failures.extend(errors)
@@ -58,8 +61,11 @@ class FakeChat:
     async def send(self, chat: ChatRef, post: Post, *, skip_parts: int = 0) -> Sent:
         self.attempts += 1
         self.skipped.append(skip_parts)
+        self.tries.append((chat.chat_id, self.clock() if self.clock else None))
         if chat.chat_id in self.fail_for:
             raise self.fail_for[chat.chat_id]
+        if chat.chat_id in self.fail_once_for:
+            raise self.fail_once_for.pop(chat.chat_id)
         if self.failures:
             raise self.failures.popleft()
         self.sent.append((chat, post, self.clock() if self.clock else None))

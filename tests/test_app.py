@@ -2,7 +2,9 @@ import asyncio
 import io
 import os
 import shutil
+import sys
 import time
+from asyncio.subprocess import DEVNULL, PIPE
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from bot.models import Alert, Article, ChatRef, Level, Limits, Post, Preferences
 from bot.outbox import Outbox
 from bot.store import Store, Subscription
 
-from .conftest import SEED
+from .conftest import ROOT, SEED
 
 CHAT = ChatRef("console", "local")
 
@@ -256,3 +258,40 @@ async def test_nightly_retrain_waits_for_enough_new_judgements(
     assert model.n_examples == 24 and model.n_positive == 12
     # Nothing new since the model was written: it is left alone.
     assert (await app.retrain_job(store, configured)).startswith("waiting: 0 new")
+
+
+@pytest.mark.reliability
+async def test_a_second_instance_on_one_sqlite_file_refuses_to_start(settings: Settings) -> None:
+    env = {
+        **os.environ,
+        "NEWSBOT_ARTICLES": str(settings.articles.folder),
+        "NEWSBOT_DATA_DIR": str(settings.storage.data_dir),
+        "NEWSBOT_CONFIG": str(ROOT / "config" / "newsbot.toml"),
+    }
+    for name in ("NEWSBOT_DATABASE_URL", "TELEGRAM_BOT_TOKEN", "SLACK_BOT_TOKEN"):
+        env.pop(name, None)
+    run = (sys.executable, "-m", "bot", "run")
+    first = await asyncio.create_subprocess_exec(
+        *run, env=env, stdin=PIPE, stdout=PIPE, stderr=PIPE, cwd=str(ROOT)
+    )
+    try:
+        assert first.stdout is not None and first.stdin is not None
+        # The console prints the digest once it is up (and holds the lock).
+        assert await asyncio.wait_for(first.stdout.readline(), 60)
+        second = await asyncio.create_subprocess_exec(
+            *run, env=env, stdin=DEVNULL, stdout=PIPE, stderr=PIPE, cwd=str(ROOT)
+        )
+        out, err = await asyncio.wait_for(second.communicate(), 60)
+        assert second.returncode == 2
+        lines = err.decode().strip().splitlines()
+        assert len(lines) == 1 and "another newsbot is already running" in lines[0], lines
+        assert out == b""
+        first.stdin.close()  # end of console input: the first one exits as usual
+        assert await asyncio.wait_for(first.wait(), 60) == 0
+    finally:
+        if first.returncode is None:
+            first.kill()
+            await first.wait()
+    # The lock went with the process.
+    with app.single_instance(settings.storage.url()):
+        pass

@@ -85,6 +85,7 @@ async def test_route_respects_threshold_filters_and_quiet_hours(store: Store) ->
     assert held == datetime(2026, 1, 11, 6, 0, tzinfo=UTC)  # 07:00 in Berlin
 
 
+@pytest.mark.reliability
 async def test_digest_is_owed_once_per_slot_even_after_downtime(store: Store) -> None:
     prefs = Preferences(digest_at="07:00", timezone="Europe/Berlin")
     await store.subscribe(CHAT, "en", prefs)
@@ -567,3 +568,69 @@ async def test_dates_duplicates_same_story_and_empty_documents(store: Store) -> 
     assert set(articles) == {"First", "Army shells the town"}
     assert articles["First"].published == NOW.isoformat()  # garbage date: fetch time
     assert all(s.failures == 0 for s in await store.sources())
+
+
+@pytest.mark.reliability
+async def test_an_article_is_never_stored_without_its_verdict(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    article = Article("a", "Rebels shell Aleppo", "Fighting in Aleppo killed 20 civilians.", "en")
+
+    def crashed(*args: object) -> list[Verdict]:
+        raise RuntimeError("classifier crashed")
+
+    monkeypatch.setattr(jobs, "classify_all", crashed)
+    with pytest.raises(RuntimeError):
+        await jobs.store_and_classify([article], store, thresholds=Thresholds())
+    monkeypatch.undo()
+    # The failed ingest left nothing behind, so the next one stores and classifies it.
+    counts, classified = await jobs.store_and_classify([article], store, thresholds=Thresholds())
+    assert counts.new == 1 and [a.id for a, _ in classified] == ["a"]
+    assert [a.id for a, _ in await store.entries(["a"])] == ["a"]
+    assert await store.unclassified() == []
+
+
+@pytest.mark.reliability
+async def test_articles_without_a_verdict_are_classified_and_routed_by_the_sweep(
+    store: Store,
+) -> None:
+    await store.subscribe(CHAT, "en")
+    # As an older version (or a crash between its two commits) left them.
+    article = Article("a", "Rebels shell Aleppo", "Heavy fighting in Aleppo killed 20.", "en")
+    await store.add_articles([article])
+    assert [a.id for a in await store.unclassified()] == ["a"]
+    done = await jobs.classify_unclassified(store, None, thresholds=Thresholds(0.5, 0.3), now=NOW)
+    assert done == 1 and await store.unclassified() == []
+    [(_, stored)] = await store.entries(["a"])
+    assert stored.conflict
+    [row] = await store.deliveries()
+    assert row["kind"] == "alert" and row["chat_id"] == CHAT.chat_id
+
+
+@pytest.mark.reliability
+async def test_a_pruned_story_still_listed_by_its_feed_is_not_alerted_again(
+    store: Store,
+) -> None:
+    await store.subscribe(CHAT, "en")
+    article = Article("g1", "Rebels shell Aleppo", "Heavy fighting in Aleppo killed 20.", "en")
+    thresholds = Thresholds(0.5, 0.3)
+
+    async def poll(now: datetime) -> int:
+        _, changed = await jobs.store_and_classify(
+            [article], store, thresholds=thresholds, seen_at=now
+        )
+        return await jobs.route(changed, store, None, alert_threshold=0.5, now=now)
+
+    # The ledger stamps rows with the real time, so this story happens now.
+    start = datetime.now(UTC)
+    assert await poll(start) == 1
+    await store.mark_sent((await store.deliveries())[0]["id"], start, ["1"], 0)
+    later = start + timedelta(days=31)
+    await jobs.prune(store, retention=timedelta(days=30), now=later)
+    assert await store.count_articles() == 0 and await store.deliveries() == []
+    # The feed still lists the entry a month later: it is not news, and nobody is alerted.
+    assert await poll(later) == 0
+    assert await store.deliveries() == []
+    # A corrected version of it is news again.
+    article = dataclasses.replace(article, text="Heavy fighting in Aleppo killed 25.")
+    assert await poll(later) == 1

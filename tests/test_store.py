@@ -1,3 +1,5 @@
+import dataclasses
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -23,7 +25,14 @@ async def any_store(request: pytest.FixtureRequest, store: Store) -> AsyncIterat
         pytest.skip("PostgreSQL is not running on 127.0.0.1:5432 (set NEWSBOT_TEST_POSTGRES_URL)")
     async with Store.open(POSTGRES_URL) as pg:
         async with pg.engine.begin() as conn:
-            for table in ("feedback", "deliveries", "verdicts", "subscriptions", "articles"):
+            for table in (
+                "feedback",
+                "deliveries",
+                "verdicts",
+                "subscriptions",
+                "tombstones",
+                "articles",
+            ):
                 await conn.execute(sa.text(f"DELETE FROM {table}"))
         yield pg
 
@@ -47,6 +56,52 @@ async def test_add_is_idempotent_and_dedupes_content(any_store: Store) -> None:
 async def test_duplicates_inside_one_batch(any_store: Store) -> None:
     counts, _ = await any_store.add_articles([art("a"), art("a2")])
     assert counts == IngestCounts(new=1, duplicate=1)
+
+
+@pytest.mark.reliability
+async def test_a_corrected_record_later_in_one_batch_wins(any_store: Store) -> None:
+    first, fixed = art("a", "Fighting continued."), art("a", "Fighting continued, 3 dead.")
+    counts, changed = await any_store.add_articles([first, fixed, art("b", "Other.")])
+    assert counts == IngestCounts(new=2, duplicate=1)
+    assert [a.text for a in changed] == ["Fighting continued, 3 dead.", "Other."]
+    stored = await any_store.get_article("a")
+    assert stored is not None and stored.text == "Fighting continued, 3 dead."
+    # Text and hash agree: the corrected record is a duplicate of itself, the old one a change.
+    assert (await any_store.add_articles([fixed]))[0] == IngestCounts(duplicate=1)
+    assert (await any_store.add_articles([first]))[0] == IngestCounts(updated=1)
+
+
+@pytest.mark.reliability
+async def test_bad_records_are_cleaned_or_rejected_alone(
+    any_store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    long_date = "Wednesday, 12 Jan 2022 08:00:00 +0000 (Coordinated)"
+    assert len(long_date) == 51
+    batch = [
+        art("good", "Troops crossed the border."),
+        dataclasses.replace(art("dated", "Shelling overnight."), published=long_date),
+        dataclasses.replace(art("junk-date", "Air strikes."), published="x" * 51),
+        art("nul", "Rockets\u0000 hit the port.", title="Port\u0000 attack"),
+        art("surrogate", "Drone \ud800 strike."),
+        art("x" * 201, "An id too long for the column."),
+        dataclasses.replace(art("lang", "Sanctions."), lang="not-a-language"),
+    ]
+    with caplog.at_level(logging.WARNING):
+        counts, changed = await any_store.add_articles(batch)
+    assert counts == IngestCounts(new=5, rejected=2)
+    assert {a.id for a in changed} == {"good", "dated", "junk-date", "nul", "surrogate"}
+    rejections = [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
+    assert len(rejections) == 2
+    assert any("id: 201 characters" in m for m in rejections)
+    assert any("lang:" in m for m in rejections)
+    dated = await any_store.get_article("dated")
+    assert dated is not None and dated.published == "2022-01-12T08:00:00+00:00"
+    undated = await any_store.get_article("junk-date")
+    assert undated is not None and undated.published is None
+    nul = await any_store.get_article("nul")
+    assert nul is not None and nul.text == "Rockets hit the port." and nul.title == "Port attack"
+    surrogate = await any_store.get_article("surrogate")
+    assert surrogate is not None and surrogate.text == "Drone ? strike."
 
 
 async def test_verdicts_and_flagged(any_store: Store) -> None:
