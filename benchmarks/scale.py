@@ -167,7 +167,8 @@ async def outbox_row(db: str, size: int) -> dict[str, Any]:
                 await store.subscribe(chat, "en")
             payload = {"article_ids": [a.id for a in story], "lang": "en"}
             await store.enqueue_many([(chat, "digest", "slot", payload, None) for chat in chats])
-            clock = VirtualClock()
+            # The ledger stamps rows with wall-clock time: the virtual clock starts there too.
+            clock = VirtualClock(datetime.now(UTC))
             platform = FakeChat("telegram", clock)
             composing = [0.0]
             real_compose = outbox_module.compose
@@ -278,6 +279,13 @@ def main() -> int:
                     f"{row['peak_mb']:8.0f} {row['disk_mb']:8.1f}  {detail}",
                     flush=True,
                 )
+                if kind == "outbox":
+                    targets.check(
+                        f"outbox {db} {size} chats delivered",
+                        row["items"] == size,
+                        str(row["items"]),
+                        str(size),
+                    )
                 if previous and size >= 100_000:
                     targets.check(
                         f"{kind} {db} per-item cost 10k→100k",

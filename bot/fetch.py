@@ -29,6 +29,8 @@ FEED_ACCEPT = (
     "application/rss+xml, application/atom+xml, application/feed+json, "
     "application/json;q=0.9, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
 )
+# Someone is waiting for the answer to /sources add: give up sooner than a scheduled poll.
+PROBE_DEADLINE = 10.0
 PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
 
 
@@ -455,13 +457,13 @@ async def probe(
             resolve=resolve,
             headers={"Accept": FEED_ACCEPT},
             now=datetime.now(UTC),
+            deadline=PROBE_DEADLINE,
         )
     except UnsafeURL:
         raise
     except FetchError as exc:
         raise ValueError(f"cannot fetch {url}: {exc}") from None
     except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, TimeoutError, OSError) as exc:
-        raise ValueError(
-            f"cannot fetch {url}: {_describe(exc, limits, limits.total_timeout)}"
-        ) from None
+        seconds = min(PROBE_DEADLINE, limits.total_timeout)
+        raise ValueError(f"cannot fetch {url}: {_describe(exc, limits, seconds)}") from None
     return body.content
