@@ -303,14 +303,6 @@ def keys_of(token: Token, lang: str) -> tuple[str, ...]:
     return (token.key, *(key_of(p, lang) for p in parts))
 
 
-def dateline_place(text: str) -> str | None:
-    """The place of a wire dateline at the start of a sentence ("Bamako – ..."), if any."""
-    m = re.match(
-        r"^(?:date \S+\s+)?([A-ZÄÖÜ][\w./]+(?:/[A-ZÄÖÜ]\w+)?)\s*(?:\([^)]{1,20}\))?\s*[–—]\s", text
-    )
-    return m.group(1) if m else None
-
-
 def _ends_with_any(word: str, stems: Iterable[str]) -> str | None:
     for stem in stems:
         if word == stem or (word.endswith(stem) and len(word) - len(stem) >= 2):
