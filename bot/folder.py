@@ -194,6 +194,10 @@ async def watch_folder(
 
     async def settle_later(delay: float) -> None:
         await asyncio.sleep(delay)
+        # No longer waiting: the scan below may need to schedule the next settle check.
+        task = asyncio.current_task()
+        if task is not None:
+            pending.discard(task)
         await run_once()
 
     pending: set[asyncio.Task[None]] = set()
