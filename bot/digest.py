@@ -16,7 +16,13 @@ from bot.facts import facts
 from bot.models import Article, Digest, DigestItem, Level, Verdict
 
 # The classifier's conflict types (bot/data/lexicon): the heading when no place is named.
-CONFLICT_TYPES = ("armed conflict", "terrorism", "political violence", "military tension")
+CONFLICT_TYPES = (
+    "armed conflict",
+    "terrorism",
+    "political violence",
+    "military tension",
+    "diplomacy",
+)
 
 
 def heading(reports: Sequence[tuple[Article, Verdict]], lang: str = "en") -> str:

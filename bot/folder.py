@@ -4,8 +4,9 @@ An article from the folder is identified by its path relative to the folder, so 
 updates that article (it is re-classified and keeps its story, so it alerts again only if it
 newly crosses the alert threshold). A file is read only once its modification time is
 `settle_seconds` old, so a file still being written is not alerted on its first half. A file
-counts as done only after its articles are stored and routed, so a locked database or one
-poison file in the same scan never leaves a good file unread.
+counts as done only after its articles are stored (one transaction per file), so a locked
+database or one poison file in the same scan never leaves a good file unread; what a scan
+stored is then routed to the chats in one pass.
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ async def scan(
     index: qa.Retrieval | None = None,
     outbox: Outbox | None = None,
 ) -> ScanReport:
-    """Read settled new or changed files one by one; store, classify and route each."""
+    """Read settled new or changed files one by one, store and classify each; route them all."""
     changes = await asyncio.to_thread(
         changed_since, source.folder, state, now=source.clock(), settle=source.settle
     )
@@ -157,13 +158,6 @@ async def scan(
             counts, changed = await jobs.store_and_classify(
                 found, store, thresholds=source.thresholds, model=model, index=index
             )
-            await jobs.route(
-                changed,
-                store,
-                outbox,
-                alert_threshold=source.thresholds.alert,
-                now=datetime.fromtimestamp(source.clock(), UTC),
-            )
         except Exception:  # a failed file is retried by the next scan
             log.exception("storing %s failed; it is read again on the next scan", path)
             report.failed.append(path)
@@ -176,6 +170,15 @@ async def scan(
         report.ingest.counts += counts
         report.ingest.changed += changed
         report.ingest.rejected += rejected
+    if report.ingest.changed:
+        # One routing pass per scan: it compares with every recent story, so not per file.
+        await jobs.route(
+            report.ingest.changed,
+            store,
+            outbox,
+            alert_threshold=source.thresholds.alert,
+            now=datetime.fromtimestamp(source.clock(), UTC),
+        )
     if changes.ready:
         log.info(
             "folder: %s, %d rejected, %d failed",
@@ -194,6 +197,10 @@ async def watch_folder(
 
     async def settle_later(delay: float) -> None:
         await asyncio.sleep(delay)
+        # No longer waiting: the scan below may need to schedule the next settle check.
+        task = asyncio.current_task()
+        if task is not None:
+            pending.discard(task)
         await run_once()
 
     pending: set[asyncio.Task[None]] = set()

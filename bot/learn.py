@@ -19,6 +19,7 @@ compounds share pieces) and the names of the lexicon cues that fired. Saved as J
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -32,6 +33,8 @@ import numpy.typing as npt
 
 from bot.classify import lexicon_evidence
 from bot.models import Article
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2
 DEFAULT_BITS = 18
@@ -272,6 +275,12 @@ def load_current(path: Path | None) -> FeedbackModel | None:
         return None
     cached = _current.get(path)
     if cached is None or cached[0] != mtime:
-        cached = (mtime, FeedbackModel.load(path))
+        try:
+            cached = (mtime, FeedbackModel.load(path))
+        except (ValueError, KeyError, OSError) as exc:
+            # A model of an older format (or a broken file) must not stop ingest: classify
+            # with the lexicon alone until `newsbot train` or the nightly job replaces it.
+            log.warning("feedback model %s not used: %s", path, exc)
+            return None
         _current[path] = cached
     return cached[1]

@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from bot.classify import classify, lexicon_evidence
-from bot.learn import HOLD_BACK, FeedbackModel, gate, lexicon_only, retrain, train
+from bot.learn import (
+    HOLD_BACK,
+    FeedbackModel,
+    gate,
+    lexicon_only,
+    load_current,
+    retrain,
+    train,
+)
 from bot.models import Article
 
 
@@ -129,3 +137,12 @@ def test_retrain_keeps_the_previous_model_when_the_new_one_scores_worse() -> Non
     assert not outcome.accepted
     assert outcome.model is previous
     assert outcome.new_score < outcome.old_score
+
+
+def test_a_model_of_an_older_format_is_ignored_not_fatal(tmp_path: Path) -> None:
+    path = tmp_path / "old.json"
+    path.write_text('{"format": "newsbot-feedback-model", "version": 1}', "utf-8")
+    assert load_current(path) is None
+    train(EXAMPLES).save(path)
+    model = load_current(path)
+    assert model is not None and model.n_examples == 40
