@@ -28,7 +28,9 @@ from bot.chat.console import CHAT as CONSOLE_CHAT
 from bot.chat.console import ConsoleChat
 from bot.config import Settings
 from bot.conversation import Change, Conversation
+from bot.health import Health
 from bot.learn import load_current, retrain
+from bot.metrics import METRICS
 from bot.models import ChatRef
 from bot.outbox import Outbox, RetryPolicy
 from bot.store import FeedSource, Store, Subscription, normalise_url
@@ -337,6 +339,11 @@ async def run(
             released = await store.release_sending()
             if released:
                 log.info("resuming %d deliveries interrupted by the last shutdown", released)
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        if settings.ops.http_port:
+            health = operator_endpoint(settings, store, scheduler)
+            await health.start()
+            stack.push_async_callback(health.stop)
         client = await stack.enter_async_context(
             httpx.AsyncClient(
                 transport=transport
@@ -385,7 +392,6 @@ async def run(
             lang = settings.chat.default_language
             await store.subscribe(CONSOLE_CHAT, lang, settings.digest.preferences())
 
-        scheduler = AsyncIOScheduler(timezone=UTC)
         job_sync = Jobs(scheduler, store, settings, client, index, outbox)
         conversation = Conversation(
             store,
@@ -462,6 +468,39 @@ async def run(
                 task.cancel()
         log.info("shutting down")
     return 0
+
+
+def operator_endpoint(settings: Settings, store: Store, scheduler: AsyncIOScheduler) -> Health:
+    """/healthz and /metrics: ready when the database answers and the scheduler runs."""
+
+    async def database() -> str:
+        async with store.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+        return "ok"
+
+    async def scheduling() -> str:
+        if not scheduler.running:
+            raise RuntimeError("scheduler not running")
+        return "running"
+
+    async def role() -> str:
+        # One instance per SQLite file (locked at start); PostgreSQL has no election yet.
+        return "leader" if store.engine.dialect.name == "sqlite" else "shared"
+
+    async def refresh() -> None:
+        pending, lag = await store.backlog(datetime.now(UTC))
+        METRICS.pending.set(pending)
+        METRICS.delivery_lag.set(lag)
+
+    if store.engine.dialect.name == "sqlite":
+        METRICS.leader.set(1)
+    return Health(
+        METRICS,
+        {"database": database, "scheduler": scheduling, "role": role},
+        host=settings.ops.http_host,
+        port=settings.ops.http_port,
+        refresh=refresh,
+    )
 
 
 class InstanceRunning(Exception):

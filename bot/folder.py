@@ -21,6 +21,7 @@ from pathlib import Path
 
 from bot import articles, jobs, qa
 from bot.learn import FeedbackModel
+from bot.metrics import METRICS
 from bot.models import Article, Thresholds
 from bot.outbox import Outbox
 from bot.store import Store
@@ -166,6 +167,7 @@ async def scan(
         # it to the next scan.
         state.done[path] = signature
         for rejection in rejected:
+            METRICS.source_errors.labels("folder").inc()
             log.warning("rejected %s: %s", rejection.where, rejection.reason)
         report.ingest.counts += counts
         report.ingest.changed += changed

@@ -28,6 +28,8 @@ class Health:
     checks: Mapping[str, Check]
     host: str = "127.0.0.1"
     port: int = 0
+    # Brings gauges read from the database up to date before each scrape.
+    refresh: Callable[[], Awaitable[None]] | None = None
 
     def __post_init__(self) -> None:
         self._runner: web.AppRunner | None = None
@@ -82,5 +84,10 @@ class Health:
 
     async def metrics_page(self, request: web.Request) -> web.Response:
         """Prometheus text exposition."""
+        if self.refresh is not None:
+            try:
+                await asyncio.wait_for(self.refresh(), CHECK_TIMEOUT)
+            except Exception as exc:  # the counters are still worth serving
+                log.warning("refreshing metrics failed: %s", type(exc).__name__)
         body = await asyncio.to_thread(self.metrics.exposition)
         return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})

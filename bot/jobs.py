@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from bot import articles, cluster, feeds, qa, schedule
+from bot import articles, cluster, feeds, metrics, qa, schedule
 from bot.classify import classify
 from bot.fetch import HostGate
 from bot.learn import FeedbackModel
@@ -104,6 +104,7 @@ async def store_and_classify(
     if index is not None:
         for article, verdict in classified:
             index.add(article, verdict.score)
+    metrics.count_stored(classified)
     return counts, classified
 
 
@@ -373,6 +374,7 @@ async def _poll_feed(
     report.not_modified, report.error, report.bozo = result.not_modified, result.error, result.bozo
     if result.error or result.not_modified:
         if result.error:
+            metrics.METRICS.source_errors.labels("feed").inc()
             log.warning("feed %s: %s", source.name or source.url, result.error)
         async with writes if writes is not None else contextlib.nullcontext():
             await store.save_source_state(saved)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from bot.models import Article, Level, Verdict
 
 # Alert latency (article seen → platform acknowledged) spans sub-second folder drops to
 # quiet-hour holds of a night; buckets in seconds.
@@ -83,3 +86,16 @@ def source_kind(source: str | None) -> str:
     if "://" in source:
         return "feed"
     return "folder"
+
+
+# The process's metrics: what /metrics serves. Tests read differences, or build their own.
+METRICS = Metrics()
+
+
+def count_stored(classified: Iterable[tuple[Article, Verdict]], metrics: Metrics = METRICS) -> None:
+    """Count newly stored (or changed) articles, and those the classifier flagged."""
+    for article, verdict in classified:
+        source, lang = source_kind(article.source), article.lang or "unknown"
+        metrics.articles_ingested.labels(source, lang).inc()
+        if verdict.level is not Level.IGNORE:
+            metrics.articles_flagged.labels(source, lang, verdict.level.value).inc()

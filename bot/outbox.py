@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 from bot import digest
 from bot.chat import ChatAdapter, DeliveryError
+from bot.metrics import METRICS
 from bot.models import Alert, Article, ChatRef, Digest, Notice, Post, Verdict
 from bot.pacing import PLATFORM_LIMITS, Limits, Pacer
 from bot.store import Delivery, Store
@@ -348,6 +349,9 @@ class Outbox:
                 # the write fail on PostgreSQL, which would re-send the alert after every lease.
                 latency = min(LATENCY_MAX_MS, max(0, int((now - appeared).total_seconds() * 1000)))
             await self._mark_sent(row.id, now, message_ids, latency)
+            METRICS.deliveries.labels(first.chat.platform, row.kind, "sent").inc()
+            if latency is not None:
+                METRICS.alert_latency.labels(first.chat.platform).observe(latency / 1000)
         self.sent += len(rows)
 
     async def _mark_sent(
@@ -400,10 +404,13 @@ class Outbox:
             log.info("%s chat is gone (%s); subscription deactivated", chat.platform, reason)
             await self.store.deactivate(chat)
             self.failed += len(rows)
+            for row in rows:
+                METRICS.deliveries.labels(chat.platform, row.kind, "failed").inc()
             return
         if exc.retry_after is not None:
             # The platform's own word on when to come back: pause the whole platform, not only
             # this chat, and don't count it as a failed attempt.
+            METRICS.rate_limited.labels(chat.platform).inc()
             self.pacers[chat.platform].pause(now.timestamp() + exc.retry_after)
             later = now + timedelta(seconds=exc.retry_after)
             for row in rows:
@@ -414,9 +421,11 @@ class Outbox:
                 log.warning("giving up on delivery %d: %s", row.id, reason)
                 await self.store.mark_failed(row.id, reason)
                 self.failed += 1
+                METRICS.deliveries.labels(chat.platform, row.kind, "failed").inc()
             else:
                 later = now + timedelta(seconds=self.retry.delay(row.attempts + 1))
                 await self.store.mark_retry(row.id, reason, later, parts=parts)
+                METRICS.deliveries.labels(chat.platform, row.kind, "retry").inc()
 
 
 def _build_all(

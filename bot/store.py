@@ -991,6 +991,18 @@ class Store:
                     return str(json.loads(row.payload).get("article_id")) or None
         return None
 
+    async def backlog(self, now: datetime) -> tuple[int, float]:
+        """Deliveries not yet sent, and how many seconds the oldest due one has waited."""
+        waiting = sa.select(
+            sa.func.count(),
+            sa.func.min(sa.func.coalesce(deliveries.c.next_attempt_at, deliveries.c.created_at)),
+        ).where(deliveries.c.status.in_(["pending", "sending"]))
+        async with self.engine.connect() as conn:
+            count, oldest = (await conn.execute(waiting)).one()
+        oldest = _aware(oldest)
+        lag = max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
+        return int(count or 0), lag
+
     async def next_due(self, platforms: Sequence[str] | None = None) -> datetime | None:
         """When the next pending delivery becomes due (None: nothing pending)."""
         query = sa.select(

@@ -295,3 +295,55 @@ async def test_a_second_instance_on_one_sqlite_file_refuses_to_start(settings: S
     # The lock went with the process.
     with app.single_instance(settings.storage.url()):
         pass
+
+
+async def test_operator_endpoint_shows_readiness_and_the_alert_latency_histogram(
+    settings: Settings,
+) -> None:
+    import aiohttp
+
+    from bot.metrics import METRICS
+
+    port = _free_port()
+    configured = settings.model_copy(
+        update={"ops": settings.ops.model_copy(update={"http_port": port})}
+    )
+    before = METRICS.alert_latency.labels("console")._sum.get()  # type: ignore[attr-defined]
+    sent = METRICS.deliveries.labels("console", "alert", "sent")
+    sent_before = sent._value.get()  # type: ignore[attr-defined]
+    shutil.copy(SEED, configured.articles.folder)
+    async with Store.open(configured.storage.url()) as store:
+        await store.subscribe(CHAT, "en")
+    chat = RecordingChat()
+    stop = asyncio.Event()
+    service = asyncio.create_task(app.run(configured, adapters=[chat], stop=stop))
+    try:
+        for _ in range(400):  # until the alert is sent and recorded in the ledger
+            if sent._value.get() > sent_before:  # type: ignore[attr-defined]
+                break
+            await asyncio.sleep(0.05)
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                health = await response.json()
+                status = response.status
+            async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+                page = await response.text()
+    finally:
+        stop.set()
+        assert await service == 0
+    assert any(isinstance(post, Alert) for _, post in chat.sent)
+    assert status == 200 and health["ready"] is True
+    assert health["checks"] == {"database": "ok", "scheduler": "running", "role": "leader"}
+    assert 'newsbot_alert_latency_seconds_count{platform="console"}' in page
+    assert METRICS.alert_latency.labels("console")._sum.get() > before  # type: ignore[attr-defined]
+    assert 'newsbot_deliveries_total{kind="alert",outcome="sent",platform="console"}' in page
+    assert 'newsbot_articles_ingested_total{lang="de",source="folder"}' in page
+    assert "newsbot_deliveries_pending 0.0" in page
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
