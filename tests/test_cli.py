@@ -428,13 +428,15 @@ def test_the_readme_example_is_exactly_what_the_bot_prints(env: dict[str, str]) 
     assert result.stdout.rstrip("\n") == expected.rstrip("\n")
 
 
-def _read_until(fd: int, buffer: bytearray, marker: bytes, count: int = 1) -> bool:
-    """Read the terminal's output until `marker` was seen `count` times (or 60 s passed)."""
+def _read_until(
+    fd: int, buffer: bytearray, marker: bytes, count: int = 1, timeout: float = 60
+) -> bool:
+    """Read the terminal's output until `marker` was seen `count` times (or `timeout` passed)."""
     import select
 
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + timeout
     while buffer.count(marker) < count and time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 1.0)
+        ready, _, _ = select.select([fd], [], [], min(1.0, timeout))
         if ready:
             try:
                 buffer.extend(os.read(fd, 65536))
@@ -510,3 +512,41 @@ def test_feedback_import_of_only_unknown_ids_fails(env: dict[str, str], tmp_path
     judged.write_text('{"id": "nope", "relevant": true}\n')
     result = invoke(env, "feedback", "import", str(judged))
     assert result.exit_code == 1 and "imported=0 unknown=1" in result.stdout
+
+
+@pytest.mark.reliability
+def test_ctrl_c_in_a_terminal_exits_zero_and_gives_the_terminal_back(env: dict[str, str]) -> None:
+    """readline turns echo and line mode off while it waits; Ctrl-C ends us in that state."""
+    import pty
+    import termios
+
+    setsid = shutil.which("setsid")
+    if setsid is None:
+        pytest.skip("needs util-linux setsid to give the bot a controlling terminal")
+    terminal, child = pty.openpty()
+    modes = termios.ICANON | termios.ECHO
+    before = termios.tcgetattr(child)[3] & modes
+    process = subprocess.Popen(
+        # As in a shell: this terminal controls the bot, so Ctrl-C on it is SIGINT.
+        [setsid, "--ctty", sys.executable, "-m", "bot", "run"],
+        stdin=child,
+        stdout=child,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **env, "TERM": "xterm"},
+    )
+    seen = bytearray()
+    try:
+        assert _read_until(terminal, seen, b"Ctrl-D quits.")
+        # Wait (reading output meanwhile) until readline has switched echo and line mode off.
+        deadline = time.monotonic() + 30
+        while termios.tcgetattr(child)[3] & modes and time.monotonic() < deadline:
+            _read_until(terminal, seen, b"\0", timeout=0.1)
+        assert termios.tcgetattr(child)[3] & modes == 0
+        os.write(terminal, b"\x03")  # Ctrl-C
+        assert process.wait(timeout=30) == 0
+        assert termios.tcgetattr(child)[3] & modes == before
+    finally:
+        process.kill()
+        process.communicate()
+        os.close(child)
+        os.close(terminal)

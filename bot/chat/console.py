@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import getpass
 import logging
@@ -34,6 +35,8 @@ async def stdin_lines(stream: TextIO | None = None) -> AsyncIterator[str]:
     stream = sys.stdin if stream is None else stream
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[str | None] = asyncio.Queue()
+    if stream is not None and _is_terminal(stream):
+        _restore_terminal_at_exit(stream)
 
     def put(item: str | None) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening
@@ -65,6 +68,24 @@ async def stdin_lines(stream: TextIO | None = None) -> AsyncIterator[str]:
     threading.Thread(target=read, name="console-input", daemon=True).start()
     while (line := await queue.get()) is not None:
         yield line
+
+
+def _restore_terminal_at_exit(stream: TextIO) -> None:
+    """Put the terminal's modes back when the process ends: readline switches echo and line
+    mode off while it waits, and a signal (Ctrl-C, SIGTERM) ends us in the middle of that."""
+    try:
+        import termios
+
+        fd = stream.fileno()
+        saved = termios.tcgetattr(fd)
+    except Exception:  # no termios (not Unix), or not a terminal after all (termios.error)
+        return
+
+    def restore() -> None:
+        with contextlib.suppress(Exception):
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+    atexit.register(restore)
 
 
 def _is_terminal(stream: TextIO) -> bool:
