@@ -253,6 +253,8 @@ class TelegramChat:
 
     def _known(self, name: str) -> bool:
         """Whether `/name` is one of our commands (in groups, others belong to other bots)."""
+        if not self.commands:
+            return True  # no table given (an adapter used on its own): every command is ours
         bare = name.lstrip("/").lower()
         return any(bare == c.name or bare in c.aliases for c in self.commands)
 
