@@ -327,7 +327,7 @@ def analyse(question: str, index: Retrieval | None = None) -> Question:
     if qtype == "list":
         m = re.search(r"(?:which|what|welche|welchen)\s+([\w-]+)", low)
         list_noun = fold(m.group(1)) if m else None
-    if index is not None and len(index):
+    if index is not None:
         groups = _weighted(groups, index)
     head_group = None
     if head_word is not None:

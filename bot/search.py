@@ -41,6 +41,8 @@ CANDIDATES = 150
 # Analysed articles kept per index: a reply thread asks several questions about one article.
 ANALYSED_CACHE = 256
 SENTENCE_BREAK = " | "
+# Terms this common (IDF below that of a word in ~10% of articles) do not select candidates.
+COMMON_IDF = math.log(1 + 9.5 / 1.5)
 # How long the article count and mean length are reused before being read again.
 STATS_SECONDS = 30.0
 
@@ -473,23 +475,20 @@ class StoreIndex:
     def idfs(self, keys: Iterable[str], n: int | None = None) -> dict[str, float]:
         """IDF of several keys with one query for the ones not seen before."""
         if n is None:
-            n = len(self)
+            n = self._stats()[0]
         wanted = {k: term(k) for k in keys}
         with self._lock:
             missing = sorted({t for t in wanted.values() if t and t not in self._df})
         if missing:
             found = dict.fromkeys(missing, 0)
             if self._dialect == "postgresql":
-                cols = ", ".join(
-                    f"count(*) FILTER (WHERE tsv @@ CAST(:t{i} AS tsquery))"
+                # One GIN lookup per term: far cheaper than testing every term on every row.
+                parts = " UNION ALL ".join(
+                    f"SELECT {i}, count(*) FROM search_docs WHERE tsv @@ CAST(:t{i} AS tsquery)"
                     for i in range(len(missing))
                 )
                 params = {f"t{i}": t for i, t in enumerate(missing)}
-                params["q"] = " | ".join(missing)
-                row = self._rows(
-                    f"SELECT {cols} FROM search_docs WHERE tsv @@ CAST(:q AS tsquery)", params
-                )[0]
-                found.update(zip(missing, (int(x) for x in row), strict=True))
+                found.update({missing[int(r[0])]: int(r[1]) for r in self._rows(parts, params)})
             else:
                 rows = self._rows(
                     "SELECT term, doc FROM search_vocab WHERE term IN :ts", {"ts": missing}, ts=True
@@ -514,11 +513,15 @@ class StoreIndex:
         terms = sorted({term(key) for g in groups for key in g.keys} - {""})
         if not terms:
             return []
-        hits = self._candidates(terms)
-        if not hits:
-            return []
         n, avg = self._stats()
         idf = self.idfs([key for g in groups for key in g.keys], n)
+        # Candidates come from the telling terms: a word in a tenth of all articles ranks
+        # thousands of rows and adds little (it still counts when the candidates are scored).
+        by_term = {term(k): v for k, v in idf.items()}
+        telling = [t for t in terms if by_term.get(t, 0.0) >= COMMON_IDF]
+        hits = self._candidates(telling or terms)
+        if not hits:
+            return []
         scored: list[tuple[float, str, tuple[frozenset[str], ...]]] = []
         for article_id, keys, length, prior in hits:
             sentences = tuple(frozenset(s.split()) for s in keys.split(SENTENCE_BREAK))
