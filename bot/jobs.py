@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from bot import articles, cluster, feeds, metrics, qa, schedule
+from bot import articles, cluster, feeds, messages, metrics, qa, schedule
 from bot.classify import classify
 from bot.fetch import HostGate
 from bot.learn import FeedbackModel
@@ -231,9 +231,7 @@ async def digest_due(
                 "article_ids": chosen,
                 "since": since.isoformat(),
                 "lang": subscription.lang,
-                "text": "No new conflict-related articles."
-                if subscription.lang != "de"
-                else "Keine neuen konfliktbezogenen Artikel.",
+                "text": messages.text(subscription.lang, "empty"),
             },
         )
     await store.mark_digest(subscription.id, slot)

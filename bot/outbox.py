@@ -82,7 +82,7 @@ def build_post(
         entry = found.get(str(payload["article_id"]))
         if entry is None:
             return None
-        return Alert(digest.item(*entry), lang=lang)
+        return Alert(digest.item(*entry, lang=lang), lang=lang)
     if delivery.kind == "digest":
         ids = _article_ids(delivery)
         entries = [found[i] for i in ids if i in found]
