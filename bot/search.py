@@ -518,7 +518,9 @@ class StoreIndex:
         # Candidates come from the telling terms: a word in a tenth of all articles ranks
         # thousands of rows and adds little (it still counts when the candidates are scored).
         by_term = {term(k): v for k, v in idf.items()}
-        telling = [t for t in terms if by_term.get(t, 0.0) >= COMMON_IDF]
+        with self._lock:
+            present = {t for t in terms if self._df.get(t, 0) > 0}
+        telling = [t for t in terms if t in present and by_term.get(t, 0.0) >= COMMON_IDF]
         hits = self._candidates(telling or terms)
         if not hits:
             return []
