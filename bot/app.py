@@ -17,18 +17,20 @@ from typing import TextIO
 import httpx
 import sqlalchemy as sa
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from pydantic import SecretStr
 
 from bot import __version__, commands, feeds, jobs, qa, schedule, search
 from bot import folder as folder_files
-from bot.chat import ChatAdapter, Handler, Pace
+from bot.chat import ChatAdapter, Handler, Leads, Pace
 from bot.chat.console import CHAT as CONSOLE_CHAT
 from bot.chat.console import ConsoleChat
 from bot.config import Settings
 from bot.conversation import Change, Conversation
 from bot.health import Health
+from bot.leader import Leadership, election_engine
 from bot.learn import load_current, retrain
 from bot.metrics import METRICS
 from bot.models import ChatRef
@@ -88,6 +90,8 @@ def build_adapters(settings: Settings, pace: Pace | None = None) -> list[ChatAda
                 settings.telegram,
                 commands=commands.infos(),
                 pace=pace,
+                # On a shared (PostgreSQL) database only the elected leader polls.
+                poll_when_leading=shared_database(settings),
             )
         )
     if secrets.slack_bot_token is not None:
@@ -104,6 +108,41 @@ def build_adapters(settings: Settings, pace: Pace | None = None) -> list[ChatAda
             )
         )
     return adapters
+
+
+def shared_database(settings: Settings) -> bool:
+    """Whether several instances may share this deployment's database (PostgreSQL)."""
+    return sa.make_url(normalise_url(settings.storage.url())).get_backend_name() == "postgresql"
+
+
+class LeaderDuties:
+    """What only the leading instance does: poll Telegram and feeds, schedule digests, send."""
+
+    def __init__(
+        self,
+        adapters: Sequence[ChatAdapter],
+        scheduler: AsyncIOScheduler,
+        jobs: Jobs,
+        outbox: Outbox,
+    ) -> None:
+        self.adapters, self.scheduler, self.jobs, self.outbox = adapters, scheduler, jobs, outbox
+
+    async def apply(self, leading: bool) -> None:
+        """Take the duties up or hand them over."""
+        METRICS.leader.set(1 if leading else 0)
+        if leading:
+            self.outbox.sending.set()
+        else:
+            self.outbox.sending.clear()
+        for adapter in self.adapters:
+            if isinstance(adapter, Leads):
+                await adapter.lead(leading)
+        if leading:
+            self.scheduler.resume()
+            # Digests a previous leader missed while it died are owed once (ledger keys).
+            await self.jobs.catch_up()
+        else:
+            self.scheduler.pause()
 
 
 def _reveal(secret: SecretStr | None) -> str | None:
@@ -340,8 +379,14 @@ async def run(
             if released:
                 log.info("resuming %d deliveries interrupted by the last shutdown", released)
         scheduler = AsyncIOScheduler(timezone=UTC)
+        leadership: Leadership | None = None
+        if store.engine.dialect.name == "postgresql":
+            # Several instances may share this database: one is elected to lead.
+            election = election_engine(normalise_url(url))
+            stack.push_async_callback(election.dispose)
+            leadership = Leadership(election)
         if settings.ops.http_port:
-            health = operator_endpoint(settings, store, scheduler)
+            health = operator_endpoint(settings, store, scheduler, leadership)
             await health.start()
             stack.push_async_callback(health.stop)
         client = await stack.enter_async_context(
@@ -417,6 +462,8 @@ async def run(
                 break
             stack.push_async_callback(adapter.stop)
 
+        if leadership is not None:
+            outbox.sending.clear()  # until this instance is elected
         sending = asyncio.Event()
         sender = asyncio.create_task(outbox.run(sending), name="outbox")
         stack.push_async_callback(_finish, sender, sending, 5.0)
@@ -442,9 +489,16 @@ async def run(
             max_instances=1,
         )
         await job_sync.sync()
-        scheduler.start()
+        # Shared database: followers keep their jobs paused until elected.
+        scheduler.start(paused=leadership is not None)
         stack.callback(scheduler.shutdown, wait=False)
-        await job_sync.catch_up()
+        if leadership is None:
+            await job_sync.catch_up()
+        else:
+            leadership.on_change = LeaderDuties(adapters, scheduler, job_sync, outbox).apply
+            electing = asyncio.Event()
+            elector = asyncio.create_task(leadership.run(electing), name="leader-election")
+            stack.push_async_callback(_finish, elector, electing)
 
         watching = asyncio.Event()
         if settings.articles.watch:
@@ -470,7 +524,12 @@ async def run(
     return 0
 
 
-def operator_endpoint(settings: Settings, store: Store, scheduler: AsyncIOScheduler) -> Health:
+def operator_endpoint(
+    settings: Settings,
+    store: Store,
+    scheduler: AsyncIOScheduler,
+    leadership: Leadership | None = None,
+) -> Health:
     """/healthz and /metrics: ready when the database answers and the scheduler runs."""
 
     async def database() -> str:
@@ -481,18 +540,21 @@ def operator_endpoint(settings: Settings, store: Store, scheduler: AsyncIOSchedu
     async def scheduling() -> str:
         if not scheduler.running:
             raise RuntimeError("scheduler not running")
-        return "running"
+        # A follower's jobs wait, paused, for it to be elected.
+        return "running" if scheduler.state == STATE_RUNNING else "paused"
 
     async def role() -> str:
-        # One instance per SQLite file (locked at start); PostgreSQL has no election yet.
-        return "leader" if store.engine.dialect.name == "sqlite" else "shared"
+        # One instance per SQLite file (locked at start) leads; on PostgreSQL the election says.
+        if leadership is None or leadership.is_leader:
+            return "leader"
+        return "follower"
 
     async def refresh() -> None:
         pending, lag = await store.backlog(datetime.now(UTC))
         METRICS.pending.set(pending)
         METRICS.delivery_lag.set(lag)
 
-    if store.engine.dialect.name == "sqlite":
+    if leadership is None:
         METRICS.leader.set(1)
     return Health(
         METRICS,

@@ -574,9 +574,15 @@ def status(
             pending = await store.deliveries("pending")
             failed = await store.deliveries("failed")
             backend = store.engine.dialect.name
+            if backend == "sqlite":
+                leader: str | None = "this database has one instance (SQLite)"
+            else:
+                from bot.leader import current_leader
+
+                leader = await current_leader(store.engine) or "none (no instance is running)"
         return {
             "database": backend,
-            "leader": "this database has one instance (SQLite)" if backend == "sqlite" else None,
+            "leader": leader,
             "sources": [
                 {
                     "id": s.id,

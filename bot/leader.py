@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 from collections.abc import Awaitable, Callable
 
 import sqlalchemy as sa
@@ -22,7 +24,27 @@ def election_engine(url: str) -> AsyncEngine:
     """An engine for the election alone: no pool, so a dropped lock session really closes."""
     from sqlalchemy.pool import NullPool
 
-    return create_async_engine(url, poolclass=NullPool)
+    # The session names its instance, so `newsbot status` can say who leads.
+    name = f"newsbot {socket.gethostname()} pid {os.getpid()}"
+    connect_args = {"server_settings": {"application_name": name[:63]}}
+    if sa.make_url(url).get_backend_name() != "postgresql":
+        connect_args = {}
+    return create_async_engine(url, poolclass=NullPool, connect_args=connect_args)
+
+
+async def current_leader(engine: AsyncEngine, key: int = LEADER_KEY) -> str | None:
+    """Who holds the leader lock of this PostgreSQL database (its session's name and start)."""
+    query = sa.text(
+        "SELECT a.application_name, a.backend_start FROM pg_locks l"
+        " JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE l.locktype = 'advisory' AND l.granted AND l.objid = :key"
+    )
+    async with engine.connect() as conn:
+        row = (await conn.execute(query, {"key": key})).first()
+    if row is None:
+        return None
+    since = f"{row.backend_start:%Y-%m-%d %H:%M:%S %Z}"
+    return f"{row.application_name or 'unnamed session'} (since {since})"
 
 
 class Leadership:

@@ -144,6 +144,10 @@ class Outbox:
         rate = sum(pacer.limits.per_second for pacer in self.pacers.values())
         self.batch = max(10, min(200, math.ceil(rate * horizon_seconds)))
         self._wake = asyncio.Event()
+        # Cleared on an instance that does not lead: one sender per deployment keeps every
+        # platform's rate limit global without coordinating pacers across processes.
+        self.sending = asyncio.Event()
+        self.sending.set()
         # Chats that got a new id during the current pass; their other rows are re-claimed.
         self._moved: set[ChatRef] = set()
         self._slots = asyncio.Semaphore(concurrency)
@@ -160,6 +164,9 @@ class Outbox:
         """Send due deliveries until `stop` is set; no failure ends the loop."""
         failures = 0
         while not stop.is_set():
+            if not self.sending.is_set():
+                await _first(self.sending.wait(), stop.wait())
+                continue
             self._wake.clear()
             try:
                 await self.drain_once(stop)
@@ -453,3 +460,14 @@ def _build_all(
         lang = str(group[0].payload.get("lang", "en"))
         posts.append(Digest(items=tuple(items), generated_at=now, lang=lang) if items else None)
     return posts
+
+
+async def _first(*waits: Awaitable[object]) -> None:
+    """Wait until the first of `waits` is done; cancel the others."""
+    tasks = [asyncio.ensure_future(wait) for wait in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,6 +1,7 @@
 import asyncio
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -135,3 +136,17 @@ async def test_run_releases_the_lock_at_stop(engines: tuple[AsyncEngine, AsyncEn
     await task
     assert await b.attempt() is True
     await b.release()
+
+
+async def test_the_lock_holder_is_named_for_status(
+    engines: tuple[AsyncEngine, AsyncEngine],
+) -> None:
+    from bot.leader import current_leader
+
+    assert await current_leader(engines[1]) is None
+    lead = Leadership(engines[0])
+    assert await lead.attempt()
+    holder = await current_leader(engines[1])
+    assert holder is not None and holder.startswith(f"newsbot {socket.gethostname()} pid ")
+    await lead.release()
+    assert await current_leader(engines[1]) is None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from bot.models import ChatRef, Inbound, Limits, Post, Sent
 
@@ -35,6 +35,15 @@ class ChatAdapter(Protocol):
         `skip_parts`: that many leading parts were delivered by an earlier attempt; send the
         rest. A failure after some parts went out says so in `DeliveryError.delivered_parts`.
         """
+        ...
+
+
+@runtime_checkable
+class Leads(Protocol):
+    """An adapter with an inbound channel only one instance may hold (Telegram's getUpdates)."""
+
+    async def lead(self, leading: bool) -> None:
+        """Take up (True) or hand over (False) the single-holder inbound channel."""
         ...
 
 

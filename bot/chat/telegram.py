@@ -105,8 +105,12 @@ class TelegramChat:
         poll_timeout: float = 30.0,
         admin_cache_seconds: float = 60.0,
         part_interval: float = 1.0,
+        poll_when_leading: bool = False,
     ) -> None:
         self.settings = settings
+        # Several instances on one database: only the elected leader polls (Telegram allows
+        # one getUpdates per token); `lead()` starts and stops it. Webhooks need no leader.
+        self.poll_when_leading = poll_when_leading
         # The core's table of commands: the menu, and which commands are ours in groups.
         self.commands = tuple(commands)
         # Replies wait for their slot on the same per-chat timeline as the Outbox's sends
@@ -147,13 +151,8 @@ class TelegramChat:
             await app.start()
             if webhook:
                 await self._start_webhook()
-            else:
-                assert app.updater is not None
-                await app.updater.start_polling(
-                    timeout=timedelta(seconds=self.poll_timeout),
-                    allowed_updates=list(ALLOWED_UPDATES),
-                    error_callback=self._polling_error,
-                )
+            elif not self.poll_when_leading:
+                await self._start_polling(app)
         except TelegramError as exc:
             await self.stop()
             raise StartError(f"Telegram refused to start the bot: {exc.message}") from None
@@ -161,6 +160,26 @@ class TelegramChat:
             await self.stop()
             raise
         log.info("telegram: @%s connected (%s)", self._username, self.settings.mode)
+
+    async def _start_polling(self, app: TelegramApp) -> None:
+        assert app.updater is not None
+        await app.updater.start_polling(
+            timeout=timedelta(seconds=self.poll_timeout),
+            allowed_updates=list(ALLOWED_UPDATES),
+            error_callback=self._polling_error,
+        )
+
+    async def lead(self, leading: bool) -> None:
+        """Poll while this instance leads; stop polling when another one does."""
+        app = self._app
+        if app is None or self.settings.mode == "webhook" or app.updater is None:
+            return
+        if leading and not app.updater.running:
+            await self._start_polling(app)
+            log.info("telegram: polling for updates (this instance leads)")
+        elif not leading and app.updater.running:
+            await app.updater.stop()
+            log.info("telegram: stopped polling (another instance leads)")
 
     async def _connect(self, webhook: bool) -> TelegramApp:
         """An initialized Application; waits out network failures with back-off, one log line
