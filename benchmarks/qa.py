@@ -31,6 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bot import dictionary
 from bot.classify import classify
 from bot.models import Answer, Article
 from bot.qa import answer
@@ -310,6 +311,12 @@ def main() -> int:
     if not (args.corpus / "articles.jsonl").exists():
         print(f"corpus not found at {args.corpus}, skipping")
         return 0
+    start = time.perf_counter()
+    words = dictionary.size("de", "en") + dictionary.size("en", "de")
+    print(
+        f"dictionary: {words} head words, both directions loaded in "
+        f"{time.perf_counter() - start:.2f} s"
+    )
     articles = load_articles(args.corpus / "articles.jsonl")
     sets = question_sets(args.corpus)
     missed: list[str] = []

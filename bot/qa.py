@@ -18,6 +18,7 @@ from bot.extract import (
     analyse_article,
     describe_person,
     fold,
+    is_place_noun,
     is_role,
     key_of,
     lang_data,
@@ -401,29 +402,9 @@ def _unit_matches(unit: Group, span: Span, sent: Sentence) -> bool:
 def _list_fit(span: Span, q: Question, sent: Sentence, lang: str) -> float:
     """How well a list answers "which regions/countries ...": places for place nouns."""
     items = span.items or (span.text,)
-    place_nouns = {
-        "regions",
-        "countries",
-        "cities",
-        "states",
-        "towns",
-        "provinces",
-        "places",
-        "villages",
-        "areas",
-        "nations",
-        "districts",
-        "regionen",
-        "lander",
-        "staaten",
-        "stadte",
-        "orte",
-        "provinzen",
-        "gebiete",
-        "dorfer",
-        "nationen",
-    }
-    if q.list_noun in place_nouns:
+    noun = q.list_noun or ""
+    # The language file's place nouns decide ("regions", "Länder"), as in extraction.
+    if is_place_noun(noun, q.lang) or is_place_noun(noun.capitalize(), q.lang):
         lex = lexicon()
         placey = sum(
             1

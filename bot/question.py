@@ -326,7 +326,7 @@ def analyse(question: str, index: Retrieval | None = None) -> Question:
             unit = next((g for g in groups if fold(g.surface) == fold(m.group(1))), None)
     if qtype == "list":
         m = re.search(r"(?:which|what|welche|welchen)\s+([\w-]+)", low)
-        list_noun = fold(m.group(1)) if m else None
+        list_noun = m.group(1) if m else None
     if index is not None:
         groups = _weighted(groups, index)
     head_group = None
