@@ -359,20 +359,27 @@ def put(
             [{"id": d.article_id, "keys": d.keys, "length": d.length} for d in rows],
         )
         return
-    delete = sa.text("DELETE FROM search_docs WHERE article_id IN :ids").bindparams(
-        sa.bindparam("ids", expanding=True)
-    )
-    for start in range(0, len(ids), 500):
-        conn.execute(delete, {"ids": ids[start : start + 500]})
-    for d in rows:
-        doc = conn.execute(
-            sa.text("INSERT INTO search_docs (article_id, length) VALUES (:id, :length)"),
-            {"id": d.article_id, "length": d.length},
-        ).lastrowid
+    # Batched: a few statements per chunk, not two per article (ingest writes thousands).
+    for start in range(0, len(rows), 500):
+        chunk = rows[start : start + 500]
+        chunk_ids = [d.article_id for d in chunk]
+        conn.execute(_SQLITE_DELETE, {"ids": chunk_ids})
+        conn.execute(_SQLITE_INSERT_DOC, [{"id": d.article_id, "length": d.length} for d in chunk])
+        found = conn.execute(_SQLITE_DOC_IDS, {"ids": chunk_ids})
+        doc_of: dict[str, int] = {str(row[0]): int(row[1]) for row in found}
         conn.execute(
-            sa.text("INSERT INTO search_fts (rowid, keys) VALUES (:doc, :keys)"),
-            {"doc": doc, "keys": d.keys},
+            _SQLITE_INSERT_FTS, [{"doc": doc_of[d.article_id], "keys": d.keys} for d in chunk]
         )
+
+
+_SQLITE_DELETE = sa.text("DELETE FROM search_docs WHERE article_id IN :ids").bindparams(
+    sa.bindparam("ids", expanding=True)
+)
+_SQLITE_INSERT_DOC = sa.text("INSERT INTO search_docs (article_id, length) VALUES (:id, :length)")
+_SQLITE_DOC_IDS = sa.text(
+    "SELECT article_id, doc FROM search_docs WHERE article_id IN :ids"
+).bindparams(sa.bindparam("ids", expanding=True))
+_SQLITE_INSERT_FTS = sa.text("INSERT INTO search_fts (rowid, keys) VALUES (:doc, :keys)")
 
 
 def forget(conn: Connection, article_ids: sa.Select[Any]) -> None:

@@ -611,8 +611,10 @@ async def test_a_partly_delivered_digest_resumes_after_the_last_acknowledged_par
 ) -> None:
     ids = [f"long-{n:02}" for n in range(40)]
     for n, article_id in enumerate(ids):
-        title = f"Item {n}: troops and artillery massed along the border " + "x" * 100
-        text = f"Report {n}: heavy fighting continued " + "near the front line " * 12 + "today."
+        # Forty different events (no two share their words), so no two merge into one story.
+        words = " ".join(f"w{n}v{k}" for k in range(12))
+        title = f"Item {n}: {words} " + "x" * 60
+        text = f"Report {n}: " + " ".join(f"t{n}u{k}" for k in range(40)) + "."
         await store.add_articles([Article(article_id, title, text, "en", url=f"https://e.x/{n}")])
     await store.save_verdicts(
         [Verdict(i, True, 0.9, ("fighting",), Level.DIGEST, ("Border",)) for i in ids]

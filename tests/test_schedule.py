@@ -8,6 +8,7 @@ from bot.models import Preferences
 BERLIN = Preferences(digest_at="07:00", timezone="Europe/Berlin")
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize(
     "days",
     [
