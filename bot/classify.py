@@ -267,8 +267,12 @@ class _Hits:
 def _scan(lex: _Lexicon, tokens: list[str]) -> _Hits:
     hits = _Hits()
     i, n = 0, len(tokens)
+    # Most tokens are cached misses: look them up without a method call (the hot loop).
+    cached = lex.cache.get
     while i < n:
-        gl = lex.globs_of(tokens[i])
+        gl = cached(tokens[i])
+        if gl is None:
+            gl = lex.globs_of(tokens[i])
         if not gl:
             i += 1
             continue
