@@ -244,17 +244,8 @@ def parse_bytes(
     suffix = Path(name).suffix.lower()
     if suffix == ".jsonl":
         for number, line in enumerate(raw.splitlines(), start=1):
-            if not line.strip():
-                continue
-            where = f"{name}:{number}"
-            try:
-                yield parse_record(json.loads(line), name, languages)
-            except json.JSONDecodeError as exc:
-                yield Rejection(where, f"malformed JSON: {exc.msg} at column {exc.colno}")
-            except RecursionError:
-                yield Rejection(where, "JSON nested too deeply")
-            except BadInput as exc:
-                yield Rejection(where, str(exc))
+            if line.strip():
+                yield _json_line(line, name, f"{name}:{number}", languages)
     elif suffix == ".json":
         try:
             value = json.loads(raw)
@@ -275,6 +266,54 @@ def parse_bytes(
         yield parse_html(raw, name, languages)
     else:
         yield parse_text(raw, name, languages)
+
+
+def _json_line(line: str, name: str, where: str, languages: Sequence[str]) -> Article | Rejection:
+    """One record of a JSON Lines file, or why it cannot be read."""
+    try:
+        return parse_record(json.loads(line), name, languages)
+    except json.JSONDecodeError as exc:
+        return Rejection(where, f"malformed JSON: {exc.msg} at column {exc.colno}")
+    except RecursionError:
+        return Rejection(where, "JSON nested too deeply")
+    except BadInput as exc:
+        return Rejection(where, str(exc))
+
+
+def read_jsonl(
+    path: Path, max_bytes: int, languages: Sequence[str]
+) -> Iterator[Article | Rejection]:
+    """A JSON Lines file record by record; a record over `max_bytes` is rejected unread."""
+    name = str(path)
+    seen = False
+    with path.open("rb") as handle:
+        number = 0
+        while True:
+            # Never more than the limit in memory: one huge line cannot exhaust it.
+            chunk = handle.readline(max_bytes + 1)
+            if not chunk:
+                break
+            number += 1
+            where = f"{name}:{number}"
+            if len(chunk) > max_bytes and not chunk.endswith(b"\n"):
+                size = len(chunk)
+                while chunk and not chunk.endswith(b"\n"):
+                    chunk = handle.readline(1 << 20)
+                    size += len(chunk)
+                yield Rejection(
+                    where, f"record is {size:,} bytes, over the {max_bytes:,}-byte limit"
+                )
+                seen = True
+                continue
+            if not chunk.strip():
+                continue
+            seen = True
+            if b"\x00" in chunk:
+                yield Rejection(where, "binary record (NUL bytes)")
+                continue
+            yield _json_line(decode(chunk), name, where, languages)
+    if not seen:
+        yield Rejection(name, "empty file")
 
 
 def files(paths: Iterable[Path]) -> Iterator[Path]:
@@ -298,9 +337,18 @@ def read(
     """Every article in `paths`, in order; each unreadable file or record is a Rejection instead."""
     for path in files(paths):
         name = str(path)
+        if path.suffix.lower() == ".jsonl":
+            # Read record by record: the limit applies to each record, not to the file.
+            try:
+                yield from read_jsonl(path, max_bytes, languages)
+            except FileNotFoundError:
+                yield Rejection(name, "no such file or folder")
+            except OSError as exc:
+                yield Rejection(name, f"cannot read: {exc.strerror or exc}")
+            continue
         try:
             size = path.stat().st_size
-            if size > max_bytes and path.suffix.lower() != ".jsonl":
+            if size > max_bytes:
                 raise BadInput(f"file is {size:,} bytes, over the {max_bytes:,}-byte limit")
             data = path.read_bytes()
         except FileNotFoundError:

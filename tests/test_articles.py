@@ -193,3 +193,26 @@ def test_html_without_lxml_html_clean_is_a_rejection_not_an_import_error(
     assert isinstance(result, Rejection)
     assert result.reason.startswith("cannot read HTML (reinstall newsbot): ")
     assert "lxml_html_clean" in result.reason
+
+
+@pytest.mark.reliability
+def test_an_oversized_jsonl_record_is_rejected_unread_and_the_rest_are_read(
+    tmp_path: Path,
+) -> None:
+    """Review: one 120 MB JSON Lines record was stored whole (2.6 GB of memory)."""
+    path = tmp_path / "feed.jsonl"
+    good = '{"id": "a", "title": "Kämpfe", "text": "Kämpfe im Osten dauern an."}\n'
+    huge = '{"id": "b", "text": "' + "x" * 50_000 + '"}\n'
+    path.write_text(good + huge + good.replace('"a"', '"c"'), encoding="utf-8")
+    results = list(articles.read([path], max_bytes=10_000))
+    assert [r.id for r in results if isinstance(r, Article)] == ["a", "c"]
+    [rejected] = [r for r in results if isinstance(r, articles.Rejection)]
+    assert rejected.where == f"{path}:2"
+    assert f"{len(huge.encode()):,} bytes, over the 10,000-byte limit" in rejected.reason
+
+
+def test_an_empty_jsonl_file_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "empty.jsonl"
+    path.write_text("\n\n", encoding="utf-8")
+    [rejected] = list(articles.read([path]))
+    assert isinstance(rejected, articles.Rejection) and rejected.reason == "empty file"
