@@ -48,6 +48,15 @@ class StorageSettings(_Section):
                 "unsupported database URL; use sqlite:///path/to/file.sqlite3 or "
                 "postgresql://user@host:5432/db"
             )
+        if value:
+            import sqlalchemy as sa  # only when a URL is configured: the CLI starts faster
+
+            try:
+                port = sa.make_url(value).port
+            except ValueError:  # a port that is not a number
+                raise ValueError("the port in the database URL is not a number") from None
+            if port is not None and not 0 < port < 65536:
+                raise ValueError(f"port {port} in the database URL is out of range")
         return value
 
     def url(self) -> str:

@@ -302,7 +302,14 @@ def normalise_url(url: str) -> str:
         ("postgres://", "postgresql+asyncpg://"),
     ):
         if url.startswith(plain):
-            return driver + url[len(plain) :]
+            url = driver + url[len(plain) :]
+            break
+    if url.startswith("postgresql+asyncpg://") and "sslmode=" in url:
+        # libpq's `sslmode` (common in PostgreSQL URLs) is `ssl` for asyncpg, same values.
+        parsed = sa.make_url(url)
+        query = dict(parsed.query)
+        query["ssl"] = query.pop("sslmode")
+        url = parsed.set(query=query).render_as_string(hide_password=False)
     return url
 
 
