@@ -231,9 +231,29 @@ async def _ingest(cfg: config.Settings, store: Any, paths: list[Path]) -> Any:
 
 
 async def _read_folder(cfg: config.Settings, store: Any) -> None:
-    """Ingest the article folder first, so `ask` and `digest` on a fresh clone see the seed."""
-    if cfg.articles.folder.is_dir():
-        await _ingest(cfg, store, [cfg.articles.folder])
+    """Read the article folder first, as the service does (files identified by their path), so
+    `ask` and `digest` on a fresh clone see the seed, and `run` later finds nothing new."""
+    if not cfg.articles.folder.is_dir():
+        return
+    from bot import folder
+    from bot.learn import load_current
+
+    source = folder.FolderSource(
+        cfg.articles.folder,
+        cfg.classifier.thresholds(),
+        max_bytes=cfg.articles.max_file_bytes,
+        languages=tuple(cfg.articles.languages),
+        settle=0.0,  # one read now, not a watch: nothing to wait for
+        model=lambda: load_current(cfg.classifier.feedback_model),
+    )
+    quiet = _Rejections()
+    logging.getLogger("bot.folder").addFilter(quiet)
+    try:
+        report = await folder.scan(source, store, folder.FolderState())
+    finally:
+        logging.getLogger("bot.folder").removeFilter(quiet)
+    for rejection in report.ingest.rejected:
+        err.print(f"rejected {rejection.where}: {rejection.reason}", markup=False, highlight=False)
 
 
 def _answer_record(answer: Answer) -> dict[str, Any]:

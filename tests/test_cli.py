@@ -550,3 +550,24 @@ def test_ctrl_c_in_a_terminal_exits_zero_and_gives_the_terminal_back(env: dict[s
         process.communicate()
         os.close(child)
         os.close(terminal)
+
+
+def test_ask_reads_the_folder_as_the_service_does(env: dict[str, str]) -> None:
+    """Review: `ask` stored folder files by content hash, `run` by path: an edit became new."""
+    import asyncio
+
+    from bot.store import Store
+
+    assert invoke(env, "ask", "--format", "json", "wer vertritt die USA?").exit_code == 0
+    seed = Path(env["NEWSBOT_ARTICLES"]) / "nato-russland-rat-2022-01.txt"
+    seed.write_text(seed.read_text(encoding="utf-8").replace("Wendy Sherman", "Jane Doe"))
+    os.utime(seed, (1, 1))  # settled long ago
+    assert invoke(env, "digest").exit_code == 0
+
+    async def stored() -> list[tuple[str, bool]]:
+        url = f"sqlite+aiosqlite:///{env['NEWSBOT_DATA_DIR']}/newsbot.sqlite3"
+        async with Store.open(url) as store:
+            return [(a.id, "Jane Doe" in a.text) for a in await store.all_articles()]
+
+    # One article, by its path, now with the edited text: updated, not added.
+    assert asyncio.run(stored()) == [("nato-russland-rat-2022-01.txt", True)]
