@@ -365,13 +365,20 @@ class Conversation:
     async def digest(self, chat: ChatRef | None, lang: str) -> Digest:
         """The digest a chat would receive now: flagged items since its last digest."""
         since = None
+        prefs = None
         if chat is not None:
             subscription = await self.store.subscription(chat)
             since = subscription.last_digest_at if subscription else None
+            prefs = subscription.prefs if subscription else None
         entries = await self.store.flagged(self.settings.classifier.digest_threshold, since)
         return await asyncio.to_thread(
             digest.build,
-            [(article, verdict) for article, verdict, _seen in entries],
+            # The chat's own filters, as in its scheduled digest.
+            [
+                (article, verdict)
+                for article, verdict, _seen in entries
+                if prefs is None or digest.wants(prefs, article, verdict)
+            ],
             now=self.clock(),
             since=since,
             max_items=self.settings.digest.max_items,

@@ -7,13 +7,15 @@ its main country (bot.regions), or the kind of conflict when no country is named
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
 
 from bot import cluster, regions
 from bot.facts import facts
-from bot.models import Article, Digest, DigestItem, Level, Verdict
+from bot.models import Article, Digest, DigestItem, Level, Preferences, Verdict
 
 # The classifier's conflict types (bot/data/lexicon): the heading when no place is named.
 CONFLICT_TYPES = (
@@ -99,3 +101,27 @@ def source_of(article: Article) -> str | None:
     if "://" not in source and "/" in source:
         return source.rsplit("/", 1)[-1]
     return source
+
+
+def wants(prefs: Preferences, article: Article, verdict: Verdict) -> bool:
+    """Whether an article passes a chat's filters (countries, include and exclude words)."""
+    haystack = f"{article.title}\n{article.text}"
+    if prefs.exclude and any(_mentions(haystack, word) for word in prefs.exclude):
+        return False
+    if prefs.include and not any(_mentions(haystack, word) for word in prefs.include):
+        return False
+    if prefs.countries:
+        topics = {t.casefold() for t in verdict.topics}
+        return any(c.casefold() in topics or _mentions(haystack, c) for c in prefs.countries)
+    return True
+
+
+@functools.lru_cache(maxsize=1024)
+def _word_pattern(word: str) -> re.Pattern[str]:
+    # A whole word, with a German or English inflection at most ("Syriens", "Kurds"), and a
+    # hyphenated compound ("Ukraine-Krieg"): "Niger" must not match "Nigeria".
+    return re.compile(rf"(?<!\w){re.escape(word)}(?:s|es|n|en|e|er|ern)?(?!\w)", re.IGNORECASE)
+
+
+def _mentions(text: str, word: str) -> bool:
+    return bool(word.strip()) and _word_pattern(word.strip()).search(text) is not None

@@ -14,11 +14,11 @@ from typing import Any
 
 import httpx
 
-from bot import articles, cluster, feeds, messages, metrics, qa, schedule
+from bot import articles, cluster, digest, feeds, messages, metrics, qa, schedule
 from bot.classify import classify
 from bot.fetch import HostGate
 from bot.learn import FeedbackModel
-from bot.models import Article, ChatRef, Preferences, Thresholds, Verdict
+from bot.models import Article, ChatRef, Thresholds, Verdict
 from bot.outbox import Outbox
 from bot.store import IngestCounts, Store
 
@@ -135,17 +135,8 @@ async def classify_unclassified(
     return done
 
 
-def wants(prefs: Preferences, article: Article, verdict: Verdict) -> bool:
-    """Whether an article passes a chat's filters (countries, include and exclude words)."""
-    haystack = f"{article.title}\n{article.text}".casefold()
-    if prefs.exclude and any(word.casefold() in haystack for word in prefs.exclude):
-        return False
-    if prefs.include and not any(word.casefold() in haystack for word in prefs.include):
-        return False
-    if prefs.countries:
-        topics = {t.casefold() for t in verdict.topics}
-        return any(c.casefold() in topics or c.casefold() in haystack for c in prefs.countries)
-    return True
+# Kept here for callers of the jobs API; the filter itself is the digest's.
+wants = digest.wants
 
 
 async def route(

@@ -1114,10 +1114,17 @@ class Store:
                     )
                 )
                 return True
+            # A removed feed belongs to whoever adds it again; the config file owns what it lists.
+            owner = added_by if (not row.active or added_by == "config") else row.added_by
             await conn.execute(
                 sources.update()
                 .where(sources.c.id == row.id)
-                .values(active=True, interval_seconds=interval_seconds, name=name or row.name)
+                .values(
+                    active=True,
+                    interval_seconds=interval_seconds,
+                    name=name or row.name,
+                    added_by=owner,
+                )
             )
             return not row.active
 

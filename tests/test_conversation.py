@@ -355,3 +355,13 @@ async def test_setting_errors_speak_the_chats_language(conversation: Conversatio
     assert isinstance(bad, Notice) and "„25:00“ ist keine Uhrzeit" in bad.text
     [bad] = await conversation.handle(msg("/settings frobs 3"))
     assert isinstance(bad, Notice) and "unbekannte Einstellung „frobs“" in bad.text
+
+
+async def test_digest_command_applies_the_chats_filters(conversation: Conversation) -> None:
+    await conversation.handle(msg("/subscribe"))
+    await conversation.handle(msg("/settings countries Atlantis"))
+    [empty] = await conversation.handle(msg("/digest"))
+    assert isinstance(empty, Digest) and empty.items == ()
+    await conversation.handle(msg("/settings countries Ukraine"))
+    [found] = await conversation.handle(msg("/digest"))
+    assert isinstance(found, Digest) and len(found.items) == 1

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from bot import digest
 from bot.chat.render import plain
 from bot.classify import classify
-from bot.models import Article, Level
+from bot.models import Article, Level, Verdict
 
 NOW = datetime(2026, 5, 4, 18, tzinfo=UTC)
 
@@ -96,3 +96,18 @@ def test_a_mixed_day_reads_right_one_heading_per_story() -> None:
 def test_headings_follow_the_digest_language() -> None:
     built = digest.build([(ALEPPO, classify(ALEPPO))], now=NOW, lang="de")
     assert [heading for heading, _ in built.groups()] == ["Syrien"]
+
+
+def test_filters_match_whole_words_with_their_inflections() -> None:
+    from bot.models import Preferences
+
+    def passes(text: str, **prefs: tuple[str, ...]) -> bool:
+        article = Article("n1", "Lage", text, "de")
+        verdict = Verdict("n1", True, 0.9, (), Level.ALERT, ())
+        return digest.wants(Preferences(**prefs), article, verdict)  # type: ignore[arg-type]
+
+    assert not passes("Kämpfe in Nigeria.", countries=("Niger",))
+    assert passes("Unruhen in Niger.", countries=("Niger",))
+    assert passes("Die Lage Syriens.", countries=("Syrien",))
+    assert passes("Der Ukraine-Krieg.", include=("Ukraine",))
+    assert not passes("Der Ukraine-Krieg.", exclude=("Ukraine",))
