@@ -400,6 +400,11 @@ async def run(
         )
         for feed in settings.sources.feeds:
             await store.add_source(feed.url, name=feed.name, interval_seconds=feed.interval_seconds)
+        # A feed deleted from the config file stops being polled (the file owns those).
+        listed = {feed.url for feed in settings.sources.feeds}
+        for feed_source in await store.sources():
+            if feed_source.added_by == "config" and feed_source.url not in listed:
+                await store.remove_source(feed_source.id)
 
         console: ConsoleChat | None = None
         pacing = pacing or ReplyPacing()

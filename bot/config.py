@@ -34,6 +34,16 @@ Language = Literal["de", "en"]
 _DATABASE_URL = re.compile(r"^(sqlite(\+aiosqlite)?|postgres(ql)?(\+asyncpg)?)://")
 
 
+def _http_url(value: str) -> str:
+    """An http(s) URL with a host, else a ValueError saying so."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("needs an http:// or https:// URL with a host name")
+    return value.strip()
+
+
 class StorageSettings(_Section):
     """Where newsbot keeps its database."""
 
@@ -130,6 +140,11 @@ class FeedSettings(_Section):
     name: str = ""
     interval_seconds: int = Field(default=600, ge=30)
 
+    @field_validator("url")
+    @classmethod
+    def _web_url(cls, value: str) -> str:
+        return _http_url(value)
+
 
 class SourcesSettings(_Section):
     """Feeds to poll and how feeds are fetched."""
@@ -175,6 +190,12 @@ class TelegramSettings(_Section):
 
     api_url: str = "https://api.telegram.org/bot"
     mode: Literal["polling", "webhook"] = "polling"
+
+    @field_validator("api_url")
+    @classmethod
+    def _web_url(cls, value: str) -> str:
+        return _http_url(value)
+
     webhook_url: str = ""
     webhook_listen: str = "127.0.0.1"
     webhook_port: int = Field(default=8443, gt=0, lt=65536)

@@ -455,3 +455,24 @@ async def test_two_instances_on_postgresql_one_polls_and_a_killed_leader_hands_o
     assert sum("this one follows" in line for line in second_log) == 1
     assert sum("now leads" in line for line in second_log) == 1
     assert not any("Conflict" in line or "Traceback" in line for line in second_log)
+
+
+async def test_a_feed_deleted_from_the_config_is_no_longer_polled(settings: Settings) -> None:
+    """Review: config feeds stayed active for good once the file stopped listing them."""
+    from bot.config import FeedSettings
+
+    listed = FeedSettings(url="https://feeds.example.org/a.xml")
+    with_feed = settings.model_copy(
+        update={"sources": settings.sources.model_copy(update={"feeds": (listed,)})}
+    )
+    assert await app.run(with_feed, lines=lines(), out=io.StringIO()) == 0
+    async with Store.open(settings.storage.url()) as store:
+        await store.add_source("https://chat.example.org/b.xml", added_by="telegram:7")
+        assert [s.url for s in await store.sources()] == [
+            listed.url,
+            "https://chat.example.org/b.xml",
+        ]
+    assert await app.run(settings, lines=lines(), out=io.StringIO()) == 0
+    async with Store.open(settings.storage.url()) as store:
+        # The file's feed is gone; the one a chat added stays.
+        assert [s.url for s in await store.sources()] == ["https://chat.example.org/b.xml"]

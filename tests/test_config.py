@@ -97,6 +97,9 @@ def test_values_are_strictly_typed_but_paths_and_arrays_come_from_toml(tmp_path:
         ("[delivery]\nmax_attempts = 2.0\n", "delivery.max_attempts"),
         ('[sources]\nfeeds = [{ url = "u", interval_seconds = "60" }]\n', "sources.feeds.0"),
         ("[articles]\nlanguages = []\n", "articles.languages"),
+        ('[sources]\nfeeds = [{ url = "file:///etc/passwd" }]\n', "sources.feeds.0.url"),
+        ('[telegram]\napi_url = "not a url"\n', "telegram.api_url"),
+        ('[storage]\ndatabase_url = "postgresql://u@h:99999/db"\n', "storage.database_url"),
     ):
         path.write_text(body)
         with pytest.raises(config.ConfigError, match=key.replace(".", r"\.")):
