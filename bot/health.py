@@ -14,6 +14,11 @@ from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
+
+class HealthError(Exception):
+    """The operator endpoint cannot listen where configured; says which keys to fix."""
+
+
 Check = Callable[[], Awaitable[str]]
 """A readiness probe: returns a short state ("ok", "leader"), raises when not ready."""
 
@@ -47,7 +52,15 @@ class Health:
         self._runner = web.AppRunner(self.app(), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # port taken, no such address: the config's to fix
+            await self._runner.cleanup()
+            self._runner = None
+            raise HealthError(
+                f"ops.http_host/http_port: cannot listen on {self.host}:{self.port} "
+                f"({exc.strerror or exc})"
+            ) from None
         addresses = self._runner.addresses
         self.bound_port = int(addresses[0][1]) if addresses else self.port
         log.info("health and metrics on http://%s:%s/", self.host, self.bound_port)

@@ -571,3 +571,18 @@ def test_ask_reads_the_folder_as_the_service_does(env: dict[str, str]) -> None:
 
     # One article, by its path, now with the edited text: updated, not added.
     assert asyncio.run(stored()) == [("nato-russland-rat-2022-01.txt", True)]
+
+
+@pytest.mark.reliability
+def test_an_operator_port_in_use_is_one_line_and_exit_2(env: dict[str, str]) -> None:
+    """Review: a taken ops port exited 1 with `OSError`, and systemd restarted it forever."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = newsbot({**env, "NEWSBOT_OPS_PORT": str(port)}, "run")
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: ops.http_host/http_port: cannot listen on 127.0.0.1:")

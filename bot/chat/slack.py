@@ -326,8 +326,16 @@ class SlackChat:
         # No access log: request lines add noise and nothing else.
         self._runner = web.AppRunner(server, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.http_host, self.settings.http_port)
-        await site.start()
+        host, port = self.settings.http_host, self.settings.http_port
+        site = web.TCPSite(self._runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:  # port taken, address not on this host: the config's to fix
+            await self._runner.cleanup()
+            self._runner = None
+            raise StartError(
+                f"slack.http_host/http_port: cannot listen on {host}:{port} ({exc.strerror or exc})"
+            ) from None
 
     async def stop(self) -> None:
         """Stop receiving, let in-flight replies finish, and close connections."""
