@@ -469,6 +469,11 @@ async def run(
             if not await _start_unless_stopped(adapter, conversation.handle, stop):
                 break
             stack.push_async_callback(adapter.stop)
+        if stop.is_set():
+            # Stopped while an adapter was still connecting: start nothing more (no scheduler,
+            # no catch-up digests); what was started stops in reverse.
+            log.info("shutting down")
+            return 0
 
         if leadership is not None:
             outbox.sending.clear()  # until this instance is elected

@@ -45,6 +45,10 @@ OnChange = Callable[[Change], Awaitable[None]]
 CommandHandler = Callable[[Inbound, str, str], Awaitable[list[Post]]]
 
 
+# The console is the operator at the machine, not a chat member: no rate limits there.
+UNLIMITED_PLATFORMS = frozenset({"console"})
+
+
 class RateLimit:
     """At most `limit` events per `window` seconds per key (sliding window)."""
 
@@ -139,6 +143,8 @@ class Conversation:
         return await self.handlers[command.name](msg, arg, lang)
 
     def _command_wait(self, msg: Inbound) -> float:
+        if msg.chat.platform in UNLIMITED_PLATFORMS:
+            return 0.0
         chat = f"{msg.chat.platform}:{msg.chat.chat_id}"
         user_wait = self.user_commands.wait_time(f"{chat}:{msg.user or ''}")
         if user_wait > 0:
@@ -347,7 +353,7 @@ class Conversation:
         if len(question) > limit:
             return self._notice(msg, lang, "question_too_long", n=len(question), limit=limit)
         key = f"{msg.chat.platform}:{msg.user or msg.chat.chat_id}"
-        wait = self.questions.wait_time(key)
+        wait = 0.0 if msg.chat.platform in UNLIMITED_PLATFORMS else self.questions.wait_time(key)
         if wait > 0:
             return self._notice(msg, lang, "slow_down", seconds=max(1, round(wait)))
         # Answering takes up to a few seconds of CPU: never on the event loop.
