@@ -70,6 +70,8 @@ async def export(store: Store, out: TextIO) -> dict[str, int]:
         if "table" in record:
             counts[record["table"]] = counts.get(record["table"], 0) + 1
         out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    # The last line counts what came before it: a truncated copy is refused on import.
+    out.write(json.dumps({"end": True, "rows": counts}) + "\n")
     return counts
 
 
@@ -88,7 +90,8 @@ async def reindex(conn: AsyncConnection) -> int:
 def read_records(lines: Iterable[str], where: str) -> Iterator[tuple[str, dict[str, Any]]]:
     """(table, row) pairs of an export file, checking its header; errors name file and line."""
     known = {table.name for table in tables()}
-    header_seen = False
+    header_seen = ended = False
+    counts: dict[str, int] = {}
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -111,12 +114,25 @@ def read_records(lines: Iterable[str], where: str) -> Iterator[tuple[str, dict[s
                 )
             header_seen = True
             continue
+        if record.get("end") is True:
+            if record.get("rows") != counts:
+                raise TransferError(
+                    f"{where}:{number}: the rows read ({counts}) do not match the export's "
+                    f"count ({record.get('rows')}); the file is damaged"
+                )
+            ended = True
+            continue
+        if ended:
+            raise TransferError(f"{where}:{number}: data after the end of the export")
         table, row = record.get("table"), record.get("row")
         if table not in known or not isinstance(row, dict):
             raise TransferError(f"{where}:{number}: unknown table {table!r}")
+        counts[table] = counts.get(table, 0) + 1
         yield table, row
     if not header_seen:
         raise TransferError(f"{where}: empty file")
+    if not ended:
+        raise TransferError(f"{where}: the export ends early (no end line): the file is truncated")
 
 
 async def import_rows(

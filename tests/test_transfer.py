@@ -54,7 +54,7 @@ async def test_sqlite_to_postgres_and_back_loses_nothing(
 ) -> None:
     await fill(store)
     original = await dump(store)
-    tables = {record["table"] for record in original[1:]}
+    tables = {record["table"] for record in original if "table" in record}
     assert {"articles", "verdicts", "subscriptions", "sources", "deliveries", "feedback"} <= tables
     lines = [json.dumps(record) for record in original]
     counts = await transfer.import_rows(
@@ -114,3 +114,22 @@ async def test_a_database_from_a_newer_newsbot_refuses_to_open(tmp_path: Path) -
             pass
     async with Store.open(f"sqlite+aiosqlite:///{tmp_path / 'ok.sqlite3'}") as fine:
         assert await fine.migrate() == len(MIGRATIONS)
+
+
+async def test_a_truncated_export_is_refused_and_nothing_is_imported(
+    store: Store, tmp_path: Path
+) -> None:
+    """Review: `head -n 1000 export.jsonl` imported 999 articles and said nothing."""
+    await fill(store)
+    lines = [json.dumps(record) for record in await dump(store)]
+    async with Store.open(f"sqlite+aiosqlite:///{tmp_path / 'new.sqlite3'}") as new:
+        for cut in (lines[:-1], lines[:3]):
+            with pytest.raises(transfer.TransferError, match="truncated"):
+                await transfer.import_rows(new, transfer.read_records(cut, "x.jsonl"))
+            assert await new.count_articles() == 0  # one transaction: all or nothing
+        damaged = [*lines[:2], *lines[3:]]  # a row missing in the middle
+        with pytest.raises(transfer.TransferError, match="do not match"):
+            await transfer.import_rows(new, transfer.read_records(damaged, "x.jsonl"))
+        assert await new.count_articles() == 0
+        await transfer.import_rows(new, transfer.read_records(lines, "x.jsonl"))
+        assert await new.count_articles() == 2
