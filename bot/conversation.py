@@ -413,10 +413,19 @@ class SettingError(ValueError):
         return messages.text(lang, self.key, **self.fields)
 
 
+# A filter is a short list of words: long enough for any newsroom, short enough that the
+# settings reply fits one chat message.
+MAX_FILTER_WORDS = 30
+MAX_FILTER_WORD_CHARS = 40
+
+
 def _words(value: str) -> tuple[str, ...]:
     if value.lower() in ("", "off", "none", "aus"):
         return ()
-    return tuple(w.strip() for w in value.split(",") if w.strip())
+    words = tuple(dict.fromkeys(w.strip() for w in value.split(",") if w.strip()))
+    if len(words) > MAX_FILTER_WORDS or any(len(w) > MAX_FILTER_WORD_CHARS for w in words):
+        raise SettingError("bad_words", n=MAX_FILTER_WORDS, chars=MAX_FILTER_WORD_CHARS)
+    return words
 
 
 def _on_off(value: str) -> bool:
@@ -460,9 +469,10 @@ def change(prefs: Preferences, name: str, value: str) -> tuple[Preferences, str 
             threshold = float(value.replace(",", "."))
         except ValueError:
             raise SettingError("bad_number", value=value) from None
-        if not 0.0 <= threshold <= 1.0:
+        if not 0.0 <= threshold <= 1.0:  # NaN fails this too
             raise SettingError("bad_threshold")
-        return dataclasses.replace(prefs, alert_threshold=threshold), None
+        # + 0.0 turns "-0" into 0.0, which is shown as 0.00, not -0.00.
+        return dataclasses.replace(prefs, alert_threshold=round(threshold, 4) + 0.0), None
     if name in ("timezone", "tz"):
         return dataclasses.replace(prefs, timezone=_zone(value)), None
     if name == "digest":

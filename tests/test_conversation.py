@@ -6,7 +6,17 @@ import pytest
 from bot import jobs, qa
 from bot.config import Settings
 from bot.conversation import Change, Conversation, RateLimit
-from bot.models import Action, ActionKind, Answer, ChatRef, Digest, Inbound, Notice, Thresholds
+from bot.models import (
+    Action,
+    ActionKind,
+    Answer,
+    ChatRef,
+    Digest,
+    Inbound,
+    Notice,
+    Preferences,
+    Thresholds,
+)
 from bot.store import Store
 
 from .conftest import SEED
@@ -370,3 +380,16 @@ async def test_digest_command_applies_the_chats_filters(conversation: Conversati
     await conversation.handle(msg("/settings countries Ukraine"))
     [found] = await conversation.handle(msg("/digest"))
     assert isinstance(found, Digest) and len(found.items) == 1
+
+
+def test_settings_refuse_filters_too_long_for_a_chat_and_normalise_minus_zero() -> None:
+    from bot.conversation import SettingError, change
+
+    prefs, _ = change(Preferences(), "threshold", "-0")
+    assert prefs.alert_threshold == 0.0 and str(prefs.alert_threshold) == "0.0"
+    with pytest.raises(SettingError):
+        change(Preferences(), "include", ",".join(f"w{i}" for i in range(3000)))
+    with pytest.raises(SettingError):
+        change(Preferences(), "threshold", "nan")
+    prefs, _ = change(Preferences(), "countries", "Ukraine, Syria, Ukraine")
+    assert prefs.countries == ("Ukraine", "Syria")

@@ -58,6 +58,7 @@ MESSAGES: dict[str, str] = {
     "bad_language": "Sprache „{value}“ (wählbar: {choices})",
     "bad_number": "Schwelle „{value}“ ist keine Zahl",
     "bad_threshold": "die Schwelle liegt zwischen 0 und 1",
+    "bad_words": "höchstens {n} Wörter mit je höchstens {chars} Zeichen, durch Kommas getrennt",
     "bad_every": "digest every N: N muss 1 bis 168 Stunden sein",
     "bad_digest": "digest braucht HH:MM [Zeitzone], every N oder off",
     "bad_quiet": "Ruhezeiten sehen so aus: 22:00-07:00",

@@ -58,6 +58,7 @@ MESSAGES: dict[str, str] = {
     "bad_language": "language “{value}” (choose {choices})",
     "bad_number": "threshold “{value}” is not a number",
     "bad_threshold": "the threshold must be between 0 and 1",
+    "bad_words": "at most {n} words of at most {chars} characters each, separated by commas",
     "bad_every": "digest every N: N must be 1 to 168 hours",
     "bad_digest": "digest needs HH:MM [time zone], every N, or off",
     "bad_quiet": "quiet hours look like 22:00-07:00",
