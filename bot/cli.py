@@ -166,6 +166,7 @@ def classify_command(
     """Classify articles without storing them: one verdict per article, in input order."""
     # Only what classifying needs is imported: this command is timed with its start-up.
     from bot.classify import classify
+    from bot.entry import verdict_line
 
     cfg = settings()
     limits, model = cfg.classifier.thresholds(), None
@@ -181,21 +182,7 @@ def classify_command(
             err.print(f"rejected {item.where}: {item.reason}", markup=False, highlight=False)
             continue
         seen += 1
-        verdict = classify(item, limits, model)
-        if output is Format.text:
-            flag = "CONFLICT" if verdict.conflict else "-"
-            reasons = ", ".join(verdict.reasons[:4])
-            write(f"{verdict.score:.2f} {flag:8} {item.id}  {item.title[:70]}  {reasons}\n")
-        else:
-            record = {
-                "id": item.id,
-                "conflict": verdict.conflict,
-                "score": round(verdict.score, 4),
-                "reasons": list(verdict.reasons),
-                "level": verdict.level.value,
-                "topics": list(verdict.topics),
-            }
-            write(json.dumps(record, ensure_ascii=False) + "\n")
+        write(verdict_line(item, classify(item, limits, model), output.value))
     if seen == 0 and rejected:
         raise typer.Exit(EXIT_FAILURE)
 

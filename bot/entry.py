@@ -16,7 +16,10 @@ import sys
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # only types: the fast path imports the classifier when it runs
+    from bot.models import Article, Verdict
 
 # bot.config's DEFAULT_CONFIG_PATH and sections (tests/test_entry.py keeps them in step).
 DEFAULT_CONFIG_PATH = Path("config/newsbot.toml")
@@ -151,22 +154,25 @@ def classify_fast(argv: Sequence[str]) -> int | None:
             sys.stderr.write(f"rejected {item.where}: {item.reason}\n")
             continue
         seen += 1
-        verdict = classify(item, limits, model)
-        if output == "text":
-            flag = "CONFLICT" if verdict.conflict else "-"
-            reasons = ", ".join(verdict.reasons[:4])
-            write(f"{verdict.score:.2f} {flag:8} {item.id}  {item.title[:70]}  {reasons}\n")
-        else:
-            record = {
-                "id": item.id,
-                "conflict": verdict.conflict,
-                "score": round(verdict.score, 4),
-                "reasons": list(verdict.reasons),
-                "level": verdict.level.value,
-                "topics": list(verdict.topics),
-            }
-            write(json.dumps(record, ensure_ascii=False) + "\n")
+        write(verdict_line(item, classify(item, limits, model), output))
     return 1 if seen == 0 and rejected else 0
+
+
+def verdict_line(article: Article, verdict: Verdict, output: str) -> str:
+    """One output line of `newsbot classify` (shared by this fast path and bot.cli)."""
+    if output == "text":
+        flag = "CONFLICT" if verdict.conflict else "-"
+        reasons = ", ".join(verdict.reasons[:4])
+        return f"{verdict.score:.2f} {flag:8} {article.id}  {article.title[:70]}  {reasons}\n"
+    record = {
+        "id": article.id,
+        "conflict": verdict.conflict,
+        "score": round(verdict.score, 4),
+        "reasons": list(verdict.reasons),
+        "level": verdict.level.value,
+        "topics": list(verdict.topics),
+    }
+    return json.dumps(record, ensure_ascii=False) + "\n"
 
 
 def main() -> None:
