@@ -588,9 +588,10 @@ async def test_newsbot_run_with_token_and_api_url_from_the_environment(settings:
             fake.push_message(USER, "/start")
             [welcome] = await fake.wait_for_sent(1, timeout=30)
             shutil.copy(SEED, settings.articles.folder)
-            _, alert = await fake.wait_for_sent(2, timeout=15)
+            # Generous on a loaded CI machine: the file first settles (2 s) by design.
+            _, alert = await fake.wait_for_sent(2, timeout=45)
             fake.push_message(USER, "who attends from Germany?", reply_to=alert.message_id)
-            _, _, answer = await fake.wait_for_sent(3, timeout=15)
+            _, _, answer = await fake.wait_for_sent(3, timeout=45)
         finally:
             if process.returncode is None:
                 process.send_signal(signal.SIGTERM)
