@@ -24,12 +24,12 @@ from pydantic import SecretStr
 
 from bot import __version__, commands, feeds, jobs, qa, schedule, search
 from bot import folder as folder_files
-from bot.chat import ChatAdapter, Handler, Leads, Pace, StartError
+from bot.chat import ChatAdapter, Handler, Leads, Pace
 from bot.chat.console import CHAT as CONSOLE_CHAT
 from bot.chat.console import ConsoleChat
 from bot.config import Settings
 from bot.conversation import Change, Conversation
-from bot.health import Health, HealthError
+from bot.health import Health
 from bot.leader import Leadership, election_engine
 from bot.learn import load_current, retrain
 from bot.metrics import METRICS
@@ -387,10 +387,7 @@ async def run(
             leadership = Leadership(election)
         if settings.ops.http_port:
             health = operator_endpoint(settings, store, scheduler, leadership)
-            try:
-                await health.start()
-            except HealthError as exc:
-                raise StartError(str(exc)) from None
+            await health.start()
             stack.push_async_callback(health.stop)
         client = await stack.enter_async_context(
             httpx.AsyncClient(

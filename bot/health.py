@@ -10,13 +10,10 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from bot.chat.server import bound_port, listen
 from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
-
-
-class HealthError(Exception):
-    """The operator endpoint cannot listen where configured; says which keys to fix."""
 
 
 Check = Callable[[], Awaitable[str]]
@@ -49,20 +46,8 @@ class Health:
 
     async def start(self) -> None:
         """Listen on host:port (port 0 picks a free one, see `bound_port`)."""
-        self._runner = web.AppRunner(self.app(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        try:
-            await site.start()
-        except OSError as exc:  # port taken, no such address: the config's to fix
-            await self._runner.cleanup()
-            self._runner = None
-            raise HealthError(
-                f"ops.http_host/http_port: cannot listen on {self.host}:{self.port} "
-                f"({exc.strerror or exc})"
-            ) from None
-        addresses = self._runner.addresses
-        self.bound_port = int(addresses[0][1]) if addresses else self.port
+        self._runner = await listen(self.app(), self.host, self.port, "ops.http_host/http_port")
+        self.bound_port = bound_port(self._runner) or self.port
         log.info("health and metrics on http://%s:%s/", self.host, self.bound_port)
 
     async def stop(self) -> None:

@@ -26,6 +26,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.chat import DeliveryError, Handler, Pace, StartError
 from bot.chat.render import SLACK_ACTIONS, SlackMessage, slack_blocks, text
+from bot.chat.server import bound_port, listen
 from bot.config import SlackSettings
 from bot.models import (
     Action,
@@ -323,19 +324,9 @@ class SlackChat:
     async def _serve(self) -> None:
         server = web.Application(client_max_size=1 << 20)
         server.router.add_post(PATH, self._on_http)
-        # No access log: request lines add noise and nothing else.
-        self._runner = web.AppRunner(server, access_log=None)
-        await self._runner.setup()
-        host, port = self.settings.http_host, self.settings.http_port
-        site = web.TCPSite(self._runner, host, port)
-        try:
-            await site.start()
-        except OSError as exc:  # port taken, address not on this host: the config's to fix
-            await self._runner.cleanup()
-            self._runner = None
-            raise StartError(
-                f"slack.http_host/http_port: cannot listen on {host}:{port} ({exc.strerror or exc})"
-            ) from None
+        self._runner = await listen(
+            server, self.settings.http_host, self.settings.http_port, "slack.http_host/http_port"
+        )
 
     async def stop(self) -> None:
         """Stop receiving, let in-flight replies finish, and close connections."""
@@ -357,9 +348,7 @@ class SlackChat:
     @property
     def http_port(self) -> int | None:
         """The port /slack/events listens on (None when not serving)."""
-        if self._runner is None or not self._runner.addresses:
-            return None
-        return int(self._runner.addresses[0][1])
+        return bound_port(self._runner)
 
     # --- HTTP: every request verified before bolt sees it --------------------------------
 

@@ -43,6 +43,7 @@ from telegram.request import BaseRequest
 
 from bot.chat import DeliveryError, Handler, Pace, StartError
 from bot.chat.render import cut, plain, telegram_html, text
+from bot.chat.server import bound_port, listen
 from bot.config import TelegramSettings
 from bot.models import (
     Action,
@@ -232,9 +233,7 @@ class TelegramChat:
     @property
     def webhook_port(self) -> int | None:
         """The port the webhook server listens on (None when not serving)."""
-        if self._runner is None or not self._runner.addresses:
-            return None
-        return int(self._runner.addresses[0][1])
+        return bound_port(self._runner)
 
     def _build(self, webhook: bool) -> TelegramApp:
         api_url = self.settings.api_url
@@ -281,18 +280,12 @@ class TelegramChat:
         path = urlsplit(self.settings.webhook_url).path or "/"
         server = web.Application(client_max_size=1 << 20)
         server.router.add_post(path, self._on_webhook)
-        # No access log: request lines would only add noise, and nothing secret is in them.
-        self._runner = web.AppRunner(server, access_log=None)
-        await self._runner.setup()
-        listen, port = self.settings.webhook_listen, self.settings.webhook_port
-        site = web.TCPSite(self._runner, listen, port)
-        try:
-            await site.start()
-        except OSError as exc:  # port taken, address not on this host: the config's to fix
-            raise StartError(
-                f"telegram.webhook_listen/webhook_port: cannot listen on {listen}:{port} "
-                f"({exc.strerror or exc})"
-            ) from None
+        self._runner = await listen(
+            server,
+            self.settings.webhook_listen,
+            self.settings.webhook_port,
+            "telegram.webhook_listen/webhook_port",
+        )
         await self._bot().set_webhook(
             url=self.settings.webhook_url,
             secret_token=self.webhook_secret,
