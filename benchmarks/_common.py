@@ -7,6 +7,7 @@ import resource
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,3 +47,21 @@ class Targets:
             print(line)
         sys.stdout.flush()
         return 1 if self.missed else 0
+
+
+def feed_document(records: list[dict[str, Any]], count: int, name: str = "bench") -> bytes:
+    """An RSS document of `count` distinct corpus items (ids, titles and texts numbered)."""
+    items = []
+    for i in range(count):
+        record = records[i % len(records)]
+        title = (record["title"] or record["text"][:80]).replace("&", "&amp;").replace("<", "&lt;")
+        text = record["text"][:600].replace("&", "&amp;").replace("<", "&lt;")
+        items.append(
+            f"<item><guid>{name}-{i}</guid><title>{title} ({i})</title>"
+            f"<description>{text} [{i}]</description><link>https://{name}.example/{i}</link></item>"
+        )
+    return (
+        f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>{name}</title>'
+        + "".join(items)
+        + "</channel></rss>"
+    ).encode()

@@ -28,8 +28,14 @@ sys.path.insert(0, str(ROOT))
 import feedparser  # type: ignore[import-untyped]  # noqa: E402
 import feedparser_rs  # noqa: E402
 
-from benchmarks._common import Targets, peak_rss_mb, shared_dir, skip_unless  # noqa: E402
-from benchmarks.pipeline import feed_document, ten_thousand  # noqa: E402
+from benchmarks._common import (  # noqa: E402
+    Targets,
+    feed_document,
+    peak_rss_mb,
+    shared_dir,
+    skip_unless,
+)
+from benchmarks.pipeline import ten_thousand  # noqa: E402
 from bot import feeds  # noqa: E402
 
 RATIO_TARGET = 10.0

@@ -24,12 +24,11 @@ import time
 from collections import deque
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import Targets, shared_dir, skip_unless  # noqa: E402
+from benchmarks._common import Targets, feed_document, shared_dir, skip_unless  # noqa: E402
 from bot import app, config, feeds, jobs  # noqa: E402
 from bot.chat import DeliveryError, Handler  # noqa: E402
 from bot.chat.telegram import TelegramChat  # noqa: E402
@@ -172,23 +171,6 @@ async def drop_to_alert(texts: list[str]) -> list[float]:
         stop.set()
         await service
     return latencies
-
-
-def feed_document(articles: list[dict[str, Any]], count: int) -> bytes:
-    items = []
-    for i in range(count):
-        record = articles[i % len(articles)]
-        title = (record["title"] or record["text"][:80]).replace("&", "&amp;").replace("<", "&lt;")
-        text = record["text"][:600].replace("&", "&amp;").replace("<", "&lt;")
-        items.append(
-            f"<item><guid>bench-{i}</guid><title>{title} ({i})</title>"
-            f"<description>{text} [{i}]</description><link>https://bench.example/{i}</link></item>"
-        )
-    return (
-        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>bench</title>'
-        + "".join(items)
-        + "</channel></rss>"
-    ).encode()
 
 
 async def ten_thousand(corpus: Path, count: int) -> tuple[float, dict[str, float]]:

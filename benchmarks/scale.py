@@ -35,31 +35,18 @@ sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
 
-from benchmarks._common import Targets, peak_rss_mb, shared_dir, skip_unless  # noqa: E402
+from benchmarks._common import (  # noqa: E402
+    Targets,
+    feed_document,
+    peak_rss_mb,
+    shared_dir,
+    skip_unless,
+)
 
 POSTGRES = os.environ.get(
     "NEWSBOT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
 FLAT = 1.5
-
-
-def feed_document(records: list[dict[str, Any]], count: int) -> bytes:
-    """`count` distinct RSS items from the corpus (the index keeps content hashes unique)."""
-    items = []
-    for i in range(count):
-        record = records[i % len(records)]
-        title = (record["title"] or record["text"][:80]).replace("&", "&amp;").replace("<", "&lt;")
-        text = record["text"][:600].replace("&", "&amp;").replace("<", "&lt;")
-        items.append(
-            f"<item><guid>scale-{i}</guid><title>{title} ({i})</title>"
-            f"<description>{text} [{i}]</description>"
-            f"<link>https://scale.example/{i}</link></item>"
-        )
-    return (
-        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>s</title>'
-        + "".join(items)
-        + "</channel></rss>"
-    ).encode()
 
 
 async def _reset_postgres(url: str) -> None:
@@ -101,7 +88,7 @@ async def ingest_row(db: str, size: int, corpus: Path) -> dict[str, Any]:
     from bot.store import Store
 
     records = [json.loads(line) for line in (corpus / "articles.jsonl").open()]
-    document = feed_document(records, size)
+    document = feed_document(records, size, name="scale")
     now = datetime.now(UTC)
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite+aiosqlite:///{tmp}/scale.sqlite3" if db == "sqlite" else POSTGRES
@@ -111,7 +98,9 @@ async def ingest_row(db: str, size: int, corpus: Path) -> dict[str, Any]:
             for n in range(10):
                 await store.subscribe(ChatRef("console", f"chat-{n}"), "en")
             # Warm up first: simplemma and the classifier load their data on first use.
-            warm, _ = feeds.parse(feed_document(records, 3), url="https://warm.example/", now=now)
+            warm, _ = feeds.parse(
+                feed_document(records, 3, name="scale"), url="https://warm.example/", now=now
+            )
             jobs.classify_all(warm, Thresholds())
             trips = _count_round_trips(store)
             phases: dict[str, float] = {}
