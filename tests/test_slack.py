@@ -775,3 +775,129 @@ async def test_newsbot_run_with_a_rejected_slack_token_exits_2_with_one_line(
     lines = [line for line in output.splitlines() if line.strip()]
     assert len(lines) == 1 and "SLACK_BOT_TOKEN" in lines[0] and "invalid_auth" in lines[0]
     assert "xoxb-revoked" not in output and "Traceback" not in output
+
+
+# --- Slack unreachable or failing at start ---------------------------------------------------
+
+
+async def test_slack_failing_at_start_is_retried_until_it_answers(
+    slack: FakeSlack, settings: Settings, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 503 and a 429 from auth.test are waited out (Retry-After honoured), not a crash."""
+    slack.fail_next("auth.test", "service_unavailable", status=503)
+    slack.fail_next("auth.test", "ratelimited", status=429, retry_after=7)
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    async with running(slack, settings, store, sleep=sleep) as adapter:
+        assert adapter.bot_user_id == BOT_USER
+        assert await command(adapter, ADMIN, "help") == 200
+    # The first three calls are start's attempts (bolt calls auth.test again later, per request).
+    assert [name for name, _ in slack.calls[:3]] == ["auth.test"] * 3
+    assert waits == [1.0, 7.0]
+    attempts = [r.getMessage() for r in caplog.records if "cannot reach" in r.getMessage()]
+    assert len(attempts) == 2
+    assert "auth.test (attempt 1: HTTP 503); retrying in 1 s" in attempts[0]
+    assert "auth.test (attempt 2: HTTP 429); retrying in 7 s" in attempts[1]
+    assert all(f"http://127.0.0.1:{slack.port} " in line for line in attempts)
+
+
+async def test_refused_connections_at_start_back_off_one_line_per_attempt(
+    settings: Settings, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Nothing listens at the API URL: each attempt waits twice as long as the one before."""
+    port = free_port()
+    waits: list[float] = []
+
+    class GaveUp(Exception):
+        pass
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 3:
+            raise GaveUp
+
+    adapter = SlackChat(
+        TOKEN,
+        SlackSettings(api_url=f"http://127.0.0.1:{port}/api/", http_port=free_port()),
+        signing_secret=SECRET,
+        sleep=sleep,
+    )
+    with pytest.raises(GaveUp):
+        await adapter.start(Conversation(store, qa.Index.build([]), settings).handle)
+    assert waits == [1.0, 2.0, 4.0]
+    attempts = [r.getMessage() for r in caplog.records if "cannot reach" in r.getMessage()]
+    assert [f"attempt {n}: ClientConnectorError" in line for n, line in enumerate(attempts, 1)] == [
+        True,
+        True,
+        True,
+    ]
+    assert adapter.http_port is None  # nothing was left listening
+
+
+@pytest.mark.reliability
+async def test_newsbot_run_with_slack_unreachable_waits_and_a_stop_signal_exits_zero(
+    settings: Settings,
+) -> None:
+    """Slack unreachable at start exited 1 with a traceback; now it retries until stopped."""
+    import os
+    import signal
+    import sys
+
+    env = {
+        **os.environ,
+        "SLACK_BOT_TOKEN": TOKEN,
+        "SLACK_SIGNING_SECRET": SECRET,
+        "NEWSBOT_SLACK_API_URL": f"http://127.0.0.1:{free_port()}/api/",
+        "NEWSBOT_SLACK_PORT": str(free_port()),
+        "NEWSBOT_ARTICLES": str(settings.articles.folder),
+        "NEWSBOT_DATA_DIR": str(settings.storage.data_dir),
+        "NEWSBOT_CONFIG": str(ROOT / "config" / "newsbot.toml"),
+    }
+    for name in ("NEWSBOT_DATABASE_URL", "TELEGRAM_BOT_TOKEN", "SLACK_APP_TOKEN"):
+        env.pop(name, None)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "run",
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    lines: list[bytes] = []
+    try:
+        async with asyncio.timeout(60):
+            while sum(b"cannot reach" in line for line in lines) < 2:
+                line = await process.stderr.readline()
+                assert line, "newsbot exited: " + b"".join(lines).decode()
+                lines.append(line)
+        process.send_signal(signal.SIGTERM)
+        rest = await asyncio.wait_for(process.stderr.read(), 20)
+        code = await asyncio.wait_for(process.wait(), 20)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    log = (b"".join(lines) + rest).decode()
+    assert code == 0, log
+    assert "attempt 1" in log and "attempt 2" in log
+    assert "Traceback" not in log and TOKEN not in log and SECRET not in log
+
+
+async def test_bolt_does_not_warn_about_the_token_it_reads_from_the_environment(
+    slack: FakeSlack,
+    settings: Settings,
+    store: Store,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`newsbot run` with SLACK_BOT_TOKEN set logged bolt's "token will be unused" at start."""
+    monkeypatch.setenv("SLACK_BOT_TOKEN", TOKEN)
+    async with running(slack, settings, store) as adapter:
+        assert await command(adapter, ADMIN, "help") == 200
+    logged = [r.getMessage() for r in caplog.records if r.levelno >= 30]
+    assert not any("will be unused" in line for line in logged), logged

@@ -25,7 +25,7 @@ from bot.outbox import Outbox, RetryPolicy
 from bot.store import Store
 
 from .conftest import ROOT, SEED
-from .fake_telegram import FakeError, FakeTelegram, RateLimits
+from .fake_telegram import DropConnection, FakeError, FakeTelegram, RateLimits
 from .fakes import VirtualClock
 
 TOKEN = "123456:TEST-token"
@@ -441,6 +441,37 @@ async def test_webhook_checks_the_secret_token(
     assert "/subscribe" in reply.visible_text
     assert await store.subscription(tg_chat(USER)) is None  # the forged update did nothing
     assert tg.calls_to("getUpdates") == []
+
+
+@pytest.mark.reliability
+async def test_set_webhook_failing_at_start_is_retried_not_fatal(
+    tg: FakeTelegram,
+    settings: Settings,
+    store: Store,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """setWebhook dropped, then a 502: start waits them out (it exited 2 before)."""
+    from bot.chat import telegram as module
+
+    monkeypatch.setattr(module, "CONNECT_BACKOFF_SECONDS", (0.01, 0.02))
+    tg.script("setWebhook", DropConnection(), FakeError.server_error(502))
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/telegram/hook"
+    config = TelegramSettings(
+        api_url=tg.base_url, mode="webhook", webhook_url=url, webhook_port=port
+    )
+    async with running(tg, settings, store, telegram=config) as adapter:
+        assert tg.webhook is not None and tg.webhook["url"] == url
+        real = tg.make_update(message=tg.user_message(USER, "/help"))
+        assert await tg.deliver_webhook(url, real, secret_token=adapter.webhook_secret) == 200
+        [reply] = await tg.wait_for_sent(1)
+    assert "/subscribe" in reply.visible_text
+    assert len(tg.calls_to("setWebhook")) == 3
+    attempts = [r.getMessage() for r in caplog.records if "setWebhook failed" in r.getMessage()]
+    assert len(attempts) == 2
+    assert "attempt 1" in attempts[0] and "attempt 2" in attempts[1]
+    assert all(TOKEN not in line for line in attempts)
 
 
 @pytest.mark.reliability

@@ -23,6 +23,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import Clock as SignatureClock
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.chat import DeliveryError, Handler, Pace, StartError
 from bot.chat.render import SLACK_ACTIONS, SlackMessage, slack_blocks, text
@@ -41,6 +42,19 @@ from bot.models import (
 )
 
 log = logging.getLogger(__name__)
+
+
+class _GivenClientNote(logging.Filter):
+    """Drops bolt's start-up warning that the token it read from SLACK_BOT_TOKEN is unused."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # We hand bolt our own client on purpose (one session, our base URL); bolt still reads
+        # SLACK_BOT_TOKEN from the environment and warns at every start that it is unused.
+        return "`token` will be unused" not in record.getMessage()
+
+
+bolt_log = log.getChild("bolt")
+bolt_log.addFilter(_GivenClientNote())
 
 PLATFORM = "slack"
 PATH = "/slack/events"
@@ -74,6 +88,8 @@ ACTION_KINDS = {
     SLACK_ACTIONS["down"]: ActionKind.DOWN,
 }
 SEEN_EVENTS = 10_000
+# Back-off while Slack cannot be reached at start: first wait, longest wait (seconds).
+CONNECT_BACKOFF_SECONDS = (1.0, 60.0)
 # What slack-bolt's middleware reads from a body without checking its type.
 BODY_SHAPES: dict[str, type] = {
     "event": dict,
@@ -244,9 +260,10 @@ class SlackChat:
         log.info("slack: connected as %s (%s mode)", self.bot_user_id, self.mode)
 
     async def _authenticate(self) -> None:
-        assert self._client is not None
+        client = self._client
+        assert client is not None
         try:
-            auth = await self._client.auth_test()
+            auth = await self._until_reachable("auth.test", client.auth_test)
         except SlackApiError as exc:
             error = _error_code(exc)
             if error in TOKEN_ERRORS:
@@ -259,9 +276,13 @@ class SlackChat:
         self.bot_user_id = str(auth.get("user_id") or "")
 
     async def _socket_url(self) -> str:
-        assert self._client is not None
+        client = self._client
+        assert client is not None
         try:
-            response = await self._client.apps_connections_open(app_token=self._app_token or "")
+            response = await self._until_reachable(
+                "apps.connections.open",
+                lambda: client.apps_connections_open(app_token=self._app_token or ""),
+            )
         except SlackApiError as exc:
             error = _error_code(exc)
             if error in TOKEN_ERRORS:
@@ -271,6 +292,39 @@ class SlackChat:
                 ) from None
             raise StartError(f"Slack apps.connections.open failed: {error}") from None
         return str(response["url"])
+
+    async def _until_reachable(
+        self, method: str, call: Callable[[], Awaitable[AsyncSlackResponse]]
+    ) -> AsyncSlackResponse:
+        """`call()`, waiting out an unreachable or failing Slack with back-off (one log line
+        per attempt) until it answers or the caller cancels; Slack's refusals are raised."""
+        delay, most = CONNECT_BACKOFF_SECONDS
+        attempt = 0
+        while True:
+            attempt += 1
+            wait = delay
+            try:
+                return await call()
+            except SlackApiError as exc:
+                status = int(getattr(exc.response, "status_code", 200) or 200)
+                if status < 500 and status != 429:
+                    raise
+                reason = f"HTTP {status}"
+                if status == 429:
+                    wait = _retry_after(exc)
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                # Connection refused, DNS failure, reset or timeout: Slack or the network is down.
+                reason = type(exc).__name__
+            log.warning(
+                "slack: cannot reach %s for %s (attempt %d: %s); retrying in %.0f s",
+                _host(self.settings.api_url),
+                method,
+                attempt,
+                reason,
+                wait,
+            )
+            await self.sleep(wait)
+            delay = min(delay * 2, most)
 
     def _build(self) -> AsyncApp:
         http = self.mode == "http"
@@ -282,7 +336,7 @@ class SlackChat:
             signing_secret=self._signing_secret or "" if http else "",
             request_verification_enabled=http,
             process_before_response=False,
-            logger=log,
+            logger=bolt_log,
         )
         app.event("app_mention")(self._on_mention)
         app.event("message")(self._on_message)
@@ -690,6 +744,12 @@ def _error_code(exc: SlackApiError) -> str:
         return str(response.get("error") or f"HTTP {response.status_code}")
     except Exception:
         return "unknown error"
+
+
+def _host(url: str) -> str:
+    """Scheme, host and port of an API URL, for log lines (never a path or query)."""
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
 def _retry_after(exc: SlackApiError) -> float:

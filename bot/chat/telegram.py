@@ -286,11 +286,33 @@ class TelegramChat:
             self.settings.webhook_port,
             "telegram.webhook_listen/webhook_port",
         )
-        await self._bot().set_webhook(
-            url=self.settings.webhook_url,
-            secret_token=self.webhook_secret,
-            allowed_updates=list(ALLOWED_UPDATES),
-        )
+        bot = self._bot()
+        # Telegram down or rate-limiting at start is waited out like the connection itself; a
+        # refused URL (not HTTPS, bad port…) is a TelegramError and a StartError in start().
+        delay, most = CONNECT_BACKOFF_SECONDS
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await bot.set_webhook(
+                    url=self.settings.webhook_url,
+                    secret_token=self.webhook_secret,
+                    allowed_updates=list(ALLOWED_UPDATES),
+                )
+                return
+            except RetryAfter as exc:
+                wait, reason = retry_seconds(exc), "flood control"
+            except NetworkError as exc:  # includes TimedOut and Telegram's 5xx answers
+                wait, reason = delay, exc.message
+                delay = min(delay * 2, most)
+            log.warning(
+                "telegram: setWebhook failed at %s (attempt %d: %s); retrying in %.0f s",
+                _host(self.settings.api_url),
+                attempt,
+                reason,
+                wait,
+            )
+            await asyncio.sleep(wait)
 
     async def _on_webhook(self, request: web.Request) -> web.Response:
         # Whatever bytes the header holds (aiohttp keeps undecodable ones as surrogates), the
