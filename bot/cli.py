@@ -68,11 +68,21 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
 
     import sqlalchemy.exc
 
+    from bot.store import SchemaTooNew
+
     try:
         return asyncio.run(coro)
+    except SchemaTooNew as exc:
+        # A deployment problem (an older newsbot on an upgraded database), not a crash.
+        fail(str(exc), EXIT_USAGE)
     except (sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
         first = (str(exc).splitlines() or [""])[0]
         fail(f"{type(exc).__name__}: {first}", EXIT_FAILURE)
+
+
+def _not_utf8(exc: UnicodeDecodeError) -> str:
+    """Why a file was refused, for one error line: where its first non-UTF-8 byte is."""
+    return f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -442,6 +452,9 @@ def feedback_import(
     except OSError as exc:
         err.print(f"error: {file}: {exc.strerror}", markup=False, highlight=False)
         raise typer.Exit(EXIT_USAGE) from None
+    except UnicodeDecodeError as exc:
+        err.print(f"error: {file}: {_not_utf8(exc)}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_USAGE) from None
     judgements: list[tuple[str, bool]] = []
     malformed = 0
     for number, line in enumerate(lines, start=1):
@@ -562,6 +575,9 @@ def import_command(
     except transfer.TransferError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False)
         raise typer.Exit(EXIT_FAILURE) from None
+    except UnicodeDecodeError as exc:
+        err.print(f"error: {source}: {_not_utf8(exc)}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_USAGE) from None
     out.print("imported " + ", ".join(f"{n} {table}" for table, n in counts.items() if n))
 
 

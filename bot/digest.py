@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from bot import cluster, regions
 from bot.facts import facts
@@ -49,7 +50,7 @@ def item(article: Article, verdict: Verdict, lang: str = "en") -> DigestItem:
         where=found.where[:3],
         source=source_of(article),
         url=article.url,
-        published=article.published,
+        published=published_date(article.published),
     )
 
 
@@ -97,10 +98,22 @@ def source_of(article: Article) -> str | None:
     source = article.agency or article.source
     if not source:
         return None
-    # A file path is shown by its name; a feed URL or feed title as it is.
-    if "://" not in source and "/" in source:
+    if "://" in source:
+        # A feed is shown by its site: its URL may carry credentials in the user part or the
+        # query (`?apikey=`), and it is shown to every chat the article reaches.
+        host = (urlsplit(source).hostname or "").removeprefix("www.")
+        return host or None
+    # A file path is shown by its name.
+    if "/" in source:
         return source.rsplit("/", 1)[-1]
     return source
+
+
+def published_date(published: str | None) -> str | None:
+    """The day an article was published (an ISO timestamp's date part), as sources show it."""
+    if published and len(published) > 10 and published[4] == "-" and published[10] == "T":
+        return published[:10]
+    return published
 
 
 def wants(prefs: Preferences, article: Article, verdict: Verdict) -> bool:

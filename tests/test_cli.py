@@ -586,3 +586,37 @@ def test_an_operator_port_in_use_is_one_line_and_exit_2(env: dict[str, str]) -> 
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("error: ops.http_host/http_port: cannot listen on 127.0.0.1:")
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("command", ["migrate", "status", "export", "digest", "run"])
+def test_a_database_newer_than_the_code_is_one_line_and_exit_2(
+    env: dict[str, str], tmp_path: Path, command: str
+) -> None:
+    """SchemaTooNew came out as a traceback and exit 1 from every command."""
+    import sqlite3
+
+    assert newsbot(env, "migrate").returncode == 0
+    path = tmp_path / "data" / "newsbot.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute("insert into schema_version values (99, '2030-01-01')")
+    args = [command, str(tmp_path / "out.jsonl")] if command == "export" else [command]
+    result = newsbot(env, *args)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1 and "schema version 99" in lines[0], lines
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["import", "feedback"])
+def test_a_file_that_is_not_utf8_is_one_line_naming_it(
+    env: dict[str, str], tmp_path: Path, command: str
+) -> None:
+    """Random bytes given to `import` / `feedback import` ended in a UnicodeDecodeError traceback."""
+    junk = tmp_path / "rnd.bin"
+    junk.write_bytes(b"\x00\xf7\xfe" + bytes(range(256)) * 4)
+    args = ["feedback", "import", str(junk)] if command == "feedback" else ["import", str(junk)]
+    result = newsbot(env, *args)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and str(junk) in lines[0] and "not UTF-8" in lines[0], lines

@@ -111,3 +111,33 @@ def test_filters_match_whole_words_with_their_inflections() -> None:
     assert passes("Die Lage Syriens.", countries=("Syrien",))
     assert passes("Der Ukraine-Krieg.", include=("Ukraine",))
     assert not passes("Der Ukraine-Krieg.", exclude=("Ukraine",))
+
+
+def test_a_feed_is_shown_by_its_site_never_its_credentials() -> None:
+    """A config feed's `?apikey=` and `user:password@` reached every chat in the alert's source."""
+    article = Article(
+        "feed:1",
+        "Air strikes hit Idlib",
+        "Air strikes hit rebel-held Idlib.",
+        "en",
+        source="https://reader:hunter2@www.example-news.org:8443/world.rss?apikey=TOPSECRET",
+    )
+    assert digest.source_of(article) == "example-news.org"
+    shown = digest.item(article, classify(article))
+    assert shown.source == "example-news.org"
+    assert "TOPSECRET" not in repr(shown) and "hunter2" not in repr(shown)
+
+
+def test_files_keep_their_name_and_agencies_win() -> None:
+    assert digest.source_of(Article("a", "t", "x", "en", source="/srv/articles/kabul.txt")) == (
+        "kabul.txt"
+    )
+    agency = Article("a", "t", "x", "en", source="https://example.org/rss", agency="Reuters")
+    assert digest.source_of(agency) == "Reuters"
+
+
+def test_published_is_shown_as_a_date() -> None:
+    assert digest.published_date("2026-11-30T10:00:00+00:00") == "2026-11-30"
+    assert digest.published_date("2026-11-30") == "2026-11-30"
+    assert digest.published_date(None) is None
+    assert digest.published_date("yesterday") == "yesterday"
