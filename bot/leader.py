@@ -38,6 +38,8 @@ async def current_leader(engine: AsyncEngine, key: int = LEADER_KEY) -> str | No
         "SELECT a.application_name, a.backend_start FROM pg_locks l"
         " JOIN pg_stat_activity a ON a.pid = l.pid"
         " WHERE l.locktype = 'advisory' AND l.granted AND l.objid = :key"
+        # Advisory locks are per database: another deployment on the same server holds its own.
+        " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
     )
     async with engine.connect() as conn:
         row = (await conn.execute(query, {"key": key})).first()

@@ -150,3 +150,34 @@ async def test_the_lock_holder_is_named_for_status(
     assert holder is not None and holder.startswith(f"newsbot {socket.gethostname()} pid ")
     await lead.release()
     assert await current_leader(engines[1]) is None
+
+
+async def test_status_does_not_name_the_leader_of_another_database(
+    engines: tuple[AsyncEngine, AsyncEngine],
+) -> None:
+    """A newsbot leading another database on the same server was named as this one's leader."""
+    from sqlalchemy.engine import make_url
+
+    from bot.leader import current_leader
+
+    url = make_url(POSTGRES_URL)
+    other_name = f"{url.database}_other_deployment"
+    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{other_name}"'))
+        await conn.execute(sa.text(f'CREATE DATABASE "{other_name}"'))
+    other = election_engine(url.set(database=other_name).render_as_string(hide_password=False))
+    try:
+        elsewhere = Leadership(other)
+        assert await elsewhere.attempt()
+        assert await current_leader(engines[0]) is None
+        here = Leadership(engines[0])
+        assert await here.attempt()  # the other database's lock is not ours
+        assert await current_leader(engines[1]) is not None
+        await here.release()
+        await elsewhere.release()
+    finally:
+        await other.dispose()
+        async with admin.connect() as conn:
+            await conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{other_name}"'))
+        await admin.dispose()
