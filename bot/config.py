@@ -41,6 +41,9 @@ def _http_url(value: str) -> str:
     parts = urlsplit(value.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("needs an http:// or https:// URL with a host name")
+    if "@" in parts.netloc:
+        # Refused at every fetch anyway (credentials in URLs end up in logs and replies).
+        raise ValueError("a user name or password in the URL is not allowed")
     return value.strip()
 
 
@@ -307,6 +310,16 @@ def load(
         settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(path, exc, origins)) from None
+    secrets = settings.secrets
+    if secrets.slack_bot_token is None and (
+        secrets.slack_app_token is not None or secrets.slack_signing_secret is not None
+    ):
+        # Half a Slack set-up would otherwise run the console chat and exit 0, doing nothing.
+        given = "SLACK_APP_TOKEN" if secrets.slack_app_token is not None else "SLACK_SIGNING_SECRET"
+        raise ConfigError(
+            f"{given} is set but SLACK_BOT_TOKEN is missing: Slack needs the app's Bot User "
+            "OAuth Token (xoxb-…) too"
+        )
     if settings.telegram.mode == "webhook" and not settings.telegram.webhook_url:
         raise ConfigError(
             f'{path}: telegram.webhook_url: required with telegram.mode = "webhook" '
@@ -349,7 +362,7 @@ def _describe(path: Path, exc: ValidationError, origins: Mapping[str, str]) -> s
             lines.append(f"{where}: unknown key {key}")
         else:
             got = error.get("input")
-            if key == "storage.database_url" and isinstance(got, str):
+            if isinstance(got, str) and "://" in got:
                 got = _without_password(got)
             message = error["msg"].removeprefix("Value error, ")
             lines.append(f"{where}: {key}: {message} (got {got!r})")
@@ -357,5 +370,7 @@ def _describe(path: Path, exc: ValidationError, origins: Mapping[str, str]) -> s
 
 
 def _without_password(url: str) -> str:
-    """A database URL fit for an error message: `user:secret@host` becomes `user:***@host`."""
+    """A URL fit for an error message: no password (`user:***@host`) and no query values."""
+    # Query values too: feed URLs carry API keys there (`?apikey=…`).
+    url = re.sub(r"([?&][^=&#]*=)[^&#]*", r"\1***", url)
     return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", url)

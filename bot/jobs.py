@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from bot import articles, cluster, digest, feeds, messages, metrics, qa, schedule
+from bot import articles, cluster, digest, feeds, logs, messages, metrics, qa, schedule
 from bot.classify import classify
 from bot.fetch import HostGate
 from bot.learn import FeedbackModel
@@ -364,7 +364,7 @@ async def _poll_feed(
     if result.error or result.not_modified:
         if result.error:
             metrics.METRICS.source_errors.labels("feed").inc()
-            log.warning("feed %s: %s", source.name or source.url, result.error)
+            log.warning("feed %s: %s", source.name or logs.safe_url(source.url), result.error)
         async with writes if writes is not None else contextlib.nullcontext():
             await store.save_source_state(saved)
         return report
@@ -372,7 +372,7 @@ async def _poll_feed(
         # Kept and stored, but said: an ill-formed feed is worth a look by whoever added it.
         log.warning(
             "feed %s is ill-formed (%d entries kept): %s",
-            source.name or source.url,
+            source.name or logs.safe_url(source.url),
             len(result.articles),
             result.bozo,
         )

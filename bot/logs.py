@@ -8,7 +8,7 @@ import sys
 import traceback
 from collections.abc import Iterable, Mapping
 from types import TracebackType
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from bot.config import SECRET_VARIABLES
 
@@ -75,6 +75,19 @@ class Redactor(logging.Filter):
 
 
 _redactor = Redactor(())
+
+
+def safe_url(url: str) -> str:
+    """A URL fit for a log line: without its user name, password and query values."""
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.netloc:
+        return url
+    query = "&".join(
+        f"{pair.partition('=')[0]}=***" if "=" in pair else pair
+        for pair in parts.query.split("&")
+        if pair
+    )
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, query, ""))
 
 
 def redact(text: str) -> str:

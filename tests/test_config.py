@@ -111,3 +111,32 @@ def test_a_database_password_is_never_echoed() -> None:
         config.load(env={}, overrides={"storage": {"database_url": "mysql://u:hunter2@h/db"}})
     assert "hunter2" not in str(caught.value) and "mysql://u:***@h/db" in str(caught.value)
     assert str(caught.value).startswith("command line: storage.database_url: unsupported")
+
+
+def test_a_feed_url_with_credentials_is_refused_without_echoing_them(tmp_path: Path) -> None:
+    """A `user:password@` feed was accepted, then failed every poll with the password logged."""
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[sources]\nfeeds = [{ url = "http://user:hunter2@news.example/rss?apikey=TOPSECRET" }]\n'
+    )
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(path, env={})
+    message = str(caught.value)
+    assert "sources.feeds.0.url" in message and "user name or password" in message
+    assert "hunter2" not in message and "TOPSECRET" not in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("variable", ["SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET"])
+def test_half_a_slack_set_up_is_a_configuration_error(variable: str) -> None:
+    """SLACK_APP_TOKEN or SLACK_SIGNING_SECRET without SLACK_BOT_TOKEN ran the console, exit 0."""
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(ROOT / "config" / "newsbot.toml", env={variable: "xapp-1-secret-value"})
+    message = str(caught.value)
+    assert variable in message and "SLACK_BOT_TOKEN is missing" in message
+    assert "secret-value" not in message
+    both = config.load(
+        ROOT / "config" / "newsbot.toml",
+        env={variable: "xapp-1-secret-value", "SLACK_BOT_TOKEN": "xoxb-1"},
+    )
+    assert both.secrets.slack_bot_token is not None

@@ -143,3 +143,14 @@ async def test_database_errors_do_not_carry_chat_ids(store: Store) -> None:
                 )
             )
     assert str(CHAT_ID) not in str(caught.value) and "UNIQUE" in str(caught.value)
+
+
+def test_safe_url_drops_credentials_and_query_values() -> None:
+    from bot.logs import safe_url
+
+    assert (
+        safe_url("https://reader:hunter2@news.example:8443/rss?apikey=TOP&lang=de&flag#x")
+        == "https://news.example:8443/rss?apikey=***&lang=***&flag"
+    )
+    assert safe_url("https://news.example/rss") == "https://news.example/rss"
+    assert safe_url("articles/seed.txt") == "articles/seed.txt"
