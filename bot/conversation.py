@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
 
-from bot import digest, messages, qa, schedule
+from bot import digest, messages, qa, regions, schedule
 from bot.commands import COMMANDS, find
 from bot.config import Settings
 from bot.models import (
@@ -227,7 +227,7 @@ class Conversation:
             alert=alert,
             digest=digest_text,
             quiet=quiet,
-            countries=", ".join(prefs.countries) or say("none"),
+            countries=", ".join(regions.label(c, lang) for c in prefs.countries) or say("none"),
             include=", ".join(prefs.include) or say("none"),
             exclude=", ".join(prefs.exclude) or say("none"),
         )
@@ -419,6 +419,11 @@ MAX_FILTER_WORDS = 30
 MAX_FILTER_WORD_CHARS = 40
 
 
+def _resolved(names: tuple[str, ...]) -> tuple[str, ...]:
+    """Country names as their English labels (one filter whatever language the chat typed)."""
+    return tuple(dict.fromkeys(regions.resolve(n) or n for n in names))
+
+
 def _words(value: str) -> tuple[str, ...]:
     if value.lower() in ("", "off", "none", "aus"):
         return ()
@@ -500,7 +505,12 @@ def change(prefs: Preferences, name: str, value: str) -> tuple[Preferences, str 
             raise SettingError("bad_quiet")
         return dataclasses.replace(prefs, quiet_start=_hhmm(start), quiet_end=_hhmm(end)), None
     if name == "countries":
-        return dataclasses.replace(prefs, countries=_words(value)), None
+        wanted = _words(value)
+        unknown = [w for w in wanted if regions.resolve(w) is None]
+        if unknown:
+            # A typo would silently stop every alert: refuse it, naming what was not understood.
+            raise SettingError("unknown_country", value=", ".join(unknown))
+        return dataclasses.replace(prefs, countries=_resolved(wanted)), None
     if name == "include":
         return dataclasses.replace(prefs, include=_words(value)), None
     if name == "exclude":

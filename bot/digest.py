@@ -125,7 +125,16 @@ def wants(prefs: Preferences, article: Article, verdict: Verdict) -> bool:
         return False
     if prefs.countries:
         topics = {t.casefold() for t in verdict.topics}
-        return any(c.casefold() in topics or _mentions(haystack, c) for c in prefs.countries)
+        for wanted in prefs.countries:
+            # A chat may name the country in German or English ("Syrien", "Syria"): topics are
+            # English labels, and the text may use either language's name.
+            canonical = regions.resolve(wanted)
+            names = {wanted} if canonical is None else {wanted, canonical}
+            if canonical is not None:
+                names.add(regions.label(canonical, "de"))
+            if any(n.casefold() in topics or _mentions(haystack, n) for n in names):
+                return True
+        return False
     return True
 
 

@@ -69,6 +69,14 @@ _ALIASES = {
     "US": ("USA", "U.S.", "United States", "America", "Amerika", "Vereinigte Staaten"),
     "CI": ("Elfenbeinküste", "Ivory Coast"),
 }
+# Conflict regions that are no ISO country but are topics of the classifier's gazetteer
+# (bot/data/lexicon), with the names users type for them in a chat's country filter.
+_REGIONS = {
+    "Middle East": ("Nahost", "Naher Osten", "Nahen Osten"),
+    "Chechnya": ("Tschetschenien",),
+    "Nagorno-Karabakh": ("Bergkarabach", "Berg-Karabach", "Karabakh", "Karabach"),
+    "Kurds": ("Kurden", "Kurdistan"),
+}
 # German genitive and dative endings: "Syriens", "Irans", "den Niederlanden".
 _ENDINGS = ("ns", "es", "s", "n")
 _TITLE_WEIGHT = 3.0
@@ -184,6 +192,32 @@ def _inflected(word: str, table: dict[tuple[str, ...], str]) -> str | None:
             if code is not None:
                 return code
     return None
+
+
+@functools.cache
+def _region_forms() -> dict[tuple[str, ...], str]:
+    return {
+        tuple(w.casefold() for w in _WORD.findall(form)): label
+        for label, forms in _REGIONS.items()
+        for form in (label, *forms)
+    }
+
+
+def resolve(name: str) -> str | None:
+    """The English label of the country or conflict region a user means by `name` (English or
+    German, any case, common short forms); None when it names none."""
+    words = tuple(w.casefold() for w in _WORD.findall(name))
+    if not words:
+        return None
+    if words in _region_forms():
+        return _region_forms()[words]
+    table, acronyms, _ = _names()
+    code = (
+        table.get(words)
+        or acronyms.get("".join(_WORD.findall(name)).upper())
+        or (_inflected(words[0], table) if len(words) == 1 else None)
+    )
+    return countries()[code].en if code else None
 
 
 def label(code_or_label: str, lang: str) -> str:

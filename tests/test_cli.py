@@ -612,7 +612,7 @@ def test_a_database_newer_than_the_code_is_one_line_and_exit_2(
 def test_a_file_that_is_not_utf8_is_one_line_naming_it(
     env: dict[str, str], tmp_path: Path, command: str
 ) -> None:
-    """Random bytes given to `import` / `feedback import` ended in a UnicodeDecodeError traceback."""
+    """Random bytes for `import` / `feedback import` ended in a UnicodeDecodeError traceback."""
     junk = tmp_path / "rnd.bin"
     junk.write_bytes(b"\x00\xf7\xfe" + bytes(range(256)) * 4)
     args = ["feedback", "import", str(junk)] if command == "feedback" else ["import", str(junk)]

@@ -374,7 +374,7 @@ async def test_setting_errors_speak_the_chats_language(conversation: Conversatio
 
 async def test_digest_command_applies_the_chats_filters(conversation: Conversation) -> None:
     await conversation.handle(msg("/subscribe"))
-    await conversation.handle(msg("/settings countries Atlantis"))
+    await conversation.handle(msg("/settings countries Peru"))
     [empty] = await conversation.handle(msg("/digest"))
     assert isinstance(empty, Digest) and empty.items == ()
     await conversation.handle(msg("/settings countries Ukraine"))
@@ -393,3 +393,25 @@ def test_settings_refuse_filters_too_long_for_a_chat_and_normalise_minus_zero() 
         change(Preferences(), "threshold", "nan")
     prefs, _ = change(Preferences(), "countries", "Ukraine, Syria, Ukraine")
     assert prefs.countries == ("Ukraine", "Syria")
+
+
+async def test_countries_are_understood_in_either_language_and_typos_refused(
+    conversation: Conversation, store: Store
+) -> None:
+    """`countries Syrien` dropped English Syria stories; `Ukriane` was saved, muting the chat."""
+    await conversation.handle(msg("/subscribe"))
+    [saved] = await conversation.handle(msg("/settings countries Syrien, russland, USA"))
+    assert isinstance(saved, Notice)
+    sub = await store.subscription(CHAT)
+    assert sub is not None and sub.prefs.countries == ("Syria", "Russia", "United States")
+    [refused] = await conversation.handle(msg("/settings countries Ukriane, Narnia, Ukraine"))
+    assert isinstance(refused, Notice) and "Ukriane, Narnia" in refused.text
+    kept = await store.subscription(CHAT)
+    assert kept is not None and kept.prefs.countries == sub.prefs.countries
+    await conversation.handle(msg("/settings lang de"))
+    [shown] = await conversation.handle(msg("/settings"))
+    assert isinstance(shown, Notice) and "Länder: Syrien, Russland, USA" in shown.text
+    [cleared] = await conversation.handle(msg("/settings countries aus"))
+    assert isinstance(cleared, Notice)
+    none = await store.subscription(CHAT)
+    assert none is not None and none.prefs.countries == ()

@@ -109,8 +109,21 @@ def test_filters_match_whole_words_with_their_inflections() -> None:
     assert not passes("Kämpfe in Nigeria.", countries=("Niger",))
     assert passes("Unruhen in Niger.", countries=("Niger",))
     assert passes("Die Lage Syriens.", countries=("Syrien",))
+    # Either language's name finds either language's text.
+    assert passes("Air strikes hit Idlib in Syria.", countries=("Syrien",))
+    assert passes("Luftangriffe in Syrien.", countries=("Syria",))
+    assert not passes("Luftangriffe in Syrien.", countries=("Iraq",))
     assert passes("Der Ukraine-Krieg.", include=("Ukraine",))
     assert not passes("Der Ukraine-Krieg.", exclude=("Ukraine",))
+
+
+def test_a_country_filter_in_german_matches_the_english_topic() -> None:
+    from bot.models import Preferences
+
+    article = Article("n2", "Fighting near Kupiansk", "Shelling went on overnight.", "en")
+    verdict = Verdict("n2", True, 0.9, (), Level.ALERT, ("Russia",))
+    assert digest.wants(Preferences(countries=("Russland",)), article, verdict)
+    assert not digest.wants(Preferences(countries=("Frankreich",)), article, verdict)
 
 
 def test_a_feed_is_shown_by_its_site_never_its_credentials() -> None:

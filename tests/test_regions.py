@@ -34,3 +34,15 @@ def test_a_passing_mention_does_not_make_the_heading() -> None:
     )
     assert regions.heading([article]) == "Armenia"
     assert regions.heading([], fallback="armed conflict") == "armed conflict"
+
+
+def test_resolve_understands_what_users_type() -> None:
+    assert regions.resolve("Syrien") == "Syria" and regions.resolve("syria") == "Syria"
+    assert regions.resolve("usa") == "United States" and regions.resolve("U.S.") == "United States"
+    assert regions.resolve("Russland") == "Russia" and regions.resolve("Elfenbeinküste") == (
+        "Ivory Coast"
+    )
+    assert regions.resolve("Bergkarabach") == "Nagorno-Karabakh"
+    assert regions.resolve("Nahost") == "Middle East"
+    assert regions.resolve("Ukriane") is None and regions.resolve("Narnia") is None
+    assert regions.resolve("") is None

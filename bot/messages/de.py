@@ -59,6 +59,9 @@ MESSAGES: dict[str, str] = {
     "bad_number": "Schwelle „{value}“ ist keine Zahl",
     "bad_threshold": "die Schwelle liegt zwischen 0 und 1",
     "bad_words": "höchstens {n} Wörter mit je höchstens {chars} Zeichen, durch Kommas getrennt",
+    "unknown_country": (
+        "countries: kein Land und keine Region, die ich kenne: {value} (z. B. Ukraine, Syrien)"
+    ),
     "bad_every": "digest every N: N muss 1 bis 168 Stunden sein",
     "bad_digest": "digest braucht HH:MM [Zeitzone], every N oder off",
     "bad_quiet": "Ruhezeiten sehen so aus: 22:00-07:00",

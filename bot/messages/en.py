@@ -59,6 +59,7 @@ MESSAGES: dict[str, str] = {
     "bad_number": "threshold “{value}” is not a number",
     "bad_threshold": "the threshold must be between 0 and 1",
     "bad_words": "at most {n} words of at most {chars} characters each, separated by commas",
+    "unknown_country": "countries: not a country or region I know: {value} (e.g. Ukraine, Syria)",
     "bad_every": "digest every N: N must be 1 to 168 hours",
     "bad_digest": "digest needs HH:MM [time zone], every N, or off",
     "bad_quiet": "quiet hours look like 22:00-07:00",
