@@ -63,7 +63,17 @@ _NOT_ROLE = frozenset(
     ]
 )
 _ROLE_WORD = re.compile(r"[a-zäöüß][\w-]*$")
-_MAX_ROLE_WORDS = 2
+_MAX_ROLE_WORDS = 3
+# English titles are capitalised before a name ("Deputy Foreign Minister Alexander Grushko"):
+# the words a title is made of, so the whole title is kept, not just its last word.
+_TITLE_WORDS = frozenset(
+    """
+    secretary general deputy foreign defence defense interior finance justice prime minister
+    vice president chief commander ambassador envoy special high representative spokesman
+    spokeswoman spokesperson army military navy air state staff nato un u.n. eu us u.s.
+    national security senior top supreme lieutenant major colonel admiral
+    """.split()
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,32 +105,45 @@ def people(sents: Iterable[Sentence]) -> list[Span]:
     return found
 
 
-def full_role(role: str, name: str, sents: Iterable[Sentence]) -> str:
-    """A one-word role with the words that qualify it in the text: "chief" -> "army chief"."""
+def full_role(role: str, name: str, sents: Iterable[Sentence], lang: str = "en") -> str:
+    """A one-word role with the words that qualify it in the text: "chief" -> "army chief",
+    "Minister" -> "Deputy Foreign Minister"."""
     # German roles are compounds ("Armeechef") and already whole; English ones are phrases.
-    if " " in role or not role[:1].islower():
+    titled = lang == "en" and role.casefold() in _TITLE_WORDS
+    if " " in role or not (role[:1].islower() or titled):
         return role
     for sent in sents:
         at = sent.text.find(f"{role} {name}")
         if at < 0:
             continue
-        before = sent.text[:at].split()
-        qualifiers: list[str] = []
-        # Lower-case words just before the role qualify it ("army chief", "foreign minister").
-        while before and len(qualifiers) < _MAX_ROLE_WORDS:
-            word = before[-1]
-            if not _ROLE_WORD.match(word) or word.casefold() in _NOT_ROLE:
-                break
-            qualifiers.insert(0, word)
-            before.pop()
+        qualifiers = _qualifiers(sent.text[:at].split(), titled)
         if qualifiers:
             return " ".join([*qualifiers, role])
     return role
 
 
+def _qualifiers(before: list[str], titled: bool) -> list[str]:
+    """The words just before a role that belong to it: lower-case ones ("army chief") and, for
+    an English title, title words ("Nato Secretary General", "Secretary of State")."""
+    qualifiers: list[str] = []
+    while before and len(qualifiers) < _MAX_ROLE_WORDS:
+        word = before[-1]
+        folded = word.casefold()
+        is_title = titled and folded in _TITLE_WORDS
+        if folded == "of" and titled and len(before) > 1 and before[-2].casefold() in _TITLE_WORDS:
+            qualifiers[:0] = before[-2:]
+            del before[-2:]
+            continue
+        if not is_title and (not _ROLE_WORD.match(word) or folded in _NOT_ROLE):
+            break
+        qualifiers.insert(0, word)
+        before.pop()
+    return qualifiers
+
+
 def _person(span: Span, sents: tuple[Sentence, ...], lang: str) -> str:
     if span.role:
-        role = full_role(span.role, span.text, sents)
+        role = full_role(span.role, span.text, sents, lang)
         if role != span.role:
             # Written as in the text: "army chief Abdel Fattah al-Burhan".
             return f"{role} {span.text}"

@@ -60,3 +60,19 @@ def test_where_lists_each_place_once_whatever_its_case() -> None:
     assert got.where[0] == "Syrien"
     assert "Syriens" not in got.where and {"Aleppo", "Berlin"} <= set(got.where)
     assert got.who == ("Außenminister Heiko Maas",)
+
+
+def test_english_titles_are_kept_whole() -> None:
+    """"Nato Secretary General Mark Rutte" came out as "General Mark Rutte"."""
+    text = (
+        "Nato Secretary General Mark Rutte condemned the attack on Tuesday. Defence Minister "
+        "Rustem Umerov said the troops would hold their positions. Deputy Foreign Minister "
+        "Alexander Grushko warned the West. On Monday President Joe Biden spoke."
+    )
+    who = facts(Article("t1", "Talks", text, "en")).who
+    assert who[:4] == (
+        "Nato Secretary General Mark Rutte",
+        "Defence Minister Rustem Umerov",
+        "Deputy Foreign Minister Alexander Grushko",
+        "President Joe Biden",
+    )
