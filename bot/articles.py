@@ -181,7 +181,14 @@ def parse_html(raw: str, source: str, languages: Sequence[str]) -> Article:
     try:
         import trafilatura  # deferred: lxml and trafilatura cost ~0.3 s to import
 
-        document = trafilatura.bare_extraction(raw, with_metadata=True, include_comments=False)
+        document = trafilatura.bare_extraction(
+            raw,
+            with_metadata=True,
+            include_comments=False,
+            # Only dates the page states (meta tags, <time>, JSON-LD): the extensive search
+            # turned a "Copyright 2026" footer into "published 2026-01-01".
+            date_extraction_params={"original_date": True, "extensive_search": False},
+        )
     except ImportError as exc:
         # lxml 6 moved lxml.html.clean out (justext needs it): a broken install, said plainly.
         raise BadInput(f"cannot read HTML (reinstall newsbot): {exc}") from None

@@ -67,12 +67,52 @@ _MAX_ROLE_WORDS = 3
 # English titles are capitalised before a name ("Deputy Foreign Minister Alexander Grushko"):
 # the words a title is made of, so the whole title is kept, not just its last word.
 _TITLE_WORDS = frozenset(
-    """
-    secretary general deputy foreign defence defense interior finance justice prime minister
-    vice president chief commander ambassador envoy special high representative spokesman
-    spokeswoman spokesperson army military navy air state staff nato un u.n. eu us u.s.
-    national security senior top supreme lieutenant major colonel admiral
-    """.split()
+    [
+        "secretary",
+        "general",
+        "deputy",
+        "foreign",
+        "defence",
+        "defense",
+        "interior",
+        "finance",
+        "justice",
+        "prime",
+        "minister",
+        "vice",
+        "president",
+        "chief",
+        "commander",
+        "ambassador",
+        "envoy",
+        "special",
+        "high",
+        "representative",
+        "spokesman",
+        "spokeswoman",
+        "spokesperson",
+        "army",
+        "military",
+        "navy",
+        "air",
+        "state",
+        "staff",
+        "nato",
+        "un",
+        "u.n.",
+        "eu",
+        "us",
+        "u.s.",
+        "national",
+        "security",
+        "senior",
+        "top",
+        "supreme",
+        "lieutenant",
+        "major",
+        "colonel",
+        "admiral",
+    ]
 )
 
 

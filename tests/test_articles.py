@@ -216,3 +216,26 @@ def test_an_empty_jsonl_file_is_rejected(tmp_path: Path) -> None:
     path.write_text("\n\n", encoding="utf-8")
     [rejected] = list(articles.read([path]))
     assert isinstance(rejected, articles.Rejection) and rejected.reason == "empty file"
+
+
+@pytest.mark.parametrize(
+    ("head", "published"),
+    [
+        ("", None),
+        ('<meta property="article:published_time" content="2025-03-04T10:00:00Z">', "2025-03-04"),
+    ],
+    ids=["no-date", "stated-date"],
+)
+def test_html_dates_are_what_the_page_states_not_a_copyright_year(
+    tmp_path: Path, head: str, published: str | None
+) -> None:
+    """A page without a date but with "Copyright 2026" was stored as published 2026-01-01."""
+    body = "Troops gathered at the border on Monday, officials said, as tensions rose. " * 3
+    path = tmp_path / "page.html"
+    path.write_text(
+        f"<html><head><title>Troops gather</title>{head}</head><body><article>"
+        f"<h1>Troops gather</h1><p>{body}</p></article>"
+        "<footer>Copyright 2026</footer></body></html>"
+    )
+    [article] = read_all(path)
+    assert isinstance(article, Article) and article.published == published

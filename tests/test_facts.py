@@ -63,7 +63,7 @@ def test_where_lists_each_place_once_whatever_its_case() -> None:
 
 
 def test_english_titles_are_kept_whole() -> None:
-    """"Nato Secretary General Mark Rutte" came out as "General Mark Rutte"."""
+    """ "Nato Secretary General Mark Rutte" came out as "General Mark Rutte"."""
     text = (
         "Nato Secretary General Mark Rutte condemned the attack on Tuesday. Defence Minister "
         "Rustem Umerov said the troops would hold their positions. Deputy Foreign Minister "
