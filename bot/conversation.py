@@ -85,7 +85,9 @@ def shown_url(url: str) -> str:
         port = ""
     if ":" in host:
         host = f"[{host}]"
-    return urlunsplit((parts.scheme, host + port, parts.path, "", ""))
+    shown = urlunsplit((parts.scheme, host + port, parts.path, "", ""))
+    # The query may hold a key; its mark still tells `…/feed` and `…/feed?x=1` apart.
+    return shown + "?…" if parts.query else shown
 
 
 class Conversation:
@@ -261,7 +263,7 @@ class Conversation:
         rest = rest.strip()
         owner = f"{msg.chat.platform}:{msg.chat.chat_id}"
         mine = [f for f in await self.store.sources() if f.added_by == owner]
-        if not action:
+        if not action or (action.lower() in ("list", "liste") and not rest):
             if not mine:
                 return [self._notice(msg, lang, "no_sources")]
             lines = "\n".join(self._feed_line(f, lang) for f in mine)
@@ -298,7 +300,7 @@ class Conversation:
 
     def _feed_line(self, feed: FeedSource, lang: str) -> str:
         url = shown_url(feed.url)
-        line = f"{feed.id}. {feed.name or url} — {url}"
+        line = f"{feed.id}. {feed.name} — {url}" if feed.name else f"{feed.id}. {url}"
         if feed.last_error:
             line += f" ({messages.text(lang, 'source_error')}: {feed.last_error[:200]})"
         return line

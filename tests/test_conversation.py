@@ -239,7 +239,7 @@ async def test_sources_are_scoped_to_the_chat_that_added_them(
     mine = next(f for f in await store.sources() if f.added_by == "telegram:1")
     [listing] = await conversation.handle(chat_msg(alice, "/sources"))
     assert isinstance(listing, Notice)
-    assert f"{mine.id}. Mine — https://news.example/feed" in listing.text
+    assert f"{mine.id}. Mine — https://news.example/feed?…" in listing.text
     assert "wire" not in listing.text and "token=abc" not in listing.text
     [other] = await conversation.handle(chat_msg(bob, "/sources", command_prefix="/newsbot "))
     assert isinstance(other, Notice) and "has not added any feeds" in other.text
@@ -415,3 +415,20 @@ async def test_countries_are_understood_in_either_language_and_typos_refused(
     assert isinstance(cleared, Notice)
     none = await store.subscription(CHAT)
     assert none is not None and none.prefs.countries == ()
+
+
+async def test_sources_list_shows_each_feed_once_and_marks_a_query(
+    conversation: Conversation,
+) -> None:
+    """An unnamed feed was listed as "URL — URL"; `…/json` and `…/json?x=1` looked the same."""
+    await conversation.handle(msg("/subscribe"))
+    await conversation.handle(msg("/sources add https://news.example/json"))
+    await conversation.handle(msg("/sources add https://news.example/json?x=1 Filtered"))
+    for command in ("/sources", "/sources list"):
+        [listing] = await conversation.handle(msg(command))
+        assert isinstance(listing, Notice)
+        lines = listing.text.splitlines()[1:]
+        assert [line.split(". ", 1)[1] for line in lines] == [
+            "https://news.example/json",
+            "Filtered — https://news.example/json?…",
+        ]
