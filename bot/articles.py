@@ -223,8 +223,10 @@ def parse_record(record: Any, source: str, languages: Sequence[str]) -> Article:
             raise BadInput(f"field {key!r} must be a string")
         fields[key] = None if value is None else str(value)
     text = fields["text"]
-    if not text or not text.strip():
+    if text is None:
         raise BadInput("missing field 'text'")
+    if not text.strip():
+        raise BadInput("field 'text' is empty")
     return make_article(
         id=fields["id"],
         title=fields["title"] or "",

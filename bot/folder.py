@@ -182,10 +182,14 @@ async def scan(
             now=datetime.fromtimestamp(source.clock(), UTC),
         )
     if changes.ready:
+        counts = report.ingest.counts
+        # Records refused by the reader (bad files) and at the store's edge are one count.
         log.info(
-            "folder: %s, %d rejected, %d failed",
-            report.ingest.counts,
-            len(report.ingest.rejected),
+            "folder: %d new, %d updated, %d unchanged, %d rejected, %d failed",
+            counts.new,
+            counts.updated,
+            counts.duplicate,
+            counts.rejected + len(report.ingest.rejected),
             len(report.failed),
         )
     return report

@@ -131,7 +131,10 @@ async def _public_addresses(
         kind = _forbidden_kind(ip)
         if kind:
             shown = host if literal is not None else f"{host} resolves to {ip}, which"
-            raise UnsafeURL(f"{shown} is a {kind} address; newsbot only fetches public addresses")
+            article = "an" if kind[:1] in "aeiou" else "a"
+            raise UnsafeURL(
+                f"{shown} is {article} {kind} address; newsbot only fetches public addresses"
+            )
         checked.append(ip)
     return checked
 

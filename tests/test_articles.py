@@ -239,3 +239,10 @@ def test_html_dates_are_what_the_page_states_not_a_copyright_year(
     )
     [article] = read_all(path)
     assert isinstance(article, Article) and article.published == published
+
+
+def test_an_empty_text_field_is_called_empty_not_missing(tmp_path: Path) -> None:
+    path = tmp_path / "e.jsonl"
+    path.write_text(json.dumps({"id": "x2", "text": "  "}) + "\n")
+    [rejected] = read_all(path)
+    assert isinstance(rejected, Rejection) and rejected.reason == "field 'text' is empty"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 from collections.abc import AsyncIterator
@@ -222,3 +223,19 @@ async def test_deleted_file_is_forgotten_and_a_new_one_there_is_read(
     assert state.done == {}
     write(path, WAR, clock() - 20)
     assert (await folder.scan(source, store, state)).ingest.counts.updated == 1
+
+
+async def test_a_scan_logs_plain_counts_naming_each_rejected_file(
+    settings: Settings, store: Store, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The scan line was a Python repr with two contradictory "rejected" counts."""
+    caplog.set_level(logging.INFO, logger="bot.folder")
+    state = folder.FolderState()
+    source = source_of(settings, clock)
+    write(settings.articles.folder / "a.txt", WAR, clock() - 30)
+    write(settings.articles.folder / "empty.txt", "", clock() - 30)
+    await folder.scan(source, store, state)
+    lines = [r.getMessage() for r in caplog.records if r.name == "bot.folder"]
+    assert any("rejected" in line and "empty.txt" in line for line in lines), lines
+    [summary] = [line for line in lines if line.startswith("folder: ")]
+    assert summary == "folder: 1 new, 0 updated, 0 unchanged, 1 rejected, 0 failed"
