@@ -28,6 +28,8 @@ app = typer.Typer(
     "with digests and answers in chat.",
     no_args_is_help=True,
     add_completion=False,
+    # Markdown: a docstring's wrapped lines are one paragraph in --help, not hard breaks.
+    rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
 )
 err = Console(stderr=True, soft_wrap=True)  # one message, one line: never wrapped
@@ -118,10 +120,22 @@ def main_options(
         ),
     ] = None,
     verbose: Annotated[
-        int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv for debug).")
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            help="More log output (-vv for debug).",
+            # A counted flag takes no value: no "<int> [default: 0]" in the help.
+            metavar="",
+            show_default=False,
+        ),
     ] = 0,
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version.", metavar=""
+        ),
     ] = False,
 ) -> None:
     """newsbot: conflict news alerts, digests and answers for Telegram, Slack and the console."""
@@ -140,7 +154,9 @@ def ingest(
     paths: Annotated[
         list[Path], typer.Argument(help="Files, folders or JSON Lines files to read.")
     ],
-    output: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
+    output: Annotated[
+        Format, typer.Option("--format", "-f", help="text, or json (= jsonl): one JSON object.")
+    ] = Format.text,
 ) -> None:
     """Store articles from files and folders; print counts of new, duplicate and rejected ones."""
     cfg = settings()
@@ -171,7 +187,10 @@ def classify_command(
     paths: Annotated[
         list[Path], typer.Argument(help="Files, folders or JSON Lines files to classify.")
     ],
-    output: Annotated[Format, typer.Option("--format", "-f", help="text or jsonl.")] = Format.text,
+    output: Annotated[
+        Format,
+        typer.Option("--format", "-f", help="text, or jsonl (= json): one JSON object a line."),
+    ] = Format.text,
 ) -> None:
     """Classify articles without storing them: one verdict per article, in input order."""
     # Only what classifying needs is imported: this command is timed with its start-up.
@@ -583,7 +602,9 @@ def import_command(
 
 @app.command()
 def status(
-    output: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
+    output: Annotated[
+        Format, typer.Option("--format", "-f", help="text, or json (= jsonl): one JSON object.")
+    ] = Format.text,
 ) -> None:
     """Show sources, subscriptions and the delivery ledger of this deployment's database."""
     cfg = settings()

@@ -24,7 +24,8 @@ class ConfigError(Exception):
 class _Section(BaseModel):
     # extra="forbid" turns a misspelt key into an error that names it instead of a silent default;
     # strict: TOML values are typed, so `max_items = "20"` is a mistake to report, not to coerce.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # No inf or nan: `total_timeout = inf` would wait forever, `nan` compares false everywhere.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 # TOML and the environment have no path or tuple types: these accept strings and arrays.

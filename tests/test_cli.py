@@ -620,3 +620,14 @@ def test_a_file_that_is_not_utf8_is_one_line_naming_it(
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and str(junk) in lines[0] and "not UTF-8" in lines[0], lines
+
+
+def test_help_shows_flags_as_flags_and_docstrings_as_paragraphs(env: dict[str, str]) -> None:
+    """`-v` was shown as `<int> [default: 0]` (`-v 2` fails); `run --help` broke mid-sentence."""
+    top = invoke({**env, "COLUMNS": "200"}, "--help").output
+    verbose = next(line for line in top.splitlines() if "--verbose" in line)
+    assert "<int>" not in verbose and "default" not in verbose
+    version = next(line for line in top.splitlines() if "--version" in line)
+    assert "<bool>" not in version
+    run = invoke({**env, "COLUMNS": "200"}, "run", "--help").output
+    assert "it prints the current digest, then reads commands" in run
