@@ -146,5 +146,5 @@ def test_half_a_slack_set_up_is_a_configuration_error(variable: str) -> None:
 def test_infinite_or_nan_numbers_are_refused(tmp_path: Path, value: str) -> None:
     path = tmp_path / "c.toml"
     path.write_text(f"[sources]\ntotal_timeout = {value}\n")
-    with pytest.raises(config.ConfigError, match="sources.total_timeout"):
+    with pytest.raises(config.ConfigError, match=r"sources\.total_timeout"):
         config.load(path, env={})
