@@ -82,6 +82,20 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
         fail(f"{type(exc).__name__}: {first}", EXIT_FAILURE)
 
 
+def existing_database(cfg: config.Settings) -> str:
+    """The database URL, for commands that only read: a SQLite file that is not there is an
+    error (opening it would create an empty database and report that, misleadingly)."""
+    import sqlalchemy as sa
+
+    url = cfg.storage.url()
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        path = Path(parsed.database)
+        if not path.exists():
+            fail(f"no database at {path} (`newsbot run` or `newsbot migrate` creates it)", 1)
+    return url
+
+
 def _not_utf8(exc: UnicodeDecodeError) -> str:
     """Why a file was refused, for one error line: where its first non-UTF-8 byte is."""
     return f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
@@ -555,12 +569,13 @@ def export_command(
 ) -> None:
     """Write the whole deployment: articles, verdicts, stories, chats, sources, ledger, feedback."""
     cfg = settings()
+    url = existing_database(cfg)
 
     async def go() -> dict[str, int]:
         from bot import transfer
         from bot.store import Store
 
-        async with Store.open(cfg.storage.url()) as store:
+        async with Store.open(url) as store:
             if output is None:
                 return await transfer.export(store, sys.stdout)
             with output.open("w", encoding="utf-8") as handle:
@@ -568,7 +583,7 @@ def export_command(
 
     counts = run_async(go())
     err.print(
-        "exported " + ", ".join(f"{n} {table}" for table, n in counts.items() if n),
+        "exported " + (", ".join(f"{n} {table}" for table, n in counts.items() if n) or "nothing"),
         markup=False,
         highlight=False,
     )
@@ -608,11 +623,12 @@ def status(
 ) -> None:
     """Show sources, subscriptions and the delivery ledger of this deployment's database."""
     cfg = settings()
+    url = existing_database(cfg)
 
     async def go() -> dict[str, Any]:
         from bot.store import Store
 
-        async with Store.open(cfg.storage.url()) as store:
+        async with Store.open(url) as store:
             sources = await store.sources()
             subscriptions = await store.subscriptions()
             pending = await store.deliveries("pending")

@@ -631,3 +631,15 @@ def test_help_shows_flags_as_flags_and_docstrings_as_paragraphs(env: dict[str, s
     assert "<bool>" not in version
     run = invoke({**env, "COLUMNS": "200"}, "run", "--help").output
     assert "it prints the current digest, then reads commands" in run
+
+
+@pytest.mark.parametrize("command", ["status", "export"])
+def test_read_only_commands_refuse_a_database_that_is_not_there(
+    env: dict[str, str], tmp_path: Path, command: str
+) -> None:
+    """`status` on a mistyped path reported an empty deployment and created the file."""
+    missing = tmp_path / "nowhere" / "x.sqlite3"
+    result = invoke(env, "--db", f"sqlite:///{missing}", command)
+    assert result.exit_code == 1
+    assert f"no database at {missing}" in result.stderr
+    assert not missing.exists() and not missing.parent.exists()
