@@ -72,9 +72,9 @@ async def fan_out(chats: int) -> int:
             article_ids = [article.id for article, _ in report.changed]
             for n in range(chats):
                 chat = ChatRef("telegram", str(10_000 + n))
-                await store.subscribe(chat, "en")
+                await store.subscriptions.subscribe(chat, "en")
                 payload = {"article_ids": article_ids, "lang": "en"}
-                await store.enqueue(chat, "digest", "2026-01-01T08:00:00+00:00", payload)
+                await store.ledger.enqueue(chat, "digest", "2026-01-01T08:00:00+00:00", payload)
 
             adapter = TelegramChat(
                 TOKEN,
@@ -84,7 +84,7 @@ async def fan_out(chats: int) -> int:
             )
             await adapter.start(no_replies)
             timed = TimedChat(adapter)
-            outbox = Outbox(store, {"telegram": timed})
+            outbox = Outbox(store.ledger, store.subscriptions, {"telegram": timed})
             stop = asyncio.Event()
             began = time.monotonic()
             sender = asyncio.create_task(outbox.run(stop, idle_seconds=0.5))

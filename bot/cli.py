@@ -395,7 +395,7 @@ def train(
         from bot.store import Store
 
         async with Store.open(cfg.storage.url()) as store:
-            return await store.feedback_examples()
+            return await store.catalog.feedback_examples()
 
     examples = run_async(load())
     positives = sum(relevant for _, relevant in examples)
@@ -466,7 +466,7 @@ def feedback_import(
         from bot.store import Store
 
         async with Store.open(cfg.storage.url()) as store:
-            return await store.import_feedback(judgements, ChatRef("import", "cli"))
+            return await store.catalog.import_feedback(judgements, ChatRef("import", "cli"))
 
     imported, unknown = run_async(go())
     for article_id in unknown[:20]:
@@ -491,7 +491,7 @@ def feedback_export(
         from bot.store import Store
 
         async with Store.open(cfg.storage.url()) as store:
-            return await store.export_feedback()
+            return await store.catalog.export_feedback()
 
     text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in run_async(go()))
     if output is None:
@@ -576,10 +576,10 @@ def status(
         from bot.store import Store
 
         async with Store.open(cfg.storage.url()) as store:
-            sources = await store.sources()
-            subscriptions = await store.subscriptions()
-            pending = await store.deliveries("pending")
-            failed = await store.deliveries("failed")
+            sources = await store.sources.active()
+            subscriptions = await store.subscriptions.active()
+            pending = await store.ledger.deliveries("pending")
+            failed = await store.ledger.deliveries("failed")
             backend = store.engine.dialect.name
             if backend == "sqlite":
                 leader: str | None = "this database has one instance (SQLite)"

@@ -1,0 +1,397 @@
+"""The delivery ledger: every post owed to a chat, claimed under a lease, and its outcome.
+
+Every post owed to a chat is first written to the `deliveries` table (`enqueue`), keyed by
+(chat, kind, key) so the same alert or digest slot can never be owed twice. A sender claims due
+rows under a lease; a crashed sender's rows are claimed again after it runs out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot import digest
+from bot.catalog import Catalog
+from bot.db import aware, insert_ignore, utcnow
+from bot.models import Alert, Article, ChatRef, Digest, Notice, Post, Verdict
+from bot.schema import deliveries
+
+log = logging.getLogger(__name__)
+
+# Ledger states that need no more sending; "cancelled": the chat unsubscribed before it went out.
+FINISHED = ("sent", "failed", "cancelled")
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One row of the outbox: a post owed to one chat."""
+
+    id: int
+    chat: ChatRef
+    kind: str
+    key: str
+    payload: dict[str, Any]
+    attempts: int
+    created_at: datetime
+    # Parts of a multi-part post already acknowledged, and their message ids.
+    parts_sent: int = 0
+    message_ids: tuple[str, ...] = ()
+
+
+class Ledger:
+    """The outbox's rows: owe, claim under a lease, and record what became of each send."""
+
+    def __init__(self, engine: AsyncEngine, catalog: Catalog) -> None:
+        # The catalog holds the articles a row refers to: composing a post reads them.
+        self.engine, self.catalog = engine, catalog
+
+    async def enqueue_many(
+        self, owed: Sequence[tuple[ChatRef, str, str, dict[str, Any], datetime | None]]
+    ) -> int:
+        """Owe several posts at once (chat, kind, key, payload, not_before); return how many new."""
+        if not owed:
+            return 0
+        rows = [
+            {
+                "platform": chat.platform,
+                "chat_id": chat.chat_id,
+                "thread_id": chat.thread_id or "",
+                "kind": kind,
+                "key": key,
+                "status": "pending",
+                "payload": json.dumps(payload, ensure_ascii=False),
+                "created_at": utcnow(),
+                "next_attempt_at": not_before,
+            }
+            for chat, kind, key, payload, not_before in owed
+        ]
+        inserted = 0
+        async with self.engine.begin() as conn:
+            # RETURNING counts exactly the rows this call added, whatever other instances do.
+            statement = insert_ignore(conn, deliveries).returning(deliveries.c.id)
+            for start in range(0, len(rows), 500):
+                result = await conn.execute(statement, rows[start : start + 500])
+                inserted += len(result.all())
+        return inserted
+
+    async def enqueue(
+        self,
+        chat: ChatRef,
+        kind: str,
+        key: str,
+        payload: dict[str, Any],
+        not_before: datetime | None = None,
+    ) -> bool:
+        """Owe `chat` a post, once: False when the same (chat, kind, key) was owed before."""
+        return await self.enqueue_many([(chat, kind, key, payload, not_before)]) == 1
+
+    async def claim(
+        self,
+        now: datetime,
+        limit: int = 100,
+        lease: float = 60.0,
+        platforms: Sequence[str] | None = None,
+    ) -> list[Delivery]:
+        """Take due deliveries for sending: pending ones, and ones whose sender's lease ran out."""
+        due = sa.or_(
+            sa.and_(
+                deliveries.c.status == "pending",
+                sa.or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now),
+            ),
+            sa.and_(deliveries.c.status == "sending", deliveries.c.lease_until < now),
+        )
+        # Alerts first: an alert owed during a big digest overtakes the digest's remaining rows.
+        alerts_first = sa.case((deliveries.c.kind == "alert", 0), else_=1)
+        query = (
+            sa.select(deliveries).where(due).order_by(alerts_first, deliveries.c.id).limit(limit)
+        )
+        if platforms is not None:
+            query = query.where(deliveries.c.platform.in_(list(platforms)))
+        async with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Several instances share the outbox: each row goes to exactly one of them.
+                query = query.with_for_update(skip_locked=True)
+            rows = [_delivery(r._mapping) for r in await conn.execute(query)]
+            if rows:
+                await conn.execute(
+                    deliveries.update()
+                    .where(deliveries.c.id.in_([r.id for r in rows]))
+                    .values(status="sending", lease_until=now + timedelta(seconds=lease))
+                )
+        return rows
+
+    async def release(self, delivery_ids: Sequence[int], not_before: datetime | None) -> None:
+        """Hand claimed rows back unsent, due at `not_before`; no attempt is charged."""
+        if not delivery_ids:
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                deliveries.update()
+                .where(deliveries.c.id.in_(list(delivery_ids)), deliveries.c.status == "sending")
+                .values(status="pending", lease_until=None, next_attempt_at=not_before)
+            )
+
+    async def cancel(self, delivery_ids: Sequence[int], reason: str) -> None:
+        """Owe these rows no more (the chat unsubscribed); they are never sent."""
+        if not delivery_ids:
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                deliveries.update()
+                .where(deliveries.c.id.in_(list(delivery_ids)))
+                .values(status="cancelled", lease_until=None, last_error=reason[:500])
+            )
+
+    async def release_sending(self) -> int:
+        """Make rows left 'sending' by a crashed process due now; only safe for a lone instance."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                deliveries.update()
+                .where(deliveries.c.status == "sending")
+                .values(status="pending", lease_until=None)
+            )
+            return result.rowcount
+
+    async def article_for_message(self, chat: ChatRef, message_id: str) -> str | None:
+        """The article an alert we sent to `chat` as `message_id` was about."""
+        query = sa.select(deliveries.c.payload, deliveries.c.message_ids).where(
+            deliveries.c.platform == chat.platform,
+            deliveries.c.chat_id == chat.chat_id,
+            deliveries.c.kind == "alert",
+            deliveries.c.status == "sent",
+            deliveries.c.message_ids.contains(json.dumps(message_id)),
+        )
+        async with self.engine.connect() as conn:
+            for row in await conn.execute(query):
+                if message_id in json.loads(row.message_ids or "[]"):
+                    return str(json.loads(row.payload).get("article_id")) or None
+        return None
+
+    async def backlog(self, now: datetime) -> tuple[int, float]:
+        """Deliveries not yet sent, and how many seconds the oldest due one has waited."""
+        waiting = sa.select(
+            sa.func.count(),
+            sa.func.min(sa.func.coalesce(deliveries.c.next_attempt_at, deliveries.c.created_at)),
+        ).where(deliveries.c.status.in_(["pending", "sending"]))
+        async with self.engine.connect() as conn:
+            count, oldest = (await conn.execute(waiting)).one()
+        oldest = aware(oldest)
+        lag = max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
+        return int(count or 0), lag
+
+    async def next_due(self, platforms: Sequence[str] | None = None) -> datetime | None:
+        """When the next pending delivery becomes due (None: nothing pending)."""
+        query = sa.select(
+            sa.func.min(sa.func.coalesce(deliveries.c.next_attempt_at, deliveries.c.created_at))
+        ).where(deliveries.c.status == "pending")
+        if platforms is not None:
+            query = query.where(deliveries.c.platform.in_(list(platforms)))
+        async with self.engine.connect() as conn:
+            return aware((await conn.execute(query)).scalar())
+
+    async def mark_sent(
+        self, delivery_id: int, at: datetime, message_ids: Sequence[str], latency_ms: int | None
+    ) -> None:
+        """Record that the platform acknowledged a delivery."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                deliveries.update()
+                .where(deliveries.c.id == delivery_id)
+                .values(
+                    status="sent",
+                    sent_at=at,
+                    attempts=deliveries.c.attempts + 1,
+                    message_ids=json.dumps(list(message_ids)),
+                    latency_ms=latency_ms,
+                    lease_until=None,
+                    last_error=None,
+                )
+            )
+
+    async def mark_retry(
+        self,
+        delivery_id: int,
+        error: str,
+        next_attempt_at: datetime,
+        count: bool = True,
+        *,
+        parts: tuple[int, Sequence[str]] | None = None,
+    ) -> None:
+        """A send failed but may succeed later; `count=False` for waits the platform asked for.
+
+        `parts`: how many parts of the post are delivered in all, and their message ids, so the
+        next attempt resumes after them.
+        """
+        values: dict[str, Any] = {
+            "status": "pending",
+            "last_error": error[:500],
+            "next_attempt_at": next_attempt_at,
+            "lease_until": None,
+        }
+        if count:
+            values["attempts"] = deliveries.c.attempts + 1
+        if parts is not None:
+            values["parts_sent"] = parts[0]
+            values["message_ids"] = json.dumps(list(parts[1]))
+        async with self.engine.begin() as conn:
+            # Only a row still being sent: one cancelled meanwhile (unsubscribed, merged into
+            # another chat's after a migration) stays cancelled.
+            await conn.execute(
+                deliveries.update()
+                .where(deliveries.c.id == delivery_id, deliveries.c.status == "sending")
+                .values(values)
+            )
+
+    async def mark_failed(self, delivery_id: int, error: str) -> None:
+        """Give up on a delivery, keeping why."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                deliveries.update()
+                .where(deliveries.c.id == delivery_id, deliveries.c.status != "cancelled")
+                .values(
+                    status="failed",
+                    last_error=error[:500],
+                    attempts=deliveries.c.attempts + 1,
+                    lease_until=None,
+                )
+            )
+
+    async def deliveries(self, status: str | None = None) -> list[dict[str, Any]]:
+        """Outbox rows as dicts (for reports and tests)."""
+        query = sa.select(deliveries).order_by(deliveries.c.id)
+        if status:
+            query = query.where(deliveries.c.status == status)
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in await conn.execute(query)]
+
+    async def compose(
+        self, groups: Sequence[Sequence[Delivery]], now: datetime
+    ) -> list[Post | None]:
+        """The post of each group of rows (None: its articles are gone), built off the loop."""
+        ids = list(dict.fromkeys(i for group in groups for row in group for i in _article_ids(row)))
+        entries = await self.catalog.entries(ids) if ids else []
+        found = {article.id: (article, verdict) for article, verdict in entries}
+        digest_ids = list(
+            dict.fromkeys(
+                i
+                for group in groups
+                for row in group
+                if row.kind == "digest"
+                for i in _article_ids(row)
+                if i in found
+            )
+        )
+        reports = await self.catalog.also_reported(digest_ids) if digest_ids else {}
+        return await asyncio.to_thread(_build_all, groups, found, reports, now)
+
+    async def seen_at(self, article_ids: Sequence[str]) -> dict[str, datetime]:
+        """When each article first appeared (for an alert's latency)."""
+        return await self.catalog.seen_at(article_ids)
+
+    async def prune(self, before: datetime) -> int:
+        """Delete deliveries finished and created before `before`; return how many."""
+        async with self.engine.begin() as conn:
+            done = await conn.execute(
+                deliveries.delete().where(
+                    deliveries.c.status.in_(FINISHED), deliveries.c.created_at < before
+                )
+            )
+            return int(done.rowcount)
+
+
+def _delivery(row: Any) -> Delivery:
+    return Delivery(
+        id=row["id"],
+        chat=ChatRef(row["platform"], row["chat_id"], row["thread_id"] or None),
+        kind=row["kind"],
+        key=row["key"],
+        payload=json.loads(row["payload"] or "{}"),
+        attempts=row["attempts"],
+        created_at=aware(row["created_at"]) or utcnow(),
+        parts_sent=row["parts_sent"] or 0,
+        message_ids=tuple(json.loads(row["message_ids"] or "[]")),
+    )
+
+
+def _article_ids(delivery: Delivery) -> list[str]:
+    if delivery.kind == "alert":
+        return [str(delivery.payload["article_id"])]
+    if delivery.kind == "digest":
+        return [str(i) for i in delivery.payload.get("article_ids", [])]
+    return []
+
+
+def build_post(
+    delivery: Delivery,
+    found: Mapping[str, tuple[Article, Verdict]],
+    reports: Mapping[str, list[Article]],
+) -> Post | None:
+    """The post a ledger row stands for, from articles already loaded; CPU work, pure."""
+    payload = delivery.payload
+    lang = str(payload.get("lang", "en"))
+    if delivery.kind == "alert":
+        entry = found.get(str(payload["article_id"]))
+        if entry is None:
+            return None
+        return Alert(digest.item(*entry, lang=lang), lang=lang)
+    if delivery.kind == "digest":
+        ids = _article_ids(delivery)
+        entries = [found[i] for i in ids if i in found]
+        since = payload.get("since")
+        built = digest.build(
+            entries,
+            now=delivery.created_at,
+            since=datetime.fromisoformat(since) if since else None,
+            max_items=len(ids) or 1,
+            lang=lang,
+        )
+        return with_also_reported(built, reports)
+    if delivery.kind == "notice":
+        return Notice(str(payload.get("text", "")))
+    log.warning("delivery %d has unknown kind %r; skipped", delivery.id, delivery.kind)
+    return None
+
+
+def with_also_reported(built: Digest, reports: Mapping[str, list[Article]]) -> Digest:
+    """Name the other sources of each story under its item."""
+    items = []
+    for entry in built.items:
+        others = reports.get(entry.article_id, [])
+        names = tuple(dict.fromkeys((a.agency or a.source or a.id) for a in others))
+        items.append(replace(entry, also_reported_by=names) if names else entry)
+    return replace(built, items=tuple(items))
+
+
+def _build_all(
+    groups: Sequence[Sequence[Delivery]],
+    found: Mapping[str, tuple[Article, Verdict]],
+    reports: Mapping[str, list[Article]],
+    now: datetime,
+) -> list[Post | None]:
+    """Posts for each group; a fan-out's one payload is built once. Runs in a worker thread."""
+    built: dict[str, Post | None] = {}
+
+    def one(row: Delivery) -> Post | None:
+        key = f"{row.kind}:{json.dumps(row.payload, sort_keys=True)}"
+        if key not in built:
+            built[key] = build_post(row, found, reports)
+        return built[key]
+
+    posts: list[Post | None] = []
+    for group in groups:
+        if len(group) == 1:
+            posts.append(one(group[0]))
+            continue
+        # A burst of alerts for one chat goes out as one message rather than a stream of them.
+        items = [post.item for post in map(one, group) if isinstance(post, Alert)]
+        lang = str(group[0].payload.get("lang", "en"))
+        posts.append(Digest(items=tuple(items), generated_at=now, lang=lang) if items else None)
+    return posts
