@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -127,6 +127,18 @@ class Ledger:
                     .values(status="sending", lease_until=now + timedelta(seconds=lease))
                 )
         return rows
+
+    async def renew(self, delivery_ids: Sequence[int], until: datetime) -> int:
+        """Extend the lease of rows still being sent to `until`; return how many were extended."""
+        if not delivery_ids:
+            return 0
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                deliveries.update()
+                .where(deliveries.c.id.in_(list(delivery_ids)), deliveries.c.status == "sending")
+                .values(lease_until=until)
+            )
+            return int(result.rowcount)
 
     async def release(self, delivery_ids: Sequence[int], not_before: datetime | None) -> None:
         """Hand claimed rows back unsent, due at `not_before`; no attempt is charged."""
@@ -305,6 +317,59 @@ class Ledger:
                 )
             )
             return int(done.rowcount)
+
+
+class Lease:
+    """A sender's hold on the rows it claimed, renewed while they are being sent.
+
+    Every third of the lease the rows not yet finished get a new `lease_until`, so a long send
+    (a flood wait, the parts of a long post) is never claimed by another instance meanwhile. The
+    renewals run on this process's event loop: when it dies they stop, and its rows are free for
+    the other instances one lease later.
+    """
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        rows: Iterable[Delivery],
+        seconds: float,
+        clock: Callable[[], datetime],
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.ledger, self.seconds, self.clock, self.sleep = ledger, seconds, clock, sleep
+        self.held = {row.id for row in rows}
+        self.renewals = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def done(self, delivery_ids: Iterable[int]) -> None:
+        """These rows are finished or handed back: renew them no more."""
+        self.held.difference_update(delivery_ids)
+
+    async def __aenter__(self) -> Lease:
+        self._task = asyncio.create_task(self._renew())
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _renew(self) -> None:
+        while True:
+            await self.sleep(self.seconds / 3)
+            if not self.held:
+                continue
+            try:
+                until = self.clock() + timedelta(seconds=self.seconds)
+                await self.ledger.renew(sorted(self.held), until)
+                self.renewals += 1
+            except Exception as exc:
+                # Two more tries before the lease runs out; after that the rows may go twice.
+                log.warning(
+                    "renewing the lease of %d deliveries failed (%s)",
+                    len(self.held),
+                    type(exc).__name__,
+                )
 
 
 def _delivery(row: Any) -> Delivery:

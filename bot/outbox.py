@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from bot.chat import ChatAdapter, DeliveryError
-from bot.ledger import Delivery, Ledger
+from bot.ledger import Delivery, Lease, Ledger
 from bot.metrics import METRICS
 from bot.models import ChatRef, Post
 from bot.pacing import PLATFORM_LIMITS, Limits, Pacer
@@ -96,6 +96,8 @@ class Outbox:
         self.failed = 0
         # Passes that failed (database unreachable, locked): logged, backed off, retried.
         self.errors = 0
+        # Lease renewals of batches still being sent (a flood wait, a long post).
+        self.renewals = 0
 
     def wake(self) -> None:
         """New rows were enqueued: look at the ledger now instead of at the next due time."""
@@ -160,12 +162,24 @@ class Outbox:
         )
         if not claimed:
             return 0
+        # Held while the batch is out, however long its sends wait (flood waits, long posts).
+        async with Lease(self.ledger, claimed, self.lease_seconds, self.clock) as lease:
+            try:
+                await self._send_batch(claimed, lease, stop)
+            finally:
+                self.renewals += lease.renewals
+        return len(claimed)
+
+    async def _send_batch(
+        self, claimed: list[Delivery], lease: Lease, stop: asyncio.Event | None
+    ) -> None:
+        """Pace and send one claimed batch; every row ends recorded or handed back."""
         # Re-checked at send time: a chat that unsubscribed gets nothing it was still owed.
         gone = await self.subscriptions.inactive_chats({row.chat for row in claimed})
         if gone:
-            await self.ledger.cancel(
-                [row.id for row in claimed if row.chat in gone], "chat unsubscribed"
-            )
+            cancelled = [row.id for row in claimed if row.chat in gone]
+            await self.ledger.cancel(cancelled, "chat unsubscribed")
+            lease.done(cancelled)
         by_chat: defaultdict[ChatRef, list[Delivery]] = defaultdict(list)
         for row in claimed:
             if row.chat not in gone:
@@ -188,6 +202,7 @@ class Outbox:
             if post is None:
                 for row in group:
                     await self.ledger.mark_failed(row.id, "nothing to send: article not stored")
+                lease.done(row.id for row in group)
                 continue
             pacer = self.pacers[group[0].chat.platform]
             estimate = pacer.slot(group[0].chat, self.clock().timestamp())
@@ -202,26 +217,25 @@ class Outbox:
             if (stop is not None and stop.is_set()) or chat in self._moved:
                 # Shutting down, or the chat has a new id since this batch was claimed: owed
                 # as before (at the new id), no attempt charged.
-                await self.ledger.release([r.id for r in group], None)
+                await self._release(group, None, lease)
                 continue
             pacer = self.pacers[chat.platform]
             now = self.clock().timestamp()
             slot = pacer.slot(chat, now)
             if slot - now > self.horizon:
                 # Don't hold the batch for it; back in the ledger until its slot.
-                at = datetime.fromtimestamp(slot, UTC)
-                await self.ledger.release([r.id for r in group], at)
+                await self._release(group, datetime.fromtimestamp(slot, UTC), lease)
                 continue
             at_ts = pacer.book(chat, now)
             wait = at_ts - self.clock().timestamp()
             if wait > 0:
                 await self.sleep(wait)
                 if chat in self._moved:
-                    await self.ledger.release([r.id for r in group], None)
+                    await self._release(group, None, lease)
                     continue
             await self._slots.acquire()
             began = asyncio.Event()
-            tasks.append(asyncio.create_task(self._send_released(group, post, seen, began)))
+            tasks.append(asyncio.create_task(self._send_released(group, post, seen, began, lease)))
             await began.wait()
             pacer.started(chat, self.clock().timestamp(), at_ts)
         results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -230,7 +244,12 @@ class Outbox:
             if isinstance(result, BaseException):
                 # Rows whose outcome could not be recorded are sent again after their lease.
                 raise result
-        return len(claimed)
+
+    async def _release(
+        self, rows: list[Delivery], not_before: datetime | None, lease: Lease
+    ) -> None:
+        await self.ledger.release([r.id for r in rows], not_before)
+        lease.done(r.id for r in rows)
 
     async def _seconds_until_due(self, idle: float) -> float:
         due = await self.ledger.next_due(list(self.adapters))
@@ -244,10 +263,12 @@ class Outbox:
         post: Post,
         seen: Mapping[str, datetime],
         began: asyncio.Event,
+        lease: Lease,
     ) -> None:
         began.set()
         try:
             await self._send(rows, post, seen)
+            lease.done(r.id for r in rows)
         finally:
             self._slots.release()
 

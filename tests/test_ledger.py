@@ -1,5 +1,7 @@
+import asyncio
 from datetime import UTC, datetime, timedelta
 
+from bot.ledger import Lease
 from bot.models import Article, ChatRef, Level, Verdict
 from bot.store import Store
 
@@ -80,3 +82,36 @@ async def test_prune_keeps_what_is_still_owed(any_store: Store) -> None:
     await ledger.mark_sent(done.id, T0, ["m"], None)
     assert await ledger.prune(datetime.now(UTC) + timedelta(seconds=1)) == 1
     assert [r["key"] for r in await ledger.deliveries()] == ["s1"]
+
+
+async def test_a_lease_is_renewed_while_held_and_no_more_once_released(any_store: Store) -> None:
+    ledger = any_store.ledger
+    await owe(any_store, 3)
+    rows = await ledger.claim(T0, lease=60)
+    now = T0
+    ticks: asyncio.Queue[None] = asyncio.Queue()
+    slept: list[float] = []
+
+    async def tick(seconds: float) -> None:
+        slept.append(seconds)
+        await ticks.get()
+
+    async def renewed(count: int) -> None:
+        async with asyncio.timeout(10):
+            while lease.renewals < count:  # noqa: ASYNC110 - the renewal writes, then counts
+                await asyncio.sleep(0)
+
+    async with Lease(ledger, rows, 60, lambda: now, sleep=tick) as lease:
+        now = T0 + timedelta(seconds=50)
+        lease.done([rows[0].id])  # finished with that one: it is not kept
+        ticks.put_nowait(None)
+        await renewed(1)
+        assert slept[0] == 20  # every third of the lease
+        # Past the first lease, only the row no longer held can be claimed by anyone else.
+        assert [r.id for r in await ledger.claim(T0 + timedelta(seconds=61))] == [rows[0].id]
+        assert await ledger.claim(T0 + timedelta(seconds=109)) == []
+    ticks.put_nowait(None)
+    await asyncio.sleep(0)
+    assert lease.renewals == 1  # the renewals ended with the hold
+    again = await ledger.claim(T0 + timedelta(seconds=111))
+    assert [r.id for r in again] == [r.id for r in rows[1:]]

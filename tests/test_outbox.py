@@ -280,8 +280,10 @@ async def main():
     await asyncio.get_running_loop().connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(reader), sys.stdin
     )
+    lease = float(sys.argv[2]) if len(sys.argv) > 2 else 60.0
     async with Store.open(sys.argv[1]) as store:
-        await Outbox(store.ledger, store.subscriptions, {"console": GatedPlatform(reader)}).drain()
+        platform = {"console": GatedPlatform(reader)}
+        await Outbox(store.ledger, store.subscriptions, platform, lease_seconds=lease).drain()
 
 asyncio.run(main())
 """
@@ -858,3 +860,159 @@ async def test_outbox_loop_survives_a_locked_sqlite_database(
             ("a1", "sent", 1),
             ("a2", "sent", 1),
         ]
+
+
+# --- two senders on one ledger: leases ---------------------------------------------------------
+
+
+async def sent_rows(store: Store) -> int:
+    return sum(1 for row in await store.ledger.deliveries() if row["status"] == "sent")
+
+
+async def add_long_story(store: Store, ids: Sequence[str]) -> None:
+    """Articles of distinct events whose digest needs several Telegram messages."""
+    for n, article_id in enumerate(ids):
+        words = " ".join(f"w{n}v{k}" for k in range(12))
+        text = f"Report {n}: " + " ".join(f"t{n}u{k}" for k in range(40)) + "."
+        await store.catalog.add_articles(
+            [
+                Article(
+                    article_id, f"Item {n}: {words} " + "x" * 60, text, "en", url=f"https://e.x/{n}"
+                )
+            ]
+        )
+    await store.catalog.save_verdicts(
+        [Verdict(i, True, 0.9, ("fighting",), Level.DIGEST, ("Border",)) for i in ids]
+    )
+
+
+@pytest.mark.reliability
+async def test_two_instances_send_each_digest_once_through_a_flood_wait_longer_than_the_lease() -> (
+    None
+):
+    """Two outboxes (two engines) on PostgreSQL; a 3 s flood wait outlasts the 2 s claim lease.
+
+    A digest of several parts waits out a flood wait between its parts (the adapter honours it
+    rather than leave the rest to the ledger): the row must stay claimed meanwhile.
+    """
+    if not postgres_available():
+        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432 (set NEWSBOT_TEST_POSTGRES_URL)")
+    chats = [ChatRef("telegram", str(20_000 + n)) for n in range(40)]
+    ids = [f"long-{n:02}" for n in range(12)]
+    async with Store.open(POSTGRES_URL) as one, Store.open(POSTGRES_URL) as two:
+        await clear_postgres(one)
+        await add_long_story(one, ids)
+        for chat in chats:
+            await one.subscriptions.subscribe(chat, "en")
+        payload = {"article_ids": ids, "lang": "en"}
+        owed = [(chat, "digest", "slot", payload, None) for chat in chats]
+        assert await one.ledger.enqueue_many(owed) == 40
+        [row] = await one.ledger.claim(datetime.now(UTC), limit=1)
+        await one.ledger.release([row.id], None)
+        [post] = await one.ledger.compose([[row]], datetime.now(UTC))
+        assert post is not None
+        parts = telegram_html(post)
+        assert len(parts) >= 2
+        async with FakeTelegram(token=TOKEN) as tg:
+            # After the first message, a bot-wide flood wait: every send in the next 3 s gets 429.
+            tg.script("sendMessage", FakeDelay(0.0, delivered=True), FakeError.too_many_requests(3))
+            adapters = [
+                TelegramChat(
+                    TOKEN,
+                    TelegramSettings(api_url=tg.base_url),
+                    request=tg.request(),
+                    get_updates_request=tg.request(),
+                    part_interval=0.0,
+                )
+                for _ in range(2)
+            ]
+            for adapter in adapters:
+                await adapter.start(no_replies)
+            outboxes = [
+                Outbox(store.ledger, store.subscriptions, {"telegram": adapter}, lease_seconds=2.0)
+                for store, adapter in zip((one, two), adapters, strict=True)
+            ]
+            stop = asyncio.Event()
+            tasks = [asyncio.create_task(outbox.run(stop, idle_seconds=0.2)) for outbox in outboxes]
+            try:
+                async with asyncio.timeout(90):
+                    while await sent_rows(one) < 40:  # noqa: ASYNC110 - the ledger is the event
+                        await asyncio.sleep(0.2)
+            finally:
+                stop.set()
+                await asyncio.gather(*tasks)
+                for adapter in adapters:
+                    await adapter.stop()
+        received = [(s.chat_id, s.visible_text) for s in tg.sent]
+    assert tg.rejected_429 >= 1  # the flood wait did happen
+    assert sum(outbox.renewals for outbox in outboxes) >= 1  # held through the flood wait
+    # Every chat got every part of its digest, and nothing twice.
+    assert len(received) == len(set(received)), f"{len(received) - len(set(received))} duplicates"
+    assert len(received) == 40 * len(parts)
+    assert {chat_id for chat_id, _ in received} == {int(chat.chat_id) for chat in chats}
+
+
+@pytest.mark.reliability
+async def test_a_live_sender_keeps_its_rows_and_a_sigkilled_one_frees_them_after_the_lease() -> (
+    None
+):
+    """PostgreSQL, two instances, a 2 s lease: a slow sender holds its batch for as long as it
+    lives; after kill -9 the other instance sends the rest one lease later, nothing lost and
+    at most the in-flight sends twice."""
+    if not postgres_available():
+        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432 (set NEWSBOT_TEST_POSTGRES_URL)")
+    chats = [ChatRef("console", f"c{i:03}") for i in range(30)]
+    async with Store.open(POSTGRES_URL) as store:
+        await clear_postgres(store)
+        await owe_digests(store, chats)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            KILLED_SENDER,
+            POSTGRES_URL,
+            "2.0",
+            stdin=PIPE,
+            stdout=PIPE,
+            cwd=str(ROOT),
+        )
+        assert process.stdin is not None and process.stdout is not None
+        fake = FakeChat(platform="console")
+        other = Outbox(store.ledger, store.subscriptions, {"console": fake}, lease_seconds=2.0)
+        stop = asyncio.Event()
+        task: asyncio.Task[None] | None = None
+        before: list[str] = []
+        loop = asyncio.get_running_loop()
+        try:
+            process.stdin.write(b"go\n" * 10)
+            await process.stdin.drain()
+            async with asyncio.timeout(60):
+                while len(before) < 10:
+                    before.append((await process.stdout.readline()).decode().strip())
+            # The first sender claimed the whole batch and is stuck on its 11th send: for
+            # three leases the other instance must leave its rows alone.
+            task = asyncio.create_task(other.run(stop, idle_seconds=0.2))
+            await asyncio.sleep(6.0)
+            assert fake.sent == [] and not task.done()
+            process.send_signal(signal.SIGKILL)
+            killed = loop.time()
+            await asyncio.wait_for(process.wait(), 10)
+            async with asyncio.timeout(60):
+                while not fake.sent:  # noqa: ASYNC110 - the fake records, nothing to wait on
+                    await asyncio.sleep(0.05)
+            taken_after = loop.time() - killed
+            await until(lambda: len(fake.sent) >= len(chats) - len(before), task)
+        finally:
+            stop.set()
+            if task is not None:
+                await asyncio.wait_for(task, 30)
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        assert {r["status"] for r in await store.ledger.deliveries()} == {"sent"}
+    after = [chat.chat_id for chat, _, _ in fake.sent]
+    received = before + after
+    assert sorted(set(received)) == sorted(c.chat_id for c in chats)  # nothing lost
+    duplicates = len(received) - len(set(received))
+    assert duplicates <= 8  # at most the sends that were in flight
+    assert taken_after <= 2.0 + 1.5  # one lease (renewed at most 2/3 of a lease before the kill)
+    print(f"kill -9 after 10/30: taken over {taken_after:.1f} s later, {duplicates} duplicates")
