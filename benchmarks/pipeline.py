@@ -32,6 +32,7 @@ from benchmarks._common import Targets, feed_document, shared_dir, skip_unless  
 from bot import app, config, feeds, jobs  # noqa: E402
 from bot.chat import DeliveryError, Handler  # noqa: E402
 from bot.chat.telegram import TelegramChat  # noqa: E402
+from bot.ledger import DigestOwed  # noqa: E402
 from bot.models import Article, ChatRef, Post, Sent, Thresholds  # noqa: E402
 from bot.outbox import Outbox  # noqa: E402
 from bot.store import Store  # noqa: E402
@@ -216,9 +217,7 @@ async def fan_out(chats: int) -> LimitedPlatform:
             for i in range(chats):
                 chat = ChatRef("telegram", str(100000 + i))
                 await store.subscriptions.subscribe(chat, "en")
-                await store.ledger.enqueue(
-                    chat, "digest", "slot", {"article_ids": ["bench-1"], "lang": "en"}
-                )
+                await store.ledger.enqueue(chat, "slot", DigestOwed(("bench-1",)))
             await Outbox(store.ledger, store.subscriptions, {"telegram": platform}).drain()
     return platform
 

@@ -134,6 +134,7 @@ async def ingest_row(db: str, size: int, corpus: Path) -> dict[str, Any]:
 
 async def outbox_row(db: str, size: int) -> dict[str, Any]:
     from bot import jobs
+    from bot.ledger import DigestOwed
     from bot.models import Article, ChatRef, Thresholds
     from bot.outbox import Outbox
     from bot.store import Store
@@ -153,10 +154,8 @@ async def outbox_row(db: str, size: int) -> dict[str, Any]:
             chats = [ChatRef("telegram", str(100_000 + n)) for n in range(size)]
             for chat in chats:
                 await store.subscriptions.subscribe(chat, "en")
-            payload = {"article_ids": [a.id for a in story], "lang": "en"}
-            await store.ledger.enqueue_many(
-                [(chat, "digest", "slot", payload, None) for chat in chats]
-            )
+            payload = DigestOwed(tuple(a.id for a in story))
+            await store.ledger.enqueue_many([(chat, "slot", payload, None) for chat in chats])
             # The ledger stamps rows with wall-clock time: the virtual clock starts there too.
             clock = VirtualClock(datetime.now(UTC))
             platform = FakeChat("telegram", clock)

@@ -596,9 +596,11 @@ def status(
                     "name": s.name,
                     "url": s.url.split("?", 1)[0],
                     "added_by": s.added_by,
-                    "last_fetched_at": s.last_fetched_at.isoformat() if s.last_fetched_at else None,
-                    "failures": s.failures,
-                    "last_error": s.last_error,
+                    "last_fetched_at": s.state.last_fetched.isoformat()
+                    if s.state.last_fetched
+                    else None,
+                    "failures": s.state.failures,
+                    "last_error": s.state.last_error,
                 }
                 for s in sources
             ],

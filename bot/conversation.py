@@ -303,8 +303,8 @@ class Conversation:
     def _feed_line(self, feed: FeedSource, lang: str) -> str:
         url = shown_url(feed.url)
         line = f"{feed.id}. {feed.name or url} — {url}"
-        if feed.last_error:
-            line += f" ({messages.text(lang, 'source_error')}: {feed.last_error[:200]})"
+        if feed.state.last_error:
+            line += f" ({messages.text(lang, 'source_error')}: {feed.state.last_error[:200]})"
         return line
 
     # --- buttons --------------------------------------------------------------------------

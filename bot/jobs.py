@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -19,6 +18,7 @@ from bot.catalog import IngestCounts
 from bot.classify import classify
 from bot.fetch import HostGate
 from bot.learn import FeedbackModel
+from bot.ledger import AlertOwed, DigestOwed, NoticeOwed, Owed
 from bot.models import Article, ChatRef, Thresholds, Verdict
 from bot.outbox import Outbox
 from bot.store import Store
@@ -157,7 +157,7 @@ async def route(
     stories = await asyncio.to_thread(cluster.assign, [article for article, _ in changed], known)
     await store.catalog.set_stories(stories)
     subscriptions = await store.subscriptions.active()
-    wanted: list[tuple[ChatRef, str, str, dict[str, Any], datetime | None]] = []
+    wanted: list[tuple[ChatRef, str, Owed, datetime | None]] = []
     for article, verdict in changed:
         for subscription in subscriptions:
             prefs = subscription.prefs
@@ -171,9 +171,8 @@ async def route(
             wanted.append(
                 (
                     subscription.chat,
-                    "alert",
                     stories[article.id],
-                    {"article_id": article.id, "lang": subscription.lang},
+                    AlertOwed(article.id, subscription.lang),
                     schedule.quiet_until(prefs, now),
                 )
             )
@@ -215,17 +214,12 @@ async def digest_due(
     ][:max_items]
     owed = False
     if chosen or empty_message:
-        owed = await store.ledger.enqueue(
-            subscription.chat,
-            "digest" if chosen else "notice",
-            slot.isoformat(),
-            {
-                "article_ids": chosen,
-                "since": since.isoformat(),
-                "lang": subscription.lang,
-                "text": messages.text(subscription.lang, "empty"),
-            },
+        what: Owed = (
+            DigestOwed(tuple(chosen), since, subscription.lang)
+            if chosen
+            else NoticeOwed(messages.text(subscription.lang, "empty"), subscription.lang)
         )
+        owed = await store.ledger.enqueue(subscription.chat, slot.isoformat(), what)
     await store.subscriptions.mark_digest(subscription.id, slot)
     if owed and outbox is not None:
         outbox.wake()
@@ -329,15 +323,7 @@ async def _poll_feed(
     source = await store.sources.get(source_id)
     if source is None:
         return report
-    state = feeds.FeedState(
-        url=source.url,
-        etag=source.etag,
-        last_modified=source.last_modified,
-        failures=source.failures,
-        last_error=source.last_error,
-        next_attempt=source.next_attempt_at,
-        last_fetched=source.last_fetched_at,
-    )
+    state = source.state
     if not state.due(now):
         return report
     loop = asyncio.get_running_loop()
@@ -351,16 +337,7 @@ async def _poll_feed(
         hosts=hosts,
         deadline=ends - loop.time(),
     )
-    new = result.state
-    saved = dataclasses.replace(
-        source,
-        etag=new.etag,
-        last_modified=new.last_modified,
-        failures=new.failures,
-        last_error=new.last_error,
-        next_attempt_at=new.next_attempt,
-        last_fetched_at=new.last_fetched,
-    )
+    saved = dataclasses.replace(source, state=result.state)
     report.not_modified, report.error, report.bozo = result.not_modified, result.error, result.bozo
     if result.error or result.not_modified:
         if result.error:

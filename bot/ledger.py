@@ -13,7 +13,8 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from enum import StrEnum
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -26,19 +27,111 @@ from bot.schema import deliveries
 
 log = logging.getLogger(__name__)
 
-# Ledger states that need no more sending; "cancelled": the chat unsubscribed before it went out.
-FINISHED = ("sent", "failed", "cancelled")
+
+class DeliveryKind(StrEnum):
+    """What a ledger row owes (stored as its value)."""
+
+    ALERT = "alert"
+    DIGEST = "digest"
+    NOTICE = "notice"
+
+
+class DeliveryStatus(StrEnum):
+    """Where a ledger row stands (stored as its value)."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    # The chat unsubscribed (or moved onto an id that was owed the same) before it went out.
+    CANCELLED = "cancelled"
+
+
+# States that need no more sending.
+FINISHED = (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.CANCELLED)
+# States of rows still owed.
+OWED = (DeliveryStatus.PENDING, DeliveryStatus.SENDING)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertOwed:
+    """An alert about one article, in the chat's language."""
+
+    article_id: str
+    lang: str = "en"
+    kind: ClassVar[DeliveryKind] = DeliveryKind.ALERT
+
+
+@dataclass(frozen=True, slots=True)
+class DigestOwed:
+    """A digest of these articles (first reports of their stories), flagged since `since`."""
+
+    article_ids: tuple[str, ...]
+    since: datetime | None = None
+    lang: str = "en"
+    kind: ClassVar[DeliveryKind] = DeliveryKind.DIGEST
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeOwed:
+    """A plain text message (a digest slot with nothing to report)."""
+
+    text: str
+    lang: str = "en"
+    kind: ClassVar[DeliveryKind] = DeliveryKind.NOTICE
+
+
+Owed = AlertOwed | DigestOwed | NoticeOwed
+
+
+def encode(owed: Owed) -> str:
+    """The `payload` column of a row owing `owed`."""
+    data: dict[str, object]
+    match owed:
+        case AlertOwed():
+            data = {"article_id": owed.article_id, "lang": owed.lang}
+        case DigestOwed():
+            since = owed.since.isoformat() if owed.since else None
+            data = {"article_ids": list(owed.article_ids), "since": since, "lang": owed.lang}
+        case NoticeOwed():
+            data = {"text": owed.text, "lang": owed.lang}
+    return json.dumps(data, ensure_ascii=False)
+
+
+def decode(kind: str, payload: str | None) -> Owed | None:
+    """What a row owes, from its kind and payload; None for a kind or payload we can't read."""
+    # Rows written by any earlier version read the same: the payload keys never changed.
+    try:
+        data = json.loads(payload or "{}")
+        if not isinstance(data, dict):
+            return None
+        lang = str(data.get("lang") or "en")
+        if kind == DeliveryKind.ALERT:
+            return AlertOwed(str(data["article_id"]), lang)
+        if kind == DeliveryKind.DIGEST:
+            since = data.get("since")
+            return DigestOwed(
+                tuple(str(i) for i in data.get("article_ids") or ()),
+                datetime.fromisoformat(since) if since else None,
+                lang,
+            )
+        if kind == DeliveryKind.NOTICE:
+            return NoticeOwed(str(data.get("text", "")), lang)
+    except (ValueError, KeyError, TypeError):
+        pass
+    return None
 
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """One row of the outbox: a post owed to one chat."""
+    """One row of the ledger: a post owed to one chat."""
 
     id: int
     chat: ChatRef
+    # As stored: a newer version's kind stays readable here, with `owed` None.
     kind: str
     key: str
-    payload: dict[str, Any]
+    owed: Owed | None
     attempts: int
     created_at: datetime
     # Parts of a multi-part post already acknowledged, and their message ids.
@@ -53,10 +146,8 @@ class Ledger:
         # The catalog holds the articles a row refers to: composing a post reads them.
         self.engine, self.catalog = engine, catalog
 
-    async def enqueue_many(
-        self, owed: Sequence[tuple[ChatRef, str, str, dict[str, Any], datetime | None]]
-    ) -> int:
-        """Owe several posts at once (chat, kind, key, payload, not_before); return how many new."""
+    async def enqueue_many(self, owed: Sequence[tuple[ChatRef, str, Owed, datetime | None]]) -> int:
+        """Owe several posts at once (chat, key, what, not_before); return how many are new."""
         if not owed:
             return 0
         rows = [
@@ -64,14 +155,14 @@ class Ledger:
                 "platform": chat.platform,
                 "chat_id": chat.chat_id,
                 "thread_id": chat.thread_id or "",
-                "kind": kind,
+                "kind": what.kind.value,
                 "key": key,
-                "status": "pending",
-                "payload": json.dumps(payload, ensure_ascii=False),
+                "status": DeliveryStatus.PENDING.value,
+                "payload": encode(what),
                 "created_at": utcnow(),
                 "next_attempt_at": not_before,
             }
-            for chat, kind, key, payload, not_before in owed
+            for chat, key, what, not_before in owed
         ]
         inserted = 0
         async with self.engine.begin() as conn:
@@ -83,15 +174,10 @@ class Ledger:
         return inserted
 
     async def enqueue(
-        self,
-        chat: ChatRef,
-        kind: str,
-        key: str,
-        payload: dict[str, Any],
-        not_before: datetime | None = None,
+        self, chat: ChatRef, key: str, owed: Owed, not_before: datetime | None = None
     ) -> bool:
         """Owe `chat` a post, once: False when the same (chat, kind, key) was owed before."""
-        return await self.enqueue_many([(chat, kind, key, payload, not_before)]) == 1
+        return await self.enqueue_many([(chat, key, owed, not_before)]) == 1
 
     async def claim(
         self,
@@ -103,13 +189,13 @@ class Ledger:
         """Take due deliveries for sending: pending ones, and ones whose sender's lease ran out."""
         due = sa.or_(
             sa.and_(
-                deliveries.c.status == "pending",
+                deliveries.c.status == DeliveryStatus.PENDING,
                 sa.or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now),
             ),
-            sa.and_(deliveries.c.status == "sending", deliveries.c.lease_until < now),
+            sa.and_(deliveries.c.status == DeliveryStatus.SENDING, deliveries.c.lease_until < now),
         )
         # Alerts first: an alert owed during a big digest overtakes the digest's remaining rows.
-        alerts_first = sa.case((deliveries.c.kind == "alert", 0), else_=1)
+        alerts_first = sa.case((deliveries.c.kind == DeliveryKind.ALERT, 0), else_=1)
         query = (
             sa.select(deliveries).where(due).order_by(alerts_first, deliveries.c.id).limit(limit)
         )
@@ -124,7 +210,9 @@ class Ledger:
                 await conn.execute(
                     deliveries.update()
                     .where(deliveries.c.id.in_([r.id for r in rows]))
-                    .values(status="sending", lease_until=now + timedelta(seconds=lease))
+                    .values(
+                        status=DeliveryStatus.SENDING, lease_until=now + timedelta(seconds=lease)
+                    )
                 )
         return rows
 
@@ -135,7 +223,10 @@ class Ledger:
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 deliveries.update()
-                .where(deliveries.c.id.in_(list(delivery_ids)), deliveries.c.status == "sending")
+                .where(
+                    deliveries.c.id.in_(list(delivery_ids)),
+                    deliveries.c.status == DeliveryStatus.SENDING,
+                )
                 .values(lease_until=until)
             )
             return int(result.rowcount)
@@ -147,8 +238,11 @@ class Ledger:
         async with self.engine.begin() as conn:
             await conn.execute(
                 deliveries.update()
-                .where(deliveries.c.id.in_(list(delivery_ids)), deliveries.c.status == "sending")
-                .values(status="pending", lease_until=None, next_attempt_at=not_before)
+                .where(
+                    deliveries.c.id.in_(list(delivery_ids)),
+                    deliveries.c.status == DeliveryStatus.SENDING,
+                )
+                .values(status=DeliveryStatus.PENDING, lease_until=None, next_attempt_at=not_before)
             )
 
     async def cancel(self, delivery_ids: Sequence[int], reason: str) -> None:
@@ -159,7 +253,7 @@ class Ledger:
             await conn.execute(
                 deliveries.update()
                 .where(deliveries.c.id.in_(list(delivery_ids)))
-                .values(status="cancelled", lease_until=None, last_error=reason[:500])
+                .values(status=DeliveryStatus.CANCELLED, lease_until=None, last_error=reason[:500])
             )
 
     async def release_sending(self) -> int:
@@ -167,8 +261,8 @@ class Ledger:
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 deliveries.update()
-                .where(deliveries.c.status == "sending")
-                .values(status="pending", lease_until=None)
+                .where(deliveries.c.status == DeliveryStatus.SENDING)
+                .values(status=DeliveryStatus.PENDING, lease_until=None)
             )
             return result.rowcount
 
@@ -177,14 +271,15 @@ class Ledger:
         query = sa.select(deliveries.c.payload, deliveries.c.message_ids).where(
             deliveries.c.platform == chat.platform,
             deliveries.c.chat_id == chat.chat_id,
-            deliveries.c.kind == "alert",
-            deliveries.c.status == "sent",
+            deliveries.c.kind == DeliveryKind.ALERT,
+            deliveries.c.status == DeliveryStatus.SENT,
             deliveries.c.message_ids.contains(json.dumps(message_id)),
         )
         async with self.engine.connect() as conn:
             for row in await conn.execute(query):
                 if message_id in json.loads(row.message_ids or "[]"):
-                    return str(json.loads(row.payload).get("article_id")) or None
+                    owed = decode(DeliveryKind.ALERT, row.payload)
+                    return owed.article_id if isinstance(owed, AlertOwed) else None
         return None
 
     async def backlog(self, now: datetime) -> tuple[int, float]:
@@ -192,7 +287,7 @@ class Ledger:
         waiting = sa.select(
             sa.func.count(),
             sa.func.min(sa.func.coalesce(deliveries.c.next_attempt_at, deliveries.c.created_at)),
-        ).where(deliveries.c.status.in_(["pending", "sending"]))
+        ).where(deliveries.c.status.in_(OWED))
         async with self.engine.connect() as conn:
             count, oldest = (await conn.execute(waiting)).one()
         oldest = aware(oldest)
@@ -203,7 +298,7 @@ class Ledger:
         """When the next pending delivery becomes due (None: nothing pending)."""
         query = sa.select(
             sa.func.min(sa.func.coalesce(deliveries.c.next_attempt_at, deliveries.c.created_at))
-        ).where(deliveries.c.status == "pending")
+        ).where(deliveries.c.status == DeliveryStatus.PENDING)
         if platforms is not None:
             query = query.where(deliveries.c.platform.in_(list(platforms)))
         async with self.engine.connect() as conn:
@@ -218,7 +313,7 @@ class Ledger:
                 deliveries.update()
                 .where(deliveries.c.id == delivery_id)
                 .values(
-                    status="sent",
+                    status=DeliveryStatus.SENT,
                     sent_at=at,
                     attempts=deliveries.c.attempts + 1,
                     message_ids=json.dumps(list(message_ids)),
@@ -243,7 +338,7 @@ class Ledger:
         next attempt resumes after them.
         """
         values: dict[str, Any] = {
-            "status": "pending",
+            "status": DeliveryStatus.PENDING,
             "last_error": error[:500],
             "next_attempt_at": next_attempt_at,
             "lease_until": None,
@@ -258,7 +353,9 @@ class Ledger:
             # another chat's after a migration) stays cancelled.
             await conn.execute(
                 deliveries.update()
-                .where(deliveries.c.id == delivery_id, deliveries.c.status == "sending")
+                .where(
+                    deliveries.c.id == delivery_id, deliveries.c.status == DeliveryStatus.SENDING
+                )
                 .values(values)
             )
 
@@ -267,9 +364,11 @@ class Ledger:
         async with self.engine.begin() as conn:
             await conn.execute(
                 deliveries.update()
-                .where(deliveries.c.id == delivery_id, deliveries.c.status != "cancelled")
+                .where(
+                    deliveries.c.id == delivery_id, deliveries.c.status != DeliveryStatus.CANCELLED
+                )
                 .values(
-                    status="failed",
+                    status=DeliveryStatus.FAILED,
                     last_error=error[:500],
                     attempts=deliveries.c.attempts + 1,
                     lease_until=None,
@@ -296,7 +395,7 @@ class Ledger:
                 i
                 for group in groups
                 for row in group
-                if row.kind == "digest"
+                if isinstance(row.owed, DigestOwed)
                 for i in _article_ids(row)
                 if i in found
             )
@@ -378,7 +477,7 @@ def _delivery(row: Any) -> Delivery:
         chat=ChatRef(row["platform"], row["chat_id"], row["thread_id"] or None),
         kind=row["kind"],
         key=row["key"],
-        payload=json.loads(row["payload"] or "{}"),
+        owed=decode(row["kind"], row["payload"]),
         attempts=row["attempts"],
         created_at=aware(row["created_at"]) or utcnow(),
         parts_sent=row["parts_sent"] or 0,
@@ -387,10 +486,11 @@ def _delivery(row: Any) -> Delivery:
 
 
 def _article_ids(delivery: Delivery) -> list[str]:
-    if delivery.kind == "alert":
-        return [str(delivery.payload["article_id"])]
-    if delivery.kind == "digest":
-        return [str(i) for i in delivery.payload.get("article_ids", [])]
+    match delivery.owed:
+        case AlertOwed(article_id=article_id):
+            return [article_id]
+        case DigestOwed(article_ids=ids):
+            return list(ids)
     return []
 
 
@@ -400,27 +500,23 @@ def build_post(
     reports: Mapping[str, list[Article]],
 ) -> Post | None:
     """The post a ledger row stands for, from articles already loaded; CPU work, pure."""
-    payload = delivery.payload
-    lang = str(payload.get("lang", "en"))
-    if delivery.kind == "alert":
-        entry = found.get(str(payload["article_id"]))
-        if entry is None:
-            return None
-        return Alert(digest.item(*entry, lang=lang), lang=lang)
-    if delivery.kind == "digest":
-        ids = _article_ids(delivery)
-        entries = [found[i] for i in ids if i in found]
-        since = payload.get("since")
-        built = digest.build(
-            entries,
-            now=delivery.created_at,
-            since=datetime.fromisoformat(since) if since else None,
-            max_items=len(ids) or 1,
-            lang=lang,
-        )
-        return with_also_reported(built, reports)
-    if delivery.kind == "notice":
-        return Notice(str(payload.get("text", "")))
+    match delivery.owed:
+        case AlertOwed(article_id=article_id, lang=lang):
+            entry = found.get(article_id)
+            if entry is None:
+                return None
+            return Alert(digest.item(*entry, lang=lang), lang=lang)
+        case DigestOwed(article_ids=ids, since=since, lang=lang):
+            built = digest.build(
+                [found[i] for i in ids if i in found],
+                now=delivery.created_at,
+                since=since,
+                max_items=len(ids) or 1,
+                lang=lang,
+            )
+            return with_also_reported(built, reports)
+        case NoticeOwed(text=text):
+            return Notice(text)
     log.warning("delivery %d has unknown kind %r; skipped", delivery.id, delivery.kind)
     return None
 
@@ -442,10 +538,10 @@ def _build_all(
     now: datetime,
 ) -> list[Post | None]:
     """Posts for each group; a fan-out's one payload is built once. Runs in a worker thread."""
-    built: dict[str, Post | None] = {}
+    built: dict[tuple[str, Owed | None], Post | None] = {}
 
     def one(row: Delivery) -> Post | None:
-        key = f"{row.kind}:{json.dumps(row.payload, sort_keys=True)}"
+        key = (row.kind, row.owed)
         if key not in built:
             built[key] = build_post(row, found, reports)
         return built[key]
@@ -457,6 +553,7 @@ def _build_all(
             continue
         # A burst of alerts for one chat goes out as one message rather than a stream of them.
         items = [post.item for post in map(one, group) if isinstance(post, Alert)]
-        lang = str(group[0].payload.get("lang", "en"))
+        first = group[0].owed
+        lang = first.lang if first is not None else "en"
         posts.append(Digest(items=tuple(items), generated_at=now, lang=lang) if items else None)
     return posts

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from bot.chat import ChatAdapter, DeliveryError
-from bot.ledger import Delivery, Lease, Ledger
+from bot.ledger import AlertOwed, Delivery, DeliveryKind, Lease, Ledger
 from bot.metrics import METRICS
 from bot.models import ChatRef, Post
 from bot.pacing import PLATFORM_LIMITS, Limits, Pacer
@@ -187,15 +187,15 @@ class Outbox:
         groups: list[list[Delivery]] = []
         for rows in by_chat.values():
             # A partly delivered post resumes on its own; the others may merge.
-            alerts = [r for r in rows if r.kind == "alert" and not r.parts_sent]
-            others = [r for r in rows if r.kind != "alert" or r.parts_sent]
+            alerts = [r for r in rows if isinstance(r.owed, AlertOwed) and not r.parts_sent]
+            others = [r for r in rows if not isinstance(r.owed, AlertOwed) or r.parts_sent]
             groups += [alerts] if len(alerts) > MERGE_ABOVE else [[r] for r in alerts]
             groups += [[r] for r in others]
         # Compose before booking a slot, so the slot is spent on the send alone.
         posts = await self.ledger.compose(groups, self.clock())
         # Read before sending: after the platform acknowledged, the one write left is mark_sent.
         seen = await self.ledger.seen_at(
-            [str(r.payload["article_id"]) for g in groups for r in g if r.kind == "alert"]
+            [r.owed.article_id for g in groups for r in g if isinstance(r.owed, AlertOwed)]
         )
         planned: list[tuple[float, int, int, list[Delivery], Post]] = []
         for group, post in zip(groups, posts, strict=True):
@@ -207,7 +207,7 @@ class Outbox:
             pacer = self.pacers[group[0].chat.platform]
             estimate = pacer.slot(group[0].chat, self.clock().timestamp())
             # Alerts first among messages that may go at the same time (a fan-out's all may).
-            rank = 0 if group[0].kind == "alert" else 1
+            rank = 0 if group[0].kind == DeliveryKind.ALERT else 1
             planned.append((estimate, rank, group[0].id, group, post))
         # One timeline: book each slot when its turn comes (so a late event loop never makes
         # up for lost time with a burst), wait for it, then let the send run alongside others.
@@ -293,8 +293,8 @@ class Outbox:
         message_ids = (first.message_ids if resume else ()) + sent.message_ids
         for row in rows:
             latency = None
-            if row.kind == "alert" and str(row.payload["article_id"]) in seen:
-                appeared = seen[str(row.payload["article_id"])]
+            if isinstance(row.owed, AlertOwed) and row.owed.article_id in seen:
+                appeared = seen[row.owed.article_id]
                 # The column is 32-bit: a story alerted weeks late (or clock skew) must not make
                 # the write fail on PostgreSQL, which would re-send the alert after every lease.
                 latency = min(LATENCY_MAX_MS, max(0, int((now - appeared).total_seconds() * 1000)))

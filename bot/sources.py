@@ -3,31 +3,31 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.db import aware, utcnow
+from bot.fetch import FeedState
 from bot.schema import sources
 
 
 @dataclass(frozen=True, slots=True)
 class FeedSource:
-    """A feed newsbot polls, with its HTTP cache validators and error state."""
+    """A feed newsbot polls: who added it, how often, and its fetch state between polls."""
 
     id: int
-    url: str
     name: str
     added_by: str
     interval_seconds: int
-    etag: str | None = None
-    last_modified: str | None = None
-    failures: int = 0
-    last_error: str | None = None
-    next_attempt_at: datetime | None = None
-    last_fetched_at: datetime | None = None
+    # The fetcher's own record (URL, HTTP cache validators, errors, back-off), stored as is.
+    state: FeedState
+
+    @property
+    def url(self) -> str:
+        """The feed's address."""
+        return self.state.url
 
 
 class Sources:
@@ -95,12 +95,12 @@ class Sources:
                 sources.update()
                 .where(sources.c.id == source.id)
                 .values(
-                    etag=source.etag,
-                    last_modified=source.last_modified,
-                    failures=source.failures,
-                    last_error=source.last_error,
-                    next_attempt_at=source.next_attempt_at,
-                    last_fetched_at=source.last_fetched_at,
+                    etag=source.state.etag,
+                    last_modified=source.state.last_modified,
+                    failures=source.state.failures,
+                    last_error=source.state.last_error,
+                    next_attempt_at=source.state.next_attempt,
+                    last_fetched_at=source.state.last_fetched,
                 )
             )
 
@@ -108,14 +108,16 @@ class Sources:
 def _source(row: Any) -> FeedSource:
     return FeedSource(
         id=row["id"],
-        url=row["url"],
         name=row["name"],
         added_by=row["added_by"],
         interval_seconds=row["interval_seconds"],
-        etag=row["etag"],
-        last_modified=row["last_modified"],
-        failures=row["failures"],
-        last_error=row["last_error"],
-        next_attempt_at=aware(row["next_attempt_at"]),
-        last_fetched_at=aware(row["last_fetched_at"]),
+        state=FeedState(
+            url=row["url"],
+            etag=row["etag"],
+            last_modified=row["last_modified"],
+            failures=row["failures"],
+            last_error=row["last_error"],
+            next_attempt=aware(row["next_attempt_at"]),
+            last_fetched=aware(row["last_fetched_at"]),
+        ),
     )

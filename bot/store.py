@@ -1,7 +1,7 @@
-"""The opened database: one engine, migrated, and the repositories that each component receives.
+"""The opened database: one engine, migrated, and the repositories over it.
 
-Wiring only (the app, the CLI, export/import): components are handed the repository they use —
-`catalog`, `subscriptions`, `sources` or `ledger` — never the whole store.
+`catalog`, `subscriptions`, `sources` and `ledger` share the engine; the wiring (the app, the
+CLI, export/import) opens the store and hands the repositories on.
 """
 
 from __future__ import annotations

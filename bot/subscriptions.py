@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.db import aware, utcnow
+from bot.ledger import OWED, DeliveryStatus
 from bot.models import ChatRef, Preferences
 from bot.schema import deliveries, subscriptions
 
@@ -92,9 +93,13 @@ class Subscriptions:
                     deliveries.c.platform == chat.platform,
                     deliveries.c.chat_id == chat.chat_id,
                     deliveries.c.thread_id == (chat.thread_id or ""),
-                    deliveries.c.status.in_(["pending", "sending"]),
+                    deliveries.c.status.in_(OWED),
                 )
-                .values(status="cancelled", lease_until=None, last_error="chat unsubscribed")
+                .values(
+                    status=DeliveryStatus.CANCELLED,
+                    lease_until=None,
+                    last_error="chat unsubscribed",
+                )
             )
             return bool(result.rowcount)
 
@@ -176,9 +181,12 @@ class Subscriptions:
                 .where(
                     deliveries.c.platform == chat.platform,
                     deliveries.c.chat_id == chat.chat_id,
-                    deliveries.c.status.in_(["pending", "sending"]),
+                    deliveries.c.status.in_(OWED),
                 )
-                .values(status="failed", last_error="chat unavailable: subscription deactivated")
+                .values(
+                    status=DeliveryStatus.FAILED,
+                    last_error="chat unavailable: subscription deactivated",
+                )
             )
 
     async def migrate_chat(self, chat: ChatRef, new_chat_id: str) -> None:
@@ -229,13 +237,13 @@ class Subscriptions:
                 ).where(
                     deliveries.c.platform == chat.platform,
                     deliveries.c.chat_id == chat.chat_id,
-                    deliveries.c.status.in_(["pending", "sending"]),
+                    deliveries.c.status.in_(OWED),
                 )
             )
             for owed in owed_here.all():
                 if (owed.thread_id, owed.kind, owed.key) in owed_there:
                     change: dict[str, Any] = {
-                        "status": "cancelled",
+                        "status": DeliveryStatus.CANCELLED,
                         "lease_until": None,
                         "last_error": f"already owed at the chat's new id {new_chat_id}",
                     }

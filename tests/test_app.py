@@ -16,6 +16,7 @@ from bot.chat import DeliveryError
 from bot.chat.telegram import TelegramChat
 from bot.config import Settings
 from bot.folder import FolderState
+from bot.ledger import AlertOwed
 from bot.models import Alert, Article, ChatRef, Level, Limits, Post, Preferences, Sent, Verdict
 from bot.outbox import Outbox
 from bot.store import Store
@@ -131,7 +132,7 @@ async def test_outbox_runs_only_while_the_adapters_are_up(settings: Settings) ->
         await store.catalog.save_verdicts([Verdict("a1", True, 0.9, (), Level.ALERT, ())])
         for chat in chats:
             await store.subscriptions.subscribe(chat, "en", Preferences(digest_at=None))
-            await store.ledger.enqueue(chat, "alert", "a1", {"article_id": "a1", "lang": "en"})
+            await store.ledger.enqueue(chat, "a1", AlertOwed("a1"))
         # Stopped after 10 alerts, then started again until all are out.
         stop = asyncio.Event()
         first = SlowToStart(store, 10, stop)

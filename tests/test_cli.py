@@ -224,6 +224,7 @@ def test_run_shuts_down_cleanly_on_sigterm(env: dict[str, str]) -> None:
 def test_status_lists_sources_subscriptions_and_the_ledger(env: dict[str, str]) -> None:
     import asyncio
 
+    from bot.ledger import NoticeOwed
     from bot.models import ChatRef
     from bot.store import Store
 
@@ -235,8 +236,8 @@ def test_status_lists_sources_subscriptions_and_the_ledger(env: dict[str, str]) 
             )
             chat = ChatRef("telegram", "42")
             await store.subscriptions.subscribe(chat, "en")
-            await store.ledger.enqueue(chat, "notice", "a", {"text": "hello"})
-            await store.ledger.enqueue(chat, "notice", "b", {"text": "gone"})
+            await store.ledger.enqueue(chat, "a", NoticeOwed("hello"))
+            await store.ledger.enqueue(chat, "b", NoticeOwed("gone"))
             rows = await store.ledger.deliveries("pending")
             await store.ledger.mark_failed(rows[-1]["id"], "Forbidden: bot was blocked by the user")
 

@@ -229,7 +229,9 @@ async def test_sources_are_scoped_to_the_chat_that_added_them(
     await store.sources.add(config_feed, name="wire")  # from the config file
     [wire] = await store.sources.active()
     await store.sources.save_state(
-        dataclasses.replace(wire, last_error="401 for ?apikey=TOPSECRET")
+        dataclasses.replace(
+            wire, state=dataclasses.replace(wire.state, last_error="401 for ?apikey=TOPSECRET")
+        )
     )
     alice, bob = ChatRef("telegram", "1"), ChatRef("slack", "C2")
     conversation = Conversation(store, qa.Index.build([]), settings)

@@ -157,8 +157,8 @@ async def test_poll_feed_stores_classifies_routes_and_honours_304(store: Store) 
     assert requests[1].headers["if-none-match"] == '"v1"'
     [row] = await store.ledger.deliveries()
     assert row["kind"] == "alert"
-    [state] = await store.sources.active()
-    assert state.etag == '"v1"' and state.failures == 0
+    [feed] = await store.sources.active()
+    assert feed.state.etag == '"v1"' and feed.state.failures == 0
 
 
 async def test_poll_feed_keeps_errors_as_data_and_backs_off(store: Store) -> None:
@@ -174,13 +174,13 @@ async def test_poll_feed_keeps_errors_as_data_and_backs_off(store: Store) -> Non
             "thresholds": Thresholds(),
         }
         await jobs.poll_feed(client, store, source.id, now=NOW, **args)
-        [state] = await store.sources.active()
-        assert state.failures == 1 and state.last_error and "503" in state.last_error
-        assert state.next_attempt_at is not None and state.next_attempt_at > NOW
+        [feed] = await store.sources.active()
+        assert feed.state.failures == 1 and feed.state.last_error and "503" in feed.state.last_error
+        assert feed.state.next_attempt is not None and feed.state.next_attempt > NOW
         # Polled again before the back-off ends: not fetched at all.
         await jobs.poll_feed(client, store, source.id, now=NOW + timedelta(seconds=1), **args)
-        [state] = await store.sources.active()
-        assert state.failures == 1
+        [feed] = await store.sources.active()
+        assert feed.state.failures == 1
 
 
 @pytest.mark.reliability
@@ -220,8 +220,8 @@ async def test_a_feed_host_that_never_answers_ends_at_the_deadline(store: Store)
         await server.wait_closed()
         await asyncio.sleep(0.05)  # let the handler close its side of the connection
     assert report.counts.new == 0
-    [state] = await store.sources.active()
-    assert state.failures == 1 and state.last_error
+    [feed] = await store.sources.active()
+    assert feed.state.failures == 1 and feed.state.last_error
 
 
 async def test_teasers_are_replaced_by_the_linked_page_when_enabled(store: Store) -> None:
@@ -308,14 +308,14 @@ async def test_validators_are_saved_only_after_the_entries_are_committed(store: 
         with pytest.raises(sa.exc.OperationalError, match="full"):
             await jobs.poll_feed(client, store, source.id, now=NOW, **args)
         restore()
-        [state] = await store.sources.active()
-        assert state.etag is None  # not moved on: the entries were never committed
+        [feed] = await store.sources.active()
+        assert feed.state.etag is None  # not moved on: the entries were never committed
         report = await jobs.poll_feed(client, store, source.id, now=NOW, **args)
     assert sent == [None, None]  # the second poll asked for the whole feed again
     assert report.counts.new == 40
     assert len(await store.catalog.all_articles()) == 40
-    [state] = await store.sources.active()
-    assert state.etag == '"v1"'
+    [feed] = await store.sources.active()
+    assert feed.state.etag == '"v1"'
 
 
 @pytest.mark.reliability
@@ -433,7 +433,8 @@ async def test_five_hundred_feeds_one_cycle(store: Store) -> None:
         for source in await store.sources.active():
             path = "/" + source.url.rsplit("/", 1)[1]
             kind_of[source.id] = behaviours[path]
-            await store.sources.save_state(dataclasses.replace(source, etag=f'"{path}-0"'))
+            state = dataclasses.replace(source.state, etag=f'"{path}-0"')
+            await store.sources.save_state(dataclasses.replace(source, state=state))
         ids = sorted(kind_of)
         failing = [i for i in ids if kind_of[i] == "fail"]
         gates = jobs.PollGates.per_host(4)
@@ -455,7 +456,7 @@ async def test_five_hundred_feeds_one_cycle(store: Store) -> None:
     assert all(r.error is None and r.counts.new == 0 for r in soon)
     assert all(r.error for r in later)
     assert all(server.requests[f"/f{n}"] == 2 for n in range(1, 500, 50))
-    assert {s.id for s in await store.sources.active() if s.failures == 2} == set(failing)
+    assert {s.id for s in await store.sources.active() if s.state.failures == 2} == set(failing)
     print(f"500 feeds: cycle {seconds:.2f} s, peak per host {max(server.peak.values())}")
 
 
@@ -509,8 +510,8 @@ async def test_the_bad_input_corpus_is_stored_or_quarantined(
     for url, report in reports.items():
         if report.error is not None:
             quarantined += 1
-            assert states[url].last_error == report.error  # with its reason, backed off
-            assert states[url].next_attempt_at is not None
+            assert states[url].state.last_error == report.error  # with its reason, backed off
+            assert states[url].state.next_attempt is not None
             continue
         read = report.counts.new + report.counts.updated + report.counts.duplicate
         assert read == len(stored.get(url, [])) + report.counts.duplicate
@@ -569,7 +570,7 @@ async def test_dates_duplicates_same_story_and_empty_documents(store: Store) -> 
     articles = {x.title: x for x in await store.catalog.all_articles()}
     assert set(articles) == {"First", "Army shells the town"}
     assert articles["First"].published == NOW.isoformat()  # garbage date: fetch time
-    assert all(s.failures == 0 for s in await store.sources.active())
+    assert all(s.state.failures == 0 for s in await store.sources.active())
 
 
 @pytest.mark.reliability

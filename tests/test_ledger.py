@@ -1,8 +1,10 @@
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 
-from bot.ledger import Lease
+from bot.ledger import AlertOwed, DigestOwed, Lease, NoticeOwed, decode, encode
 from bot.models import Article, ChatRef, Level, Verdict
+from bot.schema import deliveries
 from bot.store import Store
 
 CHAT = ChatRef("telegram", "42")
@@ -11,13 +13,13 @@ T0 = datetime(2026, 3, 1, 8, tzinfo=UTC)
 
 async def owe(store: Store, n: int) -> None:
     for i in range(n):
-        await store.ledger.enqueue(CHAT, "alert", f"s{i}", {"article_id": f"a{i}", "lang": "en"})
+        await store.ledger.enqueue(CHAT, f"s{i}", AlertOwed(f"a{i}"))
 
 
 async def test_a_key_is_owed_once(any_store: Store) -> None:
-    assert await any_store.ledger.enqueue(CHAT, "alert", "s1", {"article_id": "a1"}) is True
-    assert await any_store.ledger.enqueue(CHAT, "alert", "s1", {"article_id": "a2"}) is False
-    owed = [(CHAT, "alert", "s1", {"article_id": "a3"}, None), (CHAT, "alert", "s2", {}, None)]
+    assert await any_store.ledger.enqueue(CHAT, "s1", AlertOwed("a1")) is True
+    assert await any_store.ledger.enqueue(CHAT, "s1", AlertOwed("a2")) is False
+    owed = [(CHAT, "s1", AlertOwed("a3"), None), (CHAT, "s2", AlertOwed("a4"), None)]
     assert await any_store.ledger.enqueue_many(owed) == 1
     assert [r["key"] for r in await any_store.ledger.deliveries("pending")] == ["s1", "s2"]
 
@@ -115,3 +117,49 @@ async def test_a_lease_is_renewed_while_held_and_no_more_once_released(any_store
     assert lease.renewals == 1  # the renewals ended with the hold
     again = await ledger.claim(T0 + timedelta(seconds=111))
     assert [r.id for r in again] == [r.id for r in rows[1:]]
+
+
+def test_what_is_owed_round_trips_and_unknown_kinds_read_as_nothing() -> None:
+    since = datetime(2026, 3, 1, 7, tzinfo=UTC)
+    for owed in (
+        AlertOwed("a1", "de"),
+        DigestOwed(("a1", "a2"), since, "uk"),
+        DigestOwed(()),
+        NoticeOwed("Keine neuen Meldungen", "de"),
+    ):
+        assert decode(owed.kind, encode(owed)) == owed
+    assert decode("poll", "{}") is None  # a kind a newer version added
+    assert decode("alert", "{}") is None and decode("alert", "[1]") is None
+
+
+async def test_rows_written_by_earlier_versions_read_as_typed_records(any_store: Store) -> None:
+    # Payloads exactly as versions before the typed records wrote them (jobs.py built the dicts).
+    since = "2026-03-01T07:00:00+00:00"
+    old = [
+        ("alert", "s1", {"article_id": "a1", "lang": "de"}),
+        ("digest", "slot", {"article_ids": ["a1"], "since": since, "lang": "en", "text": "x"}),
+        ("notice", "slot2", {"article_ids": [], "since": since, "lang": "de", "text": "Nichts."}),
+    ]
+    async with any_store.engine.begin() as conn:
+        await conn.execute(
+            deliveries.insert(),
+            [
+                {
+                    "platform": CHAT.platform,
+                    "chat_id": CHAT.chat_id,
+                    "thread_id": "",
+                    "kind": kind,
+                    "key": key,
+                    "status": "pending",
+                    "payload": json.dumps(payload),
+                    "created_at": T0,
+                }
+                for kind, key, payload in old
+            ],
+        )
+    rows = await any_store.ledger.claim(T0 + timedelta(seconds=1))
+    assert [r.owed for r in rows] == [
+        AlertOwed("a1", "de"),
+        DigestOwed(("a1",), datetime.fromisoformat(since), "en"),
+        NoticeOwed("Nichts.", "de"),
+    ]

@@ -20,6 +20,7 @@ from bot.chat import DeliveryError
 from bot.chat.render import telegram_html
 from bot.chat.telegram import TelegramChat
 from bot.config import Settings, TelegramSettings
+from bot.ledger import AlertOwed, DigestOwed
 from bot.models import (
     Alert,
     Article,
@@ -75,14 +76,14 @@ async def owe_digests(store: Store, chats: list[ChatRef], key: str = "slot-1") -
     await add_article(store, "a1")
     for chat in chats:
         await store.subscriptions.subscribe(chat, "en")
-        await store.ledger.enqueue(chat, "digest", key, {"article_ids": ["a1"], "lang": "en"})
+        await store.ledger.enqueue(chat, key, DigestOwed(("a1",)))
 
 
 async def test_same_key_is_owed_and_sent_once(store: Store, clock: VirtualClock) -> None:
     chat = ChatRef("telegram", "1")
     await add_article(store, "a1")
-    assert await store.ledger.enqueue(chat, "alert", "story-1", {"article_id": "a1"}) is True
-    assert await store.ledger.enqueue(chat, "alert", "story-1", {"article_id": "a1"}) is False
+    assert await store.ledger.enqueue(chat, "story-1", AlertOwed("a1")) is True
+    assert await store.ledger.enqueue(chat, "story-1", AlertOwed("a1")) is False
     fake = FakeChat(clock=clock)
     outbox = make_outbox(store, fake, clock)
     await outbox.drain()
@@ -175,7 +176,7 @@ async def test_transient_errors_back_off_then_give_up_with_reason(
 
     other = ChatRef("telegram", "8")
     await store.subscriptions.subscribe(other, "en")
-    await store.ledger.enqueue(other, "digest", "slot-1", {"article_ids": ["a1"], "lang": "en"})
+    await store.ledger.enqueue(other, "slot-1", DigestOwed(("a1",)))
     fake.fail_for["8"] = TimeoutError("read timed out")
     await outbox.drain()
     [failed] = await store.ledger.deliveries("failed")
@@ -216,7 +217,7 @@ async def test_a_burst_of_alerts_for_one_chat_is_merged(store: Store, clock: Vir
     await store.subscriptions.subscribe(chat, "en")
     for i in range(8):
         await add_article(store, f"b{i}")
-        await store.ledger.enqueue(chat, "alert", f"b{i}", {"article_id": f"b{i}", "lang": "en"})
+        await store.ledger.enqueue(chat, f"b{i}", AlertOwed(f"b{i}"))
     fake = FakeChat(clock=clock)
     await make_outbox(store, fake, clock).drain()
     assert len(fake.sent) == 1
@@ -248,7 +249,7 @@ async def test_alert_records_latency_from_article_seen(store: Store) -> None:
     await store.catalog.save_verdicts(
         [Verdict("a1", True, 0.9, ("fighting",), Level.ALERT, ("X",))]
     )
-    await store.ledger.enqueue(chat, "alert", "a1", {"article_id": "a1", "lang": "en"})
+    await store.ledger.enqueue(chat, "a1", AlertOwed("a1"))
     await clock.sleep(3.25)  # the outbox gets to it 3.25 s after the article appeared
     await make_outbox(store, FakeChat(clock=clock), clock).drain()
     [row] = await store.ledger.deliveries("sent")
@@ -358,9 +359,7 @@ class Injecting:
             # An alert for a chat that had its digest early in the fan-out.
             target = ChatRef("telegram", str(10_000 + len(self.injected)))
             key = f"breaking-{len(self.injected)}"
-            await self.store.ledger.enqueue(
-                target, "alert", key, {"article_id": "breaking", "lang": "en"}
-            )
+            await self.store.ledger.enqueue(target, key, AlertOwed("breaking"))
             self.injected[target.chat_id] = now
             if self.outbox is not None:
                 self.outbox.wake()
@@ -383,7 +382,7 @@ async def test_digest_to_10000_chats_paced_with_alerts_overtaking(
             ],
         )
     owed = [
-        (ChatRef("telegram", str(10_000 + n)), "digest", "slot", {"article_ids": ["a1"]}, None)
+        (ChatRef("telegram", str(10_000 + n)), "slot", DigestOwed(("a1",)), None)
         for n in range(chats)
     ]
     assert await store.ledger.enqueue_many(owed) == chats
@@ -501,7 +500,7 @@ async def test_outbox_loop_survives_postgresql_refusing_connections(clock: Virtu
         await add_article(direct, "a1")
         chat = ChatRef("telegram", "1")
         await direct.subscriptions.subscribe(chat, "en")
-        await direct.ledger.enqueue(chat, "alert", "before", {"article_id": "a1", "lang": "en"})
+        await direct.ledger.enqueue(chat, "before", AlertOwed("a1"))
         fake = FakeChat(clock=clock)
         outbox = Outbox(
             store.ledger, store.subscriptions, {"telegram": fake}, clock=clock, sleep=sleep
@@ -513,7 +512,7 @@ async def test_outbox_loop_survives_postgresql_refusing_connections(clock: Virtu
             await until(lambda: len(fake.sent) == 1, task)
             outage.append(clock())
             await gate.refuse()  # open connections cut, new ones refused
-            await direct.ledger.enqueue(chat, "alert", "during", {"article_id": "a1", "lang": "en"})
+            await direct.ledger.enqueue(chat, "during", AlertOwed("a1"))
             outbox.wake()
             await until(lambda: outbox.sent == 2, task)
             assert not task.done() and len(outage) == 2
@@ -605,10 +604,10 @@ async def test_migration_onto_an_existing_subscription_merges_them(
     await add_article(store, "a2")
     await store.subscriptions.subscribe(old, "en")
     await store.subscriptions.subscribe(new, "de")  # someone sent /start in the supergroup already
-    payload = {"article_ids": ["a1"], "lang": "en"}
-    await store.ledger.enqueue(old, "digest", "slot-1", payload)  # owed at both ids
-    await store.ledger.enqueue(new, "digest", "slot-1", payload)
-    await store.ledger.enqueue(old, "alert", "a2", {"article_id": "a2", "lang": "en"})  # only here
+    payload = DigestOwed(("a1",))
+    await store.ledger.enqueue(old, "slot-1", payload)  # owed at both ids
+    await store.ledger.enqueue(new, "slot-1", payload)
+    await store.ledger.enqueue(old, "a2", AlertOwed("a2"))  # only here
     fake = FakeChat(clock=clock)
     fake.fail_for["-42"] = DeliveryError("migrated", migrated_to="-10042")
     await make_outbox(store, fake, clock).drain()
@@ -649,7 +648,7 @@ async def test_a_partly_delivered_digest_resumes_after_the_last_acknowledged_par
     )
     chat = ChatRef("telegram", "42")
     await store.subscriptions.subscribe(chat, "en")
-    await store.ledger.enqueue(chat, "digest", "slot-1", {"article_ids": ids, "lang": "en"})
+    await store.ledger.enqueue(chat, "slot-1", DigestOwed(tuple(ids)))
     [row] = await store.ledger.claim(clock(), limit=1)
     await store.ledger.release([row.id], None)
     [post] = await store.ledger.compose([[row]], clock())
@@ -738,7 +737,7 @@ async def test_a_hundred_alerts_for_one_group_in_a_minute_are_merged_not_dropped
         nonlocal owed
         while owed < len(ids) and arrivals[owed] <= clock():
             aid = ids[owed]
-            await store.ledger.enqueue(group, "alert", aid, {"article_id": aid, "lang": "en"})
+            await store.ledger.enqueue(group, aid, AlertOwed(aid))
             owed += 1
 
     async def sleep(seconds: float) -> None:
@@ -780,8 +779,8 @@ async def test_a_pass_composes_off_the_event_loop_with_a_fixed_number_of_queries
     for n, chat in enumerate(chats):
         await add_article(store, f"x{n}")
         await store.subscriptions.subscribe(chat, "en")
-        await store.ledger.enqueue(chat, "alert", f"x{n}", {"article_id": f"x{n}", "lang": "en"})
-        await store.ledger.enqueue(chat, "digest", "slot", {"article_ids": [f"x{n}"], "lang": "en"})
+        await store.ledger.enqueue(chat, f"x{n}", AlertOwed(f"x{n}"))
+        await store.ledger.enqueue(chat, "slot", DigestOwed((f"x{n}",)))
     threads: set[str] = set()
     real_build = ledger_module.build_post
 
@@ -825,7 +824,7 @@ async def test_outbox_loop_survives_a_locked_sqlite_database(
         chat = ChatRef("telegram", "1")
         await add_article(store, "a1")
         await store.subscriptions.subscribe(chat, "en")
-        await store.ledger.enqueue(chat, "alert", "a1", {"article_id": "a1", "lang": "en"})
+        await store.ledger.enqueue(chat, "a1", AlertOwed("a1"))
         other = sqlite3.connect(str(settings.storage.data_dir / "newsbot.sqlite3"))
         fake = FakeChat(clock=clock)
         real_send = fake.send
@@ -846,7 +845,7 @@ async def test_outbox_loop_survives_a_locked_sqlite_database(
             assert len(fake.sent) == 1 and not task.done()
             other.rollback()  # the lock is released
             await until(lambda: outbox.sent == 1, task)
-            await store.ledger.enqueue(chat, "alert", "a2", {"article_id": "a1", "lang": "en"})
+            await store.ledger.enqueue(chat, "a2", AlertOwed("a1"))
             fake.send = real_send  # type: ignore[method-assign]
             outbox.wake()
             await until(lambda: outbox.sent == 2, task)
@@ -904,8 +903,8 @@ async def test_two_instances_send_each_digest_once_through_a_flood_wait_longer_t
         await add_long_story(one, ids)
         for chat in chats:
             await one.subscriptions.subscribe(chat, "en")
-        payload = {"article_ids": ids, "lang": "en"}
-        owed = [(chat, "digest", "slot", payload, None) for chat in chats]
+        payload = DigestOwed(tuple(ids))
+        owed = [(chat, "slot", payload, None) for chat in chats]
         assert await one.ledger.enqueue_many(owed) == 40
         [row] = await one.ledger.claim(datetime.now(UTC), limit=1)
         await one.ledger.release([row.id], None)

@@ -23,6 +23,7 @@ from bot.chat import Handler, StartError
 from bot.chat.slack import SlackChat, verify_request
 from bot.config import Settings, SlackSettings
 from bot.conversation import Conversation
+from bot.ledger import AlertOwed
 from bot.models import Alert, Article, ChatRef, DigestItem, Inbound, Post
 from bot.outbox import Outbox
 from bot.store import Store
@@ -457,7 +458,7 @@ async def test_429_retry_after_pauses_sending_and_retries_once(
     clock = VirtualClock()
     slack.clock = lambda: clock().timestamp()
     chat = ChatRef("slack", CHANNEL)
-    await store.ledger.enqueue(chat, "alert", article.id, {"article_id": article.id, "lang": "en"})
+    await store.ledger.enqueue(chat, article.id, AlertOwed(article.id))
     slack.fail_next("chat.postMessage", "ratelimited", status=429, retry_after=3)
     async with running(slack, settings, store) as adapter:
         outbox = Outbox(
@@ -573,9 +574,7 @@ async def test_replies_and_alerts_share_the_per_channel_pace(
         outbox = Outbox(store.ledger, store.subscriptions, {"slack": adapter})
         pacing.outbox = outbox
         chat = ChatRef("slack", CHANNEL)
-        await store.ledger.enqueue(
-            chat, "alert", article.id, {"article_id": article.id, "lang": "en"}
-        )
+        await store.ledger.enqueue(chat, article.id, AlertOwed(article.id))
         await outbox.drain()
         for text in ("help", "settings", "digest", "sources"):
             assert await command(adapter, ADMIN, text) == 200

@@ -28,15 +28,16 @@ async def test_fetch_state_round_trips(any_store: Store) -> None:
     await sources.add("https://b.example/feed")
     [feed] = await sources.active()
     later = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
-    saved = dataclasses.replace(
-        feed,
+    state = dataclasses.replace(
+        feed.state,
         etag='"v2"',
         last_modified="Sun, 01 Mar 2026 12:00:00 GMT",
         failures=2,
         last_error="HTTP 503",
-        next_attempt_at=later,
-        last_fetched_at=later,
+        next_attempt=later,
+        last_fetched=later,
     )
+    saved = dataclasses.replace(feed, state=state)
     await sources.save_state(saved)
     assert await sources.get(feed.id) == saved
     assert await sources.get(feed.id + 1000) is None

@@ -20,6 +20,7 @@ from bot.chat.render import utf16_len
 from bot.chat.telegram import TelegramChat
 from bot.config import Settings, TelegramSettings
 from bot.conversation import Conversation
+from bot.ledger import AlertOwed, DigestOwed
 from bot.models import Alert, Article, ChatRef, Digest, DigestItem
 from bot.outbox import Outbox, RetryPolicy
 from bot.store import Store
@@ -314,9 +315,7 @@ async def test_retry_after_is_honoured_and_the_message_delivered_once(
 ) -> None:
     _, article = seeded
     await store.subscriptions.subscribe(tg_chat(USER), "en")
-    await store.ledger.enqueue(
-        tg_chat(USER), "alert", "s1", {"article_id": article.id, "lang": "en"}
-    )
+    await store.ledger.enqueue(tg_chat(USER), "s1", AlertOwed(article.id))
     clock = VirtualClock(datetime.now(UTC))
     # The fake's flood wait runs on the same virtual clock: a send before it ends gets 429 too.
     async with FakeTelegram(
@@ -342,8 +341,8 @@ async def test_blocked_chat_is_deactivated_and_the_fan_out_goes_on(
     _, article = seeded
     for chat_id in (101, 102, 103):
         await store.subscriptions.subscribe(tg_chat(chat_id), "en")
-        payload = {"article_ids": [article.id], "lang": "en"}
-        await store.ledger.enqueue(tg_chat(chat_id), "digest", "slot", payload)
+        payload = DigestOwed((article.id,))
+        await store.ledger.enqueue(tg_chat(chat_id), "slot", payload)
     tg.block(102)
     async with running(tg, settings, store) as adapter:
         outbox = virtual_outbox(store, adapter, VirtualClock(datetime.now(UTC)))
@@ -360,9 +359,7 @@ async def test_migrated_group_is_moved_and_the_message_resent_once(
 ) -> None:
     _, article = seeded
     await store.subscriptions.subscribe(tg_chat(GROUP), "en")
-    await store.ledger.enqueue(
-        tg_chat(GROUP), "alert", "s1", {"article_id": article.id, "lang": "en"}
-    )
+    await store.ledger.enqueue(tg_chat(GROUP), "s1", AlertOwed(article.id))
     tg.migrate_chat(GROUP, -1009999)
     async with running(tg, settings, store) as adapter:
         outbox = virtual_outbox(store, adapter, VirtualClock(datetime.now(UTC)))
@@ -378,9 +375,7 @@ async def test_server_errors_are_retried(
     tg: FakeTelegram, settings: Settings, store: Store, seeded: tuple[qa.Index, Article]
 ) -> None:
     _, article = seeded
-    await store.ledger.enqueue(
-        tg_chat(USER), "alert", "s1", {"article_id": article.id, "lang": "en"}
-    )
+    await store.ledger.enqueue(tg_chat(USER), "s1", AlertOwed(article.id))
     tg.script("sendMessage", FakeError.server_error(502))
     async with running(tg, settings, store) as adapter:
         clock = VirtualClock(datetime.now(UTC))

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from bot import transfer
+from bot.ledger import AlertOwed
 from bot.models import Article, ChatRef, Level, Preferences, Verdict
 from bot.store import Store
 
@@ -32,7 +33,7 @@ async def fill(store: Store) -> None:
         CHAT, "de", Preferences(timezone="Europe/Berlin", countries=("Ukraine",))
     )
     await store.sources.add("https://feeds.example.org/w.xml", name="W", added_by="telegram:-1001")
-    await store.ledger.enqueue(CHAT, "alert", "a1", {"article_id": "a1", "lang": "de"})
+    await store.ledger.enqueue(CHAT, "a1", AlertOwed("a1", "de"))
     await store.catalog.add_feedback("a1", CHAT, "u1", True)
 
 
@@ -67,7 +68,7 @@ async def test_sqlite_to_postgres_and_back_loses_nothing(
     assert counts["articles"] == 2 and counts["deliveries"] == 1
     assert await dump(empty_postgres) == original
     # The moved deployment works on: new rows get fresh ids after the imported ones.
-    assert await empty_postgres.ledger.enqueue(CHAT, "alert", "a9", {"article_id": "a2"})
+    assert await empty_postgres.ledger.enqueue(CHAT, "a9", AlertOwed("a2"))
     ids = [row["id"] for row in await empty_postgres.ledger.deliveries()]
     assert len(set(ids)) == 2
     back = await dump(empty_postgres)
