@@ -32,6 +32,7 @@ from benchmarks._common import Targets, feed_document, shared_dir, skip_unless  
 from bot import app, config, feeds, jobs  # noqa: E402
 from bot.chat import DeliveryError, Handler  # noqa: E402
 from bot.chat.telegram import TelegramChat  # noqa: E402
+from bot.ledger import DigestOwed  # noqa: E402
 from bot.models import Article, ChatRef, Post, Sent, Thresholds  # noqa: E402
 from bot.outbox import Outbox  # noqa: E402
 from bot.store import Store  # noqa: E402
@@ -148,7 +149,7 @@ async def drop_to_alert(texts: list[str]) -> list[float]:
         )
         chat = RecordingChat()
         async with Store.open(settings.storage.url()) as store:
-            await store.subscribe(ChatRef("console", "bench"), "de")
+            await store.subscriptions.subscribe(ChatRef("console", "bench"), "de")
         stop = asyncio.Event()
         service = asyncio.create_task(app.run(settings, adapters=[chat], stop=stop))
         await asyncio.sleep(1.5)  # let the service start and the watcher settle
@@ -179,18 +180,18 @@ async def ten_thousand(corpus: Path, count: int) -> tuple[float, dict[str, float
     phases: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         async with Store.open(f"sqlite+aiosqlite:///{tmp}/bench.sqlite3") as store:
-            await store.subscribe(ChatRef("console", "bench"), "en")
+            await store.subscriptions.subscribe(ChatRef("console", "bench"), "en")
             start = time.perf_counter()
             entries, _bozo = await asyncio.to_thread(
                 feeds.parse, document, url="https://bench.example/feed", now=datetime.now(UTC)
             )
             phases["parse"] = time.perf_counter() - start
             mark = time.perf_counter()
-            _counts, changed = await store.add_articles(entries)
+            _counts, changed = await store.catalog.add_articles(entries)
             phases["store"] = time.perf_counter() - mark
             mark = time.perf_counter()
             verdicts = await asyncio.to_thread(jobs.classify_all, changed, Thresholds())
-            await store.save_verdicts(verdicts)
+            await store.catalog.save_verdicts(verdicts)
             phases["classify"] = time.perf_counter() - mark
             mark = time.perf_counter()
             await jobs.route(
@@ -211,15 +212,13 @@ async def fan_out(chats: int) -> LimitedPlatform:
     with tempfile.TemporaryDirectory() as tmp:
         async with Store.open(f"sqlite+aiosqlite:///{tmp}/fanout.sqlite3") as store:
             article = Article("bench-1", "Troops massed at the border", "Fighting broke out.", "en")
-            await store.add_articles([article])
-            await store.save_verdicts(jobs.classify_all([article], Thresholds()))
+            await store.catalog.add_articles([article])
+            await store.catalog.save_verdicts(jobs.classify_all([article], Thresholds()))
             for i in range(chats):
                 chat = ChatRef("telegram", str(100000 + i))
-                await store.subscribe(chat, "en")
-                await store.enqueue(
-                    chat, "digest", "slot", {"article_ids": ["bench-1"], "lang": "en"}
-                )
-            await Outbox(store, {"telegram": platform}).drain()
+                await store.subscriptions.subscribe(chat, "en")
+                await store.ledger.enqueue(chat, "slot", DigestOwed(("bench-1",)))
+            await Outbox(store.ledger, store.subscriptions, {"telegram": platform}).drain()
     return platform
 
 

@@ -83,12 +83,12 @@ async def cycle(args: argparse.Namespace, ports: dict[str, int]) -> dict[str, fl
         async with Store.open(f"sqlite+aiosqlite:///{tmp}/poll.sqlite3") as store:
             for n in range(args.feeds):
                 host = hosts[n % len(hosts)]
-                await store.add_source(f"http://{host}:{ports[host]}/f{n}", interval_seconds=300)
-            for source in await store.sources():
+                await store.sources.add(f"http://{host}:{ports[host]}/f{n}", interval_seconds=300)
+            for source in await store.sources.active():
                 path = "/" + source.url.rsplit("/", 1)[1]
                 # Steady state: the validators of the last cycle are known.
-                await store.save_source_state(dataclasses.replace(source, etag=f'"{path}-0"'))
-            ids = [s.id for s in await store.sources()]
+                await store.sources.save_state(dataclasses.replace(source, etag=f'"{path}-0"'))
+            ids = [s.id for s in await store.sources.active()]
             gates = jobs.PollGates.per_host(args.per_host)
             limits = FetchLimits(total_timeout=10.0)
             # Every host's slots may keep their connection alive between feeds of that host.

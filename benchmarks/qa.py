@@ -114,8 +114,8 @@ async def build_store(url: str, articles: list[Article], copies: int = 1) -> Non
                 a if n == 0 else dataclasses.replace(a, id=f"{a.id}~{n}", title=f"{a.title} ({n})")
                 for a in articles
             ]
-            await store.add_articles(batch)
-            await store.save_verdicts(
+            await store.catalog.add_articles(batch)
+            await store.catalog.save_verdicts(
                 dataclasses.replace(verdicts[a.id.split("~")[0]], article_id=a.id) for a in batch
             )
 

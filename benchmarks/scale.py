@@ -96,7 +96,7 @@ async def ingest_row(db: str, size: int, corpus: Path) -> dict[str, Any]:
             await _reset_postgres(url)
         async with Store.open(url) as store:
             for n in range(10):
-                await store.subscribe(ChatRef("console", f"chat-{n}"), "en")
+                await store.subscriptions.subscribe(ChatRef("console", f"chat-{n}"), "en")
             # Warm up first: simplemma and the classifier load their data on first use.
             warm, _ = feeds.parse(
                 feed_document(records, 3, name="scale"), url="https://warm.example/", now=now
@@ -110,11 +110,11 @@ async def ingest_row(db: str, size: int, corpus: Path) -> dict[str, Any]:
             )
             phases["parse"] = time.perf_counter() - mark
             mark = time.perf_counter()
-            _, changed = await store.add_articles(entries, seen_at=now)
+            _, changed = await store.catalog.add_articles(entries, seen_at=now)
             phases["store"] = time.perf_counter() - mark
             mark = time.perf_counter()
             verdicts = await asyncio.to_thread(jobs.classify_all, changed, Thresholds())
-            await store.save_verdicts(verdicts)
+            await store.catalog.save_verdicts(verdicts)
             phases["classify"] = time.perf_counter() - mark
             mark = time.perf_counter()
             await jobs.route(
@@ -134,7 +134,7 @@ async def ingest_row(db: str, size: int, corpus: Path) -> dict[str, Any]:
 
 async def outbox_row(db: str, size: int) -> dict[str, Any]:
     from bot import jobs
-    from bot import outbox as outbox_module
+    from bot.ledger import DigestOwed
     from bot.models import Article, ChatRef, Thresholds
     from bot.outbox import Outbox
     from bot.store import Store
@@ -149,29 +149,35 @@ async def outbox_row(db: str, size: int) -> dict[str, Any]:
                 Article(f"s-{n}", f"Troops massed at the border {n}", "Fighting broke out.", "en")
                 for n in range(5)
             ]
-            await store.add_articles(story)
-            await store.save_verdicts(jobs.classify_all(story, Thresholds()))
+            await store.catalog.add_articles(story)
+            await store.catalog.save_verdicts(jobs.classify_all(story, Thresholds()))
             chats = [ChatRef("telegram", str(100_000 + n)) for n in range(size)]
             for chat in chats:
-                await store.subscribe(chat, "en")
-            payload = {"article_ids": [a.id for a in story], "lang": "en"}
-            await store.enqueue_many([(chat, "digest", "slot", payload, None) for chat in chats])
+                await store.subscriptions.subscribe(chat, "en")
+            payload = DigestOwed(tuple(a.id for a in story))
+            await store.ledger.enqueue_many([(chat, "slot", payload, None) for chat in chats])
             # The ledger stamps rows with wall-clock time: the virtual clock starts there too.
             clock = VirtualClock(datetime.now(UTC))
             platform = FakeChat("telegram", clock)
             composing = [0.0]
-            real_compose = outbox_module.compose
+            real_compose = store.ledger.compose
 
-            async def timed_compose(store_: Any, delivery: Any) -> Any:
+            async def timed_compose(groups: Any, now: Any) -> Any:
                 began = time.perf_counter()
                 try:
-                    return await real_compose(store_, delivery)
+                    return await real_compose(groups, now)
                 finally:
                     composing[0] += time.perf_counter() - began
 
-            outbox_module.compose = timed_compose  # type: ignore[assignment]
+            store.ledger.compose = timed_compose  # type: ignore[method-assign]
             trips = _count_round_trips(store)
-            box = Outbox(store, {"telegram": platform}, clock=clock, sleep=clock.sleep)
+            box = Outbox(
+                store.ledger,
+                store.subscriptions,
+                {"telegram": platform},
+                clock=clock,
+                sleep=clock.sleep,
+            )
             virtual_start = clock.now
             started = time.perf_counter()
             await box.drain(max_passes=size * 10)

@@ -26,6 +26,7 @@ from benchmarks._common import Targets  # noqa: E402
 from bot import jobs  # noqa: E402
 from bot.chat.telegram import TelegramChat  # noqa: E402
 from bot.config import TelegramSettings  # noqa: E402
+from bot.ledger import DigestOwed  # noqa: E402
 from bot.models import ChatRef, Inbound, Post, Sent, Thresholds  # noqa: E402
 from bot.outbox import Outbox  # noqa: E402
 from bot.store import Store  # noqa: E402
@@ -72,9 +73,9 @@ async def fan_out(chats: int) -> int:
             article_ids = [article.id for article, _ in report.changed]
             for n in range(chats):
                 chat = ChatRef("telegram", str(10_000 + n))
-                await store.subscribe(chat, "en")
-                payload = {"article_ids": article_ids, "lang": "en"}
-                await store.enqueue(chat, "digest", "2026-01-01T08:00:00+00:00", payload)
+                await store.subscriptions.subscribe(chat, "en")
+                payload = DigestOwed(tuple(article_ids))
+                await store.ledger.enqueue(chat, "2026-01-01T08:00:00+00:00", payload)
 
             adapter = TelegramChat(
                 TOKEN,
@@ -84,7 +85,7 @@ async def fan_out(chats: int) -> int:
             )
             await adapter.start(no_replies)
             timed = TimedChat(adapter)
-            outbox = Outbox(store, {"telegram": timed})
+            outbox = Outbox(store.ledger, store.subscriptions, {"telegram": timed})
             stop = asyncio.Event()
             began = time.monotonic()
             sender = asyncio.create_task(outbox.run(stop, idle_seconds=0.5))

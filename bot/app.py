@@ -29,13 +29,16 @@ from bot.chat.console import CHAT as CONSOLE_CHAT
 from bot.chat.console import ConsoleChat
 from bot.config import Settings
 from bot.conversation import Change, Conversation
+from bot.db import normalise_url
 from bot.health import Health
 from bot.leader import Leadership, election_engine
 from bot.learn import load_current, retrain
 from bot.metrics import METRICS
 from bot.models import ChatRef
 from bot.outbox import Outbox, RetryPolicy
-from bot.store import FeedSource, Store, Subscription, normalise_url
+from bot.sources import FeedSource
+from bot.store import Store
+from bot.subscriptions import Subscription
 
 log = logging.getLogger(__name__)
 
@@ -223,10 +226,10 @@ async def retrain_job(store: Store, settings: Settings) -> str:
         return "off"
     previous = load_current(path)
     since = datetime.fromtimestamp(path.stat().st_mtime, UTC) if previous is not None else None
-    fresh = await store.feedback_since(since)
+    fresh = await store.catalog.feedback_since(since)
     if fresh < needed:
         return f"waiting: {fresh} new judgements of {needed}"
-    examples = await store.feedback_examples()
+    examples = await store.catalog.feedback_examples()
     # Fitting is CPU work: keep the event loop free for chats meanwhile.
     outcome = await asyncio.to_thread(retrain, examples, previous)
     if not outcome.accepted or outcome.model is None:
@@ -268,10 +271,10 @@ class Jobs:
     async def sync(self) -> None:
         """Rebuild jobs from the subscriptions and sources tables (at start)."""
         wanted: set[str] = set()
-        for subscription in await self.store.subscriptions():
+        for subscription in await self.store.subscriptions.active():
             if self._sync_digest(subscription):
                 wanted.add(f"digest-{subscription.id}")
-        for source in await self.store.sources():
+        for source in await self.store.sources.active():
             self._sync_feed(source.id, source)
             wanted.add(f"feed-{source.id}")
         for job in self.scheduler.get_jobs():
@@ -281,11 +284,11 @@ class Jobs:
     async def changed(self, what: Change) -> None:
         """Re-sync only what one command changed: one chat's digest job or one feed's poll job."""
         if what.chat is not None:
-            subscription = await self.store.subscription(what.chat)
+            subscription = await self.store.subscriptions.subscription(what.chat)
             if subscription is not None:
                 self._sync_digest(subscription)
         if what.source_id is not None:
-            active = {source.id: source for source in await self.store.sources()}
+            active = {source.id: source for source in await self.store.sources.active()}
             self._sync_feed(what.source_id, active.get(what.source_id))
 
     def _sync_digest(self, subscription: Subscription) -> bool:
@@ -337,7 +340,7 @@ class Jobs:
 
     async def catch_up(self) -> None:
         """After downtime: each chat gets the digest of its last missed slot once (within grace)."""
-        for subscription in await self.store.subscriptions():
+        for subscription in await self.store.subscriptions.active():
             await digest_job(self.store, self.outbox, self.settings, subscription.id)
 
 
@@ -375,7 +378,7 @@ async def run(
         store = await stack.enter_async_context(Store.open(url))
         if store.engine.dialect.name == "sqlite":
             # One instance per SQLite file (locked above): what it left 'sending' is due again.
-            released = await store.release_sending()
+            released = await store.ledger.release_sending()
             if released:
                 log.info("resuming %d deliveries interrupted by the last shutdown", released)
         scheduler = AsyncIOScheduler(timezone=UTC)
@@ -399,12 +402,14 @@ async def run(
             )
         )
         for feed in settings.sources.feeds:
-            await store.add_source(feed.url, name=feed.name, interval_seconds=feed.interval_seconds)
+            await store.sources.add(
+                feed.url, name=feed.name, interval_seconds=feed.interval_seconds
+            )
         # A feed deleted from the config file stops being polled (the file owns those).
         listed = {feed.url for feed in settings.sources.feeds}
-        for feed_source in await store.sources():
+        for feed_source in await store.sources.active():
             if feed_source.added_by == "config" and feed_source.url not in listed:
-                await store.remove_source(feed_source.id)
+                await store.sources.remove(feed_source.id)
 
         console: ConsoleChat | None = None
         pacing = pacing or ReplyPacing()
@@ -415,7 +420,8 @@ async def run(
             console = ConsoleChat(lines=lines, out=out)
             adapters = [console]
         outbox = Outbox(
-            store,
+            store.ledger,
+            store.subscriptions,
             {adapter.platform: adapter for adapter in adapters},
             retry=RetryPolicy(max_attempts=settings.delivery.max_attempts),
         )
@@ -440,7 +446,7 @@ async def run(
             await scan_folder(source, store, folder_state, index, outbox)
         if console is not None:
             lang = settings.chat.default_language
-            await store.subscribe(CONSOLE_CHAT, lang, settings.digest.preferences())
+            await store.subscriptions.subscribe(CONSOLE_CHAT, lang, settings.digest.preferences())
 
         job_sync = Jobs(scheduler, store, settings, client, index, outbox)
         conversation = Conversation(
@@ -560,7 +566,7 @@ def operator_endpoint(
         return "follower"
 
     async def refresh() -> None:
-        pending, lag = await store.backlog(datetime.now(UTC))
+        pending, lag = await store.ledger.backlog(datetime.now(UTC))
         METRICS.pending.set(pending)
         METRICS.delivery_lag.set(lag)
 

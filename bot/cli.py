@@ -70,7 +70,7 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
 
     import sqlalchemy.exc
 
-    from bot.store import SchemaTooNew
+    from bot.db import SchemaTooNew
 
     try:
         return asyncio.run(coro)
@@ -438,7 +438,7 @@ def train(
         from bot.store import Store
 
         async with Store.open(cfg.storage.url()) as store:
-            return await store.feedback_examples()
+            return await store.catalog.feedback_examples()
 
     examples = run_async(load())
     positives = sum(relevant for _, relevant in examples)
@@ -512,7 +512,7 @@ def feedback_import(
         from bot.store import Store
 
         async with Store.open(cfg.storage.url()) as store:
-            return await store.import_feedback(judgements, ChatRef("import", "cli"))
+            return await store.catalog.import_feedback(judgements, ChatRef("import", "cli"))
 
     imported, unknown = run_async(go())
     for article_id in unknown[:20]:
@@ -537,7 +537,7 @@ def feedback_export(
         from bot.store import Store
 
         async with Store.open(cfg.storage.url()) as store:
-            return await store.export_feedback()
+            return await store.catalog.export_feedback()
 
     text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in run_async(go()))
     if output is None:
@@ -629,10 +629,10 @@ def status(
         from bot.store import Store
 
         async with Store.open(url) as store:
-            sources = await store.sources()
-            subscriptions = await store.subscriptions()
-            pending = await store.deliveries("pending")
-            failed = await store.deliveries("failed")
+            sources = await store.sources.active()
+            subscriptions = await store.subscriptions.active()
+            pending = await store.ledger.deliveries("pending")
+            failed = await store.ledger.deliveries("failed")
             backend = store.engine.dialect.name
             if backend == "sqlite":
                 leader: str | None = "this database has one instance (SQLite)"
@@ -649,9 +649,11 @@ def status(
                     "name": s.name,
                     "url": s.url.split("?", 1)[0],
                     "added_by": s.added_by,
-                    "last_fetched_at": s.last_fetched_at.isoformat() if s.last_fetched_at else None,
-                    "failures": s.failures,
-                    "last_error": s.last_error,
+                    "last_fetched_at": s.state.last_fetched.isoformat()
+                    if s.state.last_fetched
+                    else None,
+                    "failures": s.state.failures,
+                    "last_error": s.state.last_error,
                 }
                 for s in sources
             ],

@@ -24,7 +24,9 @@ from bot.models import (
     Post,
     Preferences,
 )
-from bot.store import FeedSource, Store, Subscription
+from bot.sources import FeedSource
+from bot.store import Store
+from bot.subscriptions import Subscription
 
 log = logging.getLogger(__name__)
 
@@ -180,13 +182,15 @@ class Conversation:
 
     async def subscribe(self, msg: Inbound, arg: str, lang: str) -> list[Post]:
         """Subscribe this chat."""
-        created = await self.store.subscribe(msg.chat, lang, self.settings.digest.preferences())
+        created = await self.store.subscriptions.subscribe(
+            msg.chat, lang, self.settings.digest.preferences()
+        )
         await self._changed(Change(chat=msg.chat))
         return [self._notice(msg, lang, "subscribed" if created else "already")]
 
     async def unsubscribe(self, msg: Inbound, arg: str, lang: str) -> list[Post]:
         """Unsubscribe this chat."""
-        removed = await self.store.unsubscribe(msg.chat)
+        removed = await self.store.subscriptions.unsubscribe(msg.chat)
         await self._changed(Change(chat=msg.chat))
         return [self._notice(msg, lang, "unsubscribed" if removed else "not_subscribed")]
 
@@ -237,7 +241,7 @@ class Conversation:
     async def settings_command(self, msg: Inbound, arg: str, lang: str) -> list[Post]:
         """Show a chat's settings, or change one: `/settings <name> <value>`."""
         chat = msg.chat
-        subscription = await self.store.subscription(chat)
+        subscription = await self.store.subscriptions.subscription(chat)
         if not arg:
             return [Notice(self.describe(subscription, lang))]
         if subscription is None:
@@ -247,9 +251,9 @@ class Conversation:
             prefs, new_lang = change(subscription.prefs, name.lower(), value.strip())
         except SettingError as exc:
             return [self._notice(msg, lang, "bad_setting", error=exc.text(lang))]
-        await self.store.set_preferences(chat, prefs, new_lang)
+        await self.store.subscriptions.set_preferences(chat, prefs, new_lang)
         await self._changed(Change(chat=chat))
-        updated = await self.store.subscription(chat)
+        updated = await self.store.subscriptions.subscription(chat)
         lang = new_lang or lang
         return [self._notice(msg, lang, "saved", summary=self.describe(updated, lang))]
 
@@ -262,7 +266,7 @@ class Conversation:
         action, _, rest = arg.partition(" ")
         rest = rest.strip()
         owner = f"{msg.chat.platform}:{msg.chat.chat_id}"
-        mine = [f for f in await self.store.sources() if f.added_by == owner]
+        mine = [f for f in await self.store.sources.active() if f.added_by == owner]
         if not action or (action.lower() in ("list", "liste") and not rest):
             if not mine:
                 return [self._notice(msg, lang, "no_sources")]
@@ -278,10 +282,10 @@ class Conversation:
                     await self.check_url(url)
                 except ValueError as exc:
                     return [self._notice(msg, lang, "source_refused", reason=exc)]
-            added = await self.store.add_source(url, name=name.strip(), added_by=owner)
+            added = await self.store.sources.add(url, name=name.strip(), added_by=owner)
             if not added:
                 return [self._notice(msg, lang, "source_known")]
-            for feed in await self.store.sources():
+            for feed in await self.store.sources.active():
                 if feed.url == url:
                     await self._changed(Change(source_id=feed.id))
             return [
@@ -292,7 +296,7 @@ class Conversation:
         if action.lower() == "remove" and rest:
             found = [f for f in mine if str(f.id) == rest or f.url == rest]
             for feed in found:
-                await self.store.remove_source(feed.id)
+                await self.store.sources.remove(feed.id)
                 await self._changed(Change(source_id=feed.id))
             key = "source_removed" if found else "source_unknown"
             return [self._notice(msg, lang, key, source=shown_url(rest))]
@@ -301,8 +305,8 @@ class Conversation:
     def _feed_line(self, feed: FeedSource, lang: str) -> str:
         url = shown_url(feed.url)
         line = f"{feed.id}. {feed.name} — {url}" if feed.name else f"{feed.id}. {url}"
-        if feed.last_error:
-            line += f" ({messages.text(lang, 'source_error')}: {feed.last_error[:200]})"
+        if feed.state.last_error:
+            line += f" ({messages.text(lang, 'source_error')}: {feed.state.last_error[:200]})"
         return line
 
     # --- buttons --------------------------------------------------------------------------
@@ -313,16 +317,18 @@ class Conversation:
         article_id = msg.action.article_id
         if msg.action.kind is ActionKind.WHY:
             return await self.why(article_id, lang)
-        if not await self.store.get_article(article_id):
+        if not await self.store.catalog.get_article(article_id):
             return Notice(messages.text(lang, "no_article", id=article_id))
         user = msg.user or msg.chat.chat_id
         up = msg.action.kind is ActionKind.UP
-        await self.store.add_feedback(article_id, msg.chat, user, up)
+        await self.store.catalog.add_feedback(article_id, msg.chat, user, up)
         return Notice(messages.text(lang, "thanks"))
 
     async def why(self, article_id: str, lang: str) -> Notice:
         """Why an article was flagged: its score and the cues that fired."""
-        entries = await self.store.entries([article_id.strip()]) if article_id.strip() else []
+        entries = (
+            await self.store.catalog.entries([article_id.strip()]) if article_id.strip() else []
+        )
         if not entries:
             return Notice(messages.text(lang, "no_article", id=article_id))
         article, verdict = entries[0]
@@ -342,7 +348,7 @@ class Conversation:
     async def ask_scoped(self, msg: Inbound, question: str, lang: str | None = None) -> Post:
         """Answer a question; a reply to one of our alerts scopes it to that alert's article."""
         if msg.reply_to_article is None and msg.reply_to_message_id is not None:
-            article = await self.store.article_for_message(msg.chat, msg.reply_to_message_id)
+            article = await self.store.ledger.article_for_message(msg.chat, msg.reply_to_message_id)
             if article is not None:
                 msg = dataclasses.replace(msg, reply_to_article=article)
         return await self.ask(msg, question, lang)
@@ -375,10 +381,10 @@ class Conversation:
         since = None
         prefs = None
         if chat is not None:
-            subscription = await self.store.subscription(chat)
+            subscription = await self.store.subscriptions.subscription(chat)
             since = subscription.last_digest_at if subscription else None
             prefs = subscription.prefs if subscription else None
-        entries = await self.store.flagged(self.settings.classifier.digest_threshold, since)
+        entries = await self.store.catalog.flagged(self.settings.classifier.digest_threshold, since)
         return await asyncio.to_thread(
             digest.build,
             # The chat's own filters, as in its scheduled digest.
@@ -394,7 +400,7 @@ class Conversation:
         )
 
     async def _lang(self, msg: Inbound) -> str:
-        subscription = await self.store.subscription(msg.chat)
+        subscription = await self.store.subscriptions.subscription(msg.chat)
         if subscription is not None and subscription.lang in messages.LANGUAGES:
             return subscription.lang
         if msg.lang in messages.LANGUAGES:

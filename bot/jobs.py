@@ -10,17 +10,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 
 from bot import articles, cluster, digest, feeds, logs, messages, metrics, qa, schedule
+from bot.catalog import IngestCounts
 from bot.classify import classify
 from bot.fetch import HostGate
 from bot.learn import FeedbackModel
+from bot.ledger import AlertOwed, DigestOwed, NoticeOwed, Owed
 from bot.models import Article, ChatRef, Thresholds, Verdict
 from bot.outbox import Outbox
-from bot.store import IngestCounts, Store
+from bot.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -88,17 +89,17 @@ async def store_and_classify(
     the database, a kill) leaves neither, so the next ingest sees the articles as new again.
     """
     # Classification is CPU work: keep the event loop free for chats meanwhile.
-    pending = await store.pending_changes(found)
+    pending = await store.catalog.pending_changes(found)
     verdicts = await asyncio.to_thread(classify_all, pending, thresholds, model)
     by_id = {verdict.article_id: verdict for verdict in verdicts}
-    counts, changed = await store.add_articles(found, seen_at=seen_at, verdicts=by_id)
+    counts, changed = await store.catalog.add_articles(found, seen_at=seen_at, verdicts=by_id)
     if not changed:
         return counts, []
     # Another writer changed the store in between: classify what was not foreseen now.
     late = [article for article in changed if article.id not in by_id]
     if late:
         extra = await asyncio.to_thread(classify_all, late, thresholds, model)
-        await store.save_verdicts(extra)
+        await store.catalog.save_verdicts(extra)
         by_id.update((verdict.article_id, verdict) for verdict in extra)
     classified = [(article, by_id[article.id]) for article in changed]
     if index is not None:
@@ -121,9 +122,9 @@ async def classify_unclassified(
     """Classify and route stored articles that have no verdict yet; return how many."""
     # Databases written before verdicts were committed with their articles can hold such rows.
     done = 0
-    while pending := await store.unclassified(limit=batch):
+    while pending := await store.catalog.unclassified(limit=batch):
         verdicts = await asyncio.to_thread(classify_all, pending, thresholds, model)
-        await store.save_verdicts(verdicts)
+        await store.catalog.save_verdicts(verdicts)
         classified = list(zip(pending, verdicts, strict=True))
         if index is not None:
             for article, verdict in classified:
@@ -151,12 +152,12 @@ async def route(
     """Cluster new articles into stories; owe each subscriber one alert per alert-worthy story."""
     if not changed:
         return 0
-    known = await store.recent(now - story_window)
+    known = await store.catalog.recent(now - story_window)
     # Comparing event signatures is CPU work: keep the event loop free for chats meanwhile.
     stories = await asyncio.to_thread(cluster.assign, [article for article, _ in changed], known)
-    await store.set_stories(stories)
-    subscriptions = await store.subscriptions()
-    wanted: list[tuple[ChatRef, str, str, dict[str, Any], datetime | None]] = []
+    await store.catalog.set_stories(stories)
+    subscriptions = await store.subscriptions.active()
+    wanted: list[tuple[ChatRef, str, Owed, datetime | None]] = []
     for article, verdict in changed:
         for subscription in subscriptions:
             prefs = subscription.prefs
@@ -170,13 +171,12 @@ async def route(
             wanted.append(
                 (
                     subscription.chat,
-                    "alert",
                     stories[article.id],
-                    {"article_id": article.id, "lang": subscription.lang},
+                    AlertOwed(article.id, subscription.lang),
                     schedule.quiet_until(prefs, now),
                 )
             )
-    owed = await store.enqueue_many(wanted)
+    owed = await store.ledger.enqueue_many(wanted)
     if owed and outbox is not None:
         outbox.wake()
     return owed
@@ -194,7 +194,7 @@ async def digest_due(
     grace: timedelta = timedelta(hours=6),
 ) -> bool:
     """Owe a chat the digest of its latest schedule slot, once; False when nothing was owed."""
-    subscription = await store.subscription_by_id(subscription_id)
+    subscription = await store.subscriptions.subscription_by_id(subscription_id)
     if subscription is None or not subscription.active:
         return False
     slot = schedule.last_slot(subscription.prefs, now)
@@ -203,8 +203,8 @@ async def digest_due(
     if subscription.last_digest_at is not None and subscription.last_digest_at >= slot:
         return False
     since = subscription.last_digest_at or subscription.created_at
-    flagged = await store.flagged(digest_threshold, since=since, limit=max_items * 5)
-    firsts = await store.story_ids([article.id for article, _, _ in flagged])
+    flagged = await store.catalog.flagged(digest_threshold, since=since, limit=max_items * 5)
+    firsts = await store.catalog.story_ids([article.id for article, _, _ in flagged])
     chosen = [
         article.id
         for article, verdict, _ in flagged
@@ -214,18 +214,13 @@ async def digest_due(
     ][:max_items]
     owed = False
     if chosen or empty_message:
-        owed = await store.enqueue(
-            subscription.chat,
-            "digest" if chosen else "notice",
-            slot.isoformat(),
-            {
-                "article_ids": chosen,
-                "since": since.isoformat(),
-                "lang": subscription.lang,
-                "text": messages.text(subscription.lang, "empty"),
-            },
+        what: Owed = (
+            DigestOwed(tuple(chosen), since, subscription.lang)
+            if chosen
+            else NoticeOwed(messages.text(subscription.lang, "empty"), subscription.lang)
         )
-    await store.mark_digest(subscription.id, slot)
+        owed = await store.ledger.enqueue(subscription.chat, slot.isoformat(), what)
+    await store.subscriptions.mark_digest(subscription.id, slot)
     if owed and outbox is not None:
         outbox.wake()
     return owed
@@ -325,18 +320,10 @@ async def _poll_feed(
     report = PollReport()
     hosts = gates.hosts if gates is not None else None
     writes = gates.writes if gates is not None else None
-    source = await store.source(source_id)
+    source = await store.sources.get(source_id)
     if source is None:
         return report
-    state = feeds.FeedState(
-        url=source.url,
-        etag=source.etag,
-        last_modified=source.last_modified,
-        failures=source.failures,
-        last_error=source.last_error,
-        next_attempt=source.next_attempt_at,
-        last_fetched=source.last_fetched_at,
-    )
+    state = source.state
     if not state.due(now):
         return report
     loop = asyncio.get_running_loop()
@@ -350,23 +337,14 @@ async def _poll_feed(
         hosts=hosts,
         deadline=ends - loop.time(),
     )
-    new = result.state
-    saved = dataclasses.replace(
-        source,
-        etag=new.etag,
-        last_modified=new.last_modified,
-        failures=new.failures,
-        last_error=new.last_error,
-        next_attempt_at=new.next_attempt,
-        last_fetched_at=new.last_fetched,
-    )
+    saved = dataclasses.replace(source, state=result.state)
     report.not_modified, report.error, report.bozo = result.not_modified, result.error, result.bozo
     if result.error or result.not_modified:
         if result.error:
             metrics.METRICS.source_errors.labels("feed").inc()
             log.warning("feed %s: %s", source.name or logs.safe_url(source.url), result.error)
         async with writes if writes is not None else contextlib.nullcontext():
-            await store.save_source_state(saved)
+            await store.sources.save_state(saved)
         return report
     if result.bozo:
         # Kept and stored, but said: an ill-formed feed is worth a look by whoever added it.
@@ -390,7 +368,7 @@ async def _poll_feed(
         )
         # Only now that the entries are committed may the validators move on: saved earlier,
         # a failed store would turn the next poll into a 304 and the entries would be lost.
-        await store.save_source_state(saved)
+        await store.sources.save_state(saved)
         await route(report.changed, store, outbox, alert_threshold=thresholds.alert, now=now)
     return report
 
@@ -418,7 +396,7 @@ async def with_full_text(
             return article
         # Pages are only fetched for entries we have not stored: a poll costs no page loads
         # for what it saw before.
-        if await store.get_article(article.id) is not None:
+        if await store.catalog.get_article(article.id) is not None:
             return article
         async with gate:
             left = None if ends is None else ends - loop.time()

@@ -1,6 +1,6 @@
 """The delivery ledger's sender: paced, retried, exactly-once-per-key posting of alerts and digests.
 
-Every post owed to a chat is first written to the `deliveries` table (Store.enqueue), keyed by
+Every post owed to a chat is first written to the ledger (`Ledger.enqueue`), keyed by
 (chat, kind, key) so the same alert or digest slot can never be owed twice. The Outbox claims due
 rows, books each a time slot with the platform's Pacer, sends it, and records the outcome. The
 guarantee is at-least-once: a row is marked sent only after the platform acknowledged it, so a
@@ -11,21 +11,20 @@ that were acknowledged are recorded, so a retry resumes after them.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import random
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from bot import digest
 from bot.chat import ChatAdapter, DeliveryError
+from bot.ledger import AlertOwed, Delivery, DeliveryKind, Lease, Ledger
 from bot.metrics import METRICS
-from bot.models import Alert, Article, ChatRef, Digest, Notice, Post, Verdict
+from bot.models import ChatRef, Post
 from bot.pacing import PLATFORM_LIMITS, Limits, Pacer
-from bot.store import Delivery, Store
+from bot.subscriptions import Subscriptions
 
 log = logging.getLogger(__name__)
 
@@ -51,66 +50,6 @@ class RetryPolicy:
         return float(raw * (0.8 + 0.2 * rand()))
 
 
-async def compose(store: Store, delivery: Delivery) -> Post | None:
-    """The post a ledger row stands for, rebuilt from the store (None: its articles are gone)."""
-    ids = _article_ids(delivery)
-    entries = await store.entries(ids)
-    reports = (
-        await store.also_reported([a.id for a, _ in entries]) if delivery.kind == "digest" else {}
-    )
-    found = {article.id: (article, verdict) for article, verdict in entries}
-    return await asyncio.to_thread(build_post, delivery, found, reports)
-
-
-def _article_ids(delivery: Delivery) -> list[str]:
-    if delivery.kind == "alert":
-        return [str(delivery.payload["article_id"])]
-    if delivery.kind == "digest":
-        return [str(i) for i in delivery.payload.get("article_ids", [])]
-    return []
-
-
-def build_post(
-    delivery: Delivery,
-    found: Mapping[str, tuple[Article, Verdict]],
-    reports: Mapping[str, list[Article]],
-) -> Post | None:
-    """The post a ledger row stands for, from articles already loaded; CPU work, pure."""
-    payload = delivery.payload
-    lang = str(payload.get("lang", "en"))
-    if delivery.kind == "alert":
-        entry = found.get(str(payload["article_id"]))
-        if entry is None:
-            return None
-        return Alert(digest.item(*entry, lang=lang), lang=lang)
-    if delivery.kind == "digest":
-        ids = _article_ids(delivery)
-        entries = [found[i] for i in ids if i in found]
-        since = payload.get("since")
-        built = digest.build(
-            entries,
-            now=delivery.created_at,
-            since=datetime.fromisoformat(since) if since else None,
-            max_items=len(ids) or 1,
-            lang=lang,
-        )
-        return with_also_reported(built, reports)
-    if delivery.kind == "notice":
-        return Notice(str(payload.get("text", "")))
-    log.warning("delivery %d has unknown kind %r; skipped", delivery.id, delivery.kind)
-    return None
-
-
-def with_also_reported(built: Digest, reports: Mapping[str, list[Article]]) -> Digest:
-    """Name the other sources of each story under its item."""
-    items = []
-    for entry in built.items:
-        others = reports.get(entry.article_id, [])
-        names = tuple(dict.fromkeys((a.agency or a.source or a.id) for a in others))
-        items.append(replace(entry, also_reported_by=names) if names else entry)
-    return replace(built, items=tuple(items))
-
-
 class Outbox:
     """Sends what the ledger owes, paced per platform, retrying failures with back-off.
 
@@ -122,7 +61,8 @@ class Outbox:
 
     def __init__(
         self,
-        store: Store,
+        ledger: Ledger,
+        subscriptions: Subscriptions,
         adapters: Mapping[str, ChatAdapter],
         *,
         clock: Clock = lambda: datetime.now(UTC),
@@ -134,7 +74,8 @@ class Outbox:
         horizon_seconds: float = 2.0,
         max_backoff_seconds: float = 30.0,
     ) -> None:
-        self.store, self.adapters, self.clock, self.sleep = store, adapters, clock, sleep
+        self.ledger, self.subscriptions = ledger, subscriptions
+        self.adapters, self.clock, self.sleep = adapters, clock, sleep
         self.retry = retry
         self.lease_seconds = lease_seconds
         self.pacers = {name: Pacer(limits.get(name, a.limits)) for name, a in adapters.items()}
@@ -155,6 +96,8 @@ class Outbox:
         self.failed = 0
         # Passes that failed (database unreachable, locked): logged, backed off, retried.
         self.errors = 0
+        # Lease renewals of batches still being sent (a flood wait, a long post).
+        self.renewals = 0
 
     def wake(self) -> None:
         """New rows were enqueued: look at the ledger now instead of at the next due time."""
@@ -207,24 +150,36 @@ class Outbox:
         for _ in range(max_passes):
             if await self.drain_once():
                 continue
-            due = await self.store.next_due(list(self.adapters))
+            due = await self.ledger.next_due(list(self.adapters))
             if due is None:
                 return
             await self.sleep(max(0.0, (due - self.clock()).total_seconds()))
 
     async def drain_once(self, stop: asyncio.Event | None = None) -> int:
         """Claim one batch of due rows and send it; return how many rows were claimed."""
-        claimed = await self.store.claim(
+        claimed = await self.ledger.claim(
             self.clock(), limit=self.batch, lease=self.lease_seconds, platforms=list(self.adapters)
         )
         if not claimed:
             return 0
+        # Held while the batch is out, however long its sends wait (flood waits, long posts).
+        async with Lease(self.ledger, claimed, self.lease_seconds, self.clock) as lease:
+            try:
+                await self._send_batch(claimed, lease, stop)
+            finally:
+                self.renewals += lease.renewals
+        return len(claimed)
+
+    async def _send_batch(
+        self, claimed: list[Delivery], lease: Lease, stop: asyncio.Event | None
+    ) -> None:
+        """Pace and send one claimed batch; every row ends recorded or handed back."""
         # Re-checked at send time: a chat that unsubscribed gets nothing it was still owed.
-        gone = await self.store.inactive_chats({row.chat for row in claimed})
+        gone = await self.subscriptions.inactive_chats({row.chat for row in claimed})
         if gone:
-            await self.store.cancel(
-                [row.id for row in claimed if row.chat in gone], "chat unsubscribed"
-            )
+            cancelled = [row.id for row in claimed if row.chat in gone]
+            await self.ledger.cancel(cancelled, "chat unsubscribed")
+            lease.done(cancelled)
         by_chat: defaultdict[ChatRef, list[Delivery]] = defaultdict(list)
         for row in claimed:
             if row.chat not in gone:
@@ -232,26 +187,27 @@ class Outbox:
         groups: list[list[Delivery]] = []
         for rows in by_chat.values():
             # A partly delivered post resumes on its own; the others may merge.
-            alerts = [r for r in rows if r.kind == "alert" and not r.parts_sent]
-            others = [r for r in rows if r.kind != "alert" or r.parts_sent]
+            alerts = [r for r in rows if isinstance(r.owed, AlertOwed) and not r.parts_sent]
+            others = [r for r in rows if not isinstance(r.owed, AlertOwed) or r.parts_sent]
             groups += [alerts] if len(alerts) > MERGE_ABOVE else [[r] for r in alerts]
             groups += [[r] for r in others]
         # Compose before booking a slot, so the slot is spent on the send alone.
-        posts = await self._compose(groups)
+        posts = await self.ledger.compose(groups, self.clock())
         # Read before sending: after the platform acknowledged, the one write left is mark_sent.
-        seen = await self.store.seen_at(
-            [str(r.payload["article_id"]) for g in groups for r in g if r.kind == "alert"]
+        seen = await self.ledger.seen_at(
+            [r.owed.article_id for g in groups for r in g if isinstance(r.owed, AlertOwed)]
         )
         planned: list[tuple[float, int, int, list[Delivery], Post]] = []
         for group, post in zip(groups, posts, strict=True):
             if post is None:
                 for row in group:
-                    await self.store.mark_failed(row.id, "nothing to send: article not stored")
+                    await self.ledger.mark_failed(row.id, "nothing to send: article not stored")
+                lease.done(row.id for row in group)
                 continue
             pacer = self.pacers[group[0].chat.platform]
             estimate = pacer.slot(group[0].chat, self.clock().timestamp())
             # Alerts first among messages that may go at the same time (a fan-out's all may).
-            rank = 0 if group[0].kind == "alert" else 1
+            rank = 0 if group[0].kind == DeliveryKind.ALERT else 1
             planned.append((estimate, rank, group[0].id, group, post))
         # One timeline: book each slot when its turn comes (so a late event loop never makes
         # up for lost time with a burst), wait for it, then let the send run alongside others.
@@ -261,26 +217,25 @@ class Outbox:
             if (stop is not None and stop.is_set()) or chat in self._moved:
                 # Shutting down, or the chat has a new id since this batch was claimed: owed
                 # as before (at the new id), no attempt charged.
-                await self.store.release([r.id for r in group], None)
+                await self._release(group, None, lease)
                 continue
             pacer = self.pacers[chat.platform]
             now = self.clock().timestamp()
             slot = pacer.slot(chat, now)
             if slot - now > self.horizon:
                 # Don't hold the batch for it; back in the ledger until its slot.
-                at = datetime.fromtimestamp(slot, UTC)
-                await self.store.release([r.id for r in group], at)
+                await self._release(group, datetime.fromtimestamp(slot, UTC), lease)
                 continue
             at_ts = pacer.book(chat, now)
             wait = at_ts - self.clock().timestamp()
             if wait > 0:
                 await self.sleep(wait)
                 if chat in self._moved:
-                    await self.store.release([r.id for r in group], None)
+                    await self._release(group, None, lease)
                     continue
             await self._slots.acquire()
             began = asyncio.Event()
-            tasks.append(asyncio.create_task(self._send_released(group, post, seen, began)))
+            tasks.append(asyncio.create_task(self._send_released(group, post, seen, began, lease)))
             await began.wait()
             pacer.started(chat, self.clock().timestamp(), at_ts)
         results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -289,29 +244,15 @@ class Outbox:
             if isinstance(result, BaseException):
                 # Rows whose outcome could not be recorded are sent again after their lease.
                 raise result
-        return len(claimed)
 
-    async def _compose(self, groups: list[list[Delivery]]) -> list[Post | None]:
-        """The post of each group: one query for all articles, then built off the event loop."""
-        ids = list(dict.fromkeys(i for group in groups for row in group for i in _article_ids(row)))
-        entries = await self.store.entries(ids) if ids else []
-        found = {article.id: (article, verdict) for article, verdict in entries}
-        digest_ids = list(
-            dict.fromkeys(
-                i
-                for group in groups
-                for row in group
-                if row.kind == "digest"
-                for i in _article_ids(row)
-                if i in found
-            )
-        )
-        reports = await self.store.also_reported(digest_ids) if digest_ids else {}
-        now = self.clock()
-        return await asyncio.to_thread(_build_all, groups, found, reports, now)
+    async def _release(
+        self, rows: list[Delivery], not_before: datetime | None, lease: Lease
+    ) -> None:
+        await self.ledger.release([r.id for r in rows], not_before)
+        lease.done(r.id for r in rows)
 
     async def _seconds_until_due(self, idle: float) -> float:
-        due = await self.store.next_due(list(self.adapters))
+        due = await self.ledger.next_due(list(self.adapters))
         if due is None:
             return idle
         return max(0.0, min(idle, (due - self.clock()).total_seconds()))
@@ -322,10 +263,12 @@ class Outbox:
         post: Post,
         seen: Mapping[str, datetime],
         began: asyncio.Event,
+        lease: Lease,
     ) -> None:
         began.set()
         try:
             await self._send(rows, post, seen)
+            lease.done(r.id for r in rows)
         finally:
             self._slots.release()
 
@@ -350,8 +293,8 @@ class Outbox:
         message_ids = (first.message_ids if resume else ()) + sent.message_ids
         for row in rows:
             latency = None
-            if row.kind == "alert" and str(row.payload["article_id"]) in seen:
-                appeared = seen[str(row.payload["article_id"])]
+            if isinstance(row.owed, AlertOwed) and row.owed.article_id in seen:
+                appeared = seen[row.owed.article_id]
                 # The column is 32-bit: a story alerted weeks late (or clock skew) must not make
                 # the write fail on PostgreSQL, which would re-send the alert after every lease.
                 latency = min(LATENCY_MAX_MS, max(0, int((now - appeared).total_seconds() * 1000)))
@@ -369,7 +312,7 @@ class Outbox:
         waited, delay = 0.0, 0.5
         while True:
             try:
-                await self.store.mark_sent(delivery_id, at, message_ids, latency)
+                await self.ledger.mark_sent(delivery_id, at, message_ids, latency)
                 return
             except Exception as exc:
                 self.errors += 1
@@ -397,19 +340,19 @@ class Outbox:
             # Our side is not connected (starting or stopping): not the message's fault.
             later = now + timedelta(seconds=self.retry.base_seconds)
             for row in rows:
-                await self.store.mark_retry(row.id, reason, later, count=False, parts=parts)
+                await self.ledger.mark_retry(row.id, reason, later, count=False, parts=parts)
             return
         if exc.migrated_to:
             log.info("%s chat moved to a new id; re-sending there", chat.platform)
-            await self.store.migrate_chat(chat, exc.migrated_to)
+            await self.subscriptions.migrate_chat(chat, exc.migrated_to)
             self._moved.add(chat)
             for row in rows:
                 # The new chat has seen none of it: send it whole.
-                await self.store.mark_retry(row.id, reason, now, count=False, parts=(0, ()))
+                await self.ledger.mark_retry(row.id, reason, now, count=False, parts=(0, ()))
             return
         if exc.chat_gone:
             log.info("%s chat is gone (%s); subscription deactivated", chat.platform, reason)
-            await self.store.deactivate(chat)
+            await self.subscriptions.deactivate(chat)
             self.failed += len(rows)
             for row in rows:
                 METRICS.deliveries.labels(chat.platform, row.kind, "failed").inc()
@@ -421,45 +364,18 @@ class Outbox:
             self.pacers[chat.platform].pause(now.timestamp() + exc.retry_after)
             later = now + timedelta(seconds=exc.retry_after)
             for row in rows:
-                await self.store.mark_retry(row.id, reason, later, count=False, parts=parts)
+                await self.ledger.mark_retry(row.id, reason, later, count=False, parts=parts)
             return
         for row in rows:
             if exc.permanent or row.attempts + 1 >= self.retry.max_attempts:
                 log.warning("giving up on delivery %d: %s", row.id, reason)
-                await self.store.mark_failed(row.id, reason)
+                await self.ledger.mark_failed(row.id, reason)
                 self.failed += 1
                 METRICS.deliveries.labels(chat.platform, row.kind, "failed").inc()
             else:
                 later = now + timedelta(seconds=self.retry.delay(row.attempts + 1))
-                await self.store.mark_retry(row.id, reason, later, parts=parts)
+                await self.ledger.mark_retry(row.id, reason, later, parts=parts)
                 METRICS.deliveries.labels(chat.platform, row.kind, "retry").inc()
-
-
-def _build_all(
-    groups: list[list[Delivery]],
-    found: Mapping[str, tuple[Article, Verdict]],
-    reports: Mapping[str, list[Article]],
-    now: datetime,
-) -> list[Post | None]:
-    """Posts for each group; a fan-out's one payload is built once. Runs in a worker thread."""
-    built: dict[str, Post | None] = {}
-
-    def one(row: Delivery) -> Post | None:
-        key = f"{row.kind}:{json.dumps(row.payload, sort_keys=True)}"
-        if key not in built:
-            built[key] = build_post(row, found, reports)
-        return built[key]
-
-    posts: list[Post | None] = []
-    for group in groups:
-        if len(group) == 1:
-            posts.append(one(group[0]))
-            continue
-        # A burst of alerts for one chat goes out as one message rather than a stream of them.
-        items = [post.item for post in map(one, group) if isinstance(post, Alert)]
-        lang = str(group[0].payload.get("lang", "en"))
-        posts.append(Digest(items=tuple(items), generated_at=now, lang=lang) if items else None)
-    return posts
 
 
 async def _first(*waits: Awaitable[object]) -> None:

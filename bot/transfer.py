@@ -10,8 +10,8 @@ from typing import Any, TextIO
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot import search
-from bot import store as store_module
+from bot import db, schema, search
+from bot.catalog import article_from_row
 from bot.store import Store
 
 FORMAT = "newsbot-export"
@@ -26,9 +26,7 @@ class TransferError(ValueError):
 def tables() -> list[sa.Table]:
     """Every table of the schema, parents before children (foreign keys), versions aside."""
     return [
-        table
-        for table in store_module.metadata.sorted_tables
-        if table.name != store_module.schema_version.name
+        table for table in schema.metadata.sorted_tables if table.name != schema.schema_version.name
     ]
 
 
@@ -41,7 +39,7 @@ def _encode(value: Any) -> Any:
 def _decoder(table: sa.Table) -> dict[str, bool]:
     """Which columns of `table` hold timestamps (stored as ISO strings in the file)."""
     return {
-        column.name: isinstance(column.type, store_module.UTCDateTime | sa.DateTime)
+        column.name: isinstance(column.type, db.UTCDateTime | sa.DateTime)
         for column in table.columns
     }
 
@@ -50,7 +48,7 @@ async def export_rows(store: Store) -> AsyncIterator[dict[str, Any]]:
     """The header line, then one record per row of every table."""
     async with store.engine.connect() as conn:
         version = (
-            await conn.execute(sa.select(sa.func.max(store_module.schema_version.c.version)))
+            await conn.execute(sa.select(sa.func.max(schema.schema_version.c.version)))
         ).scalar()
         yield {"format": FORMAT, "version": FORMAT_VERSION, "schema": version}
         for table in tables():
@@ -77,11 +75,11 @@ async def export(store: Store, out: TextIO) -> dict[str, int]:
 
 async def reindex(conn: AsyncConnection) -> int:
     """Rebuild the full-text index of every stored article (it is derived, so not exported)."""
-    articles = store_module.articles
+    articles = schema.articles
     done = 0
     result = await conn.stream(sa.select(articles).order_by(articles.c.id))
     async for chunk in result.partitions(BATCH):
-        batch = [store_module._article(row._mapping) for row in chunk]
+        batch = [article_from_row(row._mapping) for row in chunk]
         await conn.run_sync(search.put, batch, search.documents(batch))
         done += len(batch)
     return done
@@ -106,11 +104,11 @@ def read_records(lines: Iterable[str], where: str) -> Iterator[tuple[str, dict[s
                 raise TransferError(
                     f"{where}:{number}: export format {record.get('version')} is not supported"
                 )
-            schema = record.get("schema") or 0
-            if not isinstance(schema, int) or schema > len(store_module.MIGRATIONS):
+            version = record.get("schema") or 0
+            if not isinstance(version, int) or version > len(schema.MIGRATIONS):
                 raise TransferError(
-                    f"{where}:{number}: exported by a newer newsbot (schema {schema}, this "
-                    f"version knows {len(store_module.MIGRATIONS)}); upgrade newsbot first"
+                    f"{where}:{number}: exported by a newer newsbot (schema {version}, this "
+                    f"version knows {len(schema.MIGRATIONS)}); upgrade newsbot first"
                 )
             header_seen = True
             continue

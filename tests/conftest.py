@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from bot import config
 from bot.store import Store
@@ -48,6 +49,29 @@ async def store(settings: config.Settings) -> AsyncIterator[Store]:
     """A real SQLite file store."""
     async with Store.open(settings.storage.url()) as opened:
         yield opened
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def any_store(request: pytest.FixtureRequest, store: Store) -> AsyncIterator[Store]:
+    """The SQLite store, then an emptied PostgreSQL one (skipped when PostgreSQL is absent)."""
+    if request.param == "sqlite":
+        yield store
+        return
+    if not postgres_available():
+        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432 (set NEWSBOT_TEST_POSTGRES_URL)")
+    async with Store.open(POSTGRES_URL) as pg:
+        async with pg.engine.begin() as conn:
+            for table in (
+                "feedback",
+                "deliveries",
+                "verdicts",
+                "subscriptions",
+                "tombstones",
+                "articles",
+                "sources",
+            ):
+                await conn.execute(sa.text(f"DELETE FROM {table}"))
+        yield pg
 
 
 @pytest.fixture

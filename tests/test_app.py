@@ -16,9 +16,11 @@ from bot.chat import DeliveryError
 from bot.chat.telegram import TelegramChat
 from bot.config import Settings
 from bot.folder import FolderState
+from bot.ledger import AlertOwed
 from bot.models import Alert, Article, ChatRef, Level, Limits, Post, Preferences, Sent, Verdict
 from bot.outbox import Outbox
-from bot.store import Store, Subscription
+from bot.store import Store
+from bot.subscriptions import Subscription
 
 from .conftest import ROOT, SEED
 
@@ -63,22 +65,22 @@ async def test_folder_scan_ingests_new_files_once_and_alerts(
 ) -> None:
     folder = settings.articles.folder
     chat = RecordingChat()
-    await store.subscribe(CHAT, "en")
-    outbox = Outbox(store, {"console": chat})
+    await store.subscriptions.subscribe(CHAT, "en")
+    outbox = Outbox(store.ledger, store.subscriptions, {"console": chat})
     index = qa.Index.build([])
     source, state = app.folder_source(settings), FolderState()
     await app.scan_folder(source, store, state, index, outbox)
-    assert await store.count_articles() == 0
+    assert await store.catalog.count_articles() == 0
     began = time.monotonic()
     shutil.copy2(SEED, folder)  # keeps the seed's old mtime: settled, read at once
     await app.scan_folder(source, store, state, index, outbox)
     await app.scan_folder(source, store, state, index, outbox)
     await outbox.drain()
-    assert await store.count_articles() == 1
+    assert await store.catalog.count_articles() == 1
     alerts = [post for _, post in chat.sent if isinstance(post, Alert)]
     assert len(alerts) == 1 and alerts[0].item.title.startswith("Vertreter der 30 Nato-Staaten")
     assert index.get(alerts[0].item.article_id) is not None
-    [row] = await store.deliveries("sent")
+    [row] = await store.ledger.deliveries("sent")
     # Measured from when the file was read, not from the article's 2022 date.
     assert row["latency_ms"] is not None
     assert row["latency_ms"] <= (time.monotonic() - began) * 1000 + 1
@@ -100,7 +102,7 @@ class SlowToStart:
     async def _busy(self) -> None:
         # Real database round trips: time in which an outbox already running would send.
         for _ in range(40):
-            await self.store.count_articles()
+            await self.store.catalog.count_articles()
 
     async def start(self, handler: object) -> None:
         await self._busy()
@@ -124,11 +126,13 @@ class SlowToStart:
 async def test_outbox_runs_only_while_the_adapters_are_up(settings: Settings) -> None:
     chats = [ChatRef("telegram", f"c{n:02}") for n in range(40)]
     async with Store.open(settings.storage.url()) as store:
-        await store.add_articles([Article("a1", "Troops shell the city", "Fighting.", "en")])
-        await store.save_verdicts([Verdict("a1", True, 0.9, (), Level.ALERT, ())])
+        await store.catalog.add_articles(
+            [Article("a1", "Troops shell the city", "Fighting.", "en")]
+        )
+        await store.catalog.save_verdicts([Verdict("a1", True, 0.9, (), Level.ALERT, ())])
         for chat in chats:
-            await store.subscribe(chat, "en", Preferences(digest_at=None))
-            await store.enqueue(chat, "alert", "a1", {"article_id": "a1", "lang": "en"})
+            await store.subscriptions.subscribe(chat, "en", Preferences(digest_at=None))
+            await store.ledger.enqueue(chat, "a1", AlertOwed("a1"))
         # Stopped after 10 alerts, then started again until all are out.
         stop = asyncio.Event()
         first = SlowToStart(store, 10, stop)
@@ -140,7 +144,7 @@ async def test_outbox_runs_only_while_the_adapters_are_up(settings: Settings) ->
         assert await app.run(settings, adapters=[second], stop=stop) == 0
         assert second.outside == 0
         received = first.sent + second.sent
-        rows = await store.deliveries()
+        rows = await store.ledger.deliveries()
     assert sorted(received) == [c.chat_id for c in chats]  # each once
     # No attempt was charged for the adapter being down: every row sent on its first attempt.
     assert {(r["status"], r["attempts"]) for r in rows} == {("sent", 1)}
@@ -177,22 +181,22 @@ async def test_a_change_resyncs_only_its_own_job(
 
     chats = [ChatRef("telegram", str(n)) for n in range(2000)]
     for chat in chats:
-        await store.subscribe(chat, "en", settings.digest.preferences())
+        await store.subscriptions.subscribe(chat, "en", settings.digest.preferences())
     scheduler = AsyncIOScheduler()
-    outbox = Outbox(store, {"telegram": FakeChat()})
+    outbox = Outbox(store.ledger, store.subscriptions, {"telegram": FakeChat()})
     async with httpx.AsyncClient() as client:
         jobs = app.Jobs(scheduler, store, settings, client, qa.Index.build([]), outbox)
         await jobs.sync()
         assert len(scheduler.get_jobs()) == 2000
         full_reads = 0
-        real = store.subscriptions
+        real = store.subscriptions.active
 
         async def counting(platform: str | None = None) -> list[Subscription]:
             nonlocal full_reads
             full_reads += 1
             return await real(platform)
 
-        monkeypatch.setattr(store, "subscriptions", counting)
+        monkeypatch.setattr(store.subscriptions, "active", counting)
         added: list[str] = []
         real_add = scheduler.add_job
 
@@ -201,13 +205,13 @@ async def test_a_change_resyncs_only_its_own_job(
             return real_add(*args, **kwargs)
 
         monkeypatch.setattr(scheduler, "add_job", recording)
-        await store.unsubscribe(chats[7])
+        await store.subscriptions.unsubscribe(chats[7])
         await jobs.changed(Change(chat=chats[7]))
-        await store.add_source("https://news.example/rss", added_by="telegram:1")
-        [feed] = await store.sources()
+        await store.sources.add("https://news.example/rss", added_by="telegram:1")
+        [feed] = await store.sources.active()
         await jobs.changed(Change(source_id=feed.id))
         assert scheduler.get_job(f"feed-{feed.id}") is not None
-        await store.remove_source(feed.id)
+        await store.sources.remove(feed.id)
         await jobs.changed(Change(source_id=feed.id))
     assert full_reads == 0
     assert added == [f"feed-{feed.id}"]
@@ -246,13 +250,15 @@ async def test_nightly_retrain_waits_for_enough_new_judgements(
         Article(f"s{i}", f"Cup final {i} tonight", "The striker scored twice.", "en")
         for i in range(12)
     ]
-    await store.add_articles(batch)
+    await store.catalog.add_articles(batch)
     for article in batch[:10]:
-        await store.add_feedback(article.id, ChatRef("test", "c"), "u", True)
+        await store.catalog.add_feedback(article.id, ChatRef("test", "c"), "u", True)
     assert await app.retrain_job(store, configured) == "waiting: 10 new judgements of 20"
     assert not model_path.exists()
     for article in batch:
-        await store.add_feedback(article.id, ChatRef("test", "c"), "u", article.id[0] == "w")
+        await store.catalog.add_feedback(
+            article.id, ChatRef("test", "c"), "u", article.id[0] == "w"
+        )
     assert await app.retrain_job(store, configured) == "re-trained on 24 judgements"
     model = FeedbackModel.load(model_path)
     assert model.n_examples == 24 and model.n_positive == 12
@@ -313,7 +319,7 @@ async def test_operator_endpoint_shows_readiness_and_the_alert_latency_histogram
     sent_before = sent._value.get()  # type: ignore[attr-defined]
     shutil.copy(SEED, configured.articles.folder)
     async with Store.open(configured.storage.url()) as store:
-        await store.subscribe(CHAT, "en")
+        await store.subscriptions.subscribe(CHAT, "en")
     chat = RecordingChat()
     stop = asyncio.Event()
     service = asyncio.create_task(app.run(configured, adapters=[chat], stop=stop))
@@ -467,12 +473,12 @@ async def test_a_feed_deleted_from_the_config_is_no_longer_polled(settings: Sett
     )
     assert await app.run(with_feed, lines=lines(), out=io.StringIO()) == 0
     async with Store.open(settings.storage.url()) as store:
-        await store.add_source("https://chat.example.org/b.xml", added_by="telegram:7")
-        assert [s.url for s in await store.sources()] == [
+        await store.sources.add("https://chat.example.org/b.xml", added_by="telegram:7")
+        assert [s.url for s in await store.sources.active()] == [
             listed.url,
             "https://chat.example.org/b.xml",
         ]
     assert await app.run(settings, lines=lines(), out=io.StringIO()) == 0
     async with Store.open(settings.storage.url()) as store:
         # The file's feed is gone; the one a chat added stays.
-        assert [s.url for s in await store.sources()] == ["https://chat.example.org/b.xml"]
+        assert [s.url for s in await store.sources.active()] == ["https://chat.example.org/b.xml"]

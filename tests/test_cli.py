@@ -176,10 +176,10 @@ def test_train_on_feedback(env: dict[str, str], tmp_path: Path) -> None:
                 Article(f"s{i}", f"Cup final {i} tonight", "The striker scored twice.", "en")
                 for i in range(12)
             ]
-            await store.add_articles(batch)
+            await store.catalog.add_articles(batch)
             for article in batch:
                 relevant = article.id.startswith("w")
-                await store.add_feedback(article.id, ChatRef("test", "c"), "u", relevant)
+                await store.catalog.add_feedback(article.id, ChatRef("test", "c"), "u", relevant)
 
     too_few = invoke(env, "train")
     assert too_few.exit_code == 1 and "need at least" in too_few.stderr
@@ -224,21 +224,22 @@ def test_run_shuts_down_cleanly_on_sigterm(env: dict[str, str]) -> None:
 def test_status_lists_sources_subscriptions_and_the_ledger(env: dict[str, str]) -> None:
     import asyncio
 
+    from bot.ledger import NoticeOwed
     from bot.models import ChatRef
     from bot.store import Store
 
     async def prepare() -> None:
         url = f"sqlite+aiosqlite:///{env['NEWSBOT_DATA_DIR']}/newsbot.sqlite3"
         async with Store.open(url) as store:
-            await store.add_source(
+            await store.sources.add(
                 "https://feeds.example.org/world.xml?apikey=s3cret", name="World"
             )
             chat = ChatRef("telegram", "42")
-            await store.subscribe(chat, "en")
-            await store.enqueue(chat, "notice", "a", {"text": "hello"})
-            await store.enqueue(chat, "notice", "b", {"text": "gone"})
-            rows = await store.deliveries("pending")
-            await store.mark_failed(rows[-1]["id"], "Forbidden: bot was blocked by the user")
+            await store.subscriptions.subscribe(chat, "en")
+            await store.ledger.enqueue(chat, "a", NoticeOwed("hello"))
+            await store.ledger.enqueue(chat, "b", NoticeOwed("gone"))
+            rows = await store.ledger.deliveries("pending")
+            await store.ledger.mark_failed(rows[-1]["id"], "Forbidden: bot was blocked by the user")
 
     asyncio.run(prepare())
     result = invoke(env, "status")
@@ -567,7 +568,7 @@ def test_ask_reads_the_folder_as_the_service_does(env: dict[str, str]) -> None:
     async def stored() -> list[tuple[str, bool]]:
         url = f"sqlite+aiosqlite:///{env['NEWSBOT_DATA_DIR']}/newsbot.sqlite3"
         async with Store.open(url) as store:
-            return [(a.id, "Jane Doe" in a.text) for a in await store.all_articles()]
+            return [(a.id, "Jane Doe" in a.text) for a in await store.catalog.all_articles()]
 
     # One article, by its path, now with the edited text: updated, not added.
     assert asyncio.run(stored()) == [("nato-russland-rat-2022-01.txt", True)]

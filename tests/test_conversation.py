@@ -55,16 +55,16 @@ async def test_subscribe_cycle(conversation: Conversation, store: Store) -> None
     assert isinstance(reply, Notice) and reply.text.startswith("Subscribed")
     [reply] = await conversation.handle(msg("/subscribe@newsbot"))
     assert isinstance(reply, Notice) and "already" in reply.text
-    assert [s.chat for s in await store.subscriptions()] == [CHAT]
+    assert [s.chat for s in await store.subscriptions.active()] == [CHAT]
     [reply] = await conversation.handle(msg("/unsubscribe"))
     assert isinstance(reply, Notice) and reply.text.startswith("Unsubscribed")
-    assert await store.subscriptions() == []
+    assert await store.subscriptions.active() == []
 
 
 async def test_start_welcomes_and_subscribes(conversation: Conversation, store: Store) -> None:
     replies = await conversation.handle(msg("/start", lang="de"))
     assert len(replies) == 2 and all(isinstance(r, Notice) for r in replies)
-    sub = await store.subscription(CHAT)
+    sub = await store.subscriptions.subscription(CHAT)
     assert sub is not None and sub.active and sub.lang == "de"
 
 
@@ -73,7 +73,7 @@ async def test_non_admin_may_ask_but_not_subscribe(
 ) -> None:
     [reply] = await conversation.handle(msg("/subscribe", is_admin=False))
     assert isinstance(reply, Notice) and "administrators" in reply.text
-    assert await store.subscriptions() == []
+    assert await store.subscriptions.active() == []
     [answer] = await conversation.handle(msg("who attends from Germany?", is_admin=False))
     assert isinstance(answer, Answer)
 
@@ -96,7 +96,7 @@ async def test_question_is_answered_with_source(conversation: Conversation) -> N
 
 
 async def test_reply_to_an_article_scopes_the_question(conversation: Conversation) -> None:
-    [seed] = await conversation.store.all_articles()
+    [seed] = await conversation.store.catalog.all_articles()
     [answer] = await conversation.handle(msg("who attends from Germany?", reply_to_article=seed.id))
     assert isinstance(answer, Answer) and answer.sources[0].id == seed.id
 
@@ -159,7 +159,7 @@ async def test_settings_change_and_show(conversation: Conversation, store: Store
     await conversation.handle(msg("/settings countries Ukraine, Syria"))
     [reply] = await conversation.handle(msg("/settings lang de"))
     assert isinstance(reply, Notice) and reply.text.startswith("Gespeichert")
-    sub = await store.subscription(CHAT)
+    sub = await store.subscriptions.subscription(CHAT)
     assert sub is not None and sub.lang == "de"
     assert (sub.prefs.digest_at, sub.prefs.timezone) == ("07:30", "Europe/Berlin")
     assert (sub.prefs.quiet_start, sub.prefs.quiet_end) == ("22:00", "07:00")
@@ -194,19 +194,19 @@ async def test_sources_add_list_remove_with_checks_and_quota(
     assert isinstance(denied, Notice) and "administrators" in denied.text
     [listing] = await conversation.handle(msg("/sources"))
     assert isinstance(listing, Notice) and "Wire — https://news.example/rss" in listing.text
-    [feed] = await store.sources()
+    [feed] = await store.sources.active()
     [removed] = await conversation.handle(msg(f"/sources remove {feed.id}"))
     assert isinstance(removed, Notice) and "Removed" in removed.text
-    assert await store.sources() == []
+    assert await store.sources.active() == []
 
 
 async def test_why_and_feedback(conversation: Conversation, store: Store) -> None:
-    [article] = await store.all_articles()
+    [article] = await store.catalog.all_articles()
     [why] = await conversation.handle(msg("", action=Action(ActionKind.WHY, article.id)))
     assert isinstance(why, Notice) and "Truppenaufmarsch" in why.text
     [thanks] = await conversation.handle(msg("", action=Action(ActionKind.UP, article.id)))
     assert isinstance(thanks, Notice) and "Thanks" in thanks.text
-    assert [(a.id, relevant) for a, relevant in await store.feedback_examples()] == [
+    assert [(a.id, relevant) for a, relevant in await store.catalog.feedback_examples()] == [
         (article.id, True)
     ]
     [unknown] = await conversation.handle(msg("", action=Action(ActionKind.WHY, "nope")))
@@ -226,9 +226,13 @@ async def test_sources_are_scoped_to_the_chat_that_added_them(
 ) -> None:
     """Issue 11 item 15: no chat sees or removes another's feeds, nor the config's secrets."""
     config_feed = "https://wire.example/rss?apikey=TOPSECRET"
-    await store.add_source(config_feed, name="wire")  # from the config file
-    [wire] = await store.sources()
-    await store.save_source_state(dataclasses.replace(wire, last_error="401 for ?apikey=TOPSECRET"))
+    await store.sources.add(config_feed, name="wire")  # from the config file
+    [wire] = await store.sources.active()
+    await store.sources.save_state(
+        dataclasses.replace(
+            wire, state=dataclasses.replace(wire.state, last_error="401 for ?apikey=TOPSECRET")
+        )
+    )
     alice, bob = ChatRef("telegram", "1"), ChatRef("slack", "C2")
     conversation = Conversation(store, qa.Index.build([]), settings)
     [added] = await conversation.handle(
@@ -236,7 +240,7 @@ async def test_sources_are_scoped_to_the_chat_that_added_them(
     )
     assert isinstance(added, Notice) and "https://news.example/feed" in added.text
     assert "token" not in added.text and "pw" not in added.text
-    mine = next(f for f in await store.sources() if f.added_by == "telegram:1")
+    mine = next(f for f in await store.sources.active() if f.added_by == "telegram:1")
     [listing] = await conversation.handle(chat_msg(alice, "/sources"))
     assert isinstance(listing, Notice)
     assert f"{mine.id}. Mine — https://news.example/feed?…" in listing.text
@@ -250,14 +254,14 @@ async def test_sources_are_scoped_to_the_chat_that_added_them(
         assert "TOPSECRET" not in refused.text
     [own_remove] = await conversation.handle(chat_msg(alice, f"/sources remove {wire.id}"))
     assert isinstance(own_remove, Notice) and "added no feed" in own_remove.text
-    assert {f.id for f in await store.sources()} == {wire.id, mine.id}
+    assert {f.id for f in await store.sources.active()} == {wire.id, mine.id}
     everything = " ".join(
         p.text for p in [added, listing, other, refused, own_remove] if isinstance(p, Notice)
     )
     assert "TOPSECRET" not in everything and "401" not in everything
     [removed] = await conversation.handle(chat_msg(alice, f"/sources remove {mine.id}"))
     assert isinstance(removed, Notice) and "Removed" in removed.text
-    assert [f.id for f in await store.sources()] == [wire.id]
+    assert [f.id for f in await store.sources.active()] == [wire.id]
 
 
 @pytest.mark.reliability
@@ -286,7 +290,7 @@ async def test_a_thousand_feeds_meet_the_quota_and_the_command_rate_limit(
         [reply] = await conversation.handle(msg(f"/sources add https://f{n}.example/rss"))
         assert isinstance(reply, Notice)
         replies.append(reply.text)
-    assert len(await store.sources()) == 5
+    assert len(await store.sources.active()) == 5
     assert sum("Added feed" in r for r in replies) == 5
     assert sum("most allowed" in r for r in replies) == 15
     assert sum("please wait" in r for r in replies) == 980
@@ -335,7 +339,7 @@ async def test_each_change_names_what_changed(store: Store, settings: Settings) 
     await conversation.handle(msg("/subscribe"))
     await conversation.handle(msg("/settings digest every 6"))
     await conversation.handle(msg("/sources add https://news.example/rss"))
-    [feed] = await store.sources()
+    [feed] = await store.sources.active()
     await conversation.handle(msg(f"/sources remove {feed.id}"))
     await conversation.handle(msg("/unsubscribe"))
     assert changes == [
@@ -402,18 +406,18 @@ async def test_countries_are_understood_in_either_language_and_typos_refused(
     await conversation.handle(msg("/subscribe"))
     [saved] = await conversation.handle(msg("/settings countries Syrien, russland, USA"))
     assert isinstance(saved, Notice)
-    sub = await store.subscription(CHAT)
+    sub = await store.subscriptions.subscription(CHAT)
     assert sub is not None and sub.prefs.countries == ("Syria", "Russia", "United States")
     [refused] = await conversation.handle(msg("/settings countries Ukriane, Narnia, Ukraine"))
     assert isinstance(refused, Notice) and "Ukriane, Narnia" in refused.text
-    kept = await store.subscription(CHAT)
+    kept = await store.subscriptions.subscription(CHAT)
     assert kept is not None and kept.prefs.countries == sub.prefs.countries
     await conversation.handle(msg("/settings lang de"))
     [shown] = await conversation.handle(msg("/settings"))
     assert isinstance(shown, Notice) and "Länder: Syrien, Russland, USA" in shown.text
     [cleared] = await conversation.handle(msg("/settings countries aus"))
     assert isinstance(cleared, Notice)
-    none = await store.subscription(CHAT)
+    none = await store.subscriptions.subscription(CHAT)
     assert none is not None and none.prefs.countries == ()
 
 

@@ -485,11 +485,11 @@ async def test_opaque_guids_of_two_feeds_of_one_site_do_not_collide(
     sport, _ = parse(feed("Sport"), url="https://site.example/sport.rss", now=NOW, parser=parser)
     assert world[0].id != sport[0].id
     assert world[0].url is None  # an opaque guid is no link
-    await store.add_articles(world)
-    counts, _ = await store.add_articles(sport)
+    await store.catalog.add_articles(world)
+    counts, _ = await store.catalog.add_articles(sport)
     assert counts.new == 1 and counts.updated == 0  # not overwriting the World story
-    assert (await store.get_article(world[0].id)).title == "World story"  # type: ignore[union-attr]
-    assert (await store.get_article(sport[0].id)).title == "Sport story"  # type: ignore[union-attr]
+    assert (await store.catalog.get_article(world[0].id)).title == "World story"  # type: ignore[union-attr]
+    assert (await store.catalog.get_article(sport[0].id)).title == "Sport story"  # type: ignore[union-attr]
 
 
 # --- probe: /sources add checks the feed now ------------------------------------------------

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from bot import db as db_module
 from bot import folder, qa
-from bot import store as store_module
 from bot.classify import classify
 from bot.config import Settings
 from bot.models import Article, ChatRef, Level, Thresholds
@@ -64,7 +64,7 @@ def clock() -> Clock:
 
 
 async def alerts(store: Store) -> list[dict[str, Any]]:
-    return [row for row in await store.deliveries() if row["kind"] == "alert"]
+    return [row for row in await store.ledger.deliveries() if row["kind"] == "alert"]
 
 
 def test_document_id_is_the_path_in_the_folder(tmp_path: Path) -> None:
@@ -88,7 +88,7 @@ async def test_half_written_file_is_read_only_once_settled(
     settings: Settings, store: Store, clock: Clock
 ) -> None:
     # The fault: a file written in two chunks 2 s apart was alerted on its first half.
-    await store.subscribe(CHAT, "de")
+    await store.subscriptions.subscribe(CHAT, "de")
     state = folder.FolderState()
     source = source_of(settings, clock)
     path = settings.articles.folder / "aleppo.txt"
@@ -102,11 +102,11 @@ async def test_half_written_file_is_read_only_once_settled(
     write(path, second, clock(), mode="a")
     await clock.advance(0.3)
     assert (await folder.scan(source, store, state)).ingest.counts.new == 0
-    assert await store.count_articles() == 0
+    assert await store.catalog.count_articles() == 0
     await clock.advance(SETTLE)
     report = await folder.scan(source, store, state)
     assert report.ingest.counts.new == 1 and report.wait is None
-    stored = await store.get_article("aleppo.txt")
+    stored = await store.catalog.get_article("aleppo.txt")
     assert stored is not None and stored.text.endswith("in den Osten der Stadt vor.")
     [alert] = await alerts(store)
     assert alert["key"] == "aleppo.txt"
@@ -115,7 +115,7 @@ async def test_half_written_file_is_read_only_once_settled(
 async def test_edited_file_updates_its_article_without_a_second_alert(
     settings: Settings, store: Store, clock: Clock
 ) -> None:
-    await store.subscribe(CHAT, "de")
+    await store.subscriptions.subscribe(CHAT, "de")
     state = folder.FolderState()
     source = source_of(settings, clock)
     path = settings.articles.folder / "aleppo.txt"
@@ -124,10 +124,10 @@ async def test_edited_file_updates_its_article_without_a_second_alert(
     write(path, "\nDie Kämpfe dauerten am Abend an.", clock() - 5, mode="a")
     report = await folder.scan(source, store, state)
     assert (report.ingest.counts.new, report.ingest.counts.updated) == (0, 1)
-    assert await store.count_articles() == 1
-    stored = await store.get_article("aleppo.txt")
+    assert await store.catalog.count_articles() == 1
+    stored = await store.catalog.get_article("aleppo.txt")
     assert stored is not None and stored.text.endswith("am Abend an.")
-    [(_, verdict)] = await store.entries(["aleppo.txt"])
+    [(_, verdict)] = await store.catalog.entries(["aleppo.txt"])
     assert verdict.score == classify(stored).score  # re-classified
     assert len(await alerts(store)) == 1
     # Nothing changed: nothing is read again.
@@ -137,7 +137,7 @@ async def test_edited_file_updates_its_article_without_a_second_alert(
 async def test_edit_that_newly_crosses_the_threshold_alerts_once(
     settings: Settings, store: Store, clock: Clock
 ) -> None:
-    await store.subscribe(CHAT, "de")
+    await store.subscriptions.subscribe(CHAT, "de")
     state = folder.FolderState()
     source = source_of(settings, clock)
     path = settings.articles.folder / "news.txt"
@@ -150,7 +150,7 @@ async def test_edit_that_newly_crosses_the_threshold_alerts_once(
     await folder.scan(source, store, state)
     [alert] = await alerts(store)
     assert alert["key"] == "news.txt"
-    assert await store.count_articles() == 1
+    assert await store.catalog.count_articles() == 1
 
 
 @pytest.fixture
@@ -166,7 +166,7 @@ async def quick_locks(
         cursor.execute("PRAGMA busy_timeout=50")
         cursor.close()
 
-    monkeypatch.setattr(store_module, "_sqlite_pragmas", pragmas)
+    monkeypatch.setattr(db_module, "_sqlite_pragmas", pragmas)
     path = settings.storage.data_dir / "newsbot.sqlite3"
     async with Store.open(f"sqlite+aiosqlite:///{path}") as opened:
         yield opened, path
@@ -180,7 +180,7 @@ async def test_locked_database_and_poison_file_leave_no_good_file_unread(
     # locked database, or a 200,000-deep JSON array raising RecursionError) the good file was
     # never read again.
     store, db_path = quick_locks
-    await store.subscribe(CHAT, "de")
+    await store.subscriptions.subscribe(CHAT, "de")
     articles_dir = settings.articles.folder
     write(articles_dir / "deep.json", "[" * 200_000 + "]" * 200_000, clock() - 60)
     write(articles_dir / "good.txt", SEED.read_text("utf-8"), clock() - 60)
@@ -198,12 +198,12 @@ async def test_locked_database_and_poison_file_leave_no_good_file_unread(
     assert report.failed == [articles_dir / "good.txt"]
     [poison] = report.ingest.rejected
     assert poison.where.endswith("deep.json") and poison.reason == "JSON nested too deeply"
-    assert await store.count_articles() == 0
+    assert await store.catalog.count_articles() == 0
 
     report = await folder.scan(source, store, state, index=index)
     assert report.failed == [] and report.ingest.rejected == []  # the poison is not re-read
     assert report.ingest.counts.new == 1
-    assert await store.get_article("good.txt") is not None
+    assert await store.catalog.get_article("good.txt") is not None
     assert index.get("good.txt") is not None
     [alert] = await alerts(store)
     assert alert["key"] == "good.txt"

@@ -50,7 +50,7 @@ async def test_ingest_reports_counts_and_rejections(store: Store, tmp_path: Path
 
 
 async def test_route_alerts_each_story_once_per_chat(store: Store) -> None:
-    await store.subscribe(CHAT, "en")
+    await store.subscriptions.subscribe(CHAT, "en")
     a = Article("a", "Rebels shell Aleppo as fighting rages", "Fighting in Aleppo killed 20.", "en")
     b = Article(
         "b",
@@ -58,28 +58,30 @@ async def test_route_alerts_each_story_once_per_chat(store: Store) -> None:
         "Fighting in Aleppo killed 20 people.",
         "en",
     )
-    await store.add_articles([a, b])
+    await store.catalog.add_articles([a, b])
     owed = await jobs.route(
         [(a, verdict("a")), (b, verdict("b"))], store, None, alert_threshold=0.8, now=NOW
     )
     assert owed == 1
-    assert await store.story_ids(["a", "b"]) == {"a": "a", "b": "a"}
+    assert await store.catalog.story_ids(["a", "b"]) == {"a": "a", "b": "a"}
     # Re-ingest from another source later: still no second alert.
     assert await jobs.route([(b, verdict("b"))], store, None, alert_threshold=0.8, now=NOW) == 0
 
 
 async def test_route_respects_threshold_filters_and_quiet_hours(store: Store) -> None:
     quiet = Preferences(quiet_start="22:00", quiet_end="07:00", timezone="Europe/Berlin")
-    await store.subscribe(CHAT, "en", dataclasses.replace(quiet, alert_threshold=0.9))
+    await store.subscriptions.subscribe(CHAT, "en", dataclasses.replace(quiet, alert_threshold=0.9))
     picky = ChatRef("telegram", "2")
-    await store.subscribe(picky, "en", Preferences(countries=("Ukraine",)))
+    await store.subscriptions.subscribe(picky, "en", Preferences(countries=("Ukraine",)))
     article = Article("a", "Rebels shell Aleppo", "Fighting in Aleppo.", "en")
-    await store.add_articles([article])
+    await store.catalog.add_articles([article])
     night = datetime(2026, 1, 10, 23, 30, tzinfo=UTC)
     await jobs.route([(article, verdict("a", 0.85))], store, None, alert_threshold=0.8, now=night)
-    assert await store.deliveries() == []  # below chat 1's threshold, wrong country for chat 2
+    assert (
+        await store.ledger.deliveries() == []
+    )  # below chat 1's threshold, wrong country for chat 2
     await jobs.route([(article, verdict("a", 0.95))], store, None, alert_threshold=0.8, now=night)
-    [row] = await store.deliveries()
+    [row] = await store.ledger.deliveries()
     assert row["chat_id"] == "1"
     held = row["next_attempt_at"].replace(tzinfo=UTC)
     assert held == datetime(2026, 1, 11, 6, 0, tzinfo=UTC)  # 07:00 in Berlin
@@ -88,25 +90,25 @@ async def test_route_respects_threshold_filters_and_quiet_hours(store: Store) ->
 @pytest.mark.reliability
 async def test_digest_is_owed_once_per_slot_even_after_downtime(store: Store) -> None:
     prefs = Preferences(digest_at="07:00", timezone="Europe/Berlin")
-    await store.subscribe(CHAT, "en", prefs)
-    [sub] = await store.subscriptions()
+    await store.subscriptions.subscribe(CHAT, "en", prefs)
+    [sub] = await store.subscriptions.active()
     async with store.engine.begin() as conn:  # subscribed long ago
-        from bot.store import subscriptions
+        from bot.schema import subscriptions
 
         await conn.execute(subscriptions.update().values(created_at=NOW - timedelta(days=5)))
     article = Article("a", "Rebels shell Aleppo", "Fighting in Aleppo.", "en")
-    await store.add_articles([article], seen_at=NOW - timedelta(hours=3))
-    await store.save_verdicts([verdict("a")])
+    await store.catalog.add_articles([article], seen_at=NOW - timedelta(hours=3))
+    await store.catalog.save_verdicts([verdict("a")])
     kwargs: dict[str, Any] = {"digest_threshold": 0.5, "max_items": 20, "empty_message": False}
     # Down across two slots (28th and 29th, 07:00 Berlin): one catch-up for the latest slot.
     assert await jobs.digest_due(store, None, sub.id, now=NOW + timedelta(hours=1), **kwargs)
     assert not await jobs.digest_due(store, None, sub.id, now=NOW + timedelta(hours=2), **kwargs)
-    rows = await store.deliveries()
+    rows = await store.ledger.deliveries()
     assert [(r["kind"], r["key"]) for r in rows] == [("digest", "2026-03-29T07:00:00+02:00")]
     # Too old to catch up: nothing.
     other = ChatRef("telegram", "2")
-    await store.subscribe(other, "en", prefs)
-    sub2 = await store.subscription(other)
+    await store.subscriptions.subscribe(other, "en", prefs)
+    sub2 = await store.subscriptions.subscription(other)
     assert sub2 is not None
     late = NOW + timedelta(hours=10)
     assert not await jobs.digest_due(
@@ -116,14 +118,14 @@ async def test_digest_is_owed_once_per_slot_even_after_downtime(store: Store) ->
 
 async def test_empty_digest_sends_nothing_unless_configured(store: Store) -> None:
     prefs = Preferences(digest_every_hours=1)
-    await store.subscribe(CHAT, "de", prefs)
-    [sub] = await store.subscriptions()
+    await store.subscriptions.subscribe(CHAT, "de", prefs)
+    [sub] = await store.subscriptions.active()
     now = sub.created_at + timedelta(hours=2)
     kwargs: dict[str, Any] = {"digest_threshold": 0.5, "max_items": 20}
     assert not await jobs.digest_due(store, None, sub.id, now=now, empty_message=False, **kwargs)
     later = now + timedelta(hours=1)
     assert await jobs.digest_due(store, None, sub.id, now=later, empty_message=True, **kwargs)
-    [row] = await store.deliveries()
+    [row] = await store.ledger.deliveries()
     assert row["kind"] == "notice" and "Keine neuen" in row["payload"]
 
 
@@ -138,9 +140,9 @@ async def test_poll_feed_stores_classifies_routes_and_honours_304(store: Store) 
             200, content=RSS, headers={"ETag": '"v1"', "Content-Type": "application/rss+xml"}
         )
 
-    await store.subscribe(CHAT, "en")
-    await store.add_source("https://news.example/feed.xml", name="Wire")
-    [source] = await store.sources()
+    await store.subscriptions.subscribe(CHAT, "en")
+    await store.sources.add("https://news.example/feed.xml", name="Wire")
+    [source] = await store.sources.active()
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
         args: dict[str, Any] = {
             "limits": FetchLimits(),
@@ -153,18 +155,18 @@ async def test_poll_feed_stores_classifies_routes_and_honours_304(store: Store) 
         second = await jobs.poll_feed(client, store, source.id, now=later, **args)
         assert second.counts.new == 0
     assert requests[1].headers["if-none-match"] == '"v1"'
-    [row] = await store.deliveries()
+    [row] = await store.ledger.deliveries()
     assert row["kind"] == "alert"
-    [state] = await store.sources()
-    assert state.etag == '"v1"' and state.failures == 0
+    [feed] = await store.sources.active()
+    assert feed.state.etag == '"v1"' and feed.state.failures == 0
 
 
 async def test_poll_feed_keeps_errors_as_data_and_backs_off(store: Store) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(503)
 
-    await store.add_source("https://down.example/feed.xml")
-    [source] = await store.sources()
+    await store.sources.add("https://down.example/feed.xml")
+    [source] = await store.sources.active()
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
         args: dict[str, Any] = {
             "limits": FetchLimits(),
@@ -172,13 +174,13 @@ async def test_poll_feed_keeps_errors_as_data_and_backs_off(store: Store) -> Non
             "thresholds": Thresholds(),
         }
         await jobs.poll_feed(client, store, source.id, now=NOW, **args)
-        [state] = await store.sources()
-        assert state.failures == 1 and state.last_error and "503" in state.last_error
-        assert state.next_attempt_at is not None and state.next_attempt_at > NOW
+        [feed] = await store.sources.active()
+        assert feed.state.failures == 1 and feed.state.last_error and "503" in feed.state.last_error
+        assert feed.state.next_attempt is not None and feed.state.next_attempt > NOW
         # Polled again before the back-off ends: not fetched at all.
         await jobs.poll_feed(client, store, source.id, now=NOW + timedelta(seconds=1), **args)
-        [state] = await store.sources()
-        assert state.failures == 1
+        [feed] = await store.sources.active()
+        assert feed.state.failures == 1
 
 
 @pytest.mark.reliability
@@ -196,8 +198,8 @@ async def test_a_feed_host_that_never_answers_ends_at_the_deadline(store: Store)
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    await store.add_source(f"http://127.0.0.1:{port}/feed.xml")
-    [source] = await store.sources()
+    await store.sources.add(f"http://127.0.0.1:{port}/feed.xml")
+    [source] = await store.sources.active()
     limits = FetchLimits(connect_timeout=0.5, read_timeout=5.0, total_timeout=0.5)
     try:
         async with httpx.AsyncClient() as client:
@@ -218,8 +220,8 @@ async def test_a_feed_host_that_never_answers_ends_at_the_deadline(store: Store)
         await server.wait_closed()
         await asyncio.sleep(0.05)  # let the handler close its side of the connection
     assert report.counts.new == 0
-    [state] = await store.sources()
-    assert state.failures == 1 and state.last_error
+    [feed] = await store.sources.active()
+    assert feed.state.failures == 1 and feed.state.last_error
 
 
 async def test_teasers_are_replaced_by_the_linked_page_when_enabled(store: Store) -> None:
@@ -231,8 +233,8 @@ async def test_teasers_are_replaced_by_the_linked_page_when_enabled(store: Store
             return httpx.Response(200, content=page.encode(), headers={"Content-Type": "text/html"})
         return httpx.Response(200, content=RSS, headers={"Content-Type": "application/rss+xml"})
 
-    await store.add_source("https://news.example/feed.xml")
-    [source] = await store.sources()
+    await store.sources.add("https://news.example/feed.xml")
+    [source] = await store.sources.active()
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
         await jobs.poll_feed(
             client,
@@ -244,7 +246,7 @@ async def test_teasers_are_replaced_by_the_linked_page_when_enabled(store: Store
             now=NOW,
             full_text=True,
         )
-    [article] = await store.all_articles()
+    [article] = await store.catalog.all_articles()
     assert "Government forces shelled rebel positions" in article.text
 
 
@@ -294,8 +296,8 @@ async def test_validators_are_saved_only_after_the_entries_are_committed(store: 
             return httpx.Response(304, headers={"ETag": '"v1"'})
         return httpx.Response(200, content=document, headers={"ETag": '"v1"'})
 
-    await store.add_source("https://news.example/feed.xml")
-    [source] = await store.sources()
+    await store.sources.add("https://news.example/feed.xml")
+    [source] = await store.sources.active()
     args: dict[str, Any] = {
         "limits": FetchLimits(),
         "allow_private": True,
@@ -306,14 +308,14 @@ async def test_validators_are_saved_only_after_the_entries_are_committed(store: 
         with pytest.raises(sa.exc.OperationalError, match="full"):
             await jobs.poll_feed(client, store, source.id, now=NOW, **args)
         restore()
-        [state] = await store.sources()
-        assert state.etag is None  # not moved on: the entries were never committed
+        [feed] = await store.sources.active()
+        assert feed.state.etag is None  # not moved on: the entries were never committed
         report = await jobs.poll_feed(client, store, source.id, now=NOW, **args)
     assert sent == [None, None]  # the second poll asked for the whole feed again
     assert report.counts.new == 40
-    assert len(await store.all_articles()) == 40
-    [state] = await store.sources()
-    assert state.etag == '"v1"'
+    assert len(await store.catalog.all_articles()) == 40
+    [feed] = await store.sources.active()
+    assert feed.state.etag == '"v1"'
 
 
 @pytest.mark.reliability
@@ -365,7 +367,7 @@ async def test_a_hanging_page_host_never_makes_the_scheduler_skip_a_run(
             Store.open(settings.storage.url()) as store,
             httpx.AsyncClient(transport=Split()) as client,
         ):
-            await store.add_source("http://feeds.example/rss", interval_seconds=1)
+            await store.sources.add("http://feeds.example/rss", interval_seconds=1)
             sync = app.Jobs(scheduler, store, settings, client, qa.Index.build([]), None)  # type: ignore[arg-type]
             await sync.sync()
             scheduler.start()
@@ -426,12 +428,13 @@ async def test_five_hundred_feeds_one_cycle(store: Store) -> None:
     async with server.serving(hosts) as ports, httpx.AsyncClient() as client:
         for n in range(500):
             host = hosts[n % 5]
-            await store.add_source(f"http://{host}:{ports[host]}/f{n}", interval_seconds=300)
+            await store.sources.add(f"http://{host}:{ports[host]}/f{n}", interval_seconds=300)
         kind_of: dict[int, str] = {}
-        for source in await store.sources():
+        for source in await store.sources.active():
             path = "/" + source.url.rsplit("/", 1)[1]
             kind_of[source.id] = behaviours[path]
-            await store.save_source_state(dataclasses.replace(source, etag=f'"{path}-0"'))
+            state = dataclasses.replace(source.state, etag=f'"{path}-0"')
+            await store.sources.save_state(dataclasses.replace(source, state=state))
         ids = sorted(kind_of)
         failing = [i for i in ids if kind_of[i] == "fail"]
         gates = jobs.PollGates.per_host(4)
@@ -453,7 +456,7 @@ async def test_five_hundred_feeds_one_cycle(store: Store) -> None:
     assert all(r.error is None and r.counts.new == 0 for r in soon)
     assert all(r.error for r in later)
     assert all(server.requests[f"/f{n}"] == 2 for n in range(1, 500, 50))
-    assert {s.id for s in await store.sources() if s.failures == 2} == set(failing)
+    assert {s.id for s in await store.sources.active() if s.state.failures == 2} == set(failing)
     print(f"500 feeds: cycle {seconds:.2f} s, peak per host {max(server.peak.values())}")
 
 
@@ -483,11 +486,11 @@ async def test_the_bad_input_corpus_is_stored_or_quarantined(
         return httpx.Response(200, content=content, headers=headers)
 
     for url in documents:
-        await store.add_source(url)
+        await store.sources.add(url)
     caplog.set_level("WARNING", logger="bot.jobs")
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
         reports = {}
-        for source in await store.sources():
+        for source in await store.sources.active():
             reports[source.url] = await jobs.poll_feed(
                 client,
                 store,
@@ -497,9 +500,9 @@ async def test_the_bad_input_corpus_is_stored_or_quarantined(
                 thresholds=Thresholds(),
                 now=NOW,
             )
-    states = {s.url: s for s in await store.sources()}
+    states = {s.url: s for s in await store.sources.active()}
     stored: dict[str, list[Article]] = {}
-    for article in await store.all_articles():
+    for article in await store.catalog.all_articles():
         stored.setdefault(article.source or "", []).append(article)
         for name in ("id", "title", "text", "lang", "published"):
             assert isinstance(getattr(article, name), str)
@@ -507,8 +510,8 @@ async def test_the_bad_input_corpus_is_stored_or_quarantined(
     for url, report in reports.items():
         if report.error is not None:
             quarantined += 1
-            assert states[url].last_error == report.error  # with its reason, backed off
-            assert states[url].next_attempt_at is not None
+            assert states[url].state.last_error == report.error  # with its reason, backed off
+            assert states[url].state.next_attempt is not None
             continue
         read = report.counts.new + report.counts.updated + report.counts.duplicate
         assert read == len(stored.get(url, [])) + report.counts.duplicate
@@ -546,7 +549,7 @@ async def test_dates_duplicates_same_story_and_empty_documents(store: Store) -> 
         return httpx.Response(200, content=documents[str(request.url)])
 
     for url in documents:
-        await store.add_source(url)
+        await store.sources.add(url)
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
         reports = [
             await jobs.poll_feed(
@@ -558,16 +561,16 @@ async def test_dates_duplicates_same_story_and_empty_documents(store: Store) -> 
                 thresholds=Thresholds(),
                 now=NOW,
             )
-            for s in await store.sources()
+            for s in await store.sources.active()
         ]
     a, b, c = reports
     assert a.counts.new == 2  # the duplicate guid kept once, the story once
     assert b.counts.new == 0 and b.counts.duplicate == 1  # same story in a second feed
     assert c.counts.new == 0 and c.error is None  # the empty document is a no-op
-    articles = {x.title: x for x in await store.all_articles()}
+    articles = {x.title: x for x in await store.catalog.all_articles()}
     assert set(articles) == {"First", "Army shells the town"}
     assert articles["First"].published == NOW.isoformat()  # garbage date: fetch time
-    assert all(s.failures == 0 for s in await store.sources())
+    assert all(s.state.failures == 0 for s in await store.sources.active())
 
 
 @pytest.mark.reliability
@@ -586,24 +589,24 @@ async def test_an_article_is_never_stored_without_its_verdict(
     # The failed ingest left nothing behind, so the next one stores and classifies it.
     counts, classified = await jobs.store_and_classify([article], store, thresholds=Thresholds())
     assert counts.new == 1 and [a.id for a, _ in classified] == ["a"]
-    assert [a.id for a, _ in await store.entries(["a"])] == ["a"]
-    assert await store.unclassified() == []
+    assert [a.id for a, _ in await store.catalog.entries(["a"])] == ["a"]
+    assert await store.catalog.unclassified() == []
 
 
 @pytest.mark.reliability
 async def test_articles_without_a_verdict_are_classified_and_routed_by_the_sweep(
     store: Store,
 ) -> None:
-    await store.subscribe(CHAT, "en")
+    await store.subscriptions.subscribe(CHAT, "en")
     # As an older version (or a crash between its two commits) left them.
     article = Article("a", "Rebels shell Aleppo", "Heavy fighting in Aleppo killed 20.", "en")
-    await store.add_articles([article])
-    assert [a.id for a in await store.unclassified()] == ["a"]
+    await store.catalog.add_articles([article])
+    assert [a.id for a in await store.catalog.unclassified()] == ["a"]
     done = await jobs.classify_unclassified(store, None, thresholds=Thresholds(0.5, 0.3), now=NOW)
-    assert done == 1 and await store.unclassified() == []
-    [(_, stored)] = await store.entries(["a"])
+    assert done == 1 and await store.catalog.unclassified() == []
+    [(_, stored)] = await store.catalog.entries(["a"])
     assert stored.conflict
-    [row] = await store.deliveries()
+    [row] = await store.ledger.deliveries()
     assert row["kind"] == "alert" and row["chat_id"] == CHAT.chat_id
 
 
@@ -611,7 +614,7 @@ async def test_articles_without_a_verdict_are_classified_and_routed_by_the_sweep
 async def test_a_pruned_story_still_listed_by_its_feed_is_not_alerted_again(
     store: Store,
 ) -> None:
-    await store.subscribe(CHAT, "en")
+    await store.subscriptions.subscribe(CHAT, "en")
     article = Article("g1", "Rebels shell Aleppo", "Heavy fighting in Aleppo killed 20.", "en")
     thresholds = Thresholds(0.5, 0.3)
 
@@ -624,13 +627,13 @@ async def test_a_pruned_story_still_listed_by_its_feed_is_not_alerted_again(
     # The ledger stamps rows with the real time, so this story happens now.
     start = datetime.now(UTC)
     assert await poll(start) == 1
-    await store.mark_sent((await store.deliveries())[0]["id"], start, ["1"], 0)
+    await store.ledger.mark_sent((await store.ledger.deliveries())[0]["id"], start, ["1"], 0)
     later = start + timedelta(days=31)
     await jobs.prune(store, retention=timedelta(days=30), now=later)
-    assert await store.count_articles() == 0 and await store.deliveries() == []
+    assert await store.catalog.count_articles() == 0 and await store.ledger.deliveries() == []
     # The feed still lists the entry a month later: it is not news, and nobody is alerted.
     assert await poll(later) == 0
-    assert await store.deliveries() == []
+    assert await store.ledger.deliveries() == []
     # A corrected version of it is news again.
     article = dataclasses.replace(article, text="Heavy fighting in Aleppo killed 25.")
     assert await poll(later) == 1

@@ -129,9 +129,9 @@ async def test_database_errors_do_not_carry_chat_ids(store: Store) -> None:
     import sqlalchemy.exc
 
     from bot.models import ChatRef
-    from bot.store import subscriptions
+    from bot.schema import subscriptions
 
-    await store.subscribe(ChatRef("telegram", str(CHAT_ID)), "en")
+    await store.subscriptions.subscribe(ChatRef("telegram", str(CHAT_ID)), "en")
     with pytest.raises(sqlalchemy.exc.IntegrityError) as caught:
         async with store.engine.begin() as conn:
             await conn.execute(

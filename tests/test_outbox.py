@@ -13,13 +13,14 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from bot import db as db_module
 from bot import jobs
-from bot import outbox as outbox_module
-from bot import store as store_module
+from bot import ledger as ledger_module
 from bot.chat import DeliveryError
 from bot.chat.render import telegram_html
 from bot.chat.telegram import TelegramChat
 from bot.config import Settings, TelegramSettings
+from bot.ledger import AlertOwed, DigestOwed
 from bot.models import (
     Alert,
     Article,
@@ -32,8 +33,9 @@ from bot.models import (
     Sent,
     Verdict,
 )
-from bot.outbox import Outbox, RetryPolicy, compose
-from bot.store import Store, subscriptions
+from bot.outbox import Outbox, RetryPolicy
+from bot.schema import subscriptions
+from bot.store import Store
 
 from .conftest import POSTGRES_URL, ROOT, postgres_available
 from .fake_telegram import FakeDelay, FakeError, FakeTelegram, RateLimits
@@ -48,8 +50,8 @@ async def no_replies(message: Inbound) -> Sequence[Post]:
 
 async def add_article(store: Store, article_id: str, score: float = 0.9) -> None:
     article = Article(article_id, f"Title {article_id}", f"Fighting in {article_id}.", "en")
-    await store.add_articles([article])
-    await store.save_verdicts(
+    await store.catalog.add_articles([article])
+    await store.catalog.save_verdicts(
         [Verdict(article_id, True, score, ("fighting",), Level.ALERT, ("X",))]
     )
 
@@ -60,27 +62,34 @@ def clock() -> VirtualClock:
 
 
 def make_outbox(store: Store, chat: FakeChat, clock: VirtualClock, **kwargs: object) -> Outbox:
-    return Outbox(store, {chat.platform: chat}, clock=clock, sleep=clock.sleep, **kwargs)  # type: ignore[arg-type]
+    return Outbox(
+        store.ledger,
+        store.subscriptions,
+        {chat.platform: chat},
+        clock=clock,
+        sleep=clock.sleep,
+        **kwargs,  # type: ignore[arg-type]
+    )
 
 
 async def owe_digests(store: Store, chats: list[ChatRef], key: str = "slot-1") -> None:
     await add_article(store, "a1")
     for chat in chats:
-        await store.subscribe(chat, "en")
-        await store.enqueue(chat, "digest", key, {"article_ids": ["a1"], "lang": "en"})
+        await store.subscriptions.subscribe(chat, "en")
+        await store.ledger.enqueue(chat, key, DigestOwed(("a1",)))
 
 
 async def test_same_key_is_owed_and_sent_once(store: Store, clock: VirtualClock) -> None:
     chat = ChatRef("telegram", "1")
     await add_article(store, "a1")
-    assert await store.enqueue(chat, "alert", "story-1", {"article_id": "a1"}) is True
-    assert await store.enqueue(chat, "alert", "story-1", {"article_id": "a1"}) is False
+    assert await store.ledger.enqueue(chat, "story-1", AlertOwed("a1")) is True
+    assert await store.ledger.enqueue(chat, "story-1", AlertOwed("a1")) is False
     fake = FakeChat(clock=clock)
     outbox = make_outbox(store, fake, clock)
     await outbox.drain()
     await outbox.drain()
     assert len(fake.sent) == 1 and isinstance(fake.sent[0][1], Alert)
-    [row] = await store.deliveries()
+    [row] = await store.ledger.deliveries()
     assert row["status"] == "sent" and row["attempts"] == 1
 
 
@@ -103,7 +112,7 @@ async def test_retry_after_pauses_and_nothing_is_lost_or_doubled(
     assert all(tries.count(c.chat_id) == 1 for c in chats if c.chat_id != "3")
     # One success per chat: none lost, none duplicated.
     assert sorted(c.chat_id for c, _, _ in fake.sent) == sorted(c.chat_id for c in chats)
-    rows = await store.deliveries()
+    rows = await store.ledger.deliveries()
     assert {r["status"] for r in rows} == {"sent"}
     # Waiting as asked is not a failed attempt.
     assert {r["attempts"] for r in rows} == {1}
@@ -119,12 +128,12 @@ async def test_blocked_chat_is_deactivated_and_others_still_get_theirs(
     fake.fail_for["2"] = DeliveryError("Forbidden: bot was blocked by the user", chat_gone=True)
     await make_outbox(store, fake, clock).drain()
     assert sorted(c.chat_id for c, _, _ in fake.sent) == ["0", "1", "3", "4"]
-    assert [s.chat.chat_id for s in await store.subscriptions()] == ["0", "1", "3", "4"]
-    failed = await store.deliveries("failed")
+    assert [s.chat.chat_id for s in await store.subscriptions.active()] == ["0", "1", "3", "4"]
+    failed = await store.ledger.deliveries("failed")
     assert len(failed) == 1 and "deactivated" in failed[0]["last_error"]
     assert fake.attempts == 5  # never retried
-    await store.subscribe(chats[2], "en")  # /start again re-activates
-    assert len(await store.subscriptions()) == 5
+    await store.subscriptions.subscribe(chats[2], "en")  # /start again re-activates
+    assert len(await store.subscriptions.active()) == 5
 
 
 @pytest.mark.reliability
@@ -137,13 +146,13 @@ async def test_migrated_chat_gets_the_message_at_its_new_id(
     fake.fail_next(DeliveryError("migrated", migrated_to="-10042"))
     await make_outbox(store, fake, clock).drain()
     assert [c.chat_id for c, _, _ in fake.sent] == ["-10042"]
-    assert await store.subscription(old) is None
-    assert await store.subscription(ChatRef("telegram", "-10042")) is not None
+    assert await store.subscriptions.subscription(old) is None
+    assert await store.subscriptions.subscription(ChatRef("telegram", "-10042")) is not None
     # Later alerts are owed to the new id; the old one is not used again.
     article = Article("a9", "Rebels shell Aleppo", "Heavy fighting in Aleppo killed 20.", "en")
-    await store.add_articles([article])
+    await store.catalog.add_articles([article])
     verdict = Verdict("a9", True, 0.95, ("fighting",), Level.ALERT, ("Syria",))
-    await store.save_verdicts([verdict])
+    await store.catalog.save_verdicts([verdict])
     await jobs.route([(article, verdict)], store, None, alert_threshold=0.8, now=clock())
     await make_outbox(store, fake, clock).drain()
     assert [c.chat_id for c, _, _ in fake.sent] == ["-10042", "-10042"]
@@ -162,15 +171,15 @@ async def test_transient_errors_back_off_then_give_up_with_reason(
     await outbox.drain()
     assert len(fake.sent) == 1
     assert clock() - start >= timedelta(seconds=8 + 16)  # two back-offs, jitter at most -20 %
-    [row] = await store.deliveries()
+    [row] = await store.ledger.deliveries()
     assert row["status"] == "sent" and row["attempts"] == 3
 
     other = ChatRef("telegram", "8")
-    await store.subscribe(other, "en")
-    await store.enqueue(other, "digest", "slot-1", {"article_ids": ["a1"], "lang": "en"})
+    await store.subscriptions.subscribe(other, "en")
+    await store.ledger.enqueue(other, "slot-1", DigestOwed(("a1",)))
     fake.fail_for["8"] = TimeoutError("read timed out")
     await outbox.drain()
-    [failed] = await store.deliveries("failed")
+    [failed] = await store.ledger.deliveries("failed")
     assert failed["attempts"] == 3 and "TimeoutError" in failed["last_error"]
 
 
@@ -185,7 +194,7 @@ async def test_an_adapter_that_is_not_connected_costs_no_attempt(
     fake.fail_next(down, down, down)
     await make_outbox(store, fake, clock, retry=RetryPolicy(max_attempts=2)).drain()
     assert len(fake.sent) == 1 and fake.attempts == 4
-    [row] = await store.deliveries()
+    [row] = await store.ledger.deliveries()
     assert row["status"] == "sent" and row["attempts"] == 1  # 3 tries while down: not counted
 
 
@@ -193,11 +202,11 @@ async def test_restart_resends_only_what_was_in_flight(store: Store, clock: Virt
     chats = [ChatRef("telegram", str(i)) for i in range(6)]
     await owe_digests(store, chats)
     # A process claims every row, delivers two, and dies before recording the rest.
-    claimed = await store.claim(clock(), limit=10)
+    claimed = await store.ledger.claim(clock(), limit=10)
     for row in claimed[:2]:
-        await store.mark_sent(row.id, clock(), ["m"], None)
-    assert await store.claim(clock()) == []  # the dead process's lease still holds them
-    assert await store.release_sending() == 4
+        await store.ledger.mark_sent(row.id, clock(), ["m"], None)
+    assert await store.ledger.claim(clock()) == []  # the dead process's lease still holds them
+    assert await store.ledger.release_sending() == 4
     fake = FakeChat(clock=clock)
     await make_outbox(store, fake, clock).drain()
     assert sorted(c.chat_id for c, _, _ in fake.sent) == ["2", "3", "4", "5"]
@@ -205,16 +214,16 @@ async def test_restart_resends_only_what_was_in_flight(store: Store, clock: Virt
 
 async def test_a_burst_of_alerts_for_one_chat_is_merged(store: Store, clock: VirtualClock) -> None:
     chat = ChatRef("telegram", "-100")
-    await store.subscribe(chat, "en")
+    await store.subscriptions.subscribe(chat, "en")
     for i in range(8):
         await add_article(store, f"b{i}")
-        await store.enqueue(chat, "alert", f"b{i}", {"article_id": f"b{i}", "lang": "en"})
+        await store.ledger.enqueue(chat, f"b{i}", AlertOwed(f"b{i}"))
     fake = FakeChat(clock=clock)
     await make_outbox(store, fake, clock).drain()
     assert len(fake.sent) == 1
     [(_, post, _)] = fake.sent
     assert isinstance(post, Digest) and len(post.items) == 8
-    assert {r["status"] for r in await store.deliveries()} == {"sent"}
+    assert {r["status"] for r in await store.ledger.deliveries()} == {"sent"}
 
 
 async def test_fan_out_is_paced_to_the_platform_limit(store: Store, clock: VirtualClock) -> None:
@@ -236,12 +245,14 @@ async def test_alert_records_latency_from_article_seen(store: Store) -> None:
     clock = VirtualClock(datetime(2026, 1, 1, 8, tzinfo=UTC))
     chat = ChatRef("telegram", "1")
     article = Article("a1", "Title a1", "Fighting in a1.", "en")
-    await store.add_articles([article], seen_at=clock())
-    await store.save_verdicts([Verdict("a1", True, 0.9, ("fighting",), Level.ALERT, ("X",))])
-    await store.enqueue(chat, "alert", "a1", {"article_id": "a1", "lang": "en"})
+    await store.catalog.add_articles([article], seen_at=clock())
+    await store.catalog.save_verdicts(
+        [Verdict("a1", True, 0.9, ("fighting",), Level.ALERT, ("X",))]
+    )
+    await store.ledger.enqueue(chat, "a1", AlertOwed("a1"))
     await clock.sleep(3.25)  # the outbox gets to it 3.25 s after the article appeared
     await make_outbox(store, FakeChat(clock=clock), clock).drain()
-    [row] = await store.deliveries("sent")
+    [row] = await store.ledger.deliveries("sent")
     assert row["latency_ms"] == 3250
 
 
@@ -270,8 +281,10 @@ async def main():
     await asyncio.get_running_loop().connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(reader), sys.stdin
     )
+    lease = float(sys.argv[2]) if len(sys.argv) > 2 else 60.0
     async with Store.open(sys.argv[1]) as store:
-        await Outbox(store, {"console": GatedPlatform(reader)}).drain()
+        platform = {"console": GatedPlatform(reader)}
+        await Outbox(store.ledger, store.subscriptions, platform, lease_seconds=lease).drain()
 
 asyncio.run(main())
 """
@@ -300,11 +313,11 @@ async def test_sigkill_mid_digest_then_restart_loses_nothing(settings: Settings)
             process.kill()
         await asyncio.wait_for(process.wait(), 10)
     async with Store.open(url) as store:
-        await store.release_sending()
+        await store.ledger.release_sending()
         fake = FakeChat(platform="console")
-        await Outbox(store, {"console": fake}).drain()
+        await Outbox(store.ledger, store.subscriptions, {"console": fake}).drain()
         after = [chat.chat_id for chat, _, _ in fake.sent]
-        assert {r["status"] for r in await store.deliveries()} == {"sent"}
+        assert {r["status"] for r in await store.ledger.deliveries()} == {"sent"}
     received = before + after
     assert sorted(set(received)) == sorted(c.chat_id for c in chats)  # nothing lost
     duplicates = len(received) - len(set(received))
@@ -346,7 +359,7 @@ class Injecting:
             # An alert for a chat that had its digest early in the fan-out.
             target = ChatRef("telegram", str(10_000 + len(self.injected)))
             key = f"breaking-{len(self.injected)}"
-            await self.store.enqueue(target, "alert", key, {"article_id": "breaking", "lang": "en"})
+            await self.store.ledger.enqueue(target, key, AlertOwed("breaking"))
             self.injected[target.chat_id] = now
             if self.outbox is not None:
                 self.outbox.wake()
@@ -369,10 +382,10 @@ async def test_digest_to_10000_chats_paced_with_alerts_overtaking(
             ],
         )
     owed = [
-        (ChatRef("telegram", str(10_000 + n)), "digest", "slot", {"article_ids": ["a1"]}, None)
+        (ChatRef("telegram", str(10_000 + n)), "slot", DigestOwed(("a1",)), None)
         for n in range(chats)
     ]
-    assert await store.enqueue_many(owed) == chats
+    assert await store.ledger.enqueue_many(owed) == chats
     async with FakeTelegram(token=TOKEN, clock=lambda: clock().timestamp()) as tg:
         inner = TelegramChat(
             TOKEN,
@@ -384,7 +397,13 @@ async def test_digest_to_10000_chats_paced_with_alerts_overtaking(
         await inner.start(no_replies)
         try:
             chat = Injecting(inner, store, clock, at=[34.0, 120.0, 250.0, 330.0])
-            outbox = Outbox(store, {"telegram": chat}, clock=clock, sleep=clock.sleep)
+            outbox = Outbox(
+                store.ledger,
+                store.subscriptions,
+                {"telegram": chat},
+                clock=clock,
+                sleep=clock.sleep,
+            )
             chat.outbox = outbox
             start = clock()
             await outbox.drain()
@@ -480,10 +499,12 @@ async def test_outbox_loop_survives_postgresql_refusing_connections(clock: Virtu
         await clear_postgres(direct)
         await add_article(direct, "a1")
         chat = ChatRef("telegram", "1")
-        await direct.subscribe(chat, "en")
-        await direct.enqueue(chat, "alert", "before", {"article_id": "a1", "lang": "en"})
+        await direct.subscriptions.subscribe(chat, "en")
+        await direct.ledger.enqueue(chat, "before", AlertOwed("a1"))
         fake = FakeChat(clock=clock)
-        outbox = Outbox(store, {"telegram": fake}, clock=clock, sleep=sleep)
+        outbox = Outbox(
+            store.ledger, store.subscriptions, {"telegram": fake}, clock=clock, sleep=sleep
+        )
         stop = asyncio.Event()
         task = asyncio.create_task(outbox.run(stop))
         try:
@@ -491,7 +512,7 @@ async def test_outbox_loop_survives_postgresql_refusing_connections(clock: Virtu
             await until(lambda: len(fake.sent) == 1, task)
             outage.append(clock())
             await gate.refuse()  # open connections cut, new ones refused
-            await direct.enqueue(chat, "alert", "during", {"article_id": "a1", "lang": "en"})
+            await direct.ledger.enqueue(chat, "during", AlertOwed("a1"))
             outbox.wake()
             await until(lambda: outbox.sent == 2, task)
             assert not task.done() and len(outage) == 2
@@ -503,7 +524,7 @@ async def test_outbox_loop_survives_postgresql_refusing_connections(clock: Virtu
         assert outbox.errors >= 2  # failed writes and passes, logged and retried
         # Nothing lost, nothing sent twice: the acknowledged send was recorded once it could be.
         assert [c.chat_id for c, _, _ in fake.sent] == ["1", "1"]
-        rows = await direct.deliveries()
+        rows = await direct.ledger.deliveries()
         assert [(r["key"], r["status"], r["attempts"]) for r in rows] == [
             ("before", "sent", 1),
             ("during", "sent", 1),
@@ -533,24 +554,26 @@ async def test_unsubscribe_cancels_what_was_still_owed(store: Store) -> None:
     clock = VirtualClock(night)
     chat, other = ChatRef("telegram", "1"), ChatRef("telegram", "2")
     quiet = Preferences(quiet_start="22:00", quiet_end="07:00", timezone="Europe/Berlin")
-    await store.subscribe(chat, "en", quiet)
-    await store.subscribe(other, "en", quiet)
+    await store.subscriptions.subscribe(chat, "en", quiet)
+    await store.subscriptions.subscribe(other, "en", quiet)
     article = Article("a", "Rebels shell Aleppo", "Fighting in Aleppo killed 20.", "en")
-    await store.add_articles([article])
-    await store.save_verdicts([Verdict("a", True, 0.95, ("fighting",), Level.ALERT, ("Syria",))])
-    verdict = (await store.entries(["a"]))[0][1]
+    await store.catalog.add_articles([article])
+    await store.catalog.save_verdicts(
+        [Verdict("a", True, 0.95, ("fighting",), Level.ALERT, ("Syria",))]
+    )
+    verdict = (await store.catalog.entries(["a"]))[0][1]
     # Held for quiet hours until 07:00 Berlin...
     assert await jobs.route([(article, verdict)], store, None, alert_threshold=0.8, now=night) == 2
     # ...and the chat unsubscribes in the night.
-    assert await store.unsubscribe(chat)
+    assert await store.subscriptions.unsubscribe(chat)
     fake = FakeChat(clock=clock)
     await make_outbox(store, fake, clock).drain()
     assert [c.chat_id for c, _, _ in fake.sent] == ["2"]  # the other chat still gets its alert
     assert clock() >= datetime(2026, 1, 11, 6, 0, tzinfo=UTC)
-    rows = {r["chat_id"]: r for r in await store.deliveries()}
+    rows = {r["chat_id"]: r for r in await store.ledger.deliveries()}
     assert rows["1"]["status"] == "cancelled" and rows["1"]["attempts"] == 0
     # Subscribing again does not bring the cancelled alert back.
-    await store.subscribe(chat, "en")
+    await store.subscriptions.subscribe(chat, "en")
     await make_outbox(store, fake, clock).drain()
     assert [c.chat_id for c, _, _ in fake.sent] == ["2"]
 
@@ -569,7 +592,7 @@ async def test_the_sender_checks_the_subscription_before_sending(
     fake = FakeChat(clock=clock)
     await make_outbox(store, fake, clock).drain()
     assert sorted(c.chat_id for c, _, _ in fake.sent) == ["0", "2"]
-    assert {r["chat_id"]: r["status"] for r in await store.deliveries()}["1"] == "cancelled"
+    assert {r["chat_id"]: r["status"] for r in await store.ledger.deliveries()}["1"] == "cancelled"
 
 
 @pytest.mark.reliability
@@ -579,21 +602,23 @@ async def test_migration_onto_an_existing_subscription_merges_them(
     old, new = ChatRef("telegram", "-42"), ChatRef("telegram", "-10042")
     await add_article(store, "a1")
     await add_article(store, "a2")
-    await store.subscribe(old, "en")
-    await store.subscribe(new, "de")  # someone sent /start in the supergroup already
-    payload = {"article_ids": ["a1"], "lang": "en"}
-    await store.enqueue(old, "digest", "slot-1", payload)  # owed at both ids
-    await store.enqueue(new, "digest", "slot-1", payload)
-    await store.enqueue(old, "alert", "a2", {"article_id": "a2", "lang": "en"})  # only here
+    await store.subscriptions.subscribe(old, "en")
+    await store.subscriptions.subscribe(new, "de")  # someone sent /start in the supergroup already
+    payload = DigestOwed(("a1",))
+    await store.ledger.enqueue(old, "slot-1", payload)  # owed at both ids
+    await store.ledger.enqueue(new, "slot-1", payload)
+    await store.ledger.enqueue(old, "a2", AlertOwed("a2"))  # only here
     fake = FakeChat(clock=clock)
     fake.fail_for["-42"] = DeliveryError("migrated", migrated_to="-10042")
     await make_outbox(store, fake, clock).drain()
     got = sorted((c.chat_id, type(p).__name__) for c, p, _ in fake.sent)
     assert got == [("-10042", "Alert"), ("-10042", "Digest")]  # each once, at the new id
-    assert await store.subscription(old) is None
-    merged = await store.subscription(new)
+    assert await store.subscriptions.subscription(old) is None
+    merged = await store.subscriptions.subscription(new)
     assert merged is not None and merged.active and merged.lang == "de"  # the existing one kept
-    statuses = sorted((r["chat_id"], r["kind"], r["status"]) for r in await store.deliveries())
+    statuses = sorted(
+        (r["chat_id"], r["kind"], r["status"]) for r in await store.ledger.deliveries()
+    )
     assert statuses == [
         ("-10042", "alert", "sent"),
         ("-10042", "digest", "sent"),
@@ -615,16 +640,18 @@ async def test_a_partly_delivered_digest_resumes_after_the_last_acknowledged_par
         words = " ".join(f"w{n}v{k}" for k in range(12))
         title = f"Item {n}: {words} " + "x" * 60
         text = f"Report {n}: " + " ".join(f"t{n}u{k}" for k in range(40)) + "."
-        await store.add_articles([Article(article_id, title, text, "en", url=f"https://e.x/{n}")])
-    await store.save_verdicts(
+        await store.catalog.add_articles(
+            [Article(article_id, title, text, "en", url=f"https://e.x/{n}")]
+        )
+    await store.catalog.save_verdicts(
         [Verdict(i, True, 0.9, ("fighting",), Level.DIGEST, ("Border",)) for i in ids]
     )
     chat = ChatRef("telegram", "42")
-    await store.subscribe(chat, "en")
-    await store.enqueue(chat, "digest", "slot-1", {"article_ids": ids, "lang": "en"})
-    [row] = await store.claim(clock(), limit=1)
-    await store.release([row.id], None)
-    post = await compose(store, row)
+    await store.subscriptions.subscribe(chat, "en")
+    await store.ledger.enqueue(chat, "slot-1", DigestOwed(tuple(ids)))
+    [row] = await store.ledger.claim(clock(), limit=1)
+    await store.ledger.release([row.id], None)
+    [post] = await store.ledger.compose([[row]], clock())
     assert post is not None
     parts = telegram_html(post)
     assert len(parts) >= 4, len(parts)
@@ -636,7 +663,13 @@ async def test_a_partly_delivered_digest_resumes_after_the_last_acknowledged_par
         )
         await adapter.start(no_replies)
         try:
-            await Outbox(store, {"telegram": adapter}, clock=clock, sleep=clock.sleep).drain()
+            await Outbox(
+                store.ledger,
+                store.subscriptions,
+                {"telegram": adapter},
+                clock=clock,
+                sleep=clock.sleep,
+            ).drain()
         finally:
             await adapter.stop()
         delivered = [m.text for m in tg.sent]
@@ -644,7 +677,7 @@ async def test_a_partly_delivered_digest_resumes_after_the_last_acknowledged_par
     # Every part arrived once, in order: part 1 was not sent again.
     assert delivered == parts
     assert calls == len(parts) + 1  # the one refused part was tried twice
-    [done] = await store.deliveries()
+    [done] = await store.ledger.deliveries()
     assert done["status"] == "sent" and done["attempts"] == 2
     assert json.loads(done["message_ids"]) == [str(m.message_id) for m in tg.sent]
 
@@ -668,13 +701,19 @@ async def test_timed_out_after_delivery_is_sent_again_at_most_once(
         )
         await adapter.start(no_replies)
         try:
-            outbox = Outbox(store, {"telegram": adapter}, clock=clock, sleep=clock.sleep)
+            outbox = Outbox(
+                store.ledger,
+                store.subscriptions,
+                {"telegram": adapter},
+                clock=clock,
+                sleep=clock.sleep,
+            )
             await outbox.drain()
         finally:
             await adapter.stop()
         received = sorted(m.chat_id for m in tg.sent)
     assert received == [101, 102, 102, 103]  # the documented ≤ 1 duplicate, nothing lost
-    rows = {r["chat_id"]: r for r in await store.deliveries()}
+    rows = {r["chat_id"]: r for r in await store.ledger.deliveries()}
     assert {r["status"] for r in rows.values()} == {"sent"}
     assert rows["102"]["attempts"] == 2
     assert rows["101"]["attempts"] == rows["103"]["attempts"] == 1
@@ -686,7 +725,7 @@ async def test_a_hundred_alerts_for_one_group_in_a_minute_are_merged_not_dropped
 ) -> None:
     """Checklist 13: at most 20 messages a minute to one group; the rest merged; none lost."""
     group = ChatRef("telegram", "-100200")
-    await store.subscribe(group, "en")
+    await store.subscriptions.subscribe(group, "en")
     ids = [f"burst-{n:03}" for n in range(100)]
     for article_id in ids:
         await add_article(store, article_id)
@@ -698,7 +737,7 @@ async def test_a_hundred_alerts_for_one_group_in_a_minute_are_merged_not_dropped
         nonlocal owed
         while owed < len(ids) and arrivals[owed] <= clock():
             aid = ids[owed]
-            await store.enqueue(group, "alert", aid, {"article_id": aid, "lang": "en"})
+            await store.ledger.enqueue(group, aid, AlertOwed(aid))
             owed += 1
 
     async def sleep(seconds: float) -> None:
@@ -710,9 +749,9 @@ async def test_a_hundred_alerts_for_one_group_in_a_minute_are_merged_not_dropped
             await sleep(seconds - step)
 
     fake = FakeChat(clock=clock)
-    outbox = Outbox(store, {"telegram": fake}, clock=clock, sleep=sleep)
+    outbox = Outbox(store.ledger, store.subscriptions, {"telegram": fake}, clock=clock, sleep=sleep)
     await arrive()
-    while owed < len(ids) or await store.next_due() is not None:
+    while owed < len(ids) or await store.ledger.next_due() is not None:
         await outbox.drain()
         if owed < len(ids):
             await sleep(0.6)
@@ -726,7 +765,7 @@ async def test_a_hundred_alerts_for_one_group_in_a_minute_are_merged_not_dropped
     ]
     assert sorted(items) == ids  # every alert, exactly once
     assert len(fake.sent) < 40 and any(isinstance(p, Digest) for _, p, _ in fake.sent)
-    assert {r["status"] for r in await store.deliveries()} == {"sent"}
+    assert {r["status"] for r in await store.ledger.deliveries()} == {"sent"}
     took = (max(times) - start).total_seconds()
     print(
         f"100 alerts/min, one group: {len(fake.sent)} messages, {per_minute}/min max, {took:.0f} s"
@@ -739,17 +778,17 @@ async def test_a_pass_composes_off_the_event_loop_with_a_fixed_number_of_queries
     chats = [ChatRef("telegram", str(n)) for n in range(40)]
     for n, chat in enumerate(chats):
         await add_article(store, f"x{n}")
-        await store.subscribe(chat, "en")
-        await store.enqueue(chat, "alert", f"x{n}", {"article_id": f"x{n}", "lang": "en"})
-        await store.enqueue(chat, "digest", "slot", {"article_ids": [f"x{n}"], "lang": "en"})
+        await store.subscriptions.subscribe(chat, "en")
+        await store.ledger.enqueue(chat, f"x{n}", AlertOwed(f"x{n}"))
+        await store.ledger.enqueue(chat, "slot", DigestOwed((f"x{n}",)))
     threads: set[str] = set()
-    real_build = outbox_module.build_post
+    real_build = ledger_module.build_post
 
     def build(*args: Any) -> Post | None:
         threads.add(threading.current_thread().name)
         return real_build(*args)
 
-    monkeypatch.setattr(outbox_module, "build_post", build)
+    monkeypatch.setattr(ledger_module, "build_post", build)
     selects: list[str] = []
 
     def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
@@ -772,20 +811,20 @@ async def test_a_pass_composes_off_the_event_loop_with_a_fixed_number_of_queries
 async def test_outbox_loop_survives_a_locked_sqlite_database(
     settings: Settings, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_pragmas = store_module._sqlite_pragmas
+    real_pragmas = db_module._sqlite_pragmas
 
     def quick_to_give_up(dbapi_connection: Any, record: Any) -> None:
         real_pragmas(dbapi_connection, record)
         # SQLite's own wait for a lock, 5 s in production, shortened so the test needs no time.
         dbapi_connection.cursor().execute("PRAGMA busy_timeout=50")
 
-    monkeypatch.setattr(store_module, "_sqlite_pragmas", quick_to_give_up)
+    monkeypatch.setattr(db_module, "_sqlite_pragmas", quick_to_give_up)
     url = settings.storage.url()
     async with Store.open(url) as store:
         chat = ChatRef("telegram", "1")
         await add_article(store, "a1")
-        await store.subscribe(chat, "en")
-        await store.enqueue(chat, "alert", "a1", {"article_id": "a1", "lang": "en"})
+        await store.subscriptions.subscribe(chat, "en")
+        await store.ledger.enqueue(chat, "a1", AlertOwed("a1"))
         other = sqlite3.connect(str(settings.storage.data_dir / "newsbot.sqlite3"))
         fake = FakeChat(clock=clock)
         real_send = fake.send
@@ -806,7 +845,7 @@ async def test_outbox_loop_survives_a_locked_sqlite_database(
             assert len(fake.sent) == 1 and not task.done()
             other.rollback()  # the lock is released
             await until(lambda: outbox.sent == 1, task)
-            await store.enqueue(chat, "alert", "a2", {"article_id": "a1", "lang": "en"})
+            await store.ledger.enqueue(chat, "a2", AlertOwed("a1"))
             fake.send = real_send  # type: ignore[method-assign]
             outbox.wake()
             await until(lambda: outbox.sent == 2, task)
@@ -815,8 +854,164 @@ async def test_outbox_loop_survives_a_locked_sqlite_database(
             stop.set()
             await asyncio.wait_for(task, 30)
         assert len(fake.sent) == 2  # the acknowledged send was recorded, not repeated
-        rows = await store.deliveries()
+        rows = await store.ledger.deliveries()
         assert [(r["key"], r["status"], r["attempts"]) for r in rows] == [
             ("a1", "sent", 1),
             ("a2", "sent", 1),
         ]
+
+
+# --- two senders on one ledger: leases ---------------------------------------------------------
+
+
+async def sent_rows(store: Store) -> int:
+    return sum(1 for row in await store.ledger.deliveries() if row["status"] == "sent")
+
+
+async def add_long_story(store: Store, ids: Sequence[str]) -> None:
+    """Articles of distinct events whose digest needs several Telegram messages."""
+    for n, article_id in enumerate(ids):
+        words = " ".join(f"w{n}v{k}" for k in range(12))
+        text = f"Report {n}: " + " ".join(f"t{n}u{k}" for k in range(40)) + "."
+        await store.catalog.add_articles(
+            [
+                Article(
+                    article_id, f"Item {n}: {words} " + "x" * 60, text, "en", url=f"https://e.x/{n}"
+                )
+            ]
+        )
+    await store.catalog.save_verdicts(
+        [Verdict(i, True, 0.9, ("fighting",), Level.DIGEST, ("Border",)) for i in ids]
+    )
+
+
+@pytest.mark.reliability
+async def test_two_instances_send_each_digest_once_through_a_flood_wait_longer_than_the_lease() -> (
+    None
+):
+    """Two outboxes (two engines) on PostgreSQL; a 3 s flood wait outlasts the 2 s claim lease.
+
+    A digest of several parts waits out a flood wait between its parts (the adapter honours it
+    rather than leave the rest to the ledger): the row must stay claimed meanwhile.
+    """
+    if not postgres_available():
+        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432 (set NEWSBOT_TEST_POSTGRES_URL)")
+    chats = [ChatRef("telegram", str(20_000 + n)) for n in range(40)]
+    ids = [f"long-{n:02}" for n in range(12)]
+    async with Store.open(POSTGRES_URL) as one, Store.open(POSTGRES_URL) as two:
+        await clear_postgres(one)
+        await add_long_story(one, ids)
+        for chat in chats:
+            await one.subscriptions.subscribe(chat, "en")
+        payload = DigestOwed(tuple(ids))
+        owed = [(chat, "slot", payload, None) for chat in chats]
+        assert await one.ledger.enqueue_many(owed) == 40
+        [row] = await one.ledger.claim(datetime.now(UTC), limit=1)
+        await one.ledger.release([row.id], None)
+        [post] = await one.ledger.compose([[row]], datetime.now(UTC))
+        assert post is not None
+        parts = telegram_html(post)
+        assert len(parts) >= 2
+        async with FakeTelegram(token=TOKEN) as tg:
+            # After the first message, a bot-wide flood wait: every send in the next 3 s gets 429.
+            tg.script("sendMessage", FakeDelay(0.0, delivered=True), FakeError.too_many_requests(3))
+            adapters = [
+                TelegramChat(
+                    TOKEN,
+                    TelegramSettings(api_url=tg.base_url),
+                    request=tg.request(),
+                    get_updates_request=tg.request(),
+                    part_interval=0.0,
+                )
+                for _ in range(2)
+            ]
+            for adapter in adapters:
+                await adapter.start(no_replies)
+            outboxes = [
+                Outbox(store.ledger, store.subscriptions, {"telegram": adapter}, lease_seconds=2.0)
+                for store, adapter in zip((one, two), adapters, strict=True)
+            ]
+            stop = asyncio.Event()
+            tasks = [asyncio.create_task(outbox.run(stop, idle_seconds=0.2)) for outbox in outboxes]
+            try:
+                async with asyncio.timeout(90):
+                    while await sent_rows(one) < 40:  # noqa: ASYNC110 - the ledger is the event
+                        await asyncio.sleep(0.2)
+            finally:
+                stop.set()
+                await asyncio.gather(*tasks)
+                for adapter in adapters:
+                    await adapter.stop()
+        received = [(s.chat_id, s.visible_text) for s in tg.sent]
+    assert tg.rejected_429 >= 1  # the flood wait did happen
+    assert sum(outbox.renewals for outbox in outboxes) >= 1  # held through the flood wait
+    # Every chat got every part of its digest, and nothing twice.
+    assert len(received) == len(set(received)), f"{len(received) - len(set(received))} duplicates"
+    assert len(received) == 40 * len(parts)
+    assert {chat_id for chat_id, _ in received} == {int(chat.chat_id) for chat in chats}
+
+
+@pytest.mark.reliability
+async def test_a_live_sender_keeps_its_rows_and_a_sigkilled_one_frees_them_after_the_lease() -> (
+    None
+):
+    """PostgreSQL, two instances, a 2 s lease: a slow sender holds its batch for as long as it
+    lives; after kill -9 the other instance sends the rest one lease later, nothing lost and
+    at most the in-flight sends twice."""
+    if not postgres_available():
+        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432 (set NEWSBOT_TEST_POSTGRES_URL)")
+    chats = [ChatRef("console", f"c{i:03}") for i in range(30)]
+    async with Store.open(POSTGRES_URL) as store:
+        await clear_postgres(store)
+        await owe_digests(store, chats)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            KILLED_SENDER,
+            POSTGRES_URL,
+            "2.0",
+            stdin=PIPE,
+            stdout=PIPE,
+            cwd=str(ROOT),
+        )
+        assert process.stdin is not None and process.stdout is not None
+        fake = FakeChat(platform="console")
+        other = Outbox(store.ledger, store.subscriptions, {"console": fake}, lease_seconds=2.0)
+        stop = asyncio.Event()
+        task: asyncio.Task[None] | None = None
+        before: list[str] = []
+        loop = asyncio.get_running_loop()
+        try:
+            process.stdin.write(b"go\n" * 10)
+            await process.stdin.drain()
+            async with asyncio.timeout(60):
+                while len(before) < 10:
+                    before.append((await process.stdout.readline()).decode().strip())
+            # The first sender claimed the whole batch and is stuck on its 11th send: for
+            # three leases the other instance must leave its rows alone.
+            task = asyncio.create_task(other.run(stop, idle_seconds=0.2))
+            await asyncio.sleep(6.0)
+            assert fake.sent == [] and not task.done()
+            process.send_signal(signal.SIGKILL)
+            killed = loop.time()
+            await asyncio.wait_for(process.wait(), 10)
+            async with asyncio.timeout(60):
+                while not fake.sent:  # noqa: ASYNC110 - the fake records, nothing to wait on
+                    await asyncio.sleep(0.05)
+            taken_after = loop.time() - killed
+            await until(lambda: len(fake.sent) >= len(chats) - len(before), task)
+        finally:
+            stop.set()
+            if task is not None:
+                await asyncio.wait_for(task, 30)
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        assert {r["status"] for r in await store.ledger.deliveries()} == {"sent"}
+    after = [chat.chat_id for chat, _, _ in fake.sent]
+    received = before + after
+    assert sorted(set(received)) == sorted(c.chat_id for c in chats)  # nothing lost
+    duplicates = len(received) - len(set(received))
+    assert duplicates <= 8  # at most the sends that were in flight
+    assert taken_after <= 2.0 + 1.5  # one lease (renewed at most 2/3 of a lease before the kill)
+    print(f"kill -9 after 10/30: taken over {taken_after:.1f} s later, {duplicates} duplicates")

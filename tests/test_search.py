@@ -68,8 +68,8 @@ def test_memory_index_ranks_and_replaces() -> None:
 async def test_store_index_is_written_with_the_article_and_pruned(db: tuple[Store, sa.URL]) -> None:
     store, url = db
     old = datetime.now(UTC) - timedelta(days=40)
-    await store.add_articles([MARKET], seen_at=old)
-    await store.add_articles([TALKS, STORM])
+    await store.catalog.add_articles([MARKET], seen_at=old)
+    await store.catalog.add_articles([TALKS, STORM])
     index = await asyncio.to_thread(StoreIndex, url)
     try:
         assert await asyncio.to_thread(len, index) == 3
@@ -84,7 +84,9 @@ async def test_store_index_is_written_with_the_article_and_pruned(db: tuple[Stor
         )
         assert got.text is not None and "Wednesday" in got.text
         # Replacing an article replaces its row; pruning removes the old one's.
-        await store.add_articles([Article(id="s-en-1", title="Calm", text="Quiet.", lang="en")])
+        await store.catalog.add_articles(
+            [Article(id="s-en-1", title="Calm", text="Quiet.", lang="en")]
+        )
         assert await asyncio.to_thread(index.search, "storm Portmoor", 2) == []
         await store.prune(datetime.now(UTC) - timedelta(days=30))
         assert await asyncio.to_thread(len, index) == 2

@@ -23,6 +23,7 @@ from bot.chat import Handler, StartError
 from bot.chat.slack import SlackChat, verify_request
 from bot.config import Settings, SlackSettings
 from bot.conversation import Conversation
+from bot.ledger import AlertOwed
 from bot.models import Alert, Article, ChatRef, DigestItem, Inbound, Post
 from bot.outbox import Outbox
 from bot.store import Store
@@ -160,7 +161,7 @@ async def test_command_is_acked_before_the_work_runs(
         [reply] = await slack.wait_for_messages(1)
     assert reply.method == "chat.postEphemeral" and reply.user == ADMIN
     assert "Subscribed" in reply.visible
-    subscription = await store.subscription(ChatRef("slack", CHANNEL))
+    subscription = await store.subscriptions.subscription(ChatRef("slack", CHANNEL))
     assert subscription is not None and subscription.active
 
 
@@ -175,8 +176,8 @@ async def test_non_admin_is_refused_admins_and_configured_users_allowed(
         for text in ("subscribe", "settings alerts off", "sources add https://news.example/rss"):
             assert await command(adapter, MEMBER, text) == 200
         await slack.wait_for_messages(3)
-        assert await store.subscription(ChatRef("slack", CHANNEL)) is None
-        assert await store.sources() == []
+        assert await store.subscriptions.subscription(ChatRef("slack", CHANNEL)) is None
+        assert await store.sources.active() == []
         assert await command(adapter, MEMBER, "settings") == 200  # looking is fine
         await slack.wait_for_messages(4)
         assert await command(adapter, "UCONFIG", "subscribe", channel=OTHER) == 200
@@ -185,7 +186,7 @@ async def test_non_admin_is_refused_admins_and_configured_users_allowed(
     assert all("Only chat administrators" in r for r in refusals)
     assert "Subscribed: no" in slack.messages[3].visible
     assert "Subscribed" in slack.messages[4].visible
-    assert (await store.subscription(ChatRef("slack", OTHER))) is not None
+    assert (await store.subscriptions.subscription(ChatRef("slack", OTHER))) is not None
     # users.info once for the member (cached), never for the configured admin
     assert [c["user"] for c in slack.calls_to("users.info")] == [MEMBER]
 
@@ -233,7 +234,7 @@ async def test_forged_stale_replayed_and_malformed_requests_get_401_never_500(
         }
         raw_status, _ = await deliver(adapter, raw, raw_headers)
         assert await settle(slack) == 0
-        assert await store.subscription(ChatRef("slack", CHANNEL)) is None
+        assert await store.subscriptions.subscription(ChatRef("slack", CHANNEL)) is None
         valid, _ = await deliver(adapter, body, good, content_type=FORM)
         await slack.wait_for_messages(1)
         replay, _ = await deliver(adapter, body, good, content_type=FORM)  # same request again
@@ -317,16 +318,16 @@ async def test_question_in_an_alert_thread_is_scoped_and_answered_there(
 ) -> None:
     index, article = seeded
     chat = ChatRef("slack", CHANNEL)
-    await store.subscribe(chat, "en")
+    await store.subscriptions.subscribe(chat, "en")
     await jobs.route(
-        [(article, (await store.entries([article.id]))[0][1])],
+        [(article, (await store.catalog.entries([article.id]))[0][1])],
         store,
         None,
         alert_threshold=0.0,
         now=datetime.now(UTC),
     )
     async with running(slack, settings, store, index) as adapter:
-        outbox = Outbox(store, {"slack": adapter})
+        outbox = Outbox(store.ledger, store.subscriptions, {"slack": adapter})
         await outbox.drain()
         [alert] = await slack.wait_for_messages(1)
         question = mention(CHANNEL, MEMBER, "who attends from Germany?", "2.0001", alert.ts)
@@ -396,7 +397,7 @@ async def test_why_and_vote_buttons(
 ) -> None:
     index, article = seeded
     async with running(slack, settings, store, index) as adapter:
-        [(stored, verdict)] = await store.entries([article.id])
+        [(stored, verdict)] = await store.catalog.entries([article.id])
         await adapter.send(ChatRef("slack", CHANNEL), Alert(digest.item(stored, verdict)))
         [alert] = await slack.wait_for_messages(1)
         for action_id in ("why", "vote_up"):
@@ -406,7 +407,7 @@ async def test_why_and_vote_buttons(
         _, why, thanks = await slack.wait_for_messages(3, within=15)
     assert why.thread_ts == alert.ts and "Score" in why.visible
     assert thanks.method == "chat.postEphemeral" and thanks.visible.startswith("Thanks")
-    [(voted, relevant)] = await store.feedback_examples()
+    [(voted, relevant)] = await store.catalog.feedback_examples()
     assert voted.id == article.id and relevant is True
 
 
@@ -457,14 +458,16 @@ async def test_429_retry_after_pauses_sending_and_retries_once(
     clock = VirtualClock()
     slack.clock = lambda: clock().timestamp()
     chat = ChatRef("slack", CHANNEL)
-    await store.enqueue(chat, "alert", article.id, {"article_id": article.id, "lang": "en"})
+    await store.ledger.enqueue(chat, article.id, AlertOwed(article.id))
     slack.fail_next("chat.postMessage", "ratelimited", status=429, retry_after=3)
     async with running(slack, settings, store) as adapter:
-        outbox = Outbox(store, {"slack": adapter}, clock=clock, sleep=clock.sleep)
+        outbox = Outbox(
+            store.ledger, store.subscriptions, {"slack": adapter}, clock=clock, sleep=clock.sleep
+        )
         started = clock()
         await outbox.drain()
     attempts = slack.calls_to("chat.postMessage")
-    [row] = await store.deliveries()
+    [row] = await store.ledger.deliveries()
     assert len(attempts) == 2 and len(slack.messages) == 1
     assert (clock() - started).total_seconds() >= 3.0
     assert slack.messages[0].at - started.timestamp() >= 3.0
@@ -568,10 +571,10 @@ async def test_replies_and_alerts_share_the_per_channel_pace(
     index, article = seeded
     pacing = app.ReplyPacing()
     async with running(slack, settings, store, index, pace=pacing) as adapter:
-        outbox = Outbox(store, {"slack": adapter})
+        outbox = Outbox(store.ledger, store.subscriptions, {"slack": adapter})
         pacing.outbox = outbox
         chat = ChatRef("slack", CHANNEL)
-        await store.enqueue(chat, "alert", article.id, {"article_id": article.id, "lang": "en"})
+        await store.ledger.enqueue(chat, article.id, AlertOwed(article.id))
         await outbox.drain()
         for text in ("help", "settings", "digest", "sources"):
             assert await command(adapter, ADMIN, text) == 200

@@ -20,6 +20,7 @@ from bot.chat.render import utf16_len
 from bot.chat.telegram import TelegramChat
 from bot.config import Settings, TelegramSettings
 from bot.conversation import Conversation
+from bot.ledger import AlertOwed, DigestOwed
 from bot.models import Alert, Article, ChatRef, Digest, DigestItem
 from bot.outbox import Outbox, RetryPolicy
 from bot.store import Store
@@ -90,7 +91,14 @@ def virtual_outbox(
     store: Store, adapter: TelegramChat, clock: VirtualClock, **kwargs: Any
 ) -> Outbox:
     """An Outbox whose pacing, back-off and retry-after waits pass in virtual time."""
-    return Outbox(store, {"telegram": adapter}, clock=clock, sleep=clock.sleep, **kwargs)
+    return Outbox(
+        store.ledger,
+        store.subscriptions,
+        {"telegram": adapter},
+        clock=clock,
+        sleep=clock.sleep,
+        **kwargs,
+    )
 
 
 # --- commands and questions ------------------------------------------------------------------
@@ -104,7 +112,7 @@ async def test_start_in_private_welcomes_subscribes_and_registers_menus(
         [reply] = await tg.wait_for_sent(1)
     assert "/subscribe" in reply.visible_text and "Subscribed" in reply.visible_text
     assert reply.reply_to_message_id == update["message"]["message_id"]
-    subscription = await store.subscription(tg_chat(USER))
+    subscription = await store.subscriptions.subscription(tg_chat(USER))
     assert subscription is not None and subscription.active
     english = {c["command"] for c in tg.my_commands()}
     assert english == {"start", "help", "subscribe", "unsubscribe", "digest", "settings"} | {
@@ -151,7 +159,7 @@ async def test_topic_subscription_targets_its_thread(
     async with running(tg, settings, store, index) as adapter:
         tg.push_message(FORUM, "/subscribe", user=7, chat_type="supergroup", thread_id=5)
         [reply] = await tg.wait_for_sent(1)
-        [subscription] = await store.subscriptions()
+        [subscription] = await store.subscriptions.active()
         sent = await adapter.send(subscription.chat, await _alert(store, article))
     assert subscription.chat == tg_chat(FORUM, 5)
     assert reply.message_thread_id == 5
@@ -295,7 +303,7 @@ async def test_why_and_feedback_buttons(
     assert why["callback_query"]["id"] in tg.callback_answers
     assert tg.callback_answers[vote_id]["text"].startswith("Thanks")
     assert len(tg.sent) == 2  # a vote is acknowledged by a toast, not a message
-    [(voted, relevant)] = await store.feedback_examples()
+    [(voted, relevant)] = await store.catalog.feedback_examples()
     assert voted.id == article.id and relevant is True
 
 
@@ -306,8 +314,8 @@ async def test_retry_after_is_honoured_and_the_message_delivered_once(
     tg: FakeTelegram, settings: Settings, store: Store, seeded: tuple[qa.Index, Article]
 ) -> None:
     _, article = seeded
-    await store.subscribe(tg_chat(USER), "en")
-    await store.enqueue(tg_chat(USER), "alert", "s1", {"article_id": article.id, "lang": "en"})
+    await store.subscriptions.subscribe(tg_chat(USER), "en")
+    await store.ledger.enqueue(tg_chat(USER), "s1", AlertOwed(article.id))
     clock = VirtualClock(datetime.now(UTC))
     # The fake's flood wait runs on the same virtual clock: a send before it ends gets 429 too.
     async with FakeTelegram(
@@ -323,7 +331,7 @@ async def test_retry_after_is_honoured_and_the_message_delivered_once(
     assert fake.rejected_429 == 1 and len(fake.sent) == 1
     assert (fake.sent[0].time - attempts[0].time) >= 5.0  # nothing sent during the pause
     assert (clock() - began).total_seconds() >= 5.0
-    [row] = await store.deliveries("sent")
+    [row] = await store.ledger.deliveries("sent")
     assert row["attempts"] == 1  # a flood wait is not a failed attempt
 
 
@@ -332,16 +340,16 @@ async def test_blocked_chat_is_deactivated_and_the_fan_out_goes_on(
 ) -> None:
     _, article = seeded
     for chat_id in (101, 102, 103):
-        await store.subscribe(tg_chat(chat_id), "en")
-        payload = {"article_ids": [article.id], "lang": "en"}
-        await store.enqueue(tg_chat(chat_id), "digest", "slot", payload)
+        await store.subscriptions.subscribe(tg_chat(chat_id), "en")
+        payload = DigestOwed((article.id,))
+        await store.ledger.enqueue(tg_chat(chat_id), "slot", payload)
     tg.block(102)
     async with running(tg, settings, store) as adapter:
         outbox = virtual_outbox(store, adapter, VirtualClock(datetime.now(UTC)))
         await outbox.drain()
     assert outbox.sent == 2
     assert sorted(s.chat_id for s in tg.sent) == [101, 103]
-    blocked = await store.subscription(tg_chat(102))
+    blocked = await store.subscriptions.subscription(tg_chat(102))
     assert blocked is not None and not blocked.active
     assert len(tg.calls_to("sendMessage")) == 3  # never retried
 
@@ -350,16 +358,16 @@ async def test_migrated_group_is_moved_and_the_message_resent_once(
     tg: FakeTelegram, settings: Settings, store: Store, seeded: tuple[qa.Index, Article]
 ) -> None:
     _, article = seeded
-    await store.subscribe(tg_chat(GROUP), "en")
-    await store.enqueue(tg_chat(GROUP), "alert", "s1", {"article_id": article.id, "lang": "en"})
+    await store.subscriptions.subscribe(tg_chat(GROUP), "en")
+    await store.ledger.enqueue(tg_chat(GROUP), "s1", AlertOwed(article.id))
     tg.migrate_chat(GROUP, -1009999)
     async with running(tg, settings, store) as adapter:
         outbox = virtual_outbox(store, adapter, VirtualClock(datetime.now(UTC)))
         await outbox.drain()
     assert outbox.sent == 1
     assert [s.chat_id for s in tg.sent] == [-1009999]
-    assert await store.subscription(tg_chat(GROUP)) is None
-    moved = await store.subscription(tg_chat(-1009999))
+    assert await store.subscriptions.subscription(tg_chat(GROUP)) is None
+    moved = await store.subscriptions.subscription(tg_chat(-1009999))
     assert moved is not None and moved.active
 
 
@@ -367,7 +375,7 @@ async def test_server_errors_are_retried(
     tg: FakeTelegram, settings: Settings, store: Store, seeded: tuple[qa.Index, Article]
 ) -> None:
     _, article = seeded
-    await store.enqueue(tg_chat(USER), "alert", "s1", {"article_id": article.id, "lang": "en"})
+    await store.ledger.enqueue(tg_chat(USER), "s1", AlertOwed(article.id))
     tg.script("sendMessage", FakeError.server_error(502))
     async with running(tg, settings, store) as adapter:
         clock = VirtualClock(datetime.now(UTC))
@@ -439,7 +447,9 @@ async def test_webhook_checks_the_secret_token(
         assert await tg.deliver_webhook(url, real, secret_token=secret) == 200
         [reply] = await tg.wait_for_sent(1)
     assert "/subscribe" in reply.visible_text
-    assert await store.subscription(tg_chat(USER)) is None  # the forged update did nothing
+    assert (
+        await store.subscriptions.subscription(tg_chat(USER)) is None
+    )  # the forged update did nothing
     assert tg.calls_to("getUpdates") == []
 
 
@@ -559,7 +569,7 @@ async def test_webhook_answers_hostile_requests_with_403_or_400_never_500(
         "no update_id": 400,
         "bad message": 400,
     }
-    assert tg.sent == [] and await store.subscription(tg_chat(chat_id)) is None
+    assert tg.sent == [] and await store.subscriptions.subscription(tg_chat(chat_id)) is None
     # Our own lines (the libraries' are redacted by the handler: tests/test_logs.py).
     logged = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("bot."))
     assert "malformed update refused" in logged
@@ -640,7 +650,7 @@ async def test_newsbot_run_with_token_and_api_url_from_the_environment(settings:
 async def _alert(store: Store, article: Article) -> Alert:
     from bot import digest
 
-    [(stored, verdict)] = await store.entries([article.id])
+    [(stored, verdict)] = await store.catalog.entries([article.id])
     return Alert(digest.item(stored, verdict))
 
 

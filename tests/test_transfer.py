@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from bot import transfer
+from bot.ledger import AlertOwed
 from bot.models import Article, ChatRef, Level, Preferences, Verdict
 from bot.store import Store
 
@@ -18,18 +19,22 @@ CHAT = ChatRef("telegram", "-1001", "7")
 async def fill(store: Store) -> None:
     first = Article("a1", "Truppen an der Grenze", "Russland zieht Truppen zusammen.", "de")
     second = Article("a2", "Troops at the border", "Russia masses troops.", "en", url="https://x/2")
-    await store.add_articles([first, second], seen_at=datetime(2026, 1, 2, 8, 0, 1, 250, UTC))
-    await store.save_verdicts(
+    await store.catalog.add_articles(
+        [first, second], seen_at=datetime(2026, 1, 2, 8, 0, 1, 250, UTC)
+    )
+    await store.catalog.save_verdicts(
         [
             Verdict("a1", True, 0.93, ("Truppen",), Level.ALERT, ("Russland",)),
             Verdict("a2", True, 0.91, ("troops",), Level.ALERT, ("Russia",)),
         ]
     )
-    await store.set_stories({"a2": "a1"})
-    await store.subscribe(CHAT, "de", Preferences(timezone="Europe/Berlin", countries=("Ukraine",)))
-    await store.add_source("https://feeds.example.org/w.xml", name="W", added_by="telegram:-1001")
-    await store.enqueue(CHAT, "alert", "a1", {"article_id": "a1", "lang": "de"})
-    await store.add_feedback("a1", CHAT, "u1", True)
+    await store.catalog.set_stories({"a2": "a1"})
+    await store.subscriptions.subscribe(
+        CHAT, "de", Preferences(timezone="Europe/Berlin", countries=("Ukraine",))
+    )
+    await store.sources.add("https://feeds.example.org/w.xml", name="W", added_by="telegram:-1001")
+    await store.ledger.enqueue(CHAT, "a1", AlertOwed("a1", "de"))
+    await store.catalog.add_feedback("a1", CHAT, "u1", True)
 
 
 async def dump(store: Store) -> list[dict[str, object]]:
@@ -63,8 +68,8 @@ async def test_sqlite_to_postgres_and_back_loses_nothing(
     assert counts["articles"] == 2 and counts["deliveries"] == 1
     assert await dump(empty_postgres) == original
     # The moved deployment works on: new rows get fresh ids after the imported ones.
-    assert await empty_postgres.enqueue(CHAT, "alert", "a9", {"article_id": "a2"})
-    ids = [row["id"] for row in await empty_postgres.deliveries()]
+    assert await empty_postgres.ledger.enqueue(CHAT, "a9", AlertOwed("a2"))
+    ids = [row["id"] for row in await empty_postgres.ledger.deliveries()]
     assert len(set(ids)) == 2
     back = await dump(empty_postgres)
     async with Store.open(f"sqlite+aiosqlite:///{tmp_path / 'again.sqlite3'}") as again:
@@ -72,9 +77,9 @@ async def test_sqlite_to_postgres_and_back_loses_nothing(
             again, transfer.read_records([json.dumps(r) for r in back], "back.jsonl")
         )
         assert await dump(again) == back
-        entries = await again.entries(["a1"])
+        entries = await again.catalog.entries(["a1"])
         assert entries[0][1].topics == ("Russland",)
-        subscription = await again.subscription(CHAT)
+        subscription = await again.subscriptions.subscription(CHAT)
         assert subscription is not None and subscription.prefs.countries == ("Ukraine",)
 
 
@@ -83,7 +88,7 @@ async def test_import_refuses_a_database_with_data(store: Store) -> None:
     lines = [json.dumps(record) for record in await dump(store)]
     with pytest.raises(transfer.TransferError, match="not empty"):
         await transfer.import_rows(store, transfer.read_records(lines, "x.jsonl"))
-    assert await store.count_articles() == 2
+    assert await store.catalog.count_articles() == 2
 
 
 def test_bad_files_are_named_with_their_line() -> None:
@@ -100,7 +105,8 @@ def test_bad_files_are_named_with_their_line() -> None:
 
 
 async def test_a_database_from_a_newer_newsbot_refuses_to_open(tmp_path: Path) -> None:
-    from bot.store import MIGRATIONS, SchemaTooNew, schema_version
+    from bot.db import SchemaTooNew
+    from bot.schema import MIGRATIONS, schema_version
 
     url = f"sqlite+aiosqlite:///{tmp_path / 'n.sqlite3'}"
     async with Store.open(url) as opened, opened.engine.begin() as conn:
@@ -126,10 +132,10 @@ async def test_a_truncated_export_is_refused_and_nothing_is_imported(
         for cut in (lines[:-1], lines[:3]):
             with pytest.raises(transfer.TransferError, match="truncated"):
                 await transfer.import_rows(new, transfer.read_records(cut, "x.jsonl"))
-            assert await new.count_articles() == 0  # one transaction: all or nothing
+            assert await new.catalog.count_articles() == 0  # one transaction: all or nothing
         damaged = [*lines[:2], *lines[3:]]  # a row missing in the middle
         with pytest.raises(transfer.TransferError, match="do not match"):
             await transfer.import_rows(new, transfer.read_records(damaged, "x.jsonl"))
-        assert await new.count_articles() == 0
+        assert await new.catalog.count_articles() == 0
         await transfer.import_rows(new, transfer.read_records(lines, "x.jsonl"))
-        assert await new.count_articles() == 2
+        assert await new.catalog.count_articles() == 2

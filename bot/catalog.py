@@ -1,0 +1,568 @@
+"""Articles, their verdicts, stories and feedback: what newsbot knows, over SQLAlchemy Core."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from bot import search
+from bot.articles import Rejection, content_hash
+from bot.db import UTCDateTime, aware, utcnow
+from bot.models import Article, ChatRef, Level, Verdict
+from bot.schema import articles, feedback, tombstones, verdicts
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestCounts:
+    """What adding a batch of articles did."""
+
+    new: int = 0
+    updated: int = 0
+    duplicate: int = 0
+    # Records refused at the database's edge (the reason is logged, naming the record and field).
+    rejected: int = 0
+
+    def __add__(self, other: IngestCounts) -> IngestCounts:
+        return IngestCounts(
+            self.new + other.new,
+            self.updated + other.updated,
+            self.duplicate + other.duplicate,
+            self.rejected + other.rejected,
+        )
+
+
+class Catalog:
+    """Stored articles with their verdicts, stories and users' feedback."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def add_articles(
+        self,
+        batch: Iterable[Article],
+        seen_at: datetime | None = None,
+        verdicts: Mapping[str, Verdict] | None = None,
+    ) -> tuple[IngestCounts, list[Article]]:
+        """Store articles; return counts and the articles that are new or changed (to classify).
+
+        `verdicts` (by article id) are stored in the same transaction as their articles, so an
+        article is never left stored without the verdict computed for it.
+        """
+        seen_at = seen_at or utcnow()
+        items = list(batch)
+        cleaned, rejected = clean_batch(items)
+        # An earlier record of an id that a later one in the batch replaced counts as duplicate.
+        superseded = len(items) - len(rejected) - len(cleaned)
+        counts = IngestCounts(duplicate=superseded, rejected=len(rejected))
+        changed: list[Article] = []
+        docs = await asyncio.to_thread(search.documents, cleaned)  # full-text rows: CPU work
+        async with self.engine.begin() as conn:
+            for start in range(0, len(cleaned), 500):
+                chunk = cleaned[start : start + 500]
+                c, ch = await self._add_chunk(conn, chunk, seen_at)
+                await conn.run_sync(search.put, ch, docs)
+                counts += c
+                changed += ch
+            rows = [
+                _verdict_row(verdicts[a.id], seen_at)
+                for a in changed
+                if verdicts is not None and a.id in verdicts
+            ]
+            await _replace_verdicts(conn, rows)
+        return counts, changed
+
+    async def pending_changes(self, batch: Iterable[Article]) -> list[Article]:
+        """The articles of `batch` that `add_articles` would store as new or changed (read only)."""
+        # Rejections are logged once, when the batch is stored.
+        cleaned, _ = clean_batch(batch, quiet=True)
+        changed: list[Article] = []
+        async with self.engine.connect() as conn:
+            for start in range(0, len(cleaned), 500):
+                chunk = cleaned[start : start + 500]
+                _, known_hashes = await _known(conn, chunk)
+                for article in chunk:
+                    digest = content_hash(article.title, article.text)
+                    if digest not in known_hashes:
+                        known_hashes.add(digest)
+                        changed.append(article)
+        return changed
+
+    async def _add_chunk(
+        self,
+        conn: AsyncConnection,
+        chunk: Sequence[Article],
+        seen_at: datetime,
+    ) -> tuple[IngestCounts, list[Article]]:
+        by_id, known_hashes = await _known(conn, chunk)
+        new_rows: list[dict[str, Any]] = []
+        changed: list[Article] = []
+        updated = duplicate = 0
+        for article in chunk:
+            digest = content_hash(article.title, article.text)
+            if digest in known_hashes:
+                duplicate += 1
+                continue
+            known_hashes.add(digest)
+            row = _article_row(article, digest, seen_at)
+            if article.id in by_id:
+                # Same id, new content: the source corrected or extended the story.
+                await conn.execute(articles.update().where(articles.c.id == article.id).values(row))
+                updated += 1
+            else:
+                new_rows.append(row)
+                by_id[article.id] = digest
+            changed.append(article)
+        if new_rows:
+            await conn.execute(articles.insert(), new_rows)
+            # A pruned article that comes back changed is stored again: its tombstone goes.
+            await conn.execute(
+                tombstones.delete().where(tombstones.c.article_id.in_([r["id"] for r in new_rows]))
+            )
+        return IngestCounts(len(new_rows), updated, duplicate), changed
+
+    async def unclassified(self, limit: int = 500) -> list[Article]:
+        """Stored articles without a verdict (a crash between the two, or an old database)."""
+        query = (
+            sa.select(articles)
+            .outerjoin(verdicts, verdicts.c.article_id == articles.c.id)
+            .where(verdicts.c.article_id.is_(None))
+            .order_by(articles.c.seen_at)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return [article_from_row(r._mapping) for r in await conn.execute(query)]
+
+    async def get_article(self, article_id: str) -> Article | None:
+        """One article by id."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(sa.select(articles).where(articles.c.id == article_id))
+            ).first()
+        return article_from_row(row._mapping) if row else None
+
+    async def all_articles(self) -> list[Article]:
+        """Every stored article, newest first."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(sa.select(articles).order_by(articles.c.seen_at.desc()))
+            return [article_from_row(r._mapping) for r in rows]
+
+    async def count_articles(self) -> int:
+        """How many articles are stored."""
+        async with self.engine.connect() as conn:
+            return int(
+                (await conn.execute(sa.select(sa.func.count()).select_from(articles))).scalar() or 0
+            )
+
+    async def save_verdicts(self, batch: Iterable[Verdict], at: datetime | None = None) -> None:
+        """Store (or replace) classifier verdicts."""
+        rows = [_verdict_row(v, at or utcnow()) for v in batch]
+        if not rows:
+            return
+        async with self.engine.begin() as conn:
+            await _replace_verdicts(conn, rows)
+
+    async def scores(self) -> dict[str, float]:
+        """Every article's conflict score (articles not yet classified are absent)."""
+        async with self.engine.connect() as conn:
+            return dict(
+                (await conn.execute(sa.select(verdicts.c.article_id, verdicts.c.score))).all()
+            )
+
+    async def flagged(
+        self, min_score: float, since: datetime | None = None, limit: int = 200
+    ) -> list[tuple[Article, Verdict, datetime]]:
+        """Articles scoring at least `min_score` seen after `since`, best first, with when seen."""
+        query = (
+            sa.select(articles, verdicts)
+            .join(verdicts, verdicts.c.article_id == articles.c.id)
+            .where(verdicts.c.score >= min_score)
+            .order_by(verdicts.c.score.desc(), articles.c.seen_at.desc())
+            .limit(limit)
+        )
+        if since is not None:
+            query = query.where(articles.c.seen_at > since)
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(query)
+            return [
+                (
+                    article_from_row(r._mapping),
+                    _verdict(r._mapping),
+                    aware(r._mapping["seen_at"]) or utcnow(),
+                )
+                for r in rows
+            ]
+
+    async def recent(self, since: datetime, limit: int = 5000) -> list[tuple[Article, str]]:
+        """Articles seen after `since`, newest first, each with its story id."""
+        query = (
+            sa.select(articles)
+            .where(articles.c.seen_at > since)
+            .order_by(articles.c.seen_at.desc())
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(query)
+            return [
+                (article_from_row(r._mapping), r._mapping["story_id"] or r._mapping["id"])
+                for r in rows
+            ]
+
+    async def set_stories(self, stories: dict[str, str]) -> None:
+        """Record which story each article belongs to (article id → first article's id)."""
+        # Most articles start their own story, which NULL already says; write only the others.
+        later = [
+            {"aid": article_id, "sid": story_id}
+            for article_id, story_id in stories.items()
+            if story_id != article_id
+        ]
+        if not later:
+            return
+        statement = (
+            articles.update()
+            .where(articles.c.id == sa.bindparam("aid"))
+            .values(story_id=sa.bindparam("sid"))
+        )
+        async with self.engine.begin() as conn:
+            await conn.execute(statement, later)
+
+    async def story_ids(self, article_ids: Sequence[str]) -> dict[str, str]:
+        """The story each article belongs to (its own id when it is the first report)."""
+        if not article_ids:
+            return {}
+        query = sa.select(articles.c.id, articles.c.story_id).where(
+            articles.c.id.in_(list(article_ids))
+        )
+        async with self.engine.connect() as conn:
+            return {r.id: r.story_id or r.id for r in await conn.execute(query)}
+
+    async def also_reported(self, story_ids: Sequence[str]) -> dict[str, list[Article]]:
+        """Other articles of each story (the later reports), oldest first."""
+        if not story_ids:
+            return {}
+        query = (
+            sa.select(articles)
+            .where(articles.c.story_id.in_(list(story_ids)), articles.c.id != articles.c.story_id)
+            .order_by(articles.c.seen_at)
+        )
+        result: dict[str, list[Article]] = {}
+        async with self.engine.connect() as conn:
+            for row in await conn.execute(query):
+                result.setdefault(row._mapping["story_id"], []).append(
+                    article_from_row(row._mapping)
+                )
+        return result
+
+    async def seen_at(self, article_ids: Sequence[str]) -> dict[str, datetime]:
+        """When each article first appeared."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(articles.c.id, articles.c.seen_at).where(
+                    articles.c.id.in_(list(article_ids))
+                )
+            )
+            return {r.id: aware(r.seen_at) or utcnow() for r in rows}
+
+    async def entries(self, article_ids: Sequence[str]) -> list[tuple[Article, Verdict]]:
+        """Articles with their verdicts, in the order of `article_ids` (missing ones left out)."""
+        query = (
+            sa.select(articles, verdicts)
+            .join(verdicts, verdicts.c.article_id == articles.c.id)
+            .where(articles.c.id.in_(list(article_ids)))
+        )
+        async with self.engine.connect() as conn:
+            found = {
+                r._mapping["id"]: (article_from_row(r._mapping), _verdict(r._mapping))
+                for r in await conn.execute(query)
+            }
+        return [found[i] for i in article_ids if i in found]
+
+    async def add_feedback(
+        self, article_id: str, chat: ChatRef, user_id: str, relevant: bool
+    ) -> None:
+        """Record (or change) one user's judgement of an alert."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                feedback.delete().where(
+                    feedback.c.article_id == article_id,
+                    feedback.c.platform == chat.platform,
+                    feedback.c.chat_id == chat.chat_id,
+                    feedback.c.user_id == user_id,
+                )
+            )
+            await conn.execute(
+                feedback.insert().values(
+                    article_id=article_id,
+                    platform=chat.platform,
+                    chat_id=chat.chat_id,
+                    user_id=user_id,
+                    relevant=relevant,
+                    created_at=utcnow(),
+                )
+            )
+
+    async def feedback_examples(self) -> list[tuple[Article, bool]]:
+        """Articles with the majority judgement of the users who marked them."""
+        query = (
+            sa.select(
+                articles, sa.func.avg(sa.cast(feedback.c.relevant, sa.Integer)).label("share")
+            )
+            .join(feedback, feedback.c.article_id == articles.c.id)
+            .group_by(*articles.c)
+        )
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(query)
+            return [(article_from_row(r._mapping), float(r._mapping["share"]) >= 0.5) for r in rows]
+
+    async def import_feedback(
+        self, judgements: Sequence[tuple[str, bool]], chat: ChatRef
+    ) -> tuple[int, list[str]]:
+        """Record judgements of stored articles as `chat`'s; return (imported, unknown ids)."""
+        ids = list(dict.fromkeys(article_id for article_id, _ in judgements))
+        known: set[str] = set()
+        async with self.engine.begin() as conn:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                query = sa.select(articles.c.id).where(articles.c.id.in_(chunk))
+                known.update((await conn.execute(query)).scalars())
+            # The last judgement of an article in the file wins, as a changed vote does in chat.
+            latest = {article_id: relevant for article_id, relevant in judgements}
+            rows = [
+                {
+                    "article_id": article_id,
+                    "platform": chat.platform,
+                    "chat_id": chat.chat_id,
+                    "user_id": "",
+                    "relevant": relevant,
+                    "created_at": utcnow(),
+                }
+                for article_id, relevant in latest.items()
+                if article_id in known
+            ]
+            for start in range(0, len(rows), 500):
+                chunk_ids = [r["article_id"] for r in rows[start : start + 500]]
+                await conn.execute(
+                    feedback.delete().where(
+                        feedback.c.article_id.in_(chunk_ids),
+                        feedback.c.platform == chat.platform,
+                        feedback.c.chat_id == chat.chat_id,
+                        feedback.c.user_id == "",
+                    )
+                )
+            if rows:
+                await conn.execute(feedback.insert(), rows)
+        return len(rows), [article_id for article_id in ids if article_id not in known]
+
+    async def export_feedback(self) -> list[dict[str, Any]]:
+        """Every judgement, oldest first: id, relevant, platform, chat, user, when."""
+        query = sa.select(feedback).order_by(feedback.c.created_at, feedback.c.id)
+        async with self.engine.connect() as conn:
+            return [
+                {
+                    "id": r.article_id,
+                    "relevant": bool(r.relevant),
+                    "platform": r.platform,
+                    "chat_id": r.chat_id,
+                    "user": r.user_id,
+                    "at": (aware(r.created_at) or utcnow()).isoformat(),
+                }
+                for r in await conn.execute(query)
+            ]
+
+    async def feedback_since(self, since: datetime | None) -> int:
+        """How many judgements were recorded (or changed) after `since` (all when None)."""
+        query = sa.select(sa.func.count()).select_from(feedback)
+        if since is not None:
+            query = query.where(feedback.c.created_at > since)
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar() or 0)
+
+    async def prune(self, before: datetime) -> int:
+        """Delete articles first seen before `before` (with their verdicts); return how many."""
+        async with self.engine.begin() as conn:
+            old = sa.select(articles.c.id).where(articles.c.seen_at < before)
+            # Remember what goes, so a feed that still lists it does not make it new again.
+            await conn.execute(tombstones.delete().where(tombstones.c.article_id.in_(old)))
+            await conn.execute(
+                tombstones.insert().from_select(
+                    ["article_id", "content_hash", "pruned_at"],
+                    sa.select(
+                        articles.c.id, articles.c.content_hash, sa.literal(utcnow(), UTCDateTime())
+                    ).where(articles.c.seen_at < before),
+                )
+            )
+            await conn.execute(verdicts.delete().where(verdicts.c.article_id.in_(old)))
+            await conn.execute(feedback.delete().where(feedback.c.article_id.in_(old)))
+            await conn.run_sync(search.forget, old)
+            gone = await conn.execute(articles.delete().where(articles.c.seen_at < before))
+            return int(gone.rowcount)
+
+
+async def _known(
+    conn: AsyncConnection, chunk: Sequence[Article]
+) -> tuple[dict[str, str], set[str]]:
+    """Stored hashes by id for the chunk's ids, and which of its hashes are known (or pruned)."""
+    ids = [a.id for a in chunk]
+    hashes = [content_hash(a.title, a.text) for a in chunk]
+    by_id = dict(
+        (
+            await conn.execute(
+                sa.select(articles.c.id, articles.c.content_hash).where(articles.c.id.in_(ids))
+            )
+        ).all()
+    )
+    known = set(
+        (
+            await conn.execute(
+                sa.select(articles.c.content_hash).where(articles.c.content_hash.in_(hashes))
+            )
+        ).scalars()
+    )
+    # A tombstone makes a pruned article's content "seen" for good: no second alert.
+    known.update(
+        (
+            await conn.execute(
+                sa.select(tombstones.c.content_hash).where(tombstones.c.content_hash.in_(hashes))
+            )
+        ).scalars()
+    )
+    return by_id, known
+
+
+def _verdict_row(verdict: Verdict, at: datetime) -> dict[str, Any]:
+    return {
+        "article_id": verdict.article_id,
+        "conflict": verdict.conflict,
+        "score": verdict.score,
+        "level": verdict.level.value,
+        "reasons": json.dumps(list(verdict.reasons), ensure_ascii=False),
+        "topics": json.dumps(list(verdict.topics), ensure_ascii=False),
+        "classified_at": at,
+    }
+
+
+async def _replace_verdicts(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    ids = [r["article_id"] for r in rows]
+    await conn.execute(verdicts.delete().where(verdicts.c.article_id.in_(ids)))
+    await conn.execute(verdicts.insert(), list(rows))
+
+
+# Column widths of the articles table: longer values are refused by PostgreSQL.
+ID_MAX, LANG_MAX, PUBLISHED_MAX = 200, 8, 40
+
+
+def _clean_text(value: str) -> str:
+    # PostgreSQL refuses NUL in text, and lone surrogates can't be encoded as UTF-8 at all.
+    text = value.replace("\x00", "")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def _clean_published(value: str | None) -> str | None:
+    """A publication date short enough to store: kept, rewritten as ISO 8601, or dropped."""
+    if value is None:
+        return None
+    value = value.strip()
+    if len(value) <= PUBLISHED_MAX:
+        return value or None
+    from email.utils import parsedate_to_datetime
+
+    for parse in (datetime.fromisoformat, parsedate_to_datetime):
+        try:
+            return parse(value).isoformat()[:PUBLISHED_MAX]
+        except (ValueError, TypeError, IndexError):
+            continue
+    # Unreadable and too long: the article is kept undated (its seen time stands in).
+    return None
+
+
+def clean_article(article: Article) -> Article | Rejection:
+    """The article as the database can store it, or why it can't be stored."""
+    fields = {
+        name: _clean_text(value) if isinstance(value, str) else value
+        for name, value in ((f.name, getattr(article, f.name)) for f in dataclasses.fields(Article))
+    }
+    fields["published"] = _clean_published(fields["published"])
+    where = f"article {fields['id'][:80]!r}"
+    if not fields["id"].strip():
+        return Rejection(where, "id: empty")
+    if len(fields["id"]) > ID_MAX:
+        return Rejection(where, f"id: {len(fields['id'])} characters, at most {ID_MAX}")
+    if len(fields["lang"]) > LANG_MAX:
+        return Rejection(where, f"lang: {fields['lang'][:20]!r} is not a language code")
+    return Article(**fields)
+
+
+def clean_batch(
+    batch: Iterable[Article], *, quiet: bool = False
+) -> tuple[list[Article], list[Rejection]]:
+    """Cleaned articles, one per id (the last record of an id wins), and the rejected records."""
+    kept: dict[str, Article] = {}
+    rejected: list[Rejection] = []
+    for article in batch:
+        result = clean_article(article)
+        if isinstance(result, Rejection):
+            if not quiet:
+                log.warning("rejected %s: %s", result.where, result.reason)
+            rejected.append(result)
+        else:
+            # A later record of the same id corrects the earlier one; keep its position.
+            kept[result.id] = result
+    return list(kept.values()), rejected
+
+
+def _article_row(article: Article, digest: str, seen_at: datetime) -> dict[str, Any]:
+    return {
+        "id": article.id,
+        "content_hash": digest,
+        "title": article.title,
+        "text": article.text,
+        "lang": article.lang,
+        "published": article.published,
+        "place": article.place,
+        "agency": article.agency,
+        "url": article.url,
+        "source": article.source,
+        "seen_at": seen_at,
+    }
+
+
+def article_from_row(row: Any) -> Article:
+    """An article from a row of the articles table."""
+    return Article(
+        id=row["id"],
+        title=row["title"],
+        text=row["text"],
+        lang=row["lang"],
+        published=row["published"],
+        place=row["place"],
+        agency=row["agency"],
+        url=row["url"],
+        source=row["source"],
+    )
+
+
+def _verdict(row: Any) -> Verdict:
+    return Verdict(
+        article_id=row["article_id"],
+        conflict=bool(row["conflict"]),
+        score=float(row["score"]),
+        reasons=tuple(json.loads(row["reasons"])),
+        level=Level(row["level"]),
+        topics=tuple(json.loads(row["topics"])),
+    )

@@ -1,0 +1,192 @@
+"""The tables of newsbot's database and the ordered MIGRATIONS that build and upgrade them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from bot import search
+from bot.db import UTCDateTime
+
+metadata = sa.MetaData()
+
+
+schema_version = sa.Table(
+    "schema_version",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("applied_at", UTCDateTime(), nullable=False),
+)
+
+
+articles = sa.Table(
+    "articles",
+    metadata,
+    sa.Column("id", sa.String(200), primary_key=True),
+    sa.Column("content_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("lang", sa.String(8), nullable=False),
+    sa.Column("published", sa.String(40)),
+    sa.Column("place", sa.Text),
+    sa.Column("agency", sa.Text),
+    sa.Column("url", sa.Text),
+    sa.Column("source", sa.Text),
+    sa.Column("seen_at", UTCDateTime(), nullable=False, index=True),
+    # The first article of the story this one reports again (same event elsewhere); None: itself.
+    sa.Column("story_id", sa.String(200), index=True),
+)
+
+
+verdicts = sa.Table(
+    "verdicts",
+    metadata,
+    sa.Column(
+        "article_id",
+        sa.String(200),
+        sa.ForeignKey("articles.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("conflict", sa.Boolean, nullable=False),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("level", sa.String(16), nullable=False, index=True),
+    sa.Column("reasons", sa.Text, nullable=False),
+    sa.Column("topics", sa.Text, nullable=False),
+    sa.Column("classified_at", UTCDateTime(), nullable=False),
+)
+
+
+subscriptions = sa.Table(
+    "subscriptions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("platform", sa.String(20), nullable=False),
+    sa.Column("chat_id", sa.String(100), nullable=False),
+    # '' not NULL: NULLs never collide in a UNIQUE constraint, so a chat could subscribe twice.
+    sa.Column("thread_id", sa.String(100), nullable=False, server_default=""),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("lang", sa.String(8), nullable=False, server_default="en"),
+    sa.Column("settings", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("last_digest_at", UTCDateTime()),
+    sa.UniqueConstraint("platform", "chat_id", "thread_id"),
+)
+
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("platform", sa.String(20), nullable=False),
+    sa.Column("chat_id", sa.String(100), nullable=False),
+    sa.Column("thread_id", sa.String(100), nullable=False, server_default=""),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("key", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False, index=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text),
+    sa.Column("payload", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime()),
+    sa.Column("sent_at", UTCDateTime()),
+    sa.Column("message_ids", sa.Text),
+    # A claimed row is being sent until this time; a crashed sender's rows are retried after it.
+    sa.Column("lease_until", UTCDateTime()),
+    # From the article appearing (file seen / feed fetched) to the platform acknowledging.
+    sa.Column("latency_ms", sa.Integer),
+    # Parts of a multi-part post the platform acknowledged; a retry resumes after them.
+    sa.Column("parts_sent", sa.Integer, server_default="0"),
+    sa.UniqueConstraint("platform", "chat_id", "thread_id", "kind", "key"),
+)
+
+
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "article_id",
+        sa.String(200),
+        sa.ForeignKey("articles.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("platform", sa.String(20), nullable=False),
+    sa.Column("chat_id", sa.String(100), nullable=False),
+    sa.Column("user_id", sa.String(100), nullable=False, server_default=""),
+    sa.Column("relevant", sa.Boolean, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("article_id", "platform", "chat_id", "user_id"),
+)
+
+
+sources = sa.Table(
+    "sources",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("url", sa.Text, nullable=False, unique=True),
+    sa.Column("name", sa.Text, nullable=False, server_default=""),
+    # "config" sources come from newsbot.toml; others were added in a chat ("telegram:-100…").
+    sa.Column("added_by", sa.String(120), nullable=False, server_default="config"),
+    sa.Column("interval_seconds", sa.Integer, nullable=False, server_default="600"),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("etag", sa.Text),
+    sa.Column("last_modified", sa.Text),
+    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text),
+    sa.Column("next_attempt_at", UTCDateTime()),
+    sa.Column("last_fetched_at", UTCDateTime()),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
+
+
+# What retention pruning deleted: a feed that still lists a pruned story must not make it new.
+tombstones = sa.Table(
+    "tombstones",
+    metadata,
+    sa.Column("article_id", sa.String(200), primary_key=True),
+    sa.Column("content_hash", sa.String(64), nullable=False, index=True),
+    sa.Column("pruned_at", UTCDateTime(), nullable=False),
+)
+
+
+def _create_v1(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[articles, verdicts, subscriptions, deliveries, feedback])
+
+
+def _add_columns(conn: Connection, table: sa.Table, names: Sequence[str]) -> None:
+    present = {column["name"] for column in sa.inspect(conn).get_columns(table.name)}
+    for name in names:
+        if name not in present:
+            column = table.c[name]
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{name}" {kind}'))
+
+
+def _v2_pipeline(conn: Connection) -> None:
+    """Stories, delivery leases and latency, and the sources table."""
+    _add_columns(conn, articles, ["story_id"])
+    _add_columns(conn, deliveries, ["lease_until", "latency_ms"])
+    metadata.create_all(conn, tables=[sources])
+    for index in articles.indexes:
+        index.create(conn, checkfirst=True)
+
+
+def _v3_delivery_core(conn: Connection) -> None:
+    """Multi-part resume in the ledger, and tombstones of pruned articles."""
+    _add_columns(conn, deliveries, ["parts_sent"])
+    metadata.create_all(conn, tables=[tombstones])
+    for index in tombstones.indexes:
+        index.create(conn, checkfirst=True)
+
+
+# Ordered schema upgrades; version N is MIGRATIONS[N-1]. Never edit a shipped step: append one.
+# Steps must be idempotent (check before altering), because migration 1 creates the tables from
+# the live `metadata`, which already has the columns that later steps add to old databases.
+MIGRATIONS: list[Callable[[Connection], None]] = [
+    _create_v1,
+    _v2_pipeline,
+    _v3_delivery_core,
+    search.create_schema,
+]

@@ -1,0 +1,111 @@
+import dataclasses
+import logging
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bot.catalog import IngestCounts
+from bot.models import Article, ChatRef, Level, Verdict
+from bot.store import Store
+
+
+def art(id: str, text: str = "Fighting continued.", title: str = "T") -> Article:
+    return Article(id=id, title=title, text=text, lang="en", source="test")
+
+
+async def test_add_is_idempotent_and_dedupes_content(any_store: Store) -> None:
+    counts, changed = await any_store.catalog.add_articles([art("a"), art("b", "Other text.")])
+    assert counts == IngestCounts(new=2) and len(changed) == 2
+    counts, changed = await any_store.catalog.add_articles([art("a"), art("b", "Other text.")])
+    assert counts == IngestCounts(duplicate=2) and changed == []
+    # The same content under another id is stored once.
+    counts, _ = await any_store.catalog.add_articles([art("c", "Fighting   continued.")])
+    assert counts == IngestCounts(duplicate=1)
+    # Same id, new content: an update.
+    counts, changed = await any_store.catalog.add_articles(
+        [art("a", "Fighting continued, 3 dead.")]
+    )
+    assert counts == IngestCounts(updated=1) and [a.id for a in changed] == ["a"]
+    stored = await any_store.catalog.get_article("a")
+    assert stored is not None and stored.text == "Fighting continued, 3 dead."
+    assert await any_store.catalog.count_articles() == 2
+
+
+async def test_duplicates_inside_one_batch(any_store: Store) -> None:
+    counts, _ = await any_store.catalog.add_articles([art("a"), art("a2")])
+    assert counts == IngestCounts(new=1, duplicate=1)
+
+
+@pytest.mark.reliability
+async def test_a_corrected_record_later_in_one_batch_wins(any_store: Store) -> None:
+    first, fixed = art("a", "Fighting continued."), art("a", "Fighting continued, 3 dead.")
+    counts, changed = await any_store.catalog.add_articles([first, fixed, art("b", "Other.")])
+    assert counts == IngestCounts(new=2, duplicate=1)
+    assert [a.text for a in changed] == ["Fighting continued, 3 dead.", "Other."]
+    stored = await any_store.catalog.get_article("a")
+    assert stored is not None and stored.text == "Fighting continued, 3 dead."
+    # Text and hash agree: the corrected record is a duplicate of itself, the old one a change.
+    assert (await any_store.catalog.add_articles([fixed]))[0] == IngestCounts(duplicate=1)
+    assert (await any_store.catalog.add_articles([first]))[0] == IngestCounts(updated=1)
+
+
+@pytest.mark.reliability
+async def test_bad_records_are_cleaned_or_rejected_alone(
+    any_store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    long_date = "Wednesday, 12 Jan 2022 08:00:00 +0000 (Coordinated)"
+    assert len(long_date) == 51
+    batch = [
+        art("good", "Troops crossed the border."),
+        dataclasses.replace(art("dated", "Shelling overnight."), published=long_date),
+        dataclasses.replace(art("junk-date", "Air strikes."), published="x" * 51),
+        art("nul", "Rockets\u0000 hit the port.", title="Port\u0000 attack"),
+        art("surrogate", "Drone \ud800 strike."),
+        art("x" * 201, "An id too long for the column."),
+        dataclasses.replace(art("lang", "Sanctions."), lang="not-a-language"),
+    ]
+    with caplog.at_level(logging.WARNING):
+        counts, changed = await any_store.catalog.add_articles(batch)
+    assert counts == IngestCounts(new=5, rejected=2)
+    assert {a.id for a in changed} == {"good", "dated", "junk-date", "nul", "surrogate"}
+    rejections = [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
+    assert len(rejections) == 2
+    assert any("id: 201 characters" in m for m in rejections)
+    assert any("lang:" in m for m in rejections)
+    dated = await any_store.catalog.get_article("dated")
+    assert dated is not None and dated.published == "2022-01-12T08:00:00+00:00"
+    undated = await any_store.catalog.get_article("junk-date")
+    assert undated is not None and undated.published is None
+    nul = await any_store.catalog.get_article("nul")
+    assert nul is not None and nul.text == "Rockets hit the port." and nul.title == "Port attack"
+    surrogate = await any_store.catalog.get_article("surrogate")
+    assert surrogate is not None and surrogate.text == "Drone ? strike."
+
+
+async def test_verdicts_and_flagged(any_store: Store) -> None:
+    await any_store.catalog.add_articles([art("a"), art("b", "x"), art("c", "y")])
+    await any_store.catalog.save_verdicts(
+        [
+            Verdict("a", True, 0.9, ("troops",), Level.ALERT, ("Ukraine",)),
+            Verdict("b", False, 0.1, (), Level.IGNORE, ()),
+            Verdict("c", True, 0.6, ("Krieg",), Level.DIGEST, ()),
+        ]
+    )
+    flagged = await any_store.catalog.flagged(0.5)
+    assert [(a.id, v.level) for a, v, _ in flagged] == [("a", Level.ALERT), ("c", Level.DIGEST)]
+    assert flagged[0][1].reasons == ("troops",) and flagged[0][1].topics == ("Ukraine",)
+    assert (
+        await any_store.catalog.flagged(0.5, since=datetime.now(UTC) + timedelta(seconds=1)) == []
+    )
+    assert (await any_store.catalog.scores())["b"] == pytest.approx(0.1)
+
+
+async def test_feedback_majority(any_store: Store) -> None:
+    await any_store.catalog.add_articles([art("a"), art("b", "x")])
+    chat = ChatRef("slack", "C1")
+    await any_store.catalog.add_feedback("a", chat, "u1", True)
+    await any_store.catalog.add_feedback("a", chat, "u1", False)  # changed their mind
+    await any_store.catalog.add_feedback("a", chat, "u2", False)
+    await any_store.catalog.add_feedback("b", chat, "u1", True)
+    examples = {a.id: relevant for a, relevant in await any_store.catalog.feedback_examples()}
+    assert examples == {"a": False, "b": True}
