@@ -526,7 +526,7 @@ def with_also_reported(built: Digest, reports: Mapping[str, list[Article]]) -> D
     items = []
     for entry in built.items:
         others = reports.get(entry.article_id, [])
-        names = tuple(dict.fromkeys((a.agency or a.source or a.id) for a in others))
+        names = tuple(dict.fromkeys((digest.source_of(a) or a.id) for a in others))
         items.append(replace(entry, also_reported_by=names) if names else entry)
     return replace(built, items=tuple(items))
 
