@@ -11,8 +11,10 @@ import math
 import os
 import re
 import tomllib
+from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import accumulate, compress
 from pathlib import Path
 from typing import Protocol
 
@@ -52,6 +54,7 @@ _MAX_REASONS = 6
 _MAX_TOPICS = 3
 _TOKEN_CACHE_LIMIT = 300_000
 
+_NO_GLOBS: frozenset[int] = frozenset()
 _KINDS = ("conflict", "ambiguous", "negative", "region")
 DEFAULT_THRESHOLDS = Thresholds()
 
@@ -107,19 +110,34 @@ class _Lexicon:
     def globs_of(self, token: str) -> frozenset[int]:
         """Glob ids that match one surface token (cached: vocabularies repeat)."""
         hit = self.cache.get(token)
-        if hit is not None:
-            return hit
-        word = token.casefold()
-        found: set[int] = set()
-        for m in self.matcher.finditer(word):
+        if hit is None:
+            self.prime([token])
+            hit = self.cache[token]
+        return hit
+
+    def prime(self, tokens: Iterable[str]) -> None:
+        """Cache the glob ids of every token not seen yet, with one regex pass for all of them."""
+        cache = self.cache
+        new = list(set(tokens).difference(cache))
+        if not new:
+            return
+        if len(cache) + len(new) > _TOKEN_CACHE_LIMIT:
+            cache.clear()
+        # Most words match no core: they all get the shared empty set, in C.
+        cache.update(dict.fromkeys(new, _NO_GLOBS))
+        words = [t.casefold() for t in new]
+        starts = list(accumulate((len(w) + 1 for w in words), initial=0))
+        found: dict[int, set[int]] = {}
+        # Cores are word characters, so no match spans the space between two words.
+        for m in self.matcher.finditer(" ".join(words)):
+            k = bisect_right(starts, m.start()) - 1
+            word, offset = words[k], starts[k]
+            start, end = m.start() - offset, m.end() - offset
             for g in self.core_globs[m.group()]:
-                if self.globs[g].accepts(word, m.start(), m.end()):
-                    found.add(g)
-        result = frozenset(found)
-        if len(self.cache) > _TOKEN_CACHE_LIMIT:
-            self.cache.clear()
-        self.cache[token] = result
-        return result
+                if self.globs[g].accepts(word, start, end):
+                    found.setdefault(k, set()).add(g)
+        for k, ids in found.items():
+            cache[new[k]] = frozenset(ids)
 
 
 def _parse_glob(text: str) -> _Glob:
@@ -266,23 +284,21 @@ class _Hits:
 
 def _scan(lex: _Lexicon, tokens: list[str]) -> _Hits:
     hits = _Hits()
-    i, n = 0, len(tokens)
-    # Most tokens are cached misses: look them up without a method call (the hot loop).
-    cached = lex.cache.get
-    while i < n:
-        gl = cached(tokens[i])
-        if gl is None:
-            gl = lex.globs_of(tokens[i])
-        if not gl:
-            i += 1
+    lex.prime(tokens)
+    gls = list(map(lex.cache.__getitem__, tokens))
+    n = len(tokens)
+    phrases, single = lex.phrases, lex.single
+    consumed = 0
+    # Only the tokens that match some core are visited (the hot loop skips the rest in C).
+    for i in compress(range(n), gls):
+        if i < consumed:
             continue
+        gl = gls[i]
         step = 0
         for g in gl:
-            for cue, rest in lex.phrases.get(g, ()):
+            for cue, rest in phrases.get(g, ()):
                 end = i + 1 + len(rest)
-                if end <= n and all(
-                    r in lex.globs_of(tokens[i + 1 + k]) for k, r in enumerate(rest)
-                ):
+                if end <= n and all(r in gls[i + 1 + k] for k, r in enumerate(rest)):
                     hits.add(cue, " ".join(tokens[i:end]))
                     step = len(rest) + 1
                     break
@@ -290,12 +306,11 @@ def _scan(lex: _Lexicon, tokens: list[str]) -> _Hits:
                 break
         if step:
             # A phrase consumes its words: "price war" must not also count as "war".
-            i += step
+            consumed = i + step
             continue
         for g in gl:
-            for cue in lex.single.get(g, ()):
+            for cue in single.get(g, ()):
                 hits.add(cue, tokens[i])
-        i += 1
     return hits
 
 
