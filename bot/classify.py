@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 from bisect import bisect_right
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate, compress
 from pathlib import Path
@@ -66,8 +66,8 @@ class LexiconError(ValueError):
 class Correction(Protocol):
     """A learned change to the lexicon's log-odds (bot.learn's FeedbackModel is one)."""
 
-    def correction(self, article: Article, logit: float) -> float:
-        """How much to add to `logit`, the lexicon's log-odds for `article`."""
+    def correction(self, article: Article, logit: float, cues: Sequence[str]) -> float:
+        """How much to add to `logit`, the lexicon's log-odds for `article` with these cues."""
         ...
 
 
@@ -445,17 +445,21 @@ def regions(article: Article) -> frozenset[str]:
     return frozenset(region_weights(article))
 
 
-def lexicon_evidence(article: Article) -> tuple[float, tuple[str, ...]]:
-    """The lexicon's log-odds and the names of the cues behind it ("lead:conflict:krieg", ...)."""
-    lex = _lexicon_for(article.lang)
-    ev = _evaluate(lex, article)
+def _cue_names(lex: _Lexicon, ev: _Evidence) -> tuple[str, ...]:
     names: list[str] = []
     for part, hits in (("lead", ev.lead), ("body", ev.body)):
         for cue_id in hits.counts if hits is not None else ():
             cue = lex.cues[cue_id]
             names.append(f"{part}:{cue.kind}:{cue.term}")
             names.append(f"{cue.kind}:{cue.topic}")
-    return ev.z, tuple(names)
+    return tuple(names)
+
+
+def lexicon_evidence(article: Article) -> tuple[float, tuple[str, ...]]:
+    """The lexicon's log-odds and the names of the cues behind it ("lead:conflict:krieg", ...)."""
+    lex = _lexicon_for(article.lang)
+    ev = _evaluate(lex, article)
+    return ev.z, _cue_names(lex, ev)
 
 
 def classify(
@@ -464,12 +468,13 @@ def classify(
     model: Correction | None = None,
 ) -> Verdict:
     """Score one article for conflict relevance and explain the verdict."""
-    ev = _evaluate(_lexicon_for(article.lang), article)
+    lex = _lexicon_for(article.lang)
+    ev = _evaluate(lex, article)
     score = _sigmoid(ev.z)
     reasons = _reasons(ev) if score >= 0.2 else ()
     if model is not None:
         # The feedback model learns corrections to the lexicon's log-odds (see bot.learn).
-        combined = _sigmoid(ev.z + model.correction(article, ev.z))
+        combined = _sigmoid(ev.z + model.correction(article, ev.z, _cue_names(lex, ev)))
         if combined >= 0.5 > score:
             reasons = (*reasons, "similar to articles marked relevant")
         score = combined
