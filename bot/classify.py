@@ -115,14 +115,16 @@ class _Lexicon:
             hit = self.cache[token]
         return hit
 
-    def prime(self, tokens: Iterable[str]) -> None:
+    def prime(self, tokens: Sequence[str]) -> None:
         """Cache the glob ids of every token not seen yet, with one regex pass for all of them."""
         cache = self.cache
         new = list(set(tokens).difference(cache))
         if not new:
             return
         if len(cache) + len(new) > _TOKEN_CACHE_LIMIT:
+            # Bounded memory; every token of this call must still be found afterwards.
             cache.clear()
+            new = list(set(tokens))
         # Most words match no core: they all get the shared empty set, in C.
         cache.update(dict.fromkeys(new, _NO_GLOBS))
         words = [t.casefold() for t in new]
@@ -285,20 +287,20 @@ class _Hits:
 def _scan(lex: _Lexicon, tokens: list[str]) -> _Hits:
     hits = _Hits()
     lex.prime(tokens)
-    gls = list(map(lex.cache.__getitem__, tokens))
+    globs = lex.cache.__getitem__
     n = len(tokens)
     phrases, single = lex.phrases, lex.single
     consumed = 0
     # Only the tokens that match some core are visited (the hot loop skips the rest in C).
-    for i in compress(range(n), gls):
+    for i in compress(range(n), map(globs, tokens)):
         if i < consumed:
             continue
-        gl = gls[i]
+        gl = globs(tokens[i])
         step = 0
         for g in gl:
             for cue, rest in phrases.get(g, ()):
                 end = i + 1 + len(rest)
-                if end <= n and all(r in gls[i + 1 + k] for k, r in enumerate(rest)):
+                if end <= n and all(r in globs(tokens[i + 1 + k]) for k, r in enumerate(rest)):
                     hits.add(cue, " ".join(tokens[i:end]))
                     step = len(rest) + 1
                     break
