@@ -74,7 +74,9 @@ def influence_of(n_positive: int, n_negative: int) -> float:
 
 def _names(article: Article, cues: Sequence[str]) -> set[str]:
     feats: set[str] = {f"x:{cue}" for cue in cues}
-    tokens = _WORD.findall(f"{article.title} {article.text}".casefold())[:_MAX_TOKENS]
+    # 20 characters a word is plenty: long articles are not tokenised past what is used.
+    opening = f"{article.title} {article.text[: 20 * _MAX_TOKENS]}"
+    tokens = _WORD.findall(opening.casefold())[:_MAX_TOKENS]
     lead = tokens[:_LEAD_TOKENS]
     feats.update("l:" + tok for tok in lead)
     feats.update(f"l:{a} {b}" for a, b in itertools.pairwise(lead))
