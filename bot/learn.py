@@ -396,8 +396,10 @@ def retrain(examples: Sequence[tuple[Article, bool]], previous: FeedbackModel | 
     old = _score(previous.predict if previous is not None else lexicon_only, checked)
     if new < old:
         return Retrained(previous, False, new, old)
-    # Good on the slice it never saw: now learn from every judgement.
-    return Retrained(train(examples), True, new, old)
+    # Good on the slice it never saw: now learn from every judgement (with the L2 strength
+    # chosen without the slice, when there was one; each choice costs nine fits).
+    final = train(examples, l2=candidate.l2 if candidate.languages else None)
+    return Retrained(final, True, new, old)
 
 
 _current: dict[Path, tuple[float, FeedbackModel]] = {}
