@@ -45,7 +45,7 @@ _WORD = re.compile(r"\w+")
 # The lead (headline and first sentences) carries the subject: its words and word pairs are
 # features of their own; of the body only the opening words, which also keeps predict cheap.
 _LEAD_TOKENS = 60
-_MAX_TOKENS = 200
+_MAX_TOKENS = 160
 # Corrections apply fully at log-odds 0 and at half strength at ±_GATE_WIDTH (p ≈ 0.05 / 0.95).
 _GATE_WIDTH = 3.0
 # The largest change (in log-odds) the model may make to one article's lexicon score.
@@ -55,7 +55,7 @@ _HALF_INFLUENCE_AT = 10
 # L2 strengths tried by cross-validation inside the judgements, and the folds for it.
 _L2_GRID = (0.1, 0.3, 1.0)
 _FOLDS = 3
-_ITERATIONS = 150
+_ITERATIONS = 100
 _LEARNING_RATE = 0.05
 # Share of the judgements held back to check a re-trained model against the previous one.
 HOLD_BACK = 0.2
