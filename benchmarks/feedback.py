@@ -4,8 +4,11 @@ The dev labels are split by article into a judged and an unseen half (stratified
 and label). Users judge (a) only the alerts they receive, (b) alerts and digest items, (c)
 everything (all labels of the judged half); the first 50 / 200 / 500 / all of their judgements
 (in a fixed random order) are trained on, and F1 is reported on the unseen half per language,
-before (lexicon only) and after. `kept` is what a deployment uses after the held-back check of
-`learn.retrain` (the previous model, here none, when the new one scores worse).
+before (lexicon only) and after. `langs` names the languages the model corrects (those where,
+cross-validated on the judgements alone, corrections fixed more than they broke); `kept` is
+what a deployment uses after the held-back check of `learn.retrain` (the previous model, here
+none, when the new one scores worse). The model is fitted here, at run time, on the simulated
+judgements only; nothing fitted on the corpus is written anywhere.
 
     .venv/bin/python benchmarks/feedback.py [--corpus PATH]
 """
@@ -16,6 +19,7 @@ import argparse
 import json
 import random
 import sys
+import time
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -104,10 +108,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(c) all labels": list(judged),
     }
     before = scores(arts, gold, unseen, None)
+    tuned = scores(arts, gold, judged, None)
     print(f"dev labels, borderline left out: judged half {len(judged)}, unseen half {len(unseen)}")
+    print(f"no feedback (lexicon) on the judged half: de {tuned['de']:.3f}  en {tuned['en']:.3f}")
     print(f"no feedback (lexicon) on the unseen half: de {before['de']:.3f}  en {before['en']:.3f}")
     print()
-    header = f"{'simulation':22} {'judged':>6} {'👎':>4} {'de F1':>6} {'en F1':>6}"
+    header = f"{'simulation':22} {'judged':>6} {'👎':>4} {'fit s':>5} {'langs':>5}"
+    header += f" {'de F1':>6} {'en F1':>6}"
     print(f"{header}   {'kept':>4} {'de F1':>6} {'en F1':>6}")
     missed: list[str] = []
     for lang in LANGS:
@@ -120,22 +127,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         for n in sizes:
             examples = [(arts[i], gold[i]) for i in order[:n]]
             negatives = sum(not y for _, y in examples)
-            after = scores(arts, gold, unseen, train(examples))
+            start = time.perf_counter()
+            model = train(examples)
+            fit_seconds = time.perf_counter() - start
+            after = scores(arts, gold, unseen, model)
             outcome = retrain(examples, None)
             kept = scores(arts, gold, unseen, outcome.model)
+            langs = ",".join(model.languages) or "-"
             print(
-                f"{name:22} {n:6} {negatives:4} {after['de']:6.3f} {after['en']:6.3f}   "
+                f"{name:22} {n:6} {negatives:4} {fit_seconds:5.1f} {langs:>5} "
+                f"{after['de']:6.3f} {after['en']:6.3f}   "
                 f"{'new' if outcome.accepted else 'old':>4} {kept['de']:6.3f} {kept['en']:6.3f}"
             )
             for lang in LANGS:
-                if after[lang] < before[lang] - 1e-9:
+                for what, figure in (("trained", after[lang]), ("kept", kept[lang])):
+                    if figure < before[lang] - 1e-9:
+                        missed.append(
+                            f"never below no-feedback, {name} n={n} {lang} ({what}): "
+                            f"{figure:.3f} (target >= {before[lang]:.3f})"
+                        )
+                if name.startswith("(c)") and n == len(order) and kept[lang] < ALL_LABELS_TARGET:
                     missed.append(
-                        f"never below no-feedback, {name} n={n} {lang}: {after[lang]:.3f} "
-                        f"(target >= {before[lang]:.3f})"
-                    )
-                if name.startswith("(c)") and n == len(order) and after[lang] < ALL_LABELS_TARGET:
-                    missed.append(
-                        f"all dev judgements F1 {lang}: {after[lang]:.3f} "
+                        f"all dev judgements F1 {lang}: {kept[lang]:.3f} "
                         f"(target {ALL_LABELS_TARGET})"
                     )
     print()

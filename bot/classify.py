@@ -11,8 +11,10 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Iterable
+from bisect import bisect_right
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate, compress
 from pathlib import Path
 from typing import Protocol
 
@@ -52,6 +54,7 @@ _MAX_REASONS = 6
 _MAX_TOPICS = 3
 _TOKEN_CACHE_LIMIT = 300_000
 
+_NO_GLOBS: frozenset[int] = frozenset()
 _KINDS = ("conflict", "ambiguous", "negative", "region")
 DEFAULT_THRESHOLDS = Thresholds()
 
@@ -63,8 +66,8 @@ class LexiconError(ValueError):
 class Correction(Protocol):
     """A learned change to the lexicon's log-odds (bot.learn's FeedbackModel is one)."""
 
-    def correction(self, article: Article, logit: float) -> float:
-        """How much to add to `logit`, the lexicon's log-odds for `article`."""
+    def correction(self, article: Article, logit: float, cues: Sequence[str]) -> float:
+        """How much to add to `logit`, the lexicon's log-odds for `article` with these cues."""
         ...
 
 
@@ -107,19 +110,36 @@ class _Lexicon:
     def globs_of(self, token: str) -> frozenset[int]:
         """Glob ids that match one surface token (cached: vocabularies repeat)."""
         hit = self.cache.get(token)
-        if hit is not None:
-            return hit
-        word = token.casefold()
-        found: set[int] = set()
-        for m in self.matcher.finditer(word):
+        if hit is None:
+            self.prime([token])
+            hit = self.cache[token]
+        return hit
+
+    def prime(self, tokens: Sequence[str]) -> None:
+        """Cache the glob ids of every token not seen yet, with one regex pass for all of them."""
+        cache = self.cache
+        new = list(set(tokens).difference(cache))
+        if not new:
+            return
+        if len(cache) + len(new) > _TOKEN_CACHE_LIMIT:
+            # Bounded memory; every token of this call must still be found afterwards.
+            cache.clear()
+            new = list(set(tokens))
+        # Most words match no core: they all get the shared empty set, in C.
+        cache.update(dict.fromkeys(new, _NO_GLOBS))
+        words = [t.casefold() for t in new]
+        starts = list(accumulate((len(w) + 1 for w in words), initial=0))
+        found: dict[int, set[int]] = {}
+        # Cores are word characters, so no match spans the space between two words.
+        for m in self.matcher.finditer(" ".join(words)):
+            k = bisect_right(starts, m.start()) - 1
+            word, offset = words[k], starts[k]
+            start, end = m.start() - offset, m.end() - offset
             for g in self.core_globs[m.group()]:
-                if self.globs[g].accepts(word, m.start(), m.end()):
-                    found.add(g)
-        result = frozenset(found)
-        if len(self.cache) > _TOKEN_CACHE_LIMIT:
-            self.cache.clear()
-        self.cache[token] = result
-        return result
+                if self.globs[g].accepts(word, start, end):
+                    found.setdefault(k, set()).add(g)
+        for k, ids in found.items():
+            cache[new[k]] = frozenset(ids)
 
 
 def _parse_glob(text: str) -> _Glob:
@@ -266,23 +286,21 @@ class _Hits:
 
 def _scan(lex: _Lexicon, tokens: list[str]) -> _Hits:
     hits = _Hits()
-    i, n = 0, len(tokens)
-    # Most tokens are cached misses: look them up without a method call (the hot loop).
-    cached = lex.cache.get
-    while i < n:
-        gl = cached(tokens[i])
-        if gl is None:
-            gl = lex.globs_of(tokens[i])
-        if not gl:
-            i += 1
+    lex.prime(tokens)
+    globs = lex.cache.__getitem__
+    n = len(tokens)
+    phrases, single = lex.phrases, lex.single
+    consumed = 0
+    # Only the tokens that match some core are visited (the hot loop skips the rest in C).
+    for i in compress(range(n), map(globs, tokens)):
+        if i < consumed:
             continue
+        gl = globs(tokens[i])
         step = 0
         for g in gl:
-            for cue, rest in lex.phrases.get(g, ()):
+            for cue, rest in phrases.get(g, ()):
                 end = i + 1 + len(rest)
-                if end <= n and all(
-                    r in lex.globs_of(tokens[i + 1 + k]) for k, r in enumerate(rest)
-                ):
+                if end <= n and all(r in globs(tokens[i + 1 + k]) for k, r in enumerate(rest)):
                     hits.add(cue, " ".join(tokens[i:end]))
                     step = len(rest) + 1
                     break
@@ -290,12 +308,11 @@ def _scan(lex: _Lexicon, tokens: list[str]) -> _Hits:
                 break
         if step:
             # A phrase consumes its words: "price war" must not also count as "war".
-            i += step
+            consumed = i + step
             continue
         for g in gl:
-            for cue in lex.single.get(g, ()):
+            for cue in single.get(g, ()):
                 hits.add(cue, tokens[i])
-        i += 1
     return hits
 
 
@@ -430,17 +447,21 @@ def regions(article: Article) -> frozenset[str]:
     return frozenset(region_weights(article))
 
 
-def lexicon_evidence(article: Article) -> tuple[float, tuple[str, ...]]:
-    """The lexicon's log-odds and the names of the cues behind it ("lead:conflict:krieg", ...)."""
-    lex = _lexicon_for(article.lang)
-    ev = _evaluate(lex, article)
+def _cue_names(lex: _Lexicon, ev: _Evidence) -> tuple[str, ...]:
     names: list[str] = []
     for part, hits in (("lead", ev.lead), ("body", ev.body)):
         for cue_id in hits.counts if hits is not None else ():
             cue = lex.cues[cue_id]
             names.append(f"{part}:{cue.kind}:{cue.term}")
             names.append(f"{cue.kind}:{cue.topic}")
-    return ev.z, tuple(names)
+    return tuple(names)
+
+
+def lexicon_evidence(article: Article) -> tuple[float, tuple[str, ...]]:
+    """The lexicon's log-odds and the names of the cues behind it ("lead:conflict:krieg", ...)."""
+    lex = _lexicon_for(article.lang)
+    ev = _evaluate(lex, article)
+    return ev.z, _cue_names(lex, ev)
 
 
 def classify(
@@ -449,12 +470,13 @@ def classify(
     model: Correction | None = None,
 ) -> Verdict:
     """Score one article for conflict relevance and explain the verdict."""
-    ev = _evaluate(_lexicon_for(article.lang), article)
+    lex = _lexicon_for(article.lang)
+    ev = _evaluate(lex, article)
     score = _sigmoid(ev.z)
     reasons = _reasons(ev) if score >= 0.2 else ()
     if model is not None:
         # The feedback model learns corrections to the lexicon's log-odds (see bot.learn).
-        combined = _sigmoid(ev.z + model.correction(article, ev.z))
+        combined = _sigmoid(ev.z + model.correction(article, ev.z, _cue_names(lex, ev)))
         if combined >= 0.5 > score:
             reasons = (*reasons, "similar to articles marked relevant")
         score = combined

@@ -261,6 +261,27 @@ def test_bad_lexicon_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         clear_cache()
 
 
+def test_a_full_token_cache_is_emptied_without_changing_verdicts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    texts = [
+        ("Raketenangriffe auf Aleppo", "Bei Luftangriffen wurden dutzende Zivilisten getötet."),
+        ("Preiskampf im Handel", "Der Preiskampf der Diskonter geht weiter, sagt der Handel."),
+        ("Truppenaufmarsch an der Grenze", "Die Nato sieht weitere Soldaten an der Grenze."),
+    ]
+    articles = [art(t, f"{x} Wort{i}", id=f"c-{i}") for i, (t, x) in enumerate(texts * 4)]
+    clear_cache()
+    expected = [classify(a) for a in articles]
+    # A limit smaller than one article's words: the cache is emptied on nearly every call.
+    monkeypatch.setattr(classify_mod, "_TOKEN_CACHE_LIMIT", 5)
+    clear_cache()
+    try:
+        assert [classify(a) for a in articles] == expected
+        assert len(classify_mod.load_lexicon("de").cache) <= 40  # type: ignore[union-attr]
+    finally:
+        clear_cache()
+
+
 @pytest.mark.corpus
 @pytest.mark.skipif(not (CORPUS / "labels-dev.jsonl").is_file(), reason="shared corpus absent")
 def test_dev_f1_floor() -> None:

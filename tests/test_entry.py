@@ -81,3 +81,50 @@ def test_classify_start_up_imports_no_cli_or_settings_libraries(inputs: list[str
     )
     assert done.stderr.strip().endswith("0 []")
     assert len(done.stdout.splitlines()) == 3
+
+
+def test_fast_path_applies_a_configured_feedback_model_like_the_full_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.learn import train
+    from bot.models import Article
+
+    # Users who do not want the army's civil work: a learnt model turns these verdicts.
+    def civil(i: int, place: str) -> Article:
+        task = ("flood relief", "snow clearing", "bridge repairs")[i % 3]
+        return Article(
+            id=f"a-{place}-{i}",
+            title=f"Army helps with {task} in {place}",
+            text="Soldiers worked through the night, the town council said.",
+            lang="en",
+        )
+
+    alerts = [
+        Article(
+            id=f"w-{i}", title=f"Air strikes kill {i + 3} soldiers", text="Shelling.", lang="en"
+        )
+        for i in range(12)
+    ]
+    examples = [(civil(i, p), False) for p in ("Oslo", "Riga", "Prague") for i in range(6)]
+    model = tmp_path / "model.json"
+    train(examples + [(a, True) for a in alerts]).install(model)
+    cfg = tmp_path / "newsbot.toml"
+    cfg.write_text(f'[classifier]\nfeedback_model = "{model}"\n', encoding="utf-8")
+    feed = tmp_path / "in.jsonl"
+    feed.write_text(
+        '{"id": "n1", "title": "Army helps with flood relief in Lisbon", '
+        '"text": "Soldiers worked through the night, the town council said."}\n'
+        '{"id": "n2", "title": "Air strikes kill 40 soldiers", "text": "Shelling."}\n',
+        encoding="utf-8",
+    )
+    plain = entry.classify_fast(["classify", "--format", "jsonl", str(feed)])
+    without = capsys.readouterr().out
+    assert entry.classify_fast(["-c", str(cfg), "classify", "--format", "jsonl", str(feed)]) == 0
+    fast = capsys.readouterr().out
+    full = CliRunner().invoke(
+        app, ["-c", str(cfg), "classify", "--format", "jsonl", str(feed)], catch_exceptions=False
+    )
+    assert plain == 0 and full.exit_code == 0
+    assert fast == full.stdout
+    assert '"id": "n1", "conflict": true' in without
+    assert '"id": "n1", "conflict": false' in fast and '"id": "n2", "conflict": true' in fast

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,22 +21,17 @@ from bot.learn import (
 )
 from bot.models import Article
 
+from .conftest import SHARED
+
 
 def art(i: int, title: str, text: str = "", lang: str = "en") -> Article:
     return Article(id=f"f-{i}", title=title, text=text, lang=lang)
 
 
-# A deployment whose users care about cyber attacks on infrastructure (the lexicon does not).
-RELEVANT = [
-    art(i, f"Cyber attack cripples power grid in region {i}", "Hackers shut down the grid.")
-    for i in range(20)
-]
 IRRELEVANT = [
     art(100 + i, f"Local bakery wins prize number {i}", "The bread was praised by the jury.")
     for i in range(20)
 ]
-EXAMPLES = [(a, True) for a in RELEVANT] + [(a, False) for a in IRRELEVANT]
-PROBE = art(999, "Cyber attack cripples power grid in region 77", "Hackers shut down the grid.")
 # Confident alerts: war vocabulary in the title and body.
 ALERTS = [
     art(
@@ -53,12 +49,91 @@ OTHERS = [
 ]
 
 
-def test_consistent_feedback_moves_scores_its_way() -> None:
-    model = train(EXAMPLES)
-    assert (model.n_examples, model.n_positive, model.n_negative) == (40, 20, 20)
-    assert model.predict(PROBE) > 1.5 * lexicon_only(PROBE)
+# A deployment whose users want state cyber attacks on infrastructure (the lexicon is unsure
+# of them) and not the army's civil work (which the lexicon leans towards). Articles are made
+# from templates; the held-out ones name places no training article names.
+_TARGETS = (
+    "power grid",
+    "water works",
+    "rail network",
+    "hospital network",
+    "gas pipeline",
+    "airport",
+)
+_EFFECTS = (
+    "cut power to thousands",
+    "shut down the pumps",
+    "stopped all trains",
+    "froze patient records",
+    "halted the flow",
+    "grounded flights",
+)
+_ACTORS = ("a foreign army unit", "military intelligence", "a hostile army")
+_TASKS = (
+    ("flood relief", "filled sandbags as the river rose"),
+    ("snow clearing", "cleared roads after the blizzard"),
+    ("wildfire fighting", "dug firebreaks near the villages"),
+    ("a vaccination drive", "set up clinics in the schools"),
+    ("the harvest", "brought in the grain"),
+    ("bridge repairs", "rebuilt the footbridge"),
+)
+_PLACES = ("Tallinn", "Riga", "Vilnius", "Oslo", "Helsinki", "Prague", "Lisbon", "Dublin")
+
+
+def _deployment(places: tuple[str, ...]) -> list[tuple[Article, bool]]:
+    cyber = [
+        Article(
+            id=f"c-{place}-{i}",
+            title=f"Hackers attack {_TARGETS[i]} in {place}",
+            text=f"The attack {_EFFECTS[i]}; officials blamed {_ACTORS[i % 3]}.",
+            lang="en",
+        )
+        for place in places
+        for i in range(6)
+    ]
+    civil = [
+        Article(
+            id=f"a-{place}-{i}",
+            title=f"Army helps with {_TASKS[i][0]} in {place}",
+            text=f"Soldiers {_TASKS[i][1]}, the town council said.",
+            lang="en",
+        )
+        for place in places
+        for i in range(6)
+    ]
+    return [(a, True) for a in cyber] + [(a, False) for a in civil]
+
+
+def _f1(predict: Callable[[Article], bool], examples: list[tuple[Article, bool]]) -> float:
+    tp = sum(1 for a, y in examples if y and predict(a))
+    fp = sum(1 for a, y in examples if not y and predict(a))
+    fn = sum(1 for a, y in examples if y and not predict(a))
+    return 2 * tp / (2 * tp + fp + fn)
+
+
+JUDGED, HELD_OUT = _deployment(_PLACES[:5]), _deployment(_PLACES[5:])
+NEAR = HELD_OUT[0][0]  # a state cyber attack: the lexicon leans to "no", these users to "yes"
+
+
+def test_a_trained_model_improves_f1_on_held_out_articles() -> None:
+    judged, held_out = JUDGED, HELD_OUT
+    model = train(judged)
+    assert (model.n_examples, model.n_positive, model.n_negative) == (60, 30, 30)
+    before = _f1(lambda a: classify(a).conflict, held_out)
+    after = _f1(lambda a: classify(a, model=model).conflict, held_out)
+    assert before < 0.5  # the lexicon alone gets this deployment's notion wrong
+    assert after == 1.0
+    # Corrections, not a new classifier: an unrelated article keeps its score.
     bakery = art(998, "Bakery wins prize", "The jury praised the bread.")
-    assert model.predict(bakery) == pytest.approx(lexicon_only(bakery), abs=0.01)
+    assert model.predict(bakery) == pytest.approx(lexicon_only(bakery), abs=0.02)
+
+
+def test_the_held_back_check_accepts_a_model_that_helps() -> None:
+    outcome = retrain(JUDGED, None)
+    assert outcome.accepted and outcome.model is not None
+    assert outcome.model.n_examples == len(JUDGED)
+    assert outcome.new_score > outcome.old_score
+    assert _f1(lambda a: classify(a, model=outcome.model).conflict, HELD_OUT) == 1.0
 
 
 def test_confirming_alerts_inflates_no_other_score() -> None:
@@ -66,7 +141,7 @@ def test_confirming_alerts_inflates_no_other_score() -> None:
     # F1 0.92 → 0.84). Nothing else may rise; the alerts themselves stay alerts.
     examples = [(a, True) for a in ALERTS] + [(IRRELEVANT[0], False)]
     model = train(examples)
-    for other in OTHERS + IRRELEVANT + [PROBE]:
+    for other in OTHERS + IRRELEVANT + [a for a, _ in HELD_OUT]:
         assert classify(other, model=model).score == pytest.approx(classify(other).score, abs=0.02)
     assert all(classify(a, model=model).level == classify(a).level for a in ALERTS)
 
@@ -75,34 +150,35 @@ def test_corrections_apply_near_the_boundary_and_are_bounded() -> None:
     assert gate(0.0) == 1.0
     assert gate(3.0) == pytest.approx(0.5)
     assert gate(9.0) < 0.11
-    model = train(EXAMPLES)
-    logit, _ = lexicon_evidence(PROBE)
+    model = train(JUDGED)
+    logit, cues = lexicon_evidence(NEAR)
     # However much the users agree, one article moves at most the cap times the gate.
-    assert 0 < model.correction(PROBE, logit) <= 4.0 * gate(logit)
-    assert model.correction(PROBE, 12.0) < model.correction(PROBE, 0.0) / 10
+    assert 0 < model.correction(NEAR, logit, cues) <= 4.0 * gate(logit)
+    assert model.correction(NEAR, 12.0, cues) < model.correction(NEAR, 0.0, cues) / 10
 
 
 def test_little_feedback_changes_little() -> None:
-    model = train(EXAMPLES[:1] + EXAMPLES[-1:])
-    assert model.influence() < 0.05
-    assert abs(classify(PROBE, model=model).score - classify(PROBE).score) < 0.01
+    model = train(JUDGED[:1] + JUDGED[-1:])
+    assert model.influence() < 0.1
+    assert abs(classify(NEAR, model=model).score - classify(NEAR).score) < 0.01
 
 
 def test_one_sided_feedback_changes_nothing() -> None:
-    for examples in ([], [(a, True) for a in RELEVANT], [(a, False) for a in IRRELEVANT]):
+    for examples in ([], [e for e in JUDGED if e[1]], [e for e in JUDGED if not e[1]]):
         model = train(examples)
-        assert classify(PROBE, model=model).score == classify(PROBE).score
+        assert classify(NEAR, model=model).score == classify(NEAR).score
 
 
 def test_save_load_roundtrip(tmp_path: Path) -> None:
-    model = train(EXAMPLES)
+    model = train(JUDGED)
     path = tmp_path / "model.json"
     model.save(path)
     doc = json.loads(path.read_text("utf-8"))
-    assert doc["format"] == "newsbot-feedback-model"
+    assert doc["format"] == "newsbot-feedback-model" and doc["languages"] == ["en"]
     loaded = FeedbackModel.load(path)
-    assert loaded.predict(PROBE) == pytest.approx(model.predict(PROBE), abs=1e-4)
-    assert (loaded.n_examples, loaded.n_positive) == (40, 20)
+    assert loaded.predict(NEAR) == pytest.approx(model.predict(NEAR), abs=1e-4)
+    assert loaded.predict(NEAR) > lexicon_only(NEAR) + 0.2
+    assert (loaded.n_examples, loaded.n_positive, loaded.languages) == (60, 30, ("en",))
 
 
 def test_load_rejects_foreign_json(tmp_path: Path) -> None:
@@ -116,21 +192,12 @@ def _held_back(article: Article) -> bool:
     return zlib.crc32(article.id.encode("utf-8")) % 1000 < HOLD_BACK * 1000
 
 
-def test_retrain_accepts_a_model_that_holds_on_the_held_back_slice() -> None:
-    outcome = retrain(EXAMPLES, None)
-    assert outcome.accepted
-    assert outcome.model is not None and outcome.model.n_examples == 40
-    assert outcome.new_score >= outcome.old_score
-
-
 def test_retrain_keeps_the_previous_model_when_the_new_one_scores_worse() -> None:
-    previous = train(EXAMPLES)
+    previous = train(JUDGED)  # these users want state cyber attacks
     # Judgements that contradict themselves: the slice the model is checked on says the
     # opposite of what it was fitted on, so the new model must lose to the previous one.
-    cyber = [
-        art(500 + i, f"Cyber attack cripples power grid in region {i}", "Hackers hit the grid.")
-        for i in range(60)
-    ]
+    places = [f"Town{k}" for k in range(10)]
+    cyber = [a for a, relevant in _deployment(tuple(places)) if relevant]
     noisy = [(a, _held_back(a)) for a in cyber] + [(a, True) for a in ALERTS]
     assert any(_held_back(a) for a in cyber) and not all(_held_back(a) for a in cyber)
     outcome = retrain(noisy, previous)
@@ -143,6 +210,33 @@ def test_a_model_of_an_older_format_is_ignored_not_fatal(tmp_path: Path) -> None
     path = tmp_path / "old.json"
     path.write_text('{"format": "newsbot-feedback-model", "version": 1}', "utf-8")
     assert load_current(path) is None
-    train(EXAMPLES).save(path)
+    train(JUDGED).save(path)
     model = load_current(path)
-    assert model is not None and model.n_examples == 40
+    assert model is not None and model.n_examples == 60
+
+
+CORPUS = SHARED / "corpus"
+
+
+@pytest.mark.skipif(not (CORPUS / "labels-dev.jsonl").is_file(), reason="no shared corpus")
+def test_judgements_of_half_the_dev_labels_never_lower_f1_on_the_other_half() -> None:
+    # The research corpus is read where it lies, never copied; the model is fitted here.
+    gold: dict[str, bool] = {}
+    for line in (CORPUS / "labels-dev.jsonl").read_text("utf-8").splitlines():
+        record = json.loads(line)
+        if record["label"] != "borderline":
+            gold[record["id"]] = record["label"] == "yes"
+    found: dict[str, Article] = {}
+    for line in (CORPUS / "articles.jsonl").read_text("utf-8").splitlines():
+        d = json.loads(line)
+        if d["id"] in gold:
+            found[d["id"]] = Article(id=d["id"], title=d["title"], text=d["text"], lang=d["lang"])
+    # Split by article: even-numbered judged, odd-numbered unseen.
+    judged = [i for i in sorted(gold) if int(i.split("-")[1]) % 2 == 0]
+    unseen = [(found[i], gold[i]) for i in sorted(gold) if int(i.split("-")[1]) % 2 == 1]
+    outcome = retrain([(found[i], gold[i]) for i in judged], None)
+    for lang in ("de", "en"):
+        part = [(a, y) for a, y in unseen if a.lang == lang]
+        before = _f1(lambda a: classify(a).conflict, part)
+        after = _f1(lambda a: classify(a, model=outcome.model).conflict, part)
+        assert after >= before, lang
