@@ -379,6 +379,7 @@ def content(article: Article) -> tuple[frozenset[str], ...]:
 
 @functools.lru_cache(maxsize=200_000)
 def _content_word(word: str, lang: str) -> frozenset[str] | None:
+    """A word's concepts if it is long enough to say what happened, else None."""
     if len(word) < _CONTENT_LETTERS or not word.isalpha() or fold(word) in _NOT_NAMES:
         return None
     return concepts(word, lang)
