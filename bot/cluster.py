@@ -275,7 +275,17 @@ def _is_name(word: str, lang: str) -> bool:
     if not found:
         # A compound with a known head ("Gasexplosion") is a common noun too.
         return concepts(word, lang) == {key}
-    return any(difflib.SequenceMatcher(None, key, other).ratio() >= _COGNATE for other in found)
+    return any(_cognate(key, other) for other in found)
+
+
+def _cognate(word: str, other: str) -> bool:
+    # The cheap upper bounds first: most translations are nowhere near the word's spelling.
+    matcher = difflib.SequenceMatcher(None, word, other)
+    return (
+        matcher.real_quick_ratio() >= _COGNATE
+        and matcher.quick_ratio() >= _COGNATE
+        and matcher.ratio() >= _COGNATE
+    )
 
 
 def names(article: Article) -> tuple[frozenset[str], ...]:
@@ -401,6 +411,19 @@ def _union(groups: tuple[frozenset[str], ...]) -> frozenset[str]:
     return frozenset().union(*groups)
 
 
+def _owners(groups: tuple[frozenset[str], ...]) -> dict[str, tuple[int, ...]]:
+    found: dict[str, list[int]] = {}
+    for position, group in enumerate(groups):
+        for concept in group:
+            found.setdefault(concept, []).append(position)
+    return {concept: tuple(positions) for concept, positions in found.items()}
+
+
+def _said(sig: Signature, shared: frozenset[str]) -> int:
+    """How many of the report's content words have a concept in `shared`."""
+    return len({position for concept in shared for position in sig.owners[concept]})
+
+
 @dataclass(frozen=True, slots=True)
 class Signature:
     """What identifies the event an article reports."""
@@ -410,6 +433,8 @@ class Signature:
     text: frozenset[int]
     content: tuple[frozenset[str], ...]
     vocabulary: frozenset[str]
+    # Which content words (positions in `content`) each concept belongs to.
+    owners: dict[str, tuple[int, ...]]
     names: tuple[frozenset[str], ...]
     name_keys: frozenset[str]
     numbers: frozenset[str]
@@ -429,6 +454,7 @@ def signature(article: Article) -> Signature:
         text=shingles(lead),
         content=found_content,
         vocabulary=_union(found_content),
+        owners=_owners(found_content),
         names=found_names,
         name_keys=_union(found_names),
         numbers=numbers(lead),
@@ -447,11 +473,9 @@ def _found(groups: tuple[frozenset[str], ...], other: frozenset[str]) -> int:
 def evidence(a: Signature, b: Signature, *, use_time: bool = True) -> tuple[float, ...]:
     """(content, names, number, time) evidence that two reports tell of one event, each 0–1."""
     # What happened: the share of each report's words the other also has, averaged.
+    shared = a.vocabulary & b.vocabulary
     said = (
-        _found(a.content, b.vocabulary) / len(a.content)
-        + _found(b.content, a.vocabulary) / len(b.content)
-        if a.content and b.content
-        else 0.0
+        _said(a, shared) / len(a.content) + _said(b, shared) / len(b.content) if shared else 0.0
     ) / 2
     # Who and where: names matched both ways, as a Dice overlap (0 when either names none).
     matched = min(_found(a.names, b.name_keys), _found(b.names, a.name_keys))
