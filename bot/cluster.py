@@ -481,10 +481,15 @@ def evidence(a: Signature, b: Signature, *, use_time: bool = True) -> tuple[floa
     matched = min(_found(a.names, b.name_keys), _found(b.names, a.name_keys))
     named = 2 * matched / (len(a.names) + len(b.names)) if a.names and b.names else 0.0
     counted = 1.0 if a.numbers & b.numbers else 0.0
+    return said, named, counted, _apart(a, b, use_time=use_time)
+
+
+def _apart(a: Signature, b: Signature, *, use_time: bool) -> float:
+    """Time between two reports in windows (1.0 = one day)."""
     # Without both publication times, assume the far edge of the window: ask for more evidence.
-    apart = abs((a.when - b.when).total_seconds()) if use_time and a.when and b.when else None
-    hours = 1.0 if apart is None else apart / (WINDOW_HOURS * 3600)
-    return said, named, counted, hours
+    if not (use_time and a.when and b.when):
+        return 1.0
+    return abs((a.when - b.when).total_seconds()) / (WINDOW_HOURS * 3600)
 
 
 def odds(features: Sequence[float]) -> float:
@@ -498,10 +503,9 @@ def same_event(a: Signature, b: Signature, *, use_time: bool = True) -> bool:
         return True
     if _jaccard(a.text, b.text) >= TEXT_JACCARD:
         return True
-    features = evidence(a, b, use_time=use_time)
-    if features[3] > 1.0:
+    if _apart(a, b, use_time=use_time) > 1.0:
         return False  # outside the window: another day's event
-    return odds(features) >= MERGE_ODDS
+    return odds(evidence(a, b, use_time=use_time)) >= MERGE_ODDS
 
 
 class Stories:
