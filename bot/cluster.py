@@ -1,18 +1,24 @@
 """Story clustering: the same event reported by several sources is one story, alerted once.
 
 Two reports are one story when they are near-copies (title overlap, shared opening shingles)
-or when what identifies an event agrees: they appeared within one day of each other and share
-its actors and places (proper names, the region labels of the gazetteer, which are the same in
-German and English) or a specific number ("12,000" and "12.000" are one number). A different
-event in the same place shares the place but neither the other names nor the numbers, or it
-happened on another day. Measured on hand-written pairs by benchmarks/stories.py.
+or when what identifies an event agrees within one day: what happened (the content words of
+the title and lead, compared across German and English through the DE↔EN dictionary), who and
+where (the names below the country level, spelling- and language-tolerant: "Kiew"/"Kyiv",
+"Hisbollah"/"Hezbollah", "Wien"/"Vienna") and how many ("12,000", "12.000" and "twelve
+thousand" are one number). The evidence is combined by a four-weight logistic model fitted on
+the tune half of benchmarks/story-pairs.jsonl (`benchmarks/stories.py --fit` refits it) and a
+merge needs two-to-one odds, because a false merge drops an alert while a missed one only
+repeats it. A different event in the same place shares the place but not what happened, or
+names other villages, victims and numbers, or happened on another day.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import heapq
+import math
 import re
 import zlib
 from collections import defaultdict
@@ -20,44 +26,51 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from bot import dictionary
 from bot import regions as countries
-from bot.extract import skeleton
+from bot.extract import fold, key_of
 from bot.models import Article
 
 _WORD = re.compile(r"\w+", re.UNICODE)
-_NUMBER = re.compile(r"\d[\d.,]*\d|\d")
+_TOKEN = re.compile(r"\d[\d.,]*\d|\d|[^\W\d_]+", re.UNICODE)
+_DATELINE = re.compile(r"^[^.!?\n]{0,60}?\(\w{2,8}\)\s*[-–—]+\s*")
 # A word at the start of a sentence or after a wire dateline is capitalised anyway.
 _SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+|[-–—]\s+|\(\w+\)\s*)(\w+)")
+# Near-copies: the same agency re-sending its story with a changed number or sentence.
 TITLE_JACCARD = 0.6
 TEXT_JACCARD = 0.5
-WORDS_JACCARD = 0.5
-# Same-language reports within the time window that share an actor or place need less overlap.
-DAY_JACCARD = 0.15
-# Shared names (and share of the shorter list) it takes when a report has no publication time.
-UNDATED_NAMES = (3, 0.4)
 # Reports of one event appear within a day; the next day's event in that place is another.
 WINDOW_HOURS = 24.0
-# Shared names it takes (with this share of the shorter list) to call two reports one event.
-MIN_SHARED_NAMES = 2
-MIN_NAME_SHARE = 0.2
+# Logistic weights of (content, names, number, time) and the bias, fitted on the tune half of
+# benchmarks/story-pairs.jsonl by `benchmarks/stories.py --fit` (L2-regularised, 4 weights).
+WEIGHTS = (4.93, 4.52, 1.38, -4.92)
+BIAS = -0.76
+# A false merge silently drops an alert; a missed merge repeats one. At twice the cost, merge
+# only at odds of two to one or better (the Bayes decision for that cost ratio).
+MERGE_ODDS = 2.0
 _STEM = 6
 _TEXT_CHARS = 1200
-# Who, where and how many are in the title and the first sentences of a report.
+# Who, where, what and how many are in the title and the first sentences of a report.
 _EVENT_CHARS = 600
-# A key shared by this many known articles (a country in the news all week) finds no event.
+_CONTENT_LETTERS = 5
+# A key shared by this many known articles (a country in the news all week) finds no event;
+# its posting list stops growing there, so memory per key is bounded too.
 _COMMON_KEY = 100
+# Postings read per new article, rarest keys first.
+_VISITS = 1_000
+# Full comparisons per new article: the known articles sharing the most rare keys.
+_CANDIDATES = 30
 _SKETCH = 8
-_SKETCH_NAMES = 10
-
-
-def _stem(word: str) -> str:
-    # German transliterates with s where English writes z: Saporischschja, Zaporizhzhia.
-    return skeleton(word).replace("z", "s")[:_STEM]
-
+# Translations whose spelling is this close to the word are the same name ("Libanon",
+# "Lebanon"); a common noun translates to other words ("Angriff", "attack").
+_COGNATE = 0.7
+_OTHER = {"de": "en", "en": "de"}
+# The shortest compound head looked up ("Zins", "Brand"): shorter endings are suffixes.
+_HEAD_LETTERS = 4
 
 # Capitalised words that name no actor or place: weekdays, months, agencies.
 _NOT_NAMES = frozenset(
-    _stem(w)
+    fold(w)
     for w in [
         "monday",
         "tuesday",
@@ -73,6 +86,18 @@ _NOT_NAMES = frozenset(
         "freitag",
         "samstag",
         "sonntag",
+        "sonnabend",
+        "reuters",
+        "afp",
+        "apa",
+        "dpa",
+        "ap",
+        "the",
+    ]
+)
+_MONTHS = frozenset(
+    fold(w)
+    for w in [
         "january",
         "february",
         "march",
@@ -85,6 +110,18 @@ _NOT_NAMES = frozenset(
         "october",
         "november",
         "december",
+        "jan",
+        "feb",
+        "mar",
+        "apr",
+        "jun",
+        "jul",
+        "aug",
+        "sep",
+        "sept",
+        "oct",
+        "nov",
+        "dec",
         "januar",
         "februar",
         "märz",
@@ -93,14 +130,107 @@ _NOT_NAMES = frozenset(
         "juli",
         "oktober",
         "dezember",
-        "reuters",
-        "afp",
-        "apa",
-        "dpa",
-        "ap",
-        "the",
     ]
 )
+# Number words, so that "twelve thousand", "12,000" and "12.000" are one number.
+_UNITS = {
+    "en": dict(
+        zip(
+            [
+                "one",
+                "two",
+                "three",
+                "four",
+                "five",
+                "six",
+                "seven",
+                "eight",
+                "nine",
+                "ten",
+                "eleven",
+                "twelve",
+                "thirteen",
+                "fourteen",
+                "fifteen",
+                "sixteen",
+                "seventeen",
+                "eighteen",
+                "nineteen",
+            ],
+            range(1, 20),
+            strict=True,
+        ),
+        **{
+            w: 10 * n
+            for n, w in enumerate(
+                ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"], 2
+            )
+        },
+    ),
+    "de": dict(
+        zip(
+            [
+                "eins",
+                "zwei",
+                "drei",
+                "vier",
+                "funf",
+                "sechs",
+                "sieben",
+                "acht",
+                "neun",
+                "zehn",
+                "elf",
+                "zwolf",
+                "dreizehn",
+                "vierzehn",
+                "funfzehn",
+                "sechzehn",
+                "siebzehn",
+                "achtzehn",
+                "neunzehn",
+            ],
+            range(1, 20),
+            strict=True,
+        ),
+        **{
+            w: 10 * n
+            for n, w in enumerate(
+                [
+                    "zwanzig",
+                    "dreissig",
+                    "vierzig",
+                    "funfzig",
+                    "sechzig",
+                    "siebzig",
+                    "achtzig",
+                    "neunzig",
+                ],
+                2,
+            )
+        },
+    ),
+}
+_SCALES = {
+    "hundred": 100,
+    "thousand": 1_000,
+    "million": 1_000_000,
+    "millions": 1_000_000,
+    "billion": 1_000_000_000,
+    "billions": 1_000_000_000,
+    "hundert": 100,
+    "tausend": 1_000,
+    "millionen": 1_000_000,
+    "milliarde": 1_000_000_000,
+    "milliarden": 1_000_000_000,
+}
+# Clock times are no event figures.
+_AFTER_NUMBER_NOT = frozenset({"uhr", "gmt", "utc"})
+
+
+def _stem(word: str) -> str:
+    # German transliterates with s where English writes z: Saporischschja, Zaporizhzhia.
+    return word.replace("z", "s")[:_STEM]
 
 
 def _words(text: str) -> list[str]:
@@ -120,31 +250,149 @@ def shingles(article: Article) -> frozenset[int]:
     )
 
 
-def names(article: Article) -> frozenset[str]:
-    """Stems of capitalised words inside sentences: actors, places, organisations."""
+@functools.lru_cache(maxsize=200_000)
+def concepts(word: str, lang: str) -> frozenset[str]:
+    """A word's comparison key and its translations' keys: what it means in both languages."""
+    key = key_of(word, lang)
+    found = dictionary.translate(key, lang, _OTHER.get(lang, "en"))
+    if not found and lang == "de":
+        # A compound the dictionary lacks means what its head, the longest known ending,
+        # means: "Einlagenzins" is a kind of "Zins" (rate), "Waldbrand" a "Brand" (fire).
+        for start in range(2, len(key) - _HEAD_LETTERS + 1):
+            head = key[start:]
+            if found := dictionary.translate(head, lang, "en"):
+                return frozenset({key, head, *found})
+    return frozenset({key, *found})
+
+
+@functools.lru_cache(maxsize=200_000)
+def _is_name(word: str, lang: str) -> bool:
+    """Whether a capitalised word names someone or somewhere rather than being a German noun."""
+    if countries.mentions(word):
+        return False  # a country in the news names no single event
+    key = key_of(word, lang)
+    found = dictionary.translate(key, lang, _OTHER.get(lang, "en"))
+    if not found:
+        # A compound with a known head ("Gasexplosion") is a common noun too.
+        return concepts(word, lang) == {key}
+    return any(_cognate(key, other) for other in found)
+
+
+def _cognate(word: str, other: str) -> bool:
+    # The cheap upper bounds first: most translations are nowhere near the word's spelling.
+    matcher = difflib.SequenceMatcher(None, word, other)
+    return (
+        matcher.real_quick_ratio() >= _COGNATE
+        and matcher.quick_ratio() >= _COGNATE
+        and matcher.ratio() >= _COGNATE
+    )
+
+
+def names(article: Article) -> tuple[frozenset[str], ...]:
+    """Actors and places below the country level, each as its stems in both languages."""
     text = f"{article.title}. {article.text}"
     starts = {m.start(1) for m in _SENTENCE_START.finditer(text)}
-    # Spelling-tolerant stems: "Wnukowo" and "Vnukovo", "Dschenin" and "Jenin" are one name.
-    found = {
-        _stem(m.group())
-        for m in _WORD.finditer(text)
-        if m.group()[0].isupper() and len(m.group()) > 2 and m.start() not in starts
-    }
-    return frozenset(found - _NOT_NAMES)
+    found: dict[str, frozenset[str]] = {}
+    for match in _WORD.finditer(text):
+        word = match.group()
+        if word[0].isupper() and len(word) > 2 and match.start() not in starts:
+            stems = _name_stems(word, article.lang)
+            if stems:
+                found[key_of(word, article.lang)] = stems
+    return tuple(found.values())
+
+
+@functools.lru_cache(maxsize=200_000)
+def _name_stems(word: str, lang: str) -> frozenset[str]:
+    """A capitalised word's name stems in both languages, or nothing if it names no one."""
+    if word.isdigit() or fold(word) in _NOT_NAMES | _MONTHS or not _is_name(word, lang):
+        return frozenset()
+    # Spelling-tolerant stems: "Wnukowo" and "Vnukovo", "Dschenin" and "Jenin".
+    return frozenset(_stem(c) for c in concepts(word, lang))
+
+
+def _digits(token: str, lang: str) -> float | None:
+    # German writes 12.000 and 5,8; English 12,000 and 5.8.
+    group, decimal = (".", ",") if lang == "de" else (",", ".")
+    if re.fullmatch(rf"\d{{1,3}}(?:{re.escape(group)}\d{{3}})+", token):
+        token = token.replace(group, "")
+    token = token.replace(group, "").replace(decimal, ".")
+    try:
+        return float(token)
+    except ValueError:
+        return None
+
+
+@functools.lru_cache(maxsize=100_000)
+def _spelled(word: str, lang: str) -> float | None:
+    """The value of a spelled-out number word ("fourteen", "dreihundertfünfzig"), else None."""
+    word = fold(word)
+    units = _UNITS.get(lang, _UNITS["en"])
+    if word in units:
+        return float(units[word])
+    if lang != "de" or len(word) < 6:
+        return None
+    for scale, factor in (("tausend", 1000), ("hundert", 100)):
+        left, sep, right = word.partition(scale)
+        if sep:
+            head = _spelled(left, lang) if left not in ("", "ein") else 1.0
+            tail = _spelled(right, lang) if right else 0.0
+            return None if head is None or tail is None else head * factor + tail
+    left, sep, right = word.partition("und")
+    if sep and left in ("ein", *units) and right in units:
+        return float(units.get(left, 1) + units[right])
+    return None
 
 
 def numbers(article: Article) -> frozenset[str]:
-    """Specific numbers (two digits or more, years left out), separators removed."""
+    """Specific numbers (10 or more, or with a decimal; years, dates, times left out)."""
+    tokens = _TOKEN.findall(f"{article.title}. {article.text}")
     found: set[str] = set()
-    for match in _NUMBER.findall(f"{article.title} {article.text}"):
-        digits = re.sub(r"[.,]", "", match).lstrip("0")
-        if len(digits) >= 2 and not (len(digits) == 4 and 1900 <= int(digits) <= 2100):
-            found.add(digits)
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        value = (
+            _digits(token, article.lang) if token[0].isdigit() else _spelled(token, article.lang)
+        )
+        j = i + 1
+        if value is None:
+            i = j
+            continue
+        # "twenty one", "twelve thousand", "4 billion", "90 Milliarden".
+        while j < len(tokens):
+            nxt = fold(tokens[j])
+            if nxt in _SCALES:
+                value *= _SCALES[nxt]
+            elif (spelled := _spelled(tokens[j], article.lang)) is not None and spelled < value:
+                value += spelled
+            else:
+                break
+            j += 1
+        before = fold(tokens[i - 1]) if i else ""
+        after = fold(tokens[j]) if j < len(tokens) else ""
+        is_year = value.is_integer() and 1900 <= value <= 2100 and token.isdigit()
+        is_date = before in _MONTHS or after in _MONTHS or after in _AFTER_NUMBER_NOT
+        if (value >= 10 or not value.is_integer()) and not is_year and not is_date:
+            found.add(f"{value:g}" if not value.is_integer() else str(int(value)))
+        i = j
     return frozenset(found)
 
 
-def _full(article: Article) -> str:
-    return f"{article.title}. {article.place or ''} {article.text}"
+def content(article: Article) -> tuple[frozenset[str], ...]:
+    """What happened: the longer words of title and lead, each as its concepts in both languages."""
+    found = {
+        _content_word(w, article.lang) for w in _WORD.findall(f"{article.title}. {article.text}")
+    }
+    found.discard(None)
+    return tuple(c for c in found if c is not None)
+
+
+@functools.lru_cache(maxsize=200_000)
+def _content_word(word: str, lang: str) -> frozenset[str] | None:
+    """A word's concepts if it is long enough to say what happened, else None."""
+    if len(word) < _CONTENT_LETTERS or not word.isalpha() or fold(word) in _NOT_NAMES:
+        return None
+    return concepts(word, lang)
 
 
 def _when(article: Article) -> datetime | None:
@@ -159,6 +407,23 @@ def _when(article: Article) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _union(groups: tuple[frozenset[str], ...]) -> frozenset[str]:
+    return frozenset().union(*groups)
+
+
+def _owners(groups: tuple[frozenset[str], ...]) -> dict[str, tuple[int, ...]]:
+    found: dict[str, list[int]] = {}
+    for position, group in enumerate(groups):
+        for concept in group:
+            found.setdefault(concept, []).append(position)
+    return {concept: tuple(positions) for concept, positions in found.items()}
+
+
+def _said(sig: Signature, shared: frozenset[str]) -> int:
+    """How many of the report's content words have a concept in `shared`."""
+    return len({position for concept in shared for position in sig.owners[concept]})
+
+
 @dataclass(frozen=True, slots=True)
 class Signature:
     """What identifies the event an article reports."""
@@ -166,11 +431,13 @@ class Signature:
     lang: str
     title: frozenset[str]
     text: frozenset[int]
-    words: frozenset[str]
-    names: frozenset[str]
+    content: tuple[frozenset[str], ...]
+    vocabulary: frozenset[str]
+    # Which content words (positions in `content`) each concept belongs to.
+    owners: dict[str, tuple[int, ...]]
+    names: tuple[frozenset[str], ...]
+    name_keys: frozenset[str]
     numbers: frozenset[str]
-    regions: frozenset[str]
-    country_names: frozenset[str]
     when: datetime | None
 
 
@@ -178,24 +445,19 @@ class Signature:
 def signature(article: Article) -> Signature:
     """The event signature of one article (cached: every route compares with recent ones)."""
     # What identifies the event is in the title and the opening; this also bounds the cost.
-    article = dataclasses.replace(article, text=article.text[:_EVENT_CHARS])
-    codes = frozenset(countries.mentions(_full(article)))
+    # The dateline names the agency's bureau ("THE HAGUE (AFP) -"), not where it happened.
+    lead = dataclasses.replace(article, text=_DATELINE.sub("", article.text)[:_EVENT_CHARS])
+    found_content, found_names = content(lead), names(lead)
     return Signature(
         lang=article.lang,
         title=title_terms(article),
-        text=shingles(article),
-        words=frozenset(
-            w[:_STEM] for w in _words(f"{article.title} {article.text}") if len(w) >= 5
-        ),
-        names=names(article),
-        numbers=numbers(article),
-        # Every country named, as one code in both languages ("Syrien", "Syria").
-        regions=codes,
-        country_names=frozenset(
-            _stem(label)
-            for code in codes
-            for label in (countries.countries()[code].en, countries.countries()[code].de)
-        ),
+        text=shingles(lead),
+        content=found_content,
+        vocabulary=_union(found_content),
+        owners=_owners(found_content),
+        names=found_names,
+        name_keys=_union(found_names),
+        numbers=numbers(lead),
         when=_when(article),
     )
 
@@ -204,41 +466,50 @@ def _jaccard(a: frozenset[str] | frozenset[int], b: frozenset[str] | frozenset[i
     return len(a & b) / len(a | b) if a and b else 0.0
 
 
+def _found(groups: tuple[frozenset[str], ...], other: frozenset[str]) -> int:
+    return sum(1 for group in groups if not group.isdisjoint(other))
+
+
+def evidence(a: Signature, b: Signature, *, use_time: bool = True) -> tuple[float, ...]:
+    """(content, names, number, time) evidence that two reports tell of one event, each 0–1."""
+    # What happened: the share of each report's words the other also has, averaged.
+    shared = a.vocabulary & b.vocabulary
+    said = (
+        _said(a, shared) / len(a.content) + _said(b, shared) / len(b.content) if shared else 0.0
+    ) / 2
+    # Who and where: names matched both ways, as a Dice overlap (0 when either names none).
+    matched = min(_found(a.names, b.name_keys), _found(b.names, a.name_keys))
+    named = 2 * matched / (len(a.names) + len(b.names)) if a.names and b.names else 0.0
+    counted = 1.0 if a.numbers & b.numbers else 0.0
+    return said, named, counted, _apart(a, b, use_time=use_time)
+
+
+def _apart(a: Signature, b: Signature, *, use_time: bool) -> float:
+    """Time between two reports in windows (1.0 = one day)."""
+    # Without both publication times, assume the far edge of the window: ask for more evidence.
+    if not (use_time and a.when and b.when):
+        return 1.0
+    return abs((a.when - b.when).total_seconds()) / (WINDOW_HOURS * 3600)
+
+
+def odds(features: Sequence[float]) -> float:
+    """The fitted odds that reports with this evidence tell of one event."""
+    return math.exp(BIAS + sum(w * x for w, x in zip(WEIGHTS, features, strict=True)))
+
+
 def same_event(a: Signature, b: Signature, *, use_time: bool = True) -> bool:
     """Whether two reports are about the same event."""
     if len(a.title) >= 3 and _jaccard(a.title, b.title) >= TITLE_JACCARD:
         return True
     if _jaccard(a.text, b.text) >= TEXT_JACCARD:
         return True
-    apart = abs((a.when - b.when).total_seconds()) if a.when and b.when else None
-    if use_time and apart is not None and apart > WINDOW_HOURS * 3600:
-        return False
-    # Without publication times the day cannot confirm the event: ask for more evidence.
-    dated = use_time and apart is not None
-    if a.lang == b.lang and _jaccard(a.words, b.words) >= WORDS_JACCARD:
-        return True
-    # Names other than the countries: a country in the news names no single event.
-    names_a, names_b = a.names - a.country_names, b.names - b.country_names
-    shared = len(names_a & names_b)
-    shorter = min(len(names_a), len(names_b))
-    need, share = (MIN_SHARED_NAMES, MIN_NAME_SHARE) if dated else UNDATED_NAMES
-    if shared >= need and shorter and shared / shorter >= share:
-        return True
-    if dated and shared:
-        # Within the day, the same actor or place and the same vocabulary (same language) or,
-        # across languages, where no vocabulary is shared, in the same country.
-        if a.lang == b.lang and _jaccard(a.words, b.words) >= DAY_JACCARD:
-            return True
-        if a.lang != b.lang and a.regions & b.regions:
-            return True
-    # A shared specific number ("12,000 troops") with a shared actor or place (undated: an
-    # actor or place more specific than the country).
-    anchored = shared or (dated and a.regions & b.regions)
-    return bool(a.numbers & b.numbers) and bool(anchored)
+    if _apart(a, b, use_time=use_time) > 1.0:
+        return False  # outside the window: another day's event
+    return odds(evidence(a, b, use_time=use_time)) >= MERGE_ODDS
 
 
 class Stories:
-    """Known articles indexed by names, places and title words, to find a new one's story."""
+    """Known articles indexed by names, numbers and title words, to find a new one's story."""
 
     def __init__(self) -> None:
         self._postings: defaultdict[str, list[int]] = defaultdict(list)
@@ -250,41 +521,47 @@ class Stories:
         position = len(self._entries)
         self._entries.append((story_id, sig))
         for key in _keys(sig):
-            self._postings[key].append(position)
+            postings = self._postings[key]
+            # Past _COMMON_KEY the key is skipped by find(); no need to keep growing it.
+            if len(postings) <= _COMMON_KEY:
+                postings.append(position)
 
     def find(self, article: Article) -> str | None:
         """The story `article` reports again, if any."""
         sig = signature(article)
         overlap: defaultdict[int, int] = defaultdict(int)
-        for key in _keys(sig):
-            postings = self._postings.get(key, ())
-            if len(postings) > _COMMON_KEY:
-                continue
+        lists = [self._postings.get(key, []) for key in _keys(sig)]
+        # Rare keys first (a village, a figure), common ones only while the budget lasts: the
+        # work per article is bounded however many articles the index holds.
+        budget = _VISITS
+        for postings in sorted(lists, key=len):
+            if len(postings) > min(_COMMON_KEY, budget):
+                break
+            budget -= len(postings)
             for position in postings:
                 overlap[position] += 1
         # Most overlapping candidates first; at most a few full comparisons per article.
-        for position, _count in heapq.nlargest(30, overlap.items(), key=lambda kv: kv[1]):
+        for position, _count in heapq.nlargest(_CANDIDATES, overlap.items(), key=_second):
             story_id, other = self._entries[position]
             if same_event(sig, other):
                 return story_id
         return None
 
 
+def _second(item: tuple[int, int]) -> tuple[int, int]:
+    # More shared keys first; among equals the most recent report.
+    return item[1], item[0]
+
+
 def _keys(sig: Signature) -> list[str]:
-    # Title words, names and numbers find candidates; the smallest shingle hashes (a bottom-k
-    # sketch) find near-duplicate texts whose titles share no word.
+    # Title words, names (both languages' stems) and numbers find candidates; the smallest
+    # shingle hashes (a bottom-k sketch) find near-duplicate texts whose titles share no word.
     return (
         [f"t:{term}" for term in sig.title]
-        # A bottom-k sketch of the names too: similar name sets share most of it, and an
-        # index rebuilt for every batch stays small.
-        + [f"n:{name}" for name in sorted(sig.names, key=_crc)[:_SKETCH_NAMES]]
+        + [f"n:{name}" for name in sig.name_keys]
         + [f"#:{number}" for number in sig.numbers]
         + [f"s:{value}" for value in sorted(sig.text)[:_SKETCH]]
     )
-
-
-def _crc(text: str) -> int:
-    return zlib.crc32(text.encode("utf-8"))
 
 
 def assign(new: Sequence[Article], known: Sequence[tuple[Article, str]]) -> dict[str, str]:

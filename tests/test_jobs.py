@@ -637,3 +637,60 @@ async def test_a_pruned_story_still_listed_by_its_feed_is_not_alerted_again(
     # A corrected version of it is news again.
     article = dataclasses.replace(article, text="Heavy fighting in Aleppo killed 25.")
     assert await poll(later) == 1
+
+
+async def test_a_second_agency_reporting_the_same_event_does_not_alert_the_chat_again(
+    store: Store,
+) -> None:
+    await store.subscribe(CHAT, "en")
+    when = (NOW - timedelta(hours=3)).isoformat()
+    reuters = Article(
+        "quake-r",
+        "Earthquake kills six in Iran's Kermanshah province",
+        "DUBAI, March 29 (Reuters) - A magnitude 6.1 earthquake struck the western Iranian "
+        "province of Kermanshah before dawn on Sunday, killing six people and injuring 140 in "
+        "the town of Sarpol-e Zahab, the Red Crescent said.",
+        "en",
+        agency="Reuters",
+        published=when,
+    )
+    ap = Article(
+        "quake-ap",
+        "Strong quake hits western Iran near the Iraqi border",
+        "TEHRAN, Iran (AP) — Homes collapsed in Sarpol-e Zahab when a 6.1 magnitude quake shook "
+        "Kermanshah on Sunday. State TV said six people died and about 140 were hurt as "
+        "rescuers searched damaged villages.",
+        "en",
+        agency="AP",
+        published=(NOW - timedelta(hours=2)).isoformat(),
+    )
+    other = Article(
+        "flood-ap",
+        "Flash floods sweep cars away in Iran's Shiraz",
+        "TEHRAN, Iran (AP) — Flash floods after a cloudburst swept cars through the streets of "
+        "Shiraz in southern Iran on Sunday evening, killing two motorists, the governor of Fars "
+        "province said.",
+        "en",
+        agency="AP",
+        published=(NOW - timedelta(hours=1)).isoformat(),
+    )
+    await store.add_articles([reuters])
+    first = await jobs.route(
+        [(reuters, verdict("quake-r", topics=("Iran",)))], store, None, alert_threshold=0.8, now=NOW
+    )
+    assert first == 1
+    await store.add_articles([ap])
+    again = await jobs.route(
+        [(ap, verdict("quake-ap", topics=("Iran",)))], store, None, alert_threshold=0.8, now=NOW
+    )
+    assert again == 0  # the second agency's report joins the story the chat was alerted to
+    await store.add_articles([other])
+    owed = await jobs.route(
+        [(other, verdict("flood-ap", topics=("Iran",)))], store, None, alert_threshold=0.8, now=NOW
+    )
+    assert owed == 1  # another event in the same country that day is its own alert
+    assert await store.story_ids(["quake-r", "quake-ap", "flood-ap"]) == {
+        "quake-r": "quake-r",
+        "quake-ap": "quake-r",
+        "flood-ap": "flood-ap",
+    }
