@@ -12,9 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import simplemma
-from simplemma.strategies import DictionaryLookupStrategy, RulesStrategy
-
+from bot import lemmas
 from bot.models import Article
 from bot.text import sentences
 
@@ -142,24 +140,20 @@ def skeleton(word: str) -> str:
     return _DOUBLE.sub(r"\1", key)
 
 
-# Dictionary lookup plus suffix rules: simplemma's default pipeline also decomposes unknown
-# compounds, which costs ~50 µs a word and makes indexing the corpus take seconds.
-_LOOKUP = DictionaryLookupStrategy()
-_RULES = RulesStrategy()
-
-
 @functools.lru_cache(maxsize=400_000)
 def lemma(word: str, lang: str) -> str:
     """The dictionary form of `word`, folded; numbers and unknown words stay as they are."""
     if lang not in ("de", "en") or not word[:1].isalpha():
         return fold(word)
-    found = _LOOKUP.get_lemma(word, lang)
+    # Dictionary lookup plus suffix rules: the full lemmatiser also decomposes unknown
+    # compounds, which costs ~50 µs a word and makes indexing the corpus take seconds.
+    found = lemmas.lookup(word, lang)
     if found is None and word[:1].isupper():
-        found = _LOOKUP.get_lemma(word.lower(), lang)
+        found = lemmas.lookup(word.lower(), lang)
     if found is None and lang == "de" and word.endswith("s") and len(word) > 4:
-        found = _LOOKUP.get_lemma(word[:-1], lang)  # genitive: Russlands, Netanyahus
+        found = lemmas.lookup(word[:-1], lang)  # genitive: Russlands, Netanyahus
     if found is None:
-        found = _RULES.get_lemma(word, lang)
+        found = lemmas.rules(word, lang)
     return fold(found or word)
 
 
@@ -433,18 +427,18 @@ def _plain_word(tok: Token, lang: str) -> bool:
     # case; English lemmas are lower case for names too ("Carter" -> "carter").
     if lang != "de":
         return True
-    return simplemma.lemmatize(tok.text, lang=lang)[:1].isupper()
+    return lemmas.lemmatize(tok.text, lang)[:1].isupper()
 
 
 @functools.lru_cache(maxsize=100_000)
 def _german_noun(word: str) -> bool:
     """Whether a capitalised German word is a dictionary noun or a compound ending in one."""
-    if simplemma.is_known(word, lang="de"):
+    if lemmas.is_known(word, "de"):
         return True
     core = word.rsplit("-", 1)[-1]
     for i in range(2, len(core) - 4):
         tail = core[i:].capitalize()
-        if simplemma.is_known(tail, lang="de"):
+        if lemmas.is_known(tail, "de"):
             return True
     return False
 

@@ -9,9 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import simplemma
-
-from bot import dictionary
+from bot import dictionary, lemmas
 from bot.extract import (
     DATA_DIR,
     FALLBACK_LANG,
@@ -129,7 +127,7 @@ def question_lang(question: str) -> str:
                 if words[0] in ("was",) and len(words) > 2:
                     break
                 return lang
-    ranked = simplemma.langdetect(question, lang=languages())
+    ranked = lemmas.detect(question, languages())
     best = ranked[0][0] if ranked else "unk"
     return best if best in languages() else FALLBACK_LANG
 
@@ -197,7 +195,7 @@ def _gazetteer_hit(words: list[str], i: int) -> tuple[int, int] | None:
             w = words[i]
             for cand in (
                 skeleton(w.rstrip("s")),
-                skeleton(simplemma.lemmatize(w, lang="de")),
+                skeleton(lemmas.lemmatize(w, "de")),
                 *inflection_stems(w),
             ):
                 hit = lex.place_by_key.get(cand)
@@ -232,7 +230,7 @@ def analyse(question: str, index: Retrieval | None = None) -> Question:
     merged: dict[int, str] = {}
     if folded and folded[-1] in data.separable_particles:
         for j in range(len(words) - 2, 0, -1):
-            lem = fold(simplemma.lemmatize(words[j], lang="de")) if lang == "de" else folded[j]
+            lem = fold(lemmas.lemmatize(words[j], "de")) if lang == "de" else folded[j]
             if not words[j][:1].isupper() and folded[j] not in data.stopwords:
                 merged[j] = folded[-1] + lem
                 break
@@ -251,7 +249,7 @@ def analyse(question: str, index: Retrieval | None = None) -> Question:
         hit_phrase = None
         for n in (3, 2):
             if i + n <= len(words):
-                phrase_words = [fold(simplemma.lemmatize(w, lang=lang)) for w in words[i : i + n]]
+                phrase_words = [fold(lemmas.lemmatize(w, lang)) for w in words[i : i + n]]
                 phrase = " ".join(phrase_words)
                 raw_phrase = " ".join(folded[i : i + n])
                 for cand in (raw_phrase, phrase):
@@ -293,7 +291,7 @@ def analyse(question: str, index: Retrieval | None = None) -> Question:
         if f in skip or len(f) < 2 or (i == len(words) - 1 and f in data.separable_particles):
             i += 1
             continue
-        lem = merged.get(i) or fold(simplemma.lemmatize(word, lang=lang))
+        lem = merged.get(i) or fold(lemmas.lemmatize(word, lang))
         keys = {skeleton(lem)} if i in merged else {key_of(word, lang), skeleton(lem), skeleton(f)}
         concepts = _reverse_terms(lang).get(lem, ()) + _reverse_terms(lang).get(f, ())
         for concept in concepts:
