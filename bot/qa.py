@@ -231,6 +231,8 @@ def _type_factor(span: Span, q: Question, sent: Sentence, lang: str) -> float:
     factor = 1.0
     if span.kind == "number" and q.kind.numeric:
         classes = _number_classes(span, sent)
+        if _in_date(span, sent, lang):
+            factor *= 0.1  # "am 21. August", "Aug. 21": the day of a date counts nothing
         if q.unit is not None:
             factor *= _unit_fit(q.unit, span, sent)
         if not q.kind.units and classes - unit_classes(q.unit.surface if q.unit else ""):
@@ -257,6 +259,16 @@ def _type_factor(span: Span, q: Question, sent: Sentence, lang: str) -> float:
         elif before in lang_data(lang).place_preps:
             factor *= 1.1
     return factor
+
+
+def _in_date(span: Span, sent: Sentence, lang: str) -> bool:
+    """Whether a bare number is the day of a date: a month name right after or before it."""
+    if span.unit is not None or span.end - span.start != 1:
+        return False
+    months = lang_data(lang).months
+    near = [span.end, span.start - 1]
+    words = [fold(sent.tokens[i].text).rstrip(".") for i in near if 0 <= i < len(sent.tokens)]
+    return any(w in months or f"{w}." in months for w in words)
 
 
 def _common_word(text: str, lang: str) -> bool:
@@ -344,6 +356,7 @@ def _role_agreement(span: Span, q: Question, sents: tuple[Sentence, ...], lang: 
     if not role:
         return 0.8
     role_sentence = analyse(role, lang)
+    # Mild: role words match loosely across languages ("Premierminister" vs "Minister").
     return 1.3 if any(_matches(g, role_sentence) for g in asked) else 0.6
 
 

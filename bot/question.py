@@ -212,6 +212,13 @@ def analyse(question: str, index: Retrieval | None = None) -> Question:
     qtype = "entity"
     # "According to UN estimates, how many ...": the question word may follow a lead-in clause.
     clauses = [low, *(part.strip() for part in low.split(",")[1:])]
+    # "In wie vielen Staaten", "From how many nations", "Roughly how many": a preposition or a
+    # hedge before the question word does not change what is asked.
+    lead = re.findall(r"\S+", low)
+    for i in (1, 2):
+        if len(lead) > i and fold(lead[i]) in data.question_words:
+            clauses.append(" ".join(lead[i:]))
+            break
     typed: set[str] = set()  # words of the matched pattern ("how long", "what date") ask, not match
     for pattern, kind in data.qtypes:
         hit = next((m for c in clauses if (m := pattern.search(c))), None)

@@ -282,3 +282,23 @@ def test_answer_is_the_short_span_and_the_sentence_supports_it(index: Index) -> 
     got = answer("What happened in Portmoor?", index, article_id="t-en-1")
     assert got.text is not None and len(got.text) <= 120
     assert got.sentence is not None and got.text.rstrip("…") in got.sentence
+
+
+DATED = Article(
+    id="t-de-2",
+    title="",
+    text=(
+        "Die Chemikalie sei am 21. August bei Gefechten in Marea verwendet worden. "
+        "Bei dem Angriff wurden 80 Menschen verletzt."
+    ),
+    lang="de",
+)
+
+
+def test_the_day_of_a_date_counts_nothing() -> None:
+    index = Index.build([DATED])
+    assert answer("How many people were injured?", index, article_id="t-de-2").text == "80 Menschen"
+    # Only the date's day is a number in this sentence: no count, so no answer.
+    only_date = Article(id="t-de-3", title="", text=DATED.text.split(". Bei")[0] + ".", lang="de")
+    index = Index.build([only_date])
+    assert answer("How many people died in Marea?", index, article_id="t-de-3").text is None

@@ -25,6 +25,11 @@ from bot.question import TYPES, analyse, question_lang, unit_classes
         ("In what year was he born?", "time"),
         ("What is the name of the judge who refused?", "person"),
         ("Wie heißt der Richter?", "person"),
+        # A preposition or a hedge before the question word does not change what is asked.
+        ("In wie vielen Bundesstaaten ist das erlaubt?", "number"),
+        ("From how many nations are the chiefs?", "number"),
+        ("Roughly how many animals did they keep?", "number"),
+        ("Bis wann sollen die Zölle fallen?", "time"),
     ],
 )
 def test_question_type_from_pattern_or_head_noun(question: str, qtype: str) -> None:
