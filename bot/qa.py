@@ -28,7 +28,14 @@ from bot.extract import (
     skeleton,
 )
 from bot.models import Answer, Article, SourceRef
-from bot.question import Question, inflection_stems, question_lang, unit_classes, units
+from bot.question import (
+    Question,
+    asked_place_kind,
+    inflection_stems,
+    question_lang,
+    unit_classes,
+    units,
+)
 from bot.question import analyse as analyse_question
 from bot.search import Group, MemoryIndex, article_lang
 from bot.search import Retrieval as Retrieval  # re-exported: what callers pass to answer()
@@ -252,7 +259,11 @@ def _type_factor(span: Span, q: Question, sent: Sentence, lang: str) -> float:
         factor *= 1.3 if "seit" in (first, prev) or "since" in (first, prev) else 0.8
     if q.qtype == "place" and span.kind == "place":
         # "Where" wants the most specific place: a city over a country over a continent.
-        factor *= PLACE_PREFERENCE.get(place_kind(span.text) or "city", 1.0)
+        found = place_kind(span.text)
+        factor *= PLACE_PREFERENCE.get(found or "city", 1.0)
+        asked = asked_place_kind(q.head_word) if q.head_word is not None else None
+        if asked is not None and found is not None and found != asked:
+            factor *= 0.3  # "which town" is not answered by a country
         before = fold(sent.tokens[span.start - 1].text) if span.start > 0 else ""
         if before in units().origin_preps and q.text.split()[0].lower() not in ("from", "woher"):
             factor *= 0.7  # "die Attentäter von Paris": an origin, not where it happened

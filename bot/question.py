@@ -68,6 +68,8 @@ class Units:
     time_nouns: frozenset[str]
     person_nouns: frozenset[str]
     origin_preps: frozenset[str]
+    # Gazetteer kind -> folded endings of place head nouns asking for it, regions first.
+    place_kinds: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @functools.cache
@@ -78,8 +80,21 @@ def units() -> Units:
     time_nouns = frozenset(fold(w) for w in raw.pop("time_nouns"))
     person_nouns = frozenset(fold(w) for w in raw.pop("person_nouns"))
     origin = frozenset(fold(w) for w in raw.pop("origin_preps"))
+    kinds = tuple(
+        (kind, tuple(fold(w) for w in raw.pop(f"{kind}_nouns")))
+        for kind in ("region", "country", "city")
+    )
     classes = {k: tuple(fold(w) for w in v) for k, v in raw.items()}
-    return Units(classes, time_nouns, person_nouns, origin)
+    return Units(classes, time_nouns, person_nouns, origin, kinds)
+
+
+def asked_place_kind(noun: str) -> str | None:
+    """The gazetteer kind a place head noun asks for: "Hafenstadt" -> city, "state" -> None."""
+    folded = fold(noun)
+    for kind, endings in units().place_kinds:
+        if any(folded == e or folded.endswith(e) for e in endings):
+            return kind
+    return None
 
 
 def unit_classes(word: str) -> frozenset[str]:
@@ -110,6 +125,8 @@ class Question:
     list_noun: str | None = None
     # The head noun of "which/what/welche N": the answer stands next to it ("die Zeitung Danas").
     head: Group | None = None
+    # That noun as written, also when it is a word of the matched pattern ("in which town").
+    head_word: str | None = None
 
     @property
     def kind(self) -> QuestionType:
@@ -343,7 +360,7 @@ def analyse(question: str, index: Retrieval | None = None) -> Question:
             light = Group(head_group.surface, head_group.keys, head_group.weight * 0.3)
             groups = [light if g is head_group else g for g in groups]
             head_group = light
-    return Question(question, lang, qtype, tuple(groups), unit, list_noun, head_group)
+    return Question(question, lang, qtype, tuple(groups), unit, list_noun, head_group, head_word)
 
 
 _WHICH = re.compile(

@@ -302,3 +302,16 @@ def test_the_day_of_a_date_counts_nothing() -> None:
     only_date = Article(id="t-de-3", title="", text=DATED.text.split(". Bei")[0] + ".", lang="de")
     index = Index.build([only_date])
     assert answer("How many people died in Marea?", index, article_id="t-de-3").text is None
+
+
+def test_a_place_head_noun_asks_for_its_kind_of_place() -> None:
+    article = Article(
+        id="t-en-3",
+        title="",
+        text="The attack took place in Aleppo, Syria, on Monday, officials said.",
+        lang="en",
+    )
+    index = Index.build([article])
+    assert answer("In which country did the attack take place?", index, "t-en-3").text == "Syria"
+    assert answer("In which city did the attack take place?", index, "t-en-3").text == "Aleppo"
+    assert answer("Where did the attack take place?", index, "t-en-3").text == "Aleppo"
