@@ -205,8 +205,10 @@ def answer_article(
                 fit *= 0.3  # "Opinion polls ...", "Islamic militants": a capitalised common word
             if span.kind != "number" and _overlaps_question(span.text, q):
                 continue
-            if q.qtype in ("person", "org") and _demonym_phrase(span, sent, lang) is not None:
-                continue  # "Iranian film" names no one
+            if q.qtype in ("person", "org") and (
+                _demonym_phrase(span, sent, lang) is not None or _demonym(span.text)
+            ):
+                continue  # "Iranian film", "the Afghans" name no one
             head_end = span.start + 1 if span.kind == "number" else span.end
             if any(span.start <= p < head_end for p in positions):
                 continue  # the question's own words are not its answer
@@ -223,6 +225,10 @@ def answer_article(
                     score *= 1.15
             if q.head is not None and _next_to(q.head, span, sent):
                 score *= 1.3  # "die Zeitung Danas", "the Labor Party": the asked kind of thing
+            elif q.head is not None and q.qtype == "entity":
+                # "In welchem Krankenhaus": a head noun of no known kind; an entity that does not
+                # stand with it is probably of another kind ("West Bank" is no hospital).
+                score *= 0.7
             if q.qtype in ("person", "entity") and span.kind in ("person", "name"):
                 score *= _role_agreement(span, q, sents, lang)
                 score *= _nationality_agreement(span, q, sent, matched[si], lang)
@@ -270,6 +276,18 @@ def _type_factor(span: Span, q: Question, sent: Sentence, lang: str) -> float:
         elif before in lang_data(lang).place_preps:
             factor *= 1.1
     return factor
+
+
+def _demonym(text: str) -> bool:
+    """Whether a one-word span is only a nationality ("Afghans", "Russen"), not a place's name."""
+    if " " in text:
+        return False
+    lex = lexicon()
+    for key in {skeleton(text), skeleton(text.rstrip("s")), skeleton(text.rstrip("n"))}:
+        hit = lex.place_by_key.get(key)
+        if hit and not any(key in {skeleton(n) for n in lex.places[i].names} for i in hit):
+            return True
+    return False
 
 
 def _in_date(span: Span, sent: Sentence, lang: str) -> bool:

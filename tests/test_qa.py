@@ -315,3 +315,14 @@ def test_a_place_head_noun_asks_for_its_kind_of_place() -> None:
     assert answer("In which country did the attack take place?", index, "t-en-3").text == "Syria"
     assert answer("In which city did the attack take place?", index, "t-en-3").text == "Aleppo"
     assert answer("Where did the attack take place?", index, "t-en-3").text == "Aleppo"
+
+
+def test_a_nationality_is_no_person() -> None:
+    film = Article(
+        id="t-en-4",
+        title="",
+        text="Stray Dogs, a film directed about the Afghans after the war, won a prize in Venice.",
+        lang="en",
+    )
+    index = Index.build([film])
+    assert answer("Who directed the film Stray Dogs?", index, article_id="t-en-4").text is None
