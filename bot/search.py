@@ -105,6 +105,11 @@ def _idf(n: int, df: int) -> float:
     return math.log(1 + (max(n, 1) - df + 0.5) / (df + 0.5))
 
 
+def _sentence_sets(keys: str) -> tuple[frozenset[str], ...]:
+    """The terms of each sentence of a full-text row."""
+    return tuple(frozenset(s.split()) for s in keys.split(SENTENCE_BREAK))
+
+
 def _coherence(sentences: Sequence[frozenset[str]], groups: Sequence[Group]) -> float:
     """The largest weighted share of keyword groups that occur together in one sentence."""
     weights = [g.weight * (1.5 if g.entity else 1.0) for g in groups]
@@ -534,25 +539,32 @@ class StoreIndex:
             hits = self._candidates(telling or terms)
         if not hits:
             return []
-        scored: list[tuple[float, str, tuple[frozenset[str], ...]]] = []
+        # Scoring is the CPU part of a search: terms are looked up once per group, and the
+        # sentence sets for re-ranking are built for the best RERANK_TOP hits only.
+        group_terms = [
+            ({term(key): idf[key] for key in g.keys}, 1.5 if g.entity else 1.0) for g in groups
+        ]
+        scored: list[tuple[float, str, str]] = []
         for article_id, keys, length, prior in hits:
-            sentences = tuple(frozenset(s.split()) for s in keys.split(SENTENCE_BREAK))
             counts = Counter(keys.split())
             norm = BM25_K1 * (1 - BM25_B + BM25_B * length / avg)
             total = 0.0
-            for g in groups:
+            for weights, boost in group_terms:
                 best = 0.0
-                for key in g.keys:
-                    tf = counts.get(term(key), 0)
+                for t, w in weights.items():
+                    tf = counts.get(t, 0)
                     if tf:
-                        best = max(best, idf[key] * tf * (BM25_K1 + 1) / (tf + norm))
-                total += best * (1.5 if g.entity else 1.0)
+                        best = max(best, w * tf * (BM25_K1 + 1) / (tf + norm))
+                total += best * boost
             total *= 1 + PRIOR_STRENGTH * (prior or 0.0)
-            scored.append((total, article_id, sentences))
+            scored.append((total, article_id, keys))
         scored.sort(key=lambda s: -s[0])
         top = scored[: max(k, RERANK_TOP)]
         if len(groups) > 1:
-            top = [(s * (0.5 + _coherence(sents, groups)), i, sents) for s, i, sents in top]
+            top = [
+                (s * (0.5 + _coherence(_sentence_sets(keys), groups)), i, keys)
+                for s, i, keys in top
+            ]
             top.sort(key=lambda s: -s[0])
         top = [t for t in top if t[0] > 0][:k]
         articles = {a.id: a for a in self._articles([i for _, i, _ in top])}
