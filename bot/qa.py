@@ -210,7 +210,9 @@ def answer_article(
             ):
                 continue  # "Iranian film", "the Afghans" name no one
             head_end = span.start + 1 if span.kind == "number" else span.end
-            if any(span.start <= p < head_end for p in positions):
+            if any(span.start <= p < head_end for p in positions) and not _other_part(
+                span, sent, q, lang
+            ):
                 continue  # the question's own words are not its answer
             score = window * fit * relation * _type_factor(span, q, sent, lang)
             # Countries the question is about should sit with the answer, not elsewhere.
@@ -276,6 +278,15 @@ def _type_factor(span: Span, q: Question, sent: Sentence, lang: str) -> float:
         elif before in lang_data(lang).place_preps:
             factor *= 1.1
     return factor
+
+
+def _other_part(span: Span, sent: Sentence, q: Question, lang: str) -> bool:
+    """Whether a span is the part of a compound the question does not name ("SPÖ" of
+    "SPÖ-Kandidat" when the question asks about the candidate)."""
+    if span.end - span.start != 1 or span.text == sent.tokens[span.start].text:
+        return False
+    own = analyse(span.text, lang)
+    return not any(_matches(g, own) for g in q.groups)
 
 
 def _demonym(text: str) -> bool:

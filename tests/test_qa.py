@@ -326,3 +326,19 @@ def test_a_nationality_is_no_person() -> None:
     )
     index = Index.build([film])
     assert answer("Who directed the film Stray Dogs?", index, article_id="t-en-4").text is None
+
+
+def test_the_other_part_of_a_compound_the_question_names_can_be_the_answer() -> None:
+    poll = Article(
+        id="t-de-5",
+        title="",
+        text="Laut Umfrage liegt SPÖ-Kandidat Rudolf Hundstorfer vor ÖVP-Kandidat Andreas Khol.",
+        lang="de",
+    )
+    index = Index.build([poll])
+    assert answer("Which party is Rudolf Hundstorfer the candidate of?", index, "t-de-5").text == (
+        "SPÖ"
+    )
+    assert answer("Who is the SPÖ candidate?", index, "t-de-5").text == (
+        "SPÖ-Kandidat Rudolf Hundstorfer"
+    )
