@@ -15,7 +15,7 @@ import os
 import sqlite3
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 import simplemma
@@ -81,7 +81,11 @@ class Table(Mapping[str, str]):
 
 def build(lang: str, path: Path) -> None:
     """Write simplemma's dictionary of `lang` to `path` (a temporary file renamed into place)."""
-    source = DefaultDictionaryFactory().get_dictionary(lang)
+    write_table(path, DefaultDictionaryFactory().get_dictionary(lang).items())
+
+
+def write_table(path: Path, items: Iterable[tuple[str, str]]) -> None:
+    """Write a word table to `path` (a temporary file renamed into place)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -90,7 +94,7 @@ def build(lang: str, path: Path) -> None:
         try:
             conn.execute("PRAGMA journal_mode = OFF")
             conn.execute("CREATE TABLE lemmas (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID")
-            conn.executemany("INSERT INTO lemmas VALUES (?, ?)", source.items())
+            conn.executemany("INSERT OR REPLACE INTO lemmas VALUES (?, ?)", items)
             conn.commit()
         finally:
             conn.close()
@@ -99,6 +103,21 @@ def build(lang: str, path: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def cached_table(
+    name: str, items: Callable[[], Iterable[tuple[str, str]]]
+) -> Mapping[str, str] | None:
+    """The table `name` in the cache folder, written from `items()` on first use; None if the
+    folder cannot be written (the caller keeps its data in memory then)."""
+    path = cache_dir() / name
+    try:
+        if not path.exists():
+            write_table(path, items())
+        return Table(path)
+    except (OSError, sqlite3.Error) as exc:
+        log.info("word table %s unavailable (%s); reading it into memory", path, exc)
+        return None
 
 
 class TableFactory:
