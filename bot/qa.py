@@ -356,9 +356,24 @@ def _number_classes(span: Span, sent: Sentence) -> set[str]:
     prev = sent.tokens[span.start - 1].text.lower() if span.start else ""
     if ("duration" in found and nxt in ("alt", "old")) or prev in ("aged", "alter", "im"):
         found.add("age")
+    if not found and _apposition_age(span, sent):
+        found.add("age")
     if "age" in found and not _penalty_near(span, sent):
         found.discard("duration")  # "25-jähriger" is an age; "fünfjährige Haft" a duration
     return found
+
+
+def _apposition_age(span: Span, sent: Sentence) -> bool:
+    """ "Silvio Berlusconi, 68, has ...": a bare number set off by commas after a name is an age."""
+    toks = sent.tokens
+    if span.end - span.start != 1 or span.start == 0 or span.end >= len(toks):
+        return False
+    number, before, after = toks[span.start], toks[span.start - 1], toks[span.end]
+    if not number.text.isdigit() or not 0 < int(number.text) < 120:
+        return False
+    left = sent.text[before.end : number.start].strip()
+    right = sent.text[number.end : after.start].strip()
+    return left == "," and right == "," and before.text[:1].isupper()
 
 
 def _penalty_near(span: Span, sent: Sentence) -> bool:

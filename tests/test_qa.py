@@ -342,3 +342,16 @@ def test_the_other_part_of_a_compound_the_question_names_can_be_the_answer() -> 
     assert answer("Who is the SPÖ candidate?", index, "t-de-5").text == (
         "SPÖ-Kandidat Rudolf Hundstorfer"
     )
+
+
+def test_a_number_set_off_by_commas_after_a_name_is_an_age() -> None:
+    profile = Article(
+        id="t-en-5",
+        title="",
+        text="Berlusconi, 68, has long insisted he was a victim. His party won 12 seats.",
+        lang="en",
+    )
+    index = Index.build([profile])
+    assert answer("How old is Berlusconi?", index, "t-en-5").text == "68"
+    assert answer("Wie alt ist Silvio Berlusconi?", index, "t-en-5").text == "68"
+    assert answer("How many seats did his party win?", index, "t-en-5").text == "12 seats"
