@@ -530,6 +530,19 @@ def _span_text(text: str, toks: tuple[Token, ...], start: int, end: int) -> str:
     return text[toks[start].start : toks[end - 1].end]
 
 
+# Endings of German time adjectives glued to a number word ("drei|tägig", "fünf|jährig").
+_TIME_ADJECTIVES = ("stundig", "tagig", "wochig", "monatig", "jahrig")
+
+
+def _number_compound(folded: str, data: LangData) -> str | None:
+    """The unit part of a number-word compound ("dreitagigen" -> "tagigen"), else None."""
+    for word in sorted(data.number_words, key=len, reverse=True):
+        if folded.startswith(word):
+            rest = folded[len(word) :]
+            return rest if rest.startswith(_TIME_ADJECTIVES) else None
+    return None
+
+
 def _spans(text: str, toks: tuple[Token, ...], lang: str) -> list[Span]:
     data = lang_data(lang)
     lex = lexicon()
@@ -539,6 +552,12 @@ def _spans(text: str, toks: tuple[Token, ...], lang: str) -> list[Span]:
     while i < n:
         tok = toks[i]
         folded = fold(tok.text)
+        # German number-word compounds: "dreitägigen Besuch", "fünfjährige Haft".
+        glued_unit = _number_compound(folded, data) if lang == "de" else None
+        if glued_unit is not None:
+            spans.append(Span("number", tok.text, i, i + 1, unit=glued_unit))
+            i += 1
+            continue
         # Numbers with their unit: "100.000 Soldaten", "3,000 troops", "20 Menschen".
         if _NUMBER.match(tok.text) or folded in data.number_words:
             if _YEAR.match(tok.text) and not (i + 1 < n and toks[i + 1].cap and lang == "de"):

@@ -348,6 +348,8 @@ def _number_classes(span: Span, sent: Sentence) -> set[str]:
     found: set[str] = set()
     for tok in sent.tokens[span.start : span.end]:
         found |= unit_classes(tok.text)
+    if span.unit is not None:
+        found |= unit_classes(span.unit)  # "dreitägigen": the unit is glued to the number
     start = sent.tokens[span.start].start
     before = sent.text[max(0, start - 2) : start]
     if any(sign in before for sign in "$€£"):

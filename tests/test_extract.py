@@ -69,3 +69,11 @@ def test_number_units_skip_adjectives_and_stop_at_punctuation() -> None:
     units = {s.text: s.unit for s in spans.spans if s.kind == "number"}
     assert units["101 entsprechenden Straftaten"] == "Straftaten"
     assert units["17"] is None
+
+
+def test_german_number_word_compounds_are_numbers_with_their_unit() -> None:
+    sent = analyse(
+        "Obama bricht zu einem dreitägigen Besuch auf, ihm drohte eine fünfjährige Haft.", "de"
+    )
+    numbers = [(s.text, s.unit) for s in sent.spans if s.kind == "number"]
+    assert numbers == [("dreitägigen", "tagigen"), ("fünfjährige", "jahrige")]

@@ -355,3 +355,17 @@ def test_a_number_set_off_by_commas_after_a_name_is_an_age() -> None:
     assert answer("How old is Berlusconi?", index, "t-en-5").text == "68"
     assert answer("Wie alt ist Silvio Berlusconi?", index, "t-en-5").text == "68"
     assert answer("How many seats did his party win?", index, "t-en-5").text == "12 seats"
+
+
+def test_a_number_word_compound_answers_how_long() -> None:
+    visit = Article(
+        id="t-de-6",
+        title="",
+        text="Obama bricht am Sonntag zu einem dreitägigen Besuch nach Vietnam auf.",
+        lang="de",
+    )
+    index = Index.build([visit])
+    assert answer("How long will Obama's visit to Vietnam last?", index, "t-de-6").text == (
+        "dreitägigen"
+    )
+    assert answer("Wann bricht Obama auf?", index, "t-de-6").text == "am Sonntag"
