@@ -644,6 +644,9 @@ def _spans(text: str, toks: tuple[Token, ...], lang: str) -> list[Span]:
     return spans
 
 
+_HARD_BREAK = re.compile(r"[:;.!?()]")
+
+
 def _classify_run(text: str, toks: tuple[Token, ...], i: int, j: int, lang: str) -> list[Span]:
     """Split a capitalised run into role words, person names, places and organisations."""
     data = lang_data(lang)
@@ -718,6 +721,8 @@ def _classify_run(text: str, toks: tuple[Token, ...], i: int, j: int, lang: str)
             role = None
             continue
         name_start, name_end = k, m
+        if role is not None and _HARD_BREAK.search(text[toks[role_start].end : toks[k].start]):
+            role = None  # "US-Vertreter: Xi wird ...": a headline's colon ends the role's phrase
         first = skeleton(toks[name_start].text)
         sentence_initial = name_start == 0
         prev = fold(toks[name_start - 1].text) if name_start > 0 else ""

@@ -77,3 +77,14 @@ def test_german_number_word_compounds_are_numbers_with_their_unit() -> None:
     )
     numbers = [(s.text, s.unit) for s in sent.spans if s.kind == "number"]
     assert numbers == [("dreitägigen", "tagigen"), ("fünfjährige", "jahrige")]
+
+
+def test_a_headline_colon_ends_the_role_phrase() -> None:
+    sent = analyse(
+        "US-Vertreter: Xi wird die Einführung eines Emissionshandels bekannt geben.", "de"
+    )
+    assert [(s.kind, s.text, s.role) for s in sent.spans if s.kind == "person"] == [
+        ("person", "Xi", None)
+    ]
+    kept = analyse("Für Deutschland werde Staatssekretär Andreas Michaelis teilnehmen.", "de")
+    assert [s.role for s in kept.spans if s.kind == "person"] == ["Staatssekretär"]
