@@ -777,6 +777,10 @@ def kind_hint_apposition(
     """A role in apposition before a name: "die US-Botschafterin beim Bündnis, Julianne Smith"."""
     if start == 0 or text[toks[start - 1].end : toks[start].start].strip() != ",":
         return None
+    if lang == "de" and toks[start - 1].text.islower():
+        # German nouns are capitalised: "Ein US-Vertreter sagte, Xi ..." ends in a verb, so the
+        # clause before the comma is a report, not a role phrase in apposition.
+        return None
     for back in range(start - 1, max(-1, start - 7), -1):
         if is_role(toks[back].text, lang):
             return toks[back].text, back

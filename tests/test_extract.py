@@ -88,3 +88,12 @@ def test_a_headline_colon_ends_the_role_phrase() -> None:
     ]
     kept = analyse("Für Deutschland werde Staatssekretär Andreas Michaelis teilnehmen.", "de")
     assert [s.role for s in kept.spans if s.kind == "person"] == ["Staatssekretär"]
+
+
+def test_a_reported_clause_before_a_comma_is_no_role_in_apposition() -> None:
+    report = analyse("Ein US-Vertreter sagte, Xi wolle am Freitag ein System verkünden.", "de")
+    assert [(s.text, s.role) for s in report.spans if s.kind == "person"] == [("Xi", None)]
+    apposition = analyse("Die US-Botschafterin beim Bündnis, Julianne Smith, sagte das.", "de")
+    assert [(s.text, s.role) for s in apposition.spans if s.kind == "person"] == [
+        ("Julianne Smith", "US-Botschafterin beim Bündnis")
+    ]
