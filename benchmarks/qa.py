@@ -120,6 +120,12 @@ async def build_store(url: str, articles: list[Article], copies: int = 1) -> Non
             )
 
 
+async def stored_count(url: str) -> int:
+    """How many articles the database at `url` holds (0 when it has no store yet)."""
+    async with Store.open(url) as store:
+        return await store.count_articles()
+
+
 def evaluate(
     items: list[dict[str, Any]], index: Retrieval, verbose: bool
 ) -> tuple[list[dict[str, Any]], list[float]]:
@@ -132,12 +138,16 @@ def evaluate(
             "type": note(item, "type"),
             "given": correct(item, got),
             "store": None,
+            # Precision counts answered questions only: a confident wrong answer costs it.
+            "answered_given": got.text is not None,
+            "answered_store": None,
         }
         start = time.perf_counter()
         got_s = answer(item["question"], index)
         latencies.append(time.perf_counter() - start)
         if item.get("store", True):
             top = [s.id for s in got_s.sources[:TOP_SOURCES]]
+            row["answered_store"] = got_s.text is not None
             row["store"] = correct(item, got_s) and (
                 item["article"] in top or not (item.get("answers") or item.get("all_of"))
             )
@@ -168,6 +178,11 @@ def report(name: str, rows: list[dict[str, Any]]) -> dict[str, float]:
     if absent:
         line += f"   abstention {fmt(*share(absent, 'given'))}"
     print(line)
+    cells = []
+    for key in ("given", "store"):
+        answered = [r for r in rows if r[key] is not None and r[f"answered_{key}"]]
+        cells.append(f"{key} {fmt(sum(bool(r[key]) for r in answered), len(answered))}")
+    print("  precision of answered: " + ", ".join(cells))
     for key in ("pair", "type"):
         groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for r in rows:
@@ -200,13 +215,15 @@ def latency(url: str, questions: list[str]) -> tuple[float, float, float]:
 
 
 def postgres_figures(url: str, articles: list[Article], questions: list[str]) -> None:
-    """The same latency over a 20,000-article PostgreSQL store (the database must be empty)."""
+    """The same latency over a 20,000-article PostgreSQL store (empty, or holding that store)."""
     copies = -(-SCALE // len(articles))
-    start = time.perf_counter()
-    asyncio.run(build_store(url, articles, copies))
-    print(
-        f"postgres: {copies * len(articles)} articles stored in {time.perf_counter() - start:.0f} s"
-    )
+    if asyncio.run(stored_count(url)) == copies * len(articles):
+        print(f"postgres: reusing the {copies * len(articles)} articles already stored")
+    else:
+        start = time.perf_counter()
+        asyncio.run(build_store(url, articles, copies))
+        took = time.perf_counter() - start
+        print(f"postgres: {copies * len(articles)} articles stored in {took:.0f} s")
     p50, p95, top = latency(url, questions)
     print(
         f"postgres latency over {len(questions)} questions: p50 {p50:.0f} ms, p95 {p95:.0f} ms, "
@@ -230,11 +247,18 @@ def scale_figures(articles: list[Article], questions: list[str], missed: list[st
         )
         if p95 > LATENCY_P95_MS:
             missed.append(f"MISSED: service p95 latency: {p95:.0f} ms (target {LATENCY_P95_MS} ms)")
-        env = {**os.environ, "NEWSBOT_DATA_DIR": tmp, "NEWSBOT_ARTICLES": f"{tmp}/articles"}
+        # A fresh lemma-table folder: the first call builds the tables once, later calls open them.
+        env = {
+            **os.environ,
+            "NEWSBOT_DATA_DIR": tmp,
+            "NEWSBOT_ARTICLES": f"{tmp}/articles",
+            "NEWSBOT_CACHE_DIR": f"{tmp}/cache",
+        }
         os.makedirs(f"{tmp}/articles", exist_ok=True)
         newsbot = str(Path(sys.executable).with_name("newsbot"))
-        walls = []
-        for _ in range(3):
+        walls, cpus = [], []
+        for _ in range(4):
+            before_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
             t = time.perf_counter()
             subprocess.run(
                 [newsbot, "--db", url, "ask", "--format", "json", "Who attends from Germany?"],
@@ -243,8 +267,16 @@ def scale_figures(articles: list[Article], questions: list[str], missed: list[st
                 capture_output=True,
             )
             walls.append(time.perf_counter() - t)
-        wall = statistics.median(walls)
-        print(f"newsbot ask over the store (start-up included, median of 3): {wall:.2f} s")
+            after_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpus.append(
+                after_cpu.ru_utime - before_cpu.ru_utime + after_cpu.ru_stime - before_cpu.ru_stime
+            )
+        print(f"newsbot ask, first call (builds the lemma tables once): {walls[0]:.2f} s")
+        wall, cpu = statistics.median(walls[1:]), statistics.median(cpus[1:])
+        print(
+            f"newsbot ask over the store (start-up included, median of 3): {wall:.2f} s "
+            f"wall, {cpu:.2f} s CPU (load average {os.getloadavg()[0]:.1f})"
+        )
         if wall > ASK_SECONDS:
             missed.append(f"MISSED: newsbot ask: {wall:.2f} s (target {ASK_SECONDS:.0f} s)")
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss

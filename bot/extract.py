@@ -12,9 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import simplemma
-from simplemma.strategies import DictionaryLookupStrategy, RulesStrategy
-
+from bot import lemmas
 from bot.models import Article
 from bot.text import sentences
 
@@ -142,24 +140,20 @@ def skeleton(word: str) -> str:
     return _DOUBLE.sub(r"\1", key)
 
 
-# Dictionary lookup plus suffix rules: simplemma's default pipeline also decomposes unknown
-# compounds, which costs ~50 µs a word and makes indexing the corpus take seconds.
-_LOOKUP = DictionaryLookupStrategy()
-_RULES = RulesStrategy()
-
-
 @functools.lru_cache(maxsize=400_000)
 def lemma(word: str, lang: str) -> str:
     """The dictionary form of `word`, folded; numbers and unknown words stay as they are."""
     if lang not in ("de", "en") or not word[:1].isalpha():
         return fold(word)
-    found = _LOOKUP.get_lemma(word, lang)
+    # Dictionary lookup plus suffix rules: the full lemmatiser also decomposes unknown
+    # compounds, which costs ~50 µs a word and makes indexing the corpus take seconds.
+    found = lemmas.lookup(word, lang)
     if found is None and word[:1].isupper():
-        found = _LOOKUP.get_lemma(word.lower(), lang)
+        found = lemmas.lookup(word.lower(), lang)
     if found is None and lang == "de" and word.endswith("s") and len(word) > 4:
-        found = _LOOKUP.get_lemma(word[:-1], lang)  # genitive: Russlands, Netanyahus
+        found = lemmas.lookup(word[:-1], lang)  # genitive: Russlands, Netanyahus
     if found is None:
-        found = _RULES.get_lemma(word, lang)
+        found = lemmas.rules(word, lang)
     return fold(found or word)
 
 
@@ -433,18 +427,18 @@ def _plain_word(tok: Token, lang: str) -> bool:
     # case; English lemmas are lower case for names too ("Carter" -> "carter").
     if lang != "de":
         return True
-    return simplemma.lemmatize(tok.text, lang=lang)[:1].isupper()
+    return lemmas.lemmatize(tok.text, lang)[:1].isupper()
 
 
 @functools.lru_cache(maxsize=100_000)
 def _german_noun(word: str) -> bool:
     """Whether a capitalised German word is a dictionary noun or a compound ending in one."""
-    if simplemma.is_known(word, lang="de"):
+    if lemmas.is_known(word, "de"):
         return True
     core = word.rsplit("-", 1)[-1]
     for i in range(2, len(core) - 4):
         tail = core[i:].capitalize()
-        if simplemma.is_known(tail, lang="de"):
+        if lemmas.is_known(tail, "de"):
             return True
     return False
 
@@ -536,6 +530,19 @@ def _span_text(text: str, toks: tuple[Token, ...], start: int, end: int) -> str:
     return text[toks[start].start : toks[end - 1].end]
 
 
+# Endings of German time adjectives glued to a number word ("drei|tägig", "fünf|jährig").
+_TIME_ADJECTIVES = ("stundig", "tagig", "wochig", "monatig", "jahrig")
+
+
+def _number_compound(folded: str, data: LangData) -> str | None:
+    """The unit part of a number-word compound ("dreitagigen" -> "tagigen"), else None."""
+    for word in sorted(data.number_words, key=len, reverse=True):
+        if folded.startswith(word):
+            rest = folded[len(word) :]
+            return rest if rest.startswith(_TIME_ADJECTIVES) else None
+    return None
+
+
 def _spans(text: str, toks: tuple[Token, ...], lang: str) -> list[Span]:
     data = lang_data(lang)
     lex = lexicon()
@@ -545,6 +552,12 @@ def _spans(text: str, toks: tuple[Token, ...], lang: str) -> list[Span]:
     while i < n:
         tok = toks[i]
         folded = fold(tok.text)
+        # German number-word compounds: "dreitägigen Besuch", "fünfjährige Haft".
+        glued_unit = _number_compound(folded, data) if lang == "de" else None
+        if glued_unit is not None:
+            spans.append(Span("number", tok.text, i, i + 1, unit=glued_unit))
+            i += 1
+            continue
         # Numbers with their unit: "100.000 Soldaten", "3,000 troops", "20 Menschen".
         if _NUMBER.match(tok.text) or folded in data.number_words:
             if _YEAR.match(tok.text) and not (i + 1 < n and toks[i + 1].cap and lang == "de"):
@@ -631,6 +644,9 @@ def _spans(text: str, toks: tuple[Token, ...], lang: str) -> list[Span]:
     return spans
 
 
+_HARD_BREAK = re.compile(r"[:;.!?()]")
+
+
 def _classify_run(text: str, toks: tuple[Token, ...], i: int, j: int, lang: str) -> list[Span]:
     """Split a capitalised run into role words, person names, places and organisations."""
     data = lang_data(lang)
@@ -705,6 +721,8 @@ def _classify_run(text: str, toks: tuple[Token, ...], i: int, j: int, lang: str)
             role = None
             continue
         name_start, name_end = k, m
+        if role is not None and _HARD_BREAK.search(text[toks[role_start].end : toks[k].start]):
+            role = None  # "US-Vertreter: Xi wird ...": a headline's colon ends the role's phrase
         first = skeleton(toks[name_start].text)
         sentence_initial = name_start == 0
         prev = fold(toks[name_start - 1].text) if name_start > 0 else ""
@@ -758,6 +776,10 @@ def kind_hint_apposition(
 ) -> tuple[str, int] | None:
     """A role in apposition before a name: "die US-Botschafterin beim Bündnis, Julianne Smith"."""
     if start == 0 or text[toks[start - 1].end : toks[start].start].strip() != ",":
+        return None
+    if lang == "de" and toks[start - 1].text.islower():
+        # German nouns are capitalised: "Ein US-Vertreter sagte, Xi ..." ends in a verb, so the
+        # clause before the comma is a report, not a role phrase in apposition.
         return None
     for back in range(start - 1, max(-1, start - 7), -1):
         if is_role(toks[back].text, lang):

@@ -28,7 +28,14 @@ from bot.extract import (
     skeleton,
 )
 from bot.models import Answer, Article, SourceRef
-from bot.question import Question, inflection_stems, question_lang, unit_classes, units
+from bot.question import (
+    Question,
+    asked_place_kind,
+    inflection_stems,
+    question_lang,
+    unit_classes,
+    units,
+)
 from bot.question import analyse as analyse_question
 from bot.search import Group, MemoryIndex, article_lang
 from bot.search import Retrieval as Retrieval  # re-exported: what callers pass to answer()
@@ -198,10 +205,14 @@ def answer_article(
                 fit *= 0.3  # "Opinion polls ...", "Islamic militants": a capitalised common word
             if span.kind != "number" and _overlaps_question(span.text, q):
                 continue
-            if q.qtype in ("person", "org") and _demonym_phrase(span, sent, lang) is not None:
-                continue  # "Iranian film" names no one
+            if q.qtype in ("person", "org") and (
+                _demonym_phrase(span, sent, lang) is not None or _demonym(span.text)
+            ):
+                continue  # "Iranian film", "the Afghans" name no one
             head_end = span.start + 1 if span.kind == "number" else span.end
-            if any(span.start <= p < head_end for p in positions):
+            if any(span.start <= p < head_end for p in positions) and not _other_part(
+                span, sent, q, lang
+            ):
                 continue  # the question's own words are not its answer
             score = window * fit * relation * _type_factor(span, q, sent, lang)
             # Countries the question is about should sit with the answer, not elsewhere.
@@ -216,6 +227,10 @@ def answer_article(
                     score *= 1.15
             if q.head is not None and _next_to(q.head, span, sent):
                 score *= 1.3  # "die Zeitung Danas", "the Labor Party": the asked kind of thing
+            elif q.head is not None and q.qtype == "entity":
+                # "In welchem Krankenhaus": a head noun of no known kind; an entity that does not
+                # stand with it is probably of another kind ("West Bank" is no hospital).
+                score *= 0.7
             if q.qtype in ("person", "entity") and span.kind in ("person", "name"):
                 score *= _role_agreement(span, q, sents, lang)
                 score *= _nationality_agreement(span, q, sent, matched[si], lang)
@@ -231,6 +246,8 @@ def _type_factor(span: Span, q: Question, sent: Sentence, lang: str) -> float:
     factor = 1.0
     if span.kind == "number" and q.kind.numeric:
         classes = _number_classes(span, sent)
+        if _in_date(span, sent, lang):
+            factor *= 0.1  # "am 21. August", "Aug. 21": the day of a date counts nothing
         if q.unit is not None:
             factor *= _unit_fit(q.unit, span, sent)
         if not q.kind.units and classes - unit_classes(q.unit.surface if q.unit else ""):
@@ -250,13 +267,48 @@ def _type_factor(span: Span, q: Question, sent: Sentence, lang: str) -> float:
         factor *= 1.3 if "seit" in (first, prev) or "since" in (first, prev) else 0.8
     if q.qtype == "place" and span.kind == "place":
         # "Where" wants the most specific place: a city over a country over a continent.
-        factor *= PLACE_PREFERENCE.get(place_kind(span.text) or "city", 1.0)
+        found = place_kind(span.text)
+        factor *= PLACE_PREFERENCE.get(found or "city", 1.0)
+        asked = asked_place_kind(q.head_word) if q.head_word is not None else None
+        if asked is not None and found is not None and found != asked:
+            factor *= 0.3  # "which town" is not answered by a country
         before = fold(sent.tokens[span.start - 1].text) if span.start > 0 else ""
         if before in units().origin_preps and q.text.split()[0].lower() not in ("from", "woher"):
             factor *= 0.7  # "die Attentäter von Paris": an origin, not where it happened
         elif before in lang_data(lang).place_preps:
             factor *= 1.1
     return factor
+
+
+def _other_part(span: Span, sent: Sentence, q: Question, lang: str) -> bool:
+    """Whether a span is the part of a compound the question does not name ("SPÖ" of
+    "SPÖ-Kandidat" when the question asks about the candidate)."""
+    if span.end - span.start != 1 or span.text == sent.tokens[span.start].text:
+        return False
+    own = analyse(span.text, lang)
+    return not any(_matches(g, own) for g in q.groups)
+
+
+def _demonym(text: str) -> bool:
+    """Whether a one-word span is only a nationality ("Afghans", "Russen"), not a place's name."""
+    if " " in text:
+        return False
+    lex = lexicon()
+    for key in {skeleton(text), skeleton(text.rstrip("s")), skeleton(text.rstrip("n"))}:
+        hit = lex.place_by_key.get(key)
+        if hit and not any(key in {skeleton(n) for n in lex.places[i].names} for i in hit):
+            return True
+    return False
+
+
+def _in_date(span: Span, sent: Sentence, lang: str) -> bool:
+    """Whether a bare number is the day of a date: a month name right after or before it."""
+    if span.unit is not None or span.end - span.start != 1:
+        return False
+    months = lang_data(lang).months
+    near = [span.end, span.start - 1]
+    words = [fold(sent.tokens[i].text).rstrip(".") for i in near if 0 <= i < len(sent.tokens)]
+    return any(w in months or f"{w}." in months for w in words)
 
 
 def _common_word(text: str, lang: str) -> bool:
@@ -296,6 +348,8 @@ def _number_classes(span: Span, sent: Sentence) -> set[str]:
     found: set[str] = set()
     for tok in sent.tokens[span.start : span.end]:
         found |= unit_classes(tok.text)
+    if span.unit is not None:
+        found |= unit_classes(span.unit)  # "dreitägigen": the unit is glued to the number
     start = sent.tokens[span.start].start
     before = sent.text[max(0, start - 2) : start]
     if any(sign in before for sign in "$€£"):
@@ -304,9 +358,24 @@ def _number_classes(span: Span, sent: Sentence) -> set[str]:
     prev = sent.tokens[span.start - 1].text.lower() if span.start else ""
     if ("duration" in found and nxt in ("alt", "old")) or prev in ("aged", "alter", "im"):
         found.add("age")
+    if not found and _apposition_age(span, sent):
+        found.add("age")
     if "age" in found and not _penalty_near(span, sent):
         found.discard("duration")  # "25-jähriger" is an age; "fünfjährige Haft" a duration
     return found
+
+
+def _apposition_age(span: Span, sent: Sentence) -> bool:
+    """ "Silvio Berlusconi, 68, has ...": a bare number set off by commas after a name is an age."""
+    toks = sent.tokens
+    if span.end - span.start != 1 or span.start == 0 or span.end >= len(toks):
+        return False
+    number, before, after = toks[span.start], toks[span.start - 1], toks[span.end]
+    if not number.text.isdigit() or not 0 < int(number.text) < 120:
+        return False
+    left = sent.text[before.end : number.start].strip()
+    right = sent.text[number.end : after.start].strip()
+    return left == "," and right == "," and before.text[:1].isupper()
 
 
 def _penalty_near(span: Span, sent: Sentence) -> bool:
@@ -344,6 +413,7 @@ def _role_agreement(span: Span, q: Question, sents: tuple[Sentence, ...], lang: 
     if not role:
         return 0.8
     role_sentence = analyse(role, lang)
+    # Mild: role words match loosely across languages ("Premierminister" vs "Minister").
     return 1.3 if any(_matches(g, role_sentence) for g in asked) else 0.6
 
 

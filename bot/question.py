@@ -9,9 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import simplemma
-
-from bot import dictionary
+from bot import dictionary, lemmas
 from bot.extract import (
     DATA_DIR,
     FALLBACK_LANG,
@@ -70,6 +68,8 @@ class Units:
     time_nouns: frozenset[str]
     person_nouns: frozenset[str]
     origin_preps: frozenset[str]
+    # Gazetteer kind -> folded endings of place head nouns asking for it, regions first.
+    place_kinds: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @functools.cache
@@ -80,8 +80,21 @@ def units() -> Units:
     time_nouns = frozenset(fold(w) for w in raw.pop("time_nouns"))
     person_nouns = frozenset(fold(w) for w in raw.pop("person_nouns"))
     origin = frozenset(fold(w) for w in raw.pop("origin_preps"))
+    kinds = tuple(
+        (kind, tuple(fold(w) for w in raw.pop(f"{kind}_nouns")))
+        for kind in ("region", "country", "city")
+    )
     classes = {k: tuple(fold(w) for w in v) for k, v in raw.items()}
-    return Units(classes, time_nouns, person_nouns, origin)
+    return Units(classes, time_nouns, person_nouns, origin, kinds)
+
+
+def asked_place_kind(noun: str) -> str | None:
+    """The gazetteer kind a place head noun asks for: "Hafenstadt" -> city, "state" -> None."""
+    folded = fold(noun)
+    for kind, endings in units().place_kinds:
+        if any(folded == e or folded.endswith(e) for e in endings):
+            return kind
+    return None
 
 
 def unit_classes(word: str) -> frozenset[str]:
@@ -112,6 +125,8 @@ class Question:
     list_noun: str | None = None
     # The head noun of "which/what/welche N": the answer stands next to it ("die Zeitung Danas").
     head: Group | None = None
+    # That noun as written, also when it is a word of the matched pattern ("in which town").
+    head_word: str | None = None
 
     @property
     def kind(self) -> QuestionType:
@@ -129,7 +144,7 @@ def question_lang(question: str) -> str:
                 if words[0] in ("was",) and len(words) > 2:
                     break
                 return lang
-    ranked = simplemma.langdetect(question, lang=languages())
+    ranked = lemmas.detect(question, languages())
     best = ranked[0][0] if ranked else "unk"
     return best if best in languages() else FALLBACK_LANG
 
@@ -197,7 +212,7 @@ def _gazetteer_hit(words: list[str], i: int) -> tuple[int, int] | None:
             w = words[i]
             for cand in (
                 skeleton(w.rstrip("s")),
-                skeleton(simplemma.lemmatize(w, lang="de")),
+                skeleton(lemmas.lemmatize(w, "de")),
                 *inflection_stems(w),
             ):
                 hit = lex.place_by_key.get(cand)
@@ -214,6 +229,13 @@ def analyse(question: str, index: Retrieval | None = None) -> Question:
     qtype = "entity"
     # "According to UN estimates, how many ...": the question word may follow a lead-in clause.
     clauses = [low, *(part.strip() for part in low.split(",")[1:])]
+    # "In wie vielen Staaten", "From how many nations", "Roughly how many": a preposition or a
+    # hedge before the question word does not change what is asked.
+    lead = re.findall(r"\S+", low)
+    for i in (1, 2):
+        if len(lead) > i and fold(lead[i]) in data.question_words:
+            clauses.append(" ".join(lead[i:]))
+            break
     typed: set[str] = set()  # words of the matched pattern ("how long", "what date") ask, not match
     for pattern, kind in data.qtypes:
         hit = next((m for c in clauses if (m := pattern.search(c))), None)
@@ -232,7 +254,7 @@ def analyse(question: str, index: Retrieval | None = None) -> Question:
     merged: dict[int, str] = {}
     if folded and folded[-1] in data.separable_particles:
         for j in range(len(words) - 2, 0, -1):
-            lem = fold(simplemma.lemmatize(words[j], lang="de")) if lang == "de" else folded[j]
+            lem = fold(lemmas.lemmatize(words[j], "de")) if lang == "de" else folded[j]
             if not words[j][:1].isupper() and folded[j] not in data.stopwords:
                 merged[j] = folded[-1] + lem
                 break
@@ -251,7 +273,7 @@ def analyse(question: str, index: Retrieval | None = None) -> Question:
         hit_phrase = None
         for n in (3, 2):
             if i + n <= len(words):
-                phrase_words = [fold(simplemma.lemmatize(w, lang=lang)) for w in words[i : i + n]]
+                phrase_words = [fold(lemmas.lemmatize(w, lang)) for w in words[i : i + n]]
                 phrase = " ".join(phrase_words)
                 raw_phrase = " ".join(folded[i : i + n])
                 for cand in (raw_phrase, phrase):
@@ -293,7 +315,7 @@ def analyse(question: str, index: Retrieval | None = None) -> Question:
         if f in skip or len(f) < 2 or (i == len(words) - 1 and f in data.separable_particles):
             i += 1
             continue
-        lem = merged.get(i) or fold(simplemma.lemmatize(word, lang=lang))
+        lem = merged.get(i) or fold(lemmas.lemmatize(word, lang))
         keys = {skeleton(lem)} if i in merged else {key_of(word, lang), skeleton(lem), skeleton(f)}
         concepts = _reverse_terms(lang).get(lem, ()) + _reverse_terms(lang).get(f, ())
         for concept in concepts:
@@ -338,7 +360,7 @@ def analyse(question: str, index: Retrieval | None = None) -> Question:
             light = Group(head_group.surface, head_group.keys, head_group.weight * 0.3)
             groups = [light if g is head_group else g for g in groups]
             head_group = light
-    return Question(question, lang, qtype, tuple(groups), unit, list_noun, head_group)
+    return Question(question, lang, qtype, tuple(groups), unit, list_noun, head_group, head_word)
 
 
 _WHICH = re.compile(

@@ -6,6 +6,7 @@ import re
 
 import simplemma
 
+_BACKSLASH_BREAK = re.compile(r"(?<=\S)\\(?=\S)")
 _DASH_DATELINE = re.compile(r"^\s*(?:[A-ZÄÖÜ][\w./ ]{1,40}?(?:\([^)]{1,20}\))?\s*[–—-]\s+)")
 
 
@@ -13,7 +14,8 @@ def sentences(text: str, lang: str | None = None) -> list[str]:
     """The sentences of `text` by paragraph, with wire datelines ("Bamako – ") removed."""
     result: list[str] = []
     for paragraph in re.split(r"\n\s*\n|\n", text):
-        paragraph = paragraph.strip()
+        # Some wire archives mark line breaks with a backslash ("President Vladimir\\Putin").
+        paragraph = _BACKSLASH_BREAK.sub(" ", paragraph).strip()
         if not paragraph:
             continue
         for sent in simplemma.split_sentences(

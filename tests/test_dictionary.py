@@ -1,3 +1,7 @@
+from pathlib import Path
+
+import pytest
+
 from bot import dictionary
 from bot.extract import key_of
 
@@ -17,3 +21,34 @@ def test_same_or_unknown_language_translates_nothing() -> None:
 def test_ships_both_directions_with_tens_of_thousands_of_words() -> None:
     assert dictionary.size("de", "en") > 100_000
     assert dictionary.size("en", "de") > 100_000
+
+
+def test_the_lexicon_is_looked_up_in_a_cached_table_with_the_files_entries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSBOT_CACHE_DIR", str(tmp_path))
+    dictionary._table.cache_clear()
+    try:
+        table = dictionary._table("en", "de")
+        (name,) = [p.name for p in tmp_path.iterdir()]
+        assert name.startswith("lexicon-en-de-") and name.endswith(".sqlite3")
+        source = dict(dictionary._read(dictionary.DATA_DIR / "en-de.tsv.gz"))
+        assert len(table) == len(source)
+        for key in ("minister", "attend", "soldier", "qqqzzz"):
+            assert table.get(key) == source.get(key)
+    finally:
+        dictionary._table.cache_clear()
+
+
+def test_an_unwritable_cache_keeps_the_lexicon_in_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("NEWSBOT_CACHE_DIR", str(blocker / "cache"))
+    dictionary._table.cache_clear()
+    try:
+        assert isinstance(dictionary._table("de", "en"), dict)
+        assert "government" in dictionary.translate(key_of("Regierung", "de"), "de", "en")
+    finally:
+        dictionary._table.cache_clear()

@@ -69,3 +69,31 @@ def test_number_units_skip_adjectives_and_stop_at_punctuation() -> None:
     units = {s.text: s.unit for s in spans.spans if s.kind == "number"}
     assert units["101 entsprechenden Straftaten"] == "Straftaten"
     assert units["17"] is None
+
+
+def test_german_number_word_compounds_are_numbers_with_their_unit() -> None:
+    sent = analyse(
+        "Obama bricht zu einem dreitägigen Besuch auf, ihm drohte eine fünfjährige Haft.", "de"
+    )
+    numbers = [(s.text, s.unit) for s in sent.spans if s.kind == "number"]
+    assert numbers == [("dreitägigen", "tagigen"), ("fünfjährige", "jahrige")]
+
+
+def test_a_headline_colon_ends_the_role_phrase() -> None:
+    sent = analyse(
+        "US-Vertreter: Xi wird die Einführung eines Emissionshandels bekannt geben.", "de"
+    )
+    assert [(s.kind, s.text, s.role) for s in sent.spans if s.kind == "person"] == [
+        ("person", "Xi", None)
+    ]
+    kept = analyse("Für Deutschland werde Staatssekretär Andreas Michaelis teilnehmen.", "de")
+    assert [s.role for s in kept.spans if s.kind == "person"] == ["Staatssekretär"]
+
+
+def test_a_reported_clause_before_a_comma_is_no_role_in_apposition() -> None:
+    report = analyse("Ein US-Vertreter sagte, Xi wolle am Freitag ein System verkünden.", "de")
+    assert [(s.text, s.role) for s in report.spans if s.kind == "person"] == [("Xi", None)]
+    apposition = analyse("Die US-Botschafterin beim Bündnis, Julianne Smith, sagte das.", "de")
+    assert [(s.text, s.role) for s in apposition.spans if s.kind == "person"] == [
+        ("Julianne Smith", "US-Botschafterin beim Bündnis")
+    ]

@@ -642,7 +642,7 @@ async def test_a_pruned_story_still_listed_by_its_feed_is_not_alerted_again(
 async def test_a_second_agency_reporting_the_same_event_does_not_alert_the_chat_again(
     store: Store,
 ) -> None:
-    await store.subscribe(CHAT, "en")
+    await store.subscriptions.subscribe(CHAT, "en")
     when = (NOW - timedelta(hours=3)).isoformat()
     reuters = Article(
         "quake-r",
@@ -674,22 +674,22 @@ async def test_a_second_agency_reporting_the_same_event_does_not_alert_the_chat_
         agency="AP",
         published=(NOW - timedelta(hours=1)).isoformat(),
     )
-    await store.add_articles([reuters])
+    await store.catalog.add_articles([reuters])
     first = await jobs.route(
         [(reuters, verdict("quake-r", topics=("Iran",)))], store, None, alert_threshold=0.8, now=NOW
     )
     assert first == 1
-    await store.add_articles([ap])
+    await store.catalog.add_articles([ap])
     again = await jobs.route(
         [(ap, verdict("quake-ap", topics=("Iran",)))], store, None, alert_threshold=0.8, now=NOW
     )
     assert again == 0  # the second agency's report joins the story the chat was alerted to
-    await store.add_articles([other])
+    await store.catalog.add_articles([other])
     owed = await jobs.route(
         [(other, verdict("flood-ap", topics=("Iran",)))], store, None, alert_threshold=0.8, now=NOW
     )
     assert owed == 1  # another event in the same country that day is its own alert
-    assert await store.story_ids(["quake-r", "quake-ap", "flood-ap"]) == {
+    assert await store.catalog.story_ids(["quake-r", "quake-ap", "flood-ap"]) == {
         "quake-r": "quake-r",
         "quake-ap": "quake-r",
         "flood-ap": "flood-ap",

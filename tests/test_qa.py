@@ -282,3 +282,90 @@ def test_answer_is_the_short_span_and_the_sentence_supports_it(index: Index) -> 
     got = answer("What happened in Portmoor?", index, article_id="t-en-1")
     assert got.text is not None and len(got.text) <= 120
     assert got.sentence is not None and got.text.rstrip("…") in got.sentence
+
+
+DATED = Article(
+    id="t-de-2",
+    title="",
+    text=(
+        "Die Chemikalie sei am 21. August bei Gefechten in Marea verwendet worden. "
+        "Bei dem Angriff wurden 80 Menschen verletzt."
+    ),
+    lang="de",
+)
+
+
+def test_the_day_of_a_date_counts_nothing() -> None:
+    index = Index.build([DATED])
+    assert answer("How many people were injured?", index, article_id="t-de-2").text == "80 Menschen"
+    # Only the date's day is a number in this sentence: no count, so no answer.
+    only_date = Article(id="t-de-3", title="", text=DATED.text.split(". Bei")[0] + ".", lang="de")
+    index = Index.build([only_date])
+    assert answer("How many people died in Marea?", index, article_id="t-de-3").text is None
+
+
+def test_a_place_head_noun_asks_for_its_kind_of_place() -> None:
+    article = Article(
+        id="t-en-3",
+        title="",
+        text="The attack took place in Aleppo, Syria, on Monday, officials said.",
+        lang="en",
+    )
+    index = Index.build([article])
+    assert answer("In which country did the attack take place?", index, "t-en-3").text == "Syria"
+    assert answer("In which city did the attack take place?", index, "t-en-3").text == "Aleppo"
+    assert answer("Where did the attack take place?", index, "t-en-3").text == "Aleppo"
+
+
+def test_a_nationality_is_no_person() -> None:
+    film = Article(
+        id="t-en-4",
+        title="",
+        text="Stray Dogs, a film directed about the Afghans after the war, won a prize in Venice.",
+        lang="en",
+    )
+    index = Index.build([film])
+    assert answer("Who directed the film Stray Dogs?", index, article_id="t-en-4").text is None
+
+
+def test_the_other_part_of_a_compound_the_question_names_can_be_the_answer() -> None:
+    poll = Article(
+        id="t-de-5",
+        title="",
+        text="Laut Umfrage liegt SPÖ-Kandidat Rudolf Hundstorfer vor ÖVP-Kandidat Andreas Khol.",
+        lang="de",
+    )
+    index = Index.build([poll])
+    assert answer("Which party is Rudolf Hundstorfer the candidate of?", index, "t-de-5").text == (
+        "SPÖ"
+    )
+    assert answer("Who is the SPÖ candidate?", index, "t-de-5").text == (
+        "SPÖ-Kandidat Rudolf Hundstorfer"
+    )
+
+
+def test_a_number_set_off_by_commas_after_a_name_is_an_age() -> None:
+    profile = Article(
+        id="t-en-5",
+        title="",
+        text="Berlusconi, 68, has long insisted he was a victim. His party won 12 seats.",
+        lang="en",
+    )
+    index = Index.build([profile])
+    assert answer("How old is Berlusconi?", index, "t-en-5").text == "68"
+    assert answer("Wie alt ist Silvio Berlusconi?", index, "t-en-5").text == "68"
+    assert answer("How many seats did his party win?", index, "t-en-5").text == "12 seats"
+
+
+def test_a_number_word_compound_answers_how_long() -> None:
+    visit = Article(
+        id="t-de-6",
+        title="",
+        text="Obama bricht am Sonntag zu einem dreitägigen Besuch nach Vietnam auf.",
+        lang="de",
+    )
+    index = Index.build([visit])
+    assert answer("How long will Obama's visit to Vietnam last?", index, "t-de-6").text == (
+        "dreitägigen"
+    )
+    assert answer("Wann bricht Obama auf?", index, "t-de-6").text == "am Sonntag"

@@ -3,7 +3,7 @@ import re
 import pytest
 
 from bot.extract import lang_data, languages
-from bot.question import TYPES, analyse, question_lang, unit_classes
+from bot.question import TYPES, analyse, asked_place_kind, question_lang, unit_classes
 
 
 @pytest.mark.parametrize(
@@ -25,6 +25,11 @@ from bot.question import TYPES, analyse, question_lang, unit_classes
         ("In what year was he born?", "time"),
         ("What is the name of the judge who refused?", "person"),
         ("Wie heißt der Richter?", "person"),
+        # A preposition or a hedge before the question word does not change what is asked.
+        ("In wie vielen Bundesstaaten ist das erlaubt?", "number"),
+        ("From how many nations are the chiefs?", "number"),
+        ("Roughly how many animals did they keep?", "number"),
+        ("Bis wann sollen die Zölle fallen?", "time"),
     ],
 )
 def test_question_type_from_pattern_or_head_noun(question: str, qtype: str) -> None:
@@ -66,3 +71,16 @@ def test_language_and_units() -> None:
     assert unit_classes("Jahren") == {"duration"}
     assert "money" in unit_classes("US-Dollar")
     assert "age" in unit_classes("jährige")
+
+
+@pytest.mark.parametrize(
+    ("noun", "kind"),
+    [("Hafenstadt", "city"), ("town", "city"), ("Bundesland", "region"), ("country", "country")],
+)
+def test_place_head_nouns_name_the_kind_of_place_they_ask_for(noun: str, kind: str) -> None:
+    assert asked_place_kind(noun) == kind
+
+
+def test_how_much_something_cost_asks_for_money() -> None:
+    assert analyse("Wie viel hat der Bau der Brücke gekostet?").qtype == "money"
+    assert analyse("How much did the bridge cost?").qtype == "money"

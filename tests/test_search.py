@@ -45,7 +45,16 @@ async def db(request: pytest.FixtureRequest, store: Store) -> AsyncIterator[tupl
         pytest.skip("PostgreSQL is not running on 127.0.0.1:5432 (set NEWSBOT_TEST_POSTGRES_URL)")
     async with Store.open(POSTGRES_URL) as pg:
         async with pg.engine.begin() as conn:
-            for table in ("feedback", "deliveries", "verdicts", "subscriptions", "articles"):
+            # Tombstones too: a pruned article of an earlier run is otherwise refused as deleted.
+            tables = (
+                "feedback",
+                "deliveries",
+                "verdicts",
+                "subscriptions",
+                "articles",
+                "tombstones",
+            )
+            for table in tables:
                 await conn.execute(sa.text(f"DELETE FROM {table}"))
         yield pg, pg.engine.url
 
