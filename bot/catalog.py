@@ -387,6 +387,24 @@ class Catalog:
         async with self.engine.connect() as conn:
             return int((await conn.execute(query)).scalar() or 0)
 
+    async def file_sources(self, prefix: str) -> list[str]:
+        """The distinct sources of stored articles that start with `prefix` (a folder's files)."""
+        query = sa.select(articles.c.source).where(articles.c.source.is_not(None)).distinct()
+        async with self.engine.connect() as conn:
+            found = (await conn.execute(query)).scalars()
+            return [s for s in found if s.startswith(prefix)]
+
+    async def forget_source(self, source: str) -> int:
+        """Delete the articles read from `source` (a deleted file) with their verdicts, feedback
+        and index rows; return how many. No tombstone: the file may come back."""
+        async with self.engine.begin() as conn:
+            ids = sa.select(articles.c.id).where(articles.c.source == source)
+            await conn.execute(verdicts.delete().where(verdicts.c.article_id.in_(ids)))
+            await conn.execute(feedback.delete().where(feedback.c.article_id.in_(ids)))
+            await conn.run_sync(search.forget, ids)
+            gone = await conn.execute(articles.delete().where(articles.c.source == source))
+            return int(gone.rowcount)
+
     async def prune(self, before: datetime) -> int:
         """Delete articles first seen before `before` (with their verdicts); return how many."""
         async with self.engine.begin() as conn:

@@ -41,6 +41,8 @@ class FolderState:
     """Per file, the (mtime_ns, size) last stored or rejected: what a scan need not read again."""
 
     done: dict[Path, Signature] = field(default_factory=dict)
+    # Whether the store was checked for articles of files deleted while newsbot was not running.
+    swept: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +51,12 @@ class Changes:
 
     ready: list[tuple[Path, Signature]]
     wait: float | None = None
+    # Files read before that are gone now (deleted, or renamed: the new name is in `ready`).
+    gone: list[Path] = field(default_factory=list)
+    # Every file in the folder now (for the start-up sweep of files deleted meanwhile), and
+    # whether the folder itself was there to list.
+    present: set[Path] = field(default_factory=set)
+    listed: bool = False
 
 
 @dataclass(slots=True)
@@ -70,7 +78,8 @@ def changed_since(folder: Path, state: FolderState, *, now: float, settle: float
     ready: list[tuple[Path, Signature]] = []
     wait: float | None = None
     present: set[Path] = set()
-    for path in articles.files([folder]) if folder.is_dir() else []:
+    listed = folder.is_dir()
+    for path in articles.files([folder]) if listed else []:
         try:
             signature = _signature(path)
         except OSError:
@@ -84,10 +93,11 @@ def changed_since(folder: Path, state: FolderState, *, now: float, settle: float
         else:
             left = settle - age + _SETTLE_MARGIN
             wait = left if wait is None else min(wait, left)
-    for gone in set(state.done) - present:
+    gone = sorted(set(state.done) - present)
+    for path in gone:
         # A deleted file is forgotten, so a new file at that path is read again.
-        del state.done[gone]
-    return Changes(ready, wait)
+        del state.done[path]
+    return Changes(ready, wait, gone, present, listed)
 
 
 def document_id(folder: Path, path: Path, position: int, article: Article) -> str:
@@ -148,6 +158,9 @@ async def scan(
         changed_since, source.folder, state, now=source.clock(), settle=source.settle
     )
     report = ScanReport(wait=changes.wait)
+    # Deletions first: a renamed file's old article must go before its new name is read (by its
+    # content it would otherwise be a duplicate of the article about to be removed).
+    await _forget_deleted(source.folder, store, state, changes)
     model = source.model()
     for path, signature in changes.ready:
         items = await asyncio.to_thread(
@@ -193,6 +206,22 @@ async def scan(
             len(report.failed),
         )
     return report
+
+
+async def _forget_deleted(folder: Path, store: Store, state: FolderState, changes: Changes) -> None:
+    """Remove from the store the articles of files deleted from the folder: answers and digests
+    must not cite a file that is gone (also those deleted while newsbot was stopped)."""
+    gone = {str(path) for path in changes.gone}
+    if not state.swept and changes.listed:
+        # A missing folder (an unmounted share) sweeps nothing: only files missing from a folder.
+        state.swept = True
+        prefix = str(folder).rstrip("/") + "/"
+        present = {str(path) for path in changes.present}
+        gone |= {s for s in await store.catalog.file_sources(prefix) if s not in present}
+    for path in sorted(gone):
+        removed = await store.catalog.forget_source(path)
+        if removed:
+            log.info("folder: %s is gone; removed its %d article(s) from the store", path, removed)
 
 
 async def watch_folder(

@@ -109,3 +109,20 @@ async def test_feedback_majority(any_store: Store) -> None:
     await any_store.catalog.add_feedback("b", chat, "u1", True)
     examples = {a.id: relevant for a, relevant in await any_store.catalog.feedback_examples()}
     assert examples == {"a": False, "b": True}
+
+
+async def test_forget_source_deletes_a_files_articles_without_a_tombstone(any_store: Store) -> None:
+    catalog = any_store.catalog
+    a = dataclasses.replace(art("f1", "Shelling in the east."), source="articles/a.jsonl")
+    b = dataclasses.replace(art("f2", "Talks in Geneva."), source="articles/a.jsonl")
+    c = dataclasses.replace(art("f3", "Troops at the border."), source="articles/c.txt")
+    feed = dataclasses.replace(art("f4", "Strikes on the port."), source="https://x.example/rss")
+    await catalog.add_articles([a, b, c, feed])
+    await catalog.save_verdicts([Verdict("f1", True, 0.9, (), Level.ALERT)])
+    assert sorted(await catalog.file_sources("articles/")) == ["articles/a.jsonl", "articles/c.txt"]
+    assert await catalog.forget_source("articles/a.jsonl") == 2
+    assert await catalog.get_article("f1") is None and await catalog.get_article("f3") is not None
+    assert "f1" not in await catalog.scores()
+    # The file may come back: the same text is a new article again, not a pruned one.
+    counts, _ = await catalog.add_articles([a])
+    assert counts.new == 1

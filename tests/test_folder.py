@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
@@ -222,7 +223,8 @@ async def test_deleted_file_is_forgotten_and_a_new_one_there_is_read(
     await folder.scan(source, store, state)
     assert state.done == {}
     write(path, WAR, clock() - 20)
-    assert (await folder.scan(source, store, state)).ingest.counts.updated == 1
+    # The deleted file's article went with it: the new file is a new article.
+    assert (await folder.scan(source, store, state)).ingest.counts.new == 1
 
 
 async def test_a_scan_logs_plain_counts_naming_each_rejected_file(
@@ -239,3 +241,60 @@ async def test_a_scan_logs_plain_counts_naming_each_rejected_file(
     assert any("rejected" in line and "empty.txt" in line for line in lines), lines
     [summary] = [line for line in lines if line.startswith("folder: ")]
     assert summary == "folder: 1 new, 0 updated, 0 unchanged, 1 rejected, 0 failed"
+
+
+@pytest.mark.reliability
+async def test_deleted_and_renamed_files_take_their_articles_with_them(
+    settings: Settings, store: Store, clock: Clock
+) -> None:
+    """Answers and digests cited files that had been deleted or renamed (stale copies)."""
+    from bot import search
+
+    state = folder.FolderState()
+    source = source_of(settings, clock)
+    kabul = settings.articles.folder / "kabul.txt"
+    calm = settings.articles.folder / "linz.jsonl"
+    write(kabul, WAR, clock() - 30)
+    write(
+        calm, json.dumps({"text": CALM}) + "\n" + json.dumps({"text": WAR + " Mehr."}), clock() - 30
+    )
+    await folder.scan(source, store, state)
+    assert await store.catalog.count_articles() == 3
+    renamed = settings.articles.folder / "kabul-renamed.txt"
+    kabul.rename(renamed)
+    calm.unlink()
+    await folder.scan(source, store, state)
+    assert await store.catalog.get_article("kabul.txt") is None
+    assert await store.catalog.get_article("linz.jsonl#0") is None
+    moved = await store.catalog.get_article("kabul-renamed.txt")
+    assert moved is not None and "Aleppo" in moved.text
+    assert await store.catalog.count_articles() == 1
+    with search.StoreIndex(store.engine.url) as index:
+        hits = index.search("Luftangriffe Aleppo Zivilisten", k=10)
+    assert {article.id for article, _ in hits} == {"kabul-renamed.txt"}
+
+
+@pytest.mark.reliability
+async def test_files_deleted_while_stopped_are_removed_at_the_next_start(
+    settings: Settings, store: Store, clock: Clock
+) -> None:
+    source = source_of(settings, clock)
+    path = settings.articles.folder / "a.txt"
+    write(path, WAR, clock() - 30)
+    write(settings.articles.folder / "b.txt", CALM, clock() - 30)
+    await folder.scan(source, store, folder.FolderState())
+    path.unlink()  # while no newsbot runs
+    await folder.scan(source, store, folder.FolderState())  # a new process: a fresh state
+    assert await store.catalog.get_article("a.txt") is None
+    assert await store.catalog.get_article("b.txt") is not None
+
+
+async def test_a_missing_folder_removes_nothing(
+    settings: Settings, store: Store, clock: Clock, tmp_path: Path
+) -> None:
+    """An unmounted share must not empty the store."""
+    write(settings.articles.folder / "a.txt", WAR, clock() - 30)
+    await folder.scan(source_of(settings, clock), store, folder.FolderState())
+    gone = folder.FolderSource(tmp_path / "unmounted", Thresholds(), settle=SETTLE, clock=clock)
+    await folder.scan(gone, store, folder.FolderState())
+    assert await store.catalog.get_article("a.txt") is not None
