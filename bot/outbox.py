@@ -24,7 +24,8 @@ from bot import digest
 from bot.chat import ChatAdapter, DeliveryError
 from bot.metrics import METRICS
 from bot.models import Alert, Article, ChatRef, Digest, Notice, Post, Verdict
-from bot.pacing import PLATFORM_LIMITS, Limits, Pacer
+from bot.pacing import JITTER, PLATFORM_LIMITS, Limits, Pacer
+from bot.ratelimit import SharedLimit
 from bot.store import Delivery, Store
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ Sleep = Callable[[float], Awaitable[None]]
 # More alerts than this for one chat in one batch are merged into one message.
 MERGE_ABOVE = 3
 LATENCY_MAX_MS = 2**31 - 1
+# A horizon no shared slot is beyond (a reply waits for its slot, however far).
+FOREVER = 1e9
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +100,12 @@ def build_post(
         return with_also_reported(built, reports)
     if delivery.kind == "notice":
         return Notice(str(payload.get("text", "")))
-    log.warning("delivery %d has unknown kind %r; skipped", delivery.id, delivery.kind)
+    log.warning(
+        "delivery %d has unknown kind %r; skipped",
+        delivery.id,
+        delivery.kind,
+        extra=fields(delivery),
+    )
     return None
 
 
@@ -133,8 +141,11 @@ class Outbox:
         lease_seconds: float = 60.0,
         horizon_seconds: float = 2.0,
         max_backoff_seconds: float = 30.0,
+        limiter: SharedLimit | None = None,
     ) -> None:
         self.store, self.adapters, self.clock, self.sleep = store, adapters, clock, sleep
+        # Several instances sending for one bot book their slots here too (one platform limit).
+        self.limiter = limiter
         self.retry = retry
         self.lease_seconds = lease_seconds
         self.pacers = {name: Pacer(limits.get(name, a.limits)) for name, a in adapters.items()}
@@ -144,8 +155,8 @@ class Outbox:
         rate = sum(pacer.limits.per_second for pacer in self.pacers.values())
         self.batch = max(10, min(200, math.ceil(rate * horizon_seconds)))
         self._wake = asyncio.Event()
-        # Cleared on an instance that does not lead: one sender per deployment keeps every
-        # platform's rate limit global without coordinating pacers across processes.
+        # Cleared on an instance that does not lead (unless every instance sends, sharing the
+        # limiter): what it claimed is handed back, nothing more goes out from here.
         self.sending = asyncio.Event()
         self.sending.set()
         # Chats that got a new id during the current pass; their other rows are re-claimed.
@@ -258,9 +269,10 @@ class Outbox:
         tasks = []
         for _, _, _, group, post in sorted(planned, key=lambda p: p[:3]):
             chat = group[0].chat
-            if (stop is not None and stop.is_set()) or chat in self._moved:
-                # Shutting down, or the chat has a new id since this batch was claimed: owed
-                # as before (at the new id), no attempt charged.
+            stopping = stop is not None and stop.is_set()
+            if stopping or not self.sending.is_set() or chat in self._moved:
+                # Shutting down, no longer leading, or the chat has a new id since this batch
+                # was claimed: owed as before (at the new id), no attempt charged.
                 await self.store.release([r.id for r in group], None)
                 continue
             pacer = self.pacers[chat.platform]
@@ -278,11 +290,17 @@ class Outbox:
                 if chat in self._moved:
                     await self.store.release([r.id for r in group], None)
                     continue
+            booked = await self._book_shared(chat)
+            if isinstance(booked, datetime):
+                # Other instances took the nearer shared slots: back in the ledger until then.
+                await self.store.release([r.id for r in group], booked)
+                continue
             await self._slots.acquire()
             began = asyncio.Event()
             tasks.append(asyncio.create_task(self._send_released(group, post, seen, began)))
             await began.wait()
             pacer.started(chat, self.clock().timestamp(), at_ts)
+            await self._started_shared(chat, booked)
         results = await asyncio.gather(*tasks, return_exceptions=True)
         self._moved.clear()
         for result in results:
@@ -290,6 +308,40 @@ class Outbox:
                 # Rows whose outcome could not be recorded are sent again after their lease.
                 raise result
         return len(claimed)
+
+    async def _book_shared(self, chat: ChatRef) -> float | datetime:
+        """Book `chat`'s slot in the shared limiter and wait for it: its timestamp on our clock,
+        or, when the slot is beyond the horizon (not booked), when to come back."""
+        if self.limiter is None:
+            return self.clock().timestamp()
+        limits = self.pacers[chat.platform].limits
+        wait = await self.limiter.book(chat, limits, self.horizon)
+        if wait > self.horizon:
+            return self.clock() + timedelta(seconds=wait)
+        if wait > 0:
+            await self.sleep(wait)
+        return self.clock().timestamp()
+
+    async def _started_shared(self, chat: ChatRef, booked: float) -> None:
+        """Push the shared slots back when this send started late (a busy event loop)."""
+        if self.limiter is not None and self.clock().timestamp() - booked > JITTER:
+            await self.limiter.late(chat, self.pacers[chat.platform].limits)
+
+    async def reserve(self, chat: ChatRef) -> None:
+        """Wait for a send slot to `chat` outside the ledger (a reply) and book it everywhere."""
+        if chat.platform not in self.pacers:
+            return
+        pacer = self.pacers[chat.platform]
+        at = pacer.book(chat, self.clock().timestamp())
+        wait = at - self.clock().timestamp()
+        if wait > 0:
+            await self.sleep(wait)
+        pacer.started(chat, self.clock().timestamp(), at)
+        if self.limiter is not None:
+            # A reply cannot wait in the ledger: it takes the next shared slot, however far.
+            shared = await self.limiter.book(chat, pacer.limits, FOREVER)
+            if shared > 0:
+                await self.sleep(shared)
 
     async def _compose(self, groups: list[list[Delivery]]) -> list[Post | None]:
         """The post of each group: one query for all articles, then built off the event loop."""
@@ -343,7 +395,14 @@ class Outbox:
             await self._failed(rows, exc)
             return
         except Exception as exc:  # network errors, timeouts, adapter bugs: retry via the ledger
-            log.warning("send to %s failed: %s", first.chat.platform, type(exc).__name__)
+            for row in rows:
+                log.warning(
+                    "delivery %d to %s failed: %s",
+                    row.id,
+                    row.chat.platform,
+                    type(exc).__name__,
+                    extra=fields(row),
+                )
             await self._failed(rows, DeliveryError(f"{type(exc).__name__}: {exc}"))
             return
         now = self.clock()
@@ -356,6 +415,13 @@ class Outbox:
                 # the write fail on PostgreSQL, which would re-send the alert after every lease.
                 latency = min(LATENCY_MAX_MS, max(0, int((now - appeared).total_seconds() * 1000)))
             await self._mark_sent(row.id, now, message_ids, latency)
+            log.info(
+                "delivery %d sent (%s to %s)",
+                row.id,
+                row.kind,
+                row.chat.platform,
+                extra=fields(row) | {"latency_ms": latency},
+            )
             METRICS.deliveries.labels(first.chat.platform, row.kind, "sent").inc()
             if latency is not None:
                 METRICS.alert_latency.labels(first.chat.platform).observe(latency / 1000)
@@ -380,6 +446,7 @@ class Outbox:
                     delivery_id,
                     type(exc).__name__,
                     delay,
+                    extra={"delivery_id": delivery_id},
                 )
                 await self.sleep(delay)
                 waited += delay
@@ -400,7 +467,13 @@ class Outbox:
                 await self.store.mark_retry(row.id, reason, later, count=False, parts=parts)
             return
         if exc.migrated_to:
-            log.info("%s chat moved to a new id; re-sending there", chat.platform)
+            for row in rows:
+                log.info(
+                    "delivery %d: %s chat moved to a new id; re-sending there",
+                    row.id,
+                    chat.platform,
+                    extra=fields(row),
+                )
             await self.store.migrate_chat(chat, exc.migrated_to)
             self._moved.add(chat)
             for row in rows:
@@ -408,7 +481,14 @@ class Outbox:
                 await self.store.mark_retry(row.id, reason, now, count=False, parts=(0, ()))
             return
         if exc.chat_gone:
-            log.info("%s chat is gone (%s); subscription deactivated", chat.platform, reason)
+            for row in rows:
+                log.info(
+                    "delivery %d: %s chat is gone (%s); subscription deactivated",
+                    row.id,
+                    chat.platform,
+                    reason,
+                    extra=fields(row),
+                )
             await self.store.deactivate(chat)
             self.failed += len(rows)
             for row in rows:
@@ -419,13 +499,22 @@ class Outbox:
             # this chat, and don't count it as a failed attempt.
             METRICS.rate_limited.labels(chat.platform).inc()
             self.pacers[chat.platform].pause(now.timestamp() + exc.retry_after)
+            if self.limiter is not None:
+                await self.limiter.pause(chat.platform, exc.retry_after)
             later = now + timedelta(seconds=exc.retry_after)
             for row in rows:
+                log.info(
+                    "delivery %d: %s asked to retry after %.0f s",
+                    row.id,
+                    chat.platform,
+                    exc.retry_after,
+                    extra=fields(row),
+                )
                 await self.store.mark_retry(row.id, reason, later, count=False, parts=parts)
             return
         for row in rows:
             if exc.permanent or row.attempts + 1 >= self.retry.max_attempts:
-                log.warning("giving up on delivery %d: %s", row.id, reason)
+                log.warning("giving up on delivery %d: %s", row.id, reason, extra=fields(row))
                 await self.store.mark_failed(row.id, reason)
                 self.failed += 1
                 METRICS.deliveries.labels(chat.platform, row.kind, "failed").inc()
@@ -433,6 +522,16 @@ class Outbox:
                 later = now + timedelta(seconds=self.retry.delay(row.attempts + 1))
                 await self.store.mark_retry(row.id, reason, later, parts=parts)
                 METRICS.deliveries.labels(chat.platform, row.kind, "retry").inc()
+
+
+def fields(row: Delivery) -> dict[str, object]:
+    """The structured fields of a delivery's log lines (JSON logs carry them as keys)."""
+    return {
+        "delivery_id": row.id,
+        "platform": row.chat.platform,
+        "chat": row.chat.chat_id,
+        "kind": row.kind,
+    }
 
 
 def _build_all(

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from bot import search
+from bot import ratelimit, search
 from bot.articles import Rejection, content_hash
 from bot.models import Article, ChatRef, Level, Preferences, Verdict
 
@@ -222,6 +222,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _v2_pipeline,
     _v3_delivery_core,
     search.create_schema,
+    ratelimit.create_schema,
 ]
 
 
