@@ -276,31 +276,37 @@ class Outbox:
                 await self.store.release([r.id for r in group], None)
                 continue
             pacer = self.pacers[chat.platform]
-            now = self.clock().timestamp()
-            slot = pacer.slot(chat, now)
-            if slot - now > self.horizon:
-                # Don't hold the batch for it; back in the ledger until its slot.
-                at = datetime.fromtimestamp(slot, UTC)
-                await self.store.release([r.id for r in group], at)
-                continue
-            at_ts = pacer.book(chat, now)
-            wait = at_ts - self.clock().timestamp()
-            if wait > 0:
-                await self.sleep(wait)
-                if chat in self._moved:
-                    await self.store.release([r.id for r in group], None)
+            if self.limiter is not None:
+                # The shared book is the one timeline of every instance, this one's included.
+                booked = await self._book_shared(chat)
+                if isinstance(booked, datetime):
+                    # Its slot is beyond the horizon: back in the ledger until then.
+                    await self.store.release([r.id for r in group], booked)
                     continue
-            booked = await self._book_shared(chat)
-            if isinstance(booked, datetime):
-                # Other instances took the nearer shared slots: back in the ledger until then.
-                await self.store.release([r.id for r in group], booked)
+                at_ts = booked
+            else:
+                now = self.clock().timestamp()
+                slot = pacer.slot(chat, now)
+                if slot - now > self.horizon:
+                    # Don't hold the batch for it; back in the ledger until its slot.
+                    at = datetime.fromtimestamp(slot, UTC)
+                    await self.store.release([r.id for r in group], at)
+                    continue
+                at_ts = pacer.book(chat, now)
+                wait = at_ts - self.clock().timestamp()
+                if wait > 0:
+                    await self.sleep(wait)
+            if chat in self._moved:
+                await self.store.release([r.id for r in group], None)
                 continue
             await self._slots.acquire()
             began = asyncio.Event()
             tasks.append(asyncio.create_task(self._send_released(group, post, seen, began)))
             await began.wait()
-            pacer.started(chat, self.clock().timestamp(), at_ts)
-            await self._started_shared(chat, booked)
+            if self.limiter is None:
+                pacer.started(chat, self.clock().timestamp(), at_ts)
+            else:
+                await self._started_shared(chat, at_ts)
         results = await asyncio.gather(*tasks, return_exceptions=True)
         self._moved.clear()
         for result in results:
@@ -312,8 +318,7 @@ class Outbox:
     async def _book_shared(self, chat: ChatRef) -> float | datetime:
         """Book `chat`'s slot in the shared limiter and wait for it: its timestamp on our clock,
         or, when the slot is beyond the horizon (not booked), when to come back."""
-        if self.limiter is None:
-            return self.clock().timestamp()
+        assert self.limiter is not None
         limits = self.pacers[chat.platform].limits
         wait = await self.limiter.book(chat, limits, self.horizon)
         if wait > self.horizon:
@@ -332,16 +337,17 @@ class Outbox:
         if chat.platform not in self.pacers:
             return
         pacer = self.pacers[chat.platform]
-        at = pacer.book(chat, self.clock().timestamp())
-        wait = at - self.clock().timestamp()
-        if wait > 0:
-            await self.sleep(wait)
-        pacer.started(chat, self.clock().timestamp(), at)
         if self.limiter is not None:
             # A reply cannot wait in the ledger: it takes the next shared slot, however far.
             shared = await self.limiter.book(chat, pacer.limits, FOREVER)
             if shared > 0:
                 await self.sleep(shared)
+            return
+        at = pacer.book(chat, self.clock().timestamp())
+        wait = at - self.clock().timestamp()
+        if wait > 0:
+            await self.sleep(wait)
+        pacer.started(chat, self.clock().timestamp(), at)
 
     async def _compose(self, groups: list[list[Delivery]]) -> list[Post | None]:
         """The post of each group: one query for all articles, then built off the event loop."""
