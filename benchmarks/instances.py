@@ -160,7 +160,13 @@ async def fan_out(
             if n == 0:
                 await owe(store, chats)
             trips.watch(store.engine)
-            adapter = TelegramChat(TOKEN, TelegramSettings(api_url=tg.base_url), part_interval=0.0)
+            # Senders only: none of them is elected to poll.
+            adapter = TelegramChat(
+                TOKEN,
+                TelegramSettings(api_url=tg.base_url),
+                part_interval=0.0,
+                poll_when_leading=True,
+            )
             await adapter.start(no_replies)
             stack.push_async_callback(adapter.stop)
             limiter: SharedLimit

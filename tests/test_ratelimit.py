@@ -125,7 +125,13 @@ async def test_three_outboxes_share_one_platform_limit(database: str, backend: s
                     await store.subscribe(chat, "en")
                     await store.enqueue(chat, "digest", "slot", {"article_ids": ["a1"]})
                 await add_article(store, "breaking")
-            adapter = TelegramChat(TOKEN, TelegramSettings(api_url=tg.base_url), part_interval=0.0)
+            # Senders only: none of them is elected to poll.
+            adapter = TelegramChat(
+                TOKEN,
+                TelegramSettings(api_url=tg.base_url),
+                part_interval=0.0,
+                poll_when_leading=True,
+            )
             await adapter.start(no_replies)
             stack.push_async_callback(adapter.stop)
             limiter: SharedLimit
