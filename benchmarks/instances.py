@@ -9,7 +9,8 @@ is made and dropped); Redis (127.0.0.1:6379 or $NEWSBOT_TEST_REDIS_URL) adds a r
   (target < 30 s, the deployment docs' promise);
 - delivery throughput to the loopback Bot API (tests/fake_telegram.py over HTTP, 30 msg/s and
   1 msg/s per chat enforced) with 1 vs 3 outboxes, each its own engine, under the one shared
-  limit (expected equal, bounded by the platform: targets >= 27 msg/s each, 3 within 10 % of 1,
+  limit (expected equal, bounded by the platform: targets >= 23.9 msg/s each (90 % of the
+  shared book's 26.55), 3 within 10 % of 1,
   0 x 429);
 - database round trips per delivered message (statements plus transaction begins/commits, all
   engines; the shared limit's booking is one of them);
@@ -49,7 +50,7 @@ from bot.leader import Leadership, election_engine  # noqa: E402
 from bot.metrics import METRICS  # noqa: E402
 from bot.models import Article, ChatRef, Inbound, Level, Post, Verdict  # noqa: E402
 from bot.outbox import Outbox  # noqa: E402
-from bot.ratelimit import DatabaseLimit, RedisLimit, SharedLimit  # noqa: E402
+from bot.ratelimit import SHARED_RATE, DatabaseLimit, RedisLimit, SharedLimit  # noqa: E402
 from bot.store import Store  # noqa: E402
 from tests.fake_telegram import FakeTelegram  # noqa: E402
 
@@ -58,7 +59,8 @@ POSTGRES_URL = os.environ.get(
     "NEWSBOT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_URL = os.environ.get("NEWSBOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-TARGET_RATE = 27.0
+# 90 % of the shared book's rate (90 % of Telegram's 29.5 msg/s, see bot/ratelimit.py).
+TARGET_RATE = 0.9 * SHARED_RATE * 29.5
 TARGET_FAILOVER = 30.0
 
 
@@ -263,7 +265,7 @@ async def main() -> int:
                 f" {rejected} x 429, {per_message:.1f} database round trips per message"
             )
             label = f"{senders} instance(s) via {backend}"
-            targets.check(f"{label} rate", rate >= TARGET_RATE, f"{rate:.1f}", f">= {TARGET_RATE}")
+            targets.check(f"{label} rate", rate >= TARGET_RATE, f"{rate:.1f}", f">= {TARGET_RATE:.1f}")
             targets.check(f"{label} 429s", rejected == 0, str(rejected), "0")
         one, three = rates[backend, 1], rates[backend, 3]
         print(f"3 vs 1 instance via {backend}: {three / one:.2f} x (expected 1.0, platform-bound)")

@@ -25,7 +25,7 @@ from bot.chat import ChatAdapter, DeliveryError
 from bot.metrics import METRICS
 from bot.models import Alert, Article, ChatRef, Digest, Notice, Post, Verdict
 from bot.pacing import JITTER, PLATFORM_LIMITS, Limits, Pacer
-from bot.ratelimit import SharedLimit
+from bot.ratelimit import SharedLimit, platform_gap
 from bot.store import Delivery, Store
 
 log = logging.getLogger(__name__)
@@ -162,6 +162,11 @@ class Outbox:
         # Chats that got a new id during the current pass; their other rows are re-claimed.
         self._moved: set[ChatRef] = set()
         self._slots = asyncio.Semaphore(concurrency)
+        # Shared slots booked and not yet started: enough that a booking's round trip overlaps
+        # the wait for the previous slot, few enough that a stall cannot release a burst.
+        self._ahead = asyncio.Semaphore(2)
+        # When this instance last started a send through the shared limiter, per platform.
+        self._last_shared: dict[str, float] = {}
         self.sent = 0
         self.failed = 0
         # Passes that failed (database unreachable, locked): logged, backed off, retried.
@@ -275,38 +280,32 @@ class Outbox:
                 # was claimed: owed as before (at the new id), no attempt charged.
                 await self.store.release([r.id for r in group], None)
                 continue
-            pacer = self.pacers[chat.platform]
             if self.limiter is not None:
                 # The shared book is the one timeline of every instance, this one's included.
-                booked = await self._book_shared(chat)
-                if isinstance(booked, datetime):
-                    # Its slot is beyond the horizon: back in the ledger until then.
-                    await self.store.release([r.id for r in group], booked)
-                    continue
-                at_ts = booked
-            else:
-                now = self.clock().timestamp()
-                slot = pacer.slot(chat, now)
-                if slot - now > self.horizon:
-                    # Don't hold the batch for it; back in the ledger until its slot.
-                    at = datetime.fromtimestamp(slot, UTC)
-                    await self.store.release([r.id for r in group], at)
-                    continue
-                at_ts = pacer.book(chat, now)
-                wait = at_ts - self.clock().timestamp()
-                if wait > 0:
-                    await self.sleep(wait)
-            if chat in self._moved:
-                await self.store.release([r.id for r in group], None)
+                task = await self._book_shared(group, post, seen)
+                if task is not None:
+                    tasks.append(task)
                 continue
+            pacer = self.pacers[chat.platform]
+            now = self.clock().timestamp()
+            slot = pacer.slot(chat, now)
+            if slot - now > self.horizon:
+                # Don't hold the batch for it; back in the ledger until its slot.
+                at = datetime.fromtimestamp(slot, UTC)
+                await self.store.release([r.id for r in group], at)
+                continue
+            at_ts = pacer.book(chat, now)
+            wait = at_ts - self.clock().timestamp()
+            if wait > 0:
+                await self.sleep(wait)
+                if chat in self._moved:
+                    await self.store.release([r.id for r in group], None)
+                    continue
             await self._slots.acquire()
             began = asyncio.Event()
             tasks.append(asyncio.create_task(self._send_released(group, post, seen, began)))
             await began.wait()
-            if self.limiter is None:
-                pacer.started(chat, self.clock().timestamp(), at_ts)
-            else:
-                await self._started_shared(chat, at_ts)
+            pacer.started(chat, self.clock().timestamp(), at_ts)
         results = await asyncio.gather(*tasks, return_exceptions=True)
         self._moved.clear()
         for result in results:
@@ -315,22 +314,77 @@ class Outbox:
                 raise result
         return len(claimed)
 
-    async def _book_shared(self, chat: ChatRef) -> float | datetime:
-        """Book `chat`'s slot in the shared limiter and wait for it: its timestamp on our clock,
-        or, when the slot is beyond the horizon (not booked), when to come back."""
-        assert self.limiter is not None
-        limits = self.pacers[chat.platform].limits
-        wait = await self.limiter.book(chat, limits, self.horizon)
-        if wait > self.horizon:
-            return self.clock() + timedelta(seconds=wait)
-        if wait > 0:
-            await self.sleep(wait)
-        return self.clock().timestamp()
+    async def _book_shared(
+        self, rows: list[Delivery], post: Post, seen: Mapping[str, datetime]
+    ) -> asyncio.Task[None] | None:
+        """Book the rows' slot in the shared limiter; a task that sends at it (None: not booked).
 
-    async def _started_shared(self, chat: ChatRef, booked: float) -> None:
-        """Push the shared slots back when this send started late (a busy event loop)."""
-        if self.limiter is not None and self.clock().timestamp() - booked > JITTER:
+        A send slot (of `concurrency`) is taken before booking, so at most that many slots are
+        booked ahead of their sends: the booking's round trip overlaps the wait for the slot
+        instead of adding to it."""
+        assert self.limiter is not None
+        chat = rows[0].chat
+        await self._slots.acquire()
+        await self._ahead.acquire()
+        try:
+            wait = await self.limiter.book(chat, self.pacers[chat.platform].limits, self.horizon)
+        except BaseException:
+            self._ahead.release()
+            self._slots.release()
+            raise
+        if wait > self.horizon:
+            # Other senders took the nearer slots: back in the ledger until this one's.
+            self._ahead.release()
+            self._slots.release()
+            later = self.clock() + timedelta(seconds=wait)
+            await self.store.release([r.id for r in rows], later)
+            return None
+        due = self.clock().timestamp() + wait
+        return asyncio.create_task(self._send_at(rows, post, seen, due))
+
+    async def _send_at(
+        self, rows: list[Delivery], post: Post, seen: Mapping[str, datetime], due: float
+    ) -> None:
+        """Send at the booked time `due`; a late start pushes the shared book's next slots."""
+        assert self.limiter is not None
+        chat = rows[0].chat
+        ahead = True
+        try:
+            wait = due - self.clock().timestamp()
+            if wait > 0:
+                await self.sleep(wait)
+            self._ahead.release()
+            ahead = False
+            # Sends woken late together (a busy event loop) go one platform gap apart from this
+            # instance's previous send instead of in a burst.
+            gap = platform_gap(self.pacers[chat.platform].limits)
+            now = self.clock().timestamp()
+            start = max(now, self._last_shared.get(chat.platform, 0.0) + gap)
+            if now - due <= JITTER:
+                start = now
+            self._last_shared[chat.platform] = start
+            if start > now:
+                await self.sleep(start - now)
+            if chat in self._moved:
+                await self.store.release([r.id for r in rows], None)
+                return
+            if self.clock().timestamp() - due > JITTER:
+                # A busy event loop woke us late: later slots keep their distance from this
+                # send (booked alongside it, so the send itself is not delayed further).
+                await asyncio.gather(self._push_late(chat), self._send(rows, post, seen))
+            else:
+                await self._send(rows, post, seen)
+        finally:
+            if ahead:
+                self._ahead.release()
+            self._slots.release()
+
+    async def _push_late(self, chat: ChatRef) -> None:
+        assert self.limiter is not None
+        try:
             await self.limiter.late(chat, self.pacers[chat.platform].limits)
+        except Exception as exc:  # the send goes on; the headroom in the shared rate covers it
+            log.warning("shared rate limit unreachable (%s)", type(exc).__name__)
 
     async def reserve(self, chat: ChatRef) -> None:
         """Wait for a send slot to `chat` outside the ledger (a reply) and book it everywhere."""
