@@ -14,6 +14,7 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -31,11 +32,13 @@ POSTGRES_URL = os.environ.get(
 )
 
 
+_server = sa.make_url(POSTGRES_URL)
 NO_POSTGRES = (
-    "PostgreSQL half skipped: no server on 127.0.0.1:5432 "
+    f"PostgreSQL half skipped: no server at {_server.host}:{_server.port or 5432} "
     "(start one, or set NEWSBOT_TEST_POSTGRES_URL)"
 )
 _schemas = itertools.count(1)
+_skipped_halves = pytest.StashKey[int]()
 
 
 def postgres_available() -> bool:
@@ -53,6 +56,27 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "both_databases: run the module's tests on SQLite and on PostgreSQL (fresh schema each)",
     )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Without a server the PostgreSQL halves are set aside at once: one line in the summary
+    # (below) instead of one skip line per test.
+    halves = [
+        item
+        for item in items
+        if getattr(item, "callspec", None) is not None
+        and item.callspec.params.get("database") == "postgresql"  # type: ignore[attr-defined]
+    ]
+    if halves and not postgres_available():
+        config.hook.pytest_deselected(items=halves)
+        items[:] = [item for item in items if item not in set(halves)]
+        config.stash[_skipped_halves] = len(halves)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    skipped = config.stash.get(_skipped_halves, 0)
+    if skipped:
+        terminalreporter.write_line(f"{NO_POSTGRES}: {skipped} tests not run")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
