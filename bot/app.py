@@ -13,6 +13,7 @@ from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
+from urllib.parse import urlsplit
 
 import httpx
 import sqlalchemy as sa
@@ -36,6 +37,7 @@ from bot.learn import load_current, retrain
 from bot.metrics import METRICS
 from bot.models import ChatRef
 from bot.outbox import Outbox, RetryPolicy
+from bot.ratelimit import DatabaseLimit, RedisLimit, SharedLimit
 from bot.sources import FeedSource
 from bot.store import Store
 from bot.subscriptions import Subscription
@@ -69,15 +71,8 @@ class ReplyPacing:
 
     async def __call__(self, chat: ChatRef) -> None:
         """Wait for the next send slot to `chat` and book it."""
-        outbox = self.outbox
-        if outbox is None or chat.platform not in outbox.pacers:
-            return
-        pacer = outbox.pacers[chat.platform]
-        at = pacer.book(chat, outbox.clock().timestamp())
-        wait = at - outbox.clock().timestamp()
-        if wait > 0:
-            await outbox.sleep(wait)
-        pacer.started(chat, outbox.clock().timestamp(), at)
+        if self.outbox is not None:
+            await self.outbox.reserve(chat)
 
 
 def build_adapters(settings: Settings, pace: Pace | None = None) -> list[ChatAdapter]:
@@ -118,6 +113,18 @@ def shared_database(settings: Settings) -> bool:
     return sa.make_url(normalise_url(settings.storage.url())).get_backend_name() == "postgresql"
 
 
+def shared_limit(settings: Settings, store: Store) -> SharedLimit | None:
+    """The rate limit instances share: Redis when configured, else a PostgreSQL database's."""
+    if settings.redis.url:
+        # Host and port only: the URL may carry a password.
+        host = urlsplit(settings.redis.url).hostname or "a unix socket"
+        log.info("send slots shared through Redis at %s", host)
+        return RedisLimit(settings.redis.url, settings.redis.key_prefix)
+    if store.engine.dialect.name == "postgresql":
+        return DatabaseLimit(store.engine)
+    return None  # SQLite: one instance per file, whose own pacer is the whole limit
+
+
 class LeaderDuties:
     """What only the leading instance does: poll Telegram and feeds, schedule digests, send."""
 
@@ -127,16 +134,26 @@ class LeaderDuties:
         scheduler: AsyncIOScheduler,
         jobs: Jobs,
         outbox: Outbox,
+        *,
+        every_instance_sends: bool = False,
     ) -> None:
         self.adapters, self.scheduler, self.jobs, self.outbox = adapters, scheduler, jobs, outbox
+        self.every_instance_sends = every_instance_sends
 
     async def apply(self, leading: bool) -> None:
         """Take the duties up or hand them over."""
         METRICS.leader.set(1 if leading else 0)
-        if leading:
-            self.outbox.sending.set()
-        else:
-            self.outbox.sending.clear()
+        if not self.every_instance_sends:
+            if leading:
+                # Only the leader sends, so rows still 'sending' were claimed by a leader that
+                # died (or lost the lock, and hands back what it has not started): owed now,
+                # not after their lease. At most its in-flight messages go out twice.
+                released = await self.jobs.store.ledger.release_sending()
+                if released:
+                    log.info("resuming %d deliveries the previous leader left", released)
+                self.outbox.sending.set()
+            else:
+                self.outbox.sending.clear()
         for adapter in self.adapters:
             if isinstance(adapter, Leads):
                 await adapter.lead(leading)
@@ -382,6 +399,9 @@ async def run(
             if released:
                 log.info("resuming %d deliveries interrupted by the last shutdown", released)
         scheduler = AsyncIOScheduler(timezone=UTC)
+        limiter = shared_limit(settings, store)
+        if limiter is not None:
+            stack.push_async_callback(limiter.close)
         leadership: Leadership | None = None
         if store.engine.dialect.name == "postgresql":
             # Several instances may share this database: one is elected to lead.
@@ -424,6 +444,7 @@ async def run(
             store.subscriptions,
             {adapter.platform: adapter for adapter in adapters},
             retry=RetryPolicy(max_attempts=settings.delivery.max_attempts),
+            limiter=limiter,
         )
         pacing.outbox = outbox
 
@@ -478,7 +499,8 @@ async def run(
             log.info("shutting down")
             return 0
 
-        if leadership is not None:
+        every_instance_sends = settings.delivery.senders == "all"
+        if leadership is not None and not every_instance_sends:
             outbox.sending.clear()  # until this instance is elected
         sending = asyncio.Event()
         sender = asyncio.create_task(outbox.run(sending), name="outbox")
@@ -511,7 +533,9 @@ async def run(
         if leadership is None:
             await job_sync.catch_up()
         else:
-            leadership.on_change = LeaderDuties(adapters, scheduler, job_sync, outbox).apply
+            leadership.on_change = LeaderDuties(
+                adapters, scheduler, job_sync, outbox, every_instance_sends=every_instance_sends
+            ).apply
             electing = asyncio.Event()
             elector = asyncio.create_task(leadership.run(electing), name="leader-election")
             stack.push_async_callback(_finish, elector, electing)

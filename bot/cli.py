@@ -44,11 +44,21 @@ class Format(StrEnum):
     jsonl = "jsonl"
 
 
+class LogFormat(StrEnum):
+    """How log lines are written."""
+
+    text = "text"
+    json = "json"
+
+
 class State:
     """Options given before the command, shared by all commands."""
 
     config_path: Path | None = None
     db: str | None = None
+    verbose: int = 0
+    log_format: str | None = None
+    json_logs: bool = False
 
 
 state = State()
@@ -56,12 +66,21 @@ state = State()
 
 def settings() -> config.Settings:
     """Load settings once per command; a bad file/key/value exits 2 naming it."""
-    overrides = {"storage": {"database_url": state.db}} if state.db else None
+    overrides: dict[str, dict[str, Any]] = {}
+    if state.db:
+        overrides["storage"] = {"database_url": state.db}
+    if state.log_format:
+        overrides["log"] = {"format": state.log_format}
     try:
-        return config.load(state.config_path, overrides=overrides)
+        loaded = config.load(state.config_path, overrides=overrides or None)
     except config.ConfigError as exc:
         err.print(f"[red]config error:[/red] {escape(logs.redact(str(exc)))}", highlight=False)
         raise typer.Exit(EXIT_USAGE) from None
+    if loaded.log.format == "json" and not state.json_logs:
+        # The config file (or NEWSBOT_LOG_FORMAT) asks for JSON: from here on, log lines are.
+        logs.setup(state.verbose, logs.json_handler())
+        state.json_logs = True
+    return loaded
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
@@ -145,6 +164,14 @@ def main_options(
             show_default=False,
         ),
     ] = 0,
+    log_format: Annotated[
+        LogFormat | None,
+        typer.Option(
+            "--log-format",
+            help="Log lines as text or json, one object per line (default: log.format).",
+            show_default=False,
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option(
@@ -155,11 +182,16 @@ def main_options(
     """newsbot: conflict news alerts, digests and answers for Telegram, Slack and the console."""
     state.config_path = config_path
     state.db = db
+    state.verbose = verbose
+    state.log_format = log_format.value if log_format is not None else None
+    state.json_logs = log_format is LogFormat.json
     # Third-party loggers are chatty at INFO (every HTTP request): WARNING unless -vv. Every
     # line and traceback passes the secret filter (the bot token is in Telegram's URLs).
     logs.setup(
         verbose,
-        RichHandler(console=err, show_path=False, markup=False, rich_tracebacks=False),
+        logs.json_handler()
+        if state.json_logs
+        else RichHandler(console=err, show_path=False, markup=False, rich_tracebacks=False),
     )
 
 

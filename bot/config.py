@@ -175,6 +175,48 @@ class DeliverySettings(_Section):
 
     max_attempts: int = Field(default=8, gt=0)
     retention_days: int = Field(default=30, gt=0)
+    # Shared database: "leader" (only the elected instance sends) or "all" (every instance
+    # sends, booking slots in the shared rate limit). Env: NEWSBOT_SENDERS.
+    senders: Literal["leader", "all"] = "leader"
+
+
+class RedisSettings(_Section):
+    """Redis for the platform rate limit shared by instances (else the PostgreSQL database)."""
+
+    # redis://[:password@]host:port/db, rediss:// (TLS) or unix:///path; "" for none.
+    # Env: NEWSBOT_REDIS_URL.
+    url: str = ""
+    # Prefix of our keys, so deployments can share one Redis server.
+    key_prefix: str = Field(default="newsbot", min_length=1, max_length=100)
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        value = value.strip()
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        if parts.scheme != "unix" and not parts.hostname:
+            raise ValueError("needs a host, e.g. redis://127.0.0.1:6379/0")
+        if parts.scheme == "unix" and not parts.path:
+            raise ValueError("needs a socket path, e.g. unix:///run/redis.sock")
+        try:
+            parts.port  # noqa: B018 -- raises on a port that is not a number
+        except ValueError as exc:
+            raise ValueError("has an invalid port") from exc
+        return value
+
+
+class LogSettings(_Section):
+    """How log lines look."""
+
+    # "text" for people, "json" for log collectors: one object per line. Env: NEWSBOT_LOG_FORMAT;
+    # the --log-format option overrides both.
+    format: Literal["text", "json"] = "text"
 
 
 class ChatSettings(_Section):
@@ -252,6 +294,8 @@ class Settings(_Section):
     telegram: TelegramSettings = TelegramSettings()
     slack: SlackSettings = SlackSettings()
     ops: OpsSettings = OpsSettings()
+    redis: RedisSettings = RedisSettings()
+    log: LogSettings = LogSettings()
     secrets: Secrets = Secrets()
 
 
@@ -265,6 +309,9 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "NEWSBOT_SLACK_PORT": ("slack", "http_port"),
     "NEWSBOT_OPS_HOST": ("ops", "http_host"),
     "NEWSBOT_OPS_PORT": ("ops", "http_port"),
+    "NEWSBOT_SENDERS": ("delivery", "senders"),
+    "NEWSBOT_REDIS_URL": ("redis", "url"),
+    "NEWSBOT_LOG_FORMAT": ("log", "format"),
 }
 SECRET_VARIABLES = (
     "TELEGRAM_BOT_TOKEN",

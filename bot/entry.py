@@ -35,6 +35,8 @@ SECTIONS = frozenset(
         "telegram",
         "slack",
         "ops",
+        "redis",
+        "log",
     )
 )
 ARTICLES_KEYS = frozenset(("folder", "max_file_bytes", "languages", "watch", "settle_seconds"))

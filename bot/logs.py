@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 import traceback
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from types import TracebackType
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -27,6 +29,12 @@ PAYLOAD_LOGGERS = (
 )
 # Shorter values are no secrets worth hiding, and replacing them would garble ordinary text.
 MIN_SECRET_CHARS = 6
+# What every LogRecord has; anything else on a record came in through `extra=` (a field).
+STANDARD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
 
 
 def known_secrets(env: Mapping[str, str] | None = None) -> list[str]:
@@ -71,7 +79,37 @@ class Redactor(logging.Filter):
             record.exc_text = self.redact(record.exc_text)
         if record.stack_info:
             record.stack_info = self.redact(record.stack_info)
+        for name, value in fields(record).items():
+            if isinstance(value, str):
+                setattr(record, name, self.redact(value))
         return True
+
+
+def fields(record: logging.LogRecord) -> dict[str, object]:
+    """The extra fields a log call attached to `record` (delivery_id, chat, ...)."""
+    return {k: v for k, v in vars(record).items() if k not in STANDARD_ATTRIBUTES}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, the record's fields, traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of JSON (the Redactor has already rewritten it)."""
+        line: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name, value in fields(record).items():
+            line.setdefault(name, value)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            line["traceback"] = record.exc_text
+        if record.stack_info:
+            line["stack"] = record.stack_info
+        return json.dumps(line, ensure_ascii=False, default=str)
 
 
 _redactor = Redactor(())
@@ -95,12 +133,22 @@ def redact(text: str) -> str:
     return _redactor.redact(text)
 
 
+def json_handler() -> logging.Handler:
+    """A stderr handler that writes one JSON object per line."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    return handler
+
+
 def setup(verbose: int, handler: logging.Handler, env: Mapping[str, str] | None = None) -> None:
     """Root logging at WARNING/INFO/DEBUG (-v count) through `handler`, secrets redacted."""
     global _redactor
     _redactor = Redactor(known_secrets(env))
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
+    if isinstance(handler.formatter, JsonFormatter):
+        # basicConfig gives every handler its format; ours must keep writing JSON.
+        handler.setFormatter(JsonFormatter())
     install(_redactor)
     for name in CHATTY:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)

@@ -23,7 +23,8 @@ from bot.chat import ChatAdapter, DeliveryError
 from bot.ledger import AlertOwed, Delivery, DeliveryKind, Lease, Ledger
 from bot.metrics import METRICS
 from bot.models import ChatRef, Post
-from bot.pacing import PLATFORM_LIMITS, Limits, Pacer
+from bot.pacing import JITTER, PLATFORM_LIMITS, Limits, Pacer
+from bot.ratelimit import SharedLimit, platform_gap
 from bot.subscriptions import Subscriptions
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,8 @@ Sleep = Callable[[float], Awaitable[None]]
 # More alerts than this for one chat in one batch are merged into one message.
 MERGE_ABOVE = 3
 LATENCY_MAX_MS = 2**31 - 1
+# A horizon no shared slot is beyond (a reply waits for its slot, however far).
+FOREVER = 1e9
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +76,12 @@ class Outbox:
         lease_seconds: float = 60.0,
         horizon_seconds: float = 2.0,
         max_backoff_seconds: float = 30.0,
+        limiter: SharedLimit | None = None,
     ) -> None:
         self.ledger, self.subscriptions = ledger, subscriptions
         self.adapters, self.clock, self.sleep = adapters, clock, sleep
+        # Several instances sending for one bot book their slots here too (one platform limit).
+        self.limiter = limiter
         self.retry = retry
         self.lease_seconds = lease_seconds
         self.pacers = {name: Pacer(limits.get(name, a.limits)) for name, a in adapters.items()}
@@ -85,13 +91,18 @@ class Outbox:
         rate = sum(pacer.limits.per_second for pacer in self.pacers.values())
         self.batch = max(10, min(200, math.ceil(rate * horizon_seconds)))
         self._wake = asyncio.Event()
-        # Cleared on an instance that does not lead: one sender per deployment keeps every
-        # platform's rate limit global without coordinating pacers across processes.
+        # Cleared on an instance that does not lead (unless every instance sends, sharing the
+        # limiter): what it claimed is handed back, nothing more goes out from here.
         self.sending = asyncio.Event()
         self.sending.set()
         # Chats that got a new id during the current pass; their other rows are re-claimed.
         self._moved: set[ChatRef] = set()
         self._slots = asyncio.Semaphore(concurrency)
+        # Shared slots booked and not yet started: enough that a booking's round trip overlaps
+        # the wait for the previous slot, few enough that a stall cannot release a burst.
+        self._ahead = asyncio.Semaphore(2)
+        # When this instance last started a send through the shared limiter, per platform.
+        self._last_shared: dict[str, float] = {}
         self.sent = 0
         self.failed = 0
         # Passes that failed (database unreachable, locked): logged, backed off, retried.
@@ -214,10 +225,17 @@ class Outbox:
         tasks = []
         for _, _, _, group, post in sorted(planned, key=lambda p: p[:3]):
             chat = group[0].chat
-            if (stop is not None and stop.is_set()) or chat in self._moved:
-                # Shutting down, or the chat has a new id since this batch was claimed: owed
-                # as before (at the new id), no attempt charged.
+            stopping = stop is not None and stop.is_set()
+            if stopping or not self.sending.is_set() or chat in self._moved:
+                # Shutting down, no longer leading, or the chat has a new id since this batch
+                # was claimed: owed as before (at the new id), no attempt charged.
                 await self._release(group, None, lease)
+                continue
+            if self.limiter is not None:
+                # The shared book is the one timeline of every instance, this one's included.
+                task = await self._book_shared(group, post, seen, lease)
+                if task is not None:
+                    tasks.append(task)
                 continue
             pacer = self.pacers[chat.platform]
             now = self.clock().timestamp()
@@ -250,6 +268,101 @@ class Outbox:
     ) -> None:
         await self.ledger.release([r.id for r in rows], not_before)
         lease.done(r.id for r in rows)
+
+    async def _book_shared(
+        self, rows: list[Delivery], post: Post, seen: Mapping[str, datetime], lease: Lease
+    ) -> asyncio.Task[None] | None:
+        """Book the rows' slot in the shared limiter; a task that sends at it (None: not booked).
+
+        A send slot (of `concurrency`) is taken before booking, so at most that many slots are
+        booked ahead of their sends: the booking's round trip overlaps the wait for the slot
+        instead of adding to it."""
+        assert self.limiter is not None
+        chat = rows[0].chat
+        await self._slots.acquire()
+        await self._ahead.acquire()
+        try:
+            wait = await self.limiter.book(chat, self.pacers[chat.platform].limits, self.horizon)
+        except BaseException:
+            self._ahead.release()
+            self._slots.release()
+            raise
+        if wait > self.horizon:
+            # Other senders took the nearer slots: back in the ledger until this one's.
+            self._ahead.release()
+            self._slots.release()
+            later = self.clock() + timedelta(seconds=wait)
+            await self._release(rows, later, lease)
+            return None
+        due = self.clock().timestamp() + wait
+        return asyncio.create_task(self._send_at(rows, post, seen, due, lease))
+
+    async def _send_at(
+        self,
+        rows: list[Delivery],
+        post: Post,
+        seen: Mapping[str, datetime],
+        due: float,
+        lease: Lease,
+    ) -> None:
+        """Send at the booked time `due`; a late start pushes the shared book's next slots."""
+        assert self.limiter is not None
+        chat = rows[0].chat
+        ahead = True
+        try:
+            wait = due - self.clock().timestamp()
+            if wait > 0:
+                await self.sleep(wait)
+            self._ahead.release()
+            ahead = False
+            # Sends woken late together (a busy event loop) go one platform gap apart from this
+            # instance's previous send instead of in a burst.
+            gap = platform_gap(self.pacers[chat.platform].limits)
+            now = self.clock().timestamp()
+            start = max(now, self._last_shared.get(chat.platform, 0.0) + gap)
+            if now - due <= JITTER:
+                start = now
+            self._last_shared[chat.platform] = start
+            if start > now:
+                await self.sleep(start - now)
+            if chat in self._moved:
+                await self._release(rows, None, lease)
+                return
+            if self.clock().timestamp() - due > JITTER:
+                # A busy event loop woke us late: later slots keep their distance from this
+                # send (booked alongside it, so the send itself is not delayed further).
+                await asyncio.gather(self._push_late(chat), self._send(rows, post, seen))
+            else:
+                await self._send(rows, post, seen)
+            lease.done(r.id for r in rows)
+        finally:
+            if ahead:
+                self._ahead.release()
+            self._slots.release()
+
+    async def _push_late(self, chat: ChatRef) -> None:
+        assert self.limiter is not None
+        try:
+            await self.limiter.late(chat, self.pacers[chat.platform].limits)
+        except Exception as exc:  # the send goes on; the headroom in the shared rate covers it
+            log.warning("shared rate limit unreachable (%s)", type(exc).__name__)
+
+    async def reserve(self, chat: ChatRef) -> None:
+        """Wait for a send slot to `chat` outside the ledger (a reply) and book it everywhere."""
+        if chat.platform not in self.pacers:
+            return
+        pacer = self.pacers[chat.platform]
+        if self.limiter is not None:
+            # A reply cannot wait in the ledger: it takes the next shared slot, however far.
+            shared = await self.limiter.book(chat, pacer.limits, FOREVER)
+            if shared > 0:
+                await self.sleep(shared)
+            return
+        at = pacer.book(chat, self.clock().timestamp())
+        wait = at - self.clock().timestamp()
+        if wait > 0:
+            await self.sleep(wait)
+        pacer.started(chat, self.clock().timestamp(), at)
 
     async def _seconds_until_due(self, idle: float) -> float:
         due = await self.ledger.next_due(list(self.adapters))
@@ -286,7 +399,14 @@ class Outbox:
             await self._failed(rows, exc)
             return
         except Exception as exc:  # network errors, timeouts, adapter bugs: retry via the ledger
-            log.warning("send to %s failed: %s", first.chat.platform, type(exc).__name__)
+            for row in rows:
+                log.warning(
+                    "delivery %d to %s failed: %s",
+                    row.id,
+                    row.chat.platform,
+                    type(exc).__name__,
+                    extra=fields(row),
+                )
             await self._failed(rows, DeliveryError(f"{type(exc).__name__}: {exc}"))
             return
         now = self.clock()
@@ -299,6 +419,13 @@ class Outbox:
                 # the write fail on PostgreSQL, which would re-send the alert after every lease.
                 latency = min(LATENCY_MAX_MS, max(0, int((now - appeared).total_seconds() * 1000)))
             await self._mark_sent(row.id, now, message_ids, latency)
+            log.info(
+                "delivery %d sent (%s to %s)",
+                row.id,
+                row.kind,
+                row.chat.platform,
+                extra=fields(row) | {"latency_ms": latency},
+            )
             METRICS.deliveries.labels(first.chat.platform, row.kind, "sent").inc()
             if latency is not None:
                 METRICS.alert_latency.labels(first.chat.platform).observe(latency / 1000)
@@ -323,6 +450,7 @@ class Outbox:
                     delivery_id,
                     type(exc).__name__,
                     delay,
+                    extra={"delivery_id": delivery_id},
                 )
                 await self.sleep(delay)
                 waited += delay
@@ -343,7 +471,13 @@ class Outbox:
                 await self.ledger.mark_retry(row.id, reason, later, count=False, parts=parts)
             return
         if exc.migrated_to:
-            log.info("%s chat moved to a new id; re-sending there", chat.platform)
+            for row in rows:
+                log.info(
+                    "delivery %d: %s chat moved to a new id; re-sending there",
+                    row.id,
+                    chat.platform,
+                    extra=fields(row),
+                )
             await self.subscriptions.migrate_chat(chat, exc.migrated_to)
             self._moved.add(chat)
             for row in rows:
@@ -351,7 +485,14 @@ class Outbox:
                 await self.ledger.mark_retry(row.id, reason, now, count=False, parts=(0, ()))
             return
         if exc.chat_gone:
-            log.info("%s chat is gone (%s); subscription deactivated", chat.platform, reason)
+            for row in rows:
+                log.info(
+                    "delivery %d: %s chat is gone (%s); subscription deactivated",
+                    row.id,
+                    chat.platform,
+                    reason,
+                    extra=fields(row),
+                )
             await self.subscriptions.deactivate(chat)
             self.failed += len(rows)
             for row in rows:
@@ -362,13 +503,22 @@ class Outbox:
             # this chat, and don't count it as a failed attempt.
             METRICS.rate_limited.labels(chat.platform).inc()
             self.pacers[chat.platform].pause(now.timestamp() + exc.retry_after)
+            if self.limiter is not None:
+                await self.limiter.pause(chat.platform, exc.retry_after)
             later = now + timedelta(seconds=exc.retry_after)
             for row in rows:
+                log.info(
+                    "delivery %d: %s asked to retry after %.0f s",
+                    row.id,
+                    chat.platform,
+                    exc.retry_after,
+                    extra=fields(row),
+                )
                 await self.ledger.mark_retry(row.id, reason, later, count=False, parts=parts)
             return
         for row in rows:
             if exc.permanent or row.attempts + 1 >= self.retry.max_attempts:
-                log.warning("giving up on delivery %d: %s", row.id, reason)
+                log.warning("giving up on delivery %d: %s", row.id, reason, extra=fields(row))
                 await self.ledger.mark_failed(row.id, reason)
                 self.failed += 1
                 METRICS.deliveries.labels(chat.platform, row.kind, "failed").inc()
@@ -376,6 +526,16 @@ class Outbox:
                 later = now + timedelta(seconds=self.retry.delay(row.attempts + 1))
                 await self.ledger.mark_retry(row.id, reason, later, parts=parts)
                 METRICS.deliveries.labels(chat.platform, row.kind, "retry").inc()
+
+
+def fields(row: Delivery) -> dict[str, object]:
+    """The structured fields of a delivery's log lines (JSON logs carry them as keys)."""
+    return {
+        "delivery_id": row.id,
+        "platform": row.chat.platform,
+        "chat": row.chat.chat_id,
+        "kind": row.kind,
+    }
 
 
 async def _first(*waits: Awaitable[object]) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bot import search
+from bot import ratelimit, search
 from bot.db import UTCDateTime
 
 metadata = sa.MetaData()
@@ -189,4 +189,5 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _v2_pipeline,
     _v3_delivery_core,
     search.create_schema,
+    ratelimit.create_schema,
 ]

@@ -100,6 +100,10 @@ def test_values_are_strictly_typed_but_paths_and_arrays_come_from_toml(tmp_path:
         ('[sources]\nfeeds = [{ url = "file:///etc/passwd" }]\n', "sources.feeds.0.url"),
         ('[telegram]\napi_url = "not a url"\n', "telegram.api_url"),
         ('[storage]\ndatabase_url = "postgresql://u@h:99999/db"\n', "storage.database_url"),
+        ('[redis]\nurl = "http://h:6379"\n', "redis.url"),
+        ('[redis]\nurl = "redis://:6379"\n', "redis.url"),
+        ('[delivery]\nsenders = "some"\n', "delivery.senders"),
+        ('[log]\nformat = "xml"\n', "log.format"),
     ):
         path.write_text(body)
         with pytest.raises(config.ConfigError, match=key.replace(".", r"\.")):
@@ -148,3 +152,13 @@ def test_infinite_or_nan_numbers_are_refused(tmp_path: Path, value: str) -> None
     path.write_text(f"[sources]\ntotal_timeout = {value}\n")
     with pytest.raises(config.ConfigError, match=r"sources\.total_timeout"):
         config.load(path, env={})
+
+
+def test_a_redis_password_is_never_echoed_and_the_url_comes_from_the_environment() -> None:
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(env={"NEWSBOT_REDIS_URL": "redis://:hunter2@h:notaport/0"})
+    assert "hunter2" not in str(caught.value) and "redis://:***@h:notaport/0" in str(caught.value)
+    assert str(caught.value).startswith("environment variable NEWSBOT_REDIS_URL: redis.url:")
+    loaded = config.load(env={"NEWSBOT_REDIS_URL": "redis://:pw@127.0.0.1:6379/2"})
+    assert loaded.redis.url == "redis://:pw@127.0.0.1:6379/2"
+    assert config.load(env={"NEWSBOT_SENDERS": "all"}).delivery.senders == "all"

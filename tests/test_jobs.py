@@ -28,6 +28,9 @@ from .conftest import SEED
 from .feedfakes import BADINPUT
 from .feedserver import FeedServer
 
+# The store these tests drive is SQLite in one run and PostgreSQL in the other.
+pytestmark = pytest.mark.both_databases
+
 NOW = datetime(2026, 3, 29, 6, 0, tzinfo=UTC)
 CHAT = ChatRef("telegram", "1")
 RSS = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>Wire</title>
@@ -279,6 +282,8 @@ def _disk_full(store: Store) -> Callable[[], None]:
 
 
 @pytest.mark.reliability
+# The fault is injected through SQLite's own locking (PRAGMA); PostgreSQL's half has no such hook.
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 async def test_validators_are_saved_only_after_the_entries_are_committed(store: Store) -> None:
     # Issue 11 item 2: ETag saved first, store fails (disk full), next poll is a 304: all lost.
     body = " ".join(["Troops crossed the border overnight and shelled the town."] * 40)
@@ -319,6 +324,8 @@ async def test_validators_are_saved_only_after_the_entries_are_committed(store: 
 
 
 @pytest.mark.reliability
+# A timing test of the scheduler against a 1 s interval: the store's backend is not the subject.
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 async def test_a_hanging_page_host_never_makes_the_scheduler_skip_a_run(
     settings: config.Settings,
 ) -> None:
@@ -410,6 +417,8 @@ async def _poll_all(
 
 
 @pytest.mark.reliability
+# A load test of the poll cycle (≈35 s on PostgreSQL here): the suite runs it once, on SQLite.
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 async def test_five_hundred_feeds_one_cycle(store: Store) -> None:
     # Checklist 14: 500 feeds every 5 min on five hosts, in steady state (validators known):
     # 15 % with new entries, 5 % slow, 2 % failing, the rest unchanged.

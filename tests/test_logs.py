@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
 import os
 import signal
@@ -63,6 +64,37 @@ def test_redactor_hides_secrets_in_message_args_and_traceback() -> None:
     assert TOKEN not in text and "xoxb-1-2-3" not in text and "%3A" not in text
     assert text.count(logs.REDACTED) == 4
     assert "ValueError: The token `[redacted]` was rejected" in text
+
+
+def test_json_lines_carry_fields_and_stay_redacted() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logs.JsonFormatter())
+    handler.addFilter(logs.Redactor([TOKEN]))
+    logger = logging.getLogger("tests.json")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("delivery %d sent", 7, extra={"delivery_id": 7, "chat": "42"})
+        try:
+            raise ValueError(f"The token `{TOKEN}` was rejected by the server.")
+        except ValueError:
+            logger.exception("start failed", extra={"detail": f"bot{TOKEN}/getMe"})
+    finally:
+        logger.removeHandler(handler)
+    text = stream.getvalue()
+    first, second = (json.loads(line) for line in text.splitlines())
+    assert set(first) == {"time", "level", "logger", "message", "delivery_id", "chat"}
+    assert first["level"] == "WARNING" and first["logger"] == "tests.json"
+    assert first["message"] == "delivery 7 sent"
+    assert (first["delivery_id"], first["chat"]) == (7, "42")
+    assert first["time"].endswith("+00:00")
+    # The token was in the exception's text and in a field: neither reaches the line.
+    assert TOKEN not in text
+    assert second["detail"] == f"bot{logs.REDACTED}/getMe"
+    assert second["traceback"].endswith(
+        "ValueError: The token `[redacted]` was rejected by the server."
+    )
 
 
 @pytest.mark.reliability

@@ -41,6 +41,9 @@ from .conftest import POSTGRES_URL, ROOT, postgres_available
 from .fake_telegram import FakeDelay, FakeError, FakeTelegram, RateLimits
 from .fakes import FakeChat, VirtualClock, retry_after
 
+# The store these tests drive is SQLite in one run and PostgreSQL in the other.
+pytestmark = pytest.mark.both_databases
+
 TOKEN = "123456:TEST-token"
 
 
@@ -367,6 +370,8 @@ class Injecting:
 
 
 @pytest.mark.reliability
+# A load test of the pacing (≈250 s on PostgreSQL here): the suite runs it on SQLite alone.
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 async def test_digest_to_10000_chats_paced_with_alerts_overtaking(
     store: Store, clock: VirtualClock
 ) -> None:
@@ -808,6 +813,8 @@ async def test_a_pass_composes_off_the_event_loop_with_a_fixed_number_of_queries
 
 
 @pytest.mark.reliability
+# SQLite's own lock is the fault.
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 async def test_outbox_loop_survives_a_locked_sqlite_database(
     settings: Settings, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
