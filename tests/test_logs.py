@@ -29,7 +29,6 @@ def service_env(tmp_path: Path, api_url: str, token: str = TOKEN) -> dict[str, s
     env = {
         **os.environ,
         "TELEGRAM_BOT_TOKEN": token,
-        "SLACK_SIGNING_SECRET": "slack-signing-secret-value",
         "NEWSBOT_TELEGRAM_API_URL": api_url,
         "NEWSBOT_ARTICLES": str(tmp_path / "articles"),
         "NEWSBOT_DATA_DIR": str(tmp_path / "data"),
