@@ -203,10 +203,19 @@ class Catalog:
                 for r in rows
             ]
 
-    async def recent(self, since: datetime, limit: int = 5000) -> list[tuple[Article, str]]:
-        """Articles seen after `since`, newest first, each with its story id."""
+    async def recent(
+        self, since: datetime, limit: int | None = 5000, text_chars: int | None = None
+    ) -> list[tuple[Article, str, datetime]]:
+        """Articles seen after `since`, newest first, each with its story id and when it was seen.
+
+        `text_chars` loads only the start of each text (what story signatures read).
+        """
+        text: sa.ColumnElement[Any] = articles.c.text
+        if text_chars is not None:
+            text = sa.func.substr(articles.c.text, 1, text_chars).label("text")
+        columns: list[sa.ColumnElement[Any]] = [c for c in articles.c if c.name != "text"]
         query = (
-            sa.select(articles)
+            sa.select(*columns, text)
             .where(articles.c.seen_at > since)
             .order_by(articles.c.seen_at.desc())
             .limit(limit)
@@ -214,7 +223,11 @@ class Catalog:
         async with self.engine.connect() as conn:
             rows = await conn.execute(query)
             return [
-                (article_from_row(r._mapping), r._mapping["story_id"] or r._mapping["id"])
+                (
+                    article_from_row(r._mapping),
+                    r._mapping["story_id"] or r._mapping["id"],
+                    r._mapping["seen_at"],
+                )
                 for r in rows
             ]
 
@@ -470,11 +483,13 @@ def _verdict_row(verdict: Verdict, at: datetime) -> dict[str, Any]:
 
 
 async def _replace_verdicts(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    ids = [r["article_id"] for r in rows]
-    await conn.execute(verdicts.delete().where(verdicts.c.article_id.in_(ids)))
-    await conn.execute(verdicts.insert(), list(rows))
+    # In chunks: PostgreSQL takes at most 32,767 parameters per statement (100,000 verdicts
+    # of one feed document failed at once).
+    for start in range(0, len(rows), 500):
+        chunk = list(rows[start : start + 500])
+        ids = [r["article_id"] for r in chunk]
+        await conn.execute(verdicts.delete().where(verdicts.c.article_id.in_(ids)))
+        await conn.execute(verdicts.insert(), chunk)
 
 
 # Column widths of the articles table: longer values are refused by PostgreSQL.
