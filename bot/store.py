@@ -793,10 +793,19 @@ class Store:
 
     # --- stories --------------------------------------------------------------------------
 
-    async def recent(self, since: datetime, limit: int = 5000) -> list[tuple[Article, str]]:
-        """Articles seen after `since`, newest first, each with its story id."""
+    async def recent(
+        self, since: datetime, limit: int | None = 5000, text_chars: int | None = None
+    ) -> list[tuple[Article, str, datetime]]:
+        """Articles seen after `since`, newest first, each with its story id and when it was seen.
+
+        `text_chars` loads only the start of each text (what story signatures read).
+        """
+        text: sa.ColumnElement[Any] = articles.c.text
+        if text_chars is not None:
+            text = sa.func.substr(articles.c.text, 1, text_chars).label("text")
+        columns: list[sa.ColumnElement[Any]] = [c for c in articles.c if c.name != "text"]
         query = (
-            sa.select(articles)
+            sa.select(*columns, text)
             .where(articles.c.seen_at > since)
             .order_by(articles.c.seen_at.desc())
             .limit(limit)
@@ -804,7 +813,12 @@ class Store:
         async with self.engine.connect() as conn:
             rows = await conn.execute(query)
             return [
-                (_article(r._mapping), r._mapping["story_id"] or r._mapping["id"]) for r in rows
+                (
+                    _article(r._mapping),
+                    r._mapping["story_id"] or r._mapping["id"],
+                    r._mapping["seen_at"],
+                )
+                for r in rows
             ]
 
     async def set_stories(self, stories: dict[str, str]) -> None:
