@@ -83,7 +83,7 @@ def _count_round_trips(store: Any) -> list[int]:
 
 
 async def ingest_row(db: str, size: int, corpus: Path) -> dict[str, Any]:
-    from bot import feeds, jobs
+    from bot import feeds, jobs, lang
     from bot.models import ChatRef, Thresholds
     from bot.store import Store
 
@@ -102,6 +102,8 @@ async def ingest_row(db: str, size: int, corpus: Path) -> dict[str, Any]:
                 feed_document(records, 3, name="scale"), url="https://warm.example/", now=now
             )
             jobs.classify_all(warm, Thresholds())
+            # Entries full of function words skip the dictionaries; load them all the same.
+            lang.detect("Qwertz Uiop")
             trips = _count_round_trips(store)
             phases: dict[str, float] = {}
             started = mark = time.perf_counter()

@@ -2,6 +2,7 @@ import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -147,6 +148,34 @@ async def test_feedback_majority(any_store: Store) -> None:
     await any_store.add_feedback("b", chat, "u1", True)
     examples = {a.id: relevant for a, relevant in await any_store.feedback_examples()}
     assert examples == {"a": False, "b": True}
+
+
+async def test_claim_takes_alerts_first_then_by_id_and_lapsed_leases(any_store: Store) -> None:
+    store = any_store
+    now = datetime.now(UTC) + timedelta(minutes=1)
+    chats = [ChatRef("telegram", str(n)) for n in range(6)]
+    owed: list[tuple[ChatRef, str, str, dict[str, Any], datetime | None]] = [
+        (chat, "digest", "slot", {"n": n}, None) for n, chat in enumerate(chats)
+    ]
+    owed += [(chats[4], "alert", "a4", {}, None), (chats[5], "alert", "a5", {}, None)]
+    # Held (quiet hours) and owed on another platform: not due here.
+    owed += [(chats[0], "alert", "held", {}, now + timedelta(hours=1))]
+    owed += [(ChatRef("slack", "C1"), "alert", "elsewhere", {}, None)]
+    assert await store.enqueue_many(owed) == 10
+    first = await store.claim(now, limit=3, lease=30, platforms=["telegram"])
+    assert [(d.kind, d.key, d.chat.chat_id) for d in first] == [
+        ("alert", "a4", "4"),
+        ("alert", "a5", "5"),
+        ("digest", "slot", "0"),
+    ]
+    second = await store.claim(now, limit=10, platforms=["telegram"])
+    assert [d.chat.chat_id for d in second] == ["1", "2", "3", "4", "5"]
+    # The first sender died: its rows are due again once its lease ran out, alerts first.
+    lapsed = await store.claim(now + timedelta(seconds=31), limit=2, platforms=["telegram"])
+    assert [d.key for d in lapsed] == ["a4", "a5"]
+    # Then the first sender's digest; not the held alert, nor rows whose lease still runs.
+    rest = await store.claim(now + timedelta(seconds=31), platforms=["telegram"])
+    assert [d.id for d in rest] == [first[2].id]
 
 
 async def test_schema_is_versioned_and_reopening_keeps_data(settings) -> None:  # type: ignore[no-untyped-def]
