@@ -1338,11 +1338,13 @@ def _verdict_row(verdict: Verdict, at: datetime) -> dict[str, Any]:
 
 
 async def _replace_verdicts(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    ids = [r["article_id"] for r in rows]
-    await conn.execute(verdicts.delete().where(verdicts.c.article_id.in_(ids)))
-    await conn.execute(verdicts.insert(), list(rows))
+    # In chunks: PostgreSQL takes at most 32,767 parameters per statement (100,000 verdicts
+    # of one feed document failed at once).
+    for start in range(0, len(rows), 500):
+        chunk = list(rows[start : start + 500])
+        ids = [r["article_id"] for r in chunk]
+        await conn.execute(verdicts.delete().where(verdicts.c.article_id.in_(ids)))
+        await conn.execute(verdicts.insert(), chunk)
 
 
 # Column widths of the articles table: longer values are refused by PostgreSQL.

@@ -150,6 +150,24 @@ async def test_feedback_majority(any_store: Store) -> None:
     assert examples == {"a": False, "b": True}
 
 
+async def test_verdicts_of_a_huge_batch_are_stored(any_store: Store) -> None:
+    from bot.store import articles
+
+    # More than PostgreSQL's 32,767 parameters of one statement.
+    count = 33_000
+    now = datetime.now(UTC)
+    rows = [
+        {"id": f"a{n}", "content_hash": f"h{n}", "title": "T", "text": "x", "lang": "en"}
+        for n in range(count)
+    ]
+    async with any_store.engine.begin() as conn:
+        await conn.execute(articles.insert(), [dict(r, seen_at=now) for r in rows])
+    batch = [Verdict(f"a{n}", True, 0.9, ("r",), Level.ALERT, ()) for n in range(count)]
+    await any_store.save_verdicts(batch)
+    await any_store.save_verdicts(batch[:10])  # replaced, not added
+    assert len(await any_store.scores()) == count
+
+
 async def test_claim_takes_alerts_first_then_by_id_and_lapsed_leases(any_store: Store) -> None:
     store = any_store
     now = datetime.now(UTC) + timedelta(minutes=1)
