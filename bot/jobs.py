@@ -162,11 +162,16 @@ class StoryIndex:
     Built from the store on first use (and again after `reset`, when this instance becomes the
     leader: another one routed meanwhile), then updated with every routed batch. The window is
     cut into `parts` slices; a slice is dropped once all of it is older than the window, so an
-    article is compared with reports of the last `window` (up to one slice more).
+    article is compared with reports of the last `window` (up to one slice more) — or, when
+    more than `limit` articles are indexed, with those of the newest slices that hold about
+    `limit` (each costs some 18 KB: 20,000 are 350 MB; one batch is always compared within
+    itself).
     """
 
-    def __init__(self, window: timedelta = timedelta(days=3), parts: int = 12) -> None:
-        self.window = window
+    def __init__(
+        self, window: timedelta = timedelta(days=3), parts: int = 12, limit: int = 20_000
+    ) -> None:
+        self.window, self.limit = window, limit
         self._span = window / parts
         self._generations: list[_Generation] = []  # oldest first
         self._loaded = False
@@ -185,7 +190,7 @@ class StoryIndex:
         async with self._lock:
             if not self._loaded:
                 known = await store.recent(
-                    now - self.window, limit=None, text_chars=SIGNATURE_CHARS
+                    now - self.window, limit=self.limit + len(batch), text_chars=SIGNATURE_CHARS
                 )
                 # Comparing event signatures is CPU work: keep the event loop free meanwhile.
                 await asyncio.to_thread(self._load, known, {article.id for article in batch})
@@ -239,6 +244,8 @@ class StoryIndex:
     def _expire(self, now: datetime) -> None:
         oldest = now - self.window
         self._generations = [g for g in self._generations if g.start + self._span > oldest]
+        while len(self._generations) > 1 and len(self) > self.limit:
+            del self._generations[0]
 
 
 def _slice_start(moment: datetime, span: timedelta) -> datetime:

@@ -149,6 +149,31 @@ async def test_the_story_index_forgets_reports_older_than_the_window(store: Stor
     assert sorted(row["key"] for row in await store.deliveries()) == ["a", "c"]
 
 
+async def test_a_full_story_index_drops_its_oldest_slices(store: Store) -> None:
+    index = jobs.StoryIndex(timedelta(days=3), parts=12, limit=2)  # six-hour slices
+    first = report("a")
+    others = [
+        Article("q", "Earthquake shakes Lima overnight", "A strong quake hit Lima, Peru.", "en"),
+        Article("f", "Floods cut off villages in Bavaria", "Rivers burst their banks.", "en"),
+    ]
+    again = report("b", "again")
+    for hours, article in enumerate([first, *others, again]):
+        when = NOW + timedelta(hours=6 * hours)
+        await store.add_articles([article], seen_at=when)
+        await jobs.route(
+            [(article, verdict(article.id))],
+            store,
+            None,
+            alert_threshold=0.8,
+            now=when,
+            stories=index,
+        )
+    # Eighteen hours on, well inside the window, but the index held two slices' worth: the
+    # first report's slice went, and the same event starts a story of its own.
+    assert await store.story_ids(["a", "b"]) == {"a": "a", "b": "b"}
+    assert len(index) == 3
+
+
 async def test_a_reset_index_rebuilds_what_another_instance_routed(store: Store) -> None:
     ours, theirs = jobs.StoryIndex(), jobs.StoryIndex()
     kwargs: dict[str, Any] = {"alert_threshold": 0.8}
