@@ -137,9 +137,11 @@ class LeaderDuties:
         for adapter in self.adapters:
             if isinstance(adapter, Leads):
                 await adapter.lead(leading)
+        # A follower's index would miss what the leader routes: it rebuilds it for every pass,
+        # and a new leader rebuilds it once (another instance routed meanwhile).
+        self.jobs.stories.reset()
+        self.jobs.stories.kept = leading
         if leading:
-            # Another instance routed while this one followed: rebuild the stories from the store.
-            self.jobs.stories.reset()
             self.scheduler.resume()
             # Digests a previous leader missed while it died are owed once (ledger keys).
             await self.jobs.catch_up()
@@ -436,8 +438,10 @@ async def run(
         stack.callback(index.close)
         thresholds = settings.classifier.thresholds()
         model = load_current(settings.classifier.feedback_model)
-        # One story index for every routing pass of this process (folder, feeds, the sweep).
+        # One story index for every routing pass of this process (folder, feeds, the sweep);
+        # on a shared database it is kept only while this instance leads.
         stories = jobs.StoryIndex()
+        stories.kept = leadership is None
         await jobs.classify_unclassified(
             store,
             outbox,

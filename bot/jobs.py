@@ -165,13 +165,15 @@ class StoryIndex:
     article is compared with reports of the last `window` (up to one slice more) — or, when
     more than `limit` articles are indexed, with those of the newest slices that hold about
     `limit` (each costs some 18 KB: 20,000 are 350 MB; one batch is always compared within
-    itself).
+    itself). An index that is not `kept` is rebuilt for every pass: a follower on a shared
+    database routes only what lands in its own folder, while the leader routes the rest.
     """
 
     def __init__(
         self, window: timedelta = timedelta(days=3), parts: int = 12, limit: int = 20_000
     ) -> None:
         self.window, self.limit = window, limit
+        self.kept = True
         self._span = window / parts
         self._generations: list[_Generation] = []  # oldest first
         self._loaded = False
@@ -195,7 +197,10 @@ class StoryIndex:
                 # Comparing event signatures is CPU work: keep the event loop free meanwhile.
                 await asyncio.to_thread(self._load, known, {article.id for article in batch})
                 self._loaded = True
-            return await asyncio.to_thread(self._assign, batch, now)
+            assigned = await asyncio.to_thread(self._assign, batch, now)
+            if not self.kept:
+                self.reset()
+            return assigned
 
     def _load(self, known: Sequence[tuple[Article, str, datetime]], batch: set[str]) -> None:
         self._generations = []

@@ -193,6 +193,23 @@ async def test_a_reset_index_rebuilds_what_another_instance_routed(store: Store)
     assert len(ours) == 3
 
 
+async def test_an_index_not_kept_sees_what_another_instance_routed(store: Store) -> None:
+    follower, leader = jobs.StoryIndex(), jobs.StoryIndex()
+    follower.kept = False
+    kwargs: dict[str, Any] = {"alert_threshold": 0.8, "now": NOW}
+    mine = report("mine", "at dawn")
+    await store.add_articles([mine], seen_at=NOW)
+    await jobs.route([(mine, verdict("mine"))], store, None, stories=follower, **kwargs)
+    assert len(follower) == 0  # nothing kept between passes
+    other = Article("x", "Earthquake shakes Lima overnight", "A strong quake hit Lima, Peru.", "en")
+    await store.add_articles([other], seen_at=NOW + timedelta(minutes=1))
+    await jobs.route([(other, verdict("x"))], store, None, stories=leader, **kwargs)
+    again = dataclasses.replace(other, id="y", text="A strong quake hit Lima, Peru, at night.")
+    await store.add_articles([again], seen_at=NOW + timedelta(minutes=2))
+    await jobs.route([(again, verdict("y"))], store, None, stories=follower, **kwargs)
+    assert await store.story_ids(["x", "y"]) == {"x": "x", "y": "x"}
+
+
 def test_the_index_loads_enough_text_for_the_event_signature() -> None:
     from bot import cluster
 
