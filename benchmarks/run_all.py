@@ -1,10 +1,11 @@
 """Run every benchmark, even when one misses; exit 1 naming the missed targets, else 0.
 
-    .venv/bin/python benchmarks/run_all.py [--only NAME ...] [-- ARGS passed to every script]
+    .venv/bin/python benchmarks/run_all.py [--only NAME ...]
 
 Each `benchmarks/*.py` (except this file and `_`-prefixed helpers) runs as its own subprocess
 with the same interpreter; its output streams through. A script's `MISSED: ...` lines name
-the targets it missed; a non-zero exit without such a line counts as a crash.
+the targets it missed; a non-zero exit without such a line counts as a crash; a script that
+prints `SKIPPED: ...` (its data is absent) and exits 0 is listed as skipped, not failed.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ def scripts(only: list[str]) -> list[Path]:
     return found
 
 
-def run(script: Path) -> tuple[int, list[str], float]:
-    """Run one script, echo its output, return its exit code, MISSED lines and seconds."""
+def run(script: Path) -> tuple[int, list[str], bool, float]:
+    """Run one script, echo its output; its exit code, MISSED lines, whether skipped, seconds."""
     started = time.monotonic()
     process = subprocess.Popen(
         [sys.executable, str(script)],
@@ -40,11 +41,13 @@ def run(script: Path) -> tuple[int, list[str], float]:
     )
     assert process.stdout is not None
     missed = []
+    skipped = False
     for line in process.stdout:
         print(f"  {line}", end="", flush=True)
         if line.startswith("MISSED:"):
             missed.append(line.strip())
-    return process.wait(), missed, time.monotonic() - started
+        skipped = skipped or line.startswith("SKIPPED:")
+    return process.wait(), missed, skipped, time.monotonic() - started
 
 
 def main() -> int:
@@ -54,17 +57,17 @@ def main() -> int:
     results = []
     for script in scripts(args.only):
         print(f"== {script.name}", flush=True)
-        code, missed, seconds = run(script)
-        results.append((script.name, code, missed, seconds))
+        code, missed, skipped, seconds = run(script)
+        results.append((script.name, code, missed, skipped, seconds))
     print("\n== summary")
     failed: list[str] = []
-    for name, code, missed, seconds in results:
+    for name, code, missed, skipped, seconds in results:
         if missed:
             status = f"missed {len(missed)}"
         elif code:
             status = f"crashed (exit {code})"
         else:
-            status = "ok"
+            status = "skipped" if skipped else "ok"
         print(f"{name:24} {status:18} {seconds:7.1f} s")
         failed += [f"{name}: {line.removeprefix('MISSED: ')}" for line in missed]
         if code and not missed:

@@ -157,6 +157,10 @@ class LeaderDuties:
         for adapter in self.adapters:
             if isinstance(adapter, Leads):
                 await adapter.lead(leading)
+        # A follower's index would miss what the leader routes: it rebuilds it for every pass,
+        # and a new leader rebuilds it once (another instance routed meanwhile).
+        self.jobs.stories.reset()
+        self.jobs.stories.kept = leading
         if leading:
             self.scheduler.resume()
             # Digests a previous leader missed while it died are owed once (ledger keys).
@@ -188,9 +192,12 @@ async def scan_folder(
     state: folder_files.FolderState,
     index: qa.Retrieval,
     outbox: Outbox | None,
+    stories: jobs.StoryIndex | None = None,
 ) -> float | None:
     """Scheduled and on change: read settled new or changed files; seconds until the next one."""
-    report = await folder_files.scan(source, store, state, index=index, outbox=outbox)
+    report = await folder_files.scan(
+        source, store, state, index=index, outbox=outbox, stories=stories
+    )
     return report.wait
 
 
@@ -279,11 +286,13 @@ class Jobs:
         client: httpx.AsyncClient,
         index: qa.Retrieval,
         outbox: Outbox,
+        stories: jobs.StoryIndex | None = None,
     ) -> None:
         self.scheduler, self.store, self.settings = scheduler, store, settings
         self.client, self.index, self.outbox = client, index, outbox
+        self.stories = stories or jobs.StoryIndex()
         # One gate for every feed job: the per-host cap holds across all feeds of one site.
-        self.gates = jobs.PollGates.per_host(settings.sources.per_host)
+        self.gates = jobs.PollGates.per_host(settings.sources.per_host, self.stories)
 
     async def sync(self) -> None:
         """Rebuild jobs from the subscriptions and sources tables (at start)."""
@@ -456,20 +465,30 @@ async def run(
         stack.callback(index.close)
         thresholds = settings.classifier.thresholds()
         model = load_current(settings.classifier.feedback_model)
+        # One story index for every routing pass of this process (folder, feeds, the sweep);
+        # on a shared database it is kept only while this instance leads.
+        stories = jobs.StoryIndex()
+        stories.kept = leadership is None
         await jobs.classify_unclassified(
-            store, outbox, thresholds=thresholds, now=datetime.now(UTC), model=model, index=index
+            store,
+            outbox,
+            thresholds=thresholds,
+            now=datetime.now(UTC),
+            model=model,
+            index=index,
+            stories=stories,
         )
-        wait = await scan_folder(source, store, folder_state, index, outbox)
+        wait = await scan_folder(source, store, folder_state, index, outbox, stories)
         if wait is not None:
             # A file was still being written at start: read it once it settled, before the
             # first digest.
             await asyncio.sleep(wait)
-            await scan_folder(source, store, folder_state, index, outbox)
+            await scan_folder(source, store, folder_state, index, outbox, stories)
         if console is not None:
             lang = settings.chat.default_language
             await store.subscriptions.subscribe(CONSOLE_CHAT, lang, settings.digest.preferences())
 
-        job_sync = Jobs(scheduler, store, settings, client, index, outbox)
+        job_sync = Jobs(scheduler, store, settings, client, index, outbox, stories)
         conversation = Conversation(
             store,
             index,
@@ -510,7 +529,7 @@ async def run(
             scan_folder,
             "interval",
             seconds=SAFETY_SCAN_SECONDS,
-            args=(source, store, folder_state, index, outbox),
+            args=(source, store, folder_state, index, outbox, stories),
             id="scan-folder",
             coalesce=True,
             max_instances=1,
@@ -545,7 +564,7 @@ async def run(
             watcher = asyncio.create_task(
                 folder_files.watch_folder(
                     folder,
-                    lambda: scan_folder(source, store, folder_state, index, outbox),
+                    lambda: scan_folder(source, store, folder_state, index, outbox, stories),
                     watching,
                 ),
                 name="watch-folder",

@@ -152,6 +152,7 @@ async def scan(
     *,
     index: qa.Retrieval | None = None,
     outbox: Outbox | None = None,
+    stories: jobs.StoryIndex | None = None,
 ) -> ScanReport:
     """Read settled new or changed files one by one, store and classify each; route them all."""
     changes = await asyncio.to_thread(
@@ -193,6 +194,7 @@ async def scan(
             outbox,
             alert_threshold=source.thresholds.alert,
             now=datetime.fromtimestamp(source.clock(), UTC),
+            stories=stories,
         )
     if changes.ready:
         counts = report.ingest.counts

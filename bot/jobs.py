@@ -118,6 +118,7 @@ async def classify_unclassified(
     model: FeedbackModel | None = None,
     index: qa.Retrieval | None = None,
     batch: int = 500,
+    stories: StoryIndex | None = None,
 ) -> int:
     """Classify and route stored articles that have no verdict yet; return how many."""
     # Databases written before verdicts were committed with their articles can hold such rows.
@@ -129,7 +130,9 @@ async def classify_unclassified(
         if index is not None:
             for article, verdict in classified:
                 index.add(article, verdict.score)
-        await route(classified, store, outbox, alert_threshold=thresholds.alert, now=now)
+        await route(
+            classified, store, outbox, alert_threshold=thresholds.alert, now=now, stories=stories
+        )
         done += len(pending)
     if done:
         log.info("classified %d stored articles that had no verdict", done)
@@ -140,6 +143,122 @@ async def classify_unclassified(
 wants = digest.wants
 
 
+# Story lookups read only the start of a text (the event signature reads its first 600
+# characters): the index loads that much, not whole articles.
+SIGNATURE_CHARS = 2000
+
+
+@dataclass(slots=True)
+class _Generation:
+    """The stories of articles seen within one slice of the story window."""
+
+    start: datetime
+    stories: cluster.Stories = field(default_factory=cluster.Stories)
+    ids: dict[str, str] = field(default_factory=dict)
+
+
+class StoryIndex:
+    """Recent articles' stories, kept across routing passes so a pass costs only its batch.
+
+    Built from the store on first use (and again after `reset`, when this instance becomes the
+    leader: another one routed meanwhile), then updated with every routed batch. The window is
+    cut into `parts` slices; a slice is dropped once all of it is older than the window, so an
+    article is compared with reports of the last `window` (up to one slice more) — or, when
+    more than `limit` articles are indexed, with those of the newest slices that hold about
+    `limit` (each costs some 18 KB: 20,000 are 350 MB; one batch is always compared within
+    itself). An index that is not `kept` is rebuilt for every pass: a follower on a shared
+    database routes only what lands in its own folder, while the leader routes the rest.
+    """
+
+    def __init__(
+        self, window: timedelta = timedelta(days=3), parts: int = 12, limit: int = 20_000
+    ) -> None:
+        self.window, self.limit = window, limit
+        self.kept = True
+        self._span = window / parts
+        self._generations: list[_Generation] = []  # oldest first
+        self._loaded = False
+        # Passes run their comparisons in worker threads: one at a time on the shared index.
+        self._lock = asyncio.Lock()
+
+    def reset(self) -> None:
+        """Forget everything: the next pass rebuilds the index from the store."""
+        self._generations, self._loaded = [], False
+
+    def __len__(self) -> int:
+        return sum(len(generation.ids) for generation in self._generations)
+
+    async def assign(self, store: Store, batch: Sequence[Article], now: datetime) -> dict[str, str]:
+        """Story id of each article of a stored batch: an earlier report's, else its own id."""
+        async with self._lock:
+            if not self._loaded:
+                known = await store.catalog.recent(
+                    now - self.window, limit=self.limit + len(batch), text_chars=SIGNATURE_CHARS
+                )
+                # Comparing event signatures is CPU work: keep the event loop free meanwhile.
+                await asyncio.to_thread(self._load, known, {article.id for article in batch})
+                self._loaded = True
+            assigned = await asyncio.to_thread(self._assign, batch, now)
+            if not self.kept:
+                self.reset()
+            return assigned
+
+    def _load(self, known: Sequence[tuple[Article, str, datetime]], batch: set[str]) -> None:
+        self._generations = []
+        for article, story_id, seen_at in reversed(known):  # oldest first
+            # The batch is stored before it is routed: its own id says nothing yet, and it
+            # must not be found as its own earlier report.
+            if article.id in batch and story_id == article.id:
+                continue
+            self._add(article, story_id, seen_at)
+
+    def _assign(self, batch: Sequence[Article], now: datetime) -> dict[str, str]:
+        self._expire(now)
+        assigned: dict[str, str] = {}
+        for article in batch:
+            # An edited article keeps its story: the ledger keys alerts by story, so it
+            # alerts again only if it newly crosses the threshold.
+            story = self._known(article.id) or self._find(article) or article.id
+            assigned[article.id] = story
+            self._add(article, story, now)
+        return assigned
+
+    def _known(self, article_id: str) -> str | None:
+        for generation in reversed(self._generations):
+            if article_id in generation.ids:
+                return generation.ids[article_id]
+        return None
+
+    def _find(self, article: Article) -> str | None:
+        # Newest first: the latest report of an event is the likeliest match.
+        for generation in reversed(self._generations):
+            story = generation.stories.find(article)
+            if story is not None:
+                return story
+        return None
+
+    def _add(self, article: Article, story_id: str, seen_at: datetime) -> None:
+        start = _slice_start(seen_at, self._span)
+        generation = next((g for g in reversed(self._generations) if g.start <= start), None)
+        if generation is None or generation.start < start:
+            generation = _Generation(start)
+            self._generations.append(generation)
+            self._generations.sort(key=lambda g: g.start)
+        generation.stories.add(article, story_id)
+        generation.ids[article.id] = story_id
+
+    def _expire(self, now: datetime) -> None:
+        oldest = now - self.window
+        self._generations = [g for g in self._generations if g.start + self._span > oldest]
+        while len(self._generations) > 1 and len(self) > self.limit:
+            del self._generations[0]
+
+
+def _slice_start(moment: datetime, span: timedelta) -> datetime:
+    seconds = span.total_seconds()
+    return datetime.fromtimestamp(moment.timestamp() // seconds * seconds, moment.tzinfo)
+
+
 async def route(
     changed: Sequence[tuple[Article, Verdict]],
     store: Store,
@@ -148,14 +267,18 @@ async def route(
     alert_threshold: float,
     now: datetime,
     story_window: timedelta = timedelta(days=3),
+    stories: StoryIndex | None = None,
 ) -> int:
-    """Cluster new articles into stories; owe each subscriber one alert per alert-worthy story."""
+    """Cluster new articles into stories; owe each subscriber one alert per alert-worthy story.
+
+    `stories` is the process's index kept across passes; without one, a pass builds its own
+    from the store (the CLI's single passes).
+    """
     if not changed:
         return 0
-    known = await store.catalog.recent(now - story_window)
-    # Comparing event signatures is CPU work: keep the event loop free for chats meanwhile.
-    stories = await asyncio.to_thread(cluster.assign, [article for article, _ in changed], known)
-    await store.catalog.set_stories(stories)
+    index = stories if stories is not None else StoryIndex(story_window)
+    assigned = await index.assign(store, [article for article, _ in changed], now)
+    await store.catalog.set_stories(assigned)
     subscriptions = await store.subscriptions.active()
     wanted: list[tuple[ChatRef, str, Owed, datetime | None]] = []
     for article, verdict in changed:
@@ -171,7 +294,7 @@ async def route(
             wanted.append(
                 (
                     subscription.chat,
-                    stories[article.id],
+                    assigned[article.id],
                     AlertOwed(article.id, subscription.lang),
                     schedule.quiet_until(prefs, now),
                 )
@@ -244,21 +367,24 @@ class PollReport(IngestReport):
 
 @dataclass(slots=True)
 class PollGates:
-    """What all feed jobs of one process share: the per-host cap and how many run at once.
+    """What all feed jobs of one process share: the per-host cap, how many run at once, stories.
 
     `polls` bounds feed jobs in progress (the scheduler starts every feed at once after a
     start: 6,000 at once exhausted the database connection pool); `writes` lets them store one
-    at a time (on SQLite concurrent write transactions fail at once with "database is locked").
+    at a time (on SQLite concurrent write transactions fail at once with "database is locked");
+    `stories` is the story index every poll routes through (rebuilt per poll, routing cost
+    grew with the feeds times the articles of the story window).
     """
 
     hosts: HostGate
     polls: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(POLLS_AT_ONCE))
     writes: asyncio.Lock = field(default_factory=asyncio.Lock)
+    stories: StoryIndex = field(default_factory=StoryIndex)
 
     @classmethod
-    def per_host(cls, per_host: int) -> PollGates:
-        """Gates with `per_host` requests at once to one host."""
-        return cls(HostGate(per_host))
+    def per_host(cls, per_host: int, stories: StoryIndex | None = None) -> PollGates:
+        """Gates with `per_host` requests at once to one host (routing through `stories`)."""
+        return cls(HostGate(per_host), stories=stories or StoryIndex())
 
 
 # Feed jobs in progress at once per process: enough to keep every host's slots busy, few
@@ -369,7 +495,14 @@ async def _poll_feed(
         # Only now that the entries are committed may the validators move on: saved earlier,
         # a failed store would turn the next poll into a 304 and the entries would be lost.
         await store.sources.save_state(saved)
-        await route(report.changed, store, outbox, alert_threshold=thresholds.alert, now=now)
+        await route(
+            report.changed,
+            store,
+            outbox,
+            alert_threshold=thresholds.alert,
+            now=now,
+            stories=gates.stories if gates is not None else None,
+        )
     return report
 
 

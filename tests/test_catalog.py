@@ -126,3 +126,21 @@ async def test_forget_source_deletes_a_files_articles_without_a_tombstone(any_st
     # The file may come back: the same text is a new article again, not a pruned one.
     counts, _ = await catalog.add_articles([a])
     assert counts.new == 1
+
+
+async def test_verdicts_of_a_huge_batch_are_stored(any_store: Store) -> None:
+    from bot.schema import articles
+
+    # More than PostgreSQL's 32,767 parameters of one statement.
+    count = 33_000
+    now = datetime.now(UTC)
+    rows = [
+        {"id": f"a{n}", "content_hash": f"h{n}", "title": "T", "text": "x", "lang": "en"}
+        for n in range(count)
+    ]
+    async with any_store.engine.begin() as conn:
+        await conn.execute(articles.insert(), [dict(r, seen_at=now) for r in rows])
+    batch = [Verdict(f"a{n}", True, 0.9, ("r",), Level.ALERT, ()) for n in range(count)]
+    await any_store.catalog.save_verdicts(batch)
+    await any_store.catalog.save_verdicts(batch[:10])  # replaced, not added
+    assert len(await any_store.catalog.scores()) == count

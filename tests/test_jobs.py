@@ -20,6 +20,7 @@ from apscheduler.events import (
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot import app, config, jobs, qa
+from bot.catalog import Catalog
 from bot.feeds import FetchLimits
 from bot.models import Article, ChatRef, Level, Preferences, Thresholds, Verdict
 from bot.store import Store
@@ -88,6 +89,142 @@ async def test_route_respects_threshold_filters_and_quiet_hours(store: Store) ->
     assert row["chat_id"] == "1"
     held = row["next_attempt_at"].replace(tzinfo=UTC)
     assert held == datetime(2026, 1, 11, 6, 0, tzinfo=UTC)  # 07:00 in Berlin
+
+
+class CountingCatalog(Catalog):
+    """A real catalog that records each load of recent articles."""
+
+    loads: list[int]
+
+    async def recent(
+        self, since: datetime, limit: int | None = 5000, text_chars: int | None = None
+    ) -> list[tuple[Article, str, datetime]]:
+        rows = await super().recent(since, limit, text_chars)
+        self.loads.append(len(rows))
+        return rows
+
+
+def report(article_id: str, when: str = "") -> Article:
+    title = "Rebels shell Aleppo as heavy fighting rages in the north"
+    return Article(article_id, title, f"Fighting in Aleppo killed 20 {when}.", "en")
+
+
+async def test_the_story_index_is_loaded_once_and_kept_across_passes(store: Store) -> None:
+    counting = store
+    catalog = counting.catalog = CountingCatalog(store.engine)
+    catalog.loads = []
+    await counting.subscriptions.subscribe(CHAT, "en")
+    earlier = report("old")
+    await counting.catalog.add_articles([earlier], seen_at=NOW - timedelta(hours=1))
+    await counting.catalog.set_stories({"old": "old"})
+    index = jobs.StoryIndex()
+    kwargs: dict[str, Any] = {"alert_threshold": 0.8, "stories": index}
+    for n in range(3):
+        article = report(f"r{n}", f"on day {n}")
+        await counting.catalog.add_articles([article], seen_at=NOW + timedelta(minutes=n))
+        now = NOW + timedelta(minutes=n)
+        await jobs.route([(article, verdict(article.id))], counting, None, now=now, **kwargs)
+    # Loaded from the store once (the stored earlier report; the pass's own article left out),
+    # then kept: every later report joins the earlier story without reading the store again.
+    assert catalog.loads == [2]
+    assert len(index) == 4
+    ids = ["old", "r0", "r1", "r2"]
+    assert await counting.catalog.story_ids(ids) == dict.fromkeys(ids, "old")
+    # One alert for the story, whichever of its reports brought it.
+    assert [row["key"] for row in await counting.ledger.deliveries()] == ["old"]
+
+
+async def test_the_story_index_forgets_reports_older_than_the_window(store: Store) -> None:
+    await store.subscriptions.subscribe(CHAT, "en")
+    index = jobs.StoryIndex(timedelta(days=3), parts=12)
+    first, again, later = report("a"), report("b", "again"), report("c", "a week on")
+    for article, when in [(first, NOW), (again, NOW + timedelta(days=2)), (later, NOW)]:
+        when = when if article is not later else NOW + timedelta(days=5, hours=7)
+        await store.catalog.add_articles([article], seen_at=when)
+        await jobs.route(
+            [(article, verdict(article.id))],
+            store,
+            None,
+            alert_threshold=0.8,
+            now=when,
+            stories=index,
+        )
+    # Two days on, the same event; five days after the last report it is a new story (whose
+    # last report, three days and seven hours back, fell out of the three-day window).
+    assert await store.catalog.story_ids(["a", "b", "c"]) == {"a": "a", "b": "a", "c": "c"}
+    assert len(index) == 1
+    assert sorted(row["key"] for row in await store.ledger.deliveries()) == ["a", "c"]
+
+
+async def test_a_full_story_index_drops_its_oldest_slices(store: Store) -> None:
+    index = jobs.StoryIndex(timedelta(days=3), parts=12, limit=2)  # six-hour slices
+    first = report("a")
+    others = [
+        Article("q", "Earthquake shakes Lima overnight", "A strong quake hit Lima, Peru.", "en"),
+        Article("f", "Floods cut off villages in Bavaria", "Rivers burst their banks.", "en"),
+    ]
+    again = report("b", "again")
+    for hours, article in enumerate([first, *others, again]):
+        when = NOW + timedelta(hours=6 * hours)
+        await store.catalog.add_articles([article], seen_at=when)
+        await jobs.route(
+            [(article, verdict(article.id))],
+            store,
+            None,
+            alert_threshold=0.8,
+            now=when,
+            stories=index,
+        )
+    # Eighteen hours on, well inside the window, but the index held two slices' worth: the
+    # first report's slice went, and the same event starts a story of its own.
+    assert await store.catalog.story_ids(["a", "b"]) == {"a": "a", "b": "b"}
+    assert len(index) == 3
+
+
+async def test_a_reset_index_rebuilds_what_another_instance_routed(store: Store) -> None:
+    ours, theirs = jobs.StoryIndex(), jobs.StoryIndex()
+    kwargs: dict[str, Any] = {"alert_threshold": 0.8}
+    mine = report("mine", "at dawn")
+    await store.catalog.add_articles([mine], seen_at=NOW)
+    await jobs.route([(mine, verdict("mine"))], store, None, now=NOW, stories=ours, **kwargs)
+    # The other instance led meanwhile and routed the first report of another event.
+    other = Article("x", "Earthquake shakes Lima overnight", "A strong quake hit Lima, Peru.", "en")
+    await store.catalog.add_articles([other], seen_at=NOW + timedelta(minutes=1))
+    await jobs.route([(other, verdict("x"))], store, None, now=NOW, stories=theirs, **kwargs)
+    ours.reset()  # this instance leads again
+    again = dataclasses.replace(other, id="y", text="A strong quake hit Lima, Peru, at night.")
+    await store.catalog.add_articles([again], seen_at=NOW + timedelta(minutes=2))
+    later = NOW + timedelta(minutes=2)
+    await jobs.route([(again, verdict("y"))], store, None, now=later, stories=ours, **kwargs)
+    assert await store.catalog.story_ids(["mine", "x", "y"]) == {"mine": "mine", "x": "x", "y": "x"}
+    assert len(ours) == 3
+
+
+async def test_an_index_not_kept_sees_what_another_instance_routed(store: Store) -> None:
+    follower, leader = jobs.StoryIndex(), jobs.StoryIndex()
+    follower.kept = False
+    kwargs: dict[str, Any] = {"alert_threshold": 0.8, "now": NOW}
+    mine = report("mine", "at dawn")
+    await store.catalog.add_articles([mine], seen_at=NOW)
+    await jobs.route([(mine, verdict("mine"))], store, None, stories=follower, **kwargs)
+    assert len(follower) == 0  # nothing kept between passes
+    other = Article("x", "Earthquake shakes Lima overnight", "A strong quake hit Lima, Peru.", "en")
+    await store.catalog.add_articles([other], seen_at=NOW + timedelta(minutes=1))
+    await jobs.route([(other, verdict("x"))], store, None, stories=leader, **kwargs)
+    again = dataclasses.replace(other, id="y", text="A strong quake hit Lima, Peru, at night.")
+    await store.catalog.add_articles([again], seen_at=NOW + timedelta(minutes=2))
+    await jobs.route([(again, verdict("y"))], store, None, stories=follower, **kwargs)
+    assert await store.catalog.story_ids(["x", "y"]) == {"x": "x", "y": "x"}
+
+
+def test_the_index_loads_enough_text_for_the_event_signature() -> None:
+    from bot import cluster
+
+    words = " ".join(f"Word{n} in Aleppo killed {n}0" for n in range(400))
+    article = Article("long", "Rebels shell Aleppo", words, "en")
+    assert len(article.text) > 4 * jobs.SIGNATURE_CHARS
+    cut = dataclasses.replace(article, text=article.text[: jobs.SIGNATURE_CHARS])
+    assert cluster.signature(cut) == cluster.signature(article)
 
 
 @pytest.mark.reliability

@@ -163,3 +163,31 @@ async def test_rows_written_by_earlier_versions_read_as_typed_records(any_store:
         DigestOwed(("a1",), datetime.fromisoformat(since), "en"),
         NoticeOwed("Nichts.", "de"),
     ]
+
+
+async def test_claim_takes_alerts_first_then_by_id_and_lapsed_leases(any_store: Store) -> None:
+    ledger = any_store.ledger
+    now = datetime.now(UTC) + timedelta(minutes=1)
+    chats = [ChatRef("telegram", str(n)) for n in range(6)]
+    owed: list[tuple[ChatRef, str, AlertOwed | DigestOwed, datetime | None]] = [
+        (chat, "slot", DigestOwed((f"d{n}",)), None) for n, chat in enumerate(chats)
+    ]
+    owed += [(chats[4], "a4", AlertOwed("x4"), None), (chats[5], "a5", AlertOwed("x5"), None)]
+    # Held (quiet hours) and owed on another platform: not due here.
+    owed += [(chats[0], "held", AlertOwed("x0"), now + timedelta(hours=1))]
+    owed += [(ChatRef("slack", "C1"), "elsewhere", AlertOwed("x9"), None)]
+    assert await ledger.enqueue_many(owed) == 10
+    first = await ledger.claim(now, limit=3, lease=30, platforms=["telegram"])
+    assert [(d.kind, d.key, d.chat.chat_id) for d in first] == [
+        ("alert", "a4", "4"),
+        ("alert", "a5", "5"),
+        ("digest", "slot", "0"),
+    ]
+    second = await ledger.claim(now, limit=10, platforms=["telegram"])
+    assert [d.chat.chat_id for d in second] == ["1", "2", "3", "4", "5"]
+    # The first sender died: its rows are due again once its lease ran out, alerts first.
+    lapsed = await ledger.claim(now + timedelta(seconds=31), limit=2, platforms=["telegram"])
+    assert [d.key for d in lapsed] == ["a4", "a5"]
+    # Then the first sender's digest; not the held alert, nor rows whose lease still runs.
+    rest = await ledger.claim(now + timedelta(seconds=31), platforms=["telegram"])
+    assert [d.id for d in rest] == [first[2].id]
