@@ -21,6 +21,7 @@ from bot.learn import FeedbackModel
 from bot.ledger import AlertOwed, DigestOwed, NoticeOwed, Owed
 from bot.models import Article, ChatRef, Thresholds, Verdict
 from bot.outbox import Outbox
+from bot.sources import owner_of
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -148,8 +149,13 @@ async def route(
     alert_threshold: float,
     now: datetime,
     story_window: timedelta = timedelta(days=3),
+    audience: frozenset[ChatRef] | None = None,
 ) -> int:
-    """Cluster new articles into stories; owe each subscriber one alert per alert-worthy story."""
+    """Cluster new articles into stories; owe each subscriber one alert per alert-worthy story.
+
+    `audience`: the chats the articles are for (a chat-added feed's owners; any thread of such
+    a chat), or None for every subscriber.
+    """
     if not changed:
         return 0
     known = await store.catalog.recent(now - story_window)
@@ -157,6 +163,9 @@ async def route(
     stories = await asyncio.to_thread(cluster.assign, [article for article, _ in changed], known)
     await store.catalog.set_stories(stories)
     subscriptions = await store.subscriptions.active()
+    if audience is not None:
+        owners = {(chat.platform, chat.chat_id) for chat in audience}
+        subscriptions = [s for s in subscriptions if (s.chat.platform, s.chat.chat_id) in owners]
     wanted: list[tuple[ChatRef, str, Owed, datetime | None]] = []
     for article, verdict in changed:
         for subscription in subscriptions:
@@ -203,7 +212,9 @@ async def digest_due(
     if subscription.last_digest_at is not None and subscription.last_digest_at >= slot:
         return False
     since = subscription.last_digest_at or subscription.created_at
-    flagged = await store.catalog.flagged(digest_threshold, since=since, limit=max_items * 5)
+    flagged = await store.catalog.flagged(
+        digest_threshold, since=since, limit=max_items * 5, visible_to=owner_of(subscription.chat)
+    )
     firsts = await store.catalog.story_ids([article.id for article, _, _ in flagged])
     chosen = [
         article.id
@@ -369,7 +380,16 @@ async def _poll_feed(
         # Only now that the entries are committed may the validators move on: saved earlier,
         # a failed store would turn the next poll into a 304 and the entries would be lost.
         await store.sources.save_state(saved)
-        await route(report.changed, store, outbox, alert_threshold=thresholds.alert, now=now)
+        # A chat's own feed alerts only the chats that own it: anyone else's subscribers would
+        # get whatever a group admin chose to add.
+        await route(
+            report.changed,
+            store,
+            outbox,
+            alert_threshold=thresholds.alert,
+            now=now,
+            audience=source.audience(),
+        )
     return report
 
 
