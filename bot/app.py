@@ -31,6 +31,7 @@ from bot.chat.console import ConsoleChat
 from bot.config import Settings
 from bot.conversation import Change, Conversation
 from bot.db import normalise_url
+from bot.fetch import canonical_url
 from bot.health import Health
 from bot.leader import Leadership, election_engine
 from bot.learn import load_current, retrain
@@ -38,7 +39,7 @@ from bot.metrics import METRICS
 from bot.models import ChatRef
 from bot.outbox import Outbox, RetryPolicy
 from bot.ratelimit import DatabaseLimit, RedisLimit, SharedLimit
-from bot.sources import CONFIG, FeedSource, canonical_url
+from bot.sources import CONFIG, FeedSource
 from bot.store import Store
 from bot.subscriptions import Subscription
 

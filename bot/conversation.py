@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 from bot import digest, messages, qa, regions, schedule
 from bot.commands import COMMANDS, find
 from bot.config import Settings
+from bot.fetch import canonical_url
 from bot.models import (
     ActionKind,
     Answer,
@@ -24,7 +25,7 @@ from bot.models import (
     Post,
     Preferences,
 )
-from bot.sources import FeedSource, canonical_url, owner_of
+from bot.sources import FeedSource, owner_of
 from bot.store import Store
 from bot.subscriptions import Subscription
 

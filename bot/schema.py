@@ -9,6 +9,7 @@ from sqlalchemy.engine import Connection
 
 from bot import ratelimit, search
 from bot.db import UTCDateTime
+from bot.fetch import canonical_url
 
 metadata = sa.MetaData()
 
@@ -201,7 +202,18 @@ def _v3_delivery_core(conn: Connection) -> None:
 
 
 def _v6_source_owners(conn: Connection) -> None:
-    """Feeds owned by several chats and/or the config: `source_owners`, from `added_by`."""
+    """Feeds owned by several chats and/or the config (`source_owners`, from `added_by`), and
+    feed URLs in canonical form, so that `HTTP://h/x?` and `http://h/x` are one feed."""
+    rows = conn.execute(sa.select(sources.c.id, sources.c.url).order_by(sources.c.id)).all()
+    taken = {url for _, url in rows}
+    for source_id, url in rows:
+        canonical = canonical_url(url)
+        # Two old rows for one feed stay apart (merging their states is not worth the risk);
+        # the articles move along so that a chat's own feed keeps its articles private.
+        if canonical != url and canonical not in taken:
+            taken.add(canonical)
+            conn.execute(sources.update().where(sources.c.id == source_id).values(url=canonical))
+            conn.execute(articles.update().where(articles.c.source == url).values(source=canonical))
     metadata.create_all(conn, tables=[source_owners])
     for index in source_owners.indexes:
         index.create(conn, checkfirst=True)

@@ -6,19 +6,17 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.db import aware, insert_ignore, utcnow
-from bot.fetch import FeedState
+from bot.fetch import FeedState, canonical_url
 from bot.models import ChatRef
 from bot.schema import source_owners, sources
 
 # The owner of the feeds newsbot.toml lists; a chat owner is "platform:chat_id".
 CONFIG = "config"
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def owner_of(chat: ChatRef) -> str:
@@ -30,29 +28,6 @@ def chat_of(owner: str) -> ChatRef:
     """The chat an owner string names (the inverse of `owner_of`)."""
     platform, _, chat_id = owner.partition(":")
     return ChatRef(platform, chat_id)
-
-
-def canonical_url(url: str) -> str:
-    """The form feed URLs are stored and compared in: `HTTP://H:80/x?#f` is `http://h/x`.
-
-    Scheme and host are lower-cased, a default port, an empty `?` and the fragment dropped; the
-    path, query and any credentials are kept as written (servers may tell them apart by case).
-    """
-    url = url.strip()
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        return url  # not a URL we could poll; the fetcher says why, with the URL as given
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
-    if ":" in host:
-        host = f"[{host}]"
-    if port is not None and port != _DEFAULT_PORTS.get(scheme):
-        host += f":{port}"
-    userinfo, at, _ = parts.netloc.rpartition("@")
-    netloc = f"{userinfo}@{host}" if at else host
-    return urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,16 +192,8 @@ class Sources:
 
 
 async def _find(conn: AsyncConnection, url: str) -> Any:
-    """The row of a canonical URL; rows stored before URLs were canonical are compared too."""
-    row = (await conn.execute(sa.select(sources).where(sources.c.url == url))).first()
-    if row is not None:
-        return row
-    # Adding a feed is rare (a chat command, a start): a scan is cheaper than a rewrite that
-    # could make two old rows collide on the unique URL.
-    for candidate in await conn.execute(sa.select(sources).order_by(sources.c.id)):
-        if canonical_url(candidate.url) == url:
-            return candidate
-    return None
+    # Stored URLs are canonical (schema step 6 rewrote older ones): equal strings, same feed.
+    return (await conn.execute(sa.select(sources).where(sources.c.url == url))).first()
 
 
 async def _owners(
