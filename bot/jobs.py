@@ -332,7 +332,8 @@ async def _poll_feed(
     hosts = gates.hosts if gates is not None else None
     writes = gates.writes if gates is not None else None
     source = await store.sources.get(source_id)
-    if source is None:
+    # A feed whose last owner gave it up is not polled, even by a job scheduled before that.
+    if source is None or not source.owners:
         return report
     state = source.state
     if not state.due(now):
