@@ -369,9 +369,11 @@ class Conversation:
         wait = 0.0 if msg.chat.platform in UNLIMITED_PLATFORMS else self.questions.wait_time(key)
         if wait > 0:
             return self._notice(msg, lang, "slow_down", seconds=max(1, round(wait)))
+        # Other chats' own feeds are theirs: never cited here (one lookup per question).
+        hidden = await self.store.sources.hidden_from(owner_of(msg.chat))
         # Answering takes up to a few seconds of CPU: never on the event loop.
         answer: Answer = await asyncio.to_thread(
-            qa.answer, question, self.index, article_id=msg.reply_to_article
+            qa.answer, question, self.index, msg.reply_to_article, hidden
         )
         log.info(
             "question answered=%s confidence=%.2f sources=%s",

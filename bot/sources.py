@@ -170,6 +170,11 @@ class Sources:
             owners = await _owners(conn, None)
         return [_source(r._mapping, owners[r.id]) for r in rows]
 
+    async def hidden_from(self, owner: str) -> frozenset[str]:
+        """URLs of the chat-added feeds `owner` does not own: their articles are not for it."""
+        async with self.engine.connect() as conn:
+            return frozenset((await conn.execute(private_urls(owner))).scalars())
+
     async def owned_by(self, owner: str) -> list[FeedSource]:
         """Active feeds `owner` is one of the owners of."""
         return [feed for feed in await self.active() if owner in feed.owners]
