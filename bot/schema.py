@@ -201,7 +201,7 @@ def _v3_delivery_core(conn: Connection) -> None:
         index.create(conn, checkfirst=True)
 
 
-def _v6_source_owners(conn: Connection) -> None:
+def own_feeds(conn: Connection) -> None:
     """Feeds owned by several chats and/or the config (`source_owners`, from `added_by`), and
     feed URLs in canonical form, so that `HTTP://h/x?` and `http://h/x` are one feed."""
     rows = conn.execute(sa.select(sources.c.id, sources.c.url).order_by(sources.c.id)).all()
@@ -218,6 +218,7 @@ def _v6_source_owners(conn: Connection) -> None:
     for index in source_owners.indexes:
         index.create(conn, checkfirst=True)
     # Only feeds with no owner row yet: a re-run must not give back a share someone gave up.
+    # (An import of an older export runs this step too: its feeds come without owner rows.)
     unowned = ~sa.exists().where(source_owners.c.source_id == sources.c.id)
     conn.execute(
         source_owners.insert().from_select(
@@ -236,5 +237,5 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _v3_delivery_core,
     search.create_schema,
     ratelimit.create_schema,
-    _v6_source_owners,
+    own_feeds,
 ]
