@@ -31,6 +31,7 @@ from bot.chat.console import ConsoleChat
 from bot.config import Settings
 from bot.conversation import Change, Conversation
 from bot.db import normalise_url
+from bot.fetch import canonical_url
 from bot.health import Health
 from bot.leader import Leadership, election_engine
 from bot.learn import load_current, retrain
@@ -38,7 +39,7 @@ from bot.metrics import METRICS
 from bot.models import ChatRef
 from bot.outbox import Outbox, RetryPolicy
 from bot.ratelimit import DatabaseLimit, RedisLimit, SharedLimit
-from bot.sources import FeedSource
+from bot.sources import CONFIG, FeedSource
 from bot.store import Store
 from bot.subscriptions import Subscription
 
@@ -434,11 +435,12 @@ async def run(
             await store.sources.add(
                 feed.url, name=feed.name, interval_seconds=feed.interval_seconds
             )
-        # A feed deleted from the config file stops being polled (the file owns those).
-        listed = {feed.url for feed in settings.sources.feeds}
+        # A feed deleted from the config file loses the file's share: it stops being polled
+        # unless a chat owns it too (then it is that chat's own feed from now on).
+        listed = {canonical_url(feed.url) for feed in settings.sources.feeds}
         for feed_source in await store.sources.active():
-            if feed_source.added_by == "config" and feed_source.url not in listed:
-                await store.sources.remove(feed_source.id)
+            if CONFIG in feed_source.owners and canonical_url(feed_source.url) not in listed:
+                await store.sources.remove(feed_source.id, owner=CONFIG)
 
         console: ConsoleChat | None = None
         pacing = pacing or ReplyPacing()

@@ -19,6 +19,7 @@ from bot.articles import Rejection, content_hash
 from bot.db import UTCDateTime, aware, utcnow
 from bot.models import Article, ChatRef, Level, Verdict
 from bot.schema import articles, feedback, tombstones, verdicts
+from bot.sources import private_urls
 
 log = logging.getLogger(__name__)
 
@@ -180,9 +181,18 @@ class Catalog:
             )
 
     async def flagged(
-        self, min_score: float, since: datetime | None = None, limit: int = 200
+        self,
+        min_score: float,
+        since: datetime | None = None,
+        limit: int = 200,
+        *,
+        visible_to: str | None = None,
     ) -> list[tuple[Article, Verdict, datetime]]:
-        """Articles scoring at least `min_score` seen after `since`, best first, with when seen."""
+        """Articles scoring at least `min_score` seen after `since`, best first, with when seen.
+
+        `visible_to` (an owner, "platform:chat_id"; "" for no chat): leave out the articles of
+        chat-added feeds it does not own. None: every article.
+        """
         query = (
             sa.select(articles, verdicts)
             .join(verdicts, verdicts.c.article_id == articles.c.id)
@@ -190,6 +200,13 @@ class Catalog:
             .order_by(verdicts.c.score.desc(), articles.c.seen_at.desc())
             .limit(limit)
         )
+        if visible_to is not None:
+            query = query.where(
+                sa.or_(
+                    articles.c.source.is_(None),
+                    articles.c.source.not_in(private_urls(visible_to or None)),
+                )
+            )
         if since is not None:
             query = query.where(articles.c.seen_at > since)
         async with self.engine.connect() as conn:

@@ -681,6 +681,7 @@ def status(
                     "name": s.name,
                     "url": s.url.split("?", 1)[0],
                     "added_by": s.added_by,
+                    "owners": sorted(s.owners),
                     "last_fetched_at": s.state.last_fetched.isoformat()
                     if s.state.last_fetched
                     else None,

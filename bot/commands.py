@@ -100,7 +100,7 @@ COMMANDS: tuple[Command, ...] = (
         "sources",
         "sources_command",
         Access.ADMIN_WITH_ARGUMENT,
-        "Feeds this chat added; add or remove one",
+        "Feeds this chat watches; add or remove one",
         "Feeds dieses Chats; einen hinzufügen oder entfernen",
         usage="help_sources",
     ),

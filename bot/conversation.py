@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 from bot import digest, messages, qa, regions, schedule
 from bot.commands import COMMANDS, find
 from bot.config import Settings
+from bot.fetch import canonical_url
 from bot.models import (
     ActionKind,
     Answer,
@@ -24,7 +25,7 @@ from bot.models import (
     Post,
     Preferences,
 )
-from bot.sources import FeedSource
+from bot.sources import FeedSource, owner_of
 from bot.store import Store
 from bot.subscriptions import Subscription
 
@@ -260,13 +261,14 @@ class Conversation:
     async def sources_command(self, msg: Inbound, arg: str, lang: str) -> list[Post]:
         """This chat's feeds, or add/remove one: `/sources add URL [name]`, `/sources remove ID`.
 
-        A chat sees and changes only the feeds it added; feeds from the config file are
-        visible to no chat (their URLs may carry credentials) and change only in the config.
+        A chat sees and changes only the feeds it owns (several chats may own one feed: each
+        adds and removes only its own share); feeds from the config file are visible to no
+        chat (their URLs may carry credentials) and change only in the config.
         """
         action, _, rest = arg.partition(" ")
         rest = rest.strip()
-        owner = f"{msg.chat.platform}:{msg.chat.chat_id}"
-        mine = [f for f in await self.store.sources.active() if f.added_by == owner]
+        owner = owner_of(msg.chat)
+        mine = await self.store.sources.owned_by(owner)
         if not action or (action.lower() in ("list", "liste") and not rest):
             if not mine:
                 return [self._notice(msg, lang, "no_sources")]
@@ -274,6 +276,8 @@ class Conversation:
             return [self._notice(msg, lang, "sources_list", lines=lines)]
         if action.lower() == "add" and rest:
             url, _, name = rest.partition(" ")
+            if any(f.url == canonical_url(url) for f in mine):
+                return [self._notice(msg, lang, "source_known")]
             quota = self.settings.sources.max_per_chat
             if len(mine) >= quota:
                 return [self._notice(msg, lang, "source_quota", n=quota)]
@@ -285,18 +289,19 @@ class Conversation:
             added = await self.store.sources.add(url, name=name.strip(), added_by=owner)
             if not added:
                 return [self._notice(msg, lang, "source_known")]
-            for feed in await self.store.sources.active():
-                if feed.url == url:
-                    await self._changed(Change(source_id=feed.id))
+            feed = await self.store.sources.find(url)
+            if feed is not None:
+                await self._changed(Change(source_id=feed.id))
             return [
                 self._notice(
                     msg, lang, "source_added", url=shown_url(url), minutes=CHAT_FEED_MINUTES
                 )
             ]
         if action.lower() == "remove" and rest:
-            found = [f for f in mine if str(f.id) == rest or f.url == rest]
+            found = [f for f in mine if str(f.id) == rest or f.url == canonical_url(rest)]
             for feed in found:
-                await self.store.sources.remove(feed.id)
+                # Only this chat's share: the feed stays polled for its other owners.
+                await self.store.sources.remove(feed.id, owner=owner)
                 await self._changed(Change(source_id=feed.id))
             key = "source_removed" if found else "source_unknown"
             return [self._notice(msg, lang, key, source=shown_url(rest))]
@@ -364,9 +369,11 @@ class Conversation:
         wait = 0.0 if msg.chat.platform in UNLIMITED_PLATFORMS else self.questions.wait_time(key)
         if wait > 0:
             return self._notice(msg, lang, "slow_down", seconds=max(1, round(wait)))
+        # Other chats' own feeds are theirs: never cited here (one lookup per question).
+        hidden = await self.store.sources.hidden_from(owner_of(msg.chat))
         # Answering takes up to a few seconds of CPU: never on the event loop.
         answer: Answer = await asyncio.to_thread(
-            qa.answer, question, self.index, article_id=msg.reply_to_article
+            qa.answer, question, self.index, msg.reply_to_article, hidden
         )
         log.info(
             "question answered=%s confidence=%.2f sources=%s",
@@ -380,11 +387,15 @@ class Conversation:
         """The digest a chat would receive now: flagged items since its last digest."""
         since = None
         prefs = None
+        # Another chat's own feeds are its business; no chat at all sees only the public ones.
+        viewer = owner_of(chat) if chat is not None else ""
         if chat is not None:
             subscription = await self.store.subscriptions.subscription(chat)
             since = subscription.last_digest_at if subscription else None
             prefs = subscription.prefs if subscription else None
-        entries = await self.store.catalog.flagged(self.settings.classifier.digest_threshold, since)
+        entries = await self.store.catalog.flagged(
+            self.settings.classifier.digest_threshold, since, visible_to=viewer
+        )
         return await asyncio.to_thread(
             digest.build,
             # The chat's own filters, as in its scheduled digest.

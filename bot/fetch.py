@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -126,6 +126,32 @@ class HostGate:
             self._waiting[host] -= 1
             if not self._waiting[host]:
                 del self._waiting[host], self._slots[host], self._active[host]
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def canonical_url(url: str) -> str:
+    """The form feed URLs are stored and compared in: `HTTP://H:80/x?#f` is `http://h/x`.
+
+    Scheme and host are lower-cased, a default port, an empty `?` and the fragment dropped; the
+    path, query and any credentials are kept as written (servers may tell them apart by case).
+    """
+    url = url.strip()
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        return url  # not a URL we could poll; the fetcher says why, with the URL as given
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    if port is not None and port != _DEFAULT_PORTS.get(scheme):
+        host += f":{port}"
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    netloc = f"{userinfo}@{host}" if at else host
+    return urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
 
 
 def backoff(failures: int, jitter: Callable[[], float] = random.random) -> timedelta:

@@ -21,6 +21,7 @@ from bot.learn import FeedbackModel
 from bot.ledger import AlertOwed, DigestOwed, NoticeOwed, Owed
 from bot.models import Article, ChatRef, Thresholds, Verdict
 from bot.outbox import Outbox
+from bot.sources import owner_of
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -268,11 +269,13 @@ async def route(
     now: datetime,
     story_window: timedelta = timedelta(days=3),
     stories: StoryIndex | None = None,
+    audience: frozenset[ChatRef] | None = None,
 ) -> int:
     """Cluster new articles into stories; owe each subscriber one alert per alert-worthy story.
 
     `stories` is the process's index kept across passes; without one, a pass builds its own
-    from the store (the CLI's single passes).
+    from the store (the CLI's single passes). `audience`: the chats the articles are for (a
+    chat-added feed's owners; any thread of such a chat), or None for every subscriber.
     """
     if not changed:
         return 0
@@ -280,6 +283,9 @@ async def route(
     assigned = await index.assign(store, [article for article, _ in changed], now)
     await store.catalog.set_stories(assigned)
     subscriptions = await store.subscriptions.active()
+    if audience is not None:
+        owners = {(chat.platform, chat.chat_id) for chat in audience}
+        subscriptions = [s for s in subscriptions if (s.chat.platform, s.chat.chat_id) in owners]
     wanted: list[tuple[ChatRef, str, Owed, datetime | None]] = []
     for article, verdict in changed:
         for subscription in subscriptions:
@@ -326,7 +332,9 @@ async def digest_due(
     if subscription.last_digest_at is not None and subscription.last_digest_at >= slot:
         return False
     since = subscription.last_digest_at or subscription.created_at
-    flagged = await store.catalog.flagged(digest_threshold, since=since, limit=max_items * 5)
+    flagged = await store.catalog.flagged(
+        digest_threshold, since=since, limit=max_items * 5, visible_to=owner_of(subscription.chat)
+    )
     firsts = await store.catalog.story_ids([article.id for article, _, _ in flagged])
     chosen = [
         article.id
@@ -447,7 +455,8 @@ async def _poll_feed(
     hosts = gates.hosts if gates is not None else None
     writes = gates.writes if gates is not None else None
     source = await store.sources.get(source_id)
-    if source is None:
+    # A feed whose last owner gave it up is not polled, even by a job scheduled before that.
+    if source is None or not source.owners:
         return report
     state = source.state
     if not state.due(now):
@@ -495,6 +504,8 @@ async def _poll_feed(
         # Only now that the entries are committed may the validators move on: saved earlier,
         # a failed store would turn the next poll into a 304 and the entries would be lost.
         await store.sources.save_state(saved)
+        # A chat's own feed alerts only the chats that own it: anyone else's subscribers would
+        # get whatever a group admin chose to add.
         await route(
             report.changed,
             store,
@@ -502,6 +513,7 @@ async def _poll_feed(
             alert_threshold=thresholds.alert,
             now=now,
             stories=gates.stories if gates is not None else None,
+            audience=source.audience(),
         )
     return report
 

@@ -519,8 +519,16 @@ def _first_words(text: str, limit: int = 80) -> str:
     return first if len(first) <= limit else first[: limit - 1].rstrip() + "…"
 
 
-def answer(question: str, index: Retrieval, article_id: str | None = None) -> Answer:
-    """Answer a question from one article (article_id) or from the whole index, or say None."""
+def answer(
+    question: str,
+    index: Retrieval,
+    article_id: str | None = None,
+    hidden_sources: frozenset[str] = frozenset(),
+) -> Answer:
+    """Answer a question from one article (article_id) or from the whole index, or say None.
+
+    Articles whose `source` is in `hidden_sources` (other chats' own feeds) are never read.
+    """
     if len(question) > MAX_QUESTION_CHARS:
         # A pasted article is no question; analysing it would hold a worker for seconds.
         return Answer(
@@ -529,13 +537,15 @@ def answer(question: str, index: Retrieval, article_id: str | None = None) -> An
     q = analyse_question(question, index)
     if article_id is not None:
         article = index.get(article_id)
-        if article is None:
+        if article is None or article.source in hidden_sources:
             return Answer(question=question, text=None, lang=q.lang)
         cand = answer_article(q, article, index)
         if cand is None or cand.score < ABSTAIN_BELOW:
             return Answer(question=question, text=None, lang=q.lang, sources=(_source(article),))
         return _to_answer(question, q, cand, [article])
     hits = index.search_groups(q.groups, READ_TOP)
+    if hidden_sources:
+        hits = [(article, score) for article, score in hits if article.source not in hidden_sources]
     if not hits:
         return Answer(question=question, text=None, lang=q.lang)
     top = hits[0][1]

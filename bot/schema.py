@@ -9,6 +9,7 @@ from sqlalchemy.engine import Connection
 
 from bot import ratelimit, search
 from bot.db import UTCDateTime
+from bot.fetch import canonical_url
 
 metadata = sa.MetaData()
 
@@ -131,7 +132,8 @@ sources = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("url", sa.Text, nullable=False, unique=True),
     sa.Column("name", sa.Text, nullable=False, server_default=""),
-    # "config" sources come from newsbot.toml; others were added in a chat ("telegram:-100…").
+    # "config": public (newsbot.toml lists it, or did last); else one chat owning it. Who owns
+    # a feed is `source_owners`; this column says whether its articles reach every subscriber.
     sa.Column("added_by", sa.String(120), nullable=False, server_default="config"),
     sa.Column("interval_seconds", sa.Integer, nullable=False, server_default="600"),
     sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
@@ -142,6 +144,24 @@ sources = sa.Table(
     sa.Column("next_attempt_at", UTCDateTime()),
     sa.Column("last_fetched_at", UTCDateTime()),
     sa.Column("created_at", UTCDateTime(), nullable=False),
+)
+
+
+# Who owns each feed: chats ("telegram:-100…") and/or "config" (newsbot.toml lists it). A feed
+# is polled while it has an owner; a chat-owned-only feed's articles reach only its owners.
+source_owners = sa.Table(
+    "source_owners",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "source_id",
+        sa.Integer,
+        sa.ForeignKey("sources.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("owner", sa.String(120), nullable=False),
+    sa.UniqueConstraint("source_id", "owner"),
 )
 
 
@@ -191,6 +211,33 @@ def _v6_claim_indexes(conn: Connection) -> None:
         index.create(conn, checkfirst=True)
 
 
+def own_feeds(conn: Connection) -> None:
+    """Feeds owned by several chats and/or the config (`source_owners`, from `added_by`), and
+    feed URLs in canonical form, so that `HTTP://h/x?` and `http://h/x` are one feed."""
+    rows = conn.execute(sa.select(sources.c.id, sources.c.url).order_by(sources.c.id)).all()
+    taken = {url for _, url in rows}
+    for source_id, url in rows:
+        canonical = canonical_url(url)
+        # Two old rows for one feed stay apart (merging their states is not worth the risk);
+        # the articles move along so that a chat's own feed keeps its articles private.
+        if canonical != url and canonical not in taken:
+            taken.add(canonical)
+            conn.execute(sources.update().where(sources.c.id == source_id).values(url=canonical))
+            conn.execute(articles.update().where(articles.c.source == url).values(source=canonical))
+    metadata.create_all(conn, tables=[source_owners])
+    for index in source_owners.indexes:
+        index.create(conn, checkfirst=True)
+    # Only feeds with no owner row yet: a re-run must not give back a share someone gave up.
+    # (An import of an older export runs this step too: its feeds come without owner rows.)
+    unowned = ~sa.exists().where(source_owners.c.source_id == sources.c.id)
+    conn.execute(
+        source_owners.insert().from_select(
+            ["source_id", "owner"],
+            sa.select(sources.c.id, sources.c.added_by).where(sources.c.active.is_(True), unowned),
+        )
+    )
+
+
 # Ordered schema upgrades; version N is MIGRATIONS[N-1]. Never edit a shipped step: append one.
 # Steps must be idempotent (check before altering), because migration 1 creates the tables from
 # the live `metadata`, which already has the columns that later steps add to old databases.
@@ -201,4 +248,5 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     search.create_schema,
     ratelimit.create_schema,
     _v6_claim_indexes,
+    own_feeds,
 ]

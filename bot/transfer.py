@@ -171,6 +171,9 @@ async def import_rows(
             if len(pending[name]) >= BATCH:
                 await flush(order.index(name))
         await flush(len(order) - 1)
+        # An export from before schema step 7 has no owner rows: the feeds get theirs, as an
+        # upgraded database does (without them, no feed would be polled).
+        await conn.run_sync(schema.own_feeds)
         if conn.dialect.name == "postgresql":
             # Rows kept their ids; the sequences must continue after them.
             for table in by_name.values():

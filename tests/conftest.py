@@ -181,6 +181,7 @@ async def any_store(request: pytest.FixtureRequest, store: Store) -> AsyncIterat
                 "subscriptions",
                 "tombstones",
                 "articles",
+                "source_owners",
                 "sources",
             ):
                 await conn.execute(sa.text(f"DELETE FROM {table}"))

@@ -18,12 +18,24 @@ from typing import Literal
 Behaviour = Literal["fresh", "new", "slow", "fail", "hang"]
 
 
-def rss(path: str, entries: int, start: int = 0) -> bytes:
-    """A small RSS 2.0 document with `entries` items, numbered from `start`."""
+def rss(path: str, entries: int, start: int = 0, events: tuple[tuple[str, str], ...] = ()) -> bytes:
+    """A small RSS 2.0 document with `entries` items, numbered from `start`.
+
+    With `events` (title, text), item n tells events[n % len(events)]: distinct stories.
+    """
+
+    def told(n: int) -> tuple[str, str]:
+        if events:
+            return events[n % len(events)]
+        return (
+            f"Report {n} from {path}",
+            f"Troops moved near the border, officials said ({path} {n}).",
+        )
+
     items = "".join(
-        f"<item><title>Report {n} from {path}</title><guid>{path}#{n}</guid>"
+        f"<item><title>{told(n)[0]}</title><guid>{path}#{n}</guid>"
         f"<link>https://feeds.example{path}/{n}</link>"
-        f"<description>Troops moved near the border, officials said ({path} {n}).</description>"
+        f"<description>{told(n)[1]}</description>"
         "<pubDate>Wed, 01 May 2024 08:30:00 +0000</pubDate></item>"
         for n in range(start, start + entries)
     )
@@ -45,6 +57,8 @@ class FeedServer:
     not_modified: int = 0
     peak: Counter[str] = field(default_factory=Counter)
     connections: Counter[str] = field(default_factory=Counter)
+    # What the items tell (see `rss`); empty: numbered reports of one event.
+    events: tuple[tuple[str, str], ...] = ()
     _active: Counter[str] = field(default_factory=Counter)
     _grown: Counter[str] = field(default_factory=Counter)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -98,7 +112,7 @@ class FeedServer:
                     self.not_modified += 1
                     self._write(writer, 304, b"", {"ETag": etag})
                     return
-            body = rss(path, 3, start=self._grown[path])
+            body = rss(path, 3, start=self._grown[path], events=self.events)
             self._write(writer, 200, body, {"ETag": etag, "Content-Type": "application/rss+xml"})
         finally:
             self._active[host] -= 1

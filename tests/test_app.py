@@ -478,10 +478,30 @@ async def test_a_feed_deleted_from_the_config_is_no_longer_polled(settings: Sett
             listed.url,
             "https://chat.example.org/b.xml",
         ]
+        # A chat that added a feed the file lists too keeps it when the file drops it.
+        also = "https://feeds.example.org/c.xml"
+        await store.sources.add(also, added_by="telegram:8")
+    also_listed = with_feed.model_copy(
+        update={
+            "sources": settings.sources.model_copy(
+                update={"feeds": (listed, FeedSettings(url="HTTPS://feeds.example.org/c.xml?"))}
+            )
+        }
+    )
+    assert await app.run(also_listed, lines=lines(), out=io.StringIO()) == 0
+    async with Store.open(settings.storage.url()) as store:
+        shared = await store.sources.find(also)
+        assert shared is not None and shared.public  # the file's too: for every subscriber
+        assert shared.owners == {"config", "telegram:8"}
     assert await app.run(settings, lines=lines(), out=io.StringIO()) == 0
     async with Store.open(settings.storage.url()) as store:
-        # The file's feed is gone; the one a chat added stays.
-        assert [s.url for s in await store.sources.active()] == ["https://chat.example.org/b.xml"]
+        # The file's feed is gone; the ones a chat added stay, the shared one that chat's own.
+        assert [s.url for s in await store.sources.active()] == [
+            "https://chat.example.org/b.xml",
+            also,
+        ]
+        shared = await store.sources.find(also)
+        assert shared is not None and not shared.public and shared.owners == {"telegram:8"}
 
 
 @pytest.mark.reliability

@@ -439,3 +439,24 @@ async def test_sources_list_shows_each_feed_once_and_marks_a_query(
             "https://news.example/json",
             "Filtered — https://news.example/json?…",
         ]
+
+
+async def test_questions_never_cite_another_chats_own_feed(
+    store: Store, settings: Settings
+) -> None:
+    index = qa.Index.build([])
+    report = await jobs.ingest([SEED], store, thresholds=Thresholds())
+    [(seed, _)] = report.changed
+    # The seed article as one chat's own feed brought it.
+    index.add(dataclasses.replace(seed, source="https://own.example/rss"), 0.9)
+    await store.sources.add("https://own.example/rss", added_by="test:owner")
+    conversation = Conversation(store, index, settings)
+    owner, other = ChatRef("test", "owner"), ChatRef("test", "other")
+    [answer] = await conversation.handle(Inbound(owner, "who attends from Germany?", user="u"))
+    assert isinstance(answer, Answer) and answer.text is not None and "Michaelis" in answer.text
+    [answer] = await conversation.handle(Inbound(other, "who attends from Germany?", user="u"))
+    assert isinstance(answer, Answer) and answer.text is None and answer.sources == ()
+    # Nor when asked about that article by id (a reply to an alert it was never sent).
+    scoped = Inbound(other, "who attends from Germany?", user="u", reply_to_article=seed.id)
+    [answer] = await conversation.handle(scoped)
+    assert isinstance(answer, Answer) and answer.text is None and answer.sources == ()

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from bot.feeds import fetch
-from bot.fetch import BACKOFF_CAP, FeedState, FetchLimits, HostGate, backoff
+from bot.fetch import BACKOFF_CAP, FeedState, FetchLimits, HostGate, backoff, canonical_url
 from tests.feedfakes import (
     FEED_URL,
     NO_JITTER,
@@ -436,3 +436,20 @@ async def test_job_deadline_covers_waiting_for_the_host() -> None:
 def test_host_gate_refuses_zero() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         HostGate(0)
+
+
+def test_canonical_url_compares_what_reaches_the_same_feed() -> None:
+    same = [
+        "http://feeds.example/good",
+        "HTTP://Feeds.Example/good",
+        "http://feeds.example:80/good?",
+        "http://feeds.example/good#top",
+        " http://feeds.example/good? ",
+    ]
+    assert {canonical_url(url) for url in same} == {"http://feeds.example/good"}
+    assert canonical_url("https://h.example") == "https://h.example/"
+    assert canonical_url("https://h.example:8443/a?Key=X#f") == "https://h.example:8443/a?Key=X"
+    # Path, query and credentials are the server's to compare: kept as written.
+    assert canonical_url("https://u:Pw@H.example/A?b=1") == "https://u:Pw@h.example/A?b=1"
+    assert canonical_url("http://[::1]:80/x") == "http://[::1]/x"
+    assert canonical_url("http://h.example:99999/x") == "http://h.example:99999/x"  # left as is

@@ -1,5 +1,6 @@
 import asyncio
 import dataclasses
+import json
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -21,8 +22,18 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot import app, config, jobs, qa
 from bot.catalog import Catalog
+from bot.conversation import Conversation
 from bot.feeds import FetchLimits
-from bot.models import Article, ChatRef, Level, Preferences, Thresholds, Verdict
+from bot.models import (
+    Article,
+    ChatRef,
+    Digest,
+    Inbound,
+    Level,
+    Preferences,
+    Thresholds,
+    Verdict,
+)
 from bot.store import Store
 
 from .conftest import SEED
@@ -840,3 +851,132 @@ async def test_a_second_agency_reporting_the_same_event_does_not_alert_the_chat_
         "quake-ap": "quake-r",
         "flood-ap": "flood-ap",
     }
+
+
+# One event per feed entry, so that every new entry is a story of its own and alerts anew.
+EVENTS = (
+    ("Rebels shell Aleppo", "Heavy fighting and air strikes killed 20 civilians in Aleppo, Syria."),
+    ("Troops storm Kharkiv", "Shelling and fighting killed 12 soldiers in Kharkiv, Ukraine."),
+    ("Air strikes hit Gaza", "Israeli air strikes killed 30 people in Gaza City."),
+    ("Militia attacks Goma", "Rebel fighters attacked Goma, Congo; 15 civilians were killed."),
+    ("Clashes in Khartoum", "Fighting between army and paramilitaries killed 40 in Khartoum."),
+    ("Bomb in Mogadishu", "A car bomb killed 9 people in Mogadishu, Somalia, police said."),
+)
+
+
+def _owed(rows: list[dict[str, Any]], chat_id: str) -> set[str]:
+    """The article ids of the alerts owed to one chat."""
+    return {
+        json.loads(row["payload"])["article_id"]
+        for row in rows
+        if row["kind"] == "alert" and row["chat_id"] == chat_id
+    }
+
+
+@pytest.mark.reliability
+async def test_a_feed_a_chat_added_alerts_only_the_chats_that_own_it(
+    store: Store, settings: config.Settings
+) -> None:
+    """The reviewer's reproduction: chat 111's own feed was owed to every subscriber."""
+    a, b = ChatRef("telegram", "111"), ChatRef("telegram", "222")
+    conversation = Conversation(store, qa.Index.build([]), settings, clock=lambda: NOW)
+    for chat in (a, b):
+        await conversation.handle(Inbound(chat, "/subscribe", user="u"))
+    server = FeedServer(behaviours={"/good": "new"}, events=EVENTS)
+    args: dict[str, Any] = {
+        "limits": FetchLimits(),
+        "allow_private": True,
+        "thresholds": Thresholds(0.5, 0.3),
+    }
+    async with server.serving(["127.0.0.1"]) as ports, httpx.AsyncClient() as client:
+        url = f"http://127.0.0.1:{ports['127.0.0.1']}/good"
+        [added] = await conversation.handle(Inbound(a, f"/sources add {url}", user="u"))
+        assert "Added feed" in str(added)
+        [feed] = await store.sources.active()
+
+        async def poll(minutes: int) -> set[str]:
+            report = await jobs.poll_feed(
+                client, store, feed.id, now=NOW + timedelta(minutes=minutes), **args
+            )
+            return {article.id for article, _ in report.changed}
+
+        first = await poll(0)
+        assert len(first) == 3
+        rows = await store.ledger.deliveries()
+        assert _owed(rows, "111") == first
+        assert _owed(rows, "222") == set()
+        # B's digest lists none of A's own feed; A's lists them.
+        [digest_b] = await conversation.handle(Inbound(b, "/digest", user="u"))
+        [digest_a] = await conversation.handle(Inbound(a, "/digest", user="u"))
+        assert isinstance(digest_a, Digest) and isinstance(digest_b, Digest)
+        assert {item.article_id for item in digest_a.items} == first
+        assert digest_b.items == ()
+        # B adds the same feed, written another way: B is told it was added, and owns it too.
+        [also] = await conversation.handle(
+            Inbound(b, f"/sources add {url.replace('http://', 'HTTP://')}?#top", user="u")
+        )
+        assert "Added feed" in str(also)
+        [shared] = await store.sources.active()
+        assert shared.id == feed.id and shared.owners == {"telegram:111", "telegram:222"}
+        [listing] = await conversation.handle(Inbound(b, "/sources", user="u"))
+        assert f"{feed.id}. {url}" in str(listing)
+        second = await poll(10)
+        assert len(second) == 1
+        rows = await store.ledger.deliveries()
+        assert second <= _owed(rows, "222") and second <= _owed(rows, "111")
+        # A gives it up: B still gets its entries; A gets nothing more.
+        owed_a = _owed(rows, "111")
+        [gone] = await conversation.handle(Inbound(a, f"/sources remove {feed.id}", user="u"))
+        assert "Removed feed" in str(gone)
+        [listing_a] = await conversation.handle(Inbound(a, "/sources", user="u"))
+        assert "has not added any feeds" in str(listing_a)
+        third = await poll(20)
+        assert len(third) == 1
+        rows = await store.ledger.deliveries()
+        assert _owed(rows, "222") == second | third and _owed(rows, "111") == owed_a
+        # B gives it up too: nobody owns it, and it is no longer polled.
+        await conversation.handle(Inbound(b, f"/sources remove {url}", user="u"))
+        assert await store.sources.active() == []
+        requests = server.requests["/good"]
+        assert await poll(30) == set()
+        assert server.requests["/good"] == requests
+
+
+async def test_a_digest_leaves_out_other_chats_own_feeds(store: Store) -> None:
+    prefs = Preferences(digest_every_hours=1)
+    a, b = ChatRef("telegram", "111"), ChatRef("slack", "C2")
+    for chat in (a, b):
+        await store.subscriptions.subscribe(chat, "en", prefs)
+    await store.sources.add("https://wire.example/rss")  # the config file's
+    await store.sources.add("https://own.example/rss", added_by="telegram:111")
+    later = datetime.now(UTC) + timedelta(minutes=1)
+    found = [
+        Article("pub", "Rebels shell Aleppo", "Fighting in Aleppo.", "en", source=None),
+        Article(
+            "wire",
+            "Troops cross the border",
+            "Fighting near Kharkiv.",
+            "en",
+            source="https://wire.example/rss",
+        ),
+        Article(
+            "own",
+            "Air strikes on Gaza",
+            "Air strikes killed 20 in Gaza.",
+            "en",
+            source="https://own.example/rss",
+        ),
+    ]
+    await store.catalog.add_articles(found, seen_at=later)
+    await store.catalog.save_verdicts([verdict(article.id) for article in found])
+    kwargs: dict[str, Any] = {"digest_threshold": 0.5, "max_items": 20, "empty_message": False}
+    for chat in (a, b):
+        sub = await store.subscriptions.subscription(chat)
+        assert sub is not None
+        now = sub.created_at + timedelta(hours=2)
+        assert await jobs.digest_due(store, None, sub.id, now=now, **kwargs)
+    chosen = {
+        row["chat_id"]: set(json.loads(row["payload"])["article_ids"])
+        for row in await store.ledger.deliveries()
+    }
+    assert chosen == {"111": {"pub", "wire", "own"}, "C2": {"pub", "wire"}}

@@ -1,8 +1,15 @@
+from datetime import UTC, datetime
+
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from bot import db
+from bot.config import Settings
 from bot.db import create_engine
-from bot.schema import MIGRATIONS, metadata
+from bot.models import ChatRef
+from bot.schema import MIGRATIONS, articles, metadata, schema_version, sources
+from bot.store import Store
 
 
 def _layout(conn: Connection) -> dict[str, set[str]]:
@@ -29,3 +36,57 @@ async def test_every_step_is_idempotent_and_builds_the_declared_tables(tmp_path)
     for table in metadata.sorted_tables:
         if table.name != "schema_version":
             assert first[table.name] == {c.name for c in table.columns}, table.name
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"], indirect=True)
+async def test_step_7_keeps_who_added_each_feed_and_makes_old_urls_canonical(
+    settings: Settings,
+) -> None:
+    url = settings.storage.url()
+    engine = create_engine(url)
+    when = datetime(2026, 3, 1, tzinfo=UTC)
+    try:
+        # A database before feed owners: schema version 5, owners in `added_by`.
+        assert await db.migrate(engine, MIGRATIONS[:5], schema_version) == 5
+        async with engine.begin() as conn:
+            for url_, added_by, active in (
+                ("https://wire.example/rss", "config", True),
+                ("HTTP://Chat.Example:80/feed?", "telegram:111", True),
+                ("https://gone.example/rss", "telegram:222", False),
+            ):
+                await conn.execute(
+                    sources.insert().values(
+                        url=url_, added_by=added_by, active=active, created_at=when
+                    )
+                )
+            await conn.execute(
+                articles.insert().values(
+                    id="a1",
+                    content_hash="h1",
+                    title="Shelling near the border",
+                    text="Shelling near the border.",
+                    lang="en",
+                    source="HTTP://Chat.Example:80/feed?",
+                    seen_at=when,
+                )
+            )
+    finally:
+        await engine.dispose()
+    async with Store.open(url) as store:
+        assert await store.migrate() == len(MIGRATIONS)
+        by_url = {feed.url: feed for feed in await store.sources.active()}
+        assert set(by_url) == {"https://wire.example/rss", "http://chat.example/feed"}
+        wire, chat = by_url["https://wire.example/rss"], by_url["http://chat.example/feed"]
+        assert (wire.owners, wire.public) == (frozenset({"config"}), True)
+        assert (chat.owners, chat.public) == (frozenset({"telegram:111"}), False)
+        assert chat.audience() == frozenset({ChatRef("telegram", "111")})
+        gone = await store.sources.find("https://gone.example/rss")
+        assert gone is not None and gone.owners == frozenset()
+        # The article moved with its feed's URL: still that chat's own.
+        async with store.engine.connect() as conn:
+            source = (await conn.execute(sa.select(articles.c.source))).scalar_one()
+        assert source == "http://chat.example/feed"
+        # The same feed written the old way is the one row; the second chat becomes an owner.
+        assert await store.sources.add("http://chat.example/feed#x", added_by="slack:C2")
+        [shared] = [f for f in await store.sources.active() if f.id == chat.id]
+        assert shared.owners == frozenset({"telegram:111", "slack:C2"})

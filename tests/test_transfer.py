@@ -139,3 +139,27 @@ async def test_a_truncated_export_is_refused_and_nothing_is_imported(
         assert await new.catalog.count_articles() == 0
         await transfer.import_rows(new, transfer.read_records(lines, "x.jsonl"))
         assert await new.catalog.count_articles() == 2
+
+
+async def test_an_export_from_before_feed_owners_gets_its_owners(
+    store: Store, tmp_path: Path
+) -> None:
+    await fill(store)
+    await store.sources.add("HTTP://Wire.Example/rss?")  # the config's
+    records = await dump(store)
+    # As schema 5 wrote it: no source_owners rows, the row counts to match, URLs as typed.
+    old = [r for r in records if r.get("table") != "source_owners"]
+    old[0]["schema"] = 5
+    end = old[-1]["rows"]
+    assert isinstance(end, dict) and end.pop("source_owners")
+    for record in old:
+        if record.get("table") == "sources" and "wire" in str(record["row"]):
+            record["row"]["url"] = "HTTP://Wire.Example/rss?"  # type: ignore[index]
+    lines = [json.dumps(record) for record in old]
+    async with Store.open(f"sqlite:///{tmp_path / 'new.sqlite3'}") as fresh:
+        await transfer.import_rows(fresh, transfer.read_records(lines, "old.jsonl"))
+        feeds = {feed.url: feed.owners for feed in await fresh.sources.active()}
+    assert feeds == {
+        "https://feeds.example.org/w.xml": frozenset({"telegram:-1001"}),
+        "http://wire.example/rss": frozenset({"config"}),
+    }
