@@ -238,3 +238,9 @@ def test_slack_answer_is_escaped_and_cites_its_source() -> None:
     assert "<https://e.example/a|Title &lt;x&gt;>" in context["elements"][0]["text"]
     [unknown] = render.slack_blocks(Answer("q", None))
     assert unknown.text.startswith("I don't know")
+
+
+def test_consecutive_notices_are_merged_into_one_message() -> None:
+    alert = Alert(ITEM)
+    posts = render.merge_notices([Notice("one"), Notice("two"), alert, Notice("three")])
+    assert posts == [Notice("one\n\ntwo"), alert, Notice("three")]

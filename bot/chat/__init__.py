@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 from bot.models import ChatRef, Inbound, Limits, Post, Sent
 
@@ -84,3 +85,11 @@ class DeliveryError(Exception):
         self.chat_gone = chat_gone
         self.migrated_to = migrated_to
         self.permanent = permanent or chat_gone
+
+
+def api_host(url: str) -> str:
+    """Scheme, host and port of a platform's API URL, for log lines: never its path (Telegram's
+    ends in the token), query or credentials."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}" if host else "the platform's API"

@@ -16,6 +16,17 @@ def text(lang: str, key: str) -> str:
     return messages.text(lang, key)
 
 
+def merge_notices(posts: Sequence[Post]) -> list[Post]:
+    """Consecutive notices as one message: fewer sends to pace, no flood wait between them."""
+    merged: list[Post] = []
+    for post in posts:
+        if isinstance(post, Notice) and merged and isinstance(merged[-1], Notice):
+            merged[-1] = Notice(f"{merged[-1].text}\n\n{post.text}")
+        else:
+            merged.append(post)
+    return merged
+
+
 def plain(post: Post) -> str:
     """Plain text for terminals and logs."""
     if isinstance(post, Notice):

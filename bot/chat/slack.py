@@ -25,8 +25,8 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from bot.chat import DeliveryError, Handler, Pace, StartError
-from bot.chat.render import SLACK_ACTIONS, SlackMessage, slack_blocks, text
+from bot.chat import DeliveryError, Handler, Pace, StartError, api_host
+from bot.chat.render import SLACK_ACTIONS, SlackMessage, merge_notices, slack_blocks, text
 from bot.chat.server import bound_port, listen
 from bot.config import SlackSettings
 from bot.models import (
@@ -317,7 +317,7 @@ class SlackChat:
                 reason = type(exc).__name__
             log.warning(
                 "slack: cannot reach %s for %s (attempt %d: %s); retrying in %.0f s",
-                _host(self.settings.api_url),
+                api_host(self.settings.api_url),
                 method,
                 attempt,
                 reason,
@@ -677,7 +677,7 @@ class SlackChat:
         response_url: object = None,
     ) -> None:
         """Answer a user directly (paced like everything sent to the channel)."""
-        for post in _merge_notices(posts):
+        for post in merge_notices(posts):
             for message in await asyncio.to_thread(slack_blocks, post):
                 await self._wait_turn(ChatRef(PLATFORM, channel))
                 try:
@@ -746,12 +746,6 @@ def _error_code(exc: SlackApiError) -> str:
         return "unknown error"
 
 
-def _host(url: str) -> str:
-    """Scheme, host and port of an API URL, for log lines (never a path or query)."""
-    parts = urllib.parse.urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
-
-
 def _retry_after(exc: SlackApiError) -> float:
     headers = getattr(exc.response, "headers", None) or {}
     raw = headers.get("Retry-After") or headers.get("retry-after") or "1"
@@ -765,17 +759,6 @@ def _retry_after(exc: SlackApiError) -> float:
 
 def _str(value: object) -> str | None:
     return str(value) if value else None
-
-
-def _merge_notices(posts: Sequence[Post]) -> list[Post]:
-    """Consecutive notices as one message: fewer sends to pace."""
-    merged: list[Post] = []
-    for post in posts:
-        if isinstance(post, Notice) and merged and isinstance(merged[-1], Notice):
-            merged[-1] = Notice(f"{merged[-1].text}\n\n{post.text}")
-        else:
-            merged.append(post)
-    return merged
 
 
 __all__ = ["PATH", "SlackChat", "delivery_error", "verify_request"]

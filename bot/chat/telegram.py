@@ -41,8 +41,8 @@ from telegram.error import (
 from telegram.ext import Application, CallbackContext, TypeHandler
 from telegram.request import BaseRequest
 
-from bot.chat import DeliveryError, Handler, Pace, StartError
-from bot.chat.render import cut, plain, telegram_html, text
+from bot.chat import DeliveryError, Handler, Pace, StartError, api_host
+from bot.chat.render import cut, merge_notices, plain, telegram_html, text
 from bot.chat.server import bound_port, listen
 from bot.config import TelegramSettings
 from bot.models import (
@@ -202,7 +202,7 @@ class TelegramChat:
             except NetworkError as exc:  # includes TimedOut: Telegram or the network is down
                 log.warning(
                     "telegram: cannot reach %s (attempt %d: %s); retrying in %.0f s",
-                    _host(self.settings.api_url),
+                    api_host(self.settings.api_url),
                     attempt,
                     exc.message,
                     delay,
@@ -307,7 +307,7 @@ class TelegramChat:
                 delay = min(delay * 2, most)
             log.warning(
                 "telegram: setWebhook failed at %s (attempt %d: %s); retrying in %.0f s",
-                _host(self.settings.api_url),
+                api_host(self.settings.api_url),
                 attempt,
                 reason,
                 wait,
@@ -450,7 +450,7 @@ class TelegramChat:
     ) -> None:
         """Answer a user directly (not through the Outbox): replies are few and expected now."""
         first = True
-        for post in _merge_notices(posts):
+        for post in merge_notices(posts):
             parts = telegram_html(post)
             markup = self._buttons(post) if isinstance(post, Alert) else None
             for index, part in enumerate(parts):
@@ -672,26 +672,9 @@ async def _answer(query: CallbackQuery, text: str | None = None) -> None:
         log.debug("telegram: answerCallbackQuery failed: %s", exc.message)
 
 
-def _merge_notices(posts: Sequence[Post]) -> list[Post]:
-    """Consecutive notices as one message: fewer sends, and no flood wait between them."""
-    merged: list[Post] = []
-    for post in posts:
-        if isinstance(post, Notice) and merged and isinstance(merged[-1], Notice):
-            merged[-1] = Notice(f"{merged[-1].text}\n\n{post.text}")
-        else:
-            merged.append(post)
-    return merged
-
-
 def _chat_id(value: str) -> int | str:
     # Numeric ids as numbers; "@channelname" stays a name, as the Bot API accepts both.
     return int(value) if value.lstrip("-").isdigit() else value
-
-
-def _host(api_url: str) -> str:
-    """Where the Bot API is, without the path (which ends in the token once PTB adds it)."""
-    parts = urlsplit(api_url)
-    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else "the Bot API"
 
 
 def _file_url(api_url: str) -> str:
