@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import os
 import shutil
 import socket
 import time
@@ -57,6 +58,23 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def run_env(settings: Settings, api_url: str, port: str, token: str = TOKEN) -> dict[str, str]:
+    """The environment of a real `newsbot run` with Slack (HTTP mode) and nothing else."""
+    env = {
+        **os.environ,
+        "SLACK_BOT_TOKEN": token,
+        "SLACK_SIGNING_SECRET": SECRET,
+        "NEWSBOT_SLACK_API_URL": api_url,
+        "NEWSBOT_SLACK_PORT": port,
+        "NEWSBOT_ARTICLES": str(settings.articles.folder),
+        "NEWSBOT_DATA_DIR": str(settings.storage.data_dir),
+        "NEWSBOT_CONFIG": str(ROOT / "config" / "newsbot.toml"),
+    }
+    for name in ("NEWSBOT_DATABASE_URL", "TELEGRAM_BOT_TOKEN", "SLACK_APP_TOKEN"):
+        env.pop(name, None)
+    return env
 
 
 @pytest.fixture
@@ -630,7 +648,6 @@ async def test_both_platforms_in_one_process_each_get_one_alert(settings: Settin
 
 async def test_newsbot_run_with_slack_from_the_environment(settings: Settings) -> None:
     """Issue 10's Done-when, with the real `newsbot run` process configured by environment."""
-    import os
     import signal
     import sys
 
@@ -640,18 +657,7 @@ async def test_newsbot_run_with_slack_from_the_environment(settings: Settings) -
         fake.add_channel(OTHER)
         fake.add_user(ADMIN, admin=True)
         fake.add_user(MEMBER)
-        env = {
-            **os.environ,
-            "SLACK_BOT_TOKEN": TOKEN,
-            "SLACK_SIGNING_SECRET": SECRET,
-            "NEWSBOT_SLACK_API_URL": fake.base_url,
-            "NEWSBOT_SLACK_PORT": str(port),
-            "NEWSBOT_ARTICLES": str(settings.articles.folder),
-            "NEWSBOT_DATA_DIR": str(settings.storage.data_dir),
-            "NEWSBOT_CONFIG": str(ROOT / "config" / "newsbot.toml"),
-        }
-        for name in ("NEWSBOT_DATABASE_URL", "TELEGRAM_BOT_TOKEN", "SLACK_APP_TOKEN"):
-            env.pop(name, None)
+        env = run_env(settings, fake.base_url, str(port))
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -746,22 +752,10 @@ async def test_newsbot_run_with_slack_from_the_environment(settings: Settings) -
 async def test_newsbot_run_with_a_rejected_slack_token_exits_2_with_one_line(
     settings: Settings,
 ) -> None:
-    import os
     import sys
 
     async with FakeSlack(token=TOKEN) as fake:
-        env = {
-            **os.environ,
-            "SLACK_BOT_TOKEN": "xoxb-revoked-0123456789",
-            "SLACK_SIGNING_SECRET": SECRET,
-            "NEWSBOT_SLACK_API_URL": fake.base_url,
-            "NEWSBOT_SLACK_PORT": str(free_port()),
-            "NEWSBOT_ARTICLES": str(settings.articles.folder),
-            "NEWSBOT_DATA_DIR": str(settings.storage.data_dir),
-            "NEWSBOT_CONFIG": str(ROOT / "config" / "newsbot.toml"),
-        }
-        for name in ("NEWSBOT_DATABASE_URL", "TELEGRAM_BOT_TOKEN", "SLACK_APP_TOKEN"):
-            env.pop(name, None)
+        env = run_env(settings, fake.base_url, str(free_port()), token="xoxb-revoked-0123456789")
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -845,22 +839,10 @@ async def test_newsbot_run_with_slack_unreachable_waits_and_a_stop_signal_exits_
     settings: Settings,
 ) -> None:
     """Slack unreachable at start exited 1 with a traceback; now it retries until stopped."""
-    import os
     import signal
     import sys
 
-    env = {
-        **os.environ,
-        "SLACK_BOT_TOKEN": TOKEN,
-        "SLACK_SIGNING_SECRET": SECRET,
-        "NEWSBOT_SLACK_API_URL": f"http://127.0.0.1:{free_port()}/api/",
-        "NEWSBOT_SLACK_PORT": str(free_port()),
-        "NEWSBOT_ARTICLES": str(settings.articles.folder),
-        "NEWSBOT_DATA_DIR": str(settings.storage.data_dir),
-        "NEWSBOT_CONFIG": str(ROOT / "config" / "newsbot.toml"),
-    }
-    for name in ("NEWSBOT_DATABASE_URL", "TELEGRAM_BOT_TOKEN", "SLACK_APP_TOKEN"):
-        env.pop(name, None)
+    env = run_env(settings, f"http://127.0.0.1:{free_port()}/api/", str(free_port()))
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
