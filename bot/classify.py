@@ -63,11 +63,26 @@ class LexiconError(ValueError):
     """A lexicon data file is malformed."""
 
 
+# The parts the lexicon's log-odds are built from (`lexicon_evidence`), in this order: the
+# capped lead and body-density sums of positive and negative cues, the region prior, whether
+# ambiguous cues counted fully, whether the lead names a region, how many regions are named.
+EVIDENCE = (
+    "lead_pos",
+    "body_pos",
+    "region_prior",
+    "lead_neg",
+    "body_neg",
+    "supported",
+    "lead_region",
+    "regions",
+)
+
+
 class Correction(Protocol):
     """A learned change to the lexicon's log-odds (bot.learn's FeedbackModel is one)."""
 
-    def correction(self, article: Article, logit: float, cues: Sequence[str]) -> float:
-        """How much to add to `logit`, the lexicon's log-odds for `article` with these cues."""
+    def correction(self, article: Article, logit: float, evidence: Sequence[float]) -> float:
+        """How much to add to `logit`, the lexicon's log-odds of `article` made of `evidence`."""
         ...
 
 
@@ -337,6 +352,8 @@ class _Evidence:
     regions: dict[str, float] = field(default_factory=dict)
     lead: _Hits | None = None
     body: _Hits | None = None
+    # The parts of z, named by EVIDENCE.
+    parts: tuple[float, ...] = ()
 
 
 def _evaluate(lex: _Lexicon, article: Article) -> _Evidence:
@@ -348,10 +365,13 @@ def _evaluate(lex: _Lexicon, article: Article) -> _Evidence:
     ev = _Evidence(lead=lead, body=body)
 
     region_prior = 0.0
+    lead_region = 0.0
     for part, scale in ((lead, 1.0), (body, 0.5)):
         for cue_id, count in part.counts.items():
             cue = cues[cue_id]
             if cue.kind == "region":
+                if part is lead:
+                    lead_region = 1.0
                 ev.regions[cue.topic] = ev.regions.get(cue.topic, 0.0) + scale * 2 * count
                 region_prior = max(region_prior, cue.weight * scale)
     supported = region_prior >= _SUPPORTING_REGION * 0.5 or any(
@@ -387,12 +407,24 @@ def _evaluate(lex: _Lexicon, article: Article) -> _Evidence:
         else:
             body_neg -= w
     per100 = 100.0 / max(len(body_tokens), 100)
+    lead_p, body_p = _cap(lead_pos, _LEAD_CAP), _cap(body_pos * per100, _DENSITY_CAP)
+    lead_n, body_n = _cap(lead_neg, _LEAD_CAP), _cap(body_neg * per100, _DENSITY_CAP)
     ev.z += (
-        _LEAD_WEIGHT * _cap(lead_pos, _LEAD_CAP)
-        + _BODY_WEIGHT * _cap(body_pos * per100, _DENSITY_CAP)
+        _LEAD_WEIGHT * lead_p
+        + _BODY_WEIGHT * body_p
         + _REGION_WEIGHT * region_prior
-        - _LEAD_NEG_WEIGHT * _cap(lead_neg, _LEAD_CAP)
-        - _BODY_NEG_WEIGHT * _cap(body_neg * per100, _DENSITY_CAP)
+        - _LEAD_NEG_WEIGHT * lead_n
+        - _BODY_NEG_WEIGHT * body_n
+    )
+    ev.parts = (
+        lead_p,
+        body_p,
+        region_prior,
+        lead_n,
+        body_n,
+        amb,
+        lead_region,
+        float(len(ev.regions)),
     )
     return ev
 
@@ -447,21 +479,10 @@ def regions(article: Article) -> frozenset[str]:
     return frozenset(region_weights(article))
 
 
-def _cue_names(lex: _Lexicon, ev: _Evidence) -> tuple[str, ...]:
-    names: list[str] = []
-    for part, hits in (("lead", ev.lead), ("body", ev.body)):
-        for cue_id in hits.counts if hits is not None else ():
-            cue = lex.cues[cue_id]
-            names.append(f"{part}:{cue.kind}:{cue.term}")
-            names.append(f"{cue.kind}:{cue.topic}")
-    return tuple(names)
-
-
-def lexicon_evidence(article: Article) -> tuple[float, tuple[str, ...]]:
-    """The lexicon's log-odds and the names of the cues behind it ("lead:conflict:krieg", ...)."""
-    lex = _lexicon_for(article.lang)
-    ev = _evaluate(lex, article)
-    return ev.z, _cue_names(lex, ev)
+def lexicon_evidence(article: Article) -> tuple[float, tuple[float, ...]]:
+    """The lexicon's log-odds and the parts they are built from (named by EVIDENCE)."""
+    ev = _evaluate(_lexicon_for(article.lang), article)
+    return ev.z, ev.parts
 
 
 def classify(
@@ -476,7 +497,7 @@ def classify(
     reasons = _reasons(ev) if score >= 0.2 else ()
     if model is not None:
         # The feedback model learns corrections to the lexicon's log-odds (see bot.learn).
-        combined = _sigmoid(ev.z + model.correction(article, ev.z, _cue_names(lex, ev)))
+        combined = _sigmoid(ev.z + model.correction(article, ev.z, ev.parts))
         if combined >= 0.5 > score:
             reasons = (*reasons, "similar to articles marked relevant")
         score = combined

@@ -12,8 +12,8 @@ import pytest
 from bot.classify import classify, lexicon_evidence
 from bot.learn import (
     HOLD_BACK,
+    MIN_PER_SIDE,
     FeedbackModel,
-    gate,
     lexicon_only,
     load_current,
     retrain,
@@ -119,13 +119,14 @@ def test_a_trained_model_improves_f1_on_held_out_articles() -> None:
     judged, held_out = JUDGED, HELD_OUT
     model = train(judged)
     assert (model.n_examples, model.n_positive, model.n_negative) == (60, 30, 30)
+    assert model.languages == ("en",) and model.cv_f1["en"][1] > model.cv_f1["en"][0]
     before = _f1(lambda a: classify(a).conflict, held_out)
     after = _f1(lambda a: classify(a, model=model).conflict, held_out)
     assert before < 0.5  # the lexicon alone gets this deployment's notion wrong
-    assert after == 1.0
-    # Corrections, not a new classifier: an unrelated article keeps its score.
+    assert after > 0.8
+    # A re-weighting of the lexicon's evidence, not a new classifier: no war, no alert.
     bakery = art(998, "Bakery wins prize", "The jury praised the bread.")
-    assert model.predict(bakery) == pytest.approx(lexicon_only(bakery), abs=0.02)
+    assert not classify(bakery, model=model).conflict
 
 
 def test_the_held_back_check_accepts_a_model_that_helps() -> None:
@@ -133,39 +134,56 @@ def test_the_held_back_check_accepts_a_model_that_helps() -> None:
     assert outcome.accepted and outcome.model is not None
     assert outcome.model.n_examples == len(JUDGED)
     assert outcome.new_score > outcome.old_score
-    assert _f1(lambda a: classify(a, model=outcome.model).conflict, HELD_OUT) == 1.0
+    assert _f1(lambda a: classify(a, model=outcome.model).conflict, HELD_OUT) > 0.8
 
 
-def test_confirming_alerts_inflates_no_other_score() -> None:
+def test_confirming_alerts_changes_no_score() -> None:
     # Users judge what they see: 30 👍 on true alerts and one 👎 (the case that cost German
-    # F1 0.92 → 0.84). Nothing else may rise; the alerts themselves stay alerts.
+    # F1 0.92 → 0.84 with a naive learner). One 👎 is too few to learn from: nothing moves.
     examples = [(a, True) for a in ALERTS] + [(IRRELEVANT[0], False)]
     model = train(examples)
-    for other in OTHERS + IRRELEVANT + [a for a, _ in HELD_OUT]:
-        assert classify(other, model=model).score == pytest.approx(classify(other).score, abs=0.02)
-    assert all(classify(a, model=model).level == classify(a).level for a in ALERTS)
+    assert model.languages == ()
+    for other in OTHERS + IRRELEVANT + ALERTS + [a for a, _ in HELD_OUT]:
+        assert classify(other, model=model) == classify(other)
 
 
-def test_corrections_apply_near_the_boundary_and_are_bounded() -> None:
-    assert gate(0.0) == 1.0
-    assert gate(3.0) == pytest.approx(0.5)
-    assert gate(9.0) < 0.11
+def test_a_language_needs_enough_judgements_on_each_side() -> None:
+    relevant = [e for e in JUDGED if e[1]]
+    irrelevant = [e for e in JUDGED if not e[1]]
+    few = relevant[: MIN_PER_SIDE - 1] + irrelevant
+    assert train(few).languages == ()
+    assert train(relevant[:MIN_PER_SIDE] + irrelevant).languages == ("en",)
+
+
+def test_only_languages_whose_judgements_show_a_gain_are_corrected() -> None:
+    # German judgements the lexicon already gets right add nothing to correct.
+    german = [
+        (Article(f"dw{i}", f"Luftangriffe auf Stadt {i}", "Kämpfe und Beschuss.", "de"), True)
+        for i in range(12)
+    ] + [
+        (Article(f"ds{i}", f"Pokalfinale {i} heute", "Der Stürmer traf zweimal.", "de"), False)
+        for i in range(12)
+    ]
+    model = train(JUDGED + german)
+    assert model.languages == ("en",)
+    probe = Article("dx", "Angriff auf die Tabellenspitze", "Der Verein siegte.", "de")
+    assert classify(probe, model=model) == classify(probe)
+
+
+def test_corrections_are_bounded() -> None:
     model = train(JUDGED)
-    logit, cues = lexicon_evidence(NEAR)
-    # However much the users agree, one article moves at most the cap times the gate.
-    assert 0 < model.correction(NEAR, logit, cues) <= 4.0 * gate(logit)
-    assert model.correction(NEAR, 12.0, cues) < model.correction(NEAR, 0.0, cues) / 10
-
-
-def test_little_feedback_changes_little() -> None:
-    model = train(JUDGED[:1] + JUDGED[-1:])
-    assert model.influence() < 0.1
-    assert abs(classify(NEAR, model=model).score - classify(NEAR).score) < 0.01
+    logit, evidence = lexicon_evidence(NEAR)
+    assert model.correction(NEAR, logit, evidence) > 0
+    extreme = [100.0] * len(evidence)
+    for z in (-50.0, 0.0, 50.0):
+        assert abs(model.correction(NEAR, z, extreme)) <= 4.0
+        assert abs(model.correction(NEAR, z, [-v for v in extreme])) <= 4.0
 
 
 def test_one_sided_feedback_changes_nothing() -> None:
     for examples in ([], [e for e in JUDGED if e[1]], [e for e in JUDGED if not e[1]]):
         model = train(examples)
+        assert model.languages == ()
         assert classify(NEAR, model=model).score == classify(NEAR).score
 
 
@@ -174,11 +192,12 @@ def test_save_load_roundtrip(tmp_path: Path) -> None:
     path = tmp_path / "model.json"
     model.save(path)
     doc = json.loads(path.read_text("utf-8"))
-    assert doc["format"] == "newsbot-feedback-model" and doc["languages"] == ["en"]
+    assert doc["format"] == "newsbot-feedback-model" and list(doc["languages"]) == ["en"]
     loaded = FeedbackModel.load(path)
     assert loaded.predict(NEAR) == pytest.approx(model.predict(NEAR), abs=1e-4)
     assert loaded.predict(NEAR) > lexicon_only(NEAR) + 0.2
     assert (loaded.n_examples, loaded.n_positive, loaded.languages) == (60, 30, ("en",))
+    assert loaded.l2 == model.l2 and loaded.cv_f1 == model.cv_f1
 
 
 def test_load_rejects_foreign_json(tmp_path: Path) -> None:
@@ -208,7 +227,7 @@ def test_retrain_keeps_the_previous_model_when_the_new_one_scores_worse() -> Non
 
 def test_a_model_of_an_older_format_is_ignored_not_fatal(tmp_path: Path) -> None:
     path = tmp_path / "old.json"
-    path.write_text('{"format": "newsbot-feedback-model", "version": 1}', "utf-8")
+    path.write_text('{"format": "newsbot-feedback-model", "version": 3}', "utf-8")
     assert load_current(path) is None
     train(JUDGED).save(path)
     model = load_current(path)
