@@ -51,6 +51,8 @@ _L2_GRID = (30.0, 10.0, 3.0, 1.0)
 _BIAS_L2_SHARE = 0.1
 _FOLDS = 5
 _REPEATS = 3
+# Significance a language's cross-validated gain needs (one-sided sign test, see _significant).
+_ALPHA = 0.05
 _NEWTON_STEPS = 30
 # Share of the judgements held back to check a re-trained model against the previous one.
 HOLD_BACK = 0.2
@@ -190,11 +192,26 @@ def _folds(ids: Sequence[str], y: Vector, repeat: int) -> npt.NDArray[np.int64]:
     return fold
 
 
-def _cross_validated_f1(
+def _significant(fixed: int, broken: int) -> bool:
+    """Whether out-of-fold decisions the model fixed outnumber those it broke beyond chance.
+
+    One-sided sign test on the judgements where model and lexicon disagree: the chance of
+    `fixed` or more of them going the model's way if each were a coin toss is at most _ALPHA.
+    """
+    n = fixed + broken
+    tail = sum(math.comb(n, k) for k in range(fixed, n + 1)) / 2**n if n else 1.0
+    return fixed > broken and tail <= _ALPHA
+
+
+def _cross_validated(
     ids: Sequence[str], x: Vector, offset: Vector, y: Vector, l2: float
-) -> float:
-    """Mean out-of-fold F1 (at 0.5) over repeated stratified folds."""
+) -> tuple[float, bool]:
+    """Mean out-of-fold F1 (at 0.5) over repeated stratified folds, and whether the decisions
+    it changed from the lexicon's were significantly more often right in every repeat."""
+    truth = y > 0.5
+    lexicon = offset >= 0
     scores = []
+    significant = True
     for repeat in range(_REPEATS):
         fold = _folds(ids, y, repeat)
         out = np.zeros(y.size)
@@ -202,8 +219,12 @@ def _cross_validated_f1(
             test = fold == k
             w = _fit(x[~test], offset[~test], y[~test], l2)
             out[test] = _margins(x[test], offset[test], w)
-        scores.append(_f1(out >= 0, y))
-    return float(np.mean(scores))
+        model = out >= 0
+        scores.append(_f1(model, y))
+        changed = model != lexicon
+        fixed = int(np.sum(changed & (model == truth)))
+        significant &= _significant(fixed, int(np.sum(changed)) - fixed)
+    return float(np.mean(scores)), significant
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,13 +256,14 @@ def _learn(data: _Language) -> tuple[float, float, float, Vector | None] | None:
     if min(positives, data.y.size - positives) < MIN_PER_SIDE:
         return None
     lexicon = _f1(data.offset >= 0, data.y)
-    best_l2, best = _L2_GRID[0], -1.0
+    best_l2, best, beyond_chance = _L2_GRID[0], -1.0, False
     for l2 in _L2_GRID:
-        score = _cross_validated_f1(data.ids, data.x, data.offset, data.y, l2)
+        score, significant = _cross_validated(data.ids, data.x, data.offset, data.y, l2)
         if score > best + 1e-9:
-            best_l2, best = l2, score
-    if best <= lexicon + 1e-9:
-        # On judgements they were not fitted on, corrections fixed no more than they broke:
+            best_l2, best, beyond_chance = l2, score, significant
+    if best <= lexicon + 1e-9 or not beyond_chance:
+        # On judgements they were not fitted on, corrections did not fix clearly more than
+        # they broke (a gain of a few articles is as likely luck of the split as a lesson):
         # the lexicon is left alone for this language.
         return lexicon, best, best_l2, None
     return lexicon, best, best_l2, _fit(data.x, data.offset, data.y, best_l2)
