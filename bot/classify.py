@@ -104,10 +104,6 @@ class _Glob:
     open_start: bool
     open_end: bool
 
-    def accepts(self, word: str, start: int, end: int) -> bool:
-        """Whether a core found at word[start:end] satisfies this glob's anchoring."""
-        return (self.open_start or start == 0) and (self.open_end or end == len(word))
-
 
 @dataclass(slots=True)
 class _Lexicon:
@@ -121,6 +117,14 @@ class _Lexicon:
     phrases: dict[int, list[tuple[int, tuple[int, ...]]]]  # first glob -> (cue, rest globs)
     matcher: re.Pattern[str]
     cache: dict[str, frozenset[int]] = field(default_factory=dict)
+    # core -> (glob id, open at the start, open at the end) of each glob with that core.
+    anchors: dict[str, tuple[tuple[int, bool, bool], ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.anchors = {
+            core: tuple((g, self.globs[g].open_start, self.globs[g].open_end) for g in ids)
+            for core, ids in self.core_globs.items()
+        }
 
     def globs_of(self, token: str) -> frozenset[int]:
         """Glob ids that match one surface token (cached: vocabularies repeat)."""
@@ -144,14 +148,16 @@ class _Lexicon:
         cache.update(dict.fromkeys(new, _NO_GLOBS))
         words = [t.casefold() for t in new]
         starts = list(accumulate((len(w) + 1 for w in words), initial=0))
+        anchors = self.anchors
         found: dict[int, set[int]] = {}
-        # Cores are word characters, so no match spans the space between two words.
+        # Cores are word characters, so no match spans the space between two words; word k
+        # is joined[starts[k] : starts[k + 1] - 1].
         for m in self.matcher.finditer(" ".join(words)):
-            k = bisect_right(starts, m.start()) - 1
-            word, offset = words[k], starts[k]
-            start, end = m.start() - offset, m.end() - offset
-            for g in self.core_globs[m.group()]:
-                if self.globs[g].accepts(word, start, end):
+            start, end = m.span()
+            k = bisect_right(starts, start) - 1
+            at_start, at_end = start == starts[k], end == starts[k + 1] - 1
+            for g, open_start, open_end in anchors[m.group()]:
+                if (open_start or at_start) and (open_end or at_end):
                     found.setdefault(k, set()).add(g)
         for k, ids in found.items():
             cache[new[k]] = frozenset(ids)
@@ -238,7 +244,11 @@ def _compile(lang: str, data: dict[str, object]) -> _Lexicon:
     core_globs: dict[str, list[int]] = {}
     for i, g in enumerate(globs):
         core_globs.setdefault(g.core, []).append(i)
-    matcher = re.compile(_trie_pattern(core_globs))
+    pattern = _trie_pattern(core_globs)
+    if not any(g.open_start for g in globs):
+        # Only matches at a word's start can count: do not look for the others at all.
+        pattern = r"(?<!\w)" + pattern
+    matcher = re.compile(pattern)
     return _Lexicon(lang, cues, globs, core_globs, single, phrases, matcher)
 
 
@@ -300,8 +310,9 @@ class _Hits:
 
 
 def _scan(lex: _Lexicon, tokens: list[str]) -> _Hits:
+    """Cue hits among `tokens`, whose glob ids `lex.prime` has cached."""
     hits = _Hits()
-    lex.prime(tokens)
+    counts, surface = hits.counts, hits.surface
     globs = lex.cache.__getitem__
     n = len(tokens)
     phrases, single = lex.phrases, lex.single
@@ -316,7 +327,8 @@ def _scan(lex: _Lexicon, tokens: list[str]) -> _Hits:
             for cue, rest in phrases.get(g, ()):
                 end = i + 1 + len(rest)
                 if end <= n and all(r in globs(tokens[i + 1 + k]) for k, r in enumerate(rest)):
-                    hits.add(cue, " ".join(tokens[i:end]))
+                    counts[cue] = counts.get(cue, 0) + 1
+                    surface.setdefault(cue, " ".join(tokens[i:end]))
                     step = len(rest) + 1
                     break
             if step:
@@ -325,9 +337,12 @@ def _scan(lex: _Lexicon, tokens: list[str]) -> _Hits:
             # A phrase consumes its words: "price war" must not also count as "war".
             consumed = i + step
             continue
+        token = tokens[i]
         for g in gl:
             for cue in single.get(g, ()):
-                hits.add(cue, tokens[i])
+                # _Hits.add, inlined: this is the innermost loop.
+                counts[cue] = counts.get(cue, 0) + 1
+                surface.setdefault(cue, token)
     return hits
 
 
@@ -358,8 +373,11 @@ class _Evidence:
 
 def _evaluate(lex: _Lexicon, article: Article) -> _Evidence:
     lead_text, body_text = _split_lead(article)
-    lead = _scan(lex, _WORD.findall(lead_text))
+    lead_tokens = _WORD.findall(lead_text)
     body_tokens = _WORD.findall(body_text)
+    # One pass over the article's new words for both parts.
+    lex.prime(lead_tokens + body_tokens)
+    lead = _scan(lex, lead_tokens)
     body = _scan(lex, body_tokens) if body_tokens else _Hits()
     cues = lex.cues
     ev = _Evidence(lead=lead, body=body)
