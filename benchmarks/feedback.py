@@ -5,8 +5,10 @@ and label). Users judge (a) only the alerts they receive, (b) alerts and digest 
 everything (all labels of the judged half); the first 50 / 200 / 500 / all of their judgements
 (in a fixed random order) are trained on, and F1 is reported on the unseen half per language,
 before (lexicon only) and after. `judged CV` is, per language, F1 on the simulated judgements
-themselves: the lexicon's, then the model's cross-validated inside them (what `learn.train`
-decides by; `-` where a language has fewer than `learn.MIN_PER_SIDE` judgements on a side).
+themselves: the lexicon's, then the model's cross-validated inside them, and how many lexicon
+decisions the model changed out of fold to right : to wrong (mean of the repeats; what
+`learn.train` decides by; `-` where a language has under `learn.MIN_PER_SIDE` judgements on a
+side).
 `langs` names the languages the model corrects (those where that cross-validated F1 beat the
 lexicon's); `kept` is
 what a deployment uses after the held-back check of `learn.retrain` (the previous model, here
@@ -116,9 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"no feedback (lexicon) on the judged half: de {tuned['de']:.3f}  en {tuned['en']:.3f}")
     print(f"no feedback (lexicon) on the unseen half: de {before['de']:.3f}  en {before['en']:.3f}")
     print()
-    header = f"{'':22} {'':6} {'':4} {'':5} {'judged CV (lexicon/model)':>27}"
+    header = f"{'':22} {'':6} {'':4} {'':5} {'judged CV: lexicon/model F1, fixed:broken':>43}"
     print(f"{header} {'':5} {'unseen, trained':>13}   {'unseen, kept':>16}")
-    header = f"{'simulation':22} {'judged':>6} {'👎':>4} {'fit s':>5} {'de':>13} {'en':>13}"
+    header = f"{'simulation':22} {'judged':>6} {'👎':>4} {'fit s':>5} {'de':>21} {'en':>21}"
     header += f" {'langs':>5} {'de F1':>6} {'en F1':>6}"
     print(f"{header}   {'kept':>4} {'de F1':>6} {'en F1':>6}")
     missed: list[str] = []
@@ -140,11 +142,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             kept = scores(arts, gold, unseen, outcome.model)
             langs = ",".join(model.languages) or "-"
             cv = {
-                lang: "{:.3f}/{:.3f}".format(*model.cv_f1[lang]) if lang in model.cv_f1 else "-"
+                lang: "{:.3f}/{:.3f} {:.0f}:{:.0f}".format(
+                    *model.cv_f1[lang], *model.cv_changed[lang]
+                )
+                if lang in model.cv_f1
+                else "-"
                 for lang in LANGS
             }
             print(
-                f"{name:22} {n:6} {negatives:4} {fit_seconds:5.1f} {cv['de']:>13} {cv['en']:>13} "
+                f"{name:22} {n:6} {negatives:4} {fit_seconds:5.1f} {cv['de']:>21} {cv['en']:>21} "
                 f"{langs:>5} "
                 f"{after['de']:6.3f} {after['en']:6.3f}   "
                 f"{'new' if outcome.accepted else 'old':>4} {kept['de']:6.3f} {kept['en']:6.3f}"

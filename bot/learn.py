@@ -79,6 +79,9 @@ class FeedbackModel:
     # Language -> F1 on its judgements (lexicon, best cross-validated model), for every language
     # with enough judgements to tell: why it is corrected or not.
     cv_f1: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # Language -> how many lexicon decisions the model fixed and broke out of fold (mean of the
+    # repeats), the numbers the sign test judged.
+    cv_changed: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def n_negative(self) -> int:
@@ -116,6 +119,7 @@ class FeedbackModel:
                 for lang, w in sorted(self.weights.items())
             },
             "cv_f1": {lang: list(f1s) for lang, f1s in sorted(self.cv_f1.items())},
+            "cv_changed": {lang: list(fb) for lang, fb in sorted(self.cv_changed.items())},
         }
         Path(path).write_text(json.dumps(doc, separators=(",", ":")), encoding="utf-8")
 
@@ -150,7 +154,10 @@ class FeedbackModel:
                 l2[str(lang)] = float(strength)
         scores: Mapping[str, Sequence[float]] = doc.get("cv_f1", {})
         cv_f1 = {str(lang): (float(pair[0]), float(pair[1])) for lang, pair in scores.items()}
-        return cls(weights, int(doc["n_examples"]), int(doc["n_positive"]), l2, cv_f1)
+        counts: Mapping[str, Sequence[float]] = doc.get("cv_changed", {})
+        changed = {str(lang): (float(pair[0]), float(pair[1])) for lang, pair in counts.items()}
+        n, n_pos = int(doc["n_examples"]), int(doc["n_positive"])
+        return cls(weights, n, n_pos, l2, cv_f1, changed)
 
 
 def _fit(x: Vector, offset: Vector, y: Vector, l2: float) -> Vector:
@@ -203,15 +210,25 @@ def _significant(fixed: int, broken: int) -> bool:
     return fixed > broken and tail <= _ALPHA
 
 
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """Cross-validation of one L2 strength on one language's judgements."""
+
+    f1: float  # mean out-of-fold F1 (at 0.5) over the repeats
+    significant: bool  # changed decisions significantly more often right, in every repeat
+    fixed: float  # lexicon decisions changed and now right, mean of the repeats
+    broken: float  # lexicon decisions changed and now wrong, mean of the repeats
+
+
 def _cross_validated(
     ids: Sequence[str], x: Vector, offset: Vector, y: Vector, l2: float
-) -> tuple[float, bool]:
-    """Mean out-of-fold F1 (at 0.5) over repeated stratified folds, and whether the decisions
-    it changed from the lexicon's were significantly more often right in every repeat."""
+) -> _Outcome:
+    """Out-of-fold F1 over repeated stratified folds, and what the changed decisions did."""
     truth = y > 0.5
     lexicon = offset >= 0
     scores = []
     significant = True
+    fixed_total = broken_total = 0
     for repeat in range(_REPEATS):
         fold = _folds(ids, y, repeat)
         out = np.zeros(y.size)
@@ -223,8 +240,13 @@ def _cross_validated(
         scores.append(_f1(model, y))
         changed = model != lexicon
         fixed = int(np.sum(changed & (model == truth)))
-        significant &= _significant(fixed, int(np.sum(changed)) - fixed)
-    return float(np.mean(scores)), significant
+        broken = int(np.sum(changed)) - fixed
+        significant &= _significant(fixed, broken)
+        fixed_total += fixed
+        broken_total += broken
+    return _Outcome(
+        float(np.mean(scores)), significant, fixed_total / _REPEATS, broken_total / _REPEATS
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,8 +269,8 @@ class _Language:
         )
 
 
-def _learn(data: _Language) -> tuple[float, float, float, Vector | None] | None:
-    """(lexicon F1, cross-validated model F1, L2, weights or None if they do not help).
+def _learn(data: _Language) -> tuple[float, float, _Outcome, Vector | None] | None:
+    """(lexicon F1, L2, its cross-validation, weights or None if they do not help).
 
     None when the language has too few judgements on a side to tell.
     """
@@ -256,17 +278,17 @@ def _learn(data: _Language) -> tuple[float, float, float, Vector | None] | None:
     if min(positives, data.y.size - positives) < MIN_PER_SIDE:
         return None
     lexicon = _f1(data.offset >= 0, data.y)
-    best_l2, best, beyond_chance = _L2_GRID[0], -1.0, False
+    best_l2, best = _L2_GRID[0], _Outcome(-1.0, False, 0.0, 0.0)
     for l2 in _L2_GRID:
-        score, significant = _cross_validated(data.ids, data.x, data.offset, data.y, l2)
-        if score > best + 1e-9:
-            best_l2, best, beyond_chance = l2, score, significant
-    if best <= lexicon + 1e-9 or not beyond_chance:
+        outcome = _cross_validated(data.ids, data.x, data.offset, data.y, l2)
+        if outcome.f1 > best.f1 + 1e-9:
+            best_l2, best = l2, outcome
+    if best.f1 <= lexicon + 1e-9 or not best.significant:
         # On judgements they were not fitted on, corrections did not fix clearly more than
         # they broke (a gain of a few articles is as likely luck of the split as a lesson):
         # the lexicon is left alone for this language.
-        return lexicon, best, best_l2, None
-    return lexicon, best, best_l2, _fit(data.x, data.offset, data.y, best_l2)
+        return lexicon, best_l2, best, None
+    return lexicon, best_l2, best, _fit(data.x, data.offset, data.y, best_l2)
 
 
 def train(examples: Iterable[tuple[Article, bool]]) -> FeedbackModel:
@@ -283,8 +305,9 @@ def train(examples: Iterable[tuple[Article, bool]]) -> FeedbackModel:
         learned = _learn(_Language.of(rows))
         if learned is None:
             continue
-        lexicon, cv, l2, w = learned
-        model.cv_f1[lang] = (round(lexicon, 4), round(cv, 4))
+        lexicon, l2, outcome, w = learned
+        model.cv_f1[lang] = (round(lexicon, 4), round(outcome.f1, 4))
+        model.cv_changed[lang] = (round(outcome.fixed, 2), round(outcome.broken, 2))
         if w is not None:
             model.weights[lang] = tuple(float(v) for v in w)
             model.l2[lang] = l2

@@ -199,6 +199,7 @@ def test_save_load_roundtrip(tmp_path: Path) -> None:
     assert loaded.predict(NEAR) > lexicon_only(NEAR) + 0.2
     assert (loaded.n_examples, loaded.n_positive, loaded.languages) == (60, 30, ("en",))
     assert loaded.l2 == model.l2 and loaded.cv_f1 == model.cv_f1
+    assert loaded.cv_changed == model.cv_changed and model.cv_changed["en"][0] > 0
 
 
 def test_load_rejects_foreign_json(tmp_path: Path) -> None:
