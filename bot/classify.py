@@ -304,10 +304,6 @@ class _Hits:
     counts: dict[int, int] = field(default_factory=dict)
     surface: dict[int, str] = field(default_factory=dict)
 
-    def add(self, cue: int, form: str) -> None:
-        self.counts[cue] = self.counts.get(cue, 0) + 1
-        self.surface.setdefault(cue, form)
-
 
 def _scan(lex: _Lexicon, tokens: list[str]) -> _Hits:
     """Cue hits among `tokens`, whose glob ids `lex.prime` has cached."""
@@ -340,7 +336,7 @@ def _scan(lex: _Lexicon, tokens: list[str]) -> _Hits:
         token = tokens[i]
         for g in gl:
             for cue in single.get(g, ()):
-                # _Hits.add, inlined: this is the innermost loop.
+                # Counted in place, not by a method call: this is the innermost loop.
                 counts[cue] = counts.get(cue, 0) + 1
                 surface.setdefault(cue, token)
     return hits
