@@ -13,7 +13,6 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
@@ -22,35 +21,22 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot import digest
 from bot.catalog import Catalog
 from bot.db import aware, insert_ignore, utcnow
-from bot.models import Alert, Article, ChatRef, Digest, Notice, Post, Verdict
+from bot.models import (
+    FINISHED,
+    OWED,
+    Alert,
+    Article,
+    ChatRef,
+    DeliveryKind,
+    DeliveryStatus,
+    Digest,
+    Notice,
+    Post,
+    Verdict,
+)
 from bot.schema import deliveries
 
 log = logging.getLogger(__name__)
-
-
-class DeliveryKind(StrEnum):
-    """What a ledger row owes (stored as its value)."""
-
-    ALERT = "alert"
-    DIGEST = "digest"
-    NOTICE = "notice"
-
-
-class DeliveryStatus(StrEnum):
-    """Where a ledger row stands (stored as its value)."""
-
-    PENDING = "pending"
-    SENDING = "sending"
-    SENT = "sent"
-    FAILED = "failed"
-    # The chat unsubscribed (or moved onto an id that was owed the same) before it went out.
-    CANCELLED = "cancelled"
-
-
-# States that need no more sending.
-FINISHED = (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.CANCELLED)
-# States of rows still owed.
-OWED = (DeliveryStatus.PENDING, DeliveryStatus.SENDING)
 
 
 @dataclass(frozen=True, slots=True)

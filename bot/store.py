@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import db, schema
