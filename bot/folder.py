@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bot import articles, jobs, qa
 from bot.catalog import Catalog
-from bot.learn import FeedbackModel
+from bot.classify import Correction
 from bot.ledger import Ledger
 from bot.metrics import METRICS
 from bot.models import Article, Thresholds
@@ -143,7 +143,7 @@ class FolderSource:
     max_bytes: int = 5_000_000
     languages: tuple[str, ...] = ("de", "en")
     settle: float = 2.0
-    model: Callable[[], FeedbackModel | None] = lambda: None
+    model: Callable[[], Correction | None] = lambda: None
     clock: Callable[[], float] = time.time
 
 

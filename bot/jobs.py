@@ -15,9 +15,8 @@ import httpx
 
 from bot import articles, cluster, digest, feeds, logs, messages, metrics, qa, schedule
 from bot.catalog import Catalog, IngestCounts
-from bot.classify import classify
+from bot.classify import Correction, classify
 from bot.fetch import HostGate
-from bot.learn import FeedbackModel
 from bot.ledger import AlertOwed, DigestOwed, Ledger, NoticeOwed, Owed
 from bot.models import Article, ChatRef, Thresholds, Verdict
 from bot.outbox import Outbox
@@ -42,7 +41,7 @@ class IngestReport:
 
 
 def classify_all(
-    batch: Sequence[Article], thresholds: Thresholds, model: FeedbackModel | None = None
+    batch: Sequence[Article], thresholds: Thresholds, model: Correction | None = None
 ) -> list[Verdict]:
     """Verdicts for a batch, in order."""
     return [classify(article, thresholds, model) for article in batch]
@@ -55,7 +54,7 @@ async def ingest(
     thresholds: Thresholds,
     max_bytes: int = 5_000_000,
     languages: Sequence[str] = ("de", "en"),
-    model: FeedbackModel | None = None,
+    model: Correction | None = None,
     index: qa.Retrieval | None = None,
 ) -> IngestReport:
     """Read files, store new/changed articles, classify them, and add them to the QA index."""
@@ -80,7 +79,7 @@ async def store_and_classify(
     catalog: Catalog,
     *,
     thresholds: Thresholds,
-    model: FeedbackModel | None = None,
+    model: Correction | None = None,
     index: qa.Retrieval | None = None,
     seen_at: datetime | None = None,
 ) -> tuple[IngestCounts, list[tuple[Article, Verdict]]]:
@@ -118,7 +117,7 @@ async def classify_unclassified(
     *,
     thresholds: Thresholds,
     now: datetime,
-    model: FeedbackModel | None = None,
+    model: Correction | None = None,
     index: qa.Retrieval | None = None,
     batch: int = 500,
     stories: StoryIndex | None = None,
@@ -431,7 +430,7 @@ async def poll_feed(
     allow_private: bool,
     thresholds: Thresholds,
     now: datetime,
-    model: FeedbackModel | None = None,
+    model: Correction | None = None,
     index: qa.Retrieval | None = None,
     outbox: Outbox | None = None,
     full_text: bool = False,
@@ -470,7 +469,7 @@ async def _poll_feed(
     allow_private: bool,
     thresholds: Thresholds,
     now: datetime,
-    model: FeedbackModel | None,
+    model: Correction | None,
     index: qa.Retrieval | None,
     outbox: Outbox | None,
     full_text: bool,
