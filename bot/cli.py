@@ -244,8 +244,7 @@ def classify_command(
 ) -> None:
     """Classify articles without storing them: one verdict per article, in input order."""
     # Only what classifying needs is imported: this command is timed with its start-up.
-    from bot.classify import classify
-    from bot.entry import verdict_line
+    from bot.classify import classify, verdict_line
 
     cfg = settings()
     limits, model = cfg.classifier.thresholds(), None
