@@ -13,13 +13,12 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import digest
-from bot.catalog import Catalog
 from bot.db import aware, insert_ignore, utcnow
 from bot.models import (
     FINISHED,
@@ -125,10 +124,26 @@ class Delivery:
     message_ids: tuple[str, ...] = ()
 
 
+class Articles(Protocol):
+    """What composing posts reads of the stored articles (bot.catalog's Catalog is it)."""
+
+    async def entries(self, article_ids: Sequence[str]) -> list[tuple[Article, Verdict]]:
+        """Articles with their verdicts, in the order of `article_ids` (missing ones left out)."""
+        ...
+
+    async def also_reported(self, story_ids: Sequence[str]) -> dict[str, list[Article]]:
+        """Other articles of each story (the later reports), oldest first."""
+        ...
+
+    async def seen_at(self, article_ids: Sequence[str]) -> dict[str, datetime]:
+        """When each article first appeared."""
+        ...
+
+
 class Ledger:
     """The outbox's rows: owe, claim under a lease, and record what became of each send."""
 
-    def __init__(self, engine: AsyncEngine, catalog: Catalog) -> None:
+    def __init__(self, engine: AsyncEngine, catalog: Articles) -> None:
         # The catalog holds the articles a row refers to: composing a post reads them.
         self.engine, self.catalog = engine, catalog
 
