@@ -202,7 +202,9 @@ async def ten_thousand(corpus: Path, count: int) -> tuple[float, dict[str, float
             mark = time.perf_counter()
             await jobs.route(
                 list(zip(changed, verdicts, strict=True)),
-                store,
+                store.catalog,
+                store.subscriptions,
+                store.ledger,
                 None,
                 alert_threshold=0.8,
                 now=datetime.now(UTC),

@@ -103,7 +103,10 @@ async def cycle(args: argparse.Namespace, ports: dict[str, int]) -> dict[str, fl
                     *(
                         jobs.poll_feed(
                             client,
-                            store,
+                            store.sources,
+                            store.catalog,
+                            store.subscriptions,
+                            store.ledger,
                             source_id,
                             limits=limits,
                             allow_private=True,

@@ -124,7 +124,13 @@ async def ingest_row(db: str, size: int, corpus: Path) -> dict[str, Any]:
             phases["classify"] = time.perf_counter() - mark
             mark = time.perf_counter()
             await jobs.route(
-                list(zip(changed, verdicts, strict=True)), store, None, alert_threshold=0.8, now=now
+                list(zip(changed, verdicts, strict=True)),
+                store.catalog,
+                store.subscriptions,
+                store.ledger,
+                None,
+                alert_threshold=0.8,
+                now=now,
             )
             phases["cluster+route"] = time.perf_counter() - mark
             total = time.perf_counter() - started

@@ -69,7 +69,7 @@ async def fan_out(chats: int) -> int:
             Store.open(f"sqlite+aiosqlite:///{folder}/fanout.sqlite3") as store,
             FakeTelegram(token=TOKEN) as tg,
         ):
-            report = await jobs.ingest([SEED], store, thresholds=Thresholds())
+            report = await jobs.ingest([SEED], store.catalog, thresholds=Thresholds())
             article_ids = [article.id for article, _ in report.changed]
             for n in range(chats):
                 chat = ChatRef("telegram", str(10_000 + n))

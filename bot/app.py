@@ -22,9 +22,11 @@ from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import __version__, commands, feeds, jobs, qa, schedule, search
 from bot import folder as folder_files
+from bot.catalog import Catalog
 from bot.chat import ChatAdapter, Handler, Leads, Pace
 from bot.chat.console import CHAT as CONSOLE_CHAT
 from bot.chat.console import ConsoleChat
@@ -35,13 +37,14 @@ from bot.fetch import canonical_url
 from bot.health import Health
 from bot.leader import Leadership, election_engine
 from bot.learn import load_current, retrain
+from bot.ledger import Ledger
 from bot.metrics import METRICS
 from bot.models import ChatRef
 from bot.outbox import Outbox, RetryPolicy
 from bot.ratelimit import DatabaseLimit, RedisLimit, SharedLimit
-from bot.sources import CONFIG, FeedSource
+from bot.sources import CONFIG, FeedSource, Sources
 from bot.store import Store
-from bot.subscriptions import Subscription
+from bot.subscriptions import Subscription, Subscriptions
 
 log = logging.getLogger(__name__)
 
@@ -114,15 +117,15 @@ def shared_database(settings: Settings) -> bool:
     return sa.make_url(normalise_url(settings.storage.url())).get_backend_name() == "postgresql"
 
 
-def shared_limit(settings: Settings, store: Store) -> SharedLimit | None:
+def shared_limit(settings: Settings, engine: AsyncEngine) -> SharedLimit | None:
     """The rate limit instances share: Redis when configured, else a PostgreSQL database's."""
     if settings.redis.url:
         # Host and port only: the URL may carry a password.
         host = urlsplit(settings.redis.url).hostname or "a unix socket"
         log.info("send slots shared through Redis at %s", host)
         return RedisLimit(settings.redis.url, settings.redis.key_prefix)
-    if store.engine.dialect.name == "postgresql":
-        return DatabaseLimit(store.engine)
+    if engine.dialect.name == "postgresql":
+        return DatabaseLimit(engine)
     return None  # SQLite: one instance per file, whose own pacer is the whole limit
 
 
@@ -135,10 +138,12 @@ class LeaderDuties:
         scheduler: AsyncIOScheduler,
         jobs: Jobs,
         outbox: Outbox,
+        ledger: Ledger,
         *,
         every_instance_sends: bool = False,
     ) -> None:
         self.adapters, self.scheduler, self.jobs, self.outbox = adapters, scheduler, jobs, outbox
+        self.ledger = ledger
         self.every_instance_sends = every_instance_sends
 
     async def apply(self, leading: bool) -> None:
@@ -149,7 +154,7 @@ class LeaderDuties:
                 # Only the leader sends, so rows still 'sending' were claimed by a leader that
                 # died (or lost the lock, and hands back what it has not started): owed now,
                 # not after their lease. At most its in-flight messages go out twice.
-                released = await self.jobs.store.ledger.release_sending()
+                released = await self.ledger.release_sending()
                 if released:
                     log.info("resuming %d deliveries the previous leader left", released)
                 self.outbox.sending.set()
@@ -189,7 +194,9 @@ def folder_source(settings: Settings) -> folder_files.FolderSource:
 
 async def scan_folder(
     source: folder_files.FolderSource,
-    store: Store,
+    catalog: Catalog,
+    subscriptions: Subscriptions,
+    ledger: Ledger,
     state: folder_files.FolderState,
     index: qa.Retrieval,
     outbox: Outbox | None,
@@ -197,17 +204,24 @@ async def scan_folder(
 ) -> float | None:
     """Scheduled and on change: read settled new or changed files; seconds until the next one."""
     report = await folder_files.scan(
-        source, store, state, index=index, outbox=outbox, stories=stories
+        source, catalog, subscriptions, ledger, state, index=index, outbox=outbox, stories=stories
     )
     return report.wait
 
 
 async def digest_job(
-    store: Store, outbox: Outbox, settings: Settings, subscription_id: int
+    catalog: Catalog,
+    subscriptions: Subscriptions,
+    ledger: Ledger,
+    outbox: Outbox,
+    settings: Settings,
+    subscription_id: int,
 ) -> None:
     """Scheduled: owe one chat the digest of its current slot."""
     await jobs.digest_due(
-        store,
+        catalog,
+        subscriptions,
+        ledger,
         outbox,
         subscription_id,
         digest_threshold=settings.classifier.digest_threshold,
@@ -220,7 +234,10 @@ async def digest_job(
 
 async def feed_job(
     client: httpx.AsyncClient,
-    store: Store,
+    sources: Sources,
+    catalog: Catalog,
+    subscriptions: Subscriptions,
+    ledger: Ledger,
     settings: Settings,
     index: qa.Retrieval,
     outbox: Outbox,
@@ -230,7 +247,10 @@ async def feed_job(
     """Scheduled: poll one feed (at most `sources.per_host` requests at once to one host)."""
     await jobs.poll_feed(
         client,
-        store,
+        sources,
+        catalog,
+        subscriptions,
+        ledger,
         source_id,
         limits=fetch_limits(settings),
         allow_private=settings.sources.allow_private,
@@ -244,17 +264,17 @@ async def feed_job(
     )
 
 
-async def retrain_job(store: Store, settings: Settings) -> str:
+async def retrain_job(catalog: Catalog, settings: Settings) -> str:
     """Nightly: re-train the feedback model when enough new judgements arrived; say what it did."""
     path, needed = settings.classifier.feedback_model, settings.classifier.retrain_min_judgements
     if path is None or needed == 0:
         return "off"
     previous = load_current(path)
     since = datetime.fromtimestamp(path.stat().st_mtime, UTC) if previous is not None else None
-    fresh = await store.catalog.feedback_since(since)
+    fresh = await catalog.feedback_since(since)
     if fresh < needed:
         return f"waiting: {fresh} new judgements of {needed}"
-    examples = await store.catalog.feedback_examples()
+    examples = await catalog.feedback_examples()
     # Fitting is CPU work: keep the event loop free for chats meanwhile.
     outcome = await asyncio.to_thread(retrain, examples, previous)
     if not outcome.accepted or outcome.model is None:
@@ -267,10 +287,11 @@ async def retrain_job(store: Store, settings: Settings) -> str:
     return f"re-trained on {len(examples)} judgements"
 
 
-async def prune_job(store: Store, settings: Settings) -> None:
+async def prune_job(catalog: Catalog, ledger: Ledger, settings: Settings) -> None:
     """Scheduled: apply the retention period."""
     await jobs.prune(
-        store,
+        catalog,
+        ledger,
         retention=timedelta(days=settings.delivery.retention_days),
         now=datetime.now(UTC),
     )
@@ -282,14 +303,19 @@ class Jobs:
     def __init__(
         self,
         scheduler: AsyncIOScheduler,
-        store: Store,
+        sources: Sources,
+        catalog: Catalog,
+        subscriptions: Subscriptions,
+        ledger: Ledger,
         settings: Settings,
         client: httpx.AsyncClient,
         index: qa.Retrieval,
         outbox: Outbox,
         stories: jobs.StoryIndex | None = None,
     ) -> None:
-        self.scheduler, self.store, self.settings = scheduler, store, settings
+        self.scheduler, self.settings = scheduler, settings
+        self.sources, self.catalog = sources, catalog
+        self.subscriptions, self.ledger = subscriptions, ledger
         self.client, self.index, self.outbox = client, index, outbox
         self.stories = stories or jobs.StoryIndex()
         # One gate for every feed job: the per-host cap holds across all feeds of one site.
@@ -298,10 +324,10 @@ class Jobs:
     async def sync(self) -> None:
         """Rebuild jobs from the subscriptions and sources tables (at start)."""
         wanted: set[str] = set()
-        for subscription in await self.store.subscriptions.active():
+        for subscription in await self.subscriptions.active():
             if self._sync_digest(subscription):
                 wanted.add(f"digest-{subscription.id}")
-        for source in await self.store.sources.active():
+        for source in await self.sources.active():
             self._sync_feed(source.id, source)
             wanted.add(f"feed-{source.id}")
         for job in self.scheduler.get_jobs():
@@ -311,11 +337,11 @@ class Jobs:
     async def changed(self, what: Change) -> None:
         """Re-sync only what one command changed: one chat's digest job or one feed's poll job."""
         if what.chat is not None:
-            subscription = await self.store.subscriptions.subscription(what.chat)
+            subscription = await self.subscriptions.subscription(what.chat)
             if subscription is not None:
                 self._sync_digest(subscription)
         if what.source_id is not None:
-            active = {source.id: source for source in await self.store.sources.active()}
+            active = {source.id: source for source in await self.sources.active()}
             self._sync_feed(what.source_id, active.get(what.source_id))
 
     def _sync_digest(self, subscription: Subscription) -> bool:
@@ -329,7 +355,14 @@ class Jobs:
         self.scheduler.add_job(
             digest_job,
             trigger,
-            args=(self.store, self.outbox, self.settings, subscription.id),
+            args=(
+                self.catalog,
+                self.subscriptions,
+                self.ledger,
+                self.outbox,
+                self.settings,
+                subscription.id,
+            ),
             id=job_id,
             replace_existing=True,
             coalesce=True,
@@ -352,7 +385,10 @@ class Jobs:
                 IntervalTrigger(seconds=source.interval_seconds, timezone=UTC),
                 args=(
                     self.client,
-                    self.store,
+                    self.sources,
+                    self.catalog,
+                    self.subscriptions,
+                    self.ledger,
                     self.settings,
                     self.index,
                     self.outbox,
@@ -367,8 +403,15 @@ class Jobs:
 
     async def catch_up(self) -> None:
         """After downtime: each chat gets the digest of its last missed slot once (within grace)."""
-        for subscription in await self.store.subscriptions.active():
-            await digest_job(self.store, self.outbox, self.settings, subscription.id)
+        for subscription in await self.subscriptions.active():
+            await digest_job(
+                self.catalog,
+                self.subscriptions,
+                self.ledger,
+                self.outbox,
+                self.settings,
+                subscription.id,
+            )
 
 
 async def run(
@@ -403,23 +446,26 @@ async def run(
             print(f"newsbot: {exc}", file=sys.stderr)
             return 2
         store = await stack.enter_async_context(Store.open(url))
-        if store.engine.dialect.name == "sqlite":
+        # The one place the store is taken apart: each part below gets only what it uses.
+        engine, sources, catalog = store.engine, store.sources, store.catalog
+        subscriptions, ledger = store.subscriptions, store.ledger
+        if engine.dialect.name == "sqlite":
             # One instance per SQLite file (locked above): what it left 'sending' is due again.
-            released = await store.ledger.release_sending()
+            released = await ledger.release_sending()
             if released:
                 log.info("resuming %d deliveries interrupted by the last shutdown", released)
         scheduler = AsyncIOScheduler(timezone=UTC)
-        limiter = shared_limit(settings, store)
+        limiter = shared_limit(settings, engine)
         if limiter is not None:
             stack.push_async_callback(limiter.close)
         leadership: Leadership | None = None
-        if store.engine.dialect.name == "postgresql":
+        if engine.dialect.name == "postgresql":
             # Several instances may share this database: one is elected to lead.
             election = election_engine(normalise_url(url))
             stack.push_async_callback(election.dispose)
             leadership = Leadership(election)
         if settings.ops.http_port:
-            health = operator_endpoint(settings, store, scheduler, leadership)
+            health = operator_endpoint(settings, engine, ledger, scheduler, leadership)
             await health.start()
             stack.push_async_callback(health.stop)
         client = await stack.enter_async_context(
@@ -432,15 +478,13 @@ async def run(
             )
         )
         for feed in settings.sources.feeds:
-            await store.sources.add(
-                feed.url, name=feed.name, interval_seconds=feed.interval_seconds
-            )
+            await sources.add(feed.url, name=feed.name, interval_seconds=feed.interval_seconds)
         # A feed deleted from the config file loses the file's share: it stops being polled
         # unless a chat owns it too (then it is that chat's own feed from now on).
         listed = {canonical_url(feed.url) for feed in settings.sources.feeds}
-        for feed_source in await store.sources.active():
+        for feed_source in await sources.active():
             if CONFIG in feed_source.owners and canonical_url(feed_source.url) not in listed:
-                await store.sources.remove(feed_source.id, owner=CONFIG)
+                await sources.remove(feed_source.id, owner=CONFIG)
 
         console: ConsoleChat | None = None
         pacing = pacing or ReplyPacing()
@@ -451,8 +495,8 @@ async def run(
             console = ConsoleChat(lines=lines, out=out)
             adapters = [console]
         outbox = Outbox(
-            store.ledger,
-            store.subscriptions,
+            ledger,
+            subscriptions,
             {adapter.platform: adapter for adapter in adapters},
             retry=RetryPolicy(max_attempts=settings.delivery.max_attempts),
             limiter=limiter,
@@ -463,7 +507,7 @@ async def run(
         source = folder_source(settings)
         folder_state = folder_files.FolderState()
         # Retrieval reads the store's full-text index: nothing to rebuild at start.
-        index = await asyncio.to_thread(search.StoreIndex, store.engine.url)
+        index = await asyncio.to_thread(search.StoreIndex, engine.url)
         stack.callback(index.close)
         thresholds = settings.classifier.thresholds()
         model = load_current(settings.classifier.feedback_model)
@@ -471,8 +515,12 @@ async def run(
         # on a shared database it is kept only while this instance leads.
         stories = jobs.StoryIndex()
         stories.kept = leadership is None
+        # What every folder scan gets: at start, on each change, and by the safety interval.
+        folder_scan = (source, catalog, subscriptions, ledger, folder_state, index, outbox, stories)
         await jobs.classify_unclassified(
-            store,
+            catalog,
+            subscriptions,
+            ledger,
             outbox,
             thresholds=thresholds,
             now=datetime.now(UTC),
@@ -480,19 +528,33 @@ async def run(
             index=index,
             stories=stories,
         )
-        wait = await scan_folder(source, store, folder_state, index, outbox, stories)
+        wait = await scan_folder(*folder_scan)
         if wait is not None:
             # A file was still being written at start: read it once it settled, before the
             # first digest.
             await asyncio.sleep(wait)
-            await scan_folder(source, store, folder_state, index, outbox, stories)
+            await scan_folder(*folder_scan)
         if console is not None:
             lang = settings.chat.default_language
-            await store.subscriptions.subscribe(CONSOLE_CHAT, lang, settings.digest.preferences())
+            await subscriptions.subscribe(CONSOLE_CHAT, lang, settings.digest.preferences())
 
-        job_sync = Jobs(scheduler, store, settings, client, index, outbox, stories)
+        job_sync = Jobs(
+            scheduler,
+            sources,
+            catalog,
+            subscriptions,
+            ledger,
+            settings,
+            client,
+            index,
+            outbox,
+            stories,
+        )
         conversation = Conversation(
-            store,
+            sources,
+            catalog,
+            subscriptions,
+            ledger,
             index,
             settings,
             on_change=job_sync.changed,
@@ -531,18 +593,23 @@ async def run(
             scan_folder,
             "interval",
             seconds=SAFETY_SCAN_SECONDS,
-            args=(source, store, folder_state, index, outbox, stories),
+            args=folder_scan,
             id="scan-folder",
             coalesce=True,
             max_instances=1,
         )
         scheduler.add_job(
-            prune_job, "interval", hours=24, args=(store, settings), id="prune", coalesce=True
+            prune_job,
+            "interval",
+            hours=24,
+            args=(catalog, ledger, settings),
+            id="prune",
+            coalesce=True,
         )
         scheduler.add_job(
             retrain_job,
             CronTrigger(hour=3, timezone=UTC),
-            args=(store, settings),
+            args=(catalog, settings),
             id="retrain",
             coalesce=True,
             max_instances=1,
@@ -555,7 +622,12 @@ async def run(
             await job_sync.catch_up()
         else:
             leadership.on_change = LeaderDuties(
-                adapters, scheduler, job_sync, outbox, every_instance_sends=every_instance_sends
+                adapters,
+                scheduler,
+                job_sync,
+                outbox,
+                ledger,
+                every_instance_sends=every_instance_sends,
             ).apply
             electing = asyncio.Event()
             elector = asyncio.create_task(leadership.run(electing), name="leader-election")
@@ -566,7 +638,7 @@ async def run(
             watcher = asyncio.create_task(
                 folder_files.watch_folder(
                     folder,
-                    lambda: scan_folder(source, store, folder_state, index, outbox, stories),
+                    lambda: scan_folder(*folder_scan),
                     watching,
                 ),
                 name="watch-folder",
@@ -587,14 +659,15 @@ async def run(
 
 def operator_endpoint(
     settings: Settings,
-    store: Store,
+    engine: AsyncEngine,
+    ledger: Ledger,
     scheduler: AsyncIOScheduler,
     leadership: Leadership | None = None,
 ) -> Health:
     """/healthz and /metrics: ready when the database answers and the scheduler runs."""
 
     async def database() -> str:
-        async with store.engine.connect() as conn:
+        async with engine.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))
         return "ok"
 
@@ -611,7 +684,7 @@ def operator_endpoint(
         return "follower"
 
     async def refresh() -> None:
-        pending, lag = await store.ledger.backlog(datetime.now(UTC))
+        pending, lag = await ledger.backlog(datetime.now(UTC))
         METRICS.pending.set(pending)
         METRICS.delivery_lag.set(lag)
 

@@ -7,6 +7,7 @@ no word lists. See docs/classifier.md for the data format and how the score is b
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -524,3 +525,20 @@ def classify(
         level=_level(score, thresholds),
         topics=_topics(ev) if score >= 0.2 else (),
     )
+
+
+def verdict_line(article: Article, verdict: Verdict, output: str) -> str:
+    """One output line of `newsbot classify` (bot.entry's fast path and bot.cli)."""
+    if output == "text":
+        flag = "CONFLICT" if verdict.conflict else "-"
+        reasons = ", ".join(verdict.reasons[:4])
+        return f"{verdict.score:.2f} {flag:8} {article.id}  {article.title[:70]}  {reasons}\n"
+    record = {
+        "id": article.id,
+        "conflict": verdict.conflict,
+        "score": round(verdict.score, 4),
+        "reasons": list(verdict.reasons),
+        "level": verdict.level.value,
+        "topics": list(verdict.topics),
+    }
+    return json.dumps(record, ensure_ascii=False) + "\n"

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Coroutine
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -17,6 +17,10 @@ from rich.markup import escape
 
 from bot import __version__, articles, config, logs
 from bot.models import Answer, Article
+
+if TYPE_CHECKING:  # the store's modules load only in the commands that open it
+    from bot.catalog import Catalog
+    from bot.store import Store
 
 T = TypeVar("T")
 
@@ -211,7 +215,7 @@ def ingest(
         from bot.store import Store
 
         async with Store.open(cfg.storage.url()) as store:
-            return await _ingest(cfg, store, paths)
+            return await _ingest(cfg, store.catalog, paths)
 
     report = run_async(go())
     counts = {
@@ -240,8 +244,7 @@ def classify_command(
 ) -> None:
     """Classify articles without storing them: one verdict per article, in input order."""
     # Only what classifying needs is imported: this command is timed with its start-up.
-    from bot.classify import classify
-    from bot.entry import verdict_line
+    from bot.classify import classify, verdict_line
 
     cfg = settings()
     limits, model = cfg.classifier.thresholds(), None
@@ -269,8 +272,8 @@ class _Rejections(logging.Filter):
         return not str(record.msg).startswith("rejected ")
 
 
-async def _ingest(cfg: config.Settings, store: Any, paths: list[Path]) -> Any:
-    """Ingest `paths` into `store`; print each rejection once on stderr; return the report."""
+async def _ingest(cfg: config.Settings, catalog: Catalog, paths: list[Path]) -> Any:
+    """Ingest `paths` into `catalog`; print each rejection once on stderr; return the report."""
     from bot import jobs
     from bot.learn import load_current
 
@@ -279,7 +282,7 @@ async def _ingest(cfg: config.Settings, store: Any, paths: list[Path]) -> Any:
     try:
         report = await jobs.ingest(
             paths,
-            store,
+            catalog,
             thresholds=cfg.classifier.thresholds(),
             max_bytes=cfg.articles.max_file_bytes,
             languages=cfg.articles.languages,
@@ -292,7 +295,7 @@ async def _ingest(cfg: config.Settings, store: Any, paths: list[Path]) -> Any:
     return report
 
 
-async def _read_folder(cfg: config.Settings, store: Any) -> None:
+async def _read_folder(cfg: config.Settings, store: Store) -> None:
     """Read the article folder first, as the service does (files identified by their path), so
     `ask` and `digest` on a fresh clone see the seed, and `run` later finds nothing new."""
     if not cfg.articles.folder.is_dir():
@@ -311,7 +314,9 @@ async def _read_folder(cfg: config.Settings, store: Any) -> None:
     quiet = _Rejections()
     logging.getLogger("bot.folder").addFilter(quiet)
     try:
-        report = await folder.scan(source, store, folder.FolderState())
+        report = await folder.scan(
+            source, store.catalog, store.subscriptions, store.ledger, folder.FolderState()
+        )
     finally:
         logging.getLogger("bot.folder").removeFilter(quiet)
     for rejection in report.ingest.rejected:
@@ -441,7 +446,14 @@ def digest() -> None:
 
         async with Store.open(cfg.storage.url()) as store:
             await _read_folder(cfg, store)
-            conversation = Conversation(store, qa.Index.build([]), cfg)
+            conversation = Conversation(
+                store.sources,
+                store.catalog,
+                store.subscriptions,
+                store.ledger,
+                qa.Index.build([]),
+                cfg,
+            )
             return plain(await conversation.digest(None, cfg.chat.default_language))
 
     out.print(run_async(go()), markup=False)
@@ -609,9 +621,9 @@ def export_command(
 
         async with Store.open(url) as store:
             if output is None:
-                return await transfer.export(store, sys.stdout)
+                return await transfer.export(store.engine, sys.stdout)
             with output.open("w", encoding="utf-8") as handle:
-                return await transfer.export(store, handle)
+                return await transfer.export(store.engine, handle)
 
     counts = run_async(go())
     err.print(
@@ -634,7 +646,8 @@ def import_command(
 
         async with Store.open(cfg.storage.url()) as store:
             with source.open(encoding="utf-8") as handle:
-                return await transfer.import_rows(store, transfer.read_records(handle, str(source)))
+                records = transfer.read_records(handle, str(source))
+                return await transfer.import_rows(store.engine, records)
 
     try:
         counts = run_async(go())

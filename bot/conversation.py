@@ -12,9 +12,11 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
 
 from bot import digest, messages, qa, regions, schedule
+from bot.catalog import Catalog
 from bot.commands import COMMANDS, find
 from bot.config import Settings
 from bot.fetch import canonical_url
+from bot.ledger import Ledger
 from bot.models import (
     ActionKind,
     Answer,
@@ -25,9 +27,8 @@ from bot.models import (
     Post,
     Preferences,
 )
-from bot.sources import FeedSource, owner_of
-from bot.store import Store
-from bot.subscriptions import Subscription
+from bot.sources import FeedSource, Sources, owner_of
+from bot.subscriptions import Subscription, Subscriptions
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,10 @@ class Conversation:
 
     def __init__(
         self,
-        store: Store,
+        sources: Sources,
+        catalog: Catalog,
+        subscriptions: Subscriptions,
+        ledger: Ledger,
         index: qa.Retrieval,
         settings: Settings,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -106,7 +110,9 @@ class Conversation:
         on_change: OnChange | None = None,
         check_url: UrlCheck | None = None,
     ) -> None:
-        self.store, self.index, self.settings, self.clock = store, index, settings, clock
+        self.sources, self.catalog = sources, catalog
+        self.subscriptions, self.ledger = subscriptions, ledger
+        self.index, self.settings, self.clock = index, settings, clock
         chat = settings.chat
         self.questions = RateLimit(chat.questions_per_minute, 60.0, rate_clock)
         self.user_commands = RateLimit(chat.commands_per_minute, 60.0, rate_clock)
@@ -183,7 +189,7 @@ class Conversation:
 
     async def subscribe(self, msg: Inbound, arg: str, lang: str) -> list[Post]:
         """Subscribe this chat."""
-        created = await self.store.subscriptions.subscribe(
+        created = await self.subscriptions.subscribe(
             msg.chat, lang, self.settings.digest.preferences()
         )
         await self._changed(Change(chat=msg.chat))
@@ -191,7 +197,7 @@ class Conversation:
 
     async def unsubscribe(self, msg: Inbound, arg: str, lang: str) -> list[Post]:
         """Unsubscribe this chat."""
-        removed = await self.store.subscriptions.unsubscribe(msg.chat)
+        removed = await self.subscriptions.unsubscribe(msg.chat)
         await self._changed(Change(chat=msg.chat))
         return [self._notice(msg, lang, "unsubscribed" if removed else "not_subscribed")]
 
@@ -242,7 +248,7 @@ class Conversation:
     async def settings_command(self, msg: Inbound, arg: str, lang: str) -> list[Post]:
         """Show a chat's settings, or change one: `/settings <name> <value>`."""
         chat = msg.chat
-        subscription = await self.store.subscriptions.subscription(chat)
+        subscription = await self.subscriptions.subscription(chat)
         if not arg:
             return [Notice(self.describe(subscription, lang))]
         if subscription is None:
@@ -252,9 +258,9 @@ class Conversation:
             prefs, new_lang = change(subscription.prefs, name.lower(), value.strip())
         except SettingError as exc:
             return [self._notice(msg, lang, "bad_setting", error=exc.text(lang))]
-        await self.store.subscriptions.set_preferences(chat, prefs, new_lang)
+        await self.subscriptions.set_preferences(chat, prefs, new_lang)
         await self._changed(Change(chat=chat))
-        updated = await self.store.subscriptions.subscription(chat)
+        updated = await self.subscriptions.subscription(chat)
         lang = new_lang or lang
         return [self._notice(msg, lang, "saved", summary=self.describe(updated, lang))]
 
@@ -268,7 +274,7 @@ class Conversation:
         action, _, rest = arg.partition(" ")
         rest = rest.strip()
         owner = owner_of(msg.chat)
-        mine = await self.store.sources.owned_by(owner)
+        mine = await self.sources.owned_by(owner)
         if not action or (action.lower() in ("list", "liste") and not rest):
             if not mine:
                 return [self._notice(msg, lang, "no_sources")]
@@ -286,10 +292,10 @@ class Conversation:
                     await self.check_url(url)
                 except ValueError as exc:
                     return [self._notice(msg, lang, "source_refused", reason=exc)]
-            added = await self.store.sources.add(url, name=name.strip(), added_by=owner)
+            added = await self.sources.add(url, name=name.strip(), added_by=owner)
             if not added:
                 return [self._notice(msg, lang, "source_known")]
-            feed = await self.store.sources.find(url)
+            feed = await self.sources.find(url)
             if feed is not None:
                 await self._changed(Change(source_id=feed.id))
             return [
@@ -301,7 +307,7 @@ class Conversation:
             found = [f for f in mine if str(f.id) == rest or f.url == canonical_url(rest)]
             for feed in found:
                 # Only this chat's share: the feed stays polled for its other owners.
-                await self.store.sources.remove(feed.id, owner=owner)
+                await self.sources.remove(feed.id, owner=owner)
                 await self._changed(Change(source_id=feed.id))
             key = "source_removed" if found else "source_unknown"
             return [self._notice(msg, lang, key, source=shown_url(rest))]
@@ -322,18 +328,16 @@ class Conversation:
         article_id = msg.action.article_id
         if msg.action.kind is ActionKind.WHY:
             return await self.why(article_id, lang)
-        if not await self.store.catalog.get_article(article_id):
+        if not await self.catalog.get_article(article_id):
             return Notice(messages.text(lang, "no_article", id=article_id))
         user = msg.user or msg.chat.chat_id
         up = msg.action.kind is ActionKind.UP
-        await self.store.catalog.add_feedback(article_id, msg.chat, user, up)
+        await self.catalog.add_feedback(article_id, msg.chat, user, up)
         return Notice(messages.text(lang, "thanks"))
 
     async def why(self, article_id: str, lang: str) -> Notice:
         """Why an article was flagged: its score and the cues that fired."""
-        entries = (
-            await self.store.catalog.entries([article_id.strip()]) if article_id.strip() else []
-        )
+        entries = await self.catalog.entries([article_id.strip()]) if article_id.strip() else []
         if not entries:
             return Notice(messages.text(lang, "no_article", id=article_id))
         article, verdict = entries[0]
@@ -353,7 +357,7 @@ class Conversation:
     async def ask_scoped(self, msg: Inbound, question: str, lang: str | None = None) -> Post:
         """Answer a question; a reply to one of our alerts scopes it to that alert's article."""
         if msg.reply_to_article is None and msg.reply_to_message_id is not None:
-            article = await self.store.ledger.article_for_message(msg.chat, msg.reply_to_message_id)
+            article = await self.ledger.article_for_message(msg.chat, msg.reply_to_message_id)
             if article is not None:
                 msg = dataclasses.replace(msg, reply_to_article=article)
         return await self.ask(msg, question, lang)
@@ -370,7 +374,7 @@ class Conversation:
         if wait > 0:
             return self._notice(msg, lang, "slow_down", seconds=max(1, round(wait)))
         # Other chats' own feeds are theirs: never cited here (one lookup per question).
-        hidden = await self.store.sources.hidden_from(owner_of(msg.chat))
+        hidden = await self.sources.hidden_from(owner_of(msg.chat))
         # Answering takes up to a few seconds of CPU: never on the event loop.
         answer: Answer = await asyncio.to_thread(
             qa.answer, question, self.index, msg.reply_to_article, hidden
@@ -390,10 +394,10 @@ class Conversation:
         # Another chat's own feeds are its business; no chat at all sees only the public ones.
         viewer = owner_of(chat) if chat is not None else ""
         if chat is not None:
-            subscription = await self.store.subscriptions.subscription(chat)
+            subscription = await self.subscriptions.subscription(chat)
             since = subscription.last_digest_at if subscription else None
             prefs = subscription.prefs if subscription else None
-        entries = await self.store.catalog.flagged(
+        entries = await self.catalog.flagged(
             self.settings.classifier.digest_threshold, since, visible_to=viewer
         )
         return await asyncio.to_thread(
@@ -411,7 +415,7 @@ class Conversation:
         )
 
     async def _lang(self, msg: Inbound) -> str:
-        subscription = await self.store.subscriptions.subscription(msg.chat)
+        subscription = await self.subscriptions.subscription(msg.chat)
         if subscription is not None and subscription.lang in messages.LANGUAGES:
             return subscription.lang
         if msg.lang in messages.LANGUAGES:

@@ -10,16 +10,12 @@ unknown option, a config it cannot vouch for — goes to bot.cli, which reports 
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:  # only types: the fast path imports the classifier when it runs
-    from bot.models import Article, Verdict
+from typing import Any
 
 # bot.config's DEFAULT_CONFIG_PATH and sections (tests/test_entry.py keeps them in step).
 DEFAULT_CONFIG_PATH = Path("config/newsbot.toml")
@@ -139,7 +135,7 @@ def classify_fast(argv: Sequence[str]) -> int | None:
     except _Slow:
         return None
     from bot import articles
-    from bot.classify import classify
+    from bot.classify import classify, verdict_line
     from bot.models import Thresholds
 
     limits = Thresholds(cfg["alert"], cfg["digest"])
@@ -158,23 +154,6 @@ def classify_fast(argv: Sequence[str]) -> int | None:
         seen += 1
         write(verdict_line(item, classify(item, limits, model), output))
     return 1 if seen == 0 and rejected else 0
-
-
-def verdict_line(article: Article, verdict: Verdict, output: str) -> str:
-    """One output line of `newsbot classify` (shared by this fast path and bot.cli)."""
-    if output == "text":
-        flag = "CONFLICT" if verdict.conflict else "-"
-        reasons = ", ".join(verdict.reasons[:4])
-        return f"{verdict.score:.2f} {flag:8} {article.id}  {article.title[:70]}  {reasons}\n"
-    record = {
-        "id": article.id,
-        "conflict": verdict.conflict,
-        "score": round(verdict.score, 4),
-        "reasons": list(verdict.reasons),
-        "level": verdict.level.value,
-        "topics": list(verdict.topics),
-    }
-    return json.dumps(record, ensure_ascii=False) + "\n"
 
 
 def main() -> None:

@@ -20,11 +20,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bot import articles, jobs, qa
-from bot.learn import FeedbackModel
+from bot.catalog import Catalog
+from bot.classify import Correction
+from bot.ledger import Ledger
 from bot.metrics import METRICS
 from bot.models import Article, Thresholds
 from bot.outbox import Outbox
-from bot.store import Store
+from bot.subscriptions import Subscriptions
 
 log = logging.getLogger(__name__)
 
@@ -141,13 +143,15 @@ class FolderSource:
     max_bytes: int = 5_000_000
     languages: tuple[str, ...] = ("de", "en")
     settle: float = 2.0
-    model: Callable[[], FeedbackModel | None] = lambda: None
+    model: Callable[[], Correction | None] = lambda: None
     clock: Callable[[], float] = time.time
 
 
 async def scan(
     source: FolderSource,
-    store: Store,
+    catalog: Catalog,
+    subscriptions: Subscriptions,
+    ledger: Ledger,
     state: FolderState,
     *,
     index: qa.Retrieval | None = None,
@@ -161,7 +165,7 @@ async def scan(
     report = ScanReport(wait=changes.wait)
     # Deletions first: a renamed file's old article must go before its new name is read (by its
     # content it would otherwise be a duplicate of the article about to be removed).
-    await _forget_deleted(source.folder, store, state, changes)
+    await _forget_deleted(source.folder, catalog, state, changes)
     model = source.model()
     for path, signature in changes.ready:
         items = await asyncio.to_thread(
@@ -171,7 +175,7 @@ async def scan(
         rejected = [item for item in items if isinstance(item, articles.Rejection)]
         try:
             counts, changed = await jobs.store_and_classify(
-                found, store, thresholds=source.thresholds, model=model, index=index
+                found, catalog, thresholds=source.thresholds, model=model, index=index
             )
         except Exception:  # a failed file is retried by the next scan
             log.exception("storing %s failed; it is read again on the next scan", path)
@@ -190,7 +194,9 @@ async def scan(
         # One routing pass per scan: it compares with every recent story, so not per file.
         await jobs.route(
             report.ingest.changed,
-            store,
+            catalog,
+            subscriptions,
+            ledger,
             outbox,
             alert_threshold=source.thresholds.alert,
             now=datetime.fromtimestamp(source.clock(), UTC),
@@ -210,7 +216,9 @@ async def scan(
     return report
 
 
-async def _forget_deleted(folder: Path, store: Store, state: FolderState, changes: Changes) -> None:
+async def _forget_deleted(
+    folder: Path, catalog: Catalog, state: FolderState, changes: Changes
+) -> None:
     """Remove from the store the articles of files deleted from the folder: answers and digests
     must not cite a file that is gone (also those deleted while newsbot was stopped)."""
     gone = {str(path) for path in changes.gone}
@@ -219,9 +227,9 @@ async def _forget_deleted(folder: Path, store: Store, state: FolderState, change
         state.swept = True
         prefix = str(folder).rstrip("/") + "/"
         present = {str(path) for path in changes.present}
-        gone |= {s for s in await store.catalog.file_sources(prefix) if s not in present}
+        gone |= {s for s in await catalog.file_sources(prefix) if s not in present}
     for path in sorted(gone):
-        removed = await store.catalog.forget_source(path)
+        removed = await catalog.forget_source(path)
         if removed:
             log.info("folder: %s is gone; removed its %d article(s) from the store", path, removed)
 

@@ -14,15 +14,14 @@ from pathlib import Path
 import httpx
 
 from bot import articles, cluster, digest, feeds, logs, messages, metrics, qa, schedule
-from bot.catalog import IngestCounts
-from bot.classify import classify
+from bot.catalog import Catalog, IngestCounts
+from bot.classify import Correction, classify
 from bot.fetch import HostGate
-from bot.learn import FeedbackModel
-from bot.ledger import AlertOwed, DigestOwed, NoticeOwed, Owed
+from bot.ledger import AlertOwed, DigestOwed, Ledger, NoticeOwed, Owed
 from bot.models import Article, ChatRef, Thresholds, Verdict
 from bot.outbox import Outbox
-from bot.sources import owner_of
-from bot.store import Store
+from bot.sources import Sources, owner_of
+from bot.subscriptions import Subscriptions
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +41,7 @@ class IngestReport:
 
 
 def classify_all(
-    batch: Sequence[Article], thresholds: Thresholds, model: FeedbackModel | None = None
+    batch: Sequence[Article], thresholds: Thresholds, model: Correction | None = None
 ) -> list[Verdict]:
     """Verdicts for a batch, in order."""
     return [classify(article, thresholds, model) for article in batch]
@@ -50,12 +49,12 @@ def classify_all(
 
 async def ingest(
     paths: Sequence[Path],
-    store: Store,
+    catalog: Catalog,
     *,
     thresholds: Thresholds,
     max_bytes: int = 5_000_000,
     languages: Sequence[str] = ("de", "en"),
-    model: FeedbackModel | None = None,
+    model: Correction | None = None,
     index: qa.Retrieval | None = None,
 ) -> IngestReport:
     """Read files, store new/changed articles, classify them, and add them to the QA index."""
@@ -70,17 +69,17 @@ async def ingest(
         else:
             found.append(result)
     report.counts, report.changed = await store_and_classify(
-        found, store, thresholds=thresholds, model=model, index=index
+        found, catalog, thresholds=thresholds, model=model, index=index
     )
     return report
 
 
 async def store_and_classify(
     found: Sequence[Article],
-    store: Store,
+    catalog: Catalog,
     *,
     thresholds: Thresholds,
-    model: FeedbackModel | None = None,
+    model: Correction | None = None,
     index: qa.Retrieval | None = None,
     seen_at: datetime | None = None,
 ) -> tuple[IngestCounts, list[tuple[Article, Verdict]]]:
@@ -90,17 +89,17 @@ async def store_and_classify(
     the database, a kill) leaves neither, so the next ingest sees the articles as new again.
     """
     # Classification is CPU work: keep the event loop free for chats meanwhile.
-    pending = await store.catalog.pending_changes(found)
+    pending = await catalog.pending_changes(found)
     verdicts = await asyncio.to_thread(classify_all, pending, thresholds, model)
     by_id = {verdict.article_id: verdict for verdict in verdicts}
-    counts, changed = await store.catalog.add_articles(found, seen_at=seen_at, verdicts=by_id)
+    counts, changed = await catalog.add_articles(found, seen_at=seen_at, verdicts=by_id)
     if not changed:
         return counts, []
     # Another writer changed the store in between: classify what was not foreseen now.
     late = [article for article in changed if article.id not in by_id]
     if late:
         extra = await asyncio.to_thread(classify_all, late, thresholds, model)
-        await store.catalog.save_verdicts(extra)
+        await catalog.save_verdicts(extra)
         by_id.update((verdict.article_id, verdict) for verdict in extra)
     classified = [(article, by_id[article.id]) for article in changed]
     if index is not None:
@@ -111,12 +110,14 @@ async def store_and_classify(
 
 
 async def classify_unclassified(
-    store: Store,
+    catalog: Catalog,
+    subscriptions: Subscriptions,
+    ledger: Ledger,
     outbox: Outbox | None,
     *,
     thresholds: Thresholds,
     now: datetime,
-    model: FeedbackModel | None = None,
+    model: Correction | None = None,
     index: qa.Retrieval | None = None,
     batch: int = 500,
     stories: StoryIndex | None = None,
@@ -124,15 +125,22 @@ async def classify_unclassified(
     """Classify and route stored articles that have no verdict yet; return how many."""
     # Databases written before verdicts were committed with their articles can hold such rows.
     done = 0
-    while pending := await store.catalog.unclassified(limit=batch):
+    while pending := await catalog.unclassified(limit=batch):
         verdicts = await asyncio.to_thread(classify_all, pending, thresholds, model)
-        await store.catalog.save_verdicts(verdicts)
+        await catalog.save_verdicts(verdicts)
         classified = list(zip(pending, verdicts, strict=True))
         if index is not None:
             for article, verdict in classified:
                 index.add(article, verdict.score)
         await route(
-            classified, store, outbox, alert_threshold=thresholds.alert, now=now, stories=stories
+            classified,
+            catalog,
+            subscriptions,
+            ledger,
+            outbox,
+            alert_threshold=thresholds.alert,
+            now=now,
+            stories=stories,
         )
         done += len(pending)
     if done:
@@ -189,11 +197,13 @@ class StoryIndex:
     def __len__(self) -> int:
         return sum(len(generation.ids) for generation in self._generations)
 
-    async def assign(self, store: Store, batch: Sequence[Article], now: datetime) -> dict[str, str]:
+    async def assign(
+        self, catalog: Catalog, batch: Sequence[Article], now: datetime
+    ) -> dict[str, str]:
         """Story id of each article of a stored batch: an earlier report's, else its own id."""
         async with self._lock:
             if not self._loaded:
-                known = await store.catalog.recent(
+                known = await catalog.recent(
                     now - self.window, limit=self.limit + len(batch), text_chars=SIGNATURE_CHARS
                 )
                 # Comparing event signatures is CPU work: keep the event loop free meanwhile.
@@ -262,7 +272,9 @@ def _slice_start(moment: datetime, span: timedelta) -> datetime:
 
 async def route(
     changed: Sequence[tuple[Article, Verdict]],
-    store: Store,
+    catalog: Catalog,
+    subscriptions: Subscriptions,
+    ledger: Ledger,
     outbox: Outbox | None,
     *,
     alert_threshold: float,
@@ -280,15 +292,15 @@ async def route(
     if not changed:
         return 0
     index = stories if stories is not None else StoryIndex(story_window)
-    assigned = await index.assign(store, [article for article, _ in changed], now)
-    await store.catalog.set_stories(assigned)
-    subscriptions = await store.subscriptions.active()
+    assigned = await index.assign(catalog, [article for article, _ in changed], now)
+    await catalog.set_stories(assigned)
+    active = await subscriptions.active()
     if audience is not None:
         owners = {(chat.platform, chat.chat_id) for chat in audience}
-        subscriptions = [s for s in subscriptions if (s.chat.platform, s.chat.chat_id) in owners]
+        active = [s for s in active if (s.chat.platform, s.chat.chat_id) in owners]
     wanted: list[tuple[ChatRef, str, Owed, datetime | None]] = []
     for article, verdict in changed:
-        for subscription in subscriptions:
+        for subscription in active:
             prefs = subscription.prefs
             threshold = (
                 prefs.alert_threshold if prefs.alert_threshold is not None else alert_threshold
@@ -305,14 +317,16 @@ async def route(
                     schedule.quiet_until(prefs, now),
                 )
             )
-    owed = await store.ledger.enqueue_many(wanted)
+    owed = await ledger.enqueue_many(wanted)
     if owed and outbox is not None:
         outbox.wake()
     return owed
 
 
 async def digest_due(
-    store: Store,
+    catalog: Catalog,
+    subscriptions: Subscriptions,
+    ledger: Ledger,
     outbox: Outbox | None,
     subscription_id: int,
     *,
@@ -323,7 +337,7 @@ async def digest_due(
     grace: timedelta = timedelta(hours=6),
 ) -> bool:
     """Owe a chat the digest of its latest schedule slot, once; False when nothing was owed."""
-    subscription = await store.subscriptions.subscription_by_id(subscription_id)
+    subscription = await subscriptions.subscription_by_id(subscription_id)
     if subscription is None or not subscription.active:
         return False
     slot = schedule.last_slot(subscription.prefs, now)
@@ -332,10 +346,10 @@ async def digest_due(
     if subscription.last_digest_at is not None and subscription.last_digest_at >= slot:
         return False
     since = subscription.last_digest_at or subscription.created_at
-    flagged = await store.catalog.flagged(
+    flagged = await catalog.flagged(
         digest_threshold, since=since, limit=max_items * 5, visible_to=owner_of(subscription.chat)
     )
-    firsts = await store.catalog.story_ids([article.id for article, _, _ in flagged])
+    firsts = await catalog.story_ids([article.id for article, _, _ in flagged])
     chosen = [
         article.id
         for article, verdict, _ in flagged
@@ -350,16 +364,17 @@ async def digest_due(
             if chosen
             else NoticeOwed(messages.text(subscription.lang, "empty"), subscription.lang)
         )
-        owed = await store.ledger.enqueue(subscription.chat, slot.isoformat(), what)
-    await store.subscriptions.mark_digest(subscription.id, slot)
+        owed = await ledger.enqueue(subscription.chat, slot.isoformat(), what)
+    await subscriptions.mark_digest(subscription.id, slot)
     if owed and outbox is not None:
         outbox.wake()
     return owed
 
 
-async def prune(store: Store, *, retention: timedelta, now: datetime) -> None:
+async def prune(catalog: Catalog, ledger: Ledger, *, retention: timedelta, now: datetime) -> None:
     """Delete articles and finished deliveries older than the retention period."""
-    articles_gone, deliveries_gone = await store.prune(now - retention)
+    before = now - retention
+    articles_gone, deliveries_gone = await catalog.prune(before), await ledger.prune(before)
     if articles_gone or deliveries_gone:
         log.info("pruned %d articles and %d deliveries", articles_gone, deliveries_gone)
 
@@ -405,14 +420,17 @@ POLL_BUDGET_SHARE = 0.8
 
 async def poll_feed(
     client: httpx.AsyncClient,
-    store: Store,
+    sources: Sources,
+    catalog: Catalog,
+    subscriptions: Subscriptions,
+    ledger: Ledger,
     source_id: int,
     *,
     limits: feeds.FetchLimits,
     allow_private: bool,
     thresholds: Thresholds,
     now: datetime,
-    model: FeedbackModel | None = None,
+    model: Correction | None = None,
     index: qa.Retrieval | None = None,
     outbox: Outbox | None = None,
     full_text: bool = False,
@@ -422,7 +440,10 @@ async def poll_feed(
     async with gates.polls if gates is not None else contextlib.nullcontext():
         return await _poll_feed(
             client,
-            store,
+            sources,
+            catalog,
+            subscriptions,
+            ledger,
             source_id,
             limits=limits,
             allow_private=allow_private,
@@ -438,14 +459,17 @@ async def poll_feed(
 
 async def _poll_feed(
     client: httpx.AsyncClient,
-    store: Store,
+    sources: Sources,
+    catalog: Catalog,
+    subscriptions: Subscriptions,
+    ledger: Ledger,
     source_id: int,
     *,
     limits: feeds.FetchLimits,
     allow_private: bool,
     thresholds: Thresholds,
     now: datetime,
-    model: FeedbackModel | None,
+    model: Correction | None,
     index: qa.Retrieval | None,
     outbox: Outbox | None,
     full_text: bool,
@@ -454,7 +478,7 @@ async def _poll_feed(
     report = PollReport()
     hosts = gates.hosts if gates is not None else None
     writes = gates.writes if gates is not None else None
-    source = await store.sources.get(source_id)
+    source = await sources.get(source_id)
     # A feed whose last owner gave it up is not polled, even by a job scheduled before that.
     if source is None or not source.owners:
         return report
@@ -479,7 +503,7 @@ async def _poll_feed(
             metrics.METRICS.source_errors.labels("feed").inc()
             log.warning("feed %s: %s", source.name or logs.safe_url(source.url), result.error)
         async with writes if writes is not None else contextlib.nullcontext():
-            await store.sources.save_state(saved)
+            await sources.save_state(saved)
         return report
     if result.bozo:
         # Kept and stored, but said: an ill-formed feed is worth a look by whoever added it.
@@ -492,23 +516,25 @@ async def _poll_feed(
     entries = result.articles
     if full_text:
         entries = await with_full_text(
-            client, store, entries, limits, allow_private, hosts=hosts, ends=ends
+            client, catalog, entries, limits, allow_private, hosts=hosts, ends=ends
         )
     # Feed jobs fetch side by side but store one at a time: on SQLite, concurrent write
     # transactions that began as reads fail at once with "database is locked" (500 feeds
     # polled together lost entries that way); a store write is short next to a fetch.
     async with writes if writes is not None else contextlib.nullcontext():
         report.counts, report.changed = await store_and_classify(
-            entries, store, thresholds=thresholds, model=model, index=index, seen_at=now
+            entries, catalog, thresholds=thresholds, model=model, index=index, seen_at=now
         )
         # Only now that the entries are committed may the validators move on: saved earlier,
         # a failed store would turn the next poll into a 304 and the entries would be lost.
-        await store.sources.save_state(saved)
+        await sources.save_state(saved)
         # A chat's own feed alerts only the chats that own it: anyone else's subscribers would
         # get whatever a group admin chose to add.
         await route(
             report.changed,
-            store,
+            catalog,
+            subscriptions,
+            ledger,
             outbox,
             alert_threshold=thresholds.alert,
             now=now,
@@ -520,7 +546,7 @@ async def _poll_feed(
 
 async def with_full_text(
     client: httpx.AsyncClient,
-    store: Store,
+    catalog: Catalog,
     entries: Sequence[Article],
     limits: feeds.FetchLimits,
     allow_private: bool,
@@ -541,7 +567,7 @@ async def with_full_text(
             return article
         # Pages are only fetched for entries we have not stored: a poll costs no page loads
         # for what it saw before.
-        if await store.catalog.get_article(article.id) is not None:
+        if await catalog.get_article(article.id) is not None:
             return article
         async with gate:
             left = None if ends is None else ends - loop.time()

@@ -13,44 +13,29 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import digest
-from bot.catalog import Catalog
 from bot.db import aware, insert_ignore, utcnow
-from bot.models import Alert, Article, ChatRef, Digest, Notice, Post, Verdict
+from bot.models import (
+    FINISHED,
+    OWED,
+    Alert,
+    Article,
+    ChatRef,
+    DeliveryKind,
+    DeliveryStatus,
+    Digest,
+    Notice,
+    Post,
+    Verdict,
+)
 from bot.schema import deliveries
 
 log = logging.getLogger(__name__)
-
-
-class DeliveryKind(StrEnum):
-    """What a ledger row owes (stored as its value)."""
-
-    ALERT = "alert"
-    DIGEST = "digest"
-    NOTICE = "notice"
-
-
-class DeliveryStatus(StrEnum):
-    """Where a ledger row stands (stored as its value)."""
-
-    PENDING = "pending"
-    SENDING = "sending"
-    SENT = "sent"
-    FAILED = "failed"
-    # The chat unsubscribed (or moved onto an id that was owed the same) before it went out.
-    CANCELLED = "cancelled"
-
-
-# States that need no more sending.
-FINISHED = (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.CANCELLED)
-# States of rows still owed.
-OWED = (DeliveryStatus.PENDING, DeliveryStatus.SENDING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,10 +124,26 @@ class Delivery:
     message_ids: tuple[str, ...] = ()
 
 
+class Articles(Protocol):
+    """What composing posts reads of the stored articles (bot.catalog's Catalog is it)."""
+
+    async def entries(self, article_ids: Sequence[str]) -> list[tuple[Article, Verdict]]:
+        """Articles with their verdicts, in the order of `article_ids` (missing ones left out)."""
+        ...
+
+    async def also_reported(self, story_ids: Sequence[str]) -> dict[str, list[Article]]:
+        """Other articles of each story (the later reports), oldest first."""
+        ...
+
+    async def seen_at(self, article_ids: Sequence[str]) -> dict[str, datetime]:
+        """When each article first appeared."""
+        ...
+
+
 class Ledger:
     """The outbox's rows: owe, claim under a lease, and record what became of each send."""
 
-    def __init__(self, engine: AsyncEngine, catalog: Catalog) -> None:
+    def __init__(self, engine: AsyncEngine, catalog: Articles) -> None:
         # The catalog holds the articles a row refers to: composing a post reads them.
         self.engine, self.catalog = engine, catalog
 

@@ -1,4 +1,4 @@
-"""Plain data that flows through newsbot: articles, verdicts, digests, questions and answers.
+"""Plain data that flows through newsbot: articles, verdicts, digests, answers, delivery states.
 
 This module imports nothing of ours and does no I/O; every other module speaks in these types.
 """
@@ -229,3 +229,28 @@ class Preferences:
     countries: tuple[str, ...] = ()
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
+
+
+class DeliveryKind(StrEnum):
+    """What a ledger row owes (stored as its value)."""
+
+    ALERT = "alert"
+    DIGEST = "digest"
+    NOTICE = "notice"
+
+
+class DeliveryStatus(StrEnum):
+    """Where a ledger row stands (stored as its value)."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    # The chat unsubscribed (or moved onto an id that was owed the same) before it went out.
+    CANCELLED = "cancelled"
+
+
+# States that need no more sending.
+FINISHED = (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.CANCELLED)
+# States of rows still owed.
+OWED = (DeliveryStatus.PENDING, DeliveryStatus.SENDING)

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from bot.chat import ChatAdapter, DeliveryError
-from bot.ledger import AlertOwed, Delivery, DeliveryKind, Lease, Ledger
+from bot.ledger import AlertOwed, Delivery, Lease, Ledger
 from bot.metrics import METRICS
-from bot.models import ChatRef, Post
+from bot.models import ChatRef, DeliveryKind, Post
 from bot.pacing import JITTER, PLATFORM_LIMITS, Limits, Pacer
 from bot.ratelimit import SharedLimit, platform_gap
 from bot.subscriptions import Subscriptions

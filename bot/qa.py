@@ -29,6 +29,7 @@ from bot.extract import (
 )
 from bot.models import Answer, Article, SourceRef
 from bot.question import (
+    Group,
     Question,
     asked_place_kind,
     inflection_stems,
@@ -37,7 +38,7 @@ from bot.question import (
     units,
 )
 from bot.question import analyse as analyse_question
-from bot.search import Group, MemoryIndex, article_lang
+from bot.search import MemoryIndex, article_lang
 from bot.search import Retrieval as Retrieval  # re-exported: what callers pass to answer()
 
 # The in-memory index under its old name (tests, the console, one-off batches).

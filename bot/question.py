@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from bot import dictionary, lemmas
 from bot.extract import (
@@ -25,10 +25,25 @@ from bot.extract import (
     lexicon,
     skeleton,
 )
-from bot.search import Group
 
-if TYPE_CHECKING:
-    from bot.search import Retrieval
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """One question word and everything it may appear as in an article (lemmas, translations)."""
+
+    surface: str
+    keys: frozenset[str]
+    weight: float
+    entity: bool = False
+    place: bool = False
+
+
+class Frequencies(Protocol):
+    """What weighing a question's words needs from an index (every bot.search index has it)."""
+
+    def idfs(self, keys: Iterable[str]) -> dict[str, float]:
+        """Inverse document frequencies of several keys at once."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +236,7 @@ def _gazetteer_hit(words: list[str], i: int) -> tuple[int, int] | None:
     return None
 
 
-def analyse(question: str, index: Retrieval | None = None) -> Question:
+def analyse(question: str, index: Frequencies | None = None) -> Question:
     """Find a question's language, answer type and keyword groups (translated to all languages)."""
     lang = question_lang(question)
     data = lang_data(lang)
@@ -433,7 +448,7 @@ def _is_entity_word(word: str, position: int, lang: str) -> bool:
     return not _translations(key_of(word.lower(), lang), lang)
 
 
-def _weighted(groups: list[Group], index: Retrieval) -> list[Group]:
+def _weighted(groups: list[Group], index: Frequencies) -> list[Group]:
     """Rare words tell more than common ones: an IDF weight, squashed into 0.3..2.
 
     A group weighs what its most common alias weighs: a concept is as common as its most

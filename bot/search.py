@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.extract import FALLBACK_LANG, Sentence, analyse_article, index_keys, languages
 from bot.models import Article
+from bot.question import Group, analyse
 from bot.text import sentences
 
 # BM25 parameters; b is low because the store mixes 40-word feed items with 500-word articles,
@@ -47,17 +48,6 @@ COMMON_IDF = math.log(1 + 9.5 / 1.5)
 STATS_SECONDS = 30.0
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Group:
-    """One question word and everything it may appear as in an article (lemmas, translations)."""
-
-    surface: str
-    keys: frozenset[str]
-    weight: float
-    entity: bool = False
-    place: bool = False
 
 
 class Retrieval(Protocol):
@@ -225,8 +215,6 @@ class MemoryIndex:
 
     def search(self, query: str, k: int = 5) -> list[tuple[Article, float]]:
         """The k best articles for a query (a question or keywords), best first."""
-        from bot.question import analyse  # analysis builds on this module's Group
-
         return self.search_groups(analyse(query, self).groups, k)
 
     def search_groups(self, groups: Iterable[Group], k: int = 5) -> list[tuple[Article, float]]:
@@ -515,8 +503,6 @@ class StoreIndex:
 
     def search(self, query: str, k: int = 5) -> list[tuple[Article, float]]:
         """The k best articles for a query (a question or keywords), best first."""
-        from bot.question import analyse  # analysis builds on this module's Group
-
         return self.search_groups(analyse(query, self).groups, k)
 
     def search_groups(self, groups: Iterable[Group], k: int = 5) -> list[tuple[Article, float]]:

@@ -1,14 +1,14 @@
 """The opened database: one engine, migrated, and the repositories over it.
 
-`catalog`, `subscriptions`, `sources` and `ledger` share the engine; the wiring (the app, the
-CLI, export/import) opens the store and hands the repositories on.
+`catalog`, `subscriptions`, `sources` and `ledger` share the engine. Only the wiring (the app,
+and the CLI's commands) opens the store; it hands each consumer just the repositories (or the
+engine) that consumer uses, never the store itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -44,7 +44,3 @@ class Store:
     async def migrate(self) -> int:
         """Apply pending schema upgrades; return the schema version now in force."""
         return await db.migrate(self.engine, schema.MIGRATIONS, schema.schema_version)
-
-    async def prune(self, before: datetime) -> tuple[int, int]:
-        """Delete articles first seen and deliveries finished before `before`; return the counts."""
-        return await self.catalog.prune(before), await self.ledger.prune(before)

@@ -13,8 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.db import aware, utcnow
-from bot.ledger import OWED, DeliveryStatus
-from bot.models import ChatRef, Preferences
+from bot.models import OWED, ChatRef, DeliveryStatus, Preferences
 from bot.schema import deliveries, subscriptions
 
 

@@ -8,11 +8,10 @@ from datetime import datetime
 from typing import Any, TextIO
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot import db, schema, search
 from bot.catalog import article_from_row
-from bot.store import Store
 
 FORMAT = "newsbot-export"
 FORMAT_VERSION = 1
@@ -44,9 +43,9 @@ def _decoder(table: sa.Table) -> dict[str, bool]:
     }
 
 
-async def export_rows(store: Store) -> AsyncIterator[dict[str, Any]]:
+async def export_rows(engine: AsyncEngine) -> AsyncIterator[dict[str, Any]]:
     """The header line, then one record per row of every table."""
-    async with store.engine.connect() as conn:
+    async with engine.connect() as conn:
         version = (
             await conn.execute(sa.select(sa.func.max(schema.schema_version.c.version)))
         ).scalar()
@@ -61,10 +60,10 @@ async def export_rows(store: Store) -> AsyncIterator[dict[str, Any]]:
                 }
 
 
-async def export(store: Store, out: TextIO) -> dict[str, int]:
+async def export(engine: AsyncEngine, out: TextIO) -> dict[str, int]:
     """Write the whole database to `out`; rows written per table."""
     counts: dict[str, int] = {}
-    async for record in export_rows(store):
+    async for record in export_rows(engine):
         if "table" in record:
             counts[record["table"]] = counts.get(record["table"], 0) + 1
         out.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -134,13 +133,13 @@ def read_records(lines: Iterable[str], where: str) -> Iterator[tuple[str, dict[s
 
 
 async def import_rows(
-    store: Store, records: Iterable[tuple[str, dict[str, Any]]]
+    engine: AsyncEngine, records: Iterable[tuple[str, dict[str, Any]]]
 ) -> dict[str, int]:
     """Insert exported rows into an empty database in one transaction; rows per table."""
     by_name = {table.name: table for table in tables()}
     timestamps = {name: _decoder(table) for name, table in by_name.items()}
     counts: dict[str, int] = {}
-    async with store.engine.begin() as conn:
+    async with engine.begin() as conn:
         for table in by_name.values():
             if (await conn.execute(sa.select(sa.func.count()).select_from(table))).scalar():
                 raise TransferError(

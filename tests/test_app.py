@@ -23,6 +23,7 @@ from bot.store import Store
 from bot.subscriptions import Subscription
 
 from .conftest import ROOT, SEED
+from .repos import repositories, routing
 
 CHAT = ChatRef("console", "local")
 
@@ -69,12 +70,12 @@ async def test_folder_scan_ingests_new_files_once_and_alerts(
     outbox = Outbox(store.ledger, store.subscriptions, {"console": chat})
     index = qa.Index.build([])
     source, state = app.folder_source(settings), FolderState()
-    await app.scan_folder(source, store, state, index, outbox)
+    await app.scan_folder(source, *routing(store), state, index, outbox)
     assert await store.catalog.count_articles() == 0
     began = time.monotonic()
     shutil.copy2(SEED, folder)  # keeps the seed's old mtime: settled, read at once
-    await app.scan_folder(source, store, state, index, outbox)
-    await app.scan_folder(source, store, state, index, outbox)
+    await app.scan_folder(source, *routing(store), state, index, outbox)
+    await app.scan_folder(source, *routing(store), state, index, outbox)
     await outbox.drain()
     assert await store.catalog.count_articles() == 1
     alerts = [post for _, post in chat.sent if isinstance(post, Alert)]
@@ -185,7 +186,9 @@ async def test_a_change_resyncs_only_its_own_job(
     scheduler = AsyncIOScheduler()
     outbox = Outbox(store.ledger, store.subscriptions, {"telegram": FakeChat()})
     async with httpx.AsyncClient() as client:
-        jobs = app.Jobs(scheduler, store, settings, client, qa.Index.build([]), outbox)
+        jobs = app.Jobs(
+            scheduler, *repositories(store), settings, client, qa.Index.build([]), outbox
+        )
         await jobs.sync()
         assert len(scheduler.get_jobs()) == 2000
         full_reads = 0
@@ -242,7 +245,7 @@ async def test_nightly_retrain_waits_for_enough_new_judgements(
         update={"feedback_model": model_path, "retrain_min_judgements": 20}
     )
     configured = settings.model_copy(update={"classifier": classifier})
-    assert await app.retrain_job(store, settings) == "off"  # no model path configured
+    assert await app.retrain_job(store.catalog, settings) == "off"  # no model path configured
     batch = [
         Article(f"w{i}", f"Air strikes hit town {i}", "Fighting and shelling.", "en")
         for i in range(12)
@@ -253,17 +256,17 @@ async def test_nightly_retrain_waits_for_enough_new_judgements(
     await store.catalog.add_articles(batch)
     for article in batch[:10]:
         await store.catalog.add_feedback(article.id, ChatRef("test", "c"), "u", True)
-    assert await app.retrain_job(store, configured) == "waiting: 10 new judgements of 20"
+    assert await app.retrain_job(store.catalog, configured) == "waiting: 10 new judgements of 20"
     assert not model_path.exists()
     for article in batch:
         await store.catalog.add_feedback(
             article.id, ChatRef("test", "c"), "u", article.id[0] == "w"
         )
-    assert await app.retrain_job(store, configured) == "re-trained on 24 judgements"
+    assert await app.retrain_job(store.catalog, configured) == "re-trained on 24 judgements"
     model = FeedbackModel.load(model_path)
     assert model.n_examples == 24 and model.n_positive == 12
     # Nothing new since the model was written: it is left alone.
-    assert (await app.retrain_job(store, configured)).startswith("waiting: 0 new")
+    assert (await app.retrain_job(store.catalog, configured)).startswith("waiting: 0 new")
 
 
 @pytest.mark.reliability

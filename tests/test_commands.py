@@ -11,6 +11,7 @@ from bot.conversation import Conversation
 from bot.store import Store
 
 from .conftest import ROOT
+from .repos import repositories
 
 
 def test_names_and_aliases_are_unique_and_found() -> None:
@@ -30,7 +31,7 @@ def test_access_rules() -> None:
 
 
 async def test_every_command_has_its_handler(store: Store, settings: Settings) -> None:
-    conversation = Conversation(store, qa.Index.build([]), settings)
+    conversation = Conversation(*repositories(store), qa.Index.build([]), settings)
     assert set(conversation.handlers) == {c.name for c in COMMANDS}
     assert all(callable(h) for h in conversation.handlers.values())
 

@@ -20,6 +20,7 @@ from bot.models import (
 from bot.store import Store
 
 from .conftest import SEED
+from .repos import repositories
 
 # The store these tests drive is SQLite in one run and PostgreSQL in the other.
 pytestmark = pytest.mark.both_databases
@@ -38,8 +39,10 @@ class Clock:
 @pytest.fixture
 async def conversation(store: Store, settings: Settings) -> Conversation:
     index = qa.Index.build([])
-    await jobs.ingest([SEED], store, thresholds=Thresholds(), index=index)
-    return Conversation(store, index, settings, clock=lambda: datetime(2026, 1, 1, tzinfo=UTC))
+    await jobs.ingest([SEED], store.catalog, thresholds=Thresholds(), index=index)
+    return Conversation(
+        *repositories(store), index, settings, clock=lambda: datetime(2026, 1, 1, tzinfo=UTC)
+    )
 
 
 def msg(text: str, **kwargs: object) -> Inbound:
@@ -99,7 +102,7 @@ async def test_question_is_answered_with_source(conversation: Conversation) -> N
 
 
 async def test_reply_to_an_article_scopes_the_question(conversation: Conversation) -> None:
-    [seed] = await conversation.store.catalog.all_articles()
+    [seed] = await conversation.catalog.all_articles()
     [answer] = await conversation.handle(msg("who attends from Germany?", reply_to_article=seed.id))
     assert isinstance(answer, Answer) and answer.sources[0].id == seed.id
 
@@ -115,7 +118,7 @@ async def test_questions_are_rate_limited_per_user(store: Store, settings: Setti
     limited = Settings.model_validate(
         {**settings.model_dump(), "chat": {"questions_per_minute": 2}}
     )
-    conversation = Conversation(store, qa.Index.build([]), limited, rate_clock=clock)
+    conversation = Conversation(*repositories(store), qa.Index.build([]), limited, rate_clock=clock)
     for _ in range(2):
         [reply] = await conversation.handle(msg("who?"))
         assert isinstance(reply, Answer)
@@ -186,7 +189,7 @@ async def test_sources_add_list_remove_with_checks_and_quota(
             raise ValueError("127.0.0.1 is a loopback address")
 
     limited = Settings.model_validate({**settings.model_dump(), "sources": {"max_per_chat": 1}})
-    conversation = Conversation(store, qa.Index.build([]), limited, check_url=check)
+    conversation = Conversation(*repositories(store), qa.Index.build([]), limited, check_url=check)
     [reply] = await conversation.handle(msg("/sources add http://127.0.0.1/feed"))
     assert isinstance(reply, Notice) and "loopback" in reply.text
     [reply] = await conversation.handle(msg("/sources add https://news.example/rss Wire"))
@@ -237,7 +240,7 @@ async def test_sources_are_scoped_to_the_chat_that_added_them(
         )
     )
     alice, bob = ChatRef("telegram", "1"), ChatRef("slack", "C2")
-    conversation = Conversation(store, qa.Index.build([]), settings)
+    conversation = Conversation(*repositories(store), qa.Index.build([]), settings)
     [added] = await conversation.handle(
         chat_msg(alice, "/sources add https://user:pw@news.example/feed?token=abc#top Mine")
     )
@@ -286,7 +289,7 @@ async def test_a_thousand_feeds_meet_the_quota_and_the_command_rate_limit(
         }
     )
     conversation = Conversation(
-        store, qa.Index.build([]), limited, rate_clock=clock, check_url=check
+        *repositories(store), qa.Index.build([]), limited, rate_clock=clock, check_url=check
     )
     replies = []
     for n in range(1000):
@@ -338,7 +341,9 @@ async def test_each_change_names_what_changed(store: Store, settings: Settings) 
     async def changed(what: Change) -> None:
         changes.append(what)
 
-    conversation = Conversation(store, qa.Index.build([]), settings, on_change=changed)
+    conversation = Conversation(
+        *repositories(store), qa.Index.build([]), settings, on_change=changed
+    )
     await conversation.handle(msg("/subscribe"))
     await conversation.handle(msg("/settings digest every 6"))
     await conversation.handle(msg("/sources add https://news.example/rss"))
@@ -445,12 +450,12 @@ async def test_questions_never_cite_another_chats_own_feed(
     store: Store, settings: Settings
 ) -> None:
     index = qa.Index.build([])
-    report = await jobs.ingest([SEED], store, thresholds=Thresholds())
+    report = await jobs.ingest([SEED], store.catalog, thresholds=Thresholds())
     [(seed, _)] = report.changed
     # The seed article as one chat's own feed brought it.
     index.add(dataclasses.replace(seed, source="https://own.example/rss"), 0.9)
     await store.sources.add("https://own.example/rss", added_by="test:owner")
-    conversation = Conversation(store, index, settings)
+    conversation = Conversation(*repositories(store), index, settings)
     owner, other = ChatRef("test", "owner"), ChatRef("test", "other")
     [answer] = await conversation.handle(Inbound(owner, "who attends from Germany?", user="u"))
     assert isinstance(answer, Answer) and answer.text is not None and "Michaelis" in answer.text

@@ -21,6 +21,7 @@ from bot.store import Store
 
 from .conftest import SEED
 from .fakes import VirtualClock
+from .repos import routing
 
 CHAT = ChatRef("console", "local")
 SETTLE = 2.0
@@ -97,15 +98,15 @@ async def test_half_written_file_is_read_only_once_settled(
     assert classify(Article("x", "", first, "de")).level is Level.ALERT  # the half alerts too
     write(path, first, clock())
     await clock.advance(0.5)
-    report = await folder.scan(source, store, state)
+    report = await folder.scan(source, *routing(store), state)
     assert report.ingest.counts.new == 0 and report.wait == pytest.approx(1.6, abs=0.01)
     await clock.advance(1.5)
     write(path, second, clock(), mode="a")
     await clock.advance(0.3)
-    assert (await folder.scan(source, store, state)).ingest.counts.new == 0
+    assert (await folder.scan(source, *routing(store), state)).ingest.counts.new == 0
     assert await store.catalog.count_articles() == 0
     await clock.advance(SETTLE)
-    report = await folder.scan(source, store, state)
+    report = await folder.scan(source, *routing(store), state)
     assert report.ingest.counts.new == 1 and report.wait is None
     stored = await store.catalog.get_article("aleppo.txt")
     assert stored is not None and stored.text.endswith("in den Osten der Stadt vor.")
@@ -121,9 +122,9 @@ async def test_edited_file_updates_its_article_without_a_second_alert(
     source = source_of(settings, clock)
     path = settings.articles.folder / "aleppo.txt"
     write(path, WAR, clock() - 10)
-    assert (await folder.scan(source, store, state)).ingest.counts.new == 1
+    assert (await folder.scan(source, *routing(store), state)).ingest.counts.new == 1
     write(path, "\nDie Kämpfe dauerten am Abend an.", clock() - 5, mode="a")
-    report = await folder.scan(source, store, state)
+    report = await folder.scan(source, *routing(store), state)
     assert (report.ingest.counts.new, report.ingest.counts.updated) == (0, 1)
     assert await store.catalog.count_articles() == 1
     stored = await store.catalog.get_article("aleppo.txt")
@@ -132,7 +133,7 @@ async def test_edited_file_updates_its_article_without_a_second_alert(
     assert verdict.score == classify(stored).score  # re-classified
     assert len(await alerts(store)) == 1
     # Nothing changed: nothing is read again.
-    assert (await folder.scan(source, store, state)).ingest.read == 0
+    assert (await folder.scan(source, *routing(store), state)).ingest.read == 0
 
 
 async def test_edit_that_newly_crosses_the_threshold_alerts_once(
@@ -143,12 +144,12 @@ async def test_edit_that_newly_crosses_the_threshold_alerts_once(
     source = source_of(settings, clock)
     path = settings.articles.folder / "news.txt"
     write(path, CALM, clock() - 30)
-    await folder.scan(source, store, state)
+    await folder.scan(source, *routing(store), state)
     assert await alerts(store) == []
     write(path, WAR, clock() - 20)
-    await folder.scan(source, store, state)
+    await folder.scan(source, *routing(store), state)
     write(path, WAR + "\nAuch am Dienstag gab es Gefechte.", clock() - 10)
-    await folder.scan(source, store, state)
+    await folder.scan(source, *routing(store), state)
     [alert] = await alerts(store)
     assert alert["key"] == "news.txt"
     assert await store.catalog.count_articles() == 1
@@ -192,7 +193,7 @@ async def test_locked_database_and_poison_file_leave_no_good_file_unread(
     locker = sqlite3.connect(db_path)
     locker.execute("BEGIN EXCLUSIVE")
     try:
-        report = await folder.scan(source, store, state, index=index)
+        report = await folder.scan(source, *routing(store), state, index=index)
     finally:
         locker.rollback()
         locker.close()
@@ -201,14 +202,14 @@ async def test_locked_database_and_poison_file_leave_no_good_file_unread(
     assert poison.where.endswith("deep.json") and poison.reason == "JSON nested too deeply"
     assert await store.catalog.count_articles() == 0
 
-    report = await folder.scan(source, store, state, index=index)
+    report = await folder.scan(source, *routing(store), state, index=index)
     assert report.failed == [] and report.ingest.rejected == []  # the poison is not re-read
     assert report.ingest.counts.new == 1
     assert await store.catalog.get_article("good.txt") is not None
     assert index.get("good.txt") is not None
     [alert] = await alerts(store)
     assert alert["key"] == "good.txt"
-    assert (await folder.scan(source, store, state, index=index)).ingest.read == 0
+    assert (await folder.scan(source, *routing(store), state, index=index)).ingest.read == 0
 
 
 async def test_deleted_file_is_forgotten_and_a_new_one_there_is_read(
@@ -218,13 +219,13 @@ async def test_deleted_file_is_forgotten_and_a_new_one_there_is_read(
     source = source_of(settings, clock)
     path = settings.articles.folder / "a.txt"
     write(path, CALM, clock() - 30)
-    await folder.scan(source, store, state)
+    await folder.scan(source, *routing(store), state)
     path.unlink()
-    await folder.scan(source, store, state)
+    await folder.scan(source, *routing(store), state)
     assert state.done == {}
     write(path, WAR, clock() - 20)
     # The deleted file's article went with it: the new file is a new article.
-    assert (await folder.scan(source, store, state)).ingest.counts.new == 1
+    assert (await folder.scan(source, *routing(store), state)).ingest.counts.new == 1
 
 
 async def test_a_scan_logs_plain_counts_naming_each_rejected_file(
@@ -236,7 +237,7 @@ async def test_a_scan_logs_plain_counts_naming_each_rejected_file(
     source = source_of(settings, clock)
     write(settings.articles.folder / "a.txt", WAR, clock() - 30)
     write(settings.articles.folder / "empty.txt", "", clock() - 30)
-    await folder.scan(source, store, state)
+    await folder.scan(source, *routing(store), state)
     lines = [r.getMessage() for r in caplog.records if r.name == "bot.folder"]
     assert any("rejected" in line and "empty.txt" in line for line in lines), lines
     [summary] = [line for line in lines if line.startswith("folder: ")]
@@ -258,12 +259,12 @@ async def test_deleted_and_renamed_files_take_their_articles_with_them(
     write(
         calm, json.dumps({"text": CALM}) + "\n" + json.dumps({"text": WAR + " Mehr."}), clock() - 30
     )
-    await folder.scan(source, store, state)
+    await folder.scan(source, *routing(store), state)
     assert await store.catalog.count_articles() == 3
     renamed = settings.articles.folder / "kabul-renamed.txt"
     kabul.rename(renamed)
     calm.unlink()
-    await folder.scan(source, store, state)
+    await folder.scan(source, *routing(store), state)
     assert await store.catalog.get_article("kabul.txt") is None
     assert await store.catalog.get_article("linz.jsonl#0") is None
     moved = await store.catalog.get_article("kabul-renamed.txt")
@@ -282,9 +283,9 @@ async def test_files_deleted_while_stopped_are_removed_at_the_next_start(
     path = settings.articles.folder / "a.txt"
     write(path, WAR, clock() - 30)
     write(settings.articles.folder / "b.txt", CALM, clock() - 30)
-    await folder.scan(source, store, folder.FolderState())
+    await folder.scan(source, *routing(store), folder.FolderState())
     path.unlink()  # while no newsbot runs
-    await folder.scan(source, store, folder.FolderState())  # a new process: a fresh state
+    await folder.scan(source, *routing(store), folder.FolderState())  # a new process: a fresh state
     assert await store.catalog.get_article("a.txt") is None
     assert await store.catalog.get_article("b.txt") is not None
 
@@ -294,7 +295,7 @@ async def test_a_missing_folder_removes_nothing(
 ) -> None:
     """An unmounted share must not empty the store."""
     write(settings.articles.folder / "a.txt", WAR, clock() - 30)
-    await folder.scan(source_of(settings, clock), store, folder.FolderState())
+    await folder.scan(source_of(settings, clock), *routing(store), folder.FolderState())
     gone = folder.FolderSource(tmp_path / "unmounted", Thresholds(), settle=SETTLE, clock=clock)
-    await folder.scan(gone, store, folder.FolderState())
+    await folder.scan(gone, *routing(store), folder.FolderState())
     assert await store.catalog.get_article("a.txt") is not None

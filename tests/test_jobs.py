@@ -39,6 +39,7 @@ from bot.store import Store
 from .conftest import SEED
 from .feedfakes import BADINPUT
 from .feedserver import FeedServer
+from .repos import repositories, routing
 
 # The store these tests drive is SQLite in one run and PostgreSQL in the other.
 pytestmark = pytest.mark.both_databases
@@ -57,10 +58,10 @@ def verdict(article_id: str, score: float = 0.95, topics: tuple[str, ...] = ("Sy
 
 async def test_ingest_reports_counts_and_rejections(store: Store, tmp_path: Path) -> None:
     (tmp_path / "empty.txt").write_text("")
-    report = await jobs.ingest([SEED, tmp_path], store, thresholds=Thresholds())
+    report = await jobs.ingest([SEED, tmp_path], store.catalog, thresholds=Thresholds())
     assert report.counts.new == 1 and len(report.rejected) == 1
     assert report.changed[0][1].conflict is True
-    again = await jobs.ingest([SEED], store, thresholds=Thresholds())
+    again = await jobs.ingest([SEED], store.catalog, thresholds=Thresholds())
     assert again.counts.duplicate == 1 and again.changed == []
 
 
@@ -75,12 +76,15 @@ async def test_route_alerts_each_story_once_per_chat(store: Store) -> None:
     )
     await store.catalog.add_articles([a, b])
     owed = await jobs.route(
-        [(a, verdict("a")), (b, verdict("b"))], store, None, alert_threshold=0.8, now=NOW
+        [(a, verdict("a")), (b, verdict("b"))], *routing(store), None, alert_threshold=0.8, now=NOW
     )
     assert owed == 1
     assert await store.catalog.story_ids(["a", "b"]) == {"a": "a", "b": "a"}
     # Re-ingest from another source later: still no second alert.
-    assert await jobs.route([(b, verdict("b"))], store, None, alert_threshold=0.8, now=NOW) == 0
+    assert (
+        await jobs.route([(b, verdict("b"))], *routing(store), None, alert_threshold=0.8, now=NOW)
+        == 0
+    )
 
 
 async def test_route_respects_threshold_filters_and_quiet_hours(store: Store) -> None:
@@ -91,11 +95,15 @@ async def test_route_respects_threshold_filters_and_quiet_hours(store: Store) ->
     article = Article("a", "Rebels shell Aleppo", "Fighting in Aleppo.", "en")
     await store.catalog.add_articles([article])
     night = datetime(2026, 1, 10, 23, 30, tzinfo=UTC)
-    await jobs.route([(article, verdict("a", 0.85))], store, None, alert_threshold=0.8, now=night)
+    await jobs.route(
+        [(article, verdict("a", 0.85))], *routing(store), None, alert_threshold=0.8, now=night
+    )
     assert (
         await store.ledger.deliveries() == []
     )  # below chat 1's threshold, wrong country for chat 2
-    await jobs.route([(article, verdict("a", 0.95))], store, None, alert_threshold=0.8, now=night)
+    await jobs.route(
+        [(article, verdict("a", 0.95))], *routing(store), None, alert_threshold=0.8, now=night
+    )
     [row] = await store.ledger.deliveries()
     assert row["chat_id"] == "1"
     held = row["next_attempt_at"].replace(tzinfo=UTC)
@@ -134,7 +142,9 @@ async def test_the_story_index_is_loaded_once_and_kept_across_passes(store: Stor
         article = report(f"r{n}", f"on day {n}")
         await counting.catalog.add_articles([article], seen_at=NOW + timedelta(minutes=n))
         now = NOW + timedelta(minutes=n)
-        await jobs.route([(article, verdict(article.id))], counting, None, now=now, **kwargs)
+        await jobs.route(
+            [(article, verdict(article.id))], *routing(counting), None, now=now, **kwargs
+        )
     # Loaded from the store once (the stored earlier report; the pass's own article left out),
     # then kept: every later report joins the earlier story without reading the store again.
     assert catalog.loads == [2]
@@ -154,7 +164,7 @@ async def test_the_story_index_forgets_reports_older_than_the_window(store: Stor
         await store.catalog.add_articles([article], seen_at=when)
         await jobs.route(
             [(article, verdict(article.id))],
-            store,
+            *routing(store),
             None,
             alert_threshold=0.8,
             now=when,
@@ -180,7 +190,7 @@ async def test_a_full_story_index_drops_its_oldest_slices(store: Store) -> None:
         await store.catalog.add_articles([article], seen_at=when)
         await jobs.route(
             [(article, verdict(article.id))],
-            store,
+            *routing(store),
             None,
             alert_threshold=0.8,
             now=when,
@@ -197,16 +207,22 @@ async def test_a_reset_index_rebuilds_what_another_instance_routed(store: Store)
     kwargs: dict[str, Any] = {"alert_threshold": 0.8}
     mine = report("mine", "at dawn")
     await store.catalog.add_articles([mine], seen_at=NOW)
-    await jobs.route([(mine, verdict("mine"))], store, None, now=NOW, stories=ours, **kwargs)
+    await jobs.route(
+        [(mine, verdict("mine"))], *routing(store), None, now=NOW, stories=ours, **kwargs
+    )
     # The other instance led meanwhile and routed the first report of another event.
     other = Article("x", "Earthquake shakes Lima overnight", "A strong quake hit Lima, Peru.", "en")
     await store.catalog.add_articles([other], seen_at=NOW + timedelta(minutes=1))
-    await jobs.route([(other, verdict("x"))], store, None, now=NOW, stories=theirs, **kwargs)
+    await jobs.route(
+        [(other, verdict("x"))], *routing(store), None, now=NOW, stories=theirs, **kwargs
+    )
     ours.reset()  # this instance leads again
     again = dataclasses.replace(other, id="y", text="A strong quake hit Lima, Peru, at night.")
     await store.catalog.add_articles([again], seen_at=NOW + timedelta(minutes=2))
     later = NOW + timedelta(minutes=2)
-    await jobs.route([(again, verdict("y"))], store, None, now=later, stories=ours, **kwargs)
+    await jobs.route(
+        [(again, verdict("y"))], *routing(store), None, now=later, stories=ours, **kwargs
+    )
     assert await store.catalog.story_ids(["mine", "x", "y"]) == {"mine": "mine", "x": "x", "y": "x"}
     assert len(ours) == 3
 
@@ -217,14 +233,14 @@ async def test_an_index_not_kept_sees_what_another_instance_routed(store: Store)
     kwargs: dict[str, Any] = {"alert_threshold": 0.8, "now": NOW}
     mine = report("mine", "at dawn")
     await store.catalog.add_articles([mine], seen_at=NOW)
-    await jobs.route([(mine, verdict("mine"))], store, None, stories=follower, **kwargs)
+    await jobs.route([(mine, verdict("mine"))], *routing(store), None, stories=follower, **kwargs)
     assert len(follower) == 0  # nothing kept between passes
     other = Article("x", "Earthquake shakes Lima overnight", "A strong quake hit Lima, Peru.", "en")
     await store.catalog.add_articles([other], seen_at=NOW + timedelta(minutes=1))
-    await jobs.route([(other, verdict("x"))], store, None, stories=leader, **kwargs)
+    await jobs.route([(other, verdict("x"))], *routing(store), None, stories=leader, **kwargs)
     again = dataclasses.replace(other, id="y", text="A strong quake hit Lima, Peru, at night.")
     await store.catalog.add_articles([again], seen_at=NOW + timedelta(minutes=2))
-    await jobs.route([(again, verdict("y"))], store, None, stories=follower, **kwargs)
+    await jobs.route([(again, verdict("y"))], *routing(store), None, stories=follower, **kwargs)
     assert await store.catalog.story_ids(["x", "y"]) == {"x": "x", "y": "x"}
 
 
@@ -252,8 +268,12 @@ async def test_digest_is_owed_once_per_slot_even_after_downtime(store: Store) ->
     await store.catalog.save_verdicts([verdict("a")])
     kwargs: dict[str, Any] = {"digest_threshold": 0.5, "max_items": 20, "empty_message": False}
     # Down across two slots (28th and 29th, 07:00 Berlin): one catch-up for the latest slot.
-    assert await jobs.digest_due(store, None, sub.id, now=NOW + timedelta(hours=1), **kwargs)
-    assert not await jobs.digest_due(store, None, sub.id, now=NOW + timedelta(hours=2), **kwargs)
+    assert await jobs.digest_due(
+        *routing(store), None, sub.id, now=NOW + timedelta(hours=1), **kwargs
+    )
+    assert not await jobs.digest_due(
+        *routing(store), None, sub.id, now=NOW + timedelta(hours=2), **kwargs
+    )
     rows = await store.ledger.deliveries()
     assert [(r["kind"], r["key"]) for r in rows] == [("digest", "2026-03-29T07:00:00+02:00")]
     # Too old to catch up: nothing.
@@ -263,7 +283,7 @@ async def test_digest_is_owed_once_per_slot_even_after_downtime(store: Store) ->
     assert sub2 is not None
     late = NOW + timedelta(hours=10)
     assert not await jobs.digest_due(
-        store, None, sub2.id, now=late, grace=timedelta(hours=6), **kwargs
+        *routing(store), None, sub2.id, now=late, grace=timedelta(hours=6), **kwargs
     )
 
 
@@ -273,9 +293,13 @@ async def test_empty_digest_sends_nothing_unless_configured(store: Store) -> Non
     [sub] = await store.subscriptions.active()
     now = sub.created_at + timedelta(hours=2)
     kwargs: dict[str, Any] = {"digest_threshold": 0.5, "max_items": 20}
-    assert not await jobs.digest_due(store, None, sub.id, now=now, empty_message=False, **kwargs)
+    assert not await jobs.digest_due(
+        *routing(store), None, sub.id, now=now, empty_message=False, **kwargs
+    )
     later = now + timedelta(hours=1)
-    assert await jobs.digest_due(store, None, sub.id, now=later, empty_message=True, **kwargs)
+    assert await jobs.digest_due(
+        *routing(store), None, sub.id, now=later, empty_message=True, **kwargs
+    )
     [row] = await store.ledger.deliveries()
     assert row["kind"] == "notice" and "Keine neuen" in row["payload"]
 
@@ -300,10 +324,10 @@ async def test_poll_feed_stores_classifies_routes_and_honours_304(store: Store) 
             "allow_private": True,
             "thresholds": Thresholds(0.5, 0.3),
         }
-        first = await jobs.poll_feed(client, store, source.id, now=NOW, **args)
+        first = await jobs.poll_feed(client, *repositories(store), source.id, now=NOW, **args)
         assert first.counts.new == 1 and first.changed[0][1].conflict
         later = NOW + timedelta(minutes=10)
-        second = await jobs.poll_feed(client, store, source.id, now=later, **args)
+        second = await jobs.poll_feed(client, *repositories(store), source.id, now=later, **args)
         assert second.counts.new == 0
     assert requests[1].headers["if-none-match"] == '"v1"'
     [row] = await store.ledger.deliveries()
@@ -324,12 +348,14 @@ async def test_poll_feed_keeps_errors_as_data_and_backs_off(store: Store) -> Non
             "allow_private": True,
             "thresholds": Thresholds(),
         }
-        await jobs.poll_feed(client, store, source.id, now=NOW, **args)
+        await jobs.poll_feed(client, *repositories(store), source.id, now=NOW, **args)
         [feed] = await store.sources.active()
         assert feed.state.failures == 1 and feed.state.last_error and "503" in feed.state.last_error
         assert feed.state.next_attempt is not None and feed.state.next_attempt > NOW
         # Polled again before the back-off ends: not fetched at all.
-        await jobs.poll_feed(client, store, source.id, now=NOW + timedelta(seconds=1), **args)
+        await jobs.poll_feed(
+            client, *repositories(store), source.id, now=NOW + timedelta(seconds=1), **args
+        )
         [feed] = await store.sources.active()
         assert feed.state.failures == 1
 
@@ -357,7 +383,7 @@ async def test_a_feed_host_that_never_answers_ends_at_the_deadline(store: Store)
             started = time.perf_counter()
             report = await jobs.poll_feed(
                 client,
-                store,
+                *repositories(store),
                 source.id,
                 limits=limits,
                 allow_private=True,
@@ -389,7 +415,7 @@ async def test_teasers_are_replaced_by_the_linked_page_when_enabled(store: Store
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
         await jobs.poll_feed(
             client,
-            store,
+            *repositories(store),
             source.id,
             limits=FetchLimits(),
             allow_private=True,
@@ -459,11 +485,11 @@ async def test_validators_are_saved_only_after_the_entries_are_committed(store: 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
         restore = _disk_full(store)
         with pytest.raises(sa.exc.OperationalError, match="full"):
-            await jobs.poll_feed(client, store, source.id, now=NOW, **args)
+            await jobs.poll_feed(client, *repositories(store), source.id, now=NOW, **args)
         restore()
         [feed] = await store.sources.active()
         assert feed.state.etag is None  # not moved on: the entries were never committed
-        report = await jobs.poll_feed(client, store, source.id, now=NOW, **args)
+        report = await jobs.poll_feed(client, *repositories(store), source.id, now=NOW, **args)
     assert sent == [None, None]  # the second poll asked for the whole feed again
     assert report.counts.new == 40
     assert len(await store.catalog.all_articles()) == 40
@@ -523,7 +549,14 @@ async def test_a_hanging_page_host_never_makes_the_scheduler_skip_a_run(
             httpx.AsyncClient(transport=Split()) as client,
         ):
             await store.sources.add("http://feeds.example/rss", interval_seconds=1)
-            sync = app.Jobs(scheduler, store, settings, client, qa.Index.build([]), None)  # type: ignore[arg-type]
+            sync = app.Jobs(
+                scheduler,
+                *repositories(store),
+                settings,
+                client,
+                qa.Index.build([]),
+                None,  # type: ignore[arg-type]
+            )
             await sync.sync()
             scheduler.start()
             try:
@@ -550,7 +583,7 @@ async def _poll_all(
             *(
                 jobs.poll_feed(
                     client,
-                    store,
+                    *repositories(store),
                     source_id,
                     limits=limits,
                     allow_private=True,
@@ -650,7 +683,7 @@ async def test_the_bad_input_corpus_is_stored_or_quarantined(
         for source in await store.sources.active():
             reports[source.url] = await jobs.poll_feed(
                 client,
-                store,
+                *repositories(store),
                 source.id,
                 limits=FetchLimits(),
                 allow_private=True,
@@ -711,7 +744,7 @@ async def test_dates_duplicates_same_story_and_empty_documents(store: Store) -> 
         reports = [
             await jobs.poll_feed(
                 client,
-                store,
+                *repositories(store),
                 s.id,
                 limits=FetchLimits(),
                 allow_private=True,
@@ -741,10 +774,12 @@ async def test_an_article_is_never_stored_without_its_verdict(
 
     monkeypatch.setattr(jobs, "classify_all", crashed)
     with pytest.raises(RuntimeError):
-        await jobs.store_and_classify([article], store, thresholds=Thresholds())
+        await jobs.store_and_classify([article], store.catalog, thresholds=Thresholds())
     monkeypatch.undo()
     # The failed ingest left nothing behind, so the next one stores and classifies it.
-    counts, classified = await jobs.store_and_classify([article], store, thresholds=Thresholds())
+    counts, classified = await jobs.store_and_classify(
+        [article], store.catalog, thresholds=Thresholds()
+    )
     assert counts.new == 1 and [a.id for a, _ in classified] == ["a"]
     assert [a.id for a, _ in await store.catalog.entries(["a"])] == ["a"]
     assert await store.catalog.unclassified() == []
@@ -759,7 +794,9 @@ async def test_articles_without_a_verdict_are_classified_and_routed_by_the_sweep
     article = Article("a", "Rebels shell Aleppo", "Heavy fighting in Aleppo killed 20.", "en")
     await store.catalog.add_articles([article])
     assert [a.id for a in await store.catalog.unclassified()] == ["a"]
-    done = await jobs.classify_unclassified(store, None, thresholds=Thresholds(0.5, 0.3), now=NOW)
+    done = await jobs.classify_unclassified(
+        *routing(store), None, thresholds=Thresholds(0.5, 0.3), now=NOW
+    )
     assert done == 1 and await store.catalog.unclassified() == []
     [(_, stored)] = await store.catalog.entries(["a"])
     assert stored.conflict
@@ -777,16 +814,16 @@ async def test_a_pruned_story_still_listed_by_its_feed_is_not_alerted_again(
 
     async def poll(now: datetime) -> int:
         _, changed = await jobs.store_and_classify(
-            [article], store, thresholds=thresholds, seen_at=now
+            [article], store.catalog, thresholds=thresholds, seen_at=now
         )
-        return await jobs.route(changed, store, None, alert_threshold=0.5, now=now)
+        return await jobs.route(changed, *routing(store), None, alert_threshold=0.5, now=now)
 
     # The ledger stamps rows with the real time, so this story happens now.
     start = datetime.now(UTC)
     assert await poll(start) == 1
     await store.ledger.mark_sent((await store.ledger.deliveries())[0]["id"], start, ["1"], 0)
     later = start + timedelta(days=31)
-    await jobs.prune(store, retention=timedelta(days=30), now=later)
+    await jobs.prune(store.catalog, store.ledger, retention=timedelta(days=30), now=later)
     assert await store.catalog.count_articles() == 0 and await store.ledger.deliveries() == []
     # The feed still lists the entry a month later: it is not news, and nobody is alerted.
     assert await poll(later) == 0
@@ -833,17 +870,29 @@ async def test_a_second_agency_reporting_the_same_event_does_not_alert_the_chat_
     )
     await store.catalog.add_articles([reuters])
     first = await jobs.route(
-        [(reuters, verdict("quake-r", topics=("Iran",)))], store, None, alert_threshold=0.8, now=NOW
+        [(reuters, verdict("quake-r", topics=("Iran",)))],
+        *routing(store),
+        None,
+        alert_threshold=0.8,
+        now=NOW,
     )
     assert first == 1
     await store.catalog.add_articles([ap])
     again = await jobs.route(
-        [(ap, verdict("quake-ap", topics=("Iran",)))], store, None, alert_threshold=0.8, now=NOW
+        [(ap, verdict("quake-ap", topics=("Iran",)))],
+        *routing(store),
+        None,
+        alert_threshold=0.8,
+        now=NOW,
     )
     assert again == 0  # the second agency's report joins the story the chat was alerted to
     await store.catalog.add_articles([other])
     owed = await jobs.route(
-        [(other, verdict("flood-ap", topics=("Iran",)))], store, None, alert_threshold=0.8, now=NOW
+        [(other, verdict("flood-ap", topics=("Iran",)))],
+        *routing(store),
+        None,
+        alert_threshold=0.8,
+        now=NOW,
     )
     assert owed == 1  # another event in the same country that day is its own alert
     assert await store.catalog.story_ids(["quake-r", "quake-ap", "flood-ap"]) == {
@@ -879,7 +928,9 @@ async def test_a_feed_a_chat_added_alerts_only_the_chats_that_own_it(
 ) -> None:
     """The reviewer's reproduction: chat 111's own feed was owed to every subscriber."""
     a, b = ChatRef("telegram", "111"), ChatRef("telegram", "222")
-    conversation = Conversation(store, qa.Index.build([]), settings, clock=lambda: NOW)
+    conversation = Conversation(
+        *repositories(store), qa.Index.build([]), settings, clock=lambda: NOW
+    )
     for chat in (a, b):
         await conversation.handle(Inbound(chat, "/subscribe", user="u"))
     server = FeedServer(behaviours={"/good": "new"}, events=EVENTS)
@@ -896,7 +947,7 @@ async def test_a_feed_a_chat_added_alerts_only_the_chats_that_own_it(
 
         async def poll(minutes: int) -> set[str]:
             report = await jobs.poll_feed(
-                client, store, feed.id, now=NOW + timedelta(minutes=minutes), **args
+                client, *repositories(store), feed.id, now=NOW + timedelta(minutes=minutes), **args
             )
             return {article.id for article, _ in report.changed}
 
@@ -974,7 +1025,7 @@ async def test_a_digest_leaves_out_other_chats_own_feeds(store: Store) -> None:
         sub = await store.subscriptions.subscription(chat)
         assert sub is not None
         now = sub.created_at + timedelta(hours=2)
-        assert await jobs.digest_due(store, None, sub.id, now=now, **kwargs)
+        assert await jobs.digest_due(*routing(store), None, sub.id, now=now, **kwargs)
     chosen = {
         row["chat_id"]: set(json.loads(row["payload"])["article_ids"])
         for row in await store.ledger.deliveries()

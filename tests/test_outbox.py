@@ -40,6 +40,7 @@ from bot.store import Store
 from .conftest import POSTGRES_URL, ROOT, postgres_available
 from .fake_telegram import FakeDelay, FakeError, FakeTelegram, RateLimits
 from .fakes import FakeChat, VirtualClock, retry_after
+from .repos import routing
 
 # The store these tests drive is SQLite in one run and PostgreSQL in the other.
 pytestmark = pytest.mark.both_databases
@@ -156,7 +157,7 @@ async def test_migrated_chat_gets_the_message_at_its_new_id(
     await store.catalog.add_articles([article])
     verdict = Verdict("a9", True, 0.95, ("fighting",), Level.ALERT, ("Syria",))
     await store.catalog.save_verdicts([verdict])
-    await jobs.route([(article, verdict)], store, None, alert_threshold=0.8, now=clock())
+    await jobs.route([(article, verdict)], *routing(store), None, alert_threshold=0.8, now=clock())
     await make_outbox(store, fake, clock).drain()
     assert [c.chat_id for c, _, _ in fake.sent] == ["-10042", "-10042"]
     assert [c for c, _ in fake.tries] == ["-42", "-10042", "-10042"]
@@ -568,7 +569,12 @@ async def test_unsubscribe_cancels_what_was_still_owed(store: Store) -> None:
     )
     verdict = (await store.catalog.entries(["a"]))[0][1]
     # Held for quiet hours until 07:00 Berlin...
-    assert await jobs.route([(article, verdict)], store, None, alert_threshold=0.8, now=night) == 2
+    assert (
+        await jobs.route(
+            [(article, verdict)], *routing(store), None, alert_threshold=0.8, now=night
+        )
+        == 2
+    )
     # ...and the chat unsubscribes in the night.
     assert await store.subscriptions.unsubscribe(chat)
     fake = FakeChat(clock=clock)

@@ -97,7 +97,7 @@ async def test_store_index_is_written_with_the_article_and_pruned(db: tuple[Stor
             [Article(id="s-en-1", title="Calm", text="Quiet.", lang="en")]
         )
         assert await asyncio.to_thread(index.search, "storm Portmoor", 2) == []
-        await store.prune(datetime.now(UTC) - timedelta(days=30))
+        await store.catalog.prune(datetime.now(UTC) - timedelta(days=30))
         assert await asyncio.to_thread(len, index) == 2
         assert await asyncio.to_thread(index.get, "s-en-2") is None
         async with store.engine.connect() as conn:

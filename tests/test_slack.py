@@ -43,6 +43,7 @@ from .fake_slack import (
     signed_headers,
 )
 from .fakes import VirtualClock
+from .repos import repositories, routing
 
 TOKEN = "xoxb-test-token"
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -91,7 +92,7 @@ async def slack() -> AsyncIterator[FakeSlack]:
 async def seeded(settings: Settings, store: Store) -> tuple[qa.Index, Article]:
     index = qa.Index.build([])
     report = await jobs.ingest(
-        [SEED], store, thresholds=settings.classifier.thresholds(), index=index
+        [SEED], store.catalog, thresholds=settings.classifier.thresholds(), index=index
     )
     [(article, _verdict)] = report.changed
     return index, article
@@ -117,7 +118,7 @@ async def running(
     **kwargs: Any,
 ) -> AsyncIterator[SlackChat]:
     adapter = adapter_for(fake, **kwargs)
-    conversation = Conversation(store, index or qa.Index.build([]), settings)
+    conversation = Conversation(*repositories(store), index or qa.Index.build([]), settings)
     await adapter.start(handler or conversation.handle)
     try:
         yield adapter
@@ -167,7 +168,7 @@ async def test_command_is_acked_before_the_work_runs(
 ) -> None:
     """Slack wants the ack within 3 s: it must not wait for the handler at all."""
     acked = asyncio.Event()
-    conversation = Conversation(store, qa.Index.build([]), settings)
+    conversation = Conversation(*repositories(store), qa.Index.build([]), settings)
 
     async def slow_handler(inbound: Inbound) -> list[Post]:
         await acked.wait()  # would deadlock if the HTTP response waited for the work
@@ -339,7 +340,7 @@ async def test_question_in_an_alert_thread_is_scoped_and_answered_there(
     await store.subscriptions.subscribe(chat, "en")
     await jobs.route(
         [(article, (await store.catalog.entries([article.id]))[0][1])],
-        store,
+        *routing(store),
         None,
         alert_threshold=0.0,
         now=datetime.now(UTC),
@@ -520,7 +521,7 @@ async def test_rejected_token_is_one_clear_line_without_the_token(
 ) -> None:
     adapter = SlackChat("xoxb-wrong-secret-value", slack_settings(slack), signing_secret=SECRET)
     with pytest.raises(StartError) as caught:
-        await adapter.start(Conversation(store, qa.Index.build([]), settings).handle)
+        await adapter.start(Conversation(*repositories(store), qa.Index.build([]), settings).handle)
     message = str(caught.value)
     assert "SLACK_BOT_TOKEN" in message and "invalid_auth" in message
     assert "xoxb-wrong" not in message and "\n" not in message
@@ -532,7 +533,7 @@ async def test_missing_signing_secret_and_app_token_is_a_config_error(
 ) -> None:
     adapter = SlackChat(TOKEN, slack_settings(slack))
     with pytest.raises(StartError, match="SLACK_SIGNING_SECRET"):
-        await adapter.start(Conversation(store, qa.Index.build([]), settings).handle)
+        await adapter.start(Conversation(*repositories(store), qa.Index.build([]), settings).handle)
 
 
 # --- Socket Mode -----------------------------------------------------------------------------
@@ -574,7 +575,7 @@ async def test_rejected_app_token_is_one_clear_line(
 ) -> None:
     adapter = adapter_for(slack, signing_secret=None, app_token="xapp-wrong")
     with pytest.raises(StartError, match="SLACK_APP_TOKEN") as caught:
-        await adapter.start(Conversation(store, qa.Index.build([]), settings).handle)
+        await adapter.start(Conversation(*repositories(store), qa.Index.build([]), settings).handle)
     assert "xapp-wrong" not in str(caught.value)
 
 
@@ -823,7 +824,7 @@ async def test_refused_connections_at_start_back_off_one_line_per_attempt(
         sleep=sleep,
     )
     with pytest.raises(GaveUp):
-        await adapter.start(Conversation(store, qa.Index.build([]), settings).handle)
+        await adapter.start(Conversation(*repositories(store), qa.Index.build([]), settings).handle)
     assert waits == [1.0, 2.0, 4.0]
     attempts = [r.getMessage() for r in caplog.records if "cannot reach" in r.getMessage()]
     assert [f"attempt {n}: ClientConnectorError" in line for n, line in enumerate(attempts, 1)] == [

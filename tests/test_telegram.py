@@ -28,6 +28,7 @@ from bot.store import Store
 from .conftest import ROOT, SEED
 from .fake_telegram import DropConnection, FakeError, FakeTelegram, RateLimits
 from .fakes import VirtualClock
+from .repos import repositories
 
 TOKEN = "123456:TEST-token"
 USER = 42
@@ -52,7 +53,7 @@ async def seeded(settings: Settings, store: Store) -> tuple[qa.Index, Article]:
     """The seed article ingested: stored, classified and in the QA index."""
     index = qa.Index.build([])
     report = await jobs.ingest(
-        [SEED], store, thresholds=settings.classifier.thresholds(), index=index
+        [SEED], store.catalog, thresholds=settings.classifier.thresholds(), index=index
     )
     [(article, _verdict)] = report.changed
     return index, article
@@ -79,7 +80,7 @@ async def running(
     **kwargs: Any,
 ) -> AsyncIterator[TelegramChat]:
     adapter = adapter_for(tg, **kwargs)
-    conversation = Conversation(store, index or qa.Index.build([]), settings)
+    conversation = Conversation(*repositories(store), index or qa.Index.build([]), settings)
     await adapter.start(conversation.handle)
     try:
         yield adapter
@@ -501,7 +502,7 @@ async def test_webhook_port_in_use_is_a_start_error_naming_the_keys(
             webhook_port=port,
         )
         adapter = adapter_for(tg, telegram=config)
-        conversation = Conversation(store, qa.Index.build([]), settings)
+        conversation = Conversation(*repositories(store), qa.Index.build([]), settings)
         with pytest.raises(
             StartError, match=r"telegram.webhook_listen/webhook_port: cannot listen"
         ):

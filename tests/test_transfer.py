@@ -39,7 +39,7 @@ async def fill(store: Store) -> None:
 
 async def dump(store: Store) -> list[dict[str, object]]:
     out = io.StringIO()
-    await transfer.export(store, out)
+    await transfer.export(store.engine, out)
     return [json.loads(line) for line in out.getvalue().splitlines()]
 
 
@@ -63,7 +63,7 @@ async def test_sqlite_to_postgres_and_back_loses_nothing(
     assert {"articles", "verdicts", "subscriptions", "sources", "deliveries", "feedback"} <= tables
     lines = [json.dumps(record) for record in original]
     counts = await transfer.import_rows(
-        empty_postgres, transfer.read_records(lines, "export.jsonl")
+        empty_postgres.engine, transfer.read_records(lines, "export.jsonl")
     )
     assert counts["articles"] == 2 and counts["deliveries"] == 1
     assert await dump(empty_postgres) == original
@@ -74,7 +74,7 @@ async def test_sqlite_to_postgres_and_back_loses_nothing(
     back = await dump(empty_postgres)
     async with Store.open(f"sqlite+aiosqlite:///{tmp_path / 'again.sqlite3'}") as again:
         await transfer.import_rows(
-            again, transfer.read_records([json.dumps(r) for r in back], "back.jsonl")
+            again.engine, transfer.read_records([json.dumps(r) for r in back], "back.jsonl")
         )
         assert await dump(again) == back
         entries = await again.catalog.entries(["a1"])
@@ -87,7 +87,7 @@ async def test_import_refuses_a_database_with_data(store: Store) -> None:
     await fill(store)
     lines = [json.dumps(record) for record in await dump(store)]
     with pytest.raises(transfer.TransferError, match="not empty"):
-        await transfer.import_rows(store, transfer.read_records(lines, "x.jsonl"))
+        await transfer.import_rows(store.engine, transfer.read_records(lines, "x.jsonl"))
     assert await store.catalog.count_articles() == 2
 
 
@@ -131,13 +131,13 @@ async def test_a_truncated_export_is_refused_and_nothing_is_imported(
     async with Store.open(f"sqlite+aiosqlite:///{tmp_path / 'new.sqlite3'}") as new:
         for cut in (lines[:-1], lines[:3]):
             with pytest.raises(transfer.TransferError, match="truncated"):
-                await transfer.import_rows(new, transfer.read_records(cut, "x.jsonl"))
+                await transfer.import_rows(new.engine, transfer.read_records(cut, "x.jsonl"))
             assert await new.catalog.count_articles() == 0  # one transaction: all or nothing
         damaged = [*lines[:2], *lines[3:]]  # a row missing in the middle
         with pytest.raises(transfer.TransferError, match="do not match"):
-            await transfer.import_rows(new, transfer.read_records(damaged, "x.jsonl"))
+            await transfer.import_rows(new.engine, transfer.read_records(damaged, "x.jsonl"))
         assert await new.catalog.count_articles() == 0
-        await transfer.import_rows(new, transfer.read_records(lines, "x.jsonl"))
+        await transfer.import_rows(new.engine, transfer.read_records(lines, "x.jsonl"))
         assert await new.catalog.count_articles() == 2
 
 
@@ -157,7 +157,7 @@ async def test_an_export_from_before_feed_owners_gets_its_owners(
             record["row"]["url"] = "HTTP://Wire.Example/rss?"  # type: ignore[index]
     lines = [json.dumps(record) for record in old]
     async with Store.open(f"sqlite:///{tmp_path / 'new.sqlite3'}") as fresh:
-        await transfer.import_rows(fresh, transfer.read_records(lines, "old.jsonl"))
+        await transfer.import_rows(fresh.engine, transfer.read_records(lines, "old.jsonl"))
         feeds = {feed.url: feed.owners for feed in await fresh.sources.active()}
     assert feeds == {
         "https://feeds.example.org/w.xml": frozenset({"telegram:-1001"}),
