@@ -47,6 +47,7 @@ from benchmarks._common import Targets  # noqa: E402
 from bot.chat.telegram import TelegramChat  # noqa: E402
 from bot.config import TelegramSettings  # noqa: E402
 from bot.leader import Leadership, election_engine  # noqa: E402
+from bot.ledger import AlertOwed, DigestOwed  # noqa: E402
 from bot.metrics import METRICS  # noqa: E402
 from bot.models import Article, ChatRef, Inbound, Level, Post, Verdict  # noqa: E402
 from bot.outbox import Outbox  # noqa: E402
@@ -177,7 +178,9 @@ async def fan_out(
                 stack.push_async_callback(limiter.close)
             else:
                 limiter = DatabaseLimit(store.engine)
-            outboxes.append(Outbox(store, {"telegram": adapter}, limiter=limiter))
+            outboxes.append(
+                Outbox(store.ledger, store.subscriptions, {"telegram": adapter}, limiter=limiter)
+            )
         expected = chats + chats // 10
         trips.count = 0
         stop = asyncio.Event()
@@ -196,9 +199,11 @@ async def fan_out(
 
 async def owe(store: Store, chats: int) -> None:
     """A digest for every chat, and an alert (article seen just now) for every tenth."""
-    await store.add_articles([Article("d1", "Shelling", "Fighting at the border.", "en")])
-    await store.add_articles([Article("b1", "Breaking", "Troops crossed the border.", "en")])
-    await store.save_verdicts(
+    await store.catalog.add_articles([Article("d1", "Shelling", "Fighting at the border.", "en")])
+    await store.catalog.add_articles(
+        [Article("b1", "Breaking", "Troops crossed the border.", "en")]
+    )
+    await store.catalog.save_verdicts(
         [
             Verdict("d1", True, 0.6, ("fighting",), Level.DIGEST, ("X",)),
             Verdict("b1", True, 0.9, ("troops",), Level.ALERT, ("X",)),
@@ -206,10 +211,10 @@ async def owe(store: Store, chats: int) -> None:
     )
     for n in range(chats):
         chat = ChatRef("telegram", str(10_000 + n))
-        await store.subscribe(chat, "en")
-        await store.enqueue(chat, "digest", "slot", {"article_ids": ["d1"], "lang": "en"})
+        await store.subscriptions.subscribe(chat, "en")
+        await store.ledger.enqueue(chat, "slot", DigestOwed(("d1",)))
         if n % 10 == 0:
-            await store.enqueue(chat, "alert", "b1", {"article_id": "b1", "lang": "en"})
+            await store.ledger.enqueue(chat, "b1", AlertOwed("b1"))
 
 
 async def main() -> int:
