@@ -57,6 +57,20 @@ READ_SHARE = 0.4
 PLACE_PREFERENCE: dict[str, float] = {"city": 1.0, "country": 0.9, "region": 0.7}
 
 
+# "Where": a place named in the wire dateline ("Brüssel (dpa) –") is where the story happens.
+DATELINE_BONUS = 1.2
+_DATELINE = re.compile(
+    r"^\s*(?:date \S+\s+)?([A-ZÄÖÜ][\w'.-]*(?:[ /][A-ZÄÖÜ][\w'.-]*){0,2})\s*"
+    r"(?:,[^()\n–—]{0,30}?)?\s*(?:\([^)\n]{1,20}\))?\s*(?:[–—]|--?)\s"
+)
+
+
+def _dateline(text: str) -> str | None:
+    """The place of a wire dateline ("Brüssel (dpa) – ...", "ABUJA, Aug 25 (dpa) -- ...")."""
+    m = _DATELINE.match(text)
+    return skeleton(m.group(1)) if m else None
+
+
 @dataclass(frozen=True, slots=True)
 class Candidate:
     """A scored answer found in one article."""
@@ -178,6 +192,7 @@ def answer_article(
         return _summary(q, article, sents, cover)
     best: Candidate | None = None
     fits = q.kind.fits
+    filed = _dateline(article.text) if q.qtype == "place" else None
     concepts = any(not g.entity and g is not q.head for g in q.groups)
     for si, sent in enumerate(sents):
         own = {gi for gi, hits in matched[si].items() if hits}
@@ -215,6 +230,8 @@ def answer_article(
             ):
                 continue  # the question's own words are not its answer
             score = window * fit * relation * _type_factor(span, q, sent, lang)
+            if filed is not None and span.kind == "place" and skeleton(span.text) == filed:
+                score *= DATELINE_BONUS  # of the places a sentence names, the one filed from
             # Countries the question is about should sit with the answer, not elsewhere.
             for gi, g in enumerate(q.groups):
                 if g.place and gi not in own and (q.qtype == "person" or q.kind.numeric):

@@ -369,3 +369,19 @@ def test_a_number_word_compound_answers_how_long() -> None:
         "dreitägigen"
     )
     assert answer("Wann bricht Obama auf?", index, "t-de-6").text == "am Sonntag"
+
+
+def test_where_prefers_the_place_of_the_dateline() -> None:
+    summit = Article(
+        id="t-de-9",
+        title="",
+        text=(
+            "Lindau (dpa) – In Lindau beginnt am Mittwoch ein Treffen der Minister der G7, bei "
+            "dem nach langer Pause wieder Gespräche über den Handel geführt werden. Zuletzt gab "
+            "es Gespräche in Kassel."
+        ),
+        lang="de",
+    )
+    index = Index.build([summit])
+    # Kassel stands nearer the question's word; the story is filed from Lindau.
+    assert answer("Where are the talks held?", index, article_id="t-de-9").text == "Lindau"
