@@ -216,6 +216,15 @@ def answer_article(
                 continue
             if span.kind == "name" and q.qtype == "person":
                 fit = 1.0 if resolve_person(span, sents) is not None else fit
+            elif (
+                span.kind == "name"
+                and q.qtype in ("org", "place")
+                and resolve_person(span, sents) is not None
+            ):
+                # "Jaalon" is named with his role elsewhere in the article: a person, no party.
+                fit = fits.get("person", 0.0)
+                if fit == 0.0:
+                    continue
             if span.kind == "name" and _common_word(span.text, lang):
                 fit *= 0.3  # "Opinion polls ...", "Islamic militants": a capitalised common word
             if span.kind != "number" and _overlaps_question(span.text, q):

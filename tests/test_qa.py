@@ -385,3 +385,19 @@ def test_where_prefers_the_place_of_the_dateline() -> None:
     index = Index.build([summit])
     # Kassel stands nearer the question's word; the story is filed from Lindau.
     assert answer("Where are the talks held?", index, article_id="t-de-9").text == "Lindau"
+
+
+def test_a_name_the_article_gives_a_role_elsewhere_is_a_person_not_an_organisation() -> None:
+    article = Article(
+        id="t-en-9",
+        title="",
+        text=(
+            "Defence minister Moshe Kalon defended the general on Sunday. "
+            "The interview with Kalon was aired on Monday evening by the private Vistra."
+        ),
+        lang="en",
+    )
+    index = Index.build([article])
+    # "Kalon" alone is a name; the first sentence makes him a person, so no channel.
+    got = answer("Which channel aired the interview?", index, article_id="t-en-9")
+    assert got.text == "Vistra"
