@@ -84,3 +84,9 @@ def test_place_head_nouns_name_the_kind_of_place_they_ask_for(noun: str, kind: s
 def test_how_much_something_cost_asks_for_money() -> None:
     assert analyse("Wie viel hat der Bau der Brücke gekostet?").qtype == "money"
     assert analyse("How much did the bridge cost?").qtype == "money"
+
+
+def test_an_acronym_of_a_common_noun_crosses_languages_through_the_hand_lexicon() -> None:
+    q = analyse("Which MP said the elections must wait?")
+    mp = next(g for g in q.groups if g.surface == "MP")
+    assert {"abgeordneter", "abgeordnete"} & mp.keys
