@@ -30,6 +30,14 @@ from bot.question import TYPES, analyse, asked_place_kind, question_lang, unit_c
         ("From how many nations are the chiefs?", "number"),
         ("Roughly how many animals did they keep?", "number"),
         ("Bis wann sollen die Zölle fallen?", "time"),
+        # What the verb or the noun after "what" asks for: a measure, a penalty, a period.
+        ("How high above the river does the road run?", "number"),
+        ("What did the number of victims rise to?", "number"),
+        ("What was the captain sentenced to?", "penalty"),
+        ("Wozu wurde der Kapitän verurteilt?", "penalty"),
+        ("Over what period will the plan run?", "duration"),
+        ("In welchem Zeitraum soll der Plan laufen?", "duration"),
+        ("In welcher Preisspanne sollen die Aktien angeboten werden?", "money"),
     ],
 )
 def test_question_type_from_pattern_or_head_noun(question: str, qtype: str) -> None:
@@ -90,3 +98,8 @@ def test_an_acronym_of_a_common_noun_crosses_languages_through_the_hand_lexicon(
     q = analyse("Which MP said the elections must wait?")
     mp = next(g for g in q.groups if g.surface == "MP")
     assert {"abgeordneter", "abgeordnete"} & mp.keys
+
+
+def test_a_lookahead_pattern_keeps_the_words_it_looks_past() -> None:
+    q = analyse("What was Schettino sentenced to?")
+    assert q.qtype == "penalty" and "Schettino" in [g.surface for g in q.groups]
