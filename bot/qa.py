@@ -31,6 +31,7 @@ from bot.models import Answer, Article, SourceRef
 from bot.question import (
     Question,
     asked_place_kind,
+    concept_keys,
     inflection_stems,
     question_lang,
     unit_classes,
@@ -291,6 +292,8 @@ def _type_factor(span: Span, q: Question, sent: Sentence, lang: str) -> float:
         first = fold(sent.tokens[span.start].text)
         prev = fold(sent.tokens[span.start - 1].text) if span.start else ""
         factor *= 1.3 if "seit" in (first, prev) or "since" in (first, prev) else 0.8
+    if q.qtype == "time" and span.kind == "time":
+        factor *= _event_time(span, q, sent)
     if q.qtype == "place" and span.kind == "place":
         # "Where" wants the most specific place: a city over a country over a continent.
         found = place_kind(span.text)
@@ -303,6 +306,27 @@ def _type_factor(span: Span, q: Question, sent: Sentence, lang: str) -> float:
             factor *= 0.7  # "die Attentäter von Paris": an origin, not where it happened
         elif before in lang_data(lang).place_preps:
             factor *= 1.1
+    return factor
+
+
+# Hand-lexicon concepts of reporting: a time next to them dates the report, not the event.
+REPORTING = ("say", "announce")
+REPORT_TIME = 0.6
+
+
+def _event_time(span: Span, q: Question, sent: Sentence) -> float:
+    """How well a time dates the asked event: not the day it was reported ("sagte am Montag")."""
+    factor = 1.0
+    reporting = frozenset().union(*(concept_keys(c) for c in REPORTING))
+    if any(g.keys & reporting for g in q.groups):
+        return factor  # "When did the ministry announce ...": the report is the event
+    clause = _clauses(sent)
+    lo, hi = max(0, span.start - 3), min(len(sent.tokens), span.end + 3)
+    # German separable verbs count where their particle stands ("teilte am Montag mit").
+    keys = [(tok.key, i) for i, tok in enumerate(sent.tokens)] + list(sent.extra)
+    for key, i in keys:
+        if lo <= i < hi and clause[i] == clause[span.start] and key in reporting:
+            return factor * REPORT_TIME
     return factor
 
 

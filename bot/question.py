@@ -176,6 +176,11 @@ def _concept_keys(concept: str) -> frozenset[str]:
     return frozenset(keys)
 
 
+def concept_keys(concept: str) -> frozenset[str]:
+    """The keys of a hand-lexicon concept ("say") in every language."""
+    return _concept_keys(concept)
+
+
 @functools.cache
 def _place_keys(idx: int) -> frozenset[str]:
     place = lexicon().places[idx]

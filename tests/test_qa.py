@@ -401,3 +401,22 @@ def test_a_name_the_article_gives_a_role_elsewhere_is_a_person_not_an_organisati
     # "Kalon" alone is a name; the first sentence makes him a person, so no channel.
     got = answer("Which channel aired the interview?", index, article_id="t-en-9")
     assert got.text == "Vistra"
+
+
+def test_a_time_next_to_a_reporting_verb_dates_the_report_not_the_event() -> None:
+    arrest = Article(
+        id="t-de-10",
+        title="",
+        text=(
+            "Wie das Innenministerium am Montag mitteilte, wurde ein Belgier festgenommen. "
+            "Der Verdächtige wurde bereits am 15. Januar in Tanger festgenommen."
+        ),
+        lang="de",
+    )
+    index = Index.build([arrest])
+    assert answer("When was the Belgian arrested?", index, article_id="t-de-10").text == (
+        "15. Januar"
+    )
+    # Asked about the report, the report's day answers.
+    got = answer("When did the ministry announce the arrest?", index, article_id="t-de-10")
+    assert got.text == "am Montag"
