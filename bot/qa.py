@@ -312,11 +312,16 @@ def _type_factor(span: Span, q: Question, sent: Sentence, lang: str) -> float:
 # Hand-lexicon concepts of reporting: a time next to them dates the report, not the event.
 REPORTING = ("say", "announce")
 REPORT_TIME = 0.6
+# "On what date": a day with its number answers, a weekday or a month alone less well.
+DATE_NOUNS = ("date", "datum")
 
 
 def _event_time(span: Span, q: Question, sent: Sentence) -> float:
-    """How well a time dates the asked event: not the day it was reported ("sagte am Montag")."""
+    """How well a time dates the asked event: not the day it was reported ("sagte am Montag"),
+    and for "what date" a day with its number ("am 21. August", not "im August")."""
     factor = 1.0
+    if q.head_word is not None and fold(q.head_word) in DATE_NOUNS:
+        factor *= 1.2 if any(ch.isdigit() for ch in span.text) else 0.8
     reporting = frozenset().union(*(concept_keys(c) for c in REPORTING))
     if any(g.keys & reporting for g in q.groups):
         return factor  # "When did the ministry announce ...": the report is the event

@@ -420,3 +420,18 @@ def test_a_time_next_to_a_reporting_verb_dates_the_report_not_the_event() -> Non
     # Asked about the report, the report's day answers.
     got = answer("When did the ministry announce the arrest?", index, article_id="t-de-10")
     assert got.text == "am Montag"
+
+
+def test_what_date_is_answered_by_a_day_with_its_number() -> None:
+    attack = Article(
+        id="t-de-11",
+        title="",
+        text=(
+            "Die Chemikalie wurde im August bei Gefechten eingesetzt. Am Donnerstag hieß es, "
+            "die Chemikalie sei am 21. August bei Gefechten eingesetzt worden."
+        ),
+        lang="de",
+    )
+    index = Index.build([attack])
+    got = answer("Auf welches Datum fiel der Einsatz der Chemikalie?", index, article_id="t-de-11")
+    assert got.text == "21. August"
