@@ -103,3 +103,18 @@ def test_an_acronym_of_a_common_noun_crosses_languages_through_the_hand_lexicon(
 def test_a_lookahead_pattern_keeps_the_words_it_looks_past() -> None:
     q = analyse("What was Schettino sentenced to?")
     assert q.qtype == "penalty" and "Schettino" in [g.surface for g in q.groups]
+
+
+@pytest.mark.parametrize(
+    ("question", "unit"),
+    [
+        ("How many jailed opposition leaders were pardoned?", "opposition leaders"),
+        ("How many right-wing violent crimes were registered?", "crimes"),
+        ("How many soldiers died?", "soldiers"),
+        ("How many people besides the bombers died?", "people"),
+        ("Wie viele weitere Kabinettsmitglieder treten zurück?", "Kabinettsmitglieder"),
+    ],
+)
+def test_how_many_counts_the_noun_past_its_adjectives(question: str, unit: str) -> None:
+    q = analyse(question)
+    assert q.unit is not None and q.unit.surface == unit
