@@ -489,6 +489,16 @@ def place_kind(text: str) -> str | None:
         hit = lex.place_by_key.get(key)
         if hit:
             return lex.places[hit[0]].kind
+    if " " not in text and "-" not in text:
+        # "Nordostpolen", "Südfrankreich", "Westeuropa": a part of a known country or region.
+        for i in range(3, len(text) - 3):
+            tail = text[i:]
+            hit = lex.place_by_key.get(skeleton(tail))
+            if hit and any(
+                lex.places[j].kind in ("country", "region") and fold(tail) in lex.places[j].names
+                for j in hit
+            ):
+                return "region"
     return None
 
 

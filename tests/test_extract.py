@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from bot.extract import analyse, fold, skeleton
+from bot.extract import analyse, fold, place_kind, skeleton
 from bot.models import Article
 
 SEED = Path(__file__).resolve().parents[1] / "articles" / "nato-russland-rat-2022-01.txt"
@@ -109,3 +109,10 @@ def test_a_place_the_gazetteer_lacks_is_a_place_after_a_bare_preposition_or_plac
     # Common nouns after "in" stay no place: inflected, abstract, or a compound of a noun.
     found = kinds("Er ist in Haft, in Lebensgefahr und in Ordnung, in Städten wie dieser.", "de")
     assert "place" not in found
+
+
+def test_a_compound_of_a_direction_and_a_country_is_a_region() -> None:
+    assert place_kind("Polen") == "country"
+    assert place_kind("Nordostpolen") == "region"
+    assert place_kind("Südfrankreich") == "region"
+    assert place_kind("Mohammedia") is None
