@@ -118,3 +118,9 @@ def test_a_lookahead_pattern_keeps_the_words_it_looks_past() -> None:
 def test_how_many_counts_the_noun_past_its_adjectives(question: str, unit: str) -> None:
     q = analyse(question)
     assert q.unit is not None and q.unit.surface == unit
+
+
+def test_use_crosses_to_the_german_verbs_for_using_a_weapon() -> None:
+    q = analyse("When was the gas used?")
+    used = next(g for g in q.groups if g.surface == "used")
+    assert {"vervenden", "einsetzen"} <= used.keys  # keys are skeletons (w -> v)
