@@ -376,7 +376,7 @@ def _counted_noun(rest: str, lang: str) -> str | None:
     """The noun "how many" counts, past its adjectives ("how many right-wing violent crimes"
     -> crimes, "wie viele weitere Mitglieder" -> Mitglieder); None: the word after it."""
     data = lang_data(lang)
-    words = re.findall(r"[^\W\d_]+(?:-[^\W\d_]+)*", rest)[:6]
+    words: list[str] = re.findall(r"[^\W\d_]+(?:-[^\W\d_]+)*", rest)[:6]
     if lang == "de":
         # German nouns are capitalised; the adjectives before them are not.
         return next((w for w in words[:3] if w[:1].isupper()), None)
