@@ -500,6 +500,11 @@ def _nationality_agreement(
     President Putin ... Georgia" does not answer "Who is the Georgian president?".
     """
     asked = [gi for gi, g in enumerate(q.groups) if g.place and matched.get(gi)]
+    # "die polnische Botschafterin in Moskau": a place after a preposition is where the person
+    # serves, not whose they are; the nationality is the other place.
+    own_country = [gi for gi in asked if not _after_preposition(q.groups[gi].surface, q)]
+    if own_country:
+        asked = own_country
     if not asked:
         return 1.0
 
@@ -514,6 +519,12 @@ def _nationality_agreement(
     if own and not any(p in asked_pos for p in own):
         factor *= 0.1  # another country's person: not an answer
     return factor
+
+
+def _after_preposition(surface: str, q: Question) -> bool:
+    """Whether a question word follows a place preposition ("in Moskau", "to Austria")."""
+    m = re.search(r"(\w+)\s+" + re.escape(surface) + r"\b", q.text)
+    return m is not None and fold(m.group(1)) in lang_data(q.lang).place_preps
 
 
 def _unit_matches(unit: Group, span: Span, sent: Sentence) -> bool:

@@ -435,3 +435,18 @@ def test_what_date_is_answered_by_a_day_with_its_number() -> None:
     index = Index.build([attack])
     got = answer("Auf welches Datum fiel der Einsatz der Chemikalie?", index, article_id="t-de-11")
     assert got.text == "21. August"
+
+
+def test_a_place_after_a_preposition_is_where_the_person_serves_not_their_nationality() -> None:
+    row = Article(
+        id="t-de-12",
+        title="",
+        text=(
+            "Polen hat den russischen Botschafter Igor Lenski einbestellt, Moskau reagierte. "
+            "Zuvor hatte Moskau die polnische Botschafterin Anna Kowalik einbestellt."
+        ),
+        lang="de",
+    )
+    index = Index.build([row])
+    got = answer("Wie heißt die polnische Botschafterin in Moskau?", index, article_id="t-de-12")
+    assert got.text is not None and got.text.endswith("Anna Kowalik")
