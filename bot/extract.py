@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot import lemmas
+from bot import dictionary, lemmas
 from bot.models import Article
 from bot.text import sentences
 
@@ -68,6 +68,8 @@ class LangData:
     org_heads: tuple[str, ...]
     place_nouns: tuple[str, ...]
     place_preps: frozenset[str]
+    # Prepositions that take a place name without an article ("in Florenz", "nach Graz").
+    bare_preps: frozenset[str]
     pronouns: frozenset[str]
     weekdays: tuple[str, ...]
     months: tuple[str, ...]
@@ -202,6 +204,7 @@ def lang_data(lang: str) -> LangData:
         org_heads=words("org_heads"),
         place_nouns=words("place_nouns"),
         place_preps=frozenset(words("place_preps")),
+        bare_preps=frozenset(words("bare_preps")),
         pronouns=frozenset(words("pronouns")),
         weekdays=words("weekdays"),
         months=words("months"),
@@ -443,6 +446,36 @@ def _german_noun(word: str) -> bool:
     return False
 
 
+# Abstract German nouns after a bare preposition ("in Ordnung", "aus Sicherheit"): no place.
+_ABSTRACT_ENDINGS = ("ung", "heit", "keit", "schaft", "tion", "ität", "nis", "tum", "ismus", "ik")
+
+
+@functools.lru_cache(maxsize=100_000)
+def bare_place_name(word: str) -> bool:
+    """Whether a capitalised German word after "in/nach/bei" or a place noun reads as a place.
+
+    simplemma knows many place names as nouns ("Florenz", "Graz"), so the name test rejects
+    them; a place is uninflected, has at most two dictionary senses (its exonyms: Genf ->
+    Geneva) and does not end in a common noun that has senses ("Lebensgefahr", "Armeeangaben")
+    unless that noun names a kind of place ("Eisenstadt", "Kuwait-Stadt").
+    """
+    if not word[:1].isupper() or (not word.isalpha() and "-" not in word):
+        return False
+    if lemmas.lemmatize(word, "de") != word or word.lower().endswith(_ABSTRACT_ENDINGS):
+        return False
+    if len(dictionary.translate(key_of(word, "de"), "de", "en")) > 2:
+        return False
+    core = word.rsplit("-", 1)[-1]
+    tails = [core] if "-" in word else []
+    tails += [core[i:].capitalize() for i in range(2, len(core) - 4)]
+    for tail in tails:
+        if is_place_noun(tail, "de") or place_kind(tail) is not None:
+            return True
+        if lemmas.is_known(tail, "de") and dictionary.translate(key_of(tail, "de"), "de", "en"):
+            return False
+    return True
+
+
 def is_common_noun(word: str, lang: str) -> bool:
     """Whether a capitalised word is a common noun of the language (German nouns, never names)."""
     return lang == "de" and _german_noun(word)
@@ -456,6 +489,16 @@ def place_kind(text: str) -> str | None:
         hit = lex.place_by_key.get(key)
         if hit:
             return lex.places[hit[0]].kind
+    if " " not in text and "-" not in text:
+        # "Nordostpolen", "Südfrankreich", "Westeuropa": a part of a known country or region.
+        for i in range(3, len(text) - 3):
+            tail = text[i:]
+            hit = lex.place_by_key.get(skeleton(tail))
+            if hit and any(
+                lex.places[j].kind in ("country", "region") and fold(tail) in lex.places[j].names
+                for j in hit
+            ):
+                return "region"
     return None
 
 
@@ -712,10 +755,25 @@ def _classify_run(text: str, toks: tuple[Token, ...], i: int, j: int, lang: str)
             if (
                 k + 1 < j
                 and is_place_noun(tok.text, lang)
-                and _looks_like_name(toks[k + 1], lang, lex.given_names)
+                and (
+                    _looks_like_name(toks[k + 1], lang, lex.given_names)
+                    or (lang == "de" and bare_place_name(toks[k + 1].text))
+                )
             ):
                 out.append(Span("place", toks[k + 1].text, k + 1, k + 2))
                 k += 2
+                continue
+            if (
+                lang == "de"
+                and k == i
+                and i > 0
+                and fold(toks[i - 1].text) in data.bare_preps
+                and text[toks[i - 1].end : tok.start] == " "
+                and bare_place_name(tok.text)
+            ):
+                # "in Florenz", "nach Graz": a place name the gazetteer does not know.
+                out.append(Span("place", tok.text, k, k + 1))
+                k += 1
                 continue
             k += 1
             role = None
@@ -767,7 +825,6 @@ def _classify_run(text: str, toks: tuple[Token, ...], i: int, j: int, lang: str)
         )
         role = None
         k = name_end
-    # Places after a preposition in German need no gazetteer: "in Sikasso", "nach Fakola".
     return out
 
 

@@ -32,6 +32,7 @@ from bot.question import (
     Group,
     Question,
     asked_place_kind,
+    concept_keys,
     inflection_stems,
     question_lang,
     unit_classes,
@@ -56,6 +57,20 @@ READ_TOP = 8
 READ_SHARE = 0.4
 # A "where" answer prefers specific places; unknown names (villages, regions) count as specific.
 PLACE_PREFERENCE: dict[str, float] = {"city": 1.0, "country": 0.9, "region": 0.7}
+
+
+# "Where": a place named in the wire dateline ("Brüssel (dpa) –") is where the story happens.
+DATELINE_BONUS = 1.2
+_DATELINE = re.compile(
+    r"^\s*(?:date \S+\s+)?([A-ZÄÖÜ][\w'.-]*(?:[ /][A-ZÄÖÜ][\w'.-]*){0,2})\s*"
+    r"(?:,[^()\n–—]{0,30}?)?\s*(?:\([^)\n]{1,20}\))?\s*(?:[–—]|--?)\s"
+)
+
+
+def _dateline(text: str) -> str | None:
+    """The place of a wire dateline ("Brüssel (dpa) – ...", "ABUJA, Aug 25 (dpa) -- ...")."""
+    m = _DATELINE.match(text)
+    return skeleton(m.group(1)) if m else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +194,7 @@ def answer_article(
         return _summary(q, article, sents, cover)
     best: Candidate | None = None
     fits = q.kind.fits
+    filed = _dateline(article.text) if q.qtype == "place" else None
     concepts = any(not g.entity and g is not q.head for g in q.groups)
     for si, sent in enumerate(sents):
         own = {gi for gi, hits in matched[si].items() if hits}
@@ -202,6 +218,15 @@ def answer_article(
                 continue
             if span.kind == "name" and q.qtype == "person":
                 fit = 1.0 if resolve_person(span, sents) is not None else fit
+            elif (
+                span.kind == "name"
+                and q.qtype in ("org", "place")
+                and resolve_person(span, sents) is not None
+            ):
+                # "Jaalon" is named with his role elsewhere in the article: a person, no party.
+                fit = fits.get("person", 0.0)
+                if fit == 0.0:
+                    continue
             if span.kind == "name" and _common_word(span.text, lang):
                 fit *= 0.3  # "Opinion polls ...", "Islamic militants": a capitalised common word
             if span.kind != "number" and _overlaps_question(span.text, q):
@@ -216,6 +241,8 @@ def answer_article(
             ):
                 continue  # the question's own words are not its answer
             score = window * fit * relation * _type_factor(span, q, sent, lang)
+            if filed is not None and span.kind == "place" and skeleton(span.text) == filed:
+                score *= DATELINE_BONUS  # of the places a sentence names, the one filed from
             # Countries the question is about should sit with the answer, not elsewhere.
             for gi, g in enumerate(q.groups):
                 if g.place and gi not in own and (q.qtype == "person" or q.kind.numeric):
@@ -266,6 +293,8 @@ def _type_factor(span: Span, q: Question, sent: Sentence, lang: str) -> float:
         first = fold(sent.tokens[span.start].text)
         prev = fold(sent.tokens[span.start - 1].text) if span.start else ""
         factor *= 1.3 if "seit" in (first, prev) or "since" in (first, prev) else 0.8
+    if q.qtype == "time" and span.kind == "time":
+        factor *= _event_time(span, q, sent)
     if q.qtype == "place" and span.kind == "place":
         # "Where" wants the most specific place: a city over a country over a continent.
         found = place_kind(span.text)
@@ -278,6 +307,32 @@ def _type_factor(span: Span, q: Question, sent: Sentence, lang: str) -> float:
             factor *= 0.7  # "die Attentäter von Paris": an origin, not where it happened
         elif before in lang_data(lang).place_preps:
             factor *= 1.1
+    return factor
+
+
+# Hand-lexicon concepts of reporting: a time next to them dates the report, not the event.
+REPORTING = ("say", "announce")
+REPORT_TIME = 0.6
+# "On what date": a day with its number answers, a weekday or a month alone less well.
+DATE_NOUNS = ("date", "datum")
+
+
+def _event_time(span: Span, q: Question, sent: Sentence) -> float:
+    """How well a time dates the asked event: not the day it was reported ("sagte am Montag"),
+    and for "what date" a day with its number ("am 21. August", not "im August")."""
+    factor = 1.0
+    if q.head_word is not None and fold(q.head_word) in DATE_NOUNS:
+        factor *= 1.2 if any(ch.isdigit() for ch in span.text) else 0.8
+    reporting = frozenset().union(*(concept_keys(c) for c in REPORTING))
+    if any(g.keys & reporting for g in q.groups):
+        return factor  # "When did the ministry announce ...": the report is the event
+    clause = _clauses(sent)
+    lo, hi = max(0, span.start - 3), min(len(sent.tokens), span.end + 3)
+    # German separable verbs count where their particle stands ("teilte am Montag mit").
+    keys = [(tok.key, i) for i, tok in enumerate(sent.tokens)] + list(sent.extra)
+    for key, i in keys:
+        if lo <= i < hi and clause[i] == clause[span.start] and key in reporting:
+            return factor * REPORT_TIME
     return factor
 
 
@@ -446,6 +501,11 @@ def _nationality_agreement(
     President Putin ... Georgia" does not answer "Who is the Georgian president?".
     """
     asked = [gi for gi, g in enumerate(q.groups) if g.place and matched.get(gi)]
+    # "die polnische Botschafterin in Moskau": a place after a preposition is where the person
+    # serves, not whose they are; the nationality is the other place.
+    own_country = [gi for gi in asked if not _after_preposition(q.groups[gi].surface, q)]
+    if own_country:
+        asked = own_country
     if not asked:
         return 1.0
 
@@ -460,6 +520,12 @@ def _nationality_agreement(
     if own and not any(p in asked_pos for p in own):
         factor *= 0.1  # another country's person: not an answer
     return factor
+
+
+def _after_preposition(surface: str, q: Question) -> bool:
+    """Whether a question word follows a place preposition ("in Moskau", "to Austria")."""
+    m = re.search(r"(\w+)\s+" + re.escape(surface) + r"\b", q.text)
+    return m is not None and fold(m.group(1)) in lang_data(q.lang).place_preps
 
 
 def _unit_matches(unit: Group, span: Span, sent: Sentence) -> bool:

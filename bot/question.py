@@ -191,6 +191,11 @@ def _concept_keys(concept: str) -> frozenset[str]:
     return frozenset(keys)
 
 
+def concept_keys(concept: str) -> frozenset[str]:
+    """The keys of a hand-lexicon concept ("say") in every language."""
+    return _concept_keys(concept)
+
+
 @functools.cache
 def _place_keys(idx: int) -> frozenset[str]:
     place = lexicon().places[idx]
@@ -358,9 +363,13 @@ def analyse(question: str, index: Frequencies | None = None) -> Question:
         i += 1
     # The noun right after "how many" is the unit; after "which" the list noun.
     if qtype == "number":
-        m = re.search(r"(?:how many|how much|wie ?viele?|welche anzahl)\s+([\w-]+)", low)
+        m = re.search(r"(?:how many|how much|wie ?viele?[nm]?|welche anzahl)\s+([\w-]+)", low)
         if m:
-            unit = next((g for g in groups if fold(g.surface) == fold(m.group(1))), None)
+            counted = _counted_noun(question.strip()[m.start(1) :], lang) or m.group(1)
+            unit = next(
+                (g for g in groups if fold(g.surface.split()[-1]) == fold(counted)),
+                None,
+            )
     if qtype == "list":
         m = re.search(r"(?:which|what|welche|welchen)\s+([\w-]+)", low)
         list_noun = m.group(1) if m else None
@@ -376,6 +385,26 @@ def analyse(question: str, index: Frequencies | None = None) -> Question:
             groups = [light if g is head_group else g for g in groups]
             head_group = light
     return Question(question, lang, qtype, tuple(groups), unit, list_noun, head_group, head_word)
+
+
+def _counted_noun(rest: str, lang: str) -> str | None:
+    """The noun "how many" counts, past its adjectives ("how many right-wing violent crimes"
+    -> crimes, "wie viele weitere Mitglieder" -> Mitglieder); None: the word after it."""
+    data = lang_data(lang)
+    words: list[str] = re.findall(r"[^\W\d_]+(?:-[^\W\d_]+)*", rest)[:6]
+    if lang == "de":
+        # German nouns are capitalised; the adjectives before them are not.
+        return next((w for w in words[:3] if w[:1].isupper()), None)
+    # English: the first plural past the adjectives ("jailed opposition leaders"), before the
+    # verb ("soldiers died") or a preposition ("people besides the bombers").
+    for word in words[:4]:
+        if fold(word) in data.stopwords or fold(word) in data.question_words:
+            break
+        if unit_classes(word) & {"people", "victims"} or (
+            word.islower() and len(word) > 3 and word.endswith("s") and not word.endswith("ss")
+        ):
+            return word  # a word for people ("people", "men") or a plural
+    return None
 
 
 _WHICH = re.compile(

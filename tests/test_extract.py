@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from bot.extract import analyse, fold, skeleton
+from bot.extract import analyse, fold, place_kind, skeleton
 from bot.models import Article
 
 SEED = Path(__file__).resolve().parents[1] / "articles" / "nato-russland-rat-2022-01.txt"
@@ -97,3 +97,22 @@ def test_a_reported_clause_before_a_comma_is_no_role_in_apposition() -> None:
     assert [(s.text, s.role) for s in apposition.spans if s.kind == "person"] == [
         ("Julianne Smith", "US-Botschafterin beim Bündnis")
     ]
+
+
+def test_a_place_the_gazetteer_lacks_is_a_place_after_a_bare_preposition_or_place_noun() -> None:
+    found = kinds(
+        "Am Donnerstag hat in Florenz der Prozess begonnen. Die Gespräche laufen in "
+        "Vestra-Stadt, der Mann wurde in der Hafenstadt Mohammedia festgenommen.",
+        "de",
+    )
+    assert {"Florenz", "Vestra-Stadt", "Mohammedia"} <= set(found.get("place", []))
+    # Common nouns after "in" stay no place: inflected, abstract, or a compound of a noun.
+    found = kinds("Er ist in Haft, in Lebensgefahr und in Ordnung, in Städten wie dieser.", "de")
+    assert "place" not in found
+
+
+def test_a_compound_of_a_direction_and_a_country_is_a_region() -> None:
+    assert place_kind("Polen") == "country"
+    assert place_kind("Nordostpolen") == "region"
+    assert place_kind("Südfrankreich") == "region"
+    assert place_kind("Mohammedia") is None

@@ -369,3 +369,84 @@ def test_a_number_word_compound_answers_how_long() -> None:
         "dreitägigen"
     )
     assert answer("Wann bricht Obama auf?", index, "t-de-6").text == "am Sonntag"
+
+
+def test_where_prefers_the_place_of_the_dateline() -> None:
+    summit = Article(
+        id="t-de-9",
+        title="",
+        text=(
+            "Lindau (dpa) – In Lindau beginnt am Mittwoch ein Treffen der Minister der G7, bei "
+            "dem nach langer Pause wieder Gespräche über den Handel geführt werden. Zuletzt gab "
+            "es Gespräche in Kassel."
+        ),
+        lang="de",
+    )
+    index = Index.build([summit])
+    # Kassel stands nearer the question's word; the story is filed from Lindau.
+    assert answer("Where are the talks held?", index, article_id="t-de-9").text == "Lindau"
+
+
+def test_a_name_the_article_gives_a_role_elsewhere_is_a_person_not_an_organisation() -> None:
+    article = Article(
+        id="t-en-9",
+        title="",
+        text=(
+            "Defence minister Moshe Kalon defended the general on Sunday. "
+            "The interview with Kalon was aired on Monday evening by the private Vistra."
+        ),
+        lang="en",
+    )
+    index = Index.build([article])
+    # "Kalon" alone is a name; the first sentence makes him a person, so no channel.
+    got = answer("Which channel aired the interview?", index, article_id="t-en-9")
+    assert got.text == "Vistra"
+
+
+def test_a_time_next_to_a_reporting_verb_dates_the_report_not_the_event() -> None:
+    arrest = Article(
+        id="t-de-10",
+        title="",
+        text=(
+            "Wie das Innenministerium am Montag mitteilte, wurde ein Belgier festgenommen. "
+            "Der Verdächtige wurde bereits am 15. Januar in Tanger festgenommen."
+        ),
+        lang="de",
+    )
+    index = Index.build([arrest])
+    assert answer("When was the Belgian arrested?", index, article_id="t-de-10").text == (
+        "15. Januar"
+    )
+    # Asked about the report, the report's day answers.
+    got = answer("When did the ministry announce the arrest?", index, article_id="t-de-10")
+    assert got.text == "am Montag"
+
+
+def test_what_date_is_answered_by_a_day_with_its_number() -> None:
+    attack = Article(
+        id="t-de-11",
+        title="",
+        text=(
+            "Die Chemikalie wurde im August bei Gefechten eingesetzt. Am Donnerstag hieß es, "
+            "die Chemikalie sei am 21. August bei Gefechten eingesetzt worden."
+        ),
+        lang="de",
+    )
+    index = Index.build([attack])
+    got = answer("Auf welches Datum fiel der Einsatz der Chemikalie?", index, article_id="t-de-11")
+    assert got.text == "21. August"
+
+
+def test_a_place_after_a_preposition_is_where_the_person_serves_not_their_nationality() -> None:
+    row = Article(
+        id="t-de-12",
+        title="",
+        text=(
+            "Polen hat den russischen Botschafter Igor Lenski einbestellt, Moskau reagierte. "
+            "Zuvor hatte Moskau die polnische Botschafterin Anna Kowalik einbestellt."
+        ),
+        lang="de",
+    )
+    index = Index.build([row])
+    got = answer("Wie heißt die polnische Botschafterin in Moskau?", index, article_id="t-de-12")
+    assert got.text is not None and got.text.endswith("Anna Kowalik")

@@ -30,6 +30,14 @@ from bot.question import TYPES, analyse, asked_place_kind, question_lang, unit_c
         ("From how many nations are the chiefs?", "number"),
         ("Roughly how many animals did they keep?", "number"),
         ("Bis wann sollen die Zölle fallen?", "time"),
+        # What the verb or the noun after "what" asks for: a measure, a penalty, a period.
+        ("How high above the river does the road run?", "number"),
+        ("What did the number of victims rise to?", "number"),
+        ("What was the captain sentenced to?", "penalty"),
+        ("Wozu wurde der Kapitän verurteilt?", "penalty"),
+        ("Over what period will the plan run?", "duration"),
+        ("In welchem Zeitraum soll der Plan laufen?", "duration"),
+        ("In welcher Preisspanne sollen die Aktien angeboten werden?", "money"),
     ],
 )
 def test_question_type_from_pattern_or_head_noun(question: str, qtype: str) -> None:
@@ -84,3 +92,35 @@ def test_place_head_nouns_name_the_kind_of_place_they_ask_for(noun: str, kind: s
 def test_how_much_something_cost_asks_for_money() -> None:
     assert analyse("Wie viel hat der Bau der Brücke gekostet?").qtype == "money"
     assert analyse("How much did the bridge cost?").qtype == "money"
+
+
+def test_an_acronym_of_a_common_noun_crosses_languages_through_the_hand_lexicon() -> None:
+    q = analyse("Which MP said the elections must wait?")
+    mp = next(g for g in q.groups if g.surface == "MP")
+    assert {"abgeordneter", "abgeordnete"} & mp.keys
+
+
+def test_a_lookahead_pattern_keeps_the_words_it_looks_past() -> None:
+    q = analyse("What was Schettino sentenced to?")
+    assert q.qtype == "penalty" and "Schettino" in [g.surface for g in q.groups]
+
+
+@pytest.mark.parametrize(
+    ("question", "unit"),
+    [
+        ("How many jailed opposition leaders were pardoned?", "opposition leaders"),
+        ("How many right-wing violent crimes were registered?", "crimes"),
+        ("How many soldiers died?", "soldiers"),
+        ("How many people besides the bombers died?", "people"),
+        ("Wie viele weitere Kabinettsmitglieder treten zurück?", "Kabinettsmitglieder"),
+    ],
+)
+def test_how_many_counts_the_noun_past_its_adjectives(question: str, unit: str) -> None:
+    q = analyse(question)
+    assert q.unit is not None and q.unit.surface == unit
+
+
+def test_use_crosses_to_the_german_verbs_for_using_a_weapon() -> None:
+    q = analyse("When was the gas used?")
+    used = next(g for g in q.groups if g.surface == "used")
+    assert {"vervenden", "einsetzen"} <= used.keys  # keys are skeletons (w -> v)
