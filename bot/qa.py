@@ -7,8 +7,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-
-import httpx
+from typing import TYPE_CHECKING
 
 from bot import dictionary
 from bot.extract import (
@@ -39,6 +38,9 @@ from bot.question import (
 from bot.question import analyse as analyse_question
 from bot.search import Group, MemoryIndex, article_lang
 from bot.search import Retrieval as Retrieval  # re-exported: what callers pass to answer()
+
+if TYPE_CHECKING:
+    import httpx  # imported by answer_llm only: a one-off `newsbot ask` never needs it
 
 # The in-memory index under its old name (tests, the console, one-off batches).
 Index = MemoryIndex
@@ -596,6 +598,8 @@ async def answer_llm(
     article_id: str | None = None,
 ) -> Answer:
     """Answer with an OpenAI-compatible chat endpoint over retrieved sentences; offline fallback."""
+    import httpx
+
     offline = answer(question, index, article_id)
     q = analyse_question(question, index)
     if article_id is not None:
