@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 
-from bot import __version__, articles, config, logs
-from bot.models import Answer, Article
+from bot import __version__, articles, config, entry, logs
+from bot.models import Article
 
 T = TypeVar("T")
 
@@ -33,7 +33,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 err = Console(stderr=True, soft_wrap=True)  # one message, one line: never wrapped
-out = Console(highlight=False, soft_wrap=True)
+out = Console(**entry.OUT_CONSOLE)
 
 
 class Format(StrEnum):
@@ -76,6 +76,8 @@ def settings() -> config.Settings:
     except config.ConfigError as exc:
         err.print(f"[red]config error:[/red] {escape(logs.redact(str(exc)))}", highlight=False)
         raise typer.Exit(EXIT_USAGE) from None
+    # bot.entry's fast paths use a configuration only once it was validated here.
+    entry.remember(entry.fingerprint(state.config_path, overrides), loaded)
     if loaded.log.format == "json" and not state.json_logs:
         # The config file (or NEWSBOT_LOG_FORMAT) asks for JSON: from here on, log lines are.
         logs.setup(state.verbose, logs.json_handler())
@@ -241,7 +243,6 @@ def classify_command(
     """Classify articles without storing them: one verdict per article, in input order."""
     # Only what classifying needs is imported: this command is timed with its start-up.
     from bot.classify import classify
-    from bot.entry import verdict_line
 
     cfg = settings()
     limits, model = cfg.classifier.thresholds(), None
@@ -257,7 +258,7 @@ def classify_command(
             err.print(f"rejected {item.where}: {item.reason}", markup=False, highlight=False)
             continue
         seen += 1
-        write(verdict_line(item, classify(item, limits, model), output.value))
+        write(entry.verdict_line(item, classify(item, limits, model), output.value))
     if seen == 0 and rejected:
         raise typer.Exit(EXIT_FAILURE)
 
@@ -316,18 +317,6 @@ async def _read_folder(cfg: config.Settings, store: Any) -> None:
         logging.getLogger("bot.folder").removeFilter(quiet)
     for rejection in report.ingest.rejected:
         err.print(f"rejected {rejection.where}: {rejection.reason}", markup=False, highlight=False)
-
-
-def _answer_record(answer: Answer) -> dict[str, Any]:
-    return {
-        "answer": answer.text,
-        "sources": [
-            {"id": s.id, "title": s.title, "date": s.date, "url": s.url} for s in answer.sources
-        ],
-        "confidence": round(answer.confidence, 4),
-        "sentence": answer.sentence,
-        "lang": answer.lang,
-    }
 
 
 @app.command()
@@ -416,7 +405,7 @@ def _answer_batch(
             missing += 1
             err.print(f"warning: article {scope!r} is not in the store", highlight=False)
         answer = qa.answer(record["question"], index, article_id=scope)
-        result = _answer_record(answer)
+        result = entry.answer_record(answer)
         if "id" in record:
             result = {"id": record["id"], **result}
         if output is Format.text:
