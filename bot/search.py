@@ -8,7 +8,6 @@ index and nothing is rebuilt at start. `StoreIndex` reads it from any thread.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import math
 import re
@@ -17,7 +16,6 @@ import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -28,6 +26,9 @@ from bot.text import sentences
 if TYPE_CHECKING:
     # numpy and SQLAlchemy are imported where they are used: `newsbot ask` on a SQLite store
     # needs neither (their imports cost more CPU than answering the question).
+    from asyncio import AbstractEventLoop
+    from concurrent.futures import Future
+
     import sqlalchemy as sa
     from sqlalchemy.engine import Connection
 
@@ -461,11 +462,15 @@ class _Loop:
     """A private event loop in a daemon thread, so synchronous callers can use the async engine."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+        import asyncio  # with the async engine only (a SQLite file is read without a loop)
+
+        self.loop: AbstractEventLoop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        import asyncio
+
         future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
         return future.result()
 
