@@ -124,7 +124,7 @@ async def build_store(url: str, articles: list[Article], copies: int = 1) -> Non
 async def stored_count(url: str) -> int:
     """How many articles the database at `url` holds (0 when it has no store yet)."""
     async with Store.open(url) as store:
-        return await store.count_articles()
+        return await store.catalog.count_articles()
 
 
 def evaluate(
