@@ -53,6 +53,8 @@ COMMAND_OPTIONS = {
 }
 # bot.cli's output console: rich as configured there (a plain print could differ).
 OUT_CONSOLE: dict[str, Any] = {"highlight": False, "soft_wrap": True}
+# The modules that decide what a valid configuration is and what is recorded of it.
+_CODE = (Path(__file__).with_name("config.py"), Path(__file__))
 # How many validated configurations are remembered (tests and scripts use many).
 _REMEMBERED = 32
 
@@ -109,15 +111,18 @@ def _config_file(config: str | None) -> tuple[Path, bool]:
 def fingerprint(config: Path | str | None, overrides: Mapping[str, Any]) -> str | None:
     """What bot.config.load validates, hashed: the config file, the environment, the options.
 
-    None when the file cannot be read (bot.cli then reports it). Secrets count by presence
-    only (validation depends on nothing else), so no hash of a token is ever written.
+    None when the file cannot be read (bot.cli then reports it). The chat tokens count by
+    presence only (validation depends on nothing else); only the hash is ever written.
     """
     path, explicit = _config_file(None if config is None else str(config))
     try:
         content = hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+        # The validator and this module: another newsbot version may judge (or record) otherwise.
+        code = [hashlib.sha256(module.read_bytes()).hexdigest() for module in _CODE]
     except OSError:
         return None
     given = {
+        "code": code,
         "path": str(path.absolute()),
         "explicit": explicit,
         "content": content,
@@ -173,7 +178,9 @@ def remember(key: str | None, cfg: Settings) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{path.name}.{os.getpid()}")
-        temporary.write_text(json.dumps(dict(list(known.items())[-_REMEMBERED:])), "utf-8")
+        # Private like the lemma tables beside it (it names the deployment's files).
+        with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
+            fh.write(json.dumps(dict(list(known.items())[-_REMEMBERED:])))
         temporary.replace(path)  # atomic: a concurrent reader sees the old or the new file
     except OSError:
         pass

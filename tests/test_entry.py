@@ -144,6 +144,7 @@ def test_an_edited_config_or_environment_is_validated_again(
     assert entry.classify_fast(["-c", str(cfg), "classify", *inputs]) is None
     assert full("-c", str(cfg), "classify", *inputs).exit_code == 2
     assert "xapp-secret" not in cache.read_text(encoding="utf-8")
+    assert cache.stat().st_mode & 0o077 == 0  # private, like the lemma tables beside it
 
 
 def test_classify_fast_path_applies_a_configured_feedback_model_like_the_full_command(
