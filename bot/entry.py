@@ -154,11 +154,10 @@ def remember(key: str | None, cfg: Settings) -> None:
     """Record the settings bot.cli validated for input `key`; best effort (a cache)."""
     if key is None:
         return
-    from bot.search import sqlite_file
-
+    url = cfg.storage.url()
     record = {
-        # Only a SQLite file: a PostgreSQL URL may carry a password, and is not written down.
-        "sqlite": sqlite_file(cfg.storage.url()),
+        # Only SQLite: a PostgreSQL URL may carry a password, and is not written down.
+        "sqlite": url if url.startswith("sqlite") else None,
         "folder": str(cfg.articles.folder),
         "max_bytes": cfg.articles.max_file_bytes,
         "languages": list(cfg.articles.languages),
@@ -296,12 +295,15 @@ def ask_fast(argv: Sequence[str]) -> int | None:
         cfg = _settings(found)
         if cfg["sqlite"] is None or cfg["json_logs"]:
             raise _Slow
-        _store_ready(cfg["sqlite"], Path(cfg["folder"]))
+        from bot import qa, search
+
+        database = search.sqlite_file(cfg["sqlite"])
+        if database is None:
+            raise _Slow  # in memory, or with options: SQLAlchemy's engine
+        _store_ready(database, Path(cfg["folder"]))
     except _Slow:
         return None
-    from bot import qa, search
-
-    with search.StoreIndex(f"sqlite:///{cfg['sqlite']}") as index:
+    with search.StoreIndex(cfg["sqlite"]) as index:
         scopes = {s for r in batch if (s := r.get("article") or options.get("article"))}
         if any(index.get(scope) is None for scope in sorted(scopes)):
             return None  # bot.cli warns about each, in order
