@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 
-from bot import __version__, articles, config, logs
-from bot.models import Answer, Article
+from bot import __version__, articles, config, logs, remembered
+from bot.models import Article
 
 if TYPE_CHECKING:  # the store's modules load only in the commands that open it
     from bot.catalog import Catalog
@@ -37,7 +37,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 err = Console(stderr=True, soft_wrap=True)  # one message, one line: never wrapped
-out = Console(highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)  # bot.entry.OUT_CONSOLE (the test compares)
 
 
 class Format(StrEnum):
@@ -80,6 +80,8 @@ def settings() -> config.Settings:
     except config.ConfigError as exc:
         err.print(f"[red]config error:[/red] {escape(logs.redact(str(exc)))}", highlight=False)
         raise typer.Exit(EXIT_USAGE) from None
+    # bot.entry's fast paths use a configuration only once it was validated here.
+    remembered.remember(remembered.fingerprint(state.config_path, overrides), loaded)
     if loaded.log.format == "json" and not state.json_logs:
         # The config file (or NEWSBOT_LOG_FORMAT) asks for JSON: from here on, log lines are.
         logs.setup(state.verbose, logs.json_handler())
@@ -323,18 +325,6 @@ async def _read_folder(cfg: config.Settings, store: Store) -> None:
         err.print(f"rejected {rejection.where}: {rejection.reason}", markup=False, highlight=False)
 
 
-def _answer_record(answer: Answer) -> dict[str, Any]:
-    return {
-        "answer": answer.text,
-        "sources": [
-            {"id": s.id, "title": s.title, "date": s.date, "url": s.url} for s in answer.sources
-        ],
-        "confidence": round(answer.confidence, 4),
-        "sentence": answer.sentence,
-        "lang": answer.lang,
-    }
-
-
 @app.command()
 def ask(
     question: Annotated[
@@ -421,7 +411,7 @@ def _answer_batch(
             missing += 1
             err.print(f"warning: article {scope!r} is not in the store", highlight=False)
         answer = qa.answer(record["question"], index, article_id=scope)
-        result = _answer_record(answer)
+        result = qa.answer_record(answer)
         if "id" in record:
             result = {"id": record["id"], **result}
         if output is Format.text:

@@ -1,137 +1,106 @@
-"""The `newsbot` entry point: `newsbot classify` without loading the full command line.
+"""The `newsbot` entry point: `newsbot classify` and `newsbot ask` without the full command line.
 
-`newsbot classify` is timed with its start-up, and typer, rich and pydantic take longer to
-import than classifying a thousand articles. This module handles the plain forms of that
-command itself (global `--config/-c`, `--db`, `-v`; `classify [--format text|jsonl] PATH...`)
-with only the standard library, the article reader and the classifier. It checks the config
-keys it uses as strictly as bot.config does; anything else — another command, `--help`, an
-unknown option, a config it cannot vouch for — goes to bot.cli, which reports it properly.
+Both commands are timed with their start-up, and typer, rich, pydantic and SQLAlchemy take
+longer to import than classifying a thousand articles or answering a question. This module runs
+their plain forms itself with the standard library, the article reader, the classifier and the
+answerer. It parses only the options bot.cli declares for them (tests/test_entry.py compares
+the tables below with the typer app) and uses a configuration only once bot.cli has validated
+exactly that input (file, environment, options): `settings()` there records what it accepted.
+Anything else — another command, `--help`, `-v`, a bad option, a config not validated yet, a
+store that needs migrating or reading the article folder — goes to bot.cli, which reports it
+with its own texts and exit codes.
 """
 
 from __future__ import annotations
 
-import os
+import json
+import sqlite3
 import sys
-import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-# bot.config's DEFAULT_CONFIG_PATH and sections (tests/test_entry.py keeps them in step).
-DEFAULT_CONFIG_PATH = Path("config/newsbot.toml")
-SECTIONS = frozenset(
-    (
-        "storage",
-        "articles",
-        "classifier",
-        "digest",
-        "sources",
-        "delivery",
-        "chat",
-        "telegram",
-        "slack",
-        "ops",
-        "redis",
-        "log",
-    )
-)
-ARTICLES_KEYS = frozenset(("folder", "max_file_bytes", "languages", "watch", "settle_seconds"))
-CLASSIFIER_KEYS = frozenset(
-    ("alert_threshold", "digest_threshold", "feedback_model", "retrain_min_judgements")
-)
+from bot import remembered
+
+# The schema version bot.schema.MIGRATIONS brings a database to (the test keeps it in step).
+SCHEMA_VERSION = 7
+# Options taking a value, by flag: the parameter name bot.cli gives it. Global ones come before
+# the command; flags that take no value (-v, --version, --help) are left to bot.cli.
+GLOBAL_OPTIONS = {"--config": "config_path", "-c": "config_path", "--db": "db"}
+COMMAND_OPTIONS = {
+    "classify": {"--format": "output", "-f": "output"},
+    "ask": {
+        "--article": "article",
+        "-a": "article",
+        "--questions": "questions",
+        "-q": "questions",
+        "--format": "output",
+        "-f": "output",
+    },
+}
+# bot.cli's output console: rich as configured there (a plain print could differ).
+OUT_CONSOLE: dict[str, Any] = {"highlight": False, "soft_wrap": True}
 
 
 class _Slow(Exception):
     """The fast path cannot vouch for this invocation: bot.cli handles it."""
 
 
-def _options(argv: Sequence[str]) -> tuple[Path | None, str, list[Path]]:
-    """(config path, format, paths) of a plain `classify` invocation, else _Slow."""
-    config: Path | None = None
+def _parse(argv: Sequence[str]) -> tuple[dict[str, str], str, dict[str, str], list[str]]:
+    """(global options, command, its options, its arguments) of a plain invocation, else _Slow."""
     args = list(argv)
-    while args and args[0].startswith("-"):
-        flag = args.pop(0)
-        if flag in ("--config", "-c", "--db") and args:
+    found: dict[str, str] = {}
+
+    def option(arg: str, table: Mapping[str, str], into: dict[str, str]) -> bool:
+        flag, equals, value = arg.partition("=")
+        if flag not in table or (equals and not flag.startswith("--")):
+            return False
+        if not equals:
+            if not args or args[0].startswith("-"):
+                raise _Slow  # a missing value: bot.cli says so
             value = args.pop(0)
-            config = Path(value) if flag != "--db" else config
-        elif flag.startswith("--config="):
-            config = Path(flag.split("=", 1)[1])
-        elif flag.startswith("--db=") or flag in ("-v", "-vv", "--verbose"):
-            continue
-        else:
+        into[table[flag]] = value  # given twice: the last one counts, as in click
+        return True
+
+    while args and args[0].startswith("-"):
+        if not option(args.pop(0), GLOBAL_OPTIONS, found):
             raise _Slow
-    if not args or args.pop(0) != "classify":
+    if not args or args[0] not in COMMAND_OPTIONS:
         raise _Slow
-    output = "text"
-    paths: list[Path] = []
+    command = args.pop(0)
+    options: dict[str, str] = {}
+    positional: list[str] = []
     while args:
         arg = args.pop(0)
-        if arg in ("--format", "-f") and args:
-            output = args.pop(0)
-        elif arg.startswith("--format="):
-            output = arg.split("=", 1)[1]
-        elif arg == "--":
-            paths.extend(Path(a) for a in args)
+        if arg == "--":
+            positional.extend(args)
             break
-        elif arg.startswith("-"):
-            raise _Slow
+        if arg.startswith("-") and arg != "-":
+            if not option(arg, COMMAND_OPTIONS[command], options):
+                raise _Slow
         else:
-            paths.append(Path(arg))
-    if output not in ("text", "jsonl") or not paths:
-        raise _Slow
-    return config, output, paths
+            positional.append(arg)
+    return found, command, options, positional
 
 
-def _number(section: dict[str, Any], key: str, default: float, low: float, high: float) -> float:
-    value = section.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+def _settings(found: Mapping[str, str]) -> dict[str, Any]:
+    """The settings bot.cli validated for this very input, else _Slow."""
+    overrides = {"storage": {"database_url": found["db"]}} if found.get("db") else {}
+    record = remembered.lookup(remembered.fingerprint(found.get("config_path"), overrides))
+    if record is None:
         raise _Slow
-    return float(value)
-
-
-def _settings(config: Path | None) -> dict[str, Any]:
-    """The keys classify uses, checked; _Slow for anything bot.config would refuse."""
-    explicit = config is not None or "NEWSBOT_CONFIG" in os.environ
-    path = config or Path(os.environ.get("NEWSBOT_CONFIG", DEFAULT_CONFIG_PATH))
-    data: dict[str, Any] = {}
-    if path.exists():
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError):
-            raise _Slow from None
-    elif explicit:
-        raise _Slow
-    if not set(data) <= SECTIONS or not all(isinstance(v, dict) for v in data.values()):
-        raise _Slow
-    articles, classifier = data.get("articles", {}), data.get("classifier", {})
-    if not set(articles) <= ARTICLES_KEYS or not set(classifier) <= CLASSIFIER_KEYS:
-        raise _Slow
-    languages = articles.get("languages", ["de", "en"])
-    # Only what bot.config accepts; anything else gets its one-line error from the full path.
-    if not isinstance(languages, list) or not languages or not set(languages) <= {"de", "en"}:
-        raise _Slow
-    max_bytes = articles.get("max_file_bytes", 5_000_000)
-    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
-        raise _Slow
-    alert = _number(classifier, "alert_threshold", 0.8, 0.0, 1.0)
-    digest = _number(classifier, "digest_threshold", 0.5, 0.0, 1.0)
-    model = classifier.get("feedback_model")
-    if alert < digest or (model is not None and not isinstance(model, str)):
-        raise _Slow
-    return {
-        "languages": tuple(languages),
-        "max_bytes": max_bytes,
-        "alert": alert,
-        "digest": digest,
-        "model": Path(model) if model else None,
-    }
+    return record
 
 
 def classify_fast(argv: Sequence[str]) -> int | None:
     """Run a plain `newsbot classify`; its exit code, or None when bot.cli must handle argv."""
     try:
-        config, output, paths = _options(argv)
-        cfg = _settings(config)
+        found, command, options, paths = _parse(argv)
+        output = options.get("output", "text")
+        if command != "classify" or output not in ("text", "jsonl") or not paths:
+            raise _Slow
+        cfg = _settings(found)
     except _Slow:
         return None
     from bot import articles
@@ -143,10 +112,10 @@ def classify_fast(argv: Sequence[str]) -> int | None:
     if cfg["model"] is not None:
         from bot.learn import load_current  # numpy: only when a model is configured
 
-        model = load_current(cfg["model"])
+        model = load_current(Path(cfg["model"]))
     rejected = seen = 0
     write = sys.stdout.write
-    for item in articles.read(paths, cfg["max_bytes"], cfg["languages"]):
+    for item in articles.read([Path(p) for p in paths], cfg["max_bytes"], cfg["languages"]):
         if isinstance(item, articles.Rejection):
             rejected += 1
             sys.stderr.write(f"rejected {item.where}: {item.reason}\n")
@@ -156,9 +125,120 @@ def classify_fast(argv: Sequence[str]) -> int | None:
     return 1 if seen == 0 and rejected else 0
 
 
+def _questions(options: Mapping[str, str], positional: Sequence[str]) -> list[dict[str, Any]]:
+    """The batch bot.cli's `ask` would answer, when it would print no error about it."""
+    if len(positional) > 1 or (not positional) == ("questions" not in options):
+        raise _Slow
+    if positional:
+        if not positional[0].strip():
+            raise _Slow
+        return [{"question": positional[0], "article": options.get("article")}]
+    try:
+        lines = Path(options["questions"]).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        raise _Slow from None
+    batch = []
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            raise _Slow from None
+        if not isinstance(record, dict) or not isinstance(record.get("question"), str):
+            raise _Slow
+        if not record["question"].strip() or not isinstance(record.get("article", ""), str | None):
+            raise _Slow
+        batch.append(record)
+    if not batch:
+        raise _Slow
+    return batch
+
+
+def _store_ready(database: str, folder: Path) -> None:
+    """_Slow unless opening the store would change nothing: the schema is current and the
+    article folder has nothing to read or sweep (bot.cli's `ask` reads it first)."""
+    from bot import articles
+
+    if not Path(database).is_file():
+        raise _Slow  # bot.cli creates it (or reports what is missing)
+    if folder.is_dir() and next(iter(articles.files([folder])), None) is not None:
+        raise _Slow
+    try:
+        with closing(sqlite3.connect(database)) as conn:
+            version = conn.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+            if version != SCHEMA_VERSION:
+                raise _Slow
+            if folder.is_dir():
+                # The folder's sweep would delete the stored articles of its deleted files.
+                prefix = str(folder).rstrip("/") + "/"
+                swept = conn.execute(
+                    "SELECT 1 FROM articles WHERE substr(source, 1, ?) = ? LIMIT 1",
+                    (len(prefix), prefix),
+                ).fetchone()
+                if swept is not None:
+                    raise _Slow
+    except sqlite3.Error:
+        raise _Slow from None
+
+
+def ask_fast(argv: Sequence[str]) -> int | None:
+    """Run a plain `newsbot ask` on a SQLite store; its exit code, or None for bot.cli."""
+    try:
+        found, command, options, positional = _parse(argv)
+        output = options.get("output", "text")
+        if command != "ask" or output not in ("text", "json", "jsonl"):
+            raise _Slow
+        batch = _questions(options, positional)
+        cfg = _settings(found)
+        if cfg["sqlite"] is None or cfg["json_logs"]:
+            raise _Slow
+        from bot import qa, search
+
+        database = search.sqlite_file(cfg["sqlite"])
+        if database is None:
+            raise _Slow  # in memory, or with options: SQLAlchemy's engine
+        _store_ready(database, Path(cfg["folder"]))
+    except _Slow:
+        return None
+    with search.StoreIndex(cfg["sqlite"]) as index:
+        scopes = {s for r in batch if (s := r.get("article") or options.get("article"))}
+        if any(index.get(scope) is None for scope in sorted(scopes)):
+            return None  # bot.cli warns about each, in order
+        answers = [
+            (
+                record,
+                qa.answer(
+                    record["question"],
+                    index,
+                    article_id=record.get("article") or options.get("article"),
+                ),
+            )
+            for record in batch
+        ]
+    if output == "text":
+        from rich.console import Console
+
+        from bot.chat.render import plain
+
+        console = Console(**OUT_CONSOLE)
+        for _, answer in answers:
+            console.print(plain(answer), markup=False)
+        return 0
+    for record, answer in answers:
+        result = qa.answer_record(answer)
+        if "id" in record:
+            result = {"id": record["id"], **result}
+        sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
+    return 0
+
+
 def main() -> None:
     """Entry point of the `newsbot` console script."""
-    code = classify_fast(sys.argv[1:])
+    argv = sys.argv[1:]
+    code = classify_fast(argv)
+    if code is None:
+        code = ask_fast(argv)
     if code is not None:
         sys.stdout.flush()
         raise SystemExit(code)

@@ -7,8 +7,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from bot import dictionary
 from bot.extract import (
@@ -41,6 +40,9 @@ from bot.question import (
 from bot.question import analyse as analyse_question
 from bot.search import MemoryIndex, article_lang
 from bot.search import Retrieval as Retrieval  # re-exported: what callers pass to answer()
+
+if TYPE_CHECKING:
+    import httpx  # imported by answer_llm only: a one-off `newsbot ask` never needs it
 
 # The in-memory index under its old name (tests, the console, one-off batches).
 Index = MemoryIndex
@@ -663,6 +665,8 @@ async def answer_llm(
     article_id: str | None = None,
 ) -> Answer:
     """Answer with an OpenAI-compatible chat endpoint over retrieved sentences; offline fallback."""
+    import httpx
+
     offline = answer(question, index, article_id)
     q = analyse_question(question, index)
     if article_id is not None:
@@ -714,3 +718,16 @@ async def answer_llm(
         sources=tuple(_source(a) for a in sources),
         confidence=0.7,
     )
+
+
+def answer_record(answer: Answer) -> dict[str, Any]:
+    """The JSON object `newsbot ask` prints for an answer (shared by this fast path and bot.cli)."""
+    return {
+        "answer": answer.text,
+        "sources": [
+            {"id": s.id, "title": s.title, "date": s.date, "url": s.url} for s in answer.sources
+        ],
+        "confidence": round(answer.confidence, 4),
+        "sentence": answer.sentence,
+        "lang": answer.lang,
+    }

@@ -8,27 +8,30 @@ index and nothing is rebuilt at start. `StoreIndex` reads it from any thread.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import math
 import re
+import sqlite3
 import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
-
-import numpy as np
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from bot.extract import FALLBACK_LANG, Sentence, analyse_article, index_keys, languages
 from bot.models import Article
 from bot.question import Group, analyse
 from bot.text import sentences
+
+if TYPE_CHECKING:
+    # numpy and SQLAlchemy are imported where they are used: `newsbot ask` on a SQLite store
+    # needs neither (their imports cost more CPU than answering the question).
+    from asyncio import AbstractEventLoop
+    from concurrent.futures import Future
+
+    import sqlalchemy as sa
+    from sqlalchemy.engine import Connection
 
 # BM25 parameters; b is low because the store mixes 40-word feed items with 500-word articles,
 # and full length normalisation would bury every long article; then how much a prior lifts a score.
@@ -219,6 +222,8 @@ class MemoryIndex:
 
     def search_groups(self, groups: Iterable[Group], k: int = 5) -> list[tuple[Article, float]]:
         """The k best articles for keyword groups: BM25, one term per group (its best alias)."""
+        import numpy as np
+
         groups = list(groups)
         if not self._by_id:
             return []
@@ -293,6 +298,8 @@ def documents(batch: Iterable[Article]) -> dict[str, Document]:
 
 def create_schema(conn: Connection) -> None:
     """Schema step: the full-text index of articles (FTS5 on SQLite, tsvector + GIN on PG)."""
+    import sqlalchemy as sa
+
     if conn.dialect.name == "postgresql":
         conn.execute(
             sa.text(
@@ -312,6 +319,8 @@ def create_schema(conn: Connection) -> None:
 
 
 def _create_sqlite(conn: Connection) -> None:
+    import sqlalchemy as sa
+
     conn.execute(
         sa.text(
             "CREATE TABLE IF NOT EXISTS search_docs ("
@@ -339,6 +348,8 @@ def put(
     """Write (or replace) the full-text rows of stored articles, in the caller's transaction."""
     if not batch:
         return
+    import sqlalchemy as sa
+
     docs = docs or {}
     rows = [docs.get(a.id) or document(a) for a in batch]
     ids = [d.article_id for d in rows]
@@ -353,43 +364,101 @@ def put(
         )
         return
     # Batched: a few statements per chunk, not two per article (ingest writes thousands).
+    delete, insert_doc, doc_ids, insert_fts = _sqlite_statements()
     for start in range(0, len(rows), 500):
         chunk = rows[start : start + 500]
         chunk_ids = [d.article_id for d in chunk]
-        conn.execute(_SQLITE_DELETE, {"ids": chunk_ids})
-        conn.execute(_SQLITE_INSERT_DOC, [{"id": d.article_id, "length": d.length} for d in chunk])
-        found = conn.execute(_SQLITE_DOC_IDS, {"ids": chunk_ids})
+        conn.execute(delete, {"ids": chunk_ids})
+        conn.execute(insert_doc, [{"id": d.article_id, "length": d.length} for d in chunk])
+        found = conn.execute(doc_ids, {"ids": chunk_ids})
         doc_of: dict[str, int] = {str(row[0]): int(row[1]) for row in found}
-        conn.execute(
-            _SQLITE_INSERT_FTS, [{"doc": doc_of[d.article_id], "keys": d.keys} for d in chunk]
-        )
+        conn.execute(insert_fts, [{"doc": doc_of[d.article_id], "keys": d.keys} for d in chunk])
 
 
-_SQLITE_DELETE = sa.text("DELETE FROM search_docs WHERE article_id IN :ids").bindparams(
-    sa.bindparam("ids", expanding=True)
-)
-_SQLITE_INSERT_DOC = sa.text("INSERT INTO search_docs (article_id, length) VALUES (:id, :length)")
-_SQLITE_DOC_IDS = sa.text(
-    "SELECT article_id, doc FROM search_docs WHERE article_id IN :ids"
-).bindparams(sa.bindparam("ids", expanding=True))
-_SQLITE_INSERT_FTS = sa.text("INSERT INTO search_fts (rowid, keys) VALUES (:doc, :keys)")
+@functools.cache
+def _sqlite_statements() -> tuple[sa.TextClause, sa.TextClause, sa.TextClause, sa.TextClause]:
+    """`put`'s SQLite statements, built once (at first use: SQLAlchemy is imported lazily)."""
+    import sqlalchemy as sa
+
+    return (
+        sa.text("DELETE FROM search_docs WHERE article_id IN :ids").bindparams(
+            sa.bindparam("ids", expanding=True)
+        ),
+        sa.text("INSERT INTO search_docs (article_id, length) VALUES (:id, :length)"),
+        sa.text("SELECT article_id, doc FROM search_docs WHERE article_id IN :ids").bindparams(
+            sa.bindparam("ids", expanding=True)
+        ),
+        sa.text("INSERT INTO search_fts (rowid, keys) VALUES (:doc, :keys)"),
+    )
 
 
 def forget(conn: Connection, article_ids: sa.Select[Any]) -> None:
     """Delete the full-text rows of articles about to be deleted, in the caller's transaction."""
+    import sqlalchemy as sa
+
     docs = sa.table("search_docs", sa.column("article_id"))
     conn.execute(docs.delete().where(docs.c.article_id.in_(article_ids)))
+
+
+_SQLITE_URL = re.compile(r"sqlite(?:\+aiosqlite)?:///([^?#%]+)")
+
+
+def sqlite_file(url: str | sa.URL) -> str | None:
+    """The file of a plain SQLite URL (no query options), else None (`:memory:`, PostgreSQL)."""
+    text = url if isinstance(url, str) else url.render_as_string(hide_password=False)
+    found = _SQLITE_URL.fullmatch(text)
+    return None if found is None or found.group(1) == ":memory:" else found.group(1)
+
+
+class _SQLiteReader:
+    """Queries on a SQLite file with the standard library's driver, one connection per thread."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._local = threading.local()
+        self._opened: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def rows(self, sql: str, params: Mapping[str, Any], expand: Mapping[str, bool]) -> list[Any]:
+        """The rows of one statement; `expand` names list parameters (`IN :ids`), as sa.text."""
+        values = dict(params)
+        for name in expand:
+            items = list(values.pop(name))
+            names = [f"{name}_{i}" for i in range(len(items))]
+            values.update(zip(names, items, strict=True))
+            marks = ", ".join(f":{n}" for n in names)
+            sql = re.sub(rf":{name}\b", f"({marks})", sql)
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            # The same defaults as aiosqlite under the store's engine (a 5 s busy timeout).
+            conn = sqlite3.connect(self._path, check_same_thread=False)
+            self._local.conn = conn
+            with self._lock:
+                self._opened.append(conn)
+        return conn.execute(sql, values).fetchall()
+
+    def close(self) -> None:
+        """Close every thread's connection."""
+        with self._lock:
+            for conn in self._opened:
+                conn.close()
+            self._opened.clear()
+        self._local = threading.local()
 
 
 class _Loop:
     """A private event loop in a daemon thread, so synchronous callers can use the async engine."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+        import asyncio  # with the async engine only (a SQLite file is read without a loop)
+
+        self.loop: AbstractEventLoop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        import asyncio
+
         future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
         return future.result()
 
@@ -404,9 +473,18 @@ class StoreIndex:
 
     def __init__(self, url: str | sa.URL) -> None:
         """Open the index of the database at `url` (an async driver URL, as the store's engine)."""
-        self._loop = _Loop()
-        self._engine = create_async_engine(url)
-        self._dialect = self._engine.dialect.name
+        self._file = sqlite_file(url)
+        self._sqlite: _SQLiteReader | None = None
+        if self._file is not None:
+            # The standard library's driver in the caller's thread: no SQLAlchemy to import and
+            # no event loop to start, which is most of what a one-off `newsbot ask` costs.
+            self._sqlite, self._dialect = _SQLiteReader(self._file), "sqlite"
+        else:
+            from sqlalchemy.ext.asyncio import create_async_engine
+
+            self._loop = _Loop()
+            self._engine = create_async_engine(url)
+            self._dialect = self._engine.dialect.name
         self._analysed = _Analysed()
         self._df: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -414,6 +492,9 @@ class StoreIndex:
 
     def close(self) -> None:
         """Release the connections and the private loop."""
+        if self._sqlite is not None:
+            self._sqlite.close()
+            return
         self._loop.run(self._engine.dispose())
         self._loop.close()
 
@@ -424,6 +505,10 @@ class StoreIndex:
         self.close()
 
     def _rows(self, sql: str, params: Mapping[str, Any] | None = None, **expand: bool) -> list[Any]:
+        if self._sqlite is not None:
+            return self._sqlite.rows(sql, params or {}, expand)
+        import sqlalchemy as sa
+
         statement = sa.text(sql)
         if expand:
             statement = statement.bindparams(*(sa.bindparam(n, expanding=True) for n in expand))

@@ -1,25 +1,68 @@
-"""Tests for the entry point's `newsbot classify` fast path: same output, fewer imports."""
+"""Tests for the entry point's `classify` and `ask` fast paths: same output, fewer imports."""
 
 from __future__ import annotations
 
+import json
+import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+import typer
+from typer.core import TyperGroup, TyperOption
+from typer.testing import CliRunner, Result
 
-from bot import config, entry
+from bot import cli, config, entry, lemmas, remembered, schema
 from bot.cli import app
 
 from .conftest import ROOT, SEED
 
+HEAVY = ("typer", "rich", "pydantic", "click", "numpy", "sqlalchemy", "httpx")
 
-def test_known_sections_and_keys_match_the_settings_model() -> None:
-    assert entry.DEFAULT_CONFIG_PATH == config.DEFAULT_CONFIG_PATH
-    assert set(config.Settings.model_fields) - {"secrets"} == entry.SECTIONS
-    assert set(config.ArticlesSettings.model_fields) == entry.ARTICLES_KEYS
-    assert set(config.ClassifierSettings.model_fields) == entry.CLASSIFIER_KEYS
+
+def _value_options(command: typer.core.TyperCommand | TyperGroup) -> dict[str, str]:
+    """Flag -> parameter name of the options of `command` that take a value."""
+    return {
+        flag: param.name or ""
+        for param in command.params
+        if isinstance(param, TyperOption) and not param.is_flag and not param.count
+        for flag in param.opts
+    }
+
+
+def test_copied_constants_match_their_sources() -> None:
+    assert remembered.DEFAULT_CONFIG_PATH == config.DEFAULT_CONFIG_PATH
+    assert remembered.SECRET_VARIABLES == config.SECRET_VARIABLES
+    assert len(schema.MIGRATIONS) == entry.SCHEMA_VERSION
+    assert remembered.cache_file().parent == lemmas.cache_dir()
+    assert {"highlight": cli.out._highlight, "soft_wrap": cli.out.soft_wrap} == entry.OUT_CONSOLE
+
+
+def test_option_tables_match_the_typer_app() -> None:
+    group = typer.main.get_command(app)
+    assert isinstance(group, TyperGroup)
+    # The fast paths know a subset of the global options (the rest goes to bot.cli) ...
+    assert entry.GLOBAL_OPTIONS.items() <= _value_options(group).items()
+    # ... and every option of their commands, so none is mistaken for an argument.
+    for name, table in entry.COMMAND_OPTIONS.items():
+        command = group.commands[name]
+        assert isinstance(command, typer.core.TyperCommand)
+        assert table == _value_options(command)
+
+
+@pytest.fixture(autouse=True)
+def configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSBOT_CONFIG", str(ROOT / "config" / "newsbot.toml"))
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A settings cache of the test's own, in this process (the lemma tables stay put)."""
+    path = tmp_path / "cache" / "settings.json"
+    monkeypatch.setattr(remembered, "cache_file", lambda: path)
+    return path
 
 
 @pytest.fixture
@@ -32,59 +75,81 @@ def inputs(tmp_path: Path) -> list[str]:
     return [str(SEED), str(tmp_path / "a.jsonl")]
 
 
+def full(*args: str) -> Result:
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
 @pytest.mark.parametrize("fmt", ["jsonl", "text"])
-def test_fast_path_prints_what_the_full_command_prints(
-    inputs: list[str], fmt: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+def test_classify_fast_path_prints_what_the_full_command_prints(
+    inputs: list[str], fmt: str, cache: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("NEWSBOT_CONFIG", str(ROOT / "config" / "newsbot.toml"))
+    # Not validated by bot.cli yet: the fast path leaves it to the full command.
+    assert entry.classify_fast(["classify", "--format", fmt, *inputs]) is None
+    slow = full("classify", "--format", fmt, *inputs)
+    assert slow.exit_code == 0
     assert entry.classify_fast(["classify", "--format", fmt, *inputs]) == 0
     fast = capsys.readouterr()
-    full = CliRunner().invoke(app, ["classify", "--format", fmt, *inputs], catch_exceptions=False)
-    assert full.exit_code == 0
-    assert fast.out == full.stdout and len(fast.out.splitlines()) == 3
+    assert fast.out == slow.stdout and len(fast.out.splitlines()) == 3
     assert "a.jsonl:3" in fast.err and "malformed JSON" in fast.err
 
 
 def test_anything_unusual_goes_to_the_full_command(
-    tmp_path: Path, inputs: list[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, inputs: list[str], cache: Path
 ) -> None:
-    monkeypatch.setenv("NEWSBOT_CONFIG", str(ROOT / "config" / "newsbot.toml"))
-    assert entry.classify_fast(["classify", "--help"]) is None
-    assert entry.classify_fast(["ingest", *inputs]) is None
-    assert entry.classify_fast(["classify", "--format", "json", *inputs]) is None
-    misspelt = tmp_path / "bad.toml"
-    misspelt.write_text("[classifier]\nalert_treshold = 0.9\n", encoding="utf-8")
-    assert entry.classify_fast(["--config", str(misspelt), "classify", *inputs]) is None
-    # ... where the full command names the key and exits 2.
-    result = CliRunner().invoke(app, ["--config", str(misspelt), "classify", *inputs])
-    assert result.exit_code == 2 and "alert_treshold" in result.stderr
-    wrong = tmp_path / "wrong.toml"
-    wrong.write_text("[classifier]\nalert_threshold = 0.2\n", encoding="utf-8")
-    assert entry.classify_fast(["-c", str(wrong), "classify", *inputs]) is None
+    assert full("classify", *inputs).exit_code == 0
+    assert entry.classify_fast(["classify", *inputs]) == 0
+    for argv in (
+        ["classify", "--help"],
+        ["-v", "classify", *inputs],
+        ["--log-format", "json", "classify", *inputs],
+        ["ingest", *inputs],
+        ["classify", "--format", "json", *inputs],
+        ["classify", "--frmat", "jsonl", *inputs],
+        ["classify", "-fjsonl", *inputs],
+        ["classify", "--format"],
+        ["classify"],
+        ["ask", "--help"],
+        ["ask", "--article", "x"],
+        ["ask", "one", "two"],
+        ["ask", "  "],
+    ):
+        assert entry.classify_fast(argv) is None and entry.ask_fast(argv) is None, argv
+    # A config bot.cli refuses is never remembered: each run gets its one-line error.
+    zone = tmp_path / "zone.toml"
+    zone.write_text('[digest]\ntimezone = "Mars/Olympus"\n', encoding="utf-8")
+    for _ in range(2):
+        assert entry.classify_fast(["--config", str(zone), "classify", *inputs]) is None
+        result = full("--config", str(zone), "classify", *inputs)
+        assert result.exit_code == 2 and "digest.timezone" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_classify_start_up_imports_no_cli_or_settings_libraries(inputs: list[str]) -> None:
-    probe = (
-        "import sys\n"
-        "from bot.entry import classify_fast\n"
-        f"code = classify_fast(['classify', '--format', 'jsonl', *{inputs!r}])\n"
-        "heavy = sorted(m for m in ('typer', 'rich', 'pydantic', 'click', 'numpy') "
-        "if m in sys.modules)\n"
-        "print(code, heavy, file=sys.stderr)\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", probe],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert done.stderr.strip().endswith("0 []")
-    assert len(done.stdout.splitlines()) == 3
+def test_an_edited_config_or_environment_is_validated_again(
+    tmp_path: Path, inputs: list[str], cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tmp_path / "newsbot.toml"
+    cfg.write_text("[classifier]\nalert_threshold = 0.9\n", encoding="utf-8")
+    assert full("-c", str(cfg), "classify", *inputs).exit_code == 0
+    assert entry.classify_fast(["-c", str(cfg), "classify", *inputs]) == 0
+    monkeypatch.setenv("NEWSBOT_SENDERS", "some")
+    assert entry.classify_fast(["-c", str(cfg), "classify", *inputs]) is None
+    assert full("-c", str(cfg), "classify", *inputs).exit_code == 2
+    monkeypatch.delenv("NEWSBOT_SENDERS")
+    cfg.write_text("[classifier]\nalert_threshold = 0.2\n", encoding="utf-8")
+    assert entry.classify_fast(["-c", str(cfg), "classify", *inputs]) is None
+    assert full("-c", str(cfg), "classify", *inputs).exit_code == 2
+    # Half a Slack set-up is a config error: a secret's presence counts (never its value).
+    cfg.write_text("", encoding="utf-8")
+    assert full("-c", str(cfg), "classify", *inputs).exit_code == 0
+    monkeypatch.setenv("SLACK_APP_TOKEN", "xapp-secret")
+    assert entry.classify_fast(["-c", str(cfg), "classify", *inputs]) is None
+    assert full("-c", str(cfg), "classify", *inputs).exit_code == 2
+    assert "xapp-secret" not in cache.read_text(encoding="utf-8")
+    assert cache.stat().st_mode & 0o077 == 0  # private, like the lemma tables beside it
 
 
-def test_fast_path_applies_a_configured_feedback_model_like_the_full_command(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+def test_classify_fast_path_applies_a_configured_feedback_model_like_the_full_command(
+    tmp_path: Path, cache: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from bot.learn import train
     from bot.models import Article
@@ -117,14 +182,171 @@ def test_fast_path_applies_a_configured_feedback_model_like_the_full_command(
         '{"id": "n2", "title": "Air strikes kill 40 soldiers", "text": "Shelling."}\n',
         encoding="utf-8",
     )
-    plain = entry.classify_fast(["classify", "--format", "jsonl", str(feed)])
+    assert full("classify", "--format", "jsonl", str(feed)).exit_code == 0
+    assert entry.classify_fast(["classify", "--format", "jsonl", str(feed)]) == 0
     without = capsys.readouterr().out
+    slow = full("-c", str(cfg), "classify", "--format", "jsonl", str(feed))
+    assert slow.exit_code == 0
     assert entry.classify_fast(["-c", str(cfg), "classify", "--format", "jsonl", str(feed)]) == 0
     fast = capsys.readouterr().out
-    full = CliRunner().invoke(
-        app, ["-c", str(cfg), "classify", "--format", "jsonl", str(feed)], catch_exceptions=False
-    )
-    assert plain == 0 and full.exit_code == 0
-    assert fast == full.stdout
+    assert fast == slow.stdout
     assert '"id": "n1", "conflict": true' in without
     assert '"id": "n1", "conflict": false' in fast and '"id": "n2", "conflict": true' in fast
+
+
+# --- ask ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A SQLite store holding the seed article, with an empty article folder."""
+    (tmp_path / "articles").mkdir()
+    monkeypatch.setenv("NEWSBOT_ARTICLES", str(tmp_path / "articles"))
+    monkeypatch.setenv("NEWSBOT_DATA_DIR", str(tmp_path / "data"))
+    url = f"sqlite:///{tmp_path / 'data' / 'newsbot.sqlite3'}"
+    assert full("--db", url, "ingest", str(SEED)).exit_code == 0
+    return url
+
+
+def _questions(tmp_path: Path, seed_id: str) -> Path:
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(
+        json.dumps({"id": "q1", "question": "Wer vertritt die USA?", "article": seed_id})
+        + "\n\n"
+        + json.dumps({"id": "q2", "question": "Who attends from France?"})
+        + "\n"
+        + json.dumps({"question": "who attends from Germany?"})
+        + "\n",
+        encoding="utf-8",
+    )
+    return questions
+
+
+def test_ask_fast_path_prints_what_the_full_command_prints(
+    store: str, cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    single = ["--db", store, "ask", "--format", "json", "who attends from Germany?"]
+    slow = full(*single)
+    assert slow.exit_code == 0 and "Michaelis" in slow.stdout
+    assert entry.ask_fast(single) == 0
+    assert capsys.readouterr().out == slow.stdout
+    seed_id = json.loads(slow.stdout)["sources"][0]["id"]
+    for argv in (
+        ["--db", store, "ask", "-f", "jsonl", "-q", str(_questions(tmp_path, seed_id))],
+        ["--db", store, "ask", "who attends from Germany?"],
+        ["--db", store, "ask", "--article", seed_id, "Wer vertritt die USA?", "--format=text"],
+        ["--db", store, "ask", "--", "Who attends from France?"],
+    ):
+        slow = full(*argv)
+        assert slow.exit_code == 0
+        assert entry.ask_fast(argv) == 0, argv
+        assert capsys.readouterr().out == slow.stdout, argv
+    assert "Sherman" in slow.stdout or "know" in slow.stdout
+
+
+def test_ask_leaves_warnings_migrations_and_the_folder_to_the_full_command(
+    store: str, cache: Path, tmp_path: Path
+) -> None:
+    argv = ["--db", store, "ask", "--format", "json", "who attends from Germany?"]
+    assert full(*argv).exit_code == 0
+    # An article that is not stored: bot.cli warns and exits 1.
+    assert entry.ask_fast([*argv[:3], "--article", "nope", *argv[3:]]) is None
+    # A file in the article folder would be read first.
+    own = tmp_path / "articles" / "own.txt"
+    own.write_text("Kämpfe im Osten\n\nArtillerie beschoss die Stadt.\n", encoding="utf-8")
+    assert entry.ask_fast(argv) is None
+    assert full(*argv).exit_code == 0
+    own.unlink()
+    # ... and its article swept from the store once the file is gone.
+    assert entry.ask_fast(argv) is None
+    assert full(*argv).exit_code == 0
+    assert entry.ask_fast(argv) == 0
+    # A store from an older newsbot is migrated first.
+    database = store.removeprefix("sqlite:///")
+    with sqlite3.connect(database) as conn:
+        conn.execute("DELETE FROM schema_version WHERE version = ?", (entry.SCHEMA_VERSION,))
+    conn.close()
+    assert entry.ask_fast(argv) is None
+    assert full(*argv).exit_code == 0
+    assert entry.ask_fast(argv) == 0
+    # No database at all: bot.cli creates it (and answers from the folder).
+    missing = ["--db", f"sqlite:///{tmp_path / 'other.sqlite3'}", *argv[2:]]
+    assert full("--db", missing[1], "classify", str(SEED)).exit_code == 0  # validates the config
+    assert entry.ask_fast(missing) is None
+
+
+def _run(tmp_path: Path, module: str, args: list[str]) -> tuple[int, str, str]:
+    done = subprocess.run(
+        [sys.executable, "-c", f"from {module} import main; main()", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "100"},
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_the_console_script_behaves_as_the_full_command_line(store: str, tmp_path: Path) -> None:
+    """Help, bad options, config errors, an empty question and a missing database: the same
+    texts and exit codes from the entry point (fast paths tried first) as from bot.cli."""
+    zone = tmp_path / "zone.toml"
+    zone.write_text('[digest]\ntimezone = "Mars/Olympus"\n', encoding="utf-8")
+    cases = [
+        ["ask", "--help"],
+        ["classify", "--help"],
+        ["--db", store, "ask", "--frmat", "json", "who?"],
+        ["--db", store, "ask", "--format", "yaml", "who?"],
+        ["--db", store, "ask"],
+        ["--db", store, "ask", "   "],
+        ["-c", str(zone), "--db", store, "ask", "who attends?"],
+        ["-c", str(zone), "classify", str(SEED)],
+        ["--db", "mysql://x/y", "ask", "who attends?"],
+        # bot.cli validates the config first, then the fast path answers.
+        ["--db", store, "ask", "--format", "json", "who attends from Germany?"],
+        ["--db", store, "ask", "Wer vertritt die USA?"],
+    ]
+    for args in cases:
+        slow = _run(tmp_path, "bot.cli", args)
+        fast = _run(tmp_path, "bot.entry", args)
+        assert fast == slow, args
+    assert _run(tmp_path, "bot.cli", cases[6])[0] == 2
+    assert len(_run(tmp_path, "bot.cli", cases[6])[2].strip().splitlines()) == 1
+    # A missing database (with a validated config): both create it and answer alike.
+    one = ["--db", f"sqlite:///{tmp_path / 'one.sqlite3'}", "ask", "-f", "json", "who attends?"]
+    two = ["--db", f"sqlite:///{tmp_path / 'two.sqlite3'}", *one[2:]]
+    assert _run(tmp_path, "bot.cli", [*one[:2], "classify", str(SEED)])[0] == 0
+    assert _run(tmp_path, "bot.entry", one) == _run(tmp_path, "bot.cli", two)
+    assert (tmp_path / "one.sqlite3").is_file()
+
+
+def test_ask_start_up_imports_no_cli_settings_or_database_libraries(store: str) -> None:
+    argv = ["--db", store, "ask", "--format", "json", "who attends from Germany?"]
+    assert _run(ROOT, "bot.cli", argv)[0] == 0  # validates the config (in the real cache)
+    probe = (
+        "import sys\n"
+        "from bot.entry import ask_fast\n"
+        f"code = ask_fast({argv!r})\n"
+        f"heavy = sorted(m for m in {HEAVY!r} if m in sys.modules)\n"
+        "print(code, heavy, file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert done.stderr.strip().endswith("0 []")
+    assert "Michaelis" in json.loads(done.stdout)["answer"]
+
+
+def test_classify_start_up_imports_no_cli_or_settings_libraries(inputs: list[str]) -> None:
+    assert _run(ROOT, "bot.cli", ["classify", *inputs])[0] == 0  # validates the config
+    probe = (
+        "import sys\n"
+        "from bot.entry import classify_fast\n"
+        f"code = classify_fast(['classify', '--format', 'jsonl', *{inputs!r}])\n"
+        f"heavy = sorted(m for m in {HEAVY!r} if m in sys.modules)\n"
+        "print(code, heavy, file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert done.stderr.strip().endswith("0 []")
+    assert len(done.stdout.splitlines()) == 3

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,7 +13,7 @@ import sqlalchemy as sa
 
 from bot import qa
 from bot.models import Article
-from bot.search import MemoryIndex, StoreIndex, document, term
+from bot.search import MemoryIndex, StoreIndex, document, sqlite_file, term
 from bot.store import Store
 
 from .conftest import POSTGRES_URL, postgres_available
@@ -105,3 +107,31 @@ async def test_store_index_is_written_with_the_article_and_pruned(db: tuple[Stor
         assert rows == 2
     finally:
         await asyncio.to_thread(index.close)
+
+
+def test_sqlite_file_of_plain_sqlite_urls_only() -> None:
+    assert sqlite_file("sqlite:///data/newsbot.sqlite3") == "data/newsbot.sqlite3"
+    assert sqlite_file("sqlite+aiosqlite:////tmp/x.sqlite3") == "/tmp/x.sqlite3"
+    assert sqlite_file(sa.make_url("sqlite+aiosqlite:////tmp/x.sqlite3")) == "/tmp/x.sqlite3"
+    # Everything else keeps SQLAlchemy's engine: memory, options, other databases.
+    assert sqlite_file("sqlite+aiosqlite:///:memory:") is None
+    assert sqlite_file("sqlite:///x.sqlite3?mode=ro") is None
+    assert sqlite_file("postgresql+asyncpg://u@h/db") is None
+
+
+async def test_store_index_reads_a_sqlite_file_from_several_threads(store: Store) -> None:
+    await store.catalog.add_articles([TALKS, STORM, MARKET])
+    index = await asyncio.to_thread(StoreIndex, store.engine.url)
+    assert index._sqlite is not None  # the standard library's driver, no engine
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            found = list(pool.map(lambda _: index.search("storm Portmoor", 1), range(8)))
+        assert {hits[0][0].id for hits in found} == {"s-en-1"}
+        assert [a.id for a in index._articles(["s-en-2", "nope", "s-de-1"])] == ["s-en-2", "s-de-1"]
+        opened = list(index._sqlite._opened)
+        assert len(opened) >= 2
+    finally:
+        index.close()
+    for conn in opened:  # every thread's connection is closed with the index
+        with pytest.raises(sqlite3.ProgrammingError):
+            conn.execute("SELECT 1")
