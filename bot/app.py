@@ -638,7 +638,10 @@ def single_instance(url: str) -> Iterator[None]:
         # PostgreSQL coordinates several instances itself (row locks when claiming).
         yield
         return
-    path = Path(f"{sa_url.database}.lock")
+    # The real file, not the URL's spelling: a symlink or `..` to the same file must meet the
+    # same lock (resolve also follows a link whose target does not exist yet).
+    database = Path(sa_url.database).resolve()
+    path = database.with_name(f"{database.name}.lock")
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a+") as handle:
         try:
@@ -646,7 +649,7 @@ def single_instance(url: str) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise InstanceRunning(
-                f"another newsbot is already running on {sa_url.database} (lock {path}); "
+                f"another newsbot is already running on {database} (lock {path}); "
                 "stop it first, or give this one its own database"
             ) from None
         try:

@@ -303,6 +303,24 @@ async def test_a_second_instance_on_one_sqlite_file_refuses_to_start(settings: S
         pass
 
 
+def test_the_instance_lock_is_on_the_real_file_not_on_a_symlink_or_dotdot(tmp_path: Path) -> None:
+    real = tmp_path / "data" / "newsbot.sqlite3"
+    real.parent.mkdir()
+    real.touch()
+    alias = tmp_path / "alias.sqlite3"
+    alias.symlink_to(real)
+    (tmp_path / "other").mkdir()
+    dotdot = tmp_path / "other" / ".." / "data" / "newsbot.sqlite3"
+    with app.single_instance(f"sqlite+aiosqlite:///{real}"):
+        for spelling in (alias, dotdot):
+            with pytest.raises(app.InstanceRunning, match=str(real)):
+                with app.single_instance(f"sqlite+aiosqlite:///{spelling}"):
+                    pass
+    assert not (tmp_path / "alias.sqlite3.lock").exists()
+    with app.single_instance(f"sqlite+aiosqlite:///{alias}"):  # released: free again
+        pass
+
+
 async def test_operator_endpoint_shows_readiness_and_the_alert_latency_histogram(
     settings: Settings,
 ) -> None:
