@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from bot import lang as language
 from bot.models import Article
@@ -295,7 +297,7 @@ def read_jsonl(
     """A JSON Lines file record by record; a record over `max_bytes` is rejected unread."""
     name = str(path)
     seen = False
-    with path.open("rb") as handle:
+    with _open_regular(path) as handle:
         number = 0
         while True:
             # Never more than the limit in memory: one huge line cannot exhaust it.
@@ -327,25 +329,91 @@ def read_jsonl(
 
 def files(paths: Iterable[Path]) -> Iterator[Path]:
     """The article files named by `paths`: files as given, folders searched recursively."""
+    for path, _ in _entries(paths):
+        yield path
+
+
+def _entries(paths: Iterable[Path]) -> Iterator[tuple[Path, Path | None]]:
+    """Each file with the folder it was found in (None: named explicitly)."""
     for path in paths:
         if path.is_dir():
-            yield from sorted(
-                p
-                for p in path.rglob("*")
-                if p.is_file() and p.suffix.lower() in SUFFIXES and not p.name.startswith(".")
+            yield from (
+                (p, path)
+                for p in sorted(
+                    p
+                    for p in path.rglob("*")
+                    if p.is_file() and p.suffix.lower() in SUFFIXES and not p.name.startswith(".")
+                )
             )
         else:
-            yield path
+            yield path, None
+
+
+def outside(folder: Path, path: Path) -> bool:
+    """Whether `path` (through its symlinks) is a file outside `folder`."""
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return True
+    except OSError:  # a symlink loop: not a file of the folder either
+        return True
+    return False
+
+
+def _regular(path: Path) -> os.stat_result:
+    """The file's status, or BadInput when it is not a regular file (FIFO, device, socket)."""
+    status = path.stat()
+    if stat.S_ISDIR(status.st_mode):
+        raise BadInput("is a folder, not an article file")
+    if not stat.S_ISREG(status.st_mode):
+        # Never opened: reading a FIFO blocks for ever, a device such as /dev/zero never ends.
+        raise BadInput("not a regular file (FIFO, device or socket); not read")
+    return status
+
+
+def _open_regular(path: Path) -> BinaryIO:
+    """`path` opened for reading, refusing anything that turned out not to be a regular file."""
+    # O_NONBLOCK: a file swapped for a FIFO after the check above cannot block the open.
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise BadInput("not a regular file (FIFO, device or socket); not read")
+        os.set_blocking(descriptor, True)
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
 
 
 def read(
     paths: Iterable[Path],
     max_bytes: int = 5_000_000,
     languages: Sequence[str] = language.DEFAULT_LANGUAGES,
+    *,
+    within: Path | None = None,
 ) -> Iterator[Article | Rejection]:
-    """Every article in `paths`, in order; each unreadable file or record is a Rejection instead."""
-    for path in files(paths):
+    """Every article in `paths`, in order; each unreadable file or record is a Rejection instead.
+
+    Files found in a folder (and every file when `within` is given) must be inside that folder:
+    a symlink to a file elsewhere (`/etc/passwd`) is a Rejection, not an article.
+    """
+    for path, found_in in _entries(paths):
         name = str(path)
+        folder = within or found_in
+        if folder is not None and outside(folder, path):
+            yield Rejection(name, f"symbolic link to a file outside {folder}; not read")
+            continue
+        try:
+            status = _regular(path)
+        except FileNotFoundError:
+            yield Rejection(name, "no such file or folder")
+            continue
+        except OSError as exc:
+            yield Rejection(name, f"cannot read: {exc.strerror or exc}")
+            continue
+        except BadInput as exc:
+            yield Rejection(name, str(exc))
+            continue
         if path.suffix.lower() == ".jsonl":
             # Read record by record: the limit applies to each record, not to the file.
             try:
@@ -354,12 +422,19 @@ def read(
                 yield Rejection(name, "no such file or folder")
             except OSError as exc:
                 yield Rejection(name, f"cannot read: {exc.strerror or exc}")
+            except BadInput as exc:
+                yield Rejection(name, str(exc))
             continue
         try:
-            size = path.stat().st_size
-            if size > max_bytes:
-                raise BadInput(f"file is {size:,} bytes, over the {max_bytes:,}-byte limit")
-            data = path.read_bytes()
+            if status.st_size > max_bytes:
+                raise BadInput(
+                    f"file is {status.st_size:,} bytes, over the {max_bytes:,}-byte limit"
+                )
+            with _open_regular(path) as handle:
+                # At most one byte over the limit: a file growing meanwhile is not read unbounded.
+                data = handle.read(max_bytes + 1)
+            if len(data) > max_bytes:
+                raise BadInput(f"file is over the {max_bytes:,}-byte limit")
         except FileNotFoundError:
             yield Rejection(name, "no such file or folder")
             continue

@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -246,3 +247,47 @@ def test_an_empty_text_field_is_called_empty_not_missing(tmp_path: Path) -> None
     path.write_text(json.dumps({"id": "x2", "text": "  "}) + "\n")
     [rejected] = read_all(path)
     assert isinstance(rejected, Rejection) and rejected.reason == "field 'text' is empty"
+
+
+def test_a_fifo_is_rejected_unopened_and_the_other_file_is_still_read(tmp_path: Path) -> None:
+    """Reading a FIFO blocked for ever, so the good file named before it was never reported."""
+    good = tmp_path / "ok.txt"
+    good.write_text("Heavy fighting continued in the east on Sunday.")
+    pipe = tmp_path / "pipe.txt"
+    os.mkfifo(pipe)
+    jsonl_pipe = tmp_path / "pipe.jsonl"
+    os.mkfifo(jsonl_pipe)
+    # No writer ever opens the FIFOs: opening one for reading would hang this test.
+    ok, rejected, rejected_jsonl = read_all(good, pipe, jsonl_pipe)
+    assert isinstance(ok, Article)
+    for rejection, path in ((rejected, pipe), (rejected_jsonl, jsonl_pipe)):
+        assert isinstance(rejection, Rejection) and rejection.where == str(path)
+        assert "not a regular file" in rejection.reason
+
+
+def test_a_symlink_to_a_device_is_rejected_not_read_without_end(tmp_path: Path) -> None:
+    """A link to /dev/zero was read until memory ran out (2 GB in 8 s)."""
+    zero = tmp_path / "zero.txt"
+    zero.symlink_to("/dev/zero")
+    [rejection] = read_all(zero)
+    assert isinstance(rejection, Rejection) and "not a regular file" in rejection.reason
+
+
+def test_a_symlink_out_of_a_folder_is_rejected_and_one_inside_is_read(tmp_path: Path) -> None:
+    folder = tmp_path / "articles"
+    folder.mkdir()
+    secret = tmp_path / "passwd.txt"
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (folder / "pw.txt").symlink_to(secret)
+    (folder / "real.txt").write_text("Heavy fighting continued in the east on Sunday.")
+    (folder / "alias.txt").symlink_to(folder / "real.txt")
+    results = read_all(folder)
+    assert [r.source for r in results if isinstance(r, Article)] == [
+        str(folder / "alias.txt"),
+        str(folder / "real.txt"),
+    ]
+    [rejection] = [r for r in results if isinstance(r, Rejection)]
+    assert rejection.where == str(folder / "pw.txt") and "outside" in rejection.reason
+    # The watcher names each file itself: `within` applies the same rule to it.
+    [alone] = list(articles.read([folder / "pw.txt"], within=folder))
+    assert isinstance(alone, Rejection) and "outside" in alone.reason
