@@ -296,8 +296,28 @@ def newsbot(
         ('[articles]\nlanguages = ["xx"]\n', ("classify", "."), "articles.languages"),
         ('[digest]\nmax_items = "20"\n', ("digest",), "digest.max_items"),
         ("[sources]\nfull_text = 1\n", ("run",), "sources.full_text"),
+        ("[digest]\ncatch_up_hours = 1e300\n", ("run",), "digest.catch_up_hours"),
+        ("[digest]\ncatch_up_hours = 1e300\n", ("status",), "digest.catch_up_hours"),
+        ("[articles]\nsettle_seconds = 1e300\n", ("run",), "articles.settle_seconds"),
+        ("[delivery]\nretention_days = 100000000\n", ("digest",), "delivery.retention_days"),
+        ("[sources]\ntotal_timeout = 1e300\n", ("run",), "sources.total_timeout"),
+        # Two bad keys: still one line, naming the first in full and the second by name.
+        ('[digest]\nat = "25:99"\ntimezone = "Mars/Olympus"\n', ("run",), "digest.timezone"),
     ],
-    ids=["mysql", "garbage-url", "webhook-without-url", "language", "quoted-int", "int-bool"],
+    ids=[
+        "mysql",
+        "garbage-url",
+        "webhook-without-url",
+        "language",
+        "quoted-int",
+        "int-bool",
+        "huge-catch-up-run",
+        "huge-catch-up-status",
+        "huge-settle",
+        "huge-retention",
+        "huge-timeout",
+        "two-bad-keys",
+    ],
 )
 def test_bad_configuration_is_one_line_naming_the_key_and_exit_2(
     env: dict[str, str], tmp_path: Path, toml: str, args: tuple[str, ...], key: str
@@ -310,6 +330,20 @@ def test_bad_configuration_is_one_line_naming_the_key_and_exit_2(
     [line] = result.stderr.splitlines()
     assert line.startswith("config error:") and key in line
     assert "tiger" not in line  # a database password is not echoed
+
+
+@pytest.mark.parametrize("data_dir", ["/etc/passwd", "/proc/nope", "/etc/passwd/sub"])
+@pytest.mark.parametrize("command", ["run", "digest"])
+def test_a_data_dir_that_is_a_file_or_cannot_be_made_is_a_config_error(
+    env: dict[str, str], data_dir: str, command: str
+) -> None:
+    """NEWSBOT_DATA_DIR=/etc/passwd gave `error: FileExistsError: …`, exit 1, naming nothing."""
+    result = newsbot({**env, "NEWSBOT_DATA_DIR": data_dir}, command)
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("config error: environment variable NEWSBOT_DATA_DIR: ")
+    assert "storage.data_dir" in line and data_dir in line
+    assert not Path("/proc/nope").exists()
 
 
 @pytest.mark.reliability
