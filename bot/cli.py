@@ -126,6 +126,14 @@ def fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
+def output_file(path: Path) -> None:
+    """Exit 2 with one line unless `path` can be a file: not a folder, in a folder that exists."""
+    if path.is_dir():
+        fail(f"{path}: is a folder; give a file name", EXIT_USAGE)
+    if not path.parent.is_dir():
+        fail(f"{path}: no folder {path.parent}", EXIT_USAGE)
+
+
 def _version(value: bool) -> None:
     if value:
         out.print(f"newsbot {__version__}")
@@ -465,6 +473,8 @@ def train(
 ) -> None:
     """Train the feedback model on this deployment's 👍/👎 judgements of alerts."""
     cfg = settings()
+    if output is not None:
+        output_file(output)  # before training: `--output /tmp` wrote `/.tmp.partial`
 
     async def load() -> list[tuple[Article, bool]]:
         from bot.store import Store
@@ -492,7 +502,10 @@ def train(
             f"{outcome.old_score[0]:.3f}"
         )
         return
-    outcome.model.install(path)
+    try:
+        outcome.model.install(path)
+    except OSError as exc:
+        fail(f"{path}: cannot write the model: {exc.strerror or exc}", EXIT_FAILURE)
     out.print(f"trained on {len(examples)} articles ({positives} relevant); saved {path}")
     if cfg.classifier.feedback_model is None:
         out.print(f'set classifier.feedback_model = "{path}" in the config to use it')
@@ -564,6 +577,8 @@ def feedback_export(
 ) -> None:
     """Print every judgement as JSON Lines (re-importable with `newsbot feedback import`)."""
     cfg = settings()
+    if output is not None:
+        output_file(output)
 
     async def go() -> list[dict[str, Any]]:
         from bot.store import Store
@@ -575,7 +590,10 @@ def feedback_export(
     if output is None:
         sys.stdout.write(text)
     else:
-        output.write_text(text, encoding="utf-8")
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            fail(f"{output}: cannot write: {exc.strerror or exc}", EXIT_FAILURE)
 
 
 @app.command()

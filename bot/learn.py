@@ -20,6 +20,7 @@ when the new one scores worse on a held-back slice of the judgements.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
 import logging
@@ -158,10 +159,16 @@ class FeedbackModel:
     def install(self, path: str | Path) -> None:
         """Save to `path` atomically: a running bot never reads a half-written model."""
         target = Path(path)
+        if target.is_dir():
+            # with_name on a folder would put the partial file beside it (`/tmp` → `/.tmp…`).
+            raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(target))
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.partial")
-        self.save(partial)
-        os.replace(partial, target)
+        try:
+            self.save(partial)
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
 
     @classmethod
     def load(cls, path: str | Path) -> FeedbackModel:

@@ -195,6 +195,22 @@ def test_train_on_feedback(env: dict[str, str], tmp_path: Path) -> None:
     assert loaded.predict(war) > loaded.predict(sport)
 
 
+@pytest.mark.parametrize("command", [("train", "--min-examples", "5"), ("feedback", "export")])
+def test_an_output_that_cannot_be_a_file_is_one_line_not_a_traceback(
+    env: dict[str, str], tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """`feedback export --output /nonexistent/dir/x` and `train --output /tmp` gave tracebacks."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    for output in (folder, tmp_path / "nonexistent" / "dir" / "x"):
+        result = newsbot(env, *command, "--output", str(output))
+        assert result.returncode == 2, result.stderr
+        [line] = result.stderr.splitlines()
+        assert line.startswith(f"error: {output}: "), line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["articles", "out"]
+    assert list(folder.iterdir()) == []
+
+
 def test_run_shuts_down_cleanly_on_sigterm(env: dict[str, str]) -> None:
     import signal
 
