@@ -23,7 +23,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from pydantic import SecretStr
 
-from bot import __version__, commands, feeds, jobs, qa, schedule, search
+from bot import __version__, articles, commands, feeds, jobs, qa, schedule, search
 from bot import folder as folder_files
 from bot.chat import ChatAdapter, Handler, Leads, Pace
 from bot.chat.console import CHAT as CONSOLE_CHAT
@@ -480,6 +480,9 @@ async def run(
             index=index,
             stories=stories,
         )
+        problem = articles.folder_problem(folder)
+        if problem is not None:
+            log.warning("%s", problem)
         wait = await scan_folder(source, store, folder_state, index, outbox, stories)
         if wait is not None:
             # A file was still being written at start: read it once it settled, before the
@@ -562,7 +565,7 @@ async def run(
             stack.push_async_callback(_finish, elector, electing)
 
         watching = asyncio.Event()
-        if settings.articles.watch:
+        if settings.articles.watch and problem is None:  # else warned above, once
             watcher = asyncio.create_task(
                 folder_files.watch_folder(
                     folder,

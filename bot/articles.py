@@ -327,6 +327,17 @@ def read_jsonl(
         yield Rejection(name, "empty file")
 
 
+def folder_problem(folder: Path) -> str | None:
+    """Why the article folder cannot be read (missing, or a file), said for a warning line."""
+    if folder.is_dir():
+        return None
+    what = "is not a folder" if folder.exists() else "does not exist"
+    return (
+        f"article folder {folder} {what} (articles.folder, env NEWSBOT_ARTICLES); "
+        "no local articles are read"
+    )
+
+
 def files(paths: Iterable[Path]) -> Iterator[Path]:
     """The article files named by `paths`: files as given, folders searched recursively."""
     for path, _ in _entries(paths):

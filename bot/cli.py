@@ -303,7 +303,9 @@ async def _ingest(cfg: config.Settings, store: Any, paths: list[Path]) -> Any:
 async def _read_folder(cfg: config.Settings, store: Any) -> None:
     """Read the article folder first, as the service does (files identified by their path), so
     `ask` and `digest` on a fresh clone see the seed, and `run` later finds nothing new."""
-    if not cfg.articles.folder.is_dir():
+    problem = articles.folder_problem(cfg.articles.folder)
+    if problem is not None:
+        err.print(f"warning: {problem}", markup=False, highlight=False)
         return
     from bot import folder
     from bot.learn import load_current

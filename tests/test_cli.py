@@ -211,6 +211,24 @@ def test_an_output_that_cannot_be_a_file_is_one_line_not_a_traceback(
     assert list(folder.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("command", "folder"),
+    [("digest", "/nonexistent"), ("ask", "/nonexistent"), ("run", "/etc/passwd"), ("run", "-")],
+)
+def test_an_article_folder_that_is_not_there_is_warned_about_once(
+    env: dict[str, str], tmp_path: Path, command: str, folder: str
+) -> None:
+    """NEWSBOT_ARTICLES=/nonexistent digest said "No new conflict-related articles.", no word."""
+    folder = folder if folder != "-" else str(tmp_path / "missing")
+    args = (command, "who attacked?") if command == "ask" else (command,)
+    result = newsbot({**env, "NEWSBOT_ARTICLES": folder}, *args)
+    assert result.returncode in (0, 1), result.stderr
+    what = "is not a folder" if Path(folder).exists() else "does not exist"
+    warnings = [line for line in result.stderr.splitlines() if folder in line]
+    assert len(warnings) == 1, result.stderr
+    assert f"article folder {folder} {what}" in warnings[0] and "NEWSBOT_ARTICLES" in warnings[0]
+
+
 def test_run_shuts_down_cleanly_on_sigterm(env: dict[str, str]) -> None:
     import signal
 
