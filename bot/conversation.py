@@ -522,7 +522,11 @@ def change(prefs: Preferences, name: str, value: str) -> tuple[Preferences, str 
         start, sep, end = value.partition("-")
         if not sep:
             raise SettingError("bad_quiet")
-        return dataclasses.replace(prefs, quiet_start=_hhmm(start), quiet_end=_hhmm(end)), None
+        begin, until = _hhmm(start), _hhmm(end)
+        if begin == until:
+            # Equal ends would be quiet all day: every alert held for 24 hours, silently.
+            raise SettingError("quiet_equal", value=begin)
+        return dataclasses.replace(prefs, quiet_start=begin, quiet_end=until), None
     if name == "countries":
         wanted = _words(value)
         unknown = [w for w in wanted if regions.resolve(w) is None]

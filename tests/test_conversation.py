@@ -379,6 +379,17 @@ async def test_setting_errors_speak_the_chats_language(conversation: Conversatio
     assert isinstance(bad, Notice) and "unbekannte Einstellung „frobs“" in bad.text
 
 
+async def test_quiet_hours_with_equal_start_and_end_are_refused(
+    conversation: Conversation, store: Store
+) -> None:
+    """`/settings quiet 22:00-22:00` was accepted and held every alert for 24 hours."""
+    await conversation.handle(msg("/subscribe"))
+    [bad] = await conversation.handle(msg("/settings quiet 22:00-22:00"))
+    assert isinstance(bad, Notice) and "22:00 to 22:00" in bad.text and "22:00-07:00" in bad.text
+    sub = await store.subscriptions.subscription(CHAT)
+    assert sub is not None and (sub.prefs.quiet_start, sub.prefs.quiet_end) == (None, None)
+
+
 async def test_digest_command_applies_the_chats_filters(conversation: Conversation) -> None:
     await conversation.handle(msg("/subscribe"))
     await conversation.handle(msg("/settings countries Peru"))
