@@ -9,6 +9,7 @@ import re
 import stat
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -36,7 +37,31 @@ _SPACE = re.compile(r"\s+")
 
 
 class BadInput(ValueError):
-    """A file or record that cannot become an article; the message says why."""
+    """A file or record that cannot become an article; the message says why (and on which line)."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def check_date(value: str, field: str, line: int | None = None) -> str:
+    """`value` if it is an ISO date (YYYY, YYYY-MM, YYYY-MM-DD or a timestamp), else BadInput."""
+    text = value.strip()
+    try:
+        if re.fullmatch(r"\d{4}", text):
+            return text
+        if re.fullmatch(r"\d{4}-\d{2}", text):
+            date.fromisoformat(f"{text}-01")
+            return text
+        datetime.fromisoformat(text)
+    except ValueError:
+        pass
+    else:
+        return text
+    raise BadInput(
+        f"field {field!r} is not a date (YYYY, YYYY-MM, YYYY-MM-DD or ISO time): {text[:40]!r}",
+        line,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,10 +137,10 @@ def make_article(
 def parse_text(raw: str, source: str, languages: Sequence[str]) -> Article:
     """A .txt article: optional `date YYYY-MM[-DD]`, optional title line, dateline, body."""
     published = None
-    date = _DATE_LINE.match(raw)
-    if date:
-        published = date.group(1)
-        raw = raw[date.end() :]
+    dated = _DATE_LINE.match(raw)
+    if dated:
+        published = check_date(dated.group(1), "date", raw[: dated.start(1)].count("\n") + 1)
+        raw = raw[dated.end() :]
     raw = raw.strip()
     title = ""
     head, sep, rest = raw.partition("\n")
@@ -151,13 +176,26 @@ def parse_text(raw: str, source: str, languages: Sequence[str]) -> Article:
 def parse_markdown(raw: str, source: str, languages: Sequence[str]) -> Article:
     """A Markdown article with optional `---` front matter (flat `key: value` lines)."""
     meta: dict[str, str] = {}
+    lines: dict[str, int] = {}
     front = _FRONT_MATTER.match(raw)
     if front:
-        for line in front.group(1).splitlines():
+        for number, line in enumerate(front.group(1).splitlines(), start=2):
             key, sep, value = line.partition(":")
             if sep and key.strip():
-                meta[key.strip().lower()] = value.strip().strip("\"'")
+                name, value = key.strip().lower(), value.strip()
+                if value[:1] in ("[", "{"):
+                    # Flat `key: value` lines only: a YAML list or map (or a typo such as
+                    # `id: [unclosed`) must not become the article's id or title verbatim.
+                    raise BadInput(
+                        f"field {name!r} is a list or map; front matter takes plain values",
+                        number,
+                    )
+                meta[name] = value.strip("\"'")
+                lines[name] = number
         raw = raw[front.end() :]
+    for name in ("published", "date"):
+        if meta.get(name):
+            check_date(meta[name], name, lines[name])
     raw = raw.strip()
     title = meta.get("title", "")
     heading = _MD_HEADING.match(raw)
@@ -219,11 +257,14 @@ def parse_record(record: Any, source: str, languages: Sequence[str]) -> Article:
     if not isinstance(record, dict):
         raise BadInput(f"expected a JSON object, got {type(record).__name__}")
     fields: dict[str, str | None] = {}
-    for key in ("id", "title", "text", "lang", "published", "url", "place", "agency"):
+    for key in ("id", "title", "text", "lang", "published", "url", "place", "agency", "source"):
         value = record.get(key)
-        if value is not None and not isinstance(value, str | int | float):
-            raise BadInput(f"field {key!r} must be a string")
-        fields[key] = None if value is None else str(value)
+        if value is not None and not isinstance(value, str):
+            # {"id": 5, "text": 7} was stored as article "5" with the text "7".
+            raise BadInput(f"field {key!r} must be a string, not {type(value).__name__}")
+        fields[key] = value
+    if fields["published"]:
+        check_date(fields["published"], "published")
     text = fields["text"]
     if text is None:
         raise BadInput("missing field 'text'")
@@ -233,7 +274,7 @@ def parse_record(record: Any, source: str, languages: Sequence[str]) -> Article:
         id=fields["id"],
         title=fields["title"] or "",
         text=text,
-        source=str(record.get("source") or source),
+        source=fields["source"] or source,
         lang=fields["lang"],
         published=fields["published"],
         place=fields["place"],
@@ -458,4 +499,4 @@ def read(
         try:
             yield from parse_bytes(data, name, languages)
         except BadInput as exc:
-            yield Rejection(name, str(exc))
+            yield Rejection(name if exc.line is None else f"{name}:{exc.line}", str(exc))

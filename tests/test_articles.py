@@ -291,3 +291,45 @@ def test_a_symlink_out_of_a_folder_is_rejected_and_one_inside_is_read(tmp_path: 
     # The watcher names each file itself: `within` applies the same rule to it.
     [alone] = list(articles.read([folder / "pw.txt"], within=folder))
     assert isinstance(alone, Rejection) and "outside" in alone.reason
+
+
+def test_malformed_records_are_skipped_naming_file_line_and_field(tmp_path: Path) -> None:
+    """{"id":5,"text":7}, `published: notadate`, `id: [unclosed` and `date 2099-13-45` were stored."""
+    records = tmp_path / "r.jsonl"
+    records.write_text(
+        '{"id": 5, "text": 7}\n'
+        '{"id": "ok", "text": "Heavy fighting continued in the east."}\n'
+        '{"id": "n", "text": ["a"]}\n'
+        '{"id": "d", "text": "Fighting.", "published": "2016-02-30"}\n'
+    )
+    bad_date = tmp_path / "d.md"
+    bad_date.write_text("---\ntitle: T\npublished: notadate\n---\nHeavy fighting.\n")
+    bad_id = tmp_path / "i.md"
+    bad_id.write_text("---\nid: [unclosed\n---\nHeavy fighting.\n")
+    bad_txt = tmp_path / "x.txt"
+    bad_txt.write_text("date 2099-13-45\nHeavy fighting continued in the east.\n")
+    results = read_all(records, bad_date, bad_id, bad_txt)
+    assert [r.id for r in results if isinstance(r, Article)] == ["ok"]
+    rejected = {r.where: r.reason for r in results if isinstance(r, Rejection)}
+    assert rejected.keys() == {
+        f"{records}:1",
+        f"{records}:3",
+        f"{records}:4",
+        f"{bad_date}:3",
+        f"{bad_id}:2",
+        f"{bad_txt}:1",
+    }
+    assert rejected[f"{records}:1"] == "field 'id' must be a string, not int"
+    assert rejected[f"{records}:3"] == "field 'text' must be a string, not list"
+    assert "field 'published' is not a date" in rejected[f"{records}:4"]
+    assert "field 'published' is not a date" in rejected[f"{bad_date}:3"]
+    assert "field 'id' is a list or map" in rejected[f"{bad_id}:2"]
+    assert "field 'date' is not a date" in rejected[f"{bad_txt}:1"]
+
+
+@pytest.mark.parametrize("value", ["2016", "2016-02", "2016-02-29", "2025-03-04T10:00:00Z"])
+def test_well_formed_dates_are_kept(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "a.md"
+    path.write_text(f"---\npublished: {value}\n---\nHeavy fighting continued in the east.\n")
+    [article] = read_all(path)
+    assert isinstance(article, Article) and article.published == value
