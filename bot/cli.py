@@ -373,6 +373,9 @@ def ask(
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
             fail(f"{questions}: {reason}", EXIT_USAGE)
+        if not any(line.strip() for line in lines):
+            fail(f"{questions}: no questions (one JSON object a line: id, question)", EXIT_USAGE)
+        first_line: dict[str, int] = {}  # each id, and the line it was first given on
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
@@ -382,6 +385,16 @@ def ask(
                     raise ValueError("needs a string field 'question'")
                 if not record["question"].strip():
                     raise ValueError("the question is empty")
+                # Answers are matched to questions by id: without one (or with another line's)
+                # an answer line cannot be told apart.
+                given = record.get("id")
+                if not isinstance(given, str | int) or isinstance(given, bool) or given == "":
+                    raise ValueError("needs an 'id' (a string or a number) to match its answer")
+                if str(given) in first_line:
+                    raise ValueError(
+                        f"duplicate id {given!r} (first on line {first_line[str(given)]})"
+                    )
+                first_line[str(given)] = number
             except ValueError as exc:
                 # One bad line costs its own answer, not the others'.
                 malformed += 1

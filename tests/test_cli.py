@@ -229,6 +229,41 @@ def test_an_article_folder_that_is_not_there_is_warned_about_once(
     assert f"article folder {folder} {what}" in warnings[0] and "NEWSBOT_ARTICLES" in warnings[0]
 
 
+def test_questions_without_an_id_or_with_a_repeated_one_are_named(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """A line without "id" got an answer without one; a repeated id was accepted silently."""
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(
+        json.dumps({"id": "q1", "question": "who attends from Germany?"})
+        + "\n"
+        + json.dumps({"question": "no id"})
+        + "\n"
+        + json.dumps({"id": "q1", "question": "Wer vertritt die USA?"})
+        + "\n"
+    )
+    result = newsbot(env, "ask", "--format", "jsonl", "--questions", str(questions))
+    assert [json.loads(line)["id"] for line in result.stdout.splitlines()] == ["q1"]
+    assert result.stderr.splitlines() == [
+        f"error: {questions}:2: needs an 'id' (a string or a number) to match its answer",
+        f"error: {questions}:3: duplicate id 'q1' (first on line 1)",
+    ]
+    assert result.returncode == 1
+
+
+@pytest.mark.parametrize("content", ["", "\n  \n"])
+def test_an_empty_questions_file_is_one_line_and_exit_2(
+    env: dict[str, str], tmp_path: Path, content: str
+) -> None:
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(content)
+    result = newsbot(env, "ask", "--format", "jsonl", "--questions", str(questions))
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"error: {questions}: no questions (one JSON object a line: id, question)"
+    ]
+
+
 def test_run_shuts_down_cleanly_on_sigterm(env: dict[str, str]) -> None:
     import signal
 
