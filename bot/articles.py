@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import os
@@ -89,8 +90,16 @@ def first_sentence(text: str, limit: int = TITLE_MAX) -> str:
     return sentence
 
 
+def utf16(data: bytes) -> bool:
+    """Whether `data` starts with a UTF-16 byte order mark (Windows "Unicode" text files)."""
+    return data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
 def decode(data: bytes) -> str:
-    """Bytes to text: UTF-8 (BOM allowed), else cp1252, else latin-1, which never fails."""
+    """Bytes to text: UTF-16 with BOM, UTF-8 (BOM allowed), else cp1252, else latin-1."""
+    if utf16(data):
+        # The BOM says which byte order; undecodable pairs become U+FFFD rather than fail.
+        return data.decode("utf-16", errors="replace")
     for encoding in ("utf-8-sig", "cp1252"):
         try:
             return data.decode(encoding)
@@ -290,9 +299,12 @@ def parse_bytes(
     """Articles in one file's bytes; bad records of a JSON Lines file become Rejections."""
     if not data.strip():
         raise BadInput("empty file")
-    if b"\x00" in data[:8192]:
+    # UTF-16 text has a NUL in every other byte: its BOM tells it from a binary file.
+    if b"\x00" in data[:8192] and not utf16(data):
         raise BadInput("binary file (NUL bytes)")
     raw = decode(data)
+    if "\x00" in raw[:8192]:
+        raise BadInput("binary file (NUL characters)")
     suffix = Path(name).suffix.lower()
     if suffix == ".jsonl":
         for number, line in enumerate(raw.splitlines(), start=1):
@@ -339,6 +351,16 @@ def read_jsonl(
     name = str(path)
     seen = False
     with _open_regular(path) as handle:
+        if utf16(handle.read(2)):
+            # Lines of UTF-16 cannot be split on b"\n": the file is read whole (within the limit).
+            handle.seek(0)
+            data = handle.read(max_bytes + 1)
+            if len(data) > max_bytes:
+                yield Rejection(name, f"UTF-16 file is over the {max_bytes:,}-byte limit")
+                return
+            yield from parse_bytes(data, name, languages)
+            return
+        handle.seek(0)
         number = 0
         while True:
             # Never more than the limit in memory: one huge line cannot exhaust it.

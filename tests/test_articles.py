@@ -333,3 +333,21 @@ def test_well_formed_dates_are_kept(tmp_path: Path, value: str) -> None:
     path.write_text(f"---\npublished: {value}\n---\nHeavy fighting continued in the east.\n")
     [article] = read_all(path)
     assert isinstance(article, Article) and article.published == value
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_utf16_text_with_a_byte_order_mark_is_text(tmp_path: Path, encoding: str) -> None:
+    """Notepad's "Unicode" files were rejected as "binary file (NUL bytes)"."""
+    text = "Luftangriffe auf Aleppo\n\nBei Luftangriffen auf Aleppo sind Zivilisten getötet worden."
+    bom = {"utf-16": b"", "utf-16-le": b"\xff\xfe", "utf-16-be": b"\xfe\xff"}[encoding]
+    (tmp_path / "a.txt").write_bytes(bom + text.encode(encoding))
+    record = json.dumps({"id": "j1", "text": "Krieg im Norden. Mehr folgt."}, ensure_ascii=False)
+    (tmp_path / "b.jsonl").write_bytes(bom + f"{record}\n".encode(encoding))
+    first, second = read_all(tmp_path / "a.txt", tmp_path / "b.jsonl")
+    assert isinstance(first, Article), first
+    assert first.title == "Luftangriffe auf Aleppo" and "getötet" in first.text
+    assert isinstance(second, Article) and second.id == "j1", second
+    # Without a byte order mark, NUL bytes still mean binary.
+    (tmp_path / "c.txt").write_bytes(text.encode("utf-16-le"))
+    [binary] = read_all(tmp_path / "c.txt")
+    assert isinstance(binary, Rejection) and "binary" in binary.reason
