@@ -419,7 +419,7 @@ def ask(
     # The store's full-text index answers: nothing is rebuilt per call.
     index = search.StoreIndex(run_async(migrate()))
     try:
-        missing = _answer_batch(batch, index, article, output)
+        missing = _answer_batch(batch, index, article, output, cfg.chat.default_language)
     finally:
         index.close()
     if (missing and missing == len(batch)) or malformed:
@@ -427,10 +427,13 @@ def ask(
 
 
 def _answer_batch(
-    batch: list[dict[str, Any]], index: Any, article: str | None, output: Format
+    batch: list[dict[str, Any]], index: Any, article: str | None, output: Format, lang: str
 ) -> int:
     """Answer each question of a batch; return how many named an article that is not stored."""
+    import dataclasses
+
     from bot import qa
+    from bot.question import evident_lang
 
     missing = 0
     for record in batch:
@@ -439,6 +442,9 @@ def _answer_batch(
             missing += 1
             err.print(f"warning: article {scope!r} is not in the store", highlight=False)
         answer = qa.answer(record["question"], index, article_id=scope)
+        if answer.lang != lang and evident_lang(record["question"]) is None:
+            # As in chats: the question's language if it shows one of ours, else the default.
+            answer = dataclasses.replace(answer, lang=lang)
         result = _answer_record(answer)
         if "id" in record:
             result = {"id": record["id"], **result}

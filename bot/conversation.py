@@ -25,6 +25,7 @@ from bot.models import (
     Post,
     Preferences,
 )
+from bot.question import evident_lang
 from bot.sources import FeedSource, owner_of
 from bot.store import Store
 from bot.subscriptions import Subscription
@@ -375,6 +376,10 @@ class Conversation:
         answer: Answer = await asyncio.to_thread(
             qa.answer, question, self.index, msg.reply_to_article, hidden
         )
+        if answer.lang != lang and evident_lang(question) is None:
+            # The reply speaks the question's language when the question shows one of ours,
+            # else the chat's: a Russian question in an English chat got a German "I don't know".
+            answer = dataclasses.replace(answer, lang=lang)
         log.info(
             "question answered=%s confidence=%.2f sources=%s",
             answer.text is not None,

@@ -264,6 +264,13 @@ def test_an_empty_questions_file_is_one_line_and_exit_2(
     ]
 
 
+def test_ask_says_i_dont_know_in_the_default_language_for_a_foreign_question(
+    env: dict[str, str],
+) -> None:
+    result = newsbot(env, "ask", "Кто напал на Киев?")
+    assert result.stdout.startswith("I don't know"), result.stdout
+
+
 def test_run_shuts_down_cleanly_on_sigterm(env: dict[str, str]) -> None:
     import signal
 
