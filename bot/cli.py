@@ -32,6 +32,28 @@ app = typer.Typer(
     rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
 )
+
+
+def _help_as_flag(get_help_option: Any) -> Any:
+    """Wrap typer's help-option factory so `--help` is listed as a flag, not `--help <bool>`."""
+
+    def wrapped(self: Any, ctx: Any) -> Any:
+        option = get_help_option(self, ctx)
+        if option is not None:
+            option.metavar = ""  # as for --version: a flag takes no value
+        return option
+
+    return wrapped
+
+
+for _command_class in (typer.core.TyperCommand, typer.core.TyperGroup):
+    # typer 0.29 gives its own help option a `<bool>` type column in every command's help.
+    setattr(  # noqa: B010 -- a method replaced on the class, which mypy only allows this way
+        _command_class,
+        "get_help_option",
+        _help_as_flag(_command_class.get_help_option),
+    )
+
 err = Console(stderr=True, soft_wrap=True)  # one message, one line: never wrapped
 out = Console(highlight=False, soft_wrap=True)
 

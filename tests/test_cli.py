@@ -536,7 +536,8 @@ def test_the_readme_example_is_exactly_what_the_bot_prints(env: dict[str, str]) 
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.rstrip("\n") == expected.rstrip("\n")
+    # Byte for byte, trailing blank line included (the console ends an answer with one).
+    assert result.stdout == expected
 
 
 def _read_until(
@@ -740,6 +741,11 @@ def test_help_shows_flags_as_flags_and_docstrings_as_paragraphs(env: dict[str, s
     assert "<int>" not in verbose and "default" not in verbose
     version = next(line for line in top.splitlines() if "--version" in line)
     assert "<bool>" not in version
+    # `--help` itself was `--help <bool>` in every command's help.
+    for command in ((), ("ingest",), ("feedback",), ("feedback", "export"), ("run",)):
+        shown = invoke({**env, "COLUMNS": "200"}, *command, "--help").output
+        [help_line] = [line for line in shown.splitlines() if "--help" in line]
+        assert "<bool>" not in help_line and "Show this message" in help_line, help_line
     run = invoke({**env, "COLUMNS": "200"}, "run", "--help").output
     assert "it prints the current digest, then reads commands" in run
 
