@@ -479,6 +479,26 @@ def test_ingest_names_each_rejection_once(env: dict[str, str], tmp_path: Path) -
     assert result.stderr.splitlines()[0].startswith(f"rejected {bad}:2")
 
 
+@pytest.mark.parametrize("command", ["ingest", "classify"])
+def test_ingest_and_classify_reject_a_fifo_and_a_device_and_read_the_good_file(
+    env: dict[str, str], tmp_path: Path, command: str
+) -> None:
+    """`ingest ok.txt pipe.txt` hung; a link to /dev/zero grew to 2 GB in 8 s."""
+    good = tmp_path / "ok.txt"
+    good.write_text("Heavy fighting continued in the east of the country on Sunday.")
+    pipe = tmp_path / "pipe.txt"
+    os.mkfifo(pipe)
+    zero = tmp_path / "zero.txt"
+    zero.symlink_to("/dev/zero")
+    result = newsbot(env, command, str(good), str(pipe), str(zero), timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        f"rejected {pipe}: not a regular file (FIFO, device or socket); not read",
+        f"rejected {zero}: not a regular file (FIFO, device or socket); not read",
+    ]
+    assert ("new=1" if command == "ingest" else "Heavy fighting") in result.stdout
+
+
 @pytest.mark.reliability
 def test_ask_and_digest_on_a_fresh_clone_read_the_article_folder(env: dict[str, str]) -> None:
     """Issue 11 #24: without a prior `ingest` they answered "I don't know" beside the seed."""
