@@ -294,7 +294,7 @@ def test_a_symlink_out_of_a_folder_is_rejected_and_one_inside_is_read(tmp_path: 
 
 
 def test_malformed_records_are_skipped_naming_file_line_and_field(tmp_path: Path) -> None:
-    """{"id":5,"text":7}, `published: notadate`, `id: [unclosed` and `date 2099-13-45` were stored."""
+    """{"id":5,"text":7}, `published: notadate`, `id: [unclosed`, `date 2099-13-45` were stored."""
     records = tmp_path / "r.jsonl"
     records.write_text(
         '{"id": 5, "text": 7}\n'

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -213,9 +214,10 @@ def test_a_data_dir_that_is_a_file_names_the_key_and_where_it_came_from(tmp_path
     occupied.write_text("x")
     path = tmp_path / "c.toml"
     path.write_text(f'[storage]\ndata_dir = "{occupied}"\n')
-    with pytest.raises(config.ConfigError, match=rf"^{path}: storage\.data_dir: .* is a file"):
+    where = re.escape(f"{path}: storage.data_dir: ")
+    with pytest.raises(config.ConfigError, match=rf"^{where}.* is a file"):
         config.load(path, env={})
-    with pytest.raises(config.ConfigError, match="^environment variable NEWSBOT_DATA_DIR: "):
+    with pytest.raises(config.ConfigError, match=r"^environment variable NEWSBOT_DATA_DIR: "):
         config.load(env={"NEWSBOT_DATA_DIR": str(occupied / "below")})
     # A missing folder that can be made is fine, and is not left behind by the check.
     fresh = tmp_path / "new" / "data"
