@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tomllib
@@ -404,7 +405,8 @@ def _check_data_dir(storage: StorageSettings, where: str) -> None:
         raise ConfigError(f"{prefix} cannot be created: {exc.strerror or exc}") from None
     finally:
         for part in reversed(made):
-            part.rmdir()
+            with contextlib.suppress(OSError):  # another process started using it meanwhile
+                part.rmdir()
 
 
 def _env_value(section: str, key: str, raw: str) -> Any:

@@ -94,6 +94,21 @@ def shown_url(url: str) -> str:
     return shown + "?…" if parts.query else shown
 
 
+def _answer_in(
+    lang: str,
+    question: str,
+    index: qa.Retrieval,
+    article_id: str | None,
+    hidden: frozenset[str],
+) -> Answer:
+    """The answer, speaking the question's language if it shows one of ours, else `lang`."""
+    answer = qa.answer(question, index, article_id, hidden)
+    if answer.lang != lang and evident_lang(question) is None:
+        # A Russian question in an English chat got a German "I don't know".
+        answer = dataclasses.replace(answer, lang=lang)
+    return answer
+
+
 class Conversation:
     """Answers commands, questions and button presses for any chat platform."""
 
@@ -374,12 +389,8 @@ class Conversation:
         hidden = await self.store.sources.hidden_from(owner_of(msg.chat))
         # Answering takes up to a few seconds of CPU: never on the event loop.
         answer: Answer = await asyncio.to_thread(
-            qa.answer, question, self.index, msg.reply_to_article, hidden
+            _answer_in, lang, question, self.index, msg.reply_to_article, hidden
         )
-        if answer.lang != lang and evident_lang(question) is None:
-            # The reply speaks the question's language when the question shows one of ours,
-            # else the chat's: a Russian question in an English chat got a German "I don't know".
-            answer = dataclasses.replace(answer, lang=lang)
         log.info(
             "question answered=%s confidence=%.2f sources=%s",
             answer.text is not None,
