@@ -293,6 +293,25 @@ async def test_a_second_instance_on_one_sqlite_file_refuses_to_start(settings: S
         lines = err.decode().strip().splitlines()
         assert len(lines) == 1 and "another newsbot is already running" in lines[0], lines
         assert out == b""
+        # The same file through a symlink is the same database (it ran beside the first).
+        alias = settings.storage.data_dir.parent / "alias.sqlite3"
+        alias.symlink_to(settings.storage.data_dir / "newsbot.sqlite3")
+        third = await asyncio.create_subprocess_exec(
+            *run[:-1],
+            "--db",
+            f"sqlite:///{alias}",
+            "run",
+            env=env,
+            stdin=DEVNULL,
+            stdout=PIPE,
+            stderr=PIPE,
+            cwd=str(ROOT),
+        )
+        out, err = await asyncio.wait_for(third.communicate(), 60)
+        assert third.returncode == 2, err
+        lines = err.decode().strip().splitlines()
+        assert len(lines) == 1 and "another newsbot is already running" in lines[0], lines
+        assert not alias.with_name("alias.sqlite3.lock").exists()
         first.stdin.close()  # end of console input: the first one exits as usual
         assert await asyncio.wait_for(first.wait(), 60) == 0
     finally:
