@@ -24,7 +24,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot import __version__, commands, feeds, jobs, qa, schedule, search
+from bot import __version__, articles, commands, feeds, jobs, qa, schedule, search
 from bot import folder as folder_files
 from bot.catalog import Catalog
 from bot.chat import ChatAdapter, Handler, Leads, Pace
@@ -528,6 +528,9 @@ async def run(
             index=index,
             stories=stories,
         )
+        problem = articles.folder_problem(folder)
+        if problem is not None:
+            log.warning("%s", problem)
         wait = await scan_folder(*folder_scan)
         if wait is not None:
             # A file was still being written at start: read it once it settled, before the
@@ -634,7 +637,7 @@ async def run(
             stack.push_async_callback(_finish, elector, electing)
 
         watching = asyncio.Event()
-        if settings.articles.watch:
+        if settings.articles.watch and problem is None:  # else warned above, once
             watcher = asyncio.create_task(
                 folder_files.watch_folder(
                     folder,
@@ -711,7 +714,10 @@ def single_instance(url: str) -> Iterator[None]:
         # PostgreSQL coordinates several instances itself (row locks when claiming).
         yield
         return
-    path = Path(f"{sa_url.database}.lock")
+    # The real file, not the URL's spelling: a symlink or `..` to the same file must meet the
+    # same lock (resolve also follows a link whose target does not exist yet).
+    database = Path(sa_url.database).resolve()
+    path = database.with_name(f"{database.name}.lock")
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a+") as handle:
         try:
@@ -719,7 +725,7 @@ def single_instance(url: str) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise InstanceRunning(
-                f"another newsbot is already running on {sa_url.database} (lock {path}); "
+                f"another newsbot is already running on {database} (lock {path}); "
                 "stop it first, or give this one its own database"
             ) from None
         try:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
+import os
 import re
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from bot import lang as language
 from bot.models import Article
@@ -34,7 +38,31 @@ _SPACE = re.compile(r"\s+")
 
 
 class BadInput(ValueError):
-    """A file or record that cannot become an article; the message says why."""
+    """A file or record that cannot become an article; the message says why (and on which line)."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def check_date(value: str, field: str, line: int | None = None) -> str:
+    """`value` if it is an ISO date (YYYY, YYYY-MM, YYYY-MM-DD or a timestamp), else BadInput."""
+    text = value.strip()
+    try:
+        if re.fullmatch(r"\d{4}", text):
+            return text
+        if re.fullmatch(r"\d{4}-\d{2}", text):
+            date.fromisoformat(f"{text}-01")
+            return text
+        datetime.fromisoformat(text)
+    except ValueError:
+        pass
+    else:
+        return text
+    raise BadInput(
+        f"field {field!r} is not a date (YYYY, YYYY-MM, YYYY-MM-DD or ISO time): {text[:40]!r}",
+        line,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +90,16 @@ def first_sentence(text: str, limit: int = TITLE_MAX) -> str:
     return sentence
 
 
+def utf16(data: bytes) -> bool:
+    """Whether `data` starts with a UTF-16 byte order mark (Windows "Unicode" text files)."""
+    return data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
 def decode(data: bytes) -> str:
-    """Bytes to text: UTF-8 (BOM allowed), else cp1252, else latin-1, which never fails."""
+    """Bytes to text: UTF-16 with BOM, UTF-8 (BOM allowed), else cp1252, else latin-1."""
+    if utf16(data):
+        # The BOM says which byte order; undecodable pairs become U+FFFD rather than fail.
+        return data.decode("utf-16", errors="replace")
     for encoding in ("utf-8-sig", "cp1252"):
         try:
             return data.decode(encoding)
@@ -110,10 +146,10 @@ def make_article(
 def parse_text(raw: str, source: str, languages: Sequence[str]) -> Article:
     """A .txt article: optional `date YYYY-MM[-DD]`, optional title line, dateline, body."""
     published = None
-    date = _DATE_LINE.match(raw)
-    if date:
-        published = date.group(1)
-        raw = raw[date.end() :]
+    dated = _DATE_LINE.match(raw)
+    if dated:
+        published = check_date(dated.group(1), "date", raw[: dated.start(1)].count("\n") + 1)
+        raw = raw[dated.end() :]
     raw = raw.strip()
     title = ""
     head, sep, rest = raw.partition("\n")
@@ -149,13 +185,26 @@ def parse_text(raw: str, source: str, languages: Sequence[str]) -> Article:
 def parse_markdown(raw: str, source: str, languages: Sequence[str]) -> Article:
     """A Markdown article with optional `---` front matter (flat `key: value` lines)."""
     meta: dict[str, str] = {}
+    lines: dict[str, int] = {}
     front = _FRONT_MATTER.match(raw)
     if front:
-        for line in front.group(1).splitlines():
+        for number, line in enumerate(front.group(1).splitlines(), start=2):
             key, sep, value = line.partition(":")
             if sep and key.strip():
-                meta[key.strip().lower()] = value.strip().strip("\"'")
+                name, value = key.strip().lower(), value.strip()
+                if value[:1] in ("[", "{"):
+                    # Flat `key: value` lines only: a YAML list or map (or a typo such as
+                    # `id: [unclosed`) must not become the article's id or title verbatim.
+                    raise BadInput(
+                        f"field {name!r} is a list or map; front matter takes plain values",
+                        number,
+                    )
+                meta[name] = value.strip("\"'")
+                lines[name] = number
         raw = raw[front.end() :]
+    for name in ("published", "date"):
+        if meta.get(name):
+            check_date(meta[name], name, lines[name])
     raw = raw.strip()
     title = meta.get("title", "")
     heading = _MD_HEADING.match(raw)
@@ -217,11 +266,14 @@ def parse_record(record: Any, source: str, languages: Sequence[str]) -> Article:
     if not isinstance(record, dict):
         raise BadInput(f"expected a JSON object, got {type(record).__name__}")
     fields: dict[str, str | None] = {}
-    for key in ("id", "title", "text", "lang", "published", "url", "place", "agency"):
+    for key in ("id", "title", "text", "lang", "published", "url", "place", "agency", "source"):
         value = record.get(key)
-        if value is not None and not isinstance(value, str | int | float):
-            raise BadInput(f"field {key!r} must be a string")
-        fields[key] = None if value is None else str(value)
+        if value is not None and not isinstance(value, str):
+            # {"id": 5, "text": 7} was stored as article "5" with the text "7".
+            raise BadInput(f"field {key!r} must be a string, not {type(value).__name__}")
+        fields[key] = value
+    if fields["published"]:
+        check_date(fields["published"], "published")
     text = fields["text"]
     if text is None:
         raise BadInput("missing field 'text'")
@@ -231,7 +283,7 @@ def parse_record(record: Any, source: str, languages: Sequence[str]) -> Article:
         id=fields["id"],
         title=fields["title"] or "",
         text=text,
-        source=str(record.get("source") or source),
+        source=fields["source"] or source,
         lang=fields["lang"],
         published=fields["published"],
         place=fields["place"],
@@ -247,9 +299,12 @@ def parse_bytes(
     """Articles in one file's bytes; bad records of a JSON Lines file become Rejections."""
     if not data.strip():
         raise BadInput("empty file")
-    if b"\x00" in data[:8192]:
+    # UTF-16 text has a NUL in every other byte: its BOM tells it from a binary file.
+    if b"\x00" in data[:8192] and not utf16(data):
         raise BadInput("binary file (NUL bytes)")
     raw = decode(data)
+    if "\x00" in raw[:8192]:
+        raise BadInput("binary file (NUL characters)")
     suffix = Path(name).suffix.lower()
     if suffix == ".jsonl":
         for number, line in enumerate(raw.splitlines(), start=1):
@@ -295,7 +350,17 @@ def read_jsonl(
     """A JSON Lines file record by record; a record over `max_bytes` is rejected unread."""
     name = str(path)
     seen = False
-    with path.open("rb") as handle:
+    with _open_regular(path) as handle:
+        if utf16(handle.read(2)):
+            # Lines of UTF-16 cannot be split on b"\n": the file is read whole (within the limit).
+            handle.seek(0)
+            data = handle.read(max_bytes + 1)
+            if len(data) > max_bytes:
+                yield Rejection(name, f"UTF-16 file is over the {max_bytes:,}-byte limit")
+                return
+            yield from parse_bytes(data, name, languages)
+            return
+        handle.seek(0)
         number = 0
         while True:
             # Never more than the limit in memory: one huge line cannot exhaust it.
@@ -325,27 +390,104 @@ def read_jsonl(
         yield Rejection(name, "empty file")
 
 
+def folder_problem(folder: Path) -> str | None:
+    """Why the article folder cannot be read (missing, or a file), said for a warning line."""
+    if folder.is_dir():
+        return None
+    what = "is not a folder" if folder.exists() else "does not exist"
+    return (
+        f"article folder {folder} {what} (articles.folder, env NEWSBOT_ARTICLES); "
+        "no local articles are read"
+    )
+
+
 def files(paths: Iterable[Path]) -> Iterator[Path]:
     """The article files named by `paths`: files as given, folders searched recursively."""
+    for path, _ in _entries(paths):
+        yield path
+
+
+def _entries(paths: Iterable[Path]) -> Iterator[tuple[Path, Path | None]]:
+    """Each file with the folder it was found in (None: named explicitly)."""
     for path in paths:
         if path.is_dir():
-            yield from sorted(
-                p
-                for p in path.rglob("*")
-                if p.is_file() and p.suffix.lower() in SUFFIXES and not p.name.startswith(".")
+            yield from (
+                (p, path)
+                for p in sorted(
+                    p
+                    for p in path.rglob("*")
+                    if p.is_file() and p.suffix.lower() in SUFFIXES and not p.name.startswith(".")
+                )
             )
         else:
-            yield path
+            yield path, None
+
+
+def outside(folder: Path, path: Path) -> bool:
+    """Whether `path` (through its symlinks) is a file outside `folder`."""
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return True
+    except OSError:  # a symlink loop: not a file of the folder either
+        return True
+    return False
+
+
+def _regular(path: Path) -> os.stat_result:
+    """The file's status, or BadInput when it is not a regular file (FIFO, device, socket)."""
+    status = path.stat()
+    if stat.S_ISDIR(status.st_mode):
+        raise BadInput("is a folder, not an article file")
+    if not stat.S_ISREG(status.st_mode):
+        # Never opened: reading a FIFO blocks for ever, a device such as /dev/zero never ends.
+        raise BadInput("not a regular file (FIFO, device or socket); not read")
+    return status
+
+
+def _open_regular(path: Path) -> BinaryIO:
+    """`path` opened for reading, refusing anything that turned out not to be a regular file."""
+    # O_NONBLOCK: a file swapped for a FIFO after the check above cannot block the open.
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise BadInput("not a regular file (FIFO, device or socket); not read")
+        os.set_blocking(descriptor, True)
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
 
 
 def read(
     paths: Iterable[Path],
     max_bytes: int = 5_000_000,
     languages: Sequence[str] = language.DEFAULT_LANGUAGES,
+    *,
+    within: Path | None = None,
 ) -> Iterator[Article | Rejection]:
-    """Every article in `paths`, in order; each unreadable file or record is a Rejection instead."""
-    for path in files(paths):
+    """Every article in `paths`, in order; each unreadable file or record is a Rejection instead.
+
+    Files found in a folder (and every file when `within` is given) must be inside that folder:
+    a symlink to a file elsewhere (`/etc/passwd`) is a Rejection, not an article.
+    """
+    for path, found_in in _entries(paths):
         name = str(path)
+        folder = within or found_in
+        if folder is not None and outside(folder, path):
+            yield Rejection(name, f"symbolic link to a file outside {folder}; not read")
+            continue
+        try:
+            status = _regular(path)
+        except FileNotFoundError:
+            yield Rejection(name, "no such file or folder")
+            continue
+        except OSError as exc:
+            yield Rejection(name, f"cannot read: {exc.strerror or exc}")
+            continue
+        except BadInput as exc:
+            yield Rejection(name, str(exc))
+            continue
         if path.suffix.lower() == ".jsonl":
             # Read record by record: the limit applies to each record, not to the file.
             try:
@@ -354,12 +496,19 @@ def read(
                 yield Rejection(name, "no such file or folder")
             except OSError as exc:
                 yield Rejection(name, f"cannot read: {exc.strerror or exc}")
+            except BadInput as exc:
+                yield Rejection(name, str(exc))
             continue
         try:
-            size = path.stat().st_size
-            if size > max_bytes:
-                raise BadInput(f"file is {size:,} bytes, over the {max_bytes:,}-byte limit")
-            data = path.read_bytes()
+            if status.st_size > max_bytes:
+                raise BadInput(
+                    f"file is {status.st_size:,} bytes, over the {max_bytes:,}-byte limit"
+                )
+            with _open_regular(path) as handle:
+                # At most one byte over the limit: a file growing meanwhile is not read unbounded.
+                data = handle.read(max_bytes + 1)
+            if len(data) > max_bytes:
+                raise BadInput(f"file is over the {max_bytes:,}-byte limit")
         except FileNotFoundError:
             yield Rejection(name, "no such file or folder")
             continue
@@ -372,4 +521,4 @@ def read(
         try:
             yield from parse_bytes(data, name, languages)
         except BadInput as exc:
-            yield Rejection(name, str(exc))
+            yield Rejection(name if exc.line is None else f"{name}:{exc.line}", str(exc))

@@ -513,13 +513,15 @@ def classify(
     if model is not None:
         # The feedback model learns corrections to the lexicon's log-odds (see bot.learn).
         combined = _sigmoid(ev.z + model.correction(article, ev.z, ev.parts))
-        if combined >= 0.5 > score:
+        if combined >= thresholds.digest > score:
             reasons = (*reasons, "similar to articles marked relevant")
         score = combined
     score = round(score, 4)
     return Verdict(
         article_id=article.id,
-        conflict=score >= 0.5,
+        # Conflict-related means "goes into digests" (config: digest_threshold), so a verdict
+        # never says conflict while its level says ignore, or the other way round.
+        conflict=score >= thresholds.digest,
         score=score,
         reasons=reasons,
         level=_level(score, thresholds),

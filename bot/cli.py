@@ -36,6 +36,28 @@ app = typer.Typer(
     rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
 )
+
+
+def _help_as_flag(get_help_option: Any) -> Any:
+    """Wrap typer's help-option factory so `--help` is listed as a flag, not `--help <bool>`."""
+
+    def wrapped(self: Any, ctx: Any) -> Any:
+        option = get_help_option(self, ctx)
+        if option is not None:
+            option.metavar = ""  # as for --version: a flag takes no value
+        return option
+
+    return wrapped
+
+
+for _command_class in (typer.core.TyperCommand, typer.core.TyperGroup):
+    # typer 0.29 gives its own help option a `<bool>` type column in every command's help.
+    setattr(  # noqa: B010 -- a method replaced on the class, which mypy only allows this way
+        _command_class,
+        "get_help_option",
+        _help_as_flag(_command_class.get_help_option),
+    )
+
 err = Console(stderr=True, soft_wrap=True)  # one message, one line: never wrapped
 out = Console(highlight=False, soft_wrap=True)  # bot.entry.OUT_CONSOLE (the test compares)
 
@@ -130,6 +152,14 @@ def fail(message: str, code: int) -> NoReturn:
     """Print one `error:` line (secrets redacted) and exit with `code`."""
     err.print(f"[red]error:[/red] {escape(logs.redact(message))}", highlight=False)
     raise typer.Exit(code)
+
+
+def output_file(path: Path) -> None:
+    """Exit 2 with one line unless `path` can be a file: not a folder, in a folder that exists."""
+    if path.is_dir():
+        fail(f"{path}: is a folder; give a file name", EXIT_USAGE)
+    if not path.parent.is_dir():
+        fail(f"{path}: no folder {path.parent}", EXIT_USAGE)
 
 
 def _version(value: bool) -> None:
@@ -300,7 +330,9 @@ async def _ingest(cfg: config.Settings, catalog: Catalog, paths: list[Path]) -> 
 async def _read_folder(cfg: config.Settings, store: Store) -> None:
     """Read the article folder first, as the service does (files identified by their path), so
     `ask` and `digest` on a fresh clone see the seed, and `run` later finds nothing new."""
-    if not cfg.articles.folder.is_dir():
+    problem = articles.folder_problem(cfg.articles.folder)
+    if problem is not None:
+        err.print(f"warning: {problem}", markup=False, highlight=False)
         return
     from bot import folder
     from bot.learn import load_current
@@ -358,6 +390,9 @@ def ask(
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
             fail(f"{questions}: {reason}", EXIT_USAGE)
+        if not any(line.strip() for line in lines):
+            fail(f"{questions}: no questions (one JSON object a line: id, question)", EXIT_USAGE)
+        first_line: dict[str, int] = {}  # each id, and the line it was first given on
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
@@ -367,6 +402,16 @@ def ask(
                     raise ValueError("needs a string field 'question'")
                 if not record["question"].strip():
                     raise ValueError("the question is empty")
+                # Answers are matched to questions by id: without one (or with another line's)
+                # an answer line cannot be told apart.
+                given = record.get("id")
+                if not isinstance(given, str | int) or isinstance(given, bool) or given == "":
+                    raise ValueError("needs an 'id' (a string or a number) to match its answer")
+                if str(given) in first_line:
+                    raise ValueError(
+                        f"duplicate id {given!r} (first on line {first_line[str(given)]})"
+                    )
+                first_line[str(given)] = number
             except ValueError as exc:
                 # One bad line costs its own answer, not the others'.
                 malformed += 1
@@ -391,7 +436,7 @@ def ask(
     # The store's full-text index answers: nothing is rebuilt per call.
     index = search.StoreIndex(run_async(migrate()))
     try:
-        missing = _answer_batch(batch, index, article, output)
+        missing = _answer_batch(batch, index, article, output, cfg.chat.default_language)
     finally:
         index.close()
     if (missing and missing == len(batch)) or malformed:
@@ -399,10 +444,13 @@ def ask(
 
 
 def _answer_batch(
-    batch: list[dict[str, Any]], index: Any, article: str | None, output: Format
+    batch: list[dict[str, Any]], index: Any, article: str | None, output: Format, lang: str
 ) -> int:
     """Answer each question of a batch; return how many named an article that is not stored."""
+    import dataclasses
+
     from bot import qa
+    from bot.question import evident_lang
 
     missing = 0
     for record in batch:
@@ -411,6 +459,9 @@ def _answer_batch(
             missing += 1
             err.print(f"warning: article {scope!r} is not in the store", highlight=False)
         answer = qa.answer(record["question"], index, article_id=scope)
+        if answer.lang != lang and evident_lang(record["question"]) is None:
+            # As in chats: the question's language if it shows one of ours, else the default.
+            answer = dataclasses.replace(answer, lang=lang)
         result = qa.answer_record(answer)
         if "id" in record:
             result = {"id": record["id"], **result}
@@ -467,6 +518,8 @@ def train(
 ) -> None:
     """Train the feedback model on this deployment's 👍/👎 judgements of alerts."""
     cfg = settings()
+    if output is not None:
+        output_file(output)  # before training: `--output /tmp` wrote `/.tmp.partial`
 
     async def load() -> list[tuple[Article, bool]]:
         from bot.store import Store
@@ -494,7 +547,10 @@ def train(
             f"{outcome.old_score[0]:.3f}"
         )
         return
-    outcome.model.install(path)
+    try:
+        outcome.model.install(path)
+    except OSError as exc:
+        fail(f"{path}: cannot write the model: {exc.strerror or exc}", EXIT_FAILURE)
     out.print(f"trained on {len(examples)} articles ({positives} relevant); saved {path}")
     if cfg.classifier.feedback_model is None:
         out.print(f'set classifier.feedback_model = "{path}" in the config to use it')
@@ -566,6 +622,8 @@ def feedback_export(
 ) -> None:
     """Print every judgement as JSON Lines (re-importable with `newsbot feedback import`)."""
     cfg = settings()
+    if output is not None:
+        output_file(output)
 
     async def go() -> list[dict[str, Any]]:
         from bot.store import Store
@@ -577,7 +635,10 @@ def feedback_export(
     if output is None:
         sys.stdout.write(text)
     else:
-        output.write_text(text, encoding="utf-8")
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            fail(f"{output}: cannot write: {exc.strerror or exc}", EXIT_FAILURE)
 
 
 @app.command()

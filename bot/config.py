@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tomllib
@@ -84,12 +85,12 @@ class ArticlesSettings(_Section):
     """The local article folder and how files are read."""
 
     folder: PathValue = Path("articles")
-    max_file_bytes: int = Field(default=5_000_000, gt=0)
+    max_file_bytes: int = Field(default=5_000_000, gt=0, le=1_000_000_000)
     # newsbot's classifier, extractor and answers know German and English.
     languages: Annotated[tuple[Language, ...], Field(strict=False)] = ("de", "en")
     watch: bool = True
     # A file is read once unchanged this long, so a half-written file is never alerted on.
-    settle_seconds: float = Field(default=2.0, ge=0)
+    settle_seconds: float = Field(default=2.0, ge=0, le=3600)
 
     @field_validator("languages")
     @classmethod
@@ -106,7 +107,7 @@ class ClassifierSettings(_Section):
     digest_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     feedback_model: Annotated[Path | None, Field(strict=False)] = None
     # The nightly job re-trains `feedback_model` once this many new 👍/👎 arrived (0: never).
-    retrain_min_judgements: int = Field(default=20, ge=0)
+    retrain_min_judgements: int = Field(default=20, ge=0, le=1_000_000)
 
     def thresholds(self) -> Thresholds:
         """The cut-offs as the classifier takes them."""
@@ -121,7 +122,7 @@ class DigestSettings(_Section):
     at: str = Field(default="08:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     timezone: str = "UTC"
     # After downtime, a missed digest is sent once if its slot is at most this old.
-    catch_up_hours: float = Field(default=6.0, ge=0)
+    catch_up_hours: float = Field(default=6.0, ge=0, le=168)
 
     def preferences(self) -> Preferences:
         """What a new subscription starts with."""
@@ -142,7 +143,7 @@ class FeedSettings(_Section):
 
     url: str
     name: str = ""
-    interval_seconds: int = Field(default=600, ge=30)
+    interval_seconds: int = Field(default=600, ge=30, le=604_800)
 
     @field_validator("url")
     @classmethod
@@ -157,24 +158,24 @@ class SourcesSettings(_Section):
     # Allow feeds on loopback/private/link-local addresses (only for feeds inside your network).
     allow_private: bool = False
     # Feeds one chat may add with /sources add.
-    max_per_chat: int = Field(default=20, ge=0)
-    connect_timeout: float = Field(default=5.0, gt=0)
-    read_timeout: float = Field(default=10.0, gt=0)
-    total_timeout: float = Field(default=30.0, gt=0)
-    max_bytes: int = Field(default=5_000_000, gt=0)
-    max_decompressed_bytes: int = Field(default=20_000_000, gt=0)
-    max_redirects: int = Field(default=5, ge=0)
+    max_per_chat: int = Field(default=20, ge=0, le=10_000)
+    connect_timeout: float = Field(default=5.0, gt=0, le=600)
+    read_timeout: float = Field(default=10.0, gt=0, le=600)
+    total_timeout: float = Field(default=30.0, gt=0, le=3600)
+    max_bytes: int = Field(default=5_000_000, gt=0, le=1_000_000_000)
+    max_decompressed_bytes: int = Field(default=20_000_000, gt=0, le=1_000_000_000)
+    max_redirects: int = Field(default=5, ge=0, le=50)
     # Fetch the linked page's main text when a feed item carries only a teaser.
     full_text: bool = False
     # Requests at once to one host (feeds and linked pages), however many feeds it serves.
-    per_host: int = Field(default=4, ge=1)
+    per_host: int = Field(default=4, ge=1, le=100)
 
 
 class DeliverySettings(_Section):
     """Retries and retention of the delivery ledger."""
 
-    max_attempts: int = Field(default=8, gt=0)
-    retention_days: int = Field(default=30, gt=0)
+    max_attempts: int = Field(default=8, gt=0, le=1000)
+    retention_days: int = Field(default=30, gt=0, le=36_500)
     # Shared database: "leader" (only the elected instance sends) or "all" (every instance
     # sends, booking slots in the shared rate limit). Env: NEWSBOT_SENDERS.
     senders: Literal["leader", "all"] = "leader"
@@ -223,12 +224,12 @@ class ChatSettings(_Section):
     """Behaviour shared by every chat platform."""
 
     default_language: Language = "en"
-    questions_per_minute: int = Field(default=10, gt=0)
+    questions_per_minute: int = Field(default=10, gt=0, le=10_000)
     # Commands and button presses one user may send per minute in one chat, and one chat in all.
-    commands_per_minute: int = Field(default=20, gt=0)
-    chat_commands_per_minute: int = Field(default=60, gt=0)
+    commands_per_minute: int = Field(default=20, gt=0, le=10_000)
+    chat_commands_per_minute: int = Field(default=60, gt=0, le=10_000)
     # Longer questions get a polite refusal (answering cost grows with the question).
-    max_question_chars: int = Field(default=500, gt=0)
+    max_question_chars: int = Field(default=500, gt=0, le=100_000)
 
 
 class TelegramSettings(_Section):
@@ -373,12 +374,39 @@ def load(
             f'{path}: telegram.webhook_url: required with telegram.mode = "webhook" '
             "(the public HTTPS URL Telegram posts updates to)"
         )
+    _check_data_dir(settings.storage, origins.get("storage.data_dir", str(path)))
     if settings.classifier.alert_threshold < settings.classifier.digest_threshold:
         raise ConfigError(
             f"{path}: classifier.alert_threshold ({settings.classifier.alert_threshold}) must "
             f"not be below classifier.digest_threshold ({settings.classifier.digest_threshold})"
         )
     return settings
+
+
+def _check_data_dir(storage: StorageSettings, where: str) -> None:
+    """A data_dir that is a file, or (holding the SQLite file) cannot be created, is an error."""
+    folder = storage.data_dir
+    prefix = f"{where}: storage.data_dir: {folder}"
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{prefix} is a file, not a folder")
+    if storage.database_url or folder.is_dir():
+        return
+    # The SQLite file goes there: try to create the folder now (and take away what we made)
+    # rather than fail later with an OSError that names neither key nor variable.
+    made: list[Path] = []
+    try:
+        for part in reversed((folder, *folder.parents)):
+            if not part.exists():
+                part.mkdir()
+                made.append(part)
+            elif not part.is_dir():
+                raise ConfigError(f"{prefix} cannot be created: {part} is a file")
+    except OSError as exc:
+        raise ConfigError(f"{prefix} cannot be created: {exc.strerror or exc}") from None
+    finally:
+        for part in reversed(made):
+            with contextlib.suppress(OSError):  # another process started using it meanwhile
+                part.rmdir()
 
 
 def _env_value(section: str, key: str, raw: str) -> Any:
@@ -398,23 +426,28 @@ def _env_value(section: str, key: str, raw: str) -> Any:
 
 
 def _describe(path: Path, exc: ValidationError, origins: Mapping[str, str]) -> str:
-    """One line per problem, each naming the dotted key, without echoing secret values."""
-    lines = []
+    """One line naming the first problem's key (and the other bad keys), no secret values."""
+    problems: list[tuple[str, str]] = []
     for error in exc.errors():
         key = ".".join(str(part) for part in error["loc"])
         where = origins.get(key, str(path))
         if key.startswith("secrets"):
             key = key.removeprefix("secrets.").upper()
-            lines.append(f"environment variable {key}: {error['msg']}")
+            problems.append((key, f"environment variable {key}: {error['msg']}"))
         elif error["type"] == "extra_forbidden":
-            lines.append(f"{where}: unknown key {key}")
+            problems.append((key, f"{where}: unknown key {key}"))
         else:
             got = error.get("input")
             if isinstance(got, str) and "://" in got:
                 got = _without_password(got)
             message = error["msg"].removeprefix("Value error, ")
-            lines.append(f"{where}: {key}: {message} (got {got!r})")
-    return "\n".join(lines)
+            problems.append((key, f"{where}: {key}: {message} (got {got!r})"))
+    # One line however many problems: the first in full, then the other keys by name.
+    first, *others = problems
+    if not others:
+        return first[1]
+    more = ", ".join(dict.fromkeys(key for key, _ in others))
+    return f"{first[1]} (also bad: {more})"
 
 
 def _without_password(url: str) -> str:

@@ -27,6 +27,7 @@ from bot.models import (
     Post,
     Preferences,
 )
+from bot.question import evident_lang
 from bot.sources import FeedSource, Sources, owner_of
 from bot.subscriptions import Subscription, Subscriptions
 
@@ -92,6 +93,21 @@ def shown_url(url: str) -> str:
     shown = urlunsplit((parts.scheme, host + port, parts.path, "", ""))
     # The query may hold a key; its mark still tells `…/feed` and `…/feed?x=1` apart.
     return shown + "?…" if parts.query else shown
+
+
+def _answer_in(
+    lang: str,
+    question: str,
+    index: qa.Retrieval,
+    article_id: str | None,
+    hidden: frozenset[str],
+) -> Answer:
+    """The answer, speaking the question's language if it shows one of ours, else `lang`."""
+    answer = qa.answer(question, index, article_id, hidden)
+    if answer.lang != lang and evident_lang(question) is None:
+        # A Russian question in an English chat got a German "I don't know".
+        answer = dataclasses.replace(answer, lang=lang)
+    return answer
 
 
 class Conversation:
@@ -377,7 +393,7 @@ class Conversation:
         hidden = await self.sources.hidden_from(owner_of(msg.chat))
         # Answering takes up to a few seconds of CPU: never on the event loop.
         answer: Answer = await asyncio.to_thread(
-            qa.answer, question, self.index, msg.reply_to_article, hidden
+            _answer_in, lang, question, self.index, msg.reply_to_article, hidden
         )
         log.info(
             "question answered=%s confidence=%.2f sources=%s",
@@ -526,7 +542,11 @@ def change(prefs: Preferences, name: str, value: str) -> tuple[Preferences, str 
         start, sep, end = value.partition("-")
         if not sep:
             raise SettingError("bad_quiet")
-        return dataclasses.replace(prefs, quiet_start=_hhmm(start), quiet_end=_hhmm(end)), None
+        begin, until = _hhmm(start), _hhmm(end)
+        if begin == until:
+            # Equal ends would be quiet all day: every alert held for 24 hours, silently.
+            raise SettingError("quiet_equal", value=begin)
+        return dataclasses.replace(prefs, quiet_start=begin, quiet_end=until), None
     if name == "countries":
         wanted = _words(value)
         unknown = [w for w in wanted if regions.resolve(w) is None]

@@ -137,7 +137,8 @@ def _questions(options: Mapping[str, str], positional: Sequence[str]) -> list[di
         lines = Path(options["questions"]).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError):
         raise _Slow from None
-    batch = []
+    batch: list[dict[str, Any]] = []
+    ids: set[Any] = set()
     for line in lines:
         if not line.strip():
             continue
@@ -149,6 +150,9 @@ def _questions(options: Mapping[str, str], positional: Sequence[str]) -> list[di
             raise _Slow
         if not record["question"].strip() or not isinstance(record.get("article", ""), str | None):
             raise _Slow
+        if "id" not in record or json.dumps(record["id"]) in ids:
+            raise _Slow  # bot.cli names the line without an id, or with a repeated one
+        ids.add(json.dumps(record["id"]))
         batch.append(record)
     if not batch:
         raise _Slow

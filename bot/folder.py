@@ -122,7 +122,8 @@ def read_file(
     """One file's articles, identified by path; any failure to read it becomes a Rejection."""
     out: list[Article | articles.Rejection] = []
     try:
-        for position, item in enumerate(articles.read([path], max_bytes, languages)):
+        items = articles.read([path], max_bytes, languages, within=folder)
+        for position, item in enumerate(items):
             if isinstance(item, Article):
                 item = replace(item, id=document_id(folder, path, position, item))
             out.append(item)

@@ -21,6 +21,7 @@ Fitting is a few Newton steps on ten columns: milliseconds for 1,000 judgements.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
@@ -126,10 +127,16 @@ class FeedbackModel:
     def install(self, path: str | Path) -> None:
         """Save to `path` atomically: a running bot never reads a half-written model."""
         target = Path(path)
+        if target.is_dir():
+            # with_name on a folder would put the partial file beside it (`/tmp` → `/.tmp…`).
+            raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(target))
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.partial")
-        self.save(partial)
-        os.replace(partial, target)
+        try:
+            self.save(partial)
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
 
     @classmethod
     def load(cls, path: str | Path) -> FeedbackModel:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import traceback
 from collections.abc import Iterable, Mapping
@@ -48,19 +49,47 @@ def known_secrets(env: Mapping[str, str] | None = None) -> list[str]:
     return sorted(values, key=len, reverse=True)
 
 
+def _hex(byte: int) -> str:
+    """A regex for one percent-encoded byte, hex digits in either case (`%C3`, `%c3`)."""
+    return "%" + "".join(f"[{d.upper()}{d.lower()}]" if d.isalpha() else d for d in f"{byte:02X}")
+
+
+def secret_pattern(secret: str) -> str:
+    """A regex matching `secret` with any of its characters percent-encoded (or JSON-escaped).
+
+    URL builders differ in what they leave unquoted (httpx keeps `:` and `#` in a path but
+    quotes a space and `é`), so every character may come either way: `ab cd` is also found
+    as `ab%20cd` or `ab+cd`.
+    """
+    parts = []
+    for char in secret:
+        ways = [re.escape(char), "".join(_hex(byte) for byte in char.encode("utf-8"))]
+        if char == " ":
+            ways.append(r"\+")
+        if not char.isascii():
+            ways.append(re.escape(json.dumps(char)[1:-1]))
+        parts.append(f"(?:{'|'.join(ways)})")
+    return "".join(parts)
+
+
 class Redactor(logging.Filter):
     """A handler filter that replaces every known secret in a record's text and traceback."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
         self.secrets = sorted(set(secrets), key=len, reverse=True)
+        # Longest first, so a secret containing another is replaced whole.
+        self._pattern = (
+            re.compile("|".join(secret_pattern(secret) for secret in self.secrets))
+            if self.secrets
+            else None
+        )
 
     def redact(self, text: str) -> str:
-        """`text` with every secret replaced."""
-        for secret in self.secrets:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        return text
+        """`text` with every secret replaced, in plain or any percent-encoded form."""
+        if self._pattern is None:
+            return text
+        return self._pattern.sub(REDACTED, text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Rewrite the record in place (message, arguments, traceback, stack); never drop it."""

@@ -149,6 +149,20 @@ class Question:
         return TYPES[self.qtype]
 
 
+def evident_lang(question: str) -> str | None:
+    """The question's language if its words show one of ours; None for "Кто напал на Киев?"."""
+    words = [fold(w) for w in re.findall(r"\w+", question)]
+    if words:
+        for lang in languages():
+            if words[0] in lang_data(lang).question_words and words[0] not in ("was",):
+                return lang
+    known = [(lang, share) for lang, share in lemmas.detect(question, languages()) if lang != "unk"]
+    if not known or known[0][1] <= 0 or (len(known) > 1 and known[0][1] == known[1][1]):
+        # No word of any of our languages, or a tie ("NATO?"): the question does not say.
+        return None
+    return known[0][0]
+
+
 def question_lang(question: str) -> str:
     """The language of a question: from its question word, else from its words."""
     words = [fold(w) for w in re.findall(r"\w+", question)]

@@ -70,6 +70,10 @@ def quiet_until(prefs: Preferences, now: datetime) -> datetime | None:
     tz = zone(prefs.timezone)
     local = now.astimezone(tz)
     start, end = parse_hhmm(prefs.quiet_start), parse_hhmm(prefs.quiet_end)
+    if start == end:
+        # An empty span, not a whole day (refused by /settings; a stored one must not hold
+        # every alert for 24 hours).
+        return None
     clock = local.time()
     inside = start <= clock < end if start < end else clock >= start or clock < end
     if not inside:

@@ -1,6 +1,7 @@
 import asyncio
 import io
 import os
+import re
 import shutil
 import sys
 import time
@@ -295,6 +296,25 @@ async def test_a_second_instance_on_one_sqlite_file_refuses_to_start(settings: S
         lines = err.decode().strip().splitlines()
         assert len(lines) == 1 and "another newsbot is already running" in lines[0], lines
         assert out == b""
+        # The same file through a symlink is the same database (it ran beside the first).
+        alias = settings.storage.data_dir.parent / "alias.sqlite3"
+        alias.symlink_to(settings.storage.data_dir / "newsbot.sqlite3")
+        third = await asyncio.create_subprocess_exec(
+            *run[:-1],
+            "--db",
+            f"sqlite:///{alias}",
+            "run",
+            env=env,
+            stdin=DEVNULL,
+            stdout=PIPE,
+            stderr=PIPE,
+            cwd=str(ROOT),
+        )
+        out, err = await asyncio.wait_for(third.communicate(), 60)
+        assert third.returncode == 2, err
+        lines = err.decode().strip().splitlines()
+        assert len(lines) == 1 and "another newsbot is already running" in lines[0], lines
+        assert not alias.with_name("alias.sqlite3.lock").exists()
         first.stdin.close()  # end of console input: the first one exits as usual
         assert await asyncio.wait_for(first.wait(), 60) == 0
     finally:
@@ -303,6 +323,26 @@ async def test_a_second_instance_on_one_sqlite_file_refuses_to_start(settings: S
             await first.wait()
     # The lock went with the process.
     with app.single_instance(settings.storage.url()):
+        pass
+
+
+def test_the_instance_lock_is_on_the_real_file_not_on_a_symlink_or_dotdot(tmp_path: Path) -> None:
+    real = tmp_path / "data" / "newsbot.sqlite3"
+    real.parent.mkdir()
+    real.touch()
+    alias = tmp_path / "alias.sqlite3"
+    alias.symlink_to(real)
+    (tmp_path / "other").mkdir()
+    dotdot = tmp_path / "other" / ".." / "data" / "newsbot.sqlite3"
+    with app.single_instance(f"sqlite+aiosqlite:///{real}"):
+        for spelling in (alias, dotdot):
+            with (
+                pytest.raises(app.InstanceRunning, match=re.escape(str(real))),
+                app.single_instance(f"sqlite+aiosqlite:///{spelling}"),
+            ):
+                pass
+    assert not (tmp_path / "alias.sqlite3.lock").exists()
+    with app.single_instance(f"sqlite+aiosqlite:///{alias}"):  # released: free again
         pass
 
 

@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -246,3 +247,107 @@ def test_an_empty_text_field_is_called_empty_not_missing(tmp_path: Path) -> None
     path.write_text(json.dumps({"id": "x2", "text": "  "}) + "\n")
     [rejected] = read_all(path)
     assert isinstance(rejected, Rejection) and rejected.reason == "field 'text' is empty"
+
+
+def test_a_fifo_is_rejected_unopened_and_the_other_file_is_still_read(tmp_path: Path) -> None:
+    """Reading a FIFO blocked for ever, so the good file named before it was never reported."""
+    good = tmp_path / "ok.txt"
+    good.write_text("Heavy fighting continued in the east on Sunday.")
+    pipe = tmp_path / "pipe.txt"
+    os.mkfifo(pipe)
+    jsonl_pipe = tmp_path / "pipe.jsonl"
+    os.mkfifo(jsonl_pipe)
+    # No writer ever opens the FIFOs: opening one for reading would hang this test.
+    ok, rejected, rejected_jsonl = read_all(good, pipe, jsonl_pipe)
+    assert isinstance(ok, Article)
+    for rejection, path in ((rejected, pipe), (rejected_jsonl, jsonl_pipe)):
+        assert isinstance(rejection, Rejection) and rejection.where == str(path)
+        assert "not a regular file" in rejection.reason
+
+
+def test_a_symlink_to_a_device_is_rejected_not_read_without_end(tmp_path: Path) -> None:
+    """A link to /dev/zero was read until memory ran out (2 GB in 8 s)."""
+    zero = tmp_path / "zero.txt"
+    zero.symlink_to("/dev/zero")
+    [rejection] = read_all(zero)
+    assert isinstance(rejection, Rejection) and "not a regular file" in rejection.reason
+
+
+def test_a_symlink_out_of_a_folder_is_rejected_and_one_inside_is_read(tmp_path: Path) -> None:
+    folder = tmp_path / "articles"
+    folder.mkdir()
+    secret = tmp_path / "passwd.txt"
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (folder / "pw.txt").symlink_to(secret)
+    (folder / "real.txt").write_text("Heavy fighting continued in the east on Sunday.")
+    (folder / "alias.txt").symlink_to(folder / "real.txt")
+    results = read_all(folder)
+    assert [r.source for r in results if isinstance(r, Article)] == [
+        str(folder / "alias.txt"),
+        str(folder / "real.txt"),
+    ]
+    [rejection] = [r for r in results if isinstance(r, Rejection)]
+    assert rejection.where == str(folder / "pw.txt") and "outside" in rejection.reason
+    # The watcher names each file itself: `within` applies the same rule to it.
+    [alone] = list(articles.read([folder / "pw.txt"], within=folder))
+    assert isinstance(alone, Rejection) and "outside" in alone.reason
+
+
+def test_malformed_records_are_skipped_naming_file_line_and_field(tmp_path: Path) -> None:
+    """{"id":5,"text":7}, `published: notadate`, `id: [unclosed`, `date 2099-13-45` were stored."""
+    records = tmp_path / "r.jsonl"
+    records.write_text(
+        '{"id": 5, "text": 7}\n'
+        '{"id": "ok", "text": "Heavy fighting continued in the east."}\n'
+        '{"id": "n", "text": ["a"]}\n'
+        '{"id": "d", "text": "Fighting.", "published": "2016-02-30"}\n'
+    )
+    bad_date = tmp_path / "d.md"
+    bad_date.write_text("---\ntitle: T\npublished: notadate\n---\nHeavy fighting.\n")
+    bad_id = tmp_path / "i.md"
+    bad_id.write_text("---\nid: [unclosed\n---\nHeavy fighting.\n")
+    bad_txt = tmp_path / "x.txt"
+    bad_txt.write_text("date 2099-13-45\nHeavy fighting continued in the east.\n")
+    results = read_all(records, bad_date, bad_id, bad_txt)
+    assert [r.id for r in results if isinstance(r, Article)] == ["ok"]
+    rejected = {r.where: r.reason for r in results if isinstance(r, Rejection)}
+    assert rejected.keys() == {
+        f"{records}:1",
+        f"{records}:3",
+        f"{records}:4",
+        f"{bad_date}:3",
+        f"{bad_id}:2",
+        f"{bad_txt}:1",
+    }
+    assert rejected[f"{records}:1"] == "field 'id' must be a string, not int"
+    assert rejected[f"{records}:3"] == "field 'text' must be a string, not list"
+    assert "field 'published' is not a date" in rejected[f"{records}:4"]
+    assert "field 'published' is not a date" in rejected[f"{bad_date}:3"]
+    assert "field 'id' is a list or map" in rejected[f"{bad_id}:2"]
+    assert "field 'date' is not a date" in rejected[f"{bad_txt}:1"]
+
+
+@pytest.mark.parametrize("value", ["2016", "2016-02", "2016-02-29", "2025-03-04T10:00:00Z"])
+def test_well_formed_dates_are_kept(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "a.md"
+    path.write_text(f"---\npublished: {value}\n---\nHeavy fighting continued in the east.\n")
+    [article] = read_all(path)
+    assert isinstance(article, Article) and article.published == value
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_utf16_text_with_a_byte_order_mark_is_text(tmp_path: Path, encoding: str) -> None:
+    """Notepad's "Unicode" files were rejected as "binary file (NUL bytes)"."""
+    text = "Luftangriffe auf Aleppo\n\nBei Luftangriffen auf Aleppo sind Zivilisten getötet worden."
+    bom = {"utf-16": b"", "utf-16-le": b"\xff\xfe", "utf-16-be": b"\xfe\xff"}[encoding]
+    (tmp_path / "a.txt").write_bytes(bom + text.encode(encoding))
+    record = json.dumps({"id": "j1", "text": "Krieg im Norden. Mehr folgt."}, ensure_ascii=False)
+    (tmp_path / "b.jsonl").write_bytes(bom + f"{record}\n".encode(encoding))
+    first, second = read_all(tmp_path / "a.txt", tmp_path / "b.jsonl")
+    assert isinstance(first, Article), first
+    assert first.title == "Luftangriffe auf Aleppo" and "getötet" in first.text
+    assert isinstance(second, Article) and second.id == "j1", second
+    # Without a byte order mark, NUL bytes still mean binary.
+    (tmp_path / "c.txt").write_bytes(text.encode("utf-16-le"))
+    [binary] = read_all(tmp_path / "c.txt")
+    assert isinstance(binary, Rejection) and "binary" in binary.reason

@@ -186,6 +186,16 @@ def test_thresholds_map_to_levels() -> None:
     assert classify(a, Thresholds(alert=1.01, digest=1.01)).level is Level.IGNORE
 
 
+def test_conflict_is_true_exactly_when_the_level_is_not_ignore() -> None:
+    """alert 0.95, digest 0.9, score 0.85 gave "conflict": true, "level": "ignore"."""
+    a = art("Suicide bomber kills 12 in Baghdad", "Insurgents attacked troops.", lang="en")
+    score = classify(a).score
+    assert 0.5 < score < 1
+    for digest in (0.1, score, min(1.0, score + 0.01), 0.99):
+        v = classify(a, Thresholds(alert=max(digest, 0.995), digest=digest))
+        assert v.conflict == (v.level is not Level.IGNORE) == (score >= digest), (digest, v)
+
+
 def test_score_monotone_in_evidence() -> None:
     one = classify(art("Attack in Iraq", "", lang="en")).score
     more = classify(art("Attack in Iraq", "Insurgents fired mortars at US troops.", lang="en"))

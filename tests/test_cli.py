@@ -195,6 +195,82 @@ def test_train_on_feedback(env: dict[str, str], tmp_path: Path) -> None:
     assert loaded.predict(war) > loaded.predict(sport)
 
 
+@pytest.mark.parametrize("command", [("train", "--min-examples", "5"), ("feedback", "export")])
+def test_an_output_that_cannot_be_a_file_is_one_line_not_a_traceback(
+    env: dict[str, str], tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """`feedback export --output /nonexistent/dir/x` and `train --output /tmp` gave tracebacks."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    for output in (folder, tmp_path / "nonexistent" / "dir" / "x"):
+        result = newsbot(env, *command, "--output", str(output))
+        assert result.returncode == 2, result.stderr
+        [line] = result.stderr.splitlines()
+        assert line.startswith(f"error: {output}: "), line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["articles", "out"]
+    assert list(folder.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("command", "folder"),
+    [("digest", "/nonexistent"), ("ask", "/nonexistent"), ("run", "/etc/passwd"), ("run", "-")],
+)
+def test_an_article_folder_that_is_not_there_is_warned_about_once(
+    env: dict[str, str], tmp_path: Path, command: str, folder: str
+) -> None:
+    """NEWSBOT_ARTICLES=/nonexistent digest said "No new conflict-related articles.", no word."""
+    folder = folder if folder != "-" else str(tmp_path / "missing")
+    args = (command, "who attacked?") if command == "ask" else (command,)
+    result = newsbot({**env, "NEWSBOT_ARTICLES": folder}, *args)
+    assert result.returncode in (0, 1), result.stderr
+    what = "is not a folder" if Path(folder).exists() else "does not exist"
+    warnings = [line for line in result.stderr.splitlines() if folder in line]
+    assert len(warnings) == 1, result.stderr
+    assert f"article folder {folder} {what}" in warnings[0] and "NEWSBOT_ARTICLES" in warnings[0]
+
+
+def test_questions_without_an_id_or_with_a_repeated_one_are_named(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """A line without "id" got an answer without one; a repeated id was accepted silently."""
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(
+        json.dumps({"id": "q1", "question": "who attends from Germany?"})
+        + "\n"
+        + json.dumps({"question": "no id"})
+        + "\n"
+        + json.dumps({"id": "q1", "question": "Wer vertritt die USA?"})
+        + "\n"
+    )
+    result = newsbot(env, "ask", "--format", "jsonl", "--questions", str(questions))
+    assert [json.loads(line)["id"] for line in result.stdout.splitlines()] == ["q1"]
+    assert result.stderr.splitlines() == [
+        f"error: {questions}:2: needs an 'id' (a string or a number) to match its answer",
+        f"error: {questions}:3: duplicate id 'q1' (first on line 1)",
+    ]
+    assert result.returncode == 1
+
+
+@pytest.mark.parametrize("content", ["", "\n  \n"])
+def test_an_empty_questions_file_is_one_line_and_exit_2(
+    env: dict[str, str], tmp_path: Path, content: str
+) -> None:
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(content)
+    result = newsbot(env, "ask", "--format", "jsonl", "--questions", str(questions))
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"error: {questions}: no questions (one JSON object a line: id, question)"
+    ]
+
+
+def test_ask_says_i_dont_know_in_the_default_language_for_a_foreign_question(
+    env: dict[str, str],
+) -> None:
+    result = newsbot(env, "ask", "Кто напал на Киев?")
+    assert result.stdout.startswith("I don't know"), result.stdout
+
+
 def test_run_shuts_down_cleanly_on_sigterm(env: dict[str, str]) -> None:
     import signal
 
@@ -296,8 +372,28 @@ def newsbot(
         ('[articles]\nlanguages = ["xx"]\n', ("classify", "."), "articles.languages"),
         ('[digest]\nmax_items = "20"\n', ("digest",), "digest.max_items"),
         ("[sources]\nfull_text = 1\n", ("run",), "sources.full_text"),
+        ("[digest]\ncatch_up_hours = 1e300\n", ("run",), "digest.catch_up_hours"),
+        ("[digest]\ncatch_up_hours = 1e300\n", ("status",), "digest.catch_up_hours"),
+        ("[articles]\nsettle_seconds = 1e300\n", ("run",), "articles.settle_seconds"),
+        ("[delivery]\nretention_days = 100000000\n", ("digest",), "delivery.retention_days"),
+        ("[sources]\ntotal_timeout = 1e300\n", ("run",), "sources.total_timeout"),
+        # Two bad keys: still one line, naming the first in full and the second by name.
+        ('[digest]\nat = "25:99"\ntimezone = "Mars/Olympus"\n', ("run",), "digest.timezone"),
     ],
-    ids=["mysql", "garbage-url", "webhook-without-url", "language", "quoted-int", "int-bool"],
+    ids=[
+        "mysql",
+        "garbage-url",
+        "webhook-without-url",
+        "language",
+        "quoted-int",
+        "int-bool",
+        "huge-catch-up-run",
+        "huge-catch-up-status",
+        "huge-settle",
+        "huge-retention",
+        "huge-timeout",
+        "two-bad-keys",
+    ],
 )
 def test_bad_configuration_is_one_line_naming_the_key_and_exit_2(
     env: dict[str, str], tmp_path: Path, toml: str, args: tuple[str, ...], key: str
@@ -310,6 +406,20 @@ def test_bad_configuration_is_one_line_naming_the_key_and_exit_2(
     [line] = result.stderr.splitlines()
     assert line.startswith("config error:") and key in line
     assert "tiger" not in line  # a database password is not echoed
+
+
+@pytest.mark.parametrize("data_dir", ["/etc/passwd", "/proc/nope", "/etc/passwd/sub"])
+@pytest.mark.parametrize("command", ["run", "digest"])
+def test_a_data_dir_that_is_a_file_or_cannot_be_made_is_a_config_error(
+    env: dict[str, str], data_dir: str, command: str
+) -> None:
+    """NEWSBOT_DATA_DIR=/etc/passwd gave `error: FileExistsError: …`, exit 1, naming nothing."""
+    result = newsbot({**env, "NEWSBOT_DATA_DIR": data_dir}, command)
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("config error: environment variable NEWSBOT_DATA_DIR: ")
+    assert "storage.data_dir" in line and data_dir in line
+    assert not Path("/proc/nope").exists()
 
 
 @pytest.mark.reliability
@@ -369,6 +479,26 @@ def test_ingest_names_each_rejection_once(env: dict[str, str], tmp_path: Path) -
     assert result.stderr.splitlines()[0].startswith(f"rejected {bad}:2")
 
 
+@pytest.mark.parametrize("command", ["ingest", "classify"])
+def test_ingest_and_classify_reject_a_fifo_and_a_device_and_read_the_good_file(
+    env: dict[str, str], tmp_path: Path, command: str
+) -> None:
+    """`ingest ok.txt pipe.txt` hung; a link to /dev/zero grew to 2 GB in 8 s."""
+    good = tmp_path / "ok.txt"
+    good.write_text("Heavy fighting continued in the east of the country on Sunday.")
+    pipe = tmp_path / "pipe.txt"
+    os.mkfifo(pipe)
+    zero = tmp_path / "zero.txt"
+    zero.symlink_to("/dev/zero")
+    result = newsbot(env, command, str(good), str(pipe), str(zero), timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        f"rejected {pipe}: not a regular file (FIFO, device or socket); not read",
+        f"rejected {zero}: not a regular file (FIFO, device or socket); not read",
+    ]
+    assert ("new=1" if command == "ingest" else "Heavy fighting") in result.stdout
+
+
 @pytest.mark.reliability
 def test_ask_and_digest_on_a_fresh_clone_read_the_article_folder(env: dict[str, str]) -> None:
     """Issue 11 #24: without a prior `ingest` they answered "I don't know" beside the seed."""
@@ -426,7 +556,8 @@ def test_the_readme_example_is_exactly_what_the_bot_prints(env: dict[str, str]) 
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.rstrip("\n") == expected.rstrip("\n")
+    # Byte for byte, trailing blank line included (the console ends an answer with one).
+    assert result.stdout == expected
 
 
 def _read_until(
@@ -630,6 +761,11 @@ def test_help_shows_flags_as_flags_and_docstrings_as_paragraphs(env: dict[str, s
     assert "<int>" not in verbose and "default" not in verbose
     version = next(line for line in top.splitlines() if "--version" in line)
     assert "<bool>" not in version
+    # `--help` itself was `--help <bool>` in every command's help.
+    for command in ((), ("ingest",), ("feedback",), ("feedback", "export"), ("run",)):
+        shown = invoke({**env, "COLUMNS": "200"}, *command, "--help").output
+        [help_line] = [line for line in shown.splitlines() if "--help" in line]
+        assert "<bool>" not in help_line and "Show this message" in help_line, help_line
     run = invoke({**env, "COLUMNS": "200"}, "run", "--help").output
     assert "it prints the current digest, then reads commands" in run
 

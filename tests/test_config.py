@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,63 @@ def test_a_redis_password_is_never_echoed_and_the_url_comes_from_the_environment
     loaded = config.load(env={"NEWSBOT_REDIS_URL": "redis://:pw@127.0.0.1:6379/2"})
     assert loaded.redis.url == "redis://:pw@127.0.0.1:6379/2"
     assert config.load(env={"NEWSBOT_SENDERS": "all"}).delivery.senders == "all"
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        ("[digest]\ncatch_up_hours = 1e300\n", "digest.catch_up_hours"),
+        ("[articles]\nsettle_seconds = 1e300\n", "articles.settle_seconds"),
+        ("[delivery]\nretention_days = 100000000\n", "delivery.retention_days"),
+        ("[sources]\nconnect_timeout = 1e300\n", "sources.connect_timeout"),
+        ("[sources]\nread_timeout = 1e300\n", "sources.read_timeout"),
+        (
+            "[sources]\nfeeds = [{ url = 'https://x.example/', interval_seconds = 10000000 }]\n",
+            "sources.feeds.0.interval_seconds",
+        ),
+        ("[delivery]\nmax_attempts = 100000000\n", "delivery.max_attempts"),
+        ("[chat]\nmax_question_chars = 100000000\n", "chat.max_question_chars"),
+    ],
+)
+def test_durations_and_counts_have_upper_bounds(tmp_path: Path, body: str, key: str) -> None:
+    """`catch_up_hours = 1e300` was accepted, then overflowed in the digest job (exit 1)."""
+    path = tmp_path / "c.toml"
+    path.write_text(body)
+    with pytest.raises(config.ConfigError, match=key.replace(".", r"\.") + ": .*less than"):
+        config.load(path, env={})
+
+
+def test_the_documented_maxima_are_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        "[digest]\ncatch_up_hours = 168\n[articles]\nsettle_seconds = 3600\n"
+        "[delivery]\nretention_days = 36500\nmax_attempts = 1000\n"
+    )
+    loaded = config.load(path, env={})
+    assert loaded.digest.catch_up_hours == 168 and loaded.delivery.retention_days == 36500
+
+
+def test_several_bad_keys_are_one_line_naming_the_first_and_the_others(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[digest]\nat = "25:99"\ntimezone = "Mars/Olympus"\nmax_itemz = 3\n')
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(path, env={})
+    [line] = str(caught.value).splitlines()
+    assert line.startswith(f"{path}: digest.at: ")
+    assert line.endswith("(also bad: digest.timezone, digest.max_itemz)")
+
+
+def test_a_data_dir_that_is_a_file_names_the_key_and_where_it_came_from(tmp_path: Path) -> None:
+    occupied = tmp_path / "file"
+    occupied.write_text("x")
+    path = tmp_path / "c.toml"
+    path.write_text(f'[storage]\ndata_dir = "{occupied}"\n')
+    where = re.escape(f"{path}: storage.data_dir: ")
+    with pytest.raises(config.ConfigError, match=rf"^{where}.* is a file"):
+        config.load(path, env={})
+    with pytest.raises(config.ConfigError, match=r"^environment variable NEWSBOT_DATA_DIR: "):
+        config.load(env={"NEWSBOT_DATA_DIR": str(occupied / "below")})
+    # A missing folder that can be made is fine, and is not left behind by the check.
+    fresh = tmp_path / "new" / "data"
+    assert config.load(env={"NEWSBOT_DATA_DIR": str(fresh)}).storage.data_dir == fresh
+    assert not (tmp_path / "new").exists()

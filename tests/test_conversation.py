@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 import pytest
 
 from bot import jobs, qa
+from bot.chat.render import plain
 from bot.config import Settings
 from bot.conversation import Change, Conversation, RateLimit
 from bot.models import (
@@ -382,6 +383,38 @@ async def test_setting_errors_speak_the_chats_language(conversation: Conversatio
     assert isinstance(bad, Notice) and "„25:00“ ist keine Uhrzeit" in bad.text
     [bad] = await conversation.handle(msg("/settings frobs 3"))
     assert isinstance(bad, Notice) and "unbekannte Einstellung „frobs“" in bad.text
+
+
+async def test_quiet_hours_with_equal_start_and_end_are_refused(
+    conversation: Conversation, store: Store
+) -> None:
+    """`/settings quiet 22:00-22:00` was accepted and held every alert for 24 hours."""
+    await conversation.handle(msg("/subscribe"))
+    [bad] = await conversation.handle(msg("/settings quiet 22:00-22:00"))
+    assert isinstance(bad, Notice) and "22:00 to 22:00" in bad.text and "22:00-07:00" in bad.text
+    sub = await store.subscriptions.subscription(CHAT)
+    assert sub is not None and (sub.prefs.quiet_start, sub.prefs.quiet_end) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("chat_lang", "question", "reply"),
+    [
+        ("en", "Кто напал на Киев?", "I don't know"),
+        ("en", "谁袭击了基辅？", "I don't know"),
+        ("de", "Кто напал на Киев?", "Das weiß ich nicht"),
+        # A question in one of our languages is answered in it, whatever the chat's language.
+        ("en", "Wer hat Kiew mit Raketen angegriffen?", "Das weiß ich nicht"),
+        ("de", "Who attacked Kyiv with rockets?", "I don't know"),
+    ],
+)
+async def test_i_dont_know_speaks_the_questions_language_else_the_chats(
+    conversation: Conversation, chat_lang: str, question: str, reply: str
+) -> None:
+    """A Russian or Chinese question in an English private chat was answered in German."""
+    await conversation.handle(msg("/subscribe", lang=chat_lang))
+    [answer] = await conversation.handle(msg(question, lang=chat_lang))
+    assert isinstance(answer, Answer) and answer.text is None
+    assert plain(answer).startswith(reply), plain(answer)
 
 
 async def test_digest_command_applies_the_chats_filters(conversation: Conversation) -> None:

@@ -215,7 +215,7 @@ def _questions(tmp_path: Path, seed_id: str) -> Path:
         + "\n\n"
         + json.dumps({"id": "q2", "question": "Who attends from France?"})
         + "\n"
-        + json.dumps({"question": "who attends from Germany?"})
+        + json.dumps({"id": 3, "question": "who attends from Germany?"})
         + "\n",
         encoding="utf-8",
     )
@@ -251,6 +251,14 @@ def test_ask_leaves_warnings_migrations_and_the_folder_to_the_full_command(
     assert full(*argv).exit_code == 0
     # An article that is not stored: bot.cli warns and exits 1.
     assert entry.ask_fast([*argv[:3], "--article", "nope", *argv[3:]]) is None
+    # A questions line without an id, or with a repeated one: bot.cli names the line.
+    for lines in (
+        '{"question": "who?"}\n',
+        '{"id": 1, "question": "a?"}\n{"id": 1, "question": "b?"}\n',
+    ):
+        batch = tmp_path / "batch.jsonl"
+        batch.write_text(lines, encoding="utf-8")
+        assert entry.ask_fast([*argv[:3], "--format", "jsonl", "-q", str(batch)]) is None
     # A file in the article folder would be read first.
     own = tmp_path / "articles" / "own.txt"
     own.write_text("Kämpfe im Osten\n\nArtillerie beschoss die Stadt.\n", encoding="utf-8")

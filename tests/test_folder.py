@@ -244,6 +244,28 @@ async def test_a_scan_logs_plain_counts_naming_each_rejected_file(
     assert summary == "folder: 1 new, 0 updated, 0 unchanged, 1 rejected, 0 failed"
 
 
+async def test_a_symlink_to_a_file_outside_the_folder_is_refused_with_one_log_line(
+    settings: Settings, store: Store, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`ln -s /etc/passwd articles/pw.txt` was stored as an article, searchable and exported."""
+    caplog.set_level(logging.INFO, logger="bot.folder")
+    outside = settings.articles.folder.parent / "passwd.txt"
+    write(outside, "root:x:0:0:root:/root:/bin/bash\n", clock() - 30)
+    (settings.articles.folder / "pw.txt").symlink_to(outside)
+    write(settings.articles.folder / "a.txt", WAR, clock() - 30)
+    state = folder.FolderState()
+    report = await folder.scan(source_of(settings, clock), *routing(store), state)
+    assert report.ingest.counts.new == 1
+    assert [a.id for a in await store.catalog.all_articles()] == ["a.txt"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "bot.folder"]
+    [refused] = [line for line in lines if "pw.txt" in line]
+    assert "outside" in refused
+    await folder.scan(
+        source_of(settings, clock), *routing(store), state
+    )  # not again for the same link
+    assert sum("pw.txt" in r.getMessage() for r in caplog.records) == 1
+
+
 @pytest.mark.reliability
 async def test_deleted_and_renamed_files_take_their_articles_with_them(
     settings: Settings, store: Store, clock: Clock

@@ -202,6 +202,16 @@ def test_save_load_roundtrip(tmp_path: Path) -> None:
     assert loaded.cv_changed == model.cv_changed and model.cv_changed["en"][0] > 0
 
 
+def test_install_into_a_folder_is_refused_and_leaves_no_partial_file(tmp_path: Path) -> None:
+    """`install(Path("/tmp"))` wrote `/.tmp.partial` beside the folder, then failed."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError):
+        train(JUDGED).install(folder)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["models"]
+    assert list(folder.iterdir()) == []
+
+
 def test_load_rejects_foreign_json(tmp_path: Path) -> None:
     path = tmp_path / "x.json"
     path.write_text('{"format": "something-else"}', "utf-8")

@@ -185,3 +185,41 @@ def test_safe_url_drops_credentials_and_query_values() -> None:
     )
     assert safe_url("https://news.example/rss") == "https://news.example/rss"
     assert safe_url("articles/seed.txt") == "articles/seed.txt"
+
+
+def test_a_secret_is_redacted_in_every_percent_encoded_form() -> None:
+    """httpx logged `bot123:ab%20cd%C3%A9#x/getMe`: quoted, but not the way quote() quotes."""
+    token = "123:ab cdé#x"
+    redactor = logs.Redactor(logs.known_secrets({"TELEGRAM_BOT_TOKEN": token}))
+    seen = [
+        "POST http://127.0.0.1:18080/bot123:ab%20cd%C3%A9#x/getMe",
+        "POST http://127.0.0.1:18080/bot123%3Aab%20cd%c3%a9%23x/getMe",
+        "form token=123%3Aab+cd%C3%A9%23x&x=1",
+        '{"token": "123:ab cd\\u00e9#x"}',
+        f"plain {token}.",
+    ]
+    for line in seen:
+        redacted = redactor.redact(line)
+        assert redacted.count(logs.REDACTED) == 1, redacted
+        assert "ab" not in redacted.replace("[redacted]", ""), redacted
+    assert redactor.redact("123:ab cd and 123:ab") == "123:ab cd and 123:ab"
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_the_percent_encoded_token_is_redacted_in_text_and_json_lines(log_format: str) -> None:
+    token = "123:ab cdé#x"
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    if log_format == "json":
+        handler.setFormatter(logs.JsonFormatter())
+    handler.addFilter(logs.Redactor(logs.known_secrets({"TELEGRAM_BOT_TOKEN": token})))
+    logger = logging.getLogger("tests.encoded")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        url = "http://127.0.0.1:18080/bot123:ab%20cd%C3%A9#x/getMe"
+        logger.warning('HTTP Request: POST %s "HTTP/1.1 200 OK"', url)
+    finally:
+        logger.removeHandler(handler)
+    text = stream.getvalue()
+    assert "cd%C3%A9" not in text and "bot[redacted]/getMe" in text, text

@@ -65,3 +65,9 @@ def test_bad_values_name_themselves() -> None:
         schedule.zone("Mars/Olympus")
     with pytest.raises(ValueError, match="25:99"):
         schedule.parse_hhmm("25:99")
+
+
+def test_stored_quiet_hours_with_equal_ends_hold_nothing() -> None:
+    prefs = Preferences(quiet_start="22:00", quiet_end="22:00")
+    for hour in (0, 12, 22, 23):
+        assert schedule.quiet_until(prefs, datetime(2026, 1, 10, hour, 0, tzinfo=UTC)) is None

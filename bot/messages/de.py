@@ -65,6 +65,10 @@ MESSAGES: dict[str, str] = {
     "bad_every": "digest every N: N muss 1 bis 168 Stunden sein",
     "bad_digest": "digest braucht HH:MM [Zeitzone], every N oder off",
     "bad_quiet": "Ruhezeiten sehen so aus: 22:00-07:00",
+    "quiet_equal": (
+        "Ruhezeiten von {value} bis {value} hielten jede Meldung den ganzen Tag zurück: "
+        "zwei verschiedene Uhrzeiten angeben, z. B. 22:00-07:00, oder quiet off"
+    ),
     "bad_time": "„{value}“ ist keine Uhrzeit wie 08:00",
     "bad_zone": "unbekannte Zeitzone „{value}“ (IANA-Name wie Europe/Berlin)",
     "unknown_setting": "unbekannte Einstellung „{value}“",

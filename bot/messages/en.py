@@ -63,6 +63,10 @@ MESSAGES: dict[str, str] = {
     "bad_every": "digest every N: N must be 1 to 168 hours",
     "bad_digest": "digest needs HH:MM [time zone], every N, or off",
     "bad_quiet": "quiet hours look like 22:00-07:00",
+    "quiet_equal": (
+        "quiet hours from {value} to {value} would hold every alert all day: give two "
+        "different times, e.g. 22:00-07:00, or quiet off"
+    ),
     "bad_time": "“{value}” is not a time of day like 08:00",
     "bad_zone": "unknown time zone “{value}” (use an IANA name like Europe/Berlin)",
     "unknown_setting": "unknown setting “{value}”",
