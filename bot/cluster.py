@@ -24,7 +24,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import chain
+from itertools import chain, compress
 from operator import itemgetter
 
 from bot import dictionary
@@ -266,10 +266,12 @@ def concepts(word: str, lang: str) -> frozenset[str]:
     if not found and lang == "de":
         # A compound the dictionary lacks means what its head, the longest known ending,
         # means: "Einlagenzins" is a kind of "Zins" (rate), "Waldbrand" a "Brand" (fire).
-        for start in range(2, len(key) - _HEAD_LETTERS + 1):
-            head = key[start:]
-            if found := dictionary.translate(head, lang, "en"):
-                return frozenset({key, head, *found})
+        # All the endings in one query, longest first: most compounds have none.
+        heads = [key[start:] for start in range(2, len(key) - _HEAD_LETTERS + 1)]
+        hit = dictionary.first_translated(heads, lang, "en")
+        if hit is not None:
+            head, found = hit
+            return frozenset({key, head, *found})
     return frozenset({key, *found})
 
 
@@ -288,12 +290,12 @@ def _is_name(word: str, lang: str) -> bool:
 
 def _cognate(word: str, other: str) -> bool:
     # The cheap upper bounds first: most translations are nowhere near the word's spelling.
+    # The first (difflib's real_quick_ratio, from the lengths alone) needs no matcher.
+    total = len(word) + len(other)
+    if total and 2.0 * min(len(word), len(other)) / total < _COGNATE:
+        return False
     matcher = difflib.SequenceMatcher(None, word, other)
-    return (
-        matcher.real_quick_ratio() >= _COGNATE
-        and matcher.quick_ratio() >= _COGNATE
-        and matcher.ratio() >= _COGNATE
-    )
+    return matcher.quick_ratio() >= _COGNATE and matcher.ratio() >= _COGNATE
 
 
 def names(article: Article) -> tuple[frozenset[str], ...]:
@@ -496,7 +498,8 @@ def _jaccard(a: frozenset[str] | frozenset[int], b: frozenset[str] | frozenset[i
 
 
 def _found(groups: tuple[frozenset[str], ...], other: frozenset[str]) -> int:
-    return sum(1 for group in groups if not group.isdisjoint(other))
+    """How many of `groups` share an element with `other`."""
+    return len(groups) - sum(map(other.isdisjoint, groups))
 
 
 def evidence(a: Signature, b: Signature, *, use_time: bool = True) -> tuple[float, ...]:
@@ -570,7 +573,7 @@ class Stories:
     def find_signature(self, sig: Signature, keys: Sequence[str]) -> str | None:
         """The story of the article with this signature and `lookup_keys`, if any."""
         postings = self._postings
-        lists = sorted((postings[key] for key in keys if key in postings), key=len)
+        lists = sorted(map(postings.__getitem__, filter(postings.__contains__, keys)), key=len)
         # Rare keys first (a village, a figure), common ones only while the budget lasts: the
         # work per article is bounded however many articles the index holds.
         taken = []
@@ -587,7 +590,7 @@ class Stories:
         items: Iterable[tuple[int, int]] = overlap.items()
         if len(overlap) > _CANDIDATES:
             cut = sorted(overlap.values(), reverse=True)[_CANDIDATES - 1]
-            items = [item for item in items if item[1] >= cut]
+            items = compress(items, map(cut.__le__, overlap.values()))
         ranked = sorted(items, key=_SHARED_THEN_RECENT, reverse=True)
         for position, _count in ranked[:_CANDIDATES]:
             story_id, other = self._entries[position]
@@ -604,12 +607,12 @@ def lookup_keys(sig: Signature) -> list[str]:
     """The index keys an article is found by: title words, names, numbers, a text sketch."""
     # Title words, names (both languages' stems) and numbers find candidates; the smallest
     # shingle hashes (a bottom-k sketch) find near-duplicate texts whose titles share no word.
-    return (
-        [f"t:{term}" for term in sig.title]
-        + [f"n:{name}" for name in sig.name_keys]
-        + [f"#:{number}" for number in sig.numbers]
-        + [f"s:{value}" for value in sorted(sig.text)[:_SKETCH]]
-    )
+    return [
+        *map("t:".__add__, sig.title),
+        *map("n:".__add__, sig.name_keys),
+        *map("#:".__add__, sig.numbers),
+        *map("s:{}".format, sorted(sig.text)[:_SKETCH]),
+    ]
 
 
 def assign(new: Sequence[Article], known: Sequence[tuple[Article, str]]) -> dict[str, str]:

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.extract import FALLBACK_LANG, Sentence, analyse_article, index_keys, languages
+from bot.memo import Memo
 from bot.models import Article
 from bot.text import sentences
 
@@ -286,13 +287,16 @@ class Document:
     length: int
 
 
+_TERMS = Memo(term)
+
+
 def document(article: Article) -> Document:
     """The full-text row of one article (CPU work: call it off the event loop)."""
     sentences = []
     length = 0
     for counts in sentence_keys(article):
-        words = [term(k) for k, c in counts.items() for _ in range(c)]
-        words = [w for w in words if w]
+        # Each key as often as it occurs, in first-seen order; keys of no letters or digits drop.
+        words = [w for w in map(_TERMS.__getitem__, counts.elements()) if w]
         length += len(words)
         sentences.append(" ".join(words))
     return Document(article.id, SENTENCE_BREAK.join(sentences), length)
