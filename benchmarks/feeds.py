@@ -105,13 +105,14 @@ def main() -> int:
         f">= {RATIO_TARGET:g}x",
     )
 
-    total, phases = asyncio.run(ten_thousand(args.corpus, args.entries))
+    total, phases, cpu = asyncio.run(ten_thousand(args.corpus, args.entries))
     detail = ", ".join(f"{k} {v:.2f} s" for k, v in phases.items() if k != "entries")
     print(
         f"pipeline: {int(phases['entries'])} entries parsed, stored, classified, routed: "
         f"{total:.2f} s (target < {PIPELINE_TARGET:g} s)"
     )
     print(f"  {detail}")
+    print(f"  CPU: {', '.join(f'{k} {v:.2f} s' for k, v in cpu.items())}")
     print(f"peak RSS: {peak_rss_mb():.0f} MB")
     targets.check(
         f"{args.entries}-entry pipeline",

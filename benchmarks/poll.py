@@ -69,7 +69,8 @@ def serve(hosts: list[str], feeds: int, pipe: Any) -> None:
                     "requests": sum(server.requests.values()),
                     "not_modified": server.not_modified,
                     "conditional": sum(server.conditional.values()),
-                    "peak": max(server.peak.values()),
+                    # None when the poller failed before its first request.
+                    "peak": max(server.peak.values(), default=None),
                     "connections": sum(server.connections.values()),
                 }
             )
@@ -87,7 +88,8 @@ async def cycle(args: argparse.Namespace, ports: dict[str, int]) -> dict[str, fl
             for source in await store.sources.active():
                 path = "/" + source.url.rsplit("/", 1)[1]
                 # Steady state: the validators of the last cycle are known.
-                await store.sources.save_state(dataclasses.replace(source, etag=f'"{path}-0"'))
+                state = dataclasses.replace(source.state, etag=f'"{path}-0"')
+                await store.sources.save_state(dataclasses.replace(source, state=state))
             ids = [s.id for s in await store.sources.active()]
             gates = jobs.PollGates.per_host(args.per_host)
             limits = FetchLimits(total_timeout=10.0)

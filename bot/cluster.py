@@ -17,21 +17,29 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
-import heapq
 import math
 import re
 import zlib
-from collections import defaultdict
-from collections.abc import Sequence
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import chain, compress
+from operator import itemgetter
 
 from bot import dictionary
 from bot import regions as countries
 from bot.extract import fold, key_of
+from bot.memo import Memo
 from bot.models import Article
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+# The words a signature reads more closely, found by the regex engine rather than a Python
+# loop over every word (each is exactly a whole \w+ run): content words have 5+ letters;
+# name candidates start with anything but a digit, "_" or a lower-case Latin letter (a
+# superset of the upper-case starts, checked exactly afterwards) and have 3+ characters.
+_LONG_WORD = re.compile(r"\w{5,}", re.UNICODE)
+_NAME_WORD = re.compile(r"(?<!\w)[^\W\d_a-zß-öø-ÿ]\w{2,}", re.UNICODE)
 _TOKEN = re.compile(r"\d[\d.,]*\d|\d|[^\W\d_]+", re.UNICODE)
 _DATELINE = re.compile(r"^[^.!?\n]{0,60}?\(\w{2,8}\)\s*[-–—]+\s*")
 # A word at the start of a sentence or after a wire dateline is capitalised anyway.
@@ -234,7 +242,7 @@ def _stem(word: str) -> str:
 
 
 def _words(text: str) -> list[str]:
-    return [w.casefold() for w in _WORD.findall(text)]
+    return list(map(str.casefold, _WORD.findall(text)))
 
 
 def title_terms(article: Article) -> frozenset[str]:
@@ -245,9 +253,9 @@ def title_terms(article: Article) -> frozenset[str]:
 def shingles(article: Article) -> frozenset[int]:
     """Hashed word 3-grams of the start of the text: near-duplicates share most of them."""
     words = _words(article.text[:_TEXT_CHARS])
-    return frozenset(
-        zlib.crc32(" ".join(words[i : i + 3]).encode()) for i in range(max(0, len(words) - 2))
-    )
+    # map() runs the loop in C: this is a third of a signature's cost otherwise.
+    trigrams = map(" ".join, zip(words, words[1:], words[2:], strict=False))
+    return frozenset(map(zlib.crc32, map(str.encode, trigrams)))
 
 
 @functools.lru_cache(maxsize=200_000)
@@ -258,10 +266,12 @@ def concepts(word: str, lang: str) -> frozenset[str]:
     if not found and lang == "de":
         # A compound the dictionary lacks means what its head, the longest known ending,
         # means: "Einlagenzins" is a kind of "Zins" (rate), "Waldbrand" a "Brand" (fire).
-        for start in range(2, len(key) - _HEAD_LETTERS + 1):
-            head = key[start:]
-            if found := dictionary.translate(head, lang, "en"):
-                return frozenset({key, head, *found})
+        # All the endings in one query, longest first: most compounds have none.
+        heads = [key[start:] for start in range(2, len(key) - _HEAD_LETTERS + 1)]
+        hit = dictionary.first_translated(heads, lang, "en")
+        if hit is not None:
+            head, found = hit
+            return frozenset({key, head, *found})
     return frozenset({key, *found})
 
 
@@ -280,29 +290,45 @@ def _is_name(word: str, lang: str) -> bool:
 
 def _cognate(word: str, other: str) -> bool:
     # The cheap upper bounds first: most translations are nowhere near the word's spelling.
+    # The first (difflib's real_quick_ratio, from the lengths alone) needs no matcher.
+    total = len(word) + len(other)
+    if total and 2.0 * min(len(word), len(other)) / total < _COGNATE:
+        return False
     matcher = difflib.SequenceMatcher(None, word, other)
-    return (
-        matcher.real_quick_ratio() >= _COGNATE
-        and matcher.quick_ratio() >= _COGNATE
-        and matcher.ratio() >= _COGNATE
-    )
+    return matcher.quick_ratio() >= _COGNATE and matcher.ratio() >= _COGNATE
 
 
 def names(article: Article) -> tuple[frozenset[str], ...]:
     """Actors and places below the country level, each as its stems in both languages."""
     text = f"{article.title}. {article.text}"
     starts = {m.start(1) for m in _SENTENCE_START.finditer(text)}
+    entries = _name_entries(article.lang)
     found: dict[str, frozenset[str]] = {}
-    for match in _WORD.finditer(text):
+    for match in _NAME_WORD.finditer(text):
         word = match.group()
-        if word[0].isupper() and len(word) > 2 and match.start() not in starts:
-            stems = _name_stems(word, article.lang)
-            if stems:
-                found[key_of(word, article.lang)] = stems
+        if word[0].isupper() and match.start() not in starts:
+            entry = entries[word]
+            if entry is not None:
+                found[entry[0]] = entry[1]
     return tuple(found.values())
 
 
-@functools.lru_cache(maxsize=200_000)
+_NAME_ENTRIES: dict[str, Memo[tuple[str, frozenset[str]] | None]] = {}
+
+
+def _name_entries(lang: str) -> Memo[tuple[str, frozenset[str]] | None]:
+    """Per word of `lang`: its comparison key and name stems, or None if it names no one."""
+    memo = _NAME_ENTRIES.get(lang)
+    if memo is None:
+        memo = _NAME_ENTRIES[lang] = Memo(functools.partial(_name_entry, lang=lang))
+    return memo
+
+
+def _name_entry(word: str, lang: str) -> tuple[str, frozenset[str]] | None:
+    stems = _name_stems(word, lang)
+    return (key_of(word, lang), stems) if stems else None
+
+
 def _name_stems(word: str, lang: str) -> frozenset[str]:
     """A capitalised word's name stems in both languages, or nothing if it names no one."""
     if word.isdigit() or fold(word) in _NOT_NAMES | _MONTHS or not _is_name(word, lang):
@@ -344,20 +370,33 @@ def _spelled(word: str, lang: str) -> float | None:
     return None
 
 
+_VALUES: dict[str, Memo[float | None]] = {}
+
+
+def _values(lang: str) -> Memo[float | None]:
+    """Per token of `lang`: the number it writes or spells, else None."""
+    memo = _VALUES.get(lang)
+    if memo is None:
+        memo = _VALUES[lang] = Memo(functools.partial(_value, lang=lang))
+    return memo
+
+
+def _value(token: str, lang: str) -> float | None:
+    return _digits(token, lang) if token[0].isdigit() else _spelled(token, lang)
+
+
 def numbers(article: Article) -> frozenset[str]:
     """Specific numbers (10 or more, or with a decimal; years, dates, times left out)."""
     tokens = _TOKEN.findall(f"{article.title}. {article.text}")
+    values = list(map(_values(article.lang).__getitem__, tokens))
     found: set[str] = set()
-    i = 0
-    while i < len(tokens):
+    j = 0
+    # Only the few tokens that are numbers start one; the rest are looked at as neighbours.
+    for i, value in [(k, v) for k, v in enumerate(values) if v is not None]:
+        if i < j:
+            continue  # part of the number before ("twenty one", "4 billion")
         token = tokens[i]
-        value = (
-            _digits(token, article.lang) if token[0].isdigit() else _spelled(token, article.lang)
-        )
         j = i + 1
-        if value is None:
-            i = j
-            continue
         # "twenty one", "twelve thousand", "4 billion", "90 Milliarden".
         while j < len(tokens):
             nxt = fold(tokens[j])
@@ -374,20 +413,28 @@ def numbers(article: Article) -> frozenset[str]:
         is_date = before in _MONTHS or after in _MONTHS or after in _AFTER_NUMBER_NOT
         if (value >= 10 or not value.is_integer()) and not is_year and not is_date:
             found.add(f"{value:g}" if not value.is_integer() else str(int(value)))
-        i = j
     return frozenset(found)
 
 
 def content(article: Article) -> tuple[frozenset[str], ...]:
     """What happened: the longer words of title and lead, each as its concepts in both languages."""
-    found = {
-        _content_word(w, article.lang) for w in _WORD.findall(f"{article.title}. {article.text}")
-    }
+    words = set(_LONG_WORD.findall(f"{article.title}. {article.text}"))
+    found = set(map(_content_words(article.lang).__getitem__, words))
     found.discard(None)
     return tuple(c for c in found if c is not None)
 
 
-@functools.lru_cache(maxsize=200_000)
+_CONTENT_WORDS: dict[str, Memo[frozenset[str] | None]] = {}
+
+
+def _content_words(lang: str) -> Memo[frozenset[str] | None]:
+    """Per word of `lang`: its concepts if it says what happened, else None."""
+    memo = _CONTENT_WORDS.get(lang)
+    if memo is None:
+        memo = _CONTENT_WORDS[lang] = Memo(functools.partial(_content_word, lang=lang))
+    return memo
+
+
 def _content_word(word: str, lang: str) -> frozenset[str] | None:
     """A word's concepts if it is long enough to say what happened, else None."""
     if len(word) < _CONTENT_LETTERS or not word.isalpha() or fold(word) in _NOT_NAMES:
@@ -411,19 +458,6 @@ def _union(groups: tuple[frozenset[str], ...]) -> frozenset[str]:
     return frozenset().union(*groups)
 
 
-def _owners(groups: tuple[frozenset[str], ...]) -> dict[str, tuple[int, ...]]:
-    found: dict[str, list[int]] = {}
-    for position, group in enumerate(groups):
-        for concept in group:
-            found.setdefault(concept, []).append(position)
-    return {concept: tuple(positions) for concept, positions in found.items()}
-
-
-def _said(sig: Signature, shared: frozenset[str]) -> int:
-    """How many of the report's content words have a concept in `shared`."""
-    return len({position for concept in shared for position in sig.owners[concept]})
-
-
 @dataclass(frozen=True, slots=True)
 class Signature:
     """What identifies the event an article reports."""
@@ -433,8 +467,6 @@ class Signature:
     text: frozenset[int]
     content: tuple[frozenset[str], ...]
     vocabulary: frozenset[str]
-    # Which content words (positions in `content`) each concept belongs to.
-    owners: dict[str, tuple[int, ...]]
     names: tuple[frozenset[str], ...]
     name_keys: frozenset[str]
     numbers: frozenset[str]
@@ -454,7 +486,6 @@ def signature(article: Article) -> Signature:
         text=shingles(lead),
         content=found_content,
         vocabulary=_union(found_content),
-        owners=_owners(found_content),
         names=found_names,
         name_keys=_union(found_names),
         numbers=numbers(lead),
@@ -467,15 +498,19 @@ def _jaccard(a: frozenset[str] | frozenset[int], b: frozenset[str] | frozenset[i
 
 
 def _found(groups: tuple[frozenset[str], ...], other: frozenset[str]) -> int:
-    return sum(1 for group in groups if not group.isdisjoint(other))
+    """How many of `groups` share an element with `other`."""
+    return len(groups) - sum(map(other.isdisjoint, groups))
 
 
 def evidence(a: Signature, b: Signature, *, use_time: bool = True) -> tuple[float, ...]:
     """(content, names, number, time) evidence that two reports tell of one event, each 0–1."""
-    # What happened: the share of each report's words the other also has, averaged.
+    # What happened: the share of each report's words the other also has (a word counts
+    # when one of its concepts is shared), averaged.
     shared = a.vocabulary & b.vocabulary
     said = (
-        _said(a, shared) / len(a.content) + _said(b, shared) / len(b.content) if shared else 0.0
+        _found(a.content, shared) / len(a.content) + _found(b.content, shared) / len(b.content)
+        if shared
+        else 0.0
     ) / 2
     # Who and where: names matched both ways, as a Dice overlap (0 when either names none).
     matched = min(_found(a.names, b.name_keys), _found(b.names, a.name_keys))
@@ -518,9 +553,13 @@ class Stories:
     def add(self, article: Article, story_id: str) -> None:
         """Remember `article` as part of `story_id`."""
         sig = signature(article)
+        self.add_signature(sig, lookup_keys(sig), story_id)
+
+    def add_signature(self, sig: Signature, keys: Sequence[str], story_id: str) -> None:
+        """Remember an article by its signature and `lookup_keys` as part of `story_id`."""
         position = len(self._entries)
         self._entries.append((story_id, sig))
-        for key in _keys(sig):
+        for key in keys:
             postings = self._postings[key]
             # Past _COMMON_KEY the key is skipped by find(); no need to keep growing it.
             if len(postings) <= _COMMON_KEY:
@@ -529,39 +568,51 @@ class Stories:
     def find(self, article: Article) -> str | None:
         """The story `article` reports again, if any."""
         sig = signature(article)
-        overlap: defaultdict[int, int] = defaultdict(int)
-        lists = [self._postings.get(key, []) for key in _keys(sig)]
+        return self.find_signature(sig, lookup_keys(sig))
+
+    def find_signature(self, sig: Signature, keys: Sequence[str]) -> str | None:
+        """The story of the article with this signature and `lookup_keys`, if any."""
+        postings = self._postings
+        lists = sorted(map(postings.__getitem__, filter(postings.__contains__, keys)), key=len)
         # Rare keys first (a village, a figure), common ones only while the budget lasts: the
         # work per article is bounded however many articles the index holds.
+        taken = []
         budget = _VISITS
-        for postings in sorted(lists, key=len):
-            if len(postings) > min(_COMMON_KEY, budget):
+        for found in lists:
+            if len(found) > min(_COMMON_KEY, budget):
                 break
-            budget -= len(postings)
-            for position in postings:
-                overlap[position] += 1
-        # Most overlapping candidates first; at most a few full comparisons per article.
-        for position, _count in heapq.nlargest(_CANDIDATES, overlap.items(), key=_second):
+            budget -= len(found)
+            taken.append(found)
+        overlap = Counter(chain.from_iterable(taken))  # counted in C
+        # Most overlapping candidates first (among equals the most recent report); at most a
+        # few full comparisons per article. Only those sharing at least as many keys as the
+        # _CANDIDATES-th best can be among them: sorting counts alone is cheap.
+        items: Iterable[tuple[int, int]] = overlap.items()
+        if len(overlap) > _CANDIDATES:
+            cut = sorted(overlap.values(), reverse=True)[_CANDIDATES - 1]
+            items = compress(items, map(cut.__le__, overlap.values()))
+        ranked = sorted(items, key=_SHARED_THEN_RECENT, reverse=True)
+        for position, _count in ranked[:_CANDIDATES]:
             story_id, other = self._entries[position]
             if same_event(sig, other):
                 return story_id
         return None
 
 
-def _second(item: tuple[int, int]) -> tuple[int, int]:
-    # More shared keys first; among equals the most recent report.
-    return item[1], item[0]
+# (position, shared keys) -> (shared keys, position): more shared keys first, then the newest.
+_SHARED_THEN_RECENT = itemgetter(1, 0)
 
 
-def _keys(sig: Signature) -> list[str]:
+def lookup_keys(sig: Signature) -> list[str]:
+    """The index keys an article is found by: title words, names, numbers, a text sketch."""
     # Title words, names (both languages' stems) and numbers find candidates; the smallest
     # shingle hashes (a bottom-k sketch) find near-duplicate texts whose titles share no word.
-    return (
-        [f"t:{term}" for term in sig.title]
-        + [f"n:{name}" for name in sig.name_keys]
-        + [f"#:{number}" for number in sig.numbers]
-        + [f"s:{value}" for value in sorted(sig.text)[:_SKETCH]]
-    )
+    return [
+        *map("t:".__add__, sig.title),
+        *map("n:".__add__, sig.name_keys),
+        *map("#:".__add__, sig.numbers),
+        *map("s:{}".format, sorted(sig.text)[:_SKETCH]),
+    ]
 
 
 def assign(new: Sequence[Article], known: Sequence[tuple[Article, str]]) -> dict[str, str]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from bot import lemmas
+from bot.memo import Memo
 
 DATA_DIR = Path(__file__).resolve().parent / "data" / "dictionary"
 LANGUAGES = frozenset({"de", "en"})
@@ -40,8 +41,37 @@ def translate(key: str, source: str, target: str) -> tuple[str, ...]:
     """The comparison keys of `key`'s translations from language `source` into `target`."""
     if source == target or source not in LANGUAGES or target not in LANGUAGES:
         return ()
-    found = _table(source, target).get(key)
-    return tuple(found.split()) if found else ()
+    return _translations(source, target)[key]
+
+
+@functools.cache
+def _translations(source: str, target: str) -> Memo[tuple[str, ...]]:
+    """Translations by key for one direction, looked up once per key (story signatures ask
+    for the same words again and again)."""
+
+    def look_up(key: str) -> tuple[str, ...]:
+        found = _table(source, target).get(key)
+        return tuple(found.split()) if found else ()
+
+    return Memo(look_up)
+
+
+def first_translated(
+    keys: Sequence[str], source: str, target: str
+) -> tuple[str, tuple[str, ...]] | None:
+    """The first of `keys` that has translations, with them; one query for all the keys."""
+    if source == target or source not in LANGUAGES or target not in LANGUAGES or not keys:
+        return None
+    table = _table(source, target)
+    if isinstance(table, lemmas.Table):
+        rows = table.get_many(list(keys))
+    else:
+        rows = {k: v for k in keys if (v := table.get(k)) is not None}
+    for key in keys:
+        found = tuple(rows[key].split()) if key in rows else ()
+        if found:
+            return key, found
+    return None
 
 
 def size(source: str = "de", target: str = "en") -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bot import dictionary, lemmas
+from bot.memo import Memo
 from bot.models import Article
 from bot.text import sentences
 
@@ -159,29 +160,35 @@ def lemma(word: str, lang: str) -> str:
     return fold(found or word)
 
 
-_KEYS: dict[tuple[str, str], str] = {}
+_KEYS: dict[str, Memo[str]] = {}
+
+
+def word_keys(lang: str) -> Memo[str]:
+    """The comparison keys of words of `lang`, computed once per word (bounded memory)."""
+    memo = _KEYS.get(lang)
+    if memo is None:
+        memo = _KEYS[lang] = Memo(lambda word: skeleton(lemma(word, lang)), limit=500_000)
+    return memo
 
 
 def key_of(word: str, lang: str) -> str:
     """The comparison key of a word: lemma, folded, transliteration-tolerant."""
-    key = _KEYS.get((word, lang))
-    if key is None:
-        if len(_KEYS) > 500_000:
-            _KEYS.clear()  # bounded memory for long-running bots
-        key = _KEYS[(word, lang)] = skeleton(lemma(word, lang))
-    return key
+    return word_keys(lang)[word]
 
 
 def index_keys(text: str, lang: str) -> Counter[str]:
     """Counts of the comparison keys of a text (words and hyphen parts), for retrieval."""
-    counts: Counter[str] = Counter()
-    for word in _WORD.findall(text):
-        counts[key_of(word, lang)] += 1
-        if "-" in word:
-            for part in word.split("-"):
-                if part:
-                    counts[key_of(part, lang)] += 1
-    return counts
+    words = _WORD.findall(text)
+    if "-" in text:
+        # Each hyphenated word's parts count too, right after it (keys keep first-seen order).
+        words = [
+            part
+            for word in words
+            for part in ([word, *word.split("-")] if "-" in word else (word,))
+            if part
+        ]
+    # Stored articles are indexed by the thousand: the per-word loop runs in C.
+    return Counter(map(word_keys(lang).__getitem__, words))
 
 
 @functools.cache

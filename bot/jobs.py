@@ -227,11 +227,14 @@ class StoryIndex:
         self._expire(now)
         assigned: dict[str, str] = {}
         for article in batch:
+            # One signature and one set of lookup keys per article, whatever the slices.
+            sig = cluster.signature(article)
+            keys = cluster.lookup_keys(sig)
             # An edited article keeps its story: the ledger keys alerts by story, so it
             # alerts again only if it newly crosses the threshold.
-            story = self._known(article.id) or self._find(article) or article.id
+            story = self._known(article.id) or self._find(sig, keys) or article.id
             assigned[article.id] = story
-            self._add(article, story, now)
+            self._add(article, story, now, sig, keys)
         return assigned
 
     def _known(self, article_id: str) -> str | None:
@@ -240,22 +243,33 @@ class StoryIndex:
                 return generation.ids[article_id]
         return None
 
-    def _find(self, article: Article) -> str | None:
+    def _find(self, sig: cluster.Signature, keys: Sequence[str]) -> str | None:
         # Newest first: the latest report of an event is the likeliest match.
         for generation in reversed(self._generations):
-            story = generation.stories.find(article)
+            story = generation.stories.find_signature(sig, keys)
             if story is not None:
                 return story
         return None
 
-    def _add(self, article: Article, story_id: str, seen_at: datetime) -> None:
+    def _add(
+        self,
+        article: Article,
+        story_id: str,
+        seen_at: datetime,
+        sig: cluster.Signature | None = None,
+        keys: Sequence[str] | None = None,
+    ) -> None:
         start = _slice_start(seen_at, self._span)
         generation = next((g for g in reversed(self._generations) if g.start <= start), None)
         if generation is None or generation.start < start:
             generation = _Generation(start)
             self._generations.append(generation)
             self._generations.sort(key=lambda g: g.start)
-        generation.stories.add(article, story_id)
+        if sig is None:
+            sig = cluster.signature(article)
+        generation.stories.add_signature(
+            sig, keys if keys is not None else cluster.lookup_keys(sig), story_id
+        )
         generation.ids[article.id] = story_id
 
     def _expire(self, now: datetime) -> None:

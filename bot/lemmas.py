@@ -15,7 +15,7 @@ import os
 import sqlite3
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import simplemma
@@ -60,6 +60,16 @@ class Table(Mapping[str, str]):
         with self._lock:
             row = self._conn.execute("SELECT v FROM lemmas WHERE k = ?", (key,)).fetchone()
         return str(row[0]) if row is not None else default
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, str]:
+        """The entries of those `keys` the table has, with one query per 500 keys."""
+        found: dict[str, str] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            sql = f"SELECT k, v FROM lemmas WHERE k IN ({', '.join('?' * len(chunk))})"
+            with self._lock:
+                found.update((str(k), str(v)) for k, v in self._conn.execute(sql, chunk))
+        return found
 
     def __getitem__(self, key: str) -> str:
         found = self.get(key)

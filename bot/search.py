@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from bot.extract import FALLBACK_LANG, Sentence, analyse_article, index_keys, languages
+from bot.memo import Memo
 from bot.models import Article
 from bot.question import Group, analyse
 from bot.text import sentences
@@ -279,13 +280,16 @@ class Document:
     length: int
 
 
+_TERMS = Memo(term)
+
+
 def document(article: Article) -> Document:
     """The full-text row of one article (CPU work: call it off the event loop)."""
     sentences = []
     length = 0
     for counts in sentence_keys(article):
-        words = [term(k) for k, c in counts.items() for _ in range(c)]
-        words = [w for w in words if w]
+        # Each key as often as it occurs, in first-seen order; keys of no letters or digits drop.
+        words = [w for w in map(_TERMS.__getitem__, counts.elements()) if w]
         length += len(words)
         sentences.append(" ".join(words))
     return Document(article.id, SENTENCE_BREAK.join(sentences), length)

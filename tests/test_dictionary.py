@@ -50,5 +50,20 @@ def test_an_unwritable_cache_keeps_the_lexicon_in_memory(
     try:
         assert isinstance(dictionary._table("de", "en"), dict)
         assert "government" in dictionary.translate(key_of("Regierung", "de"), "de", "en")
+        found = dictionary.first_translated(["qqqzzz", key_of("Regierung", "de")], "de", "en")
+        assert found is not None and "government" in found[1]
     finally:
         dictionary._table.cache_clear()
+
+
+def test_the_first_key_with_translations_is_found_in_one_lookup() -> None:
+    # The endings of an unknown compound, longest first: "Einlagenzins" means a rate.
+    key = key_of("Einlagenzins", "de")
+    heads = [key[start:] for start in range(2, len(key) - 3)]
+    first = next(h for h in heads if dictionary.translate(h, "de", "en"))
+    assert dictionary.first_translated(heads, "de", "en") == (
+        first,
+        dictionary.translate(first, "de", "en"),
+    )
+    assert dictionary.first_translated(["qqqzzz", "xxyyq"], "de", "en") is None
+    assert dictionary.first_translated(heads, "de", "de") is None

@@ -77,3 +77,16 @@ def test_the_cache_folder_comes_from_the_environment(monkeypatch: pytest.MonkeyP
     monkeypatch.delenv("NEWSBOT_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", "/xdg")
     assert lemmas.cache_dir() == Path("/xdg/newsbot")
+
+
+def test_many_keys_are_looked_up_at_once_with_only_the_found_ones_returned(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "words.sqlite3"
+    lemmas.write_table(path, [(f"w{i}", f"lemma{i}") for i in range(0, 1200, 2)])
+    table = lemmas.Table(path)
+    wanted = [f"w{i}" for i in range(1200)]  # more than one query's worth of keys
+    found = table.get_many(wanted)
+    assert found == {f"w{i}": f"lemma{i}" for i in range(0, 1200, 2)}
+    assert found == {k: v for k in wanted if (v := table.get(k)) is not None}
+    assert table.get_many([]) == {}
