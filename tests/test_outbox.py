@@ -37,12 +37,9 @@ from bot.outbox import Outbox, RetryPolicy
 from bot.schema import subscriptions
 from bot.store import Store
 
-from .conftest import POSTGRES_URL, ROOT, postgres_available
+from .conftest import ROOT, only
 from .fake_telegram import FakeDelay, FakeError, FakeTelegram, RateLimits
 from .fakes import FakeChat, VirtualClock, retry_after
-
-# The store these tests drive is SQLite in one run and PostgreSQL in the other.
-pytestmark = pytest.mark.both_databases
 
 TOKEN = "123456:TEST-token"
 
@@ -484,10 +481,11 @@ async def until(predicate: Callable[[], bool], task: asyncio.Task[None] | None =
 
 
 @pytest.mark.reliability
-async def test_outbox_loop_survives_postgresql_refusing_connections(clock: VirtualClock) -> None:
-    if not postgres_available():
-        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432 (set NEWSBOT_TEST_POSTGRES_URL)")
-    direct_url = sa.make_url(POSTGRES_URL)
+@only("postgresql", "a PostgreSQL server refusing connections (through a gate)")
+async def test_outbox_loop_survives_postgresql_refusing_connections(
+    database: str, clock: VirtualClock
+) -> None:
+    direct_url = sa.make_url(database)
     gate = Gate((direct_url.host or "127.0.0.1", direct_url.port or 5432))
     await gate.open()
     gated = direct_url.set(host="127.0.0.1", port=gate.port).render_as_string(hide_password=False)
@@ -500,8 +498,7 @@ async def test_outbox_loop_survives_postgresql_refusing_connections(clock: Virtu
             outage.append(clock())
             await gate.open()
 
-    async with Store.open(POSTGRES_URL) as direct, Store.open(gated) as store:
-        await clear_postgres(direct)
+    async with Store.open(database) as direct, Store.open(gated) as store:
         await add_article(direct, "a1")
         chat = ChatRef("telegram", "1")
         await direct.subscriptions.subscribe(chat, "en")
@@ -534,20 +531,6 @@ async def test_outbox_loop_survives_postgresql_refusing_connections(clock: Virtu
             ("before", "sent", 1),
             ("during", "sent", 1),
         ]
-
-
-async def clear_postgres(store: Store) -> None:
-    async with store.engine.begin() as conn:
-        for table in (
-            "feedback",
-            "deliveries",
-            "verdicts",
-            "subscriptions",
-            "tombstones",
-            "articles",
-            "sources",
-        ):
-            await conn.execute(sa.text(f"DELETE FROM {table}"))
 
 
 # --- who gets what: unsubscribe, migration -----------------------------------------------------
@@ -894,20 +877,18 @@ async def add_long_story(store: Store, ids: Sequence[str]) -> None:
 
 
 @pytest.mark.reliability
-async def test_two_instances_send_each_digest_once_through_a_flood_wait_longer_than_the_lease() -> (
-    None
-):
+@only("postgresql", "two instances share one database")
+async def test_two_instances_send_each_digest_once_through_a_flood_wait_longer_than_the_lease(
+    database: str,
+) -> None:
     """Two outboxes (two engines) on PostgreSQL; a 3 s flood wait outlasts the 2 s claim lease.
 
     A digest of several parts waits out a flood wait between its parts (the adapter honours it
     rather than leave the rest to the ledger): the row must stay claimed meanwhile.
     """
-    if not postgres_available():
-        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432 (set NEWSBOT_TEST_POSTGRES_URL)")
     chats = [ChatRef("telegram", str(20_000 + n)) for n in range(40)]
     ids = [f"long-{n:02}" for n in range(12)]
-    async with Store.open(POSTGRES_URL) as one, Store.open(POSTGRES_URL) as two:
-        await clear_postgres(one)
+    async with Store.open(database) as one, Store.open(database) as two:
         await add_long_story(one, ids)
         for chat in chats:
             await one.subscriptions.subscribe(chat, "en")
@@ -960,23 +941,21 @@ async def test_two_instances_send_each_digest_once_through_a_flood_wait_longer_t
 
 
 @pytest.mark.reliability
-async def test_a_live_sender_keeps_its_rows_and_a_sigkilled_one_frees_them_after_the_lease() -> (
-    None
-):
+@only("postgresql", "two instances share one database")
+async def test_a_live_sender_keeps_its_rows_and_a_sigkilled_one_frees_them_after_the_lease(
+    database: str,
+) -> None:
     """PostgreSQL, two instances, a 2 s lease: a slow sender holds its batch for as long as it
     lives; after kill -9 the other instance sends the rest one lease later, nothing lost and
     at most the in-flight sends twice."""
-    if not postgres_available():
-        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432 (set NEWSBOT_TEST_POSTGRES_URL)")
     chats = [ChatRef("console", f"c{i:03}") for i in range(30)]
-    async with Store.open(POSTGRES_URL) as store:
-        await clear_postgres(store)
+    async with Store.open(database) as store:
         await owe_digests(store, chats)
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-c",
             KILLED_SENDER,
-            POSTGRES_URL,
+            database,
             "2.0",
             stdin=PIPE,
             stdout=PIPE,

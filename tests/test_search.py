@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 import sqlalchemy as sa
 
 from bot import qa
 from bot.models import Article
-from bot.search import MemoryIndex, StoreIndex, document, term
+from bot.search import StoreIndex
 from bot.store import Store
-
-from .conftest import POSTGRES_URL, postgres_available
 
 TALKS = Article(
     id="s-de-1",
@@ -36,46 +32,8 @@ MARKET = Article(
 )
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def db(request: pytest.FixtureRequest, store: Store) -> AsyncIterator[tuple[Store, sa.URL]]:
-    if request.param == "sqlite":
-        yield store, store.engine.url
-        return
-    if not postgres_available():
-        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432 (set NEWSBOT_TEST_POSTGRES_URL)")
-    async with Store.open(POSTGRES_URL) as pg:
-        async with pg.engine.begin() as conn:
-            # Tombstones too: a pruned article of an earlier run is otherwise refused as deleted.
-            tables = (
-                "feedback",
-                "deliveries",
-                "verdicts",
-                "subscriptions",
-                "articles",
-                "tombstones",
-            )
-            for table in tables:
-                await conn.execute(sa.text(f"DELETE FROM {table}"))
-        yield pg, pg.engine.url
-
-
-def test_term_is_one_full_text_token() -> None:
-    assert term("us-botschafterin") == "usbotschafterin"
-    assert term("100.000") == "100000"
-    doc = document(STORM)
-    assert "portmor" in doc.keys.split() and doc.length == len(doc.keys.replace("|", "").split())
-
-
-def test_memory_index_ranks_and_replaces() -> None:
-    index = MemoryIndex.build([TALKS, STORM, MARKET])
-    assert index.search("storm Portmoor", k=1)[0][0].id == "s-en-1"
-    index.add(Article(id="s-en-1", title="Calm", text="Nothing happened.", lang="en"))
-    assert [a.id for a, _ in index.search("storm Portmoor", k=3)] == []
-    assert len(index) == 3
-
-
-async def test_store_index_is_written_with_the_article_and_pruned(db: tuple[Store, sa.URL]) -> None:
-    store, url = db
+async def test_store_index_is_written_with_the_article_and_pruned(store: Store) -> None:
+    url = store.engine.url
     old = datetime.now(UTC) - timedelta(days=40)
     await store.catalog.add_articles([MARKET], seen_at=old)
     await store.catalog.add_articles([TALKS, STORM])
