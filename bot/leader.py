@@ -20,6 +20,16 @@ log = logging.getLogger(__name__)
 LEADER_KEY = 4711002
 SCHEMA_KEY = "hashtext(current_schema())"
 
+# Taken only while no instance of an older newsbot holds the database-wide lock (a one-key
+# lock on LEADER_KEY), so a rolling upgrade never has two leaders; a refusal is dropped with
+# the connection, which releases the lock if it was taken.
+TAKE = sa.text(
+    f"SELECT pg_try_advisory_lock(:key, {SCHEMA_KEY}) AND NOT EXISTS ("
+    "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1"
+    " AND classid = 0 AND objid = :key"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))"
+)
+
 OnChange = Callable[[bool], Awaitable[None]]
 
 
@@ -94,12 +104,7 @@ class Leadership:
         try:
             if self._conn is None:
                 self._conn = await self.engine.connect()
-                got = (
-                    await self._conn.execute(
-                        sa.text(f"SELECT pg_try_advisory_lock(:key, {SCHEMA_KEY})"),
-                        {"key": self.key},
-                    )
-                ).scalar()
+                got = (await self._conn.execute(TAKE, {"key": self.key})).scalar()
                 # An open transaction would hold a snapshot for the process lifetime.
                 await self._conn.commit()
                 if not got:

@@ -182,6 +182,15 @@ async def test_deployments_in_two_schemas_of_one_database_each_elect_their_own_l
             await elsewhere.release()
         finally:
             await other.dispose()
+    # An instance of an older newsbot (its lock was database-wide) still leads: no second one.
+    async with engines[1].connect() as old:
+        await old.execute(sa.text("SELECT pg_advisory_lock(4711002)"))
+        assert await Leadership(engines[0]).attempt() is False
+        await old.execute(sa.text("SELECT pg_advisory_unlock(4711002)"))
+        await old.commit()
+    new = Leadership(engines[0])
+    assert await new.attempt() is True
+    await new.release()
 
 
 @ELECTION
