@@ -63,9 +63,11 @@ def _backend(item: pytest.Item) -> str | None:
 # First, so that `-m postgres` (the mark plugin's own pass) sees the marker on pinned halves too.
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    halves = [item for item in items if _backend(item) == "postgresql"]
-    for item in halves:
-        item.add_marker(pytest.mark.postgres)
+    for item in items:
+        if _backend(item) == "postgresql":
+            item.add_marker(pytest.mark.postgres)
+    # Those, and the tests that reach PostgreSQL on their own (marked so).
+    halves = [item for item in items if item.get_closest_marker("postgres") is not None]
     # Without a server the PostgreSQL halves are set aside at once: one line in the summary
     # (below) instead of one skip line per test.
     if halves and not postgres_available():
