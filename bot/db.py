@@ -90,7 +90,20 @@ def create_engine(url: str) -> AsyncEngine:
     engine = create_async_engine(url, pool_pre_ping=postgres, hide_parameters=True)
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    if postgres:
+        sa.event.listen(engine.sync_engine, "handle_error", _hide_row_values)
     return engine
+
+
+def _hide_row_values(context: sa.engine.ExceptionContext) -> None:
+    # hide_parameters' counterpart on PostgreSQL: the server's DETAIL quotes the row's values
+    # ("Key (platform, chat_id, thread_id)=(telegram, 987654321, ) already exists."), and
+    # asyncpg puts it into its error's text, which a logged traceback prints.
+    error: BaseException | None = context.original_exception
+    while error is not None:
+        if getattr(error, "detail", None):
+            error.detail = None  # type: ignore[attr-defined]
+        error = error.__cause__
 
 
 async def migrate(

@@ -1,4 +1,4 @@
-"""Which instance leads: one per PostgreSQL database, elected with an advisory lock."""
+"""Which instance leads: one per deployment (PostgreSQL schema), elected with an advisory lock."""
 
 from __future__ import annotations
 
@@ -14,8 +14,21 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 log = logging.getLogger(__name__)
 
-# pg_advisory_lock key of the leader; the schema migration uses 4711001.
+# pg_advisory_lock key of the leader; the schema migration uses 4711001. The lock's second key
+# is a hash of the schema the instance's tables are in (its search_path): advisory locks are
+# per database, and deployments in two schemas of one database must each elect their own.
 LEADER_KEY = 4711002
+SCHEMA_KEY = "hashtext(current_schema())"
+
+# Taken only while no instance of an older newsbot holds the database-wide lock (a one-key
+# lock on LEADER_KEY), so a rolling upgrade never has two leaders; a refusal is dropped with
+# the connection, which releases the lock if it was taken.
+TAKE = sa.text(
+    f"SELECT pg_try_advisory_lock(:key, {SCHEMA_KEY}) AND NOT EXISTS ("
+    "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1"
+    " AND classid = 0 AND objid = :key"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))"
+)
 
 OnChange = Callable[[bool], Awaitable[None]]
 
@@ -33,11 +46,13 @@ def election_engine(url: str) -> AsyncEngine:
 
 
 async def current_leader(engine: AsyncEngine, key: int = LEADER_KEY) -> str | None:
-    """Who holds the leader lock of this PostgreSQL database (its session's name and start)."""
+    """Who holds the leader lock of this deployment (its session's name and start)."""
+    # A two-key lock shows as classid, objid and objsubid 2 (the int4 hash reads as an oid).
     query = sa.text(
         "SELECT a.application_name, a.backend_start FROM pg_locks l"
         " JOIN pg_stat_activity a ON a.pid = l.pid"
-        " WHERE l.locktype = 'advisory' AND l.granted AND l.objid = :key"
+        " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
+        f" AND l.classid = :key AND l.objid = {SCHEMA_KEY}::oid"
         # Advisory locks are per database: another deployment on the same server holds its own.
         " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
     )
@@ -89,11 +104,7 @@ class Leadership:
         try:
             if self._conn is None:
                 self._conn = await self.engine.connect()
-                got = (
-                    await self._conn.execute(
-                        sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key}
-                    )
-                ).scalar()
+                got = (await self._conn.execute(TAKE, {"key": self.key})).scalar()
                 # An open transaction would hold a snapshot for the process lifetime.
                 await self._conn.commit()
                 if not got:
@@ -123,7 +134,7 @@ class Leadership:
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 await self._conn.execute(
-                    sa.text("SELECT pg_advisory_unlock(:key)"), {"key": self.key}
+                    sa.text(f"SELECT pg_advisory_unlock(:key, {SCHEMA_KEY})"), {"key": self.key}
                 )
                 await self._conn.commit()
         await self._drop_connection()

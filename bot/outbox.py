@@ -24,7 +24,7 @@ from bot.ledger import AlertOwed, Delivery, Lease, Ledger
 from bot.metrics import METRICS
 from bot.models import ChatRef, DeliveryKind, Post
 from bot.pacing import JITTER, PLATFORM_LIMITS, Limits, Pacer
-from bot.ratelimit import SharedLimit, platform_gap
+from bot.ratelimit import SharedLimit
 from bot.subscriptions import Subscriptions
 
 log = logging.getLogger(__name__)
@@ -101,8 +101,8 @@ class Outbox:
         # Shared slots booked and not yet started: enough that a booking's round trip overlaps
         # the wait for the previous slot, few enough that a stall cannot release a burst.
         self._ahead = asyncio.Semaphore(2)
-        # When this instance last started a send through the shared limiter, per platform.
-        self._last_shared: dict[str, float] = {}
+        # Held while a shared-slot send waits for its start on the platform's Pacer.
+        self._starting: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.sent = 0
         self.failed = 0
         # Passes that failed (database unreachable, locked): logged, backed off, retried.
@@ -315,23 +315,29 @@ class Outbox:
                 await self.sleep(wait)
             self._ahead.release()
             ahead = False
-            # Sends woken late together (a busy event loop) go one platform gap apart from this
-            # instance's previous send instead of in a burst.
-            gap = platform_gap(self.pacers[chat.platform].limits)
-            now = self.clock().timestamp()
-            start = max(now, self._last_shared.get(chat.platform, 0.0) + gap)
-            if now - due <= JITTER:
-                start = now
-            self._last_shared[chat.platform] = start
-            if start > now:
-                await self.sleep(start - now)
+            # `due` is only as good as the clock it was read on: the answer's trip back and a
+            # busy event loop delay it by amounts that differ from send to send, and sends
+            # woken late wake together, so they would reach the platform closer than it
+            # allows. This instance's sends therefore also start one at a time on its Pacer
+            # (platform and chat spacing), each booked at the moment it really starts.
+            pacer = self.pacers[chat.platform]
+            async with self._starting[chat.platform]:
+                # (A millisecond early is nothing to the rates' headroom, and no clock's
+                # rounding keeps this waiting for ever.)
+                while (at := pacer.slot(chat, now := self.clock().timestamp())) > now + 0.001:
+                    await self.sleep(at - now)
+                pacer.book(chat, now)
             if chat in self._moved:
                 await self._release(rows, None, lease)
                 return
             if self.clock().timestamp() - due > JITTER:
-                # A busy event loop woke us late: later slots keep their distance from this
-                # send (booked alongside it, so the send itself is not delayed further).
-                await asyncio.gather(self._push_late(chat), self._send(rows, post, seen))
+                # Woken (or spaced) late: the shared book's next slots keep their distance from
+                # this send (booked alongside it, so the send itself is not delayed further).
+                pushing = asyncio.create_task(self._push_late(chat))
+                try:
+                    await self._send(rows, post, seen)
+                finally:
+                    await pushing
             else:
                 await self._send(rows, post, seen)
             lease.done(r.id for r in rows)
@@ -357,7 +363,6 @@ class Outbox:
             shared = await self.limiter.book(chat, pacer.limits, FOREVER)
             if shared > 0:
                 await self.sleep(shared)
-            return
         at = pacer.book(chat, self.clock().timestamp())
         wait = at - self.clock().timestamp()
         if wait > 0:

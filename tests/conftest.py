@@ -1,17 +1,21 @@
 """Shared fixtures: settings in a temporary folder, a real store on SQLite and on PostgreSQL.
 
-A test module marked `both_databases` runs each test that uses `settings` (and so `store`)
-twice: on a SQLite file, and on the PostgreSQL server in a schema of its own, created for the
-test and dropped after it. Where no server answers, the PostgreSQL half skips with one message.
+Every test that uses `database` (directly, or through `settings` or `store`) runs twice: on a
+SQLite file, and on the PostgreSQL server in a schema of its own, created for the test and
+dropped after it; the PostgreSQL half carries the `postgres` marker (`pytest -m postgres`).
+A test about one backend alone pins it:
+`@pytest.mark.parametrize("database", ["sqlite"], indirect=True)`. Where no server answers,
+the PostgreSQL halves are set aside with one line in the summary.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -51,25 +55,25 @@ def postgres_available() -> bool:
         return False
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        "both_databases: run the module's tests on SQLite and on PostgreSQL (fresh schema each)",
-    )
+def _backend(item: pytest.Item) -> str | None:
+    callspec = getattr(item, "callspec", None)
+    return None if callspec is None else callspec.params.get("database")
 
 
+# First, so that `-m postgres` (the mark plugin's own pass) sees the marker on pinned halves too.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _backend(item) == "postgresql":
+            item.add_marker(pytest.mark.postgres)
+    # Those, and the tests that reach PostgreSQL on their own (marked so).
+    halves = [item for item in items if item.get_closest_marker("postgres") is not None]
     # Without a server the PostgreSQL halves are set aside at once: one line in the summary
     # (below) instead of one skip line per test.
-    halves = [
-        item
-        for item in items
-        if getattr(item, "callspec", None) is not None
-        and item.callspec.params.get("database") == "postgresql"  # type: ignore[attr-defined]
-    ]
     if halves and not postgres_available():
         config.hook.pytest_deselected(items=halves)
-        items[:] = [item for item in items if item not in set(halves)]
+        gone = set(halves)
+        items[:] = [item for item in items if item not in gone]
         config.stash[_skipped_halves] = len(halves)
 
 
@@ -80,14 +84,20 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    # A test may pin its backend: @pytest.mark.parametrize("database", ["sqlite"], indirect=True).
+    # Every test on a store runs on both backends, unless it pins one:
+    # @pytest.mark.parametrize("database", ["sqlite"], indirect=True).
     pinned = any(
         mark.args and mark.args[0] == "database"
         for mark in metafunc.definition.iter_markers("parametrize")
     )
-    marked = metafunc.definition.get_closest_marker("both_databases") is not None
-    if "database" in metafunc.fixturenames and marked and not pinned:
+    if "database" in metafunc.fixturenames and not pinned:
         metafunc.parametrize("database", ["sqlite", "postgresql"], indirect=True)
+
+
+def only(backend: str, why: str) -> pytest.MarkDecorator:
+    """Pins a test to one backend ("sqlite" or "postgresql"); `why` says what makes it so."""
+    assert why, "say why the test is about one backend"
+    return pytest.mark.parametrize("database", [backend], indirect=True)
 
 
 def _admin(statements: list[str]) -> None:
@@ -107,16 +117,12 @@ def _admin(statements: list[str]) -> None:
         pool.submit(asyncio.run, run()).result()
 
 
-@pytest.fixture
-def database(request: pytest.FixtureRequest) -> Iterator[str | None]:
-    """None for SQLite (the settings' file), or the URL of a fresh PostgreSQL schema."""
-    if getattr(request, "param", "sqlite") == "sqlite":
-        yield None
-        return
-    if not postgres_available():
-        pytest.skip(NO_POSTGRES)
+@contextlib.contextmanager
+def postgres_schema() -> Iterator[str]:
+    """The URL of a fresh PostgreSQL schema (and a role of its own), dropped afterwards."""
     # A role whose search_path is its own schema alone: every table the store creates or reads
     # is there, with no setting on the connection, and the public schema's tables are unseen.
+    # The pid keeps parallel pytest processes (xdist workers) apart.
     name = f"nbt_{os.getpid()}_{next(_schemas)}"
     _admin(
         [
@@ -141,11 +147,22 @@ def database(request: pytest.FixtureRequest) -> Iterator[str | None]:
 
 
 @pytest.fixture
+def database(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """None for SQLite (the settings' file), or the URL of a fresh PostgreSQL schema."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield None
+        return
+    if not postgres_available():
+        pytest.skip(NO_POSTGRES)
+    with postgres_schema() as url:
+        yield url
+
+
+@pytest.fixture
 def settings(tmp_path: Path, database: str | None) -> config.Settings:
     """Settings whose database and article folder live in a fresh temporary folder.
 
-    In a `both_databases` module the database is, in one of the two runs, a fresh PostgreSQL
-    schema instead of the folder's SQLite file."""
+    On the PostgreSQL half the database is a fresh schema instead of the folder's SQLite file."""
     (tmp_path / "articles").mkdir()
     storage: dict[str, str] = {"data_dir": str(tmp_path / "data")}
     if database is not None:
@@ -164,28 +181,34 @@ async def store(settings: config.Settings) -> AsyncIterator[Store]:
         yield opened
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def any_store(request: pytest.FixtureRequest, store: Store) -> AsyncIterator[Store]:
-    """The SQLite store, then an emptied PostgreSQL one (skipped when PostgreSQL is absent)."""
-    if request.param == "sqlite":
-        yield store
-        return
-    if not postgres_available():
-        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432 (set NEWSBOT_TEST_POSTGRES_URL)")
-    async with Store.open(POSTGRES_URL) as pg:
-        async with pg.engine.begin() as conn:
-            for table in (
-                "feedback",
-                "deliveries",
-                "verdicts",
-                "subscriptions",
-                "tombstones",
-                "articles",
-                "source_owners",
-                "sources",
-            ):
-                await conn.execute(sa.text(f"DELETE FROM {table}"))
-        yield pg
+OtherStore = Callable[[], contextlib.AbstractAsyncContextManager[Store]]
+
+
+@pytest.fixture
+def other_store(database: str | None, tmp_path: Path) -> OtherStore:
+    """Opens a further, empty store on the test's backend: another SQLite file, or schema."""
+    names = itertools.count(1)
+
+    @contextlib.asynccontextmanager
+    async def open_other() -> AsyncIterator[Store]:
+        if database is None:
+            url = f"sqlite+aiosqlite:///{tmp_path / f'other-{next(names)}.sqlite3'}"
+            async with Store.open(url) as opened:
+                yield opened
+            return
+        with postgres_schema() as url:
+            async with Store.open(url) as opened:
+                yield opened
+
+    return open_other
+
+
+def database_env(settings: config.Settings) -> dict[str, str]:
+    """What points a `newsbot` subprocess at the PostgreSQL schema of `settings`, if it has one.
+
+    (Without it the subprocess uses the SQLite file in its NEWSBOT_DATA_DIR, as `settings` does.)"""
+    url = settings.storage.database_url
+    return {"NEWSBOT_DATABASE_URL": url} if url else {}
 
 
 @pytest.fixture

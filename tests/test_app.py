@@ -23,7 +23,7 @@ from bot.outbox import Outbox
 from bot.store import Store
 from bot.subscriptions import Subscription
 
-from .conftest import ROOT, SEED
+from .conftest import ROOT, SEED, only
 from .repos import repositories, routing
 
 CHAT = ChatRef("console", "local")
@@ -271,6 +271,7 @@ async def test_nightly_retrain_waits_for_enough_new_judgements(
 
 
 @pytest.mark.reliability
+@only("sqlite", "the lock on the SQLite file; on PostgreSQL instances share the database")
 async def test_a_second_instance_on_one_sqlite_file_refuses_to_start(settings: Settings) -> None:
     env = {
         **os.environ,
@@ -399,26 +400,16 @@ def _free_port() -> int:
 
 
 @pytest.mark.reliability
+@only("postgresql", "the advisory-lock election of instances sharing a PostgreSQL database")
 async def test_two_instances_on_postgresql_one_polls_and_a_killed_leader_hands_over(
-    tmp_path: Path,
+    database: str, tmp_path: Path
 ) -> None:
     """Checklist 4: only the advisory-lock leader calls getUpdates; the follower waits quietly;
     killing the leader (SIGKILL) hands over well within 30 s, and no 409 is drawn."""
     import signal
 
-    import sqlalchemy as sa
-
-    from bot import transfer
-
-    from .conftest import POSTGRES_URL, postgres_available
     from .fake_telegram import FakeTelegram
 
-    if not postgres_available():
-        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432 (set NEWSBOT_TEST_POSTGRES_URL)")
-    async with Store.open(POSTGRES_URL) as pg, pg.engine.begin() as conn:
-        for table in reversed(transfer.tables()):
-            await conn.execute(table.delete())
-        await conn.execute(sa.text("DELETE FROM search_docs"))
     token, user = "123456:TEST-token", 42
 
     async with FakeTelegram(token=token) as fake:
@@ -429,7 +420,7 @@ async def test_two_instances_on_postgresql_one_polls_and_a_killed_leader_hands_o
                 **os.environ,
                 "TELEGRAM_BOT_TOKEN": token,
                 "NEWSBOT_TELEGRAM_API_URL": fake.base_url,
-                "NEWSBOT_DATABASE_URL": POSTGRES_URL,
+                "NEWSBOT_DATABASE_URL": database,
                 "NEWSBOT_ARTICLES": str(tmp_path / name / "articles"),
                 "NEWSBOT_DATA_DIR": str(tmp_path / name / "data"),
                 "NEWSBOT_CONFIG": str(ROOT / "config" / "newsbot.toml"),
@@ -548,8 +539,7 @@ async def test_a_feed_deleted_from_the_config_is_no_longer_polled(settings: Sett
 
 
 @pytest.mark.reliability
-@pytest.mark.postgres
-@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+@only("postgresql", "instances sharing one PostgreSQL database")
 async def test_three_instances_lose_nothing_when_the_leader_is_killed_mid_digest(
     database: str, tmp_path: Path
 ) -> None:

@@ -13,45 +13,43 @@ def art(id: str, text: str = "Fighting continued.", title: str = "T") -> Article
     return Article(id=id, title=title, text=text, lang="en", source="test")
 
 
-async def test_add_is_idempotent_and_dedupes_content(any_store: Store) -> None:
-    counts, changed = await any_store.catalog.add_articles([art("a"), art("b", "Other text.")])
+async def test_add_is_idempotent_and_dedupes_content(store: Store) -> None:
+    counts, changed = await store.catalog.add_articles([art("a"), art("b", "Other text.")])
     assert counts == IngestCounts(new=2) and len(changed) == 2
-    counts, changed = await any_store.catalog.add_articles([art("a"), art("b", "Other text.")])
+    counts, changed = await store.catalog.add_articles([art("a"), art("b", "Other text.")])
     assert counts == IngestCounts(duplicate=2) and changed == []
     # The same content under another id is stored once.
-    counts, _ = await any_store.catalog.add_articles([art("c", "Fighting   continued.")])
+    counts, _ = await store.catalog.add_articles([art("c", "Fighting   continued.")])
     assert counts == IngestCounts(duplicate=1)
     # Same id, new content: an update.
-    counts, changed = await any_store.catalog.add_articles(
-        [art("a", "Fighting continued, 3 dead.")]
-    )
+    counts, changed = await store.catalog.add_articles([art("a", "Fighting continued, 3 dead.")])
     assert counts == IngestCounts(updated=1) and [a.id for a in changed] == ["a"]
-    stored = await any_store.catalog.get_article("a")
+    stored = await store.catalog.get_article("a")
     assert stored is not None and stored.text == "Fighting continued, 3 dead."
-    assert await any_store.catalog.count_articles() == 2
+    assert await store.catalog.count_articles() == 2
 
 
-async def test_duplicates_inside_one_batch(any_store: Store) -> None:
-    counts, _ = await any_store.catalog.add_articles([art("a"), art("a2")])
+async def test_duplicates_inside_one_batch(store: Store) -> None:
+    counts, _ = await store.catalog.add_articles([art("a"), art("a2")])
     assert counts == IngestCounts(new=1, duplicate=1)
 
 
 @pytest.mark.reliability
-async def test_a_corrected_record_later_in_one_batch_wins(any_store: Store) -> None:
+async def test_a_corrected_record_later_in_one_batch_wins(store: Store) -> None:
     first, fixed = art("a", "Fighting continued."), art("a", "Fighting continued, 3 dead.")
-    counts, changed = await any_store.catalog.add_articles([first, fixed, art("b", "Other.")])
+    counts, changed = await store.catalog.add_articles([first, fixed, art("b", "Other.")])
     assert counts == IngestCounts(new=2, duplicate=1)
     assert [a.text for a in changed] == ["Fighting continued, 3 dead.", "Other."]
-    stored = await any_store.catalog.get_article("a")
+    stored = await store.catalog.get_article("a")
     assert stored is not None and stored.text == "Fighting continued, 3 dead."
     # Text and hash agree: the corrected record is a duplicate of itself, the old one a change.
-    assert (await any_store.catalog.add_articles([fixed]))[0] == IngestCounts(duplicate=1)
-    assert (await any_store.catalog.add_articles([first]))[0] == IngestCounts(updated=1)
+    assert (await store.catalog.add_articles([fixed]))[0] == IngestCounts(duplicate=1)
+    assert (await store.catalog.add_articles([first]))[0] == IngestCounts(updated=1)
 
 
 @pytest.mark.reliability
 async def test_bad_records_are_cleaned_or_rejected_alone(
-    any_store: Store, caplog: pytest.LogCaptureFixture
+    store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     long_date = "Wednesday, 12 Jan 2022 08:00:00 +0000 (Coordinated)"
     assert len(long_date) == 51
@@ -65,54 +63,52 @@ async def test_bad_records_are_cleaned_or_rejected_alone(
         dataclasses.replace(art("lang", "Sanctions."), lang="not-a-language"),
     ]
     with caplog.at_level(logging.WARNING):
-        counts, changed = await any_store.catalog.add_articles(batch)
+        counts, changed = await store.catalog.add_articles(batch)
     assert counts == IngestCounts(new=5, rejected=2)
     assert {a.id for a in changed} == {"good", "dated", "junk-date", "nul", "surrogate"}
     rejections = [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
     assert len(rejections) == 2
     assert any("id: 201 characters" in m for m in rejections)
     assert any("lang:" in m for m in rejections)
-    dated = await any_store.catalog.get_article("dated")
+    dated = await store.catalog.get_article("dated")
     assert dated is not None and dated.published == "2022-01-12T08:00:00+00:00"
-    undated = await any_store.catalog.get_article("junk-date")
+    undated = await store.catalog.get_article("junk-date")
     assert undated is not None and undated.published is None
-    nul = await any_store.catalog.get_article("nul")
+    nul = await store.catalog.get_article("nul")
     assert nul is not None and nul.text == "Rockets hit the port." and nul.title == "Port attack"
-    surrogate = await any_store.catalog.get_article("surrogate")
+    surrogate = await store.catalog.get_article("surrogate")
     assert surrogate is not None and surrogate.text == "Drone ? strike."
 
 
-async def test_verdicts_and_flagged(any_store: Store) -> None:
-    await any_store.catalog.add_articles([art("a"), art("b", "x"), art("c", "y")])
-    await any_store.catalog.save_verdicts(
+async def test_verdicts_and_flagged(store: Store) -> None:
+    await store.catalog.add_articles([art("a"), art("b", "x"), art("c", "y")])
+    await store.catalog.save_verdicts(
         [
             Verdict("a", True, 0.9, ("troops",), Level.ALERT, ("Ukraine",)),
             Verdict("b", False, 0.1, (), Level.IGNORE, ()),
             Verdict("c", True, 0.6, ("Krieg",), Level.DIGEST, ()),
         ]
     )
-    flagged = await any_store.catalog.flagged(0.5)
+    flagged = await store.catalog.flagged(0.5)
     assert [(a.id, v.level) for a, v, _ in flagged] == [("a", Level.ALERT), ("c", Level.DIGEST)]
     assert flagged[0][1].reasons == ("troops",) and flagged[0][1].topics == ("Ukraine",)
-    assert (
-        await any_store.catalog.flagged(0.5, since=datetime.now(UTC) + timedelta(seconds=1)) == []
-    )
-    assert (await any_store.catalog.scores())["b"] == pytest.approx(0.1)
+    assert await store.catalog.flagged(0.5, since=datetime.now(UTC) + timedelta(seconds=1)) == []
+    assert (await store.catalog.scores())["b"] == pytest.approx(0.1)
 
 
-async def test_feedback_majority(any_store: Store) -> None:
-    await any_store.catalog.add_articles([art("a"), art("b", "x")])
+async def test_feedback_majority(store: Store) -> None:
+    await store.catalog.add_articles([art("a"), art("b", "x")])
     chat = ChatRef("slack", "C1")
-    await any_store.catalog.add_feedback("a", chat, "u1", True)
-    await any_store.catalog.add_feedback("a", chat, "u1", False)  # changed their mind
-    await any_store.catalog.add_feedback("a", chat, "u2", False)
-    await any_store.catalog.add_feedback("b", chat, "u1", True)
-    examples = {a.id: relevant for a, relevant in await any_store.catalog.feedback_examples()}
+    await store.catalog.add_feedback("a", chat, "u1", True)
+    await store.catalog.add_feedback("a", chat, "u1", False)  # changed their mind
+    await store.catalog.add_feedback("a", chat, "u2", False)
+    await store.catalog.add_feedback("b", chat, "u1", True)
+    examples = {a.id: relevant for a, relevant in await store.catalog.feedback_examples()}
     assert examples == {"a": False, "b": True}
 
 
-async def test_forget_source_deletes_a_files_articles_without_a_tombstone(any_store: Store) -> None:
-    catalog = any_store.catalog
+async def test_forget_source_deletes_a_files_articles_without_a_tombstone(store: Store) -> None:
+    catalog = store.catalog
     a = dataclasses.replace(art("f1", "Shelling in the east."), source="articles/a.jsonl")
     b = dataclasses.replace(art("f2", "Talks in Geneva."), source="articles/a.jsonl")
     c = dataclasses.replace(art("f3", "Troops at the border."), source="articles/c.txt")
@@ -128,7 +124,7 @@ async def test_forget_source_deletes_a_files_articles_without_a_tombstone(any_st
     assert counts.new == 1
 
 
-async def test_verdicts_of_a_huge_batch_are_stored(any_store: Store) -> None:
+async def test_verdicts_of_a_huge_batch_are_stored(store: Store) -> None:
     from bot.schema import articles
 
     # More than PostgreSQL's 32,767 parameters of one statement.
@@ -138,9 +134,9 @@ async def test_verdicts_of_a_huge_batch_are_stored(any_store: Store) -> None:
         {"id": f"a{n}", "content_hash": f"h{n}", "title": "T", "text": "x", "lang": "en"}
         for n in range(count)
     ]
-    async with any_store.engine.begin() as conn:
+    async with store.engine.begin() as conn:
         await conn.execute(articles.insert(), [dict(r, seen_at=now) for r in rows])
     batch = [Verdict(f"a{n}", True, 0.9, ("r",), Level.ALERT, ()) for n in range(count)]
-    await any_store.catalog.save_verdicts(batch)
-    await any_store.catalog.save_verdicts(batch[:10])  # replaced, not added
-    assert len(await any_store.catalog.scores()) == count
+    await store.catalog.save_verdicts(batch)
+    await store.catalog.save_verdicts(batch[:10])  # replaced, not added
+    assert len(await store.catalog.scores()) == count

@@ -11,27 +11,36 @@ from typer.testing import CliRunner
 
 from bot.cli import app
 
-from .conftest import ROOT, SEED, SHARED
+from .conftest import ROOT, SEED, SHARED, only
 
 CORPUS = SHARED / "corpus" / "articles.jsonl"
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
+def env(tmp_path: Path, database: str | None) -> dict[str, str]:
+    """The CLI's environment: the SQLite file in its data folder, or a PostgreSQL schema."""
     (tmp_path / "articles").mkdir()
     shutil.copy(SEED, tmp_path / "articles")
     return {
         "NEWSBOT_CONFIG": str(ROOT / "config" / "newsbot.toml"),
         "NEWSBOT_DATA_DIR": str(tmp_path / "data"),
         "NEWSBOT_ARTICLES": str(tmp_path / "articles"),
-        "NEWSBOT_DATABASE_URL": "",
+        "NEWSBOT_DATABASE_URL": database or "",
     }
+
+
+def store_url(env: dict[str, str]) -> str:
+    """The database the commands run with `env` use."""
+    return env["NEWSBOT_DATABASE_URL"] or (
+        f"sqlite+aiosqlite:///{env['NEWSBOT_DATA_DIR']}/newsbot.sqlite3"
+    )
 
 
 def invoke(env: dict[str, str], *args: str, input: str | None = None):  # type: ignore[no-untyped-def]
     return CliRunner().invoke(app, list(args), env=env, input=input, catch_exceptions=False)
 
 
+@only("sqlite", "no database: --help")
 def test_help_on_every_command(env: dict[str, str]) -> None:
     for command in ("ingest", "classify", "ask", "digest", "run"):
         result = invoke(env, command, "--help")
@@ -56,6 +65,7 @@ def test_ingest_of_nothing_readable_fails(env: dict[str, str], tmp_path: Path) -
     assert result.exit_code == 1 and "empty file" in result.stderr
 
 
+@only("sqlite", "classify reads no database")
 def test_classify_jsonl_in_input_order_without_database(
     env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -120,6 +130,7 @@ def test_digest_prints_flagged_articles(env: dict[str, str]) -> None:
     assert result.exit_code == 0 and "Vertreter der 30 Nato-Staaten" in result.stdout
 
 
+@only("sqlite", "the config is refused before any database")
 def test_bad_config_exits_2_naming_the_key(env: dict[str, str], tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text("[digest]\nmax_items = 0\n")
@@ -127,6 +138,7 @@ def test_bad_config_exits_2_naming_the_key(env: dict[str, str], tmp_path: Path) 
     assert result.exit_code == 2 and "digest.max_items" in result.stderr
 
 
+@only("sqlite", "its own unreachable PostgreSQL URL")
 def test_unreachable_database_is_a_clear_failure(env: dict[str, str]) -> None:
     result = invoke(
         {**env, "NEWSBOT_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}, "digest"
@@ -167,8 +179,7 @@ def test_train_on_feedback(env: dict[str, str], tmp_path: Path) -> None:
     from bot.store import Store
 
     async def judge() -> None:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'data' / 'newsbot.sqlite3'}"
-        async with Store.open(url) as store:
+        async with Store.open(store_url(env)) as store:
             batch = [
                 Article(f"w{i}", f"Air strikes hit town {i}", "Fighting and shelling.", "en")
                 for i in range(12)
@@ -305,8 +316,7 @@ def test_status_lists_sources_subscriptions_and_the_ledger(env: dict[str, str]) 
     from bot.store import Store
 
     async def prepare() -> None:
-        url = f"sqlite+aiosqlite:///{env['NEWSBOT_DATA_DIR']}/newsbot.sqlite3"
-        async with Store.open(url) as store:
+        async with Store.open(store_url(env)) as store:
             await store.sources.add(
                 "https://feeds.example.org/world.xml?apikey=s3cret", name="World"
             )
@@ -395,6 +405,7 @@ def newsbot(
         "two-bad-keys",
     ],
 )
+@only("sqlite", "the config is refused before any database")
 def test_bad_configuration_is_one_line_naming_the_key_and_exit_2(
     env: dict[str, str], tmp_path: Path, toml: str, args: tuple[str, ...], key: str
 ) -> None:
@@ -511,6 +522,7 @@ def test_ask_and_digest_on_a_fresh_clone_read_the_article_folder(env: dict[str, 
 
 
 @pytest.mark.reliability
+@only("sqlite", "refused before any database")
 def test_an_empty_question_is_a_usage_error(env: dict[str, str]) -> None:
     for question in ("", "   "):
         result = invoke(env, "ask", question)
@@ -697,8 +709,7 @@ def test_ask_reads_the_folder_as_the_service_does(env: dict[str, str]) -> None:
     assert invoke(env, "digest").exit_code == 0
 
     async def stored() -> list[tuple[str, bool]]:
-        url = f"sqlite+aiosqlite:///{env['NEWSBOT_DATA_DIR']}/newsbot.sqlite3"
-        async with Store.open(url) as store:
+        async with Store.open(store_url(env)) as store:
             return [(a.id, "Jane Doe" in a.text) for a in await store.catalog.all_articles()]
 
     # One article, by its path, now with the edited text: updated, not added.
@@ -722,6 +733,7 @@ def test_an_operator_port_in_use_is_one_line_and_exit_2(env: dict[str, str]) -> 
 
 @pytest.mark.reliability
 @pytest.mark.parametrize("command", ["migrate", "status", "export", "digest", "run"])
+@only("sqlite", "writes the SQLite file with sqlite3 (test_transfer has SchemaTooNew on both)")
 def test_a_database_newer_than_the_code_is_one_line_and_exit_2(
     env: dict[str, str], tmp_path: Path, command: str
 ) -> None:
@@ -754,6 +766,7 @@ def test_a_file_that_is_not_utf8_is_one_line_naming_it(
     assert len(lines) == 1 and str(junk) in lines[0] and "not UTF-8" in lines[0], lines
 
 
+@only("sqlite", "no database: --help")
 def test_help_shows_flags_as_flags_and_docstrings_as_paragraphs(env: dict[str, str]) -> None:
     """`-v` was shown as `<int> [default: 0]` (`-v 2` fails); `run --help` broke mid-sentence."""
     top = invoke({**env, "COLUMNS": "200"}, "--help").output
@@ -771,6 +784,7 @@ def test_help_shows_flags_as_flags_and_docstrings_as_paragraphs(env: dict[str, s
 
 
 @pytest.mark.parametrize("command", ["status", "export"])
+@only("sqlite", "a missing SQLite file (a PostgreSQL database is never created)")
 def test_read_only_commands_refuse_a_database_that_is_not_there(
     env: dict[str, str], tmp_path: Path, command: str
 ) -> None:

@@ -23,9 +23,6 @@ from bot.store import Store
 from .conftest import SEED
 from .repos import repositories
 
-# The store these tests drive is SQLite in one run and PostgreSQL in the other.
-pytestmark = pytest.mark.both_databases
-
 CHAT = ChatRef("test", "c1")
 
 

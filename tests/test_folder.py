@@ -19,7 +19,7 @@ from bot.config import Settings
 from bot.models import Article, ChatRef, Level, Thresholds
 from bot.store import Store
 
-from .conftest import SEED
+from .conftest import SEED, only
 from .fakes import VirtualClock
 from .repos import routing
 
@@ -175,6 +175,7 @@ async def quick_locks(
 
 
 @pytest.mark.reliability
+@only("sqlite", "SQLite's 'database is locked' is the fault")
 async def test_locked_database_and_poison_file_leave_no_good_file_unread(
     settings: Settings, quick_locks: tuple[Store, Path], clock: Clock
 ) -> None:

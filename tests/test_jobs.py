@@ -41,9 +41,6 @@ from .feedfakes import BADINPUT
 from .feedserver import FeedServer
 from .repos import repositories, routing
 
-# The store these tests drive is SQLite in one run and PostgreSQL in the other.
-pytestmark = pytest.mark.both_databases
-
 NOW = datetime(2026, 3, 29, 6, 0, tzinfo=UTC)
 CHAT = ChatRef("telegram", "1")
 RSS = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>Wire</title>

@@ -10,18 +10,21 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from bot.config import Settings
 from bot.leader import Leadership, election_engine
 
-from .conftest import POSTGRES_URL, postgres_available
+from .conftest import POSTGRES_URL, only, postgres_schema
 
 pytestmark = pytest.mark.reliability
+# The advisory-lock election is PostgreSQL's (SQLite has one instance per file, which leads).
+ELECTION = only("postgresql", "the advisory-lock election")
 
 
 @pytest.fixture
-async def engines() -> AsyncIterator[tuple[AsyncEngine, AsyncEngine]]:
-    if not postgres_available():
-        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432 (set NEWSBOT_TEST_POSTGRES_URL)")
-    first, second = election_engine(POSTGRES_URL), election_engine(POSTGRES_URL)
+async def engines(database: str | None) -> AsyncIterator[tuple[AsyncEngine, AsyncEngine]]:
+    """Two instances' election engines on the test's PostgreSQL schema."""
+    assert database is not None, "pin the test to PostgreSQL: the election is PostgreSQL's"
+    first, second = election_engine(database), election_engine(database)
     yield first, second
     await first.dispose()
     await second.dispose()
@@ -36,6 +39,7 @@ async def until(condition: Leadership, rounds: int = 150) -> int:
     raise AssertionError("never became leader")
 
 
+@ELECTION
 async def test_one_leader_and_handover_on_release(
     engines: tuple[AsyncEngine, AsyncEngine],
 ) -> None:
@@ -59,6 +63,7 @@ async def test_one_leader_and_handover_on_release(
     await b.release()
 
 
+@ELECTION
 async def test_leader_whose_connection_is_killed_steps_down_and_another_takes_over(
     engines: tuple[AsyncEngine, AsyncEngine],
 ) -> None:
@@ -68,8 +73,8 @@ async def test_leader_whose_connection_is_killed_steps_down_and_another_takes_ov
     async with engines[1].connect() as admin:
         await admin.execute(
             sa.text(
-                "SELECT pg_terminate_backend(pid) FROM pg_locks "
-                "WHERE locktype = 'advisory' AND objid = 4711002 AND granted"
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"
+                " AND classid = 4711002 AND objid = hashtext(current_schema())::oid AND granted"
             )
         )
         await admin.commit()
@@ -80,15 +85,16 @@ async def test_leader_whose_connection_is_killed_steps_down_and_another_takes_ov
     await b.release()
 
 
+@ELECTION
 async def test_killed_leader_process_hands_over(
-    engines: tuple[AsyncEngine, AsyncEngine], tmp_path: Path
+    engines: tuple[AsyncEngine, AsyncEngine], database: str, tmp_path: Path
 ) -> None:
     ready = tmp_path / "leading"
     script = f"""
 import asyncio, pathlib
 from bot.leader import Leadership, election_engine, election_engine
 async def main():
-    lead = Leadership(election_engine({POSTGRES_URL!r}))
+    lead = Leadership(election_engine({database!r}))
     assert await lead.attempt()
     pathlib.Path({str(ready)!r}).write_text("yes")
     await asyncio.Event().wait()
@@ -116,13 +122,15 @@ asyncio.run(main())
             await process.wait()
 
 
-async def test_sqlite_has_one_instance_which_leads(tmp_path: Path) -> None:
-    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'x.sqlite3'}")
+@only("sqlite", "SQLite's side of the election: there is none")
+async def test_sqlite_has_one_instance_which_leads(settings: Settings) -> None:
+    engine = create_async_engine(settings.storage.url())
     lead = Leadership(engine)
     assert lead.shared is False and await lead.attempt() is True
     await engine.dispose()
 
 
+@ELECTION
 async def test_run_releases_the_lock_at_stop(engines: tuple[AsyncEngine, AsyncEngine]) -> None:
     stop = asyncio.Event()
     a, b = Leadership(engines[0], retry_seconds=0.05), Leadership(engines[1])
@@ -138,6 +146,7 @@ async def test_run_releases_the_lock_at_stop(engines: tuple[AsyncEngine, AsyncEn
     await b.release()
 
 
+@ELECTION
 async def test_the_lock_holder_is_named_for_status(
     engines: tuple[AsyncEngine, AsyncEngine],
 ) -> None:
@@ -152,6 +161,39 @@ async def test_the_lock_holder_is_named_for_status(
     assert await current_leader(engines[1]) is None
 
 
+@ELECTION
+async def test_deployments_in_two_schemas_of_one_database_each_elect_their_own_leader(
+    engines: tuple[AsyncEngine, AsyncEngine],
+) -> None:
+    """The lock was per database: a deployment in another schema (a test's, a tenant's) took
+    it, and this one's instances all followed, so nothing was polled or sent."""
+    from bot.leader import current_leader
+
+    with postgres_schema() as url:
+        other = election_engine(url)
+        try:
+            elsewhere = Leadership(other)
+            assert await elsewhere.attempt()
+            assert await current_leader(engines[0]) is None
+            here, second = Leadership(engines[0]), Leadership(engines[1])
+            assert await here.attempt() and not await second.attempt()
+            assert await current_leader(other) is not None
+            await here.release()
+            await elsewhere.release()
+        finally:
+            await other.dispose()
+    # An instance of an older newsbot (its lock was database-wide) still leads: no second one.
+    async with engines[1].connect() as old:
+        await old.execute(sa.text("SELECT pg_advisory_lock(4711002)"))
+        assert await Leadership(engines[0]).attempt() is False
+        await old.execute(sa.text("SELECT pg_advisory_unlock(4711002)"))
+        await old.commit()
+    new = Leadership(engines[0])
+    assert await new.attempt() is True
+    await new.release()
+
+
+@ELECTION
 async def test_status_does_not_name_the_leader_of_another_database(
     engines: tuple[AsyncEngine, AsyncEngine],
 ) -> None:

@@ -16,17 +16,17 @@ async def owe(store: Store, n: int) -> None:
         await store.ledger.enqueue(CHAT, f"s{i}", AlertOwed(f"a{i}"))
 
 
-async def test_a_key_is_owed_once(any_store: Store) -> None:
-    assert await any_store.ledger.enqueue(CHAT, "s1", AlertOwed("a1")) is True
-    assert await any_store.ledger.enqueue(CHAT, "s1", AlertOwed("a2")) is False
+async def test_a_key_is_owed_once(store: Store) -> None:
+    assert await store.ledger.enqueue(CHAT, "s1", AlertOwed("a1")) is True
+    assert await store.ledger.enqueue(CHAT, "s1", AlertOwed("a2")) is False
     owed = [(CHAT, "s1", AlertOwed("a3"), None), (CHAT, "s2", AlertOwed("a4"), None)]
-    assert await any_store.ledger.enqueue_many(owed) == 1
-    assert [r["key"] for r in await any_store.ledger.deliveries("pending")] == ["s1", "s2"]
+    assert await store.ledger.enqueue_many(owed) == 1
+    assert [r["key"] for r in await store.ledger.deliveries("pending")] == ["s1", "s2"]
 
 
-async def test_a_claimed_row_is_taken_again_only_after_its_lease(any_store: Store) -> None:
-    ledger = any_store.ledger
-    await owe(any_store, 3)
+async def test_a_claimed_row_is_taken_again_only_after_its_lease(store: Store) -> None:
+    ledger = store.ledger
+    await owe(store, 3)
     claimed = await ledger.claim(T0, limit=2, lease=60)
     assert [r.key for r in claimed] == ["s0", "s1"]
     assert [r.key for r in await ledger.claim(T0 + timedelta(seconds=59))] == ["s2"]
@@ -36,9 +36,9 @@ async def test_a_claimed_row_is_taken_again_only_after_its_lease(any_store: Stor
     assert [r.id for r in again] == [r.id for r in claimed]
 
 
-async def test_outcomes_of_claimed_rows(any_store: Store) -> None:
-    ledger = any_store.ledger
-    await owe(any_store, 4)
+async def test_outcomes_of_claimed_rows(store: Store) -> None:
+    ledger = store.ledger
+    await owe(store, 4)
     sent, retried, failed, released = await ledger.claim(T0, lease=60)
     await ledger.mark_sent(sent.id, T0, ["m1", "m2"], 1500)
     await ledger.mark_retry(retried.id, "HTTP 502", T0 + timedelta(seconds=5), parts=(1, ["m9"]))
@@ -66,29 +66,29 @@ async def test_outcomes_of_claimed_rows(any_store: Store) -> None:
     assert await ledger.article_for_message(CHAT, "m9") is None  # not sent (yet)
 
 
-async def test_compose_rebuilds_the_post_from_the_catalog(any_store: Store) -> None:
+async def test_compose_rebuilds_the_post_from_the_catalog(store: Store) -> None:
     article = Article("a0", "Troops cross the border", "Troops crossed the border.", "en")
-    await any_store.catalog.add_articles([article])
-    await any_store.catalog.save_verdicts([Verdict("a0", True, 0.9, ("troops",), Level.ALERT, ())])
-    await owe(any_store, 2)  # a1 is not stored
-    first, second = await any_store.ledger.claim(T0)
-    alert, missing = await any_store.ledger.compose([[first], [second]], T0)
+    await store.catalog.add_articles([article])
+    await store.catalog.save_verdicts([Verdict("a0", True, 0.9, ("troops",), Level.ALERT, ())])
+    await owe(store, 2)  # a1 is not stored
+    first, second = await store.ledger.claim(T0)
+    alert, missing = await store.ledger.compose([[first], [second]], T0)
     assert alert is not None and missing is None
     assert alert.item.article_id == "a0"  # type: ignore[union-attr]
 
 
-async def test_prune_keeps_what_is_still_owed(any_store: Store) -> None:
-    ledger = any_store.ledger
-    await owe(any_store, 2)
+async def test_prune_keeps_what_is_still_owed(store: Store) -> None:
+    ledger = store.ledger
+    await owe(store, 2)
     done, _ = await ledger.claim(T0)
     await ledger.mark_sent(done.id, T0, ["m"], None)
     assert await ledger.prune(datetime.now(UTC) + timedelta(seconds=1)) == 1
     assert [r["key"] for r in await ledger.deliveries()] == ["s1"]
 
 
-async def test_a_lease_is_renewed_while_held_and_no_more_once_released(any_store: Store) -> None:
-    ledger = any_store.ledger
-    await owe(any_store, 3)
+async def test_a_lease_is_renewed_while_held_and_no_more_once_released(store: Store) -> None:
+    ledger = store.ledger
+    await owe(store, 3)
     rows = await ledger.claim(T0, lease=60)
     now = T0
     ticks: asyncio.Queue[None] = asyncio.Queue()
@@ -132,7 +132,7 @@ def test_what_is_owed_round_trips_and_unknown_kinds_read_as_nothing() -> None:
     assert decode("alert", "{}") is None and decode("alert", "[1]") is None
 
 
-async def test_rows_written_by_earlier_versions_read_as_typed_records(any_store: Store) -> None:
+async def test_rows_written_by_earlier_versions_read_as_typed_records(store: Store) -> None:
     # Payloads exactly as versions before the typed records wrote them (jobs.py built the dicts).
     since = "2026-03-01T07:00:00+00:00"
     old = [
@@ -140,7 +140,7 @@ async def test_rows_written_by_earlier_versions_read_as_typed_records(any_store:
         ("digest", "slot", {"article_ids": ["a1"], "since": since, "lang": "en", "text": "x"}),
         ("notice", "slot2", {"article_ids": [], "since": since, "lang": "de", "text": "Nichts."}),
     ]
-    async with any_store.engine.begin() as conn:
+    async with store.engine.begin() as conn:
         await conn.execute(
             deliveries.insert(),
             [
@@ -157,7 +157,7 @@ async def test_rows_written_by_earlier_versions_read_as_typed_records(any_store:
                 for kind, key, payload in old
             ],
         )
-    rows = await any_store.ledger.claim(T0 + timedelta(seconds=1))
+    rows = await store.ledger.claim(T0 + timedelta(seconds=1))
     assert [r.owed for r in rows] == [
         AlertOwed("a1", "de"),
         DigestOwed(("a1",), datetime.fromisoformat(since), "en"),
@@ -165,8 +165,8 @@ async def test_rows_written_by_earlier_versions_read_as_typed_records(any_store:
     ]
 
 
-async def test_claim_takes_alerts_first_then_by_id_and_lapsed_leases(any_store: Store) -> None:
-    ledger = any_store.ledger
+async def test_claim_takes_alerts_first_then_by_id_and_lapsed_leases(store: Store) -> None:
+    ledger = store.ledger
     now = datetime.now(UTC) + timedelta(minutes=1)
     chats = [ChatRef("telegram", str(n)) for n in range(6)]
     owed: list[tuple[ChatRef, str, AlertOwed | DigestOwed, datetime | None]] = [

@@ -1,6 +1,5 @@
 from datetime import UTC, datetime
 
-import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -20,8 +19,10 @@ def _layout(conn: Connection) -> dict[str, set[str]]:
     }
 
 
-async def test_every_step_is_idempotent_and_builds_the_declared_tables(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    engine = create_engine(f"sqlite:///{tmp_path / 'x.sqlite3'}")
+async def test_every_step_is_idempotent_and_builds_the_declared_tables(
+    settings: Settings,
+) -> None:
+    engine = create_engine(settings.storage.url())
     try:
         async with engine.begin() as conn:
             for step in MIGRATIONS:
@@ -38,7 +39,6 @@ async def test_every_step_is_idempotent_and_builds_the_declared_tables(tmp_path)
             assert first[table.name] == {c.name for c in table.columns}, table.name
 
 
-@pytest.mark.parametrize("database", ["sqlite", "postgresql"], indirect=True)
 async def test_step_7_keeps_who_added_each_feed_and_makes_old_urls_canonical(
     settings: Settings,
 ) -> None:

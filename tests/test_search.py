@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -13,10 +12,10 @@ import sqlalchemy as sa
 
 from bot import qa
 from bot.models import Article
-from bot.search import MemoryIndex, StoreIndex, document, sqlite_file, term
+from bot.search import StoreIndex, sqlite_file
 from bot.store import Store
 
-from .conftest import POSTGRES_URL, postgres_available
+from .conftest import only
 
 TALKS = Article(
     id="s-de-1",
@@ -38,46 +37,8 @@ MARKET = Article(
 )
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def db(request: pytest.FixtureRequest, store: Store) -> AsyncIterator[tuple[Store, sa.URL]]:
-    if request.param == "sqlite":
-        yield store, store.engine.url
-        return
-    if not postgres_available():
-        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432 (set NEWSBOT_TEST_POSTGRES_URL)")
-    async with Store.open(POSTGRES_URL) as pg:
-        async with pg.engine.begin() as conn:
-            # Tombstones too: a pruned article of an earlier run is otherwise refused as deleted.
-            tables = (
-                "feedback",
-                "deliveries",
-                "verdicts",
-                "subscriptions",
-                "articles",
-                "tombstones",
-            )
-            for table in tables:
-                await conn.execute(sa.text(f"DELETE FROM {table}"))
-        yield pg, pg.engine.url
-
-
-def test_term_is_one_full_text_token() -> None:
-    assert term("us-botschafterin") == "usbotschafterin"
-    assert term("100.000") == "100000"
-    doc = document(STORM)
-    assert "portmor" in doc.keys.split() and doc.length == len(doc.keys.replace("|", "").split())
-
-
-def test_memory_index_ranks_and_replaces() -> None:
-    index = MemoryIndex.build([TALKS, STORM, MARKET])
-    assert index.search("storm Portmoor", k=1)[0][0].id == "s-en-1"
-    index.add(Article(id="s-en-1", title="Calm", text="Nothing happened.", lang="en"))
-    assert [a.id for a, _ in index.search("storm Portmoor", k=3)] == []
-    assert len(index) == 3
-
-
-async def test_store_index_is_written_with_the_article_and_pruned(db: tuple[Store, sa.URL]) -> None:
-    store, url = db
+async def test_store_index_is_written_with_the_article_and_pruned(store: Store) -> None:
+    url = store.engine.url
     old = datetime.now(UTC) - timedelta(days=40)
     await store.catalog.add_articles([MARKET], seen_at=old)
     await store.catalog.add_articles([TALKS, STORM])
@@ -119,6 +80,7 @@ def test_sqlite_file_of_plain_sqlite_urls_only() -> None:
     assert sqlite_file("postgresql+asyncpg://u@h/db") is None
 
 
+@only("sqlite", "the standard library's sqlite3 reader serves plain SQLite files alone")
 async def test_store_index_reads_a_sqlite_file_from_several_threads(store: Store) -> None:
     await store.catalog.add_articles([TALKS, STORM, MARKET])
     index = await asyncio.to_thread(StoreIndex, store.engine.url)

@@ -29,7 +29,7 @@ from bot.models import Alert, Article, ChatRef, DigestItem, Inbound, Post
 from bot.outbox import Outbox
 from bot.store import Store
 
-from .conftest import ROOT, SEED
+from .conftest import ROOT, SEED, database_env
 from .fake_slack import (
     BOT_USER,
     FORM,
@@ -75,7 +75,7 @@ def run_env(settings: Settings, api_url: str, port: str, token: str = TOKEN) -> 
     }
     for name in ("NEWSBOT_DATABASE_URL", "TELEGRAM_BOT_TOKEN", "SLACK_APP_TOKEN"):
         env.pop(name, None)
-    return env
+    return env | database_env(settings)
 
 
 @pytest.fixture

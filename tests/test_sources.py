@@ -6,9 +6,9 @@ from bot.store import Store
 
 
 async def test_a_feed_is_shared_by_its_owners_and_polled_until_the_last_gives_it_up(
-    any_store: Store,
+    store: Store,
 ) -> None:
-    sources = any_store.sources
+    sources = store.sources
     assert await sources.add("https://a.example/rss", name="A", added_by="telegram:1") is True
     # Another chat adding the same feed (written differently) becomes an owner of the same row.
     assert await sources.add("HTTPS://A.example:443/rss?#x", added_by="telegram:2") is True
@@ -40,8 +40,8 @@ async def test_a_feed_is_shared_by_its_owners_and_polled_until_the_last_gives_it
     assert await sources.active() == [] and (await sources.get(feed.id)).owners == frozenset()  # type: ignore[union-attr]
 
 
-async def test_fetch_state_round_trips(any_store: Store) -> None:
-    sources = any_store.sources
+async def test_fetch_state_round_trips(store: Store) -> None:
+    sources = store.sources
     await sources.add("https://b.example/feed")
     [feed] = await sources.active()
     later = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)

@@ -25,7 +25,7 @@ from bot.models import Alert, Article, ChatRef, Digest, DigestItem
 from bot.outbox import Outbox, RetryPolicy
 from bot.store import Store
 
-from .conftest import ROOT, SEED
+from .conftest import ROOT, SEED, database_env
 from .fake_telegram import DropConnection, FakeError, FakeTelegram, RateLimits
 from .fakes import VirtualClock
 from .repos import repositories
@@ -622,6 +622,7 @@ async def test_newsbot_run_with_token_and_api_url_from_the_environment(settings:
             "NEWSBOT_CONFIG": str(ROOT / "config" / "newsbot.toml"),
         }
         env.pop("NEWSBOT_DATABASE_URL", None)
+        env.update(database_env(settings))
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bot", "run", env=env, stdin=asyncio.subprocess.DEVNULL
         )
@@ -681,6 +682,7 @@ async def test_unreachable_bot_api_at_start_is_retried_until_it_answers(
         "COLUMNS": "300",
     }
     env.pop("NEWSBOT_DATABASE_URL", None)
+    env.update(database_env(settings))
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -738,6 +740,7 @@ async def test_a_stop_signal_while_retrying_the_connection_exits_zero(settings: 
         "NEWSBOT_CONFIG": str(ROOT / "config" / "newsbot.toml"),
     }
     env.pop("NEWSBOT_DATABASE_URL", None)
+    env.update(database_env(settings))
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

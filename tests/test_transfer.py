@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 
 from bot import transfer
+from bot.config import Settings
 from bot.ledger import AlertOwed
 from bot.models import Article, ChatRef, Level, Preferences, Verdict
 from bot.store import Store
 
-from .conftest import POSTGRES_URL, postgres_available
+from .conftest import NO_POSTGRES, OtherStore, postgres_available, postgres_schema
 
 CHAT = ChatRef("telegram", "-1001", "7")
 
@@ -46,14 +47,15 @@ async def dump(store: Store) -> list[dict[str, object]]:
 @pytest.fixture
 async def empty_postgres() -> AsyncIterator[Store]:
     if not postgres_available():
-        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432 (set NEWSBOT_TEST_POSTGRES_URL)")
-    async with Store.open(POSTGRES_URL) as pg:
-        async with pg.engine.begin() as conn:
-            for table in reversed(transfer.tables()):
-                await conn.execute(table.delete())
-        yield pg
+        pytest.skip(NO_POSTGRES)
+    with postgres_schema() as url:
+        async with Store.open(url) as pg:
+            yield pg
 
 
+# The test moves a deployment between the two backends itself: its `store` is the SQLite one.
+@pytest.mark.postgres
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 async def test_sqlite_to_postgres_and_back_loses_nothing(
     store: Store, empty_postgres: Store, tmp_path: Path
 ) -> None:
@@ -104,11 +106,13 @@ def test_bad_files_are_named_with_their_line() -> None:
         list(transfer.read_records([newer], "x.jsonl"))
 
 
-async def test_a_database_from_a_newer_newsbot_refuses_to_open(tmp_path: Path) -> None:
+async def test_a_database_from_a_newer_newsbot_refuses_to_open(
+    settings: Settings, other_store: OtherStore
+) -> None:
     from bot.db import SchemaTooNew
     from bot.schema import MIGRATIONS, schema_version
 
-    url = f"sqlite+aiosqlite:///{tmp_path / 'n.sqlite3'}"
+    url = settings.storage.url()
     async with Store.open(url) as opened, opened.engine.begin() as conn:
         await conn.execute(
             schema_version.insert().values(
@@ -118,17 +122,17 @@ async def test_a_database_from_a_newer_newsbot_refuses_to_open(tmp_path: Path) -
     with pytest.raises(SchemaTooNew, match="newer than this newsbot"):
         async with Store.open(url):
             pass
-    async with Store.open(f"sqlite+aiosqlite:///{tmp_path / 'ok.sqlite3'}") as fine:
+    async with other_store() as fine:
         assert await fine.migrate() == len(MIGRATIONS)
 
 
 async def test_a_truncated_export_is_refused_and_nothing_is_imported(
-    store: Store, tmp_path: Path
+    store: Store, other_store: OtherStore
 ) -> None:
     """Review: `head -n 1000 export.jsonl` imported 999 articles and said nothing."""
     await fill(store)
     lines = [json.dumps(record) for record in await dump(store)]
-    async with Store.open(f"sqlite+aiosqlite:///{tmp_path / 'new.sqlite3'}") as new:
+    async with other_store() as new:
         for cut in (lines[:-1], lines[:3]):
             with pytest.raises(transfer.TransferError, match="truncated"):
                 await transfer.import_rows(new.engine, transfer.read_records(cut, "x.jsonl"))
@@ -142,7 +146,7 @@ async def test_a_truncated_export_is_refused_and_nothing_is_imported(
 
 
 async def test_an_export_from_before_feed_owners_gets_its_owners(
-    store: Store, tmp_path: Path
+    store: Store, other_store: OtherStore
 ) -> None:
     await fill(store)
     await store.sources.add("HTTP://Wire.Example/rss?")  # the config's
@@ -156,7 +160,7 @@ async def test_an_export_from_before_feed_owners_gets_its_owners(
         if record.get("table") == "sources" and "wire" in str(record["row"]):
             record["row"]["url"] = "HTTP://Wire.Example/rss?"  # type: ignore[index]
     lines = [json.dumps(record) for record in old]
-    async with Store.open(f"sqlite:///{tmp_path / 'new.sqlite3'}") as fresh:
+    async with other_store() as fresh:
         await transfer.import_rows(fresh.engine, transfer.read_records(lines, "old.jsonl"))
         feeds = {feed.url: feed.owners for feed in await fresh.sources.active()}
     assert feeds == {
