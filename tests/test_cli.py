@@ -419,6 +419,7 @@ def test_bad_configuration_is_one_line_naming_the_key_and_exit_2(
     assert "tiger" not in line  # a database password is not echoed
 
 
+@only("sqlite", "the data folder is checked at load where it holds the SQLite file")
 @pytest.mark.parametrize("data_dir", ["/etc/passwd", "/proc/nope", "/etc/passwd/sub"])
 @pytest.mark.parametrize("command", ["run", "digest"])
 def test_a_data_dir_that_is_a_file_or_cannot_be_made_is_a_config_error(
