@@ -244,6 +244,31 @@ async def feed_job(
     )
 
 
+async def route_job(
+    store: Store,
+    outbox: Outbox | None,
+    settings: Settings,
+    stories: jobs.StoryIndex | None = None,
+    writes: asyncio.Lock | None = None,
+) -> None:
+    """At start and every minute: owe the alerts of stored articles that were never routed.
+
+    A kill (or a failed routing pass) between storing articles and routing them leaves their
+    verdicts unrouted; those of articles seen within `digest.catch_up_hours` (the window in
+    which a missed digest is still sent) are routed now. Older ones are stale news.
+    """
+    # One writer at a time with the feed jobs (SQLite), which route what they store themselves.
+    async with writes if writes is not None else contextlib.nullcontext():
+        await jobs.route_unrouted(
+            store,
+            outbox,
+            alert_threshold=settings.classifier.thresholds().alert,
+            now=datetime.now(UTC),
+            window=timedelta(hours=settings.digest.catch_up_hours),
+            stories=stories,
+        )
+
+
 async def retrain_job(store: Store, settings: Settings) -> str:
     """Nightly: re-train the feedback model when enough new judgements arrived; say what it did."""
     path, needed = settings.classifier.feedback_model, settings.classifier.retrain_min_judgements
@@ -535,6 +560,19 @@ async def run(
             id="scan-folder",
             coalesce=True,
             max_instances=1,
+        )
+        scheduler.add_job(
+            route_job,
+            "interval",
+            seconds=SAFETY_SCAN_SECONDS,
+            args=(store, outbox, settings, stories, job_sync.gates.writes),
+            id="route-unrouted",
+            coalesce=True,
+            max_instances=1,
+            # At start (or when elected, however late) first: what a killed process stored is
+            # owed at once.
+            next_run_time=datetime.now(UTC),
+            misfire_grace_time=None,
         )
         scheduler.add_job(
             prune_job, "interval", hours=24, args=(store, settings), id="prune", coalesce=True

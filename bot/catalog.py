@@ -144,6 +144,21 @@ class Catalog:
         async with self.engine.connect() as conn:
             return [article_from_row(r._mapping) for r in await conn.execute(query)]
 
+    async def unrouted(self, since: datetime, limit: int = 500) -> list[tuple[Article, Verdict]]:
+        """Articles seen after `since` whose verdict was never routed, oldest first."""
+        query = (
+            sa.select(articles, verdicts)
+            .join(verdicts, verdicts.c.article_id == articles.c.id)
+            .where(verdicts.c.routed.is_(False), articles.c.seen_at > since)
+            .order_by(articles.c.seen_at, articles.c.id)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return [
+                (article_from_row(r._mapping), _verdict(r._mapping))
+                for r in await conn.execute(query)
+            ]
+
     async def get_article(self, article_id: str) -> Article | None:
         """One article by id."""
         async with self.engine.connect() as conn:
@@ -496,6 +511,8 @@ def _verdict_row(verdict: Verdict, at: datetime) -> dict[str, Any]:
         "reasons": json.dumps(list(verdict.reasons), ensure_ascii=False),
         "topics": json.dumps(list(verdict.topics), ensure_ascii=False),
         "classified_at": at,
+        # Owed to nobody yet: routing marks it in the transaction that owes its alerts.
+        "routed": False,
     }
 
 

@@ -269,13 +269,14 @@ async def route(
     now: datetime,
     story_window: timedelta = timedelta(days=3),
     stories: StoryIndex | None = None,
-    audience: frozenset[ChatRef] | None = None,
 ) -> int:
     """Cluster new articles into stories; owe each subscriber one alert per alert-worthy story.
 
     `stories` is the process's index kept across passes; without one, a pass builds its own
-    from the store (the CLI's single passes). `audience`: the chats the articles are for (a
-    chat-added feed's owners; any thread of such a chat), or None for every subscriber.
+    from the store (the CLI's single passes). An article of a chat-added feed is for the chats
+    that own it (any thread of such a chat); any other article is for every subscriber. The
+    verdicts are marked routed in the transaction that owes their alerts: routing them again
+    (the sweep after a kill) owes nothing twice, the ledger's keys see to that.
     """
     if not changed:
         return 0
@@ -283,12 +284,17 @@ async def route(
     assigned = await index.assign(store, [article for article, _ in changed], now)
     await store.catalog.set_stories(assigned)
     subscriptions = await store.subscriptions.active()
-    if audience is not None:
-        owners = {(chat.platform, chat.chat_id) for chat in audience}
-        subscriptions = [s for s in subscriptions if (s.chat.platform, s.chat.chat_id) in owners]
+    # A chat's own feed alerts only the chats that own it: anyone else's subscribers would get
+    # whatever a group admin chose to add.
+    private = await store.sources.private_owners(
+        article.source for article, _ in changed if article.source
+    )
     wanted: list[tuple[ChatRef, str, Owed, datetime | None]] = []
     for article, verdict in changed:
+        owners = private.get(article.source) if article.source else None
         for subscription in subscriptions:
+            if owners is not None and owner_of(subscription.chat) not in owners:
+                continue
             prefs = subscription.prefs
             threshold = (
                 prefs.alert_threshold if prefs.alert_threshold is not None else alert_threshold
@@ -305,10 +311,33 @@ async def route(
                     schedule.quiet_until(prefs, now),
                 )
             )
-    owed = await store.ledger.enqueue_many(wanted)
+    owed = await store.ledger.enqueue_many(wanted, routed=[article.id for article, _ in changed])
     if owed and outbox is not None:
         outbox.wake()
     return owed
+
+
+async def route_unrouted(
+    store: Store,
+    outbox: Outbox | None,
+    *,
+    alert_threshold: float,
+    now: datetime,
+    window: timedelta,
+    stories: StoryIndex | None = None,
+    batch: int = 500,
+) -> int:
+    """Route the verdicts stored but never routed (a kill or failure in between) of articles
+    seen within `window`; return how many. Older ones are stale news: they stay unalerted."""
+    done = 0
+    while pending := await store.catalog.unrouted(now - window, limit=batch):
+        await route(
+            pending, store, outbox, alert_threshold=alert_threshold, now=now, stories=stories
+        )
+        done += len(pending)
+    if done:
+        log.info("routed %d stored articles whose alerts were never owed", done)
+    return done
 
 
 async def digest_due(
@@ -504,8 +533,6 @@ async def _poll_feed(
         # Only now that the entries are committed may the validators move on: saved earlier,
         # a failed store would turn the next poll into a 304 and the entries would be lost.
         await store.sources.save_state(saved)
-        # A chat's own feed alerts only the chats that own it: anyone else's subscribers would
-        # get whatever a group admin chose to add.
         await route(
             report.changed,
             store,
@@ -513,7 +540,6 @@ async def _poll_feed(
             alert_threshold=thresholds.alert,
             now=now,
             stories=gates.stories if gates is not None else None,
-            audience=source.audience(),
         )
     return report
 

@@ -56,6 +56,10 @@ verdicts = sa.Table(
     sa.Column("reasons", sa.Text, nullable=False),
     sa.Column("topics", sa.Text, nullable=False),
     sa.Column("classified_at", UTCDateTime(), nullable=False),
+    # Whether its alerts were owed (false from the verdict's commit until the ledger's): a kill
+    # or failure in between leaves it false, and the routing sweep owes them after all. Rows
+    # inserted without it (older exports) count as routed: nothing old is alerted after an import.
+    sa.Column("routed", sa.Boolean, nullable=False, server_default=sa.true(), index=True),
 )
 
 
@@ -238,6 +242,18 @@ def own_feeds(conn: Connection) -> None:
     )
 
 
+def _v8_routed_verdicts(conn: Connection) -> None:
+    """The `routed` mark of each verdict; what an older version stored counts as routed."""
+    present = {column["name"] for column in sa.inspect(conn).get_columns(verdicts.name)}
+    if "routed" not in present:
+        # The default fills existing rows: they were routed then, or lost for good (not news now).
+        conn.execute(
+            sa.text("ALTER TABLE verdicts ADD COLUMN routed BOOLEAN NOT NULL DEFAULT TRUE")
+        )
+    for index in verdicts.indexes:
+        index.create(conn, checkfirst=True)
+
+
 # Ordered schema upgrades; version N is MIGRATIONS[N-1]. Never edit a shipped step: append one.
 # Steps must be idempotent (check before altering), because migration 1 creates the tables from
 # the live `metadata`, which already has the columns that later steps add to old databases.
@@ -249,4 +265,5 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     ratelimit.create_schema,
     _v6_claim_indexes,
     own_feeds,
+    _v8_routed_verdicts,
 ]

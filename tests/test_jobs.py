@@ -980,3 +980,72 @@ async def test_a_digest_leaves_out_other_chats_own_feeds(store: Store) -> None:
         for row in await store.ledger.deliveries()
     }
     assert chosen == {"111": {"pub", "wire", "own"}, "C2": {"pub", "wire"}}
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+async def test_a_failed_routing_pass_is_owed_by_the_next_sweep_once(
+    store: Store, settings: config.Settings
+) -> None:
+    """Issue 1 of the review: a route() that raises (the database locked by another writer)
+    after the articles were stored lost their alerts for good; the sweep owes them once."""
+    import sqlite3
+
+    await store.subscriptions.subscribe(CHAT, "en")
+    thresholds = Thresholds(0.5, 0.3)
+    article = Article("a", "Rebels shell Aleppo", "Heavy fighting in Aleppo killed 20.", "en")
+    _, changed = await jobs.store_and_classify([article], store, thresholds=thresholds, seen_at=NOW)
+    # Another process holds SQLite's write lock for longer than the busy timeout.
+    path = sa.make_url(settings.storage.url()).database
+    assert path is not None
+    other = sqlite3.connect(path, timeout=0)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(sa.exc.OperationalError, match="locked"):
+            await jobs.route(changed, store, None, alert_threshold=0.5, now=NOW)
+    finally:
+        other.rollback()
+        other.close()
+    assert await store.ledger.deliveries() == []
+    # Stored, so not new to the next ingest of the same text: only the sweep can owe it.
+    assert (await jobs.store_and_classify([article], store, thresholds=thresholds))[1] == []
+    window = timedelta(hours=6)
+
+    async def sweep(now: datetime) -> int:
+        return await jobs.route_unrouted(store, None, alert_threshold=0.5, now=now, window=window)
+
+    # A restart a week later leaves it alone: stale news is not alerted.
+    assert await sweep(NOW + timedelta(days=7)) == 0
+    assert await sweep(NOW + timedelta(minutes=5)) == 1
+    [row] = await store.ledger.deliveries()
+    assert row["kind"] == "alert" and row["chat_id"] == CHAT.chat_id
+    assert json.loads(row["payload"])["article_id"] == "a"
+    # Routed now: the next sweep finds nothing, and routing it again owes nothing twice.
+    assert await sweep(NOW + timedelta(minutes=6)) == 0
+    assert await jobs.route(changed, store, None, alert_threshold=0.5, now=NOW) == 0
+    assert len(await store.ledger.deliveries()) == 1
+
+
+async def test_the_sweep_routes_a_chat_feeds_unrouted_articles_only_to_its_owners(
+    store: Store,
+) -> None:
+    """Routing after a kill knows a chat's own feed from the article: only its owners."""
+    owner, other = ChatRef("telegram", "111"), ChatRef("telegram", "222")
+    for chat in (owner, other):
+        await store.subscriptions.subscribe(chat, "en")
+    url = "https://own.example/rss"
+    await store.sources.add(url, added_by="telegram:111")
+    found = [
+        Article(
+            "own", "Rebels shell Aleppo", "Heavy fighting in Aleppo killed 20.", "en", source=url
+        ),
+        Article("pub", "Troops cross the border", "Fighting near Kharkiv killed 7.", "en"),
+    ]
+    # Stored and classified, then killed before routing.
+    await jobs.store_and_classify(found, store, thresholds=Thresholds(0.5, 0.3), seen_at=NOW)
+    done = await jobs.route_unrouted(
+        store, None, alert_threshold=0.5, now=NOW, window=timedelta(hours=6)
+    )
+    assert done == 2
+    rows = await store.ledger.deliveries()
+    assert _owed(rows, "111") == {"own", "pub"} and _owed(rows, "222") == {"pub"}

@@ -163,3 +163,29 @@ async def test_an_export_from_before_feed_owners_gets_its_owners(
         "https://feeds.example.org/w.xml": frozenset({"telegram:-1001"}),
         "http://wire.example/rss": frozenset({"config"}),
     }
+
+
+async def test_the_routed_mark_of_verdicts_moves_along(store: Store, tmp_path: Path) -> None:
+    """Issue 1 of the review: an article stored but not yet routed is routed after the move;
+    an export from before the mark (schema 7) counts its verdicts as routed."""
+    await fill(store)
+    # a1 was routed (its alert is owed); a2 was stored when the process was killed.
+    await store.ledger.enqueue_many([], routed=["a1"])
+    records = await dump(store)
+    marks = {
+        r["row"]["article_id"]: r["row"]["routed"] for r in records if r.get("table") == "verdicts"
+    }  # type: ignore[index]
+    assert marks == {"a1": True, "a2": False}
+    since = datetime(2026, 1, 1, tzinfo=UTC)
+    async with Store.open(f"sqlite:///{tmp_path / 'moved.sqlite3'}") as moved:
+        lines = [json.dumps(record) for record in records]
+        await transfer.import_rows(moved, transfer.read_records(lines, "export.jsonl"))
+        assert [a.id for a, _ in await moved.catalog.unrouted(since)] == ["a2"]
+    for record in records:
+        if record.get("table") == "verdicts":
+            del record["row"]["routed"]  # type: ignore[attr-defined]
+    records[0]["schema"] = 7
+    async with Store.open(f"sqlite:///{tmp_path / 'old.sqlite3'}") as old:
+        lines = [json.dumps(record) for record in records]
+        await transfer.import_rows(old, transfer.read_records(lines, "old.jsonl"))
+        assert await old.catalog.unrouted(since) == []
