@@ -3,6 +3,7 @@ import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -172,9 +173,8 @@ async def test_the_routed_mark_of_verdicts_moves_along(store: Store, tmp_path: P
     # a1 was routed (its alert is owed); a2 was stored when the process was killed.
     await store.ledger.enqueue_many([], routed=["a1"])
     records = await dump(store)
-    marks = {
-        r["row"]["article_id"]: r["row"]["routed"] for r in records if r.get("table") == "verdicts"
-    }  # type: ignore[index]
+    rows: list[Any] = [r["row"] for r in records if r.get("table") == "verdicts"]
+    marks = {row["article_id"]: row["routed"] for row in rows}
     assert marks == {"a1": True, "a2": False}
     since = datetime(2026, 1, 1, tzinfo=UTC)
     async with Store.open(f"sqlite:///{tmp_path / 'moved.sqlite3'}") as moved:
@@ -183,7 +183,9 @@ async def test_the_routed_mark_of_verdicts_moves_along(store: Store, tmp_path: P
         assert [a.id for a, _ in await moved.catalog.unrouted(since)] == ["a2"]
     for record in records:
         if record.get("table") == "verdicts":
-            del record["row"]["routed"]  # type: ignore[attr-defined]
+            row = record["row"]
+            assert isinstance(row, dict)
+            del row["routed"]
     records[0]["schema"] = 7
     async with Store.open(f"sqlite:///{tmp_path / 'old.sqlite3'}") as old:
         lines = [json.dumps(record) for record in records]
