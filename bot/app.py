@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import Any, ParamSpec, TextIO
 from urllib.parse import urlsplit
 
 import httpx
@@ -44,9 +45,53 @@ from bot.store import Store
 from bot.subscriptions import Subscription
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
 
 USER_AGENT = f"newsbot/{__version__} (+https://github.com/newsbot/newsbot)"
 SAFETY_SCAN_SECONDS = 60
+
+
+class InFlight:
+    """The scheduled jobs running now: a shutdown cancels them quietly and waits for them.
+
+    APScheduler's executor cancels the jobs in flight when it shuts down and logs each as
+    `Job "…" raised an exception … CancelledError` at ERROR: a clean shutdown read as a
+    failure. A job scheduled through `quiet` ends quietly when cancelled; any other exception
+    still propagates, and the executor logs it as before.
+    """
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    def quiet(
+        self, func: Callable[P, Awaitable[object]]
+    ) -> Callable[P, Coroutine[Any, Any, object]]:
+        """`func` as the scheduler runs it: tracked while it runs, quiet when cancelled."""
+
+        @functools.wraps(func)
+        async def job(*args: P.args, **kwargs: P.kwargs) -> object:
+            task = asyncio.current_task()
+            if task is not None:
+                self.tasks.add(task)
+            try:
+                return await func(*args, **kwargs)
+            except asyncio.CancelledError:
+                return None
+            finally:
+                if task is not None:
+                    self.tasks.discard(task)
+
+        return job
+
+    async def stop(self, scheduler: AsyncIOScheduler, grace: float = 5.0) -> None:
+        """Shut the scheduler down, cancelling its jobs in flight; wait for them to end."""
+        running = set(self.tasks)
+        scheduler.shutdown(wait=False)
+        if running:
+            # One line for all of them: 6,000 feed polls may be in flight.
+            log.info("shutdown cancelled %d scheduled jobs in flight", len(running))
+            # Before the HTTP client and the store close under them.
+            await asyncio.wait(running, timeout=grace)
 
 
 def fetch_limits(settings: Settings) -> feeds.FetchLimits:
@@ -319,6 +364,7 @@ class Jobs:
         self.stories = stories or jobs.StoryIndex()
         # One gate for every feed job: the per-host cap holds across all feeds of one site.
         self.gates = jobs.PollGates.per_host(settings.sources.per_host, self.stories)
+        self.in_flight = InFlight()
 
     async def sync(self) -> None:
         """Rebuild jobs from the subscriptions and sources tables (at start)."""
@@ -352,7 +398,7 @@ class Jobs:
                 self.scheduler.remove_job(job_id)
             return False
         self.scheduler.add_job(
-            digest_job,
+            self.in_flight.quiet(digest_job),
             trigger,
             args=(self.store, self.outbox, self.settings, subscription.id),
             id=job_id,
@@ -373,7 +419,7 @@ class Jobs:
             return
         if job is None:
             self.scheduler.add_job(
-                feed_job,
+                self.in_flight.quiet(feed_job),
                 IntervalTrigger(seconds=source.interval_seconds, timezone=UTC),
                 args=(
                     self.client,
@@ -553,7 +599,7 @@ async def run(
         stack.push_async_callback(_finish, sender, sending, 5.0)
 
         scheduler.add_job(
-            scan_folder,
+            job_sync.in_flight.quiet(scan_folder),
             "interval",
             seconds=SAFETY_SCAN_SECONDS,
             args=(source, store, folder_state, index, outbox, stories),
@@ -562,7 +608,7 @@ async def run(
             max_instances=1,
         )
         scheduler.add_job(
-            route_job,
+            job_sync.in_flight.quiet(route_job),
             "interval",
             seconds=SAFETY_SCAN_SECONDS,
             args=(store, outbox, settings, stories, job_sync.gates.writes),
@@ -575,10 +621,15 @@ async def run(
             misfire_grace_time=None,
         )
         scheduler.add_job(
-            prune_job, "interval", hours=24, args=(store, settings), id="prune", coalesce=True
+            job_sync.in_flight.quiet(prune_job),
+            "interval",
+            hours=24,
+            args=(store, settings),
+            id="prune",
+            coalesce=True,
         )
         scheduler.add_job(
-            retrain_job,
+            job_sync.in_flight.quiet(retrain_job),
             CronTrigger(hour=3, timezone=UTC),
             args=(store, settings),
             id="retrain",
@@ -588,7 +639,7 @@ async def run(
         await job_sync.sync()
         # Shared database: followers keep their jobs paused until elected.
         scheduler.start(paused=leadership is not None)
-        stack.callback(scheduler.shutdown, wait=False)
+        stack.push_async_callback(job_sync.in_flight.stop, scheduler)
         if leadership is None:
             await job_sync.catch_up()
         else:

@@ -837,3 +837,77 @@ async def _owed_alerts(
     finally:
         await engine.dispose()
     return keys, stories
+
+
+async def test_a_shutdown_with_a_feed_poll_in_flight_logs_no_error(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 13 of the review: end of input while a feed poll was in flight logged
+    `ERROR Job "feed_job …" raised an exception … CancelledError`."""
+    import logging
+
+    from bot.config import FeedSettings
+
+    from .feedserver import FeedServer
+
+    polled = asyncio.Event()
+
+    class Hanging(FeedServer):
+        async def _answer(self, host: str, path: str, *args: Any) -> None:
+            polled.set()
+            await super()._answer(host, path, *args)
+
+    server = Hanging(behaviours={"/hang": "hang"})
+
+    async def console() -> AsyncIterator[str]:
+        # End of input only once the poll is in flight (its request reached the server).
+        await asyncio.wait_for(polled.wait(), 30)
+        yield "/help\n"
+
+    caplog.set_level(logging.DEBUG)
+    async with server.serving(["127.0.0.1"]) as ports:
+        url = f"http://127.0.0.1:{ports['127.0.0.1']}/hang"
+        sources = settings.sources.model_copy(
+            update={"feeds": (FeedSettings(url=url),), "allow_private": True}
+        )
+        configured = settings.model_copy(update={"sources": sources})
+        assert await app.run(configured, lines=console(), out=io.StringIO()) == 0
+    # (The loopback server's own handler, cancelled as it closes, is asyncio's business.)
+    ours = [r for r in caplog.records if r.name.startswith(("bot", "apscheduler"))]
+    errors = [r for r in ours if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]
+    assert not any("raised an exception" in r.getMessage() for r in ours)
+    said = [r.getMessage() for r in ours if "cancelled" in r.getMessage()]
+    assert said == ["shutdown cancelled 1 scheduled jobs in flight"]
+
+
+async def test_a_scheduled_job_that_fails_still_logs_its_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Quiet on shutdown only: a job's own exception is logged by the scheduler as before."""
+    import logging
+
+    from apscheduler.events import EVENT_JOB_ERROR, JobEvent
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    failed = asyncio.Event()
+
+    async def broken() -> None:
+        raise RuntimeError("feed parser broke")
+
+    def listener(event: JobEvent) -> None:
+        failed.set()
+
+    in_flight = app.InFlight()
+    scheduler = AsyncIOScheduler()
+    scheduler.add_listener(listener, EVENT_JOB_ERROR)
+    scheduler.add_job(in_flight.quiet(broken), id="broken")
+    caplog.set_level(logging.INFO)
+    scheduler.start()
+    try:
+        await asyncio.wait_for(failed.wait(), 10)  # dispatched after the executor logged
+    finally:
+        await in_flight.stop(scheduler)
+    [error] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "broken (trigger" in error.getMessage() and "raised an exception" in error.getMessage()
+    assert error.exc_info is not None and isinstance(error.exc_info[1], RuntimeError)
