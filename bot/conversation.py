@@ -371,9 +371,13 @@ class Conversation:
             return self._notice(msg, lang, "slow_down", seconds=max(1, round(wait)))
         # Other chats' own feeds are theirs: never cited here (one lookup per question).
         hidden = await self.store.sources.hidden_from(owner_of(msg.chat))
+        # ...unless a public source (or one of this chat's own) carried the same text too.
+        shown = (
+            await self.store.catalog.shown_despite_source(owner_of(msg.chat)) if hidden else None
+        )
         # Answering takes up to a few seconds of CPU: never on the event loop.
         answer: Answer = await asyncio.to_thread(
-            qa.answer, question, self.index, msg.reply_to_article, hidden
+            qa.answer, question, self.index, msg.reply_to_article, hidden, shown or frozenset()
         )
         log.info(
             "question answered=%s confidence=%.2f sources=%s",

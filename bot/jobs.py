@@ -273,8 +273,8 @@ async def route(
     """Cluster new articles into stories; owe each subscriber one alert per alert-worthy story.
 
     `stories` is the process's index kept across passes; without one, a pass builds its own
-    from the store (the CLI's single passes). An article of a chat-added feed is for the chats
-    that own it (any thread of such a chat); any other article is for every subscriber. The
+    from the store (the CLI's single passes). An article only chat-added feeds carried is for
+    the chats that own them (any thread of such a chat); any other is for every subscriber. The
     verdicts are marked routed in the transaction that owes their alerts: routing them again
     (the sweep after a kill) owes nothing twice, the ledger's keys see to that.
     """
@@ -285,13 +285,18 @@ async def route(
     await store.catalog.set_stories(assigned)
     subscriptions = await store.subscriptions.active()
     # A chat's own feed alerts only the chats that own it: anyone else's subscribers would get
-    # whatever a group admin chose to add.
+    # whatever a group admin chose to add. An article every source of which is such a feed is
+    # for their owners together; once a public source carried it too, for everyone.
+    carried = await store.catalog.sources_of([article.id for article, _ in changed])
     private = await store.sources.private_owners(
-        article.source for article, _ in changed if article.source
+        source for sources in carried.values() for source in sources if source
     )
     wanted: list[tuple[ChatRef, str, Owed, datetime | None]] = []
     for article, verdict in changed:
-        owners = private.get(article.source) if article.source else None
+        sources = carried.get(article.id) or {article.source or ""}
+        owners: set[str] | None = None
+        if all(source in private for source in sources):
+            owners = set().union(*(private[source] for source in sources))
         for subscription in subscriptions:
             if owners is not None and owner_of(subscription.chat) not in owners:
                 continue

@@ -1049,3 +1049,89 @@ async def test_the_sweep_routes_a_chat_feeds_unrouted_articles_only_to_its_owner
     assert done == 2
     rows = await store.ledger.deliveries()
     assert _owed(rows, "111") == {"own", "pub"} and _owed(rows, "222") == {"pub"}
+
+
+OWN_A, OWN_B = "https://own-a.example/rss", "https://own-b.example/rss"
+RAID = Article("x", "Rebels shell Aleppo", "Heavy fighting in Aleppo killed 20 civilians.", "en")
+
+
+async def _carried_by(store: Store, source: str, article_id: str, minutes: int) -> int:
+    """One source delivers the raid's text (under its own id): store, route, sweep."""
+    now = NOW + timedelta(minutes=minutes)
+    article = dataclasses.replace(RAID, id=article_id, source=source)
+    _, changed = await jobs.store_and_classify(
+        [article], store, thresholds=Thresholds(0.5, 0.3), seen_at=now
+    )
+    owed = await jobs.route(changed, store, None, alert_threshold=0.5, now=now)
+    return owed + await jobs.route_unrouted(
+        store, None, alert_threshold=0.5, now=now, window=timedelta(hours=6)
+    )
+
+
+async def _audience(store: Store) -> tuple[dict[str, int], set[str]]:
+    """Alerts owed per chat, and the chats whose digest lists the raid."""
+    rows = await store.ledger.deliveries()
+    owed = Counter(row["chat_id"] for row in rows if row["kind"] == "alert")
+    listed = set()
+    for chat_id in ("111", "222", "333"):
+        flagged = await store.catalog.flagged(0.3, visible_to=f"telegram:{chat_id}")
+        if flagged:
+            listed.add(chat_id)
+    return dict(owed), listed
+
+
+async def _chats(store: Store) -> None:
+    for chat_id in ("111", "222", "333"):
+        await store.subscriptions.subscribe(ChatRef("telegram", chat_id), "en")
+    await store.sources.add(OWN_A, added_by="telegram:111")
+    await store.sources.add(OWN_B, added_by="telegram:222")
+
+
+@pytest.mark.reliability
+async def test_a_chat_feeds_article_reaches_everyone_once_a_public_source_carries_it(
+    store: Store,
+) -> None:
+    """Issue 2 of the review: chat 111's own feed carried the text first; the folder's copy
+    was a duplicate, so nobody else ever got the alert, the digest entry or the answers."""
+    await _chats(store)
+    await _carried_by(store, OWN_A, "a#1", 0)
+    assert await _audience(store) == ({"111": 1}, {"111"})
+    assert await store.catalog.shown_despite_source("telegram:222") == frozenset()
+    # The same text in the shared folder: a duplicate, which widens the audience to all.
+    await _carried_by(store, "/srv/articles/raid.txt", "raid.txt", 5)
+    assert await _audience(store) == ({"111": 1, "222": 1, "333": 1}, {"111", "222", "333"})
+    assert await store.catalog.shown_despite_source("telegram:222") == {"a#1"}
+    assert await store.catalog.count_articles() == 1
+    # Carried again by either: nothing more for anyone.
+    await _carried_by(store, "/srv/articles/raid.txt", "raid.txt", 10)
+    await _carried_by(store, OWN_A, "a#1", 15)
+    assert await _audience(store) == ({"111": 1, "222": 1, "333": 1}, {"111", "222", "333"})
+
+
+@pytest.mark.reliability
+async def test_a_public_article_stays_public_when_a_chat_feed_carries_it_too(
+    store: Store,
+) -> None:
+    await _chats(store)
+    await _carried_by(store, "/srv/articles/raid.txt", "raid.txt", 0)
+    everyone = ({"111": 1, "222": 1, "333": 1}, {"111", "222", "333"})
+    assert await _audience(store) == everyone
+    await _carried_by(store, OWN_A, "a#1", 5)
+    assert await _audience(store) == everyone
+    # Not routed again: a chat that subscribed since is not alerted about older news.
+    await store.subscriptions.subscribe(ChatRef("telegram", "444"), "en")
+    await _carried_by(store, OWN_B, "b#1", 10)
+    assert (await _audience(store))[0] == everyone[0]
+
+
+@pytest.mark.reliability
+async def test_two_chats_own_feeds_carrying_one_text_reach_both_owners_only(
+    store: Store,
+) -> None:
+    await _chats(store)
+    await _carried_by(store, OWN_A, "a#1", 0)
+    assert await _audience(store) == ({"111": 1}, {"111"})
+    await _carried_by(store, OWN_B, "b#1", 5)
+    assert await _audience(store) == ({"111": 1, "222": 1}, {"111", "222"})
+    assert await store.catalog.shown_despite_source("telegram:222") == {"a#1"}
+    assert await store.catalog.shown_despite_source("telegram:333") == frozenset()

@@ -127,3 +127,33 @@ async def test_step_8_counts_the_verdicts_of_an_older_database_as_routed(
         assert [
             a.id for a, _ in await store.catalog.unrouted(datetime(2026, 1, 1, tzinfo=UTC))
         ] == ["a1"]
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"], indirect=True)
+async def test_step_9_links_each_stored_article_to_its_own_source(settings: Settings) -> None:
+    url = settings.storage.url()
+    engine = create_engine(url)
+    when = datetime(2026, 3, 1, tzinfo=UTC)
+    try:
+        assert await db.migrate(engine, MIGRATIONS[:8], schema_version) == 8
+        async with engine.begin() as conn:
+            for article_id, source in (("a1", "https://own.example/rss"), ("a2", None)):
+                await conn.execute(
+                    articles.insert().values(
+                        id=article_id,
+                        content_hash=f"h-{article_id}",
+                        title="t",
+                        text=article_id,
+                        lang="en",
+                        source=source,
+                        seen_at=when,
+                    )
+                )
+    finally:
+        await engine.dispose()
+    async with Store.open(url) as store:
+        assert await store.migrate() == len(MIGRATIONS)
+        assert await store.catalog.sources_of(["a1", "a2"]) == {
+            "a1": {"https://own.example/rss"},
+            "a2": {""},
+        }

@@ -191,3 +191,17 @@ async def test_the_routed_mark_of_verdicts_moves_along(store: Store, tmp_path: P
         lines = [json.dumps(record) for record in records]
         await transfer.import_rows(old, transfer.read_records(lines, "old.jsonl"))
         assert await old.catalog.unrouted(since) == []
+
+
+async def test_an_export_from_before_article_sources_links_each_article_to_its_own(
+    store: Store, tmp_path: Path
+) -> None:
+    await fill(store)
+    records = [r for r in await dump(store) if r.get("table") != "article_sources"]
+    records[0]["schema"] = 8
+    end = records[-1]["rows"]
+    assert isinstance(end, dict) and end.pop("article_sources") == 2
+    async with Store.open(f"sqlite:///{tmp_path / 'old.sqlite3'}") as old:
+        lines = [json.dumps(record) for record in records]
+        await transfer.import_rows(old, transfer.read_records(lines, "old.jsonl"))
+        assert await old.catalog.sources_of(["a1", "a2"]) == {"a1": {""}, "a2": {""}}
