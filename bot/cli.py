@@ -287,6 +287,9 @@ async def _ingest(cfg: config.Settings, store: Any, paths: list[Path]) -> Any:
         )
     finally:
         logging.getLogger("bot.jobs").removeFilter(quiet)
+    # `ingest` stores; it never alerted (an archive loaded this way is no news): its articles
+    # count as routed, so a running service's routing sweep leaves them alone.
+    await store.ledger.enqueue_many([], routed=[article.id for article, _ in report.changed])
     for rejection in report.rejected:
         err.print(f"rejected {rejection.where}: {rejection.reason}", markup=False, highlight=False)
     return report
