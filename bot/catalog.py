@@ -475,14 +475,20 @@ class Catalog:
     async def file_sources(self, prefix: str) -> list[str]:
         """The distinct sources of stored articles that start with `prefix` (a folder's files)."""
         query = sa.select(articles.c.source).where(articles.c.source.is_not(None)).distinct()
+        # Also files whose text another source had brought first (linked, not the article's own).
+        linked = sa.select(article_sources.c.source).distinct()
         async with self.engine.connect() as conn:
-            found = (await conn.execute(query)).scalars()
-            return [s for s in found if s.startswith(prefix)]
+            found = set((await conn.execute(query)).scalars())
+            found.update((await conn.execute(linked)).scalars())
+            return sorted(s for s in found if s.startswith(prefix))
 
     async def forget_source(self, source: str) -> int:
         """Delete the articles read from `source` (a deleted file) with their verdicts, feedback
         and index rows; return how many. No tombstone: the file may come back."""
         async with self.engine.begin() as conn:
+            # Articles another source carried first stay, but the file no longer vouches for
+            # them: their audience is the other sources' again.
+            await conn.execute(article_sources.delete().where(article_sources.c.source == source))
             ids = sa.select(articles.c.id).where(articles.c.source == source)
             await conn.execute(verdicts.delete().where(verdicts.c.article_id.in_(ids)))
             await conn.execute(feedback.delete().where(feedback.c.article_id.in_(ids)))

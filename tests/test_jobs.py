@@ -1106,6 +1106,10 @@ async def test_a_chat_feeds_article_reaches_everyone_once_a_public_source_carrie
     await _carried_by(store, "/srv/articles/raid.txt", "raid.txt", 10)
     await _carried_by(store, OWN_A, "a#1", 15)
     assert await _audience(store) == ({"111": 1, "222": 1, "333": 1}, {"111", "222", "333"})
+    # The file is deleted: the folder no longer vouches for the text (sent alerts stay sent).
+    assert "/srv/articles/raid.txt" in await store.catalog.file_sources("/srv/articles/")
+    assert await store.catalog.forget_source("/srv/articles/raid.txt") == 0
+    assert await _audience(store) == ({"111": 1, "222": 1, "333": 1}, {"111"})
 
 
 @pytest.mark.reliability
