@@ -1139,3 +1139,46 @@ async def test_two_chats_own_feeds_carrying_one_text_reach_both_owners_only(
     assert await _audience(store) == ({"111": 1, "222": 1}, {"111", "222"})
     assert await store.catalog.shown_despite_source("telegram:222") == {"a#1"}
     assert await store.catalog.shown_despite_source("telegram:333") == frozenset()
+
+
+@pytest.mark.reliability
+async def test_a_feed_poll_whose_routing_failed_is_owed_by_the_sweep_not_lost_to_its_304(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 1 of the review, feed path: the entries and the feed's validators were committed,
+    routing failed; the next poll is a 304, so only the sweep can still owe the alert."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.headers.get("if-none-match") == '"v1"':
+            return httpx.Response(304)
+        return httpx.Response(
+            200, content=RSS, headers={"ETag": '"v1"', "Content-Type": "application/rss+xml"}
+        )
+
+    await store.subscriptions.subscribe(CHAT, "en")
+    await store.sources.add("https://news.example/feed.xml", name="Wire")
+    [source] = await store.sources.active()
+    original = store.ledger.enqueue_many
+
+    async def unreachable(*args: Any, **kwargs: Any) -> int:
+        raise sa.exc.OperationalError("INSERT INTO deliveries", {}, Exception("server closed"))
+
+    args: dict[str, Any] = {
+        "limits": FetchLimits(),
+        "allow_private": True,
+        "thresholds": Thresholds(0.5, 0.3),
+    }
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        monkeypatch.setattr(store.ledger, "enqueue_many", unreachable)
+        with pytest.raises(sa.exc.OperationalError):
+            await jobs.poll_feed(client, store, source.id, now=NOW, **args)
+        monkeypatch.setattr(store.ledger, "enqueue_many", original)
+        later = NOW + timedelta(minutes=10)
+        second = await jobs.poll_feed(client, store, source.id, now=later, **args)
+        assert second.not_modified and await store.ledger.deliveries() == []
+    done = await jobs.route_unrouted(
+        store, None, alert_threshold=0.5, now=later, window=timedelta(hours=6)
+    )
+    assert done == 1
+    [row] = await store.ledger.deliveries()
+    assert row["kind"] == "alert" and row["chat_id"] == CHAT.chat_id
