@@ -282,6 +282,13 @@ async def route(
         return 0
     index = stories if stories is not None else StoryIndex(story_window)
     assigned = await index.assign(store, [article for article, _ in changed], now)
+    # An article routed before keeps the story it was alerted under (the ledger's key), even
+    # once it is older than the index's window: routed again (the sweep after a kill, a new
+    # source widening its audience), it must find the same key.
+    stored = await store.catalog.story_ids(list(assigned))
+    assigned.update(
+        (article_id, story) for article_id, story in stored.items() if story != article_id
+    )
     await store.catalog.set_stories(assigned)
     subscriptions = await store.subscriptions.active()
     # A chat's own feed alerts only the chats that own it: anyone else's subscribers would get

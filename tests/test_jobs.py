@@ -1182,3 +1182,47 @@ async def test_a_feed_poll_whose_routing_failed_is_owed_by_the_sweep_not_lost_to
     assert done == 1
     [row] = await store.ledger.deliveries()
     assert row["kind"] == "alert" and row["chat_id"] == CHAT.chat_id
+
+
+async def test_a_later_report_widened_after_the_story_window_keeps_its_story(
+    store: Store,
+) -> None:
+    """Routed again days later (a new source widening its audience), an article is keyed by
+    the story it was alerted under: its owner is not alerted a second time."""
+    await _chats(store)
+    first = Article(
+        "r1",
+        "Rebels shell Aleppo, 20 civilians killed",
+        "ALEPPO, March 29 (Reuters) - Rebel artillery shelled the Syrian city of Aleppo on "
+        "Sunday, killing 20 civilians in the Salaheddine district, a monitor said.",
+        "en",
+        source=OWN_A,
+    )
+    later = Article(
+        "r2",
+        "Shelling of Aleppo's Salaheddine district kills 20",
+        "BEIRUT (AP) - Twenty civilians died when rebels fired artillery at Salaheddine in "
+        "Aleppo, Syria, on Sunday, the Syrian Observatory said.",
+        "en",
+        source=OWN_A,
+    )
+    thresholds = Thresholds(0.5, 0.3)
+    for minutes, article in ((0, first), (5, later)):
+        now = NOW + timedelta(minutes=minutes)
+        _, changed = await jobs.store_and_classify(
+            [article], store, thresholds=thresholds, seen_at=now
+        )
+        await jobs.route(changed, store, None, alert_threshold=0.5, now=now)
+    assert await store.catalog.story_ids(["r2"]) == {"r2": "r1"}
+    assert (await _audience(store))[0] == {"111": 1}
+    # Four days on (beyond the three-day story window) the folder carries the later report.
+    days = NOW + timedelta(days=4)
+    folder_copy = dataclasses.replace(later, id="r2.txt", source="/srv/articles/r2.txt")
+    await jobs.store_and_classify([folder_copy], store, thresholds=thresholds, seen_at=days)
+    done = await jobs.route_unrouted(
+        store, None, alert_threshold=0.5, now=days, window=timedelta(hours=6)
+    )
+    assert done == 1
+    rows = await store.ledger.deliveries()
+    assert (await _audience(store))[0] == {"111": 1, "222": 1, "333": 1}
+    assert {row["key"] for row in rows} == {"r1"}
