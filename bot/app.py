@@ -302,16 +302,16 @@ async def route_job(
     verdicts unrouted; those of articles seen within `digest.catch_up_hours` (the window in
     which a missed digest is still sent) are routed now. Older ones are stale news.
     """
-    # One writer at a time with the feed jobs (SQLite), which route what they store themselves.
-    async with writes if writes is not None else contextlib.nullcontext():
-        await jobs.route_unrouted(
-            store,
-            outbox,
-            alert_threshold=settings.classifier.thresholds().alert,
-            now=datetime.now(UTC),
-            window=timedelta(hours=settings.digest.catch_up_hours),
-            stories=stories,
-        )
+    await jobs.route_unrouted(
+        store,
+        outbox,
+        alert_threshold=settings.classifier.thresholds().alert,
+        now=datetime.now(UTC),
+        window=timedelta(hours=settings.digest.catch_up_hours),
+        stories=stories,
+        # One writer at a time with the feed jobs (SQLite), which route what they store.
+        writes=writes,
+    )
 
 
 async def retrain_job(store: Store, settings: Settings) -> str:

@@ -338,14 +338,22 @@ async def route_unrouted(
     window: timedelta,
     stories: StoryIndex | None = None,
     batch: int = 500,
+    writes: asyncio.Lock | None = None,
 ) -> int:
     """Route the verdicts stored but never routed (a kill or failure in between) of articles
-    seen within `window`; return how many. Older ones are stale news: they stay unalerted."""
+    seen within `window`; return how many. Older ones are stale news: they stay unalerted.
+
+    `writes`: the feed jobs' store lock, held for one batch at a time (see PollGates).
+    """
     done = 0
-    while pending := await store.catalog.unrouted(now - window, limit=batch):
-        await route(
-            pending, store, outbox, alert_threshold=alert_threshold, now=now, stories=stories
-        )
+    while True:
+        async with writes if writes is not None else contextlib.nullcontext():
+            pending = await store.catalog.unrouted(now - window, limit=batch)
+            if not pending:
+                break
+            await route(
+                pending, store, outbox, alert_threshold=alert_threshold, now=now, stories=stories
+            )
         done += len(pending)
     if done:
         log.info("routed %d stored articles whose alerts were never owed", done)
