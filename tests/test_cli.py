@@ -286,7 +286,9 @@ def test_migrate_export_and_import_move_a_deployment(env: dict[str, str], tmp_pa
     assert exported.exit_code == 0 and "1 articles" in exported.stderr
     other = f"sqlite:///{tmp_path / 'moved.sqlite3'}"
     imported = invoke(env, "--db", other, "import", str(dump))
-    assert imported.exit_code == 0 and "1 articles, 1 verdicts" in imported.stdout
+    assert (
+        imported.exit_code == 0 and "1 articles, 1 article_sources, 1 verdicts" in imported.stdout
+    )
     again = invoke(env, "--db", other, "import", str(dump))
     assert again.exit_code == 1 and "not empty" in again.stderr
     asked = invoke(env, "--db", other, "ask", "--format", "json", "wer vertritt die USA?")
