@@ -213,6 +213,7 @@ async def ten_thousand(
             done("classify")
             await jobs.route(
                 list(zip(changed, verdicts, strict=True)),
+                store.sources,
                 store.catalog,
                 store.subscriptions,
                 store.ledger,

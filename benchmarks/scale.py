@@ -125,6 +125,7 @@ async def ingest_row(db: str, size: int, corpus: Path) -> dict[str, Any]:
             mark = time.perf_counter()
             await jobs.route(
                 list(zip(changed, verdicts, strict=True)),
+                store.sources,
                 store.catalog,
                 store.subscriptions,
                 store.ledger,

@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import Any, ParamSpec, TextIO
 from urllib.parse import urlsplit
 
 import httpx
@@ -47,9 +48,53 @@ from bot.store import Store
 from bot.subscriptions import Subscription, Subscriptions
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
 
 USER_AGENT = f"newsbot/{__version__} (+https://github.com/newsbot/newsbot)"
 SAFETY_SCAN_SECONDS = 60
+
+
+class InFlight:
+    """The scheduled jobs running now: a shutdown cancels them quietly and waits for them.
+
+    APScheduler's executor cancels the jobs in flight when it shuts down and logs each as
+    `Job "…" raised an exception … CancelledError` at ERROR: a clean shutdown read as a
+    failure. A job scheduled through `quiet` ends quietly when cancelled; any other exception
+    still propagates, and the executor logs it as before.
+    """
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    def quiet(
+        self, func: Callable[P, Awaitable[object]]
+    ) -> Callable[P, Coroutine[Any, Any, object]]:
+        """`func` as the scheduler runs it: tracked while it runs, quiet when cancelled."""
+
+        @functools.wraps(func)
+        async def job(*args: P.args, **kwargs: P.kwargs) -> object:
+            task = asyncio.current_task()
+            if task is not None:
+                self.tasks.add(task)
+            try:
+                return await func(*args, **kwargs)
+            except asyncio.CancelledError:
+                return None
+            finally:
+                if task is not None:
+                    self.tasks.discard(task)
+
+        return job
+
+    async def stop(self, scheduler: AsyncIOScheduler, grace: float = 5.0) -> None:
+        """Shut the scheduler down, cancelling its jobs in flight; wait for them to end."""
+        running = set(self.tasks)
+        scheduler.shutdown(wait=False)
+        if running:
+            # One line for all of them: 6,000 feed polls may be in flight.
+            log.info("shutdown cancelled %d scheduled jobs in flight", len(running))
+            # Before the HTTP client and the store close under them.
+            await asyncio.wait(running, timeout=grace)
 
 
 def fetch_limits(settings: Settings) -> feeds.FetchLimits:
@@ -194,6 +239,7 @@ def folder_source(settings: Settings) -> folder_files.FolderSource:
 
 async def scan_folder(
     source: folder_files.FolderSource,
+    sources: Sources,
     catalog: Catalog,
     subscriptions: Subscriptions,
     ledger: Ledger,
@@ -204,7 +250,15 @@ async def scan_folder(
 ) -> float | None:
     """Scheduled and on change: read settled new or changed files; seconds until the next one."""
     report = await folder_files.scan(
-        source, catalog, subscriptions, ledger, state, index=index, outbox=outbox, stories=stories
+        source,
+        sources,
+        catalog,
+        subscriptions,
+        ledger,
+        state,
+        index=index,
+        outbox=outbox,
+        stories=stories,
     )
     return report.wait
 
@@ -264,6 +318,37 @@ async def feed_job(
     )
 
 
+async def route_job(
+    sources: Sources,
+    catalog: Catalog,
+    subscriptions: Subscriptions,
+    ledger: Ledger,
+    outbox: Outbox | None,
+    settings: Settings,
+    stories: jobs.StoryIndex | None = None,
+    writes: asyncio.Lock | None = None,
+) -> None:
+    """At start and every minute: owe the alerts of stored articles that were never routed.
+
+    A kill (or a failed routing pass) between storing articles and routing them leaves their
+    verdicts unrouted; those of articles seen within `digest.catch_up_hours` (the window in
+    which a missed digest is still sent) are routed now. Older ones are stale news.
+    """
+    await jobs.route_unrouted(
+        sources,
+        catalog,
+        subscriptions,
+        ledger,
+        outbox,
+        alert_threshold=settings.classifier.thresholds().alert,
+        now=datetime.now(UTC),
+        window=timedelta(hours=settings.digest.catch_up_hours),
+        stories=stories,
+        # One writer at a time with the feed jobs (SQLite), which route what they store.
+        writes=writes,
+    )
+
+
 async def retrain_job(catalog: Catalog, settings: Settings) -> str:
     """Nightly: re-train the feedback model when enough new judgements arrived; say what it did."""
     path, needed = settings.classifier.feedback_model, settings.classifier.retrain_min_judgements
@@ -320,6 +405,7 @@ class Jobs:
         self.stories = stories or jobs.StoryIndex()
         # One gate for every feed job: the per-host cap holds across all feeds of one site.
         self.gates = jobs.PollGates.per_host(settings.sources.per_host, self.stories)
+        self.in_flight = InFlight()
 
     async def sync(self) -> None:
         """Rebuild jobs from the subscriptions and sources tables (at start)."""
@@ -353,7 +439,7 @@ class Jobs:
                 self.scheduler.remove_job(job_id)
             return False
         self.scheduler.add_job(
-            digest_job,
+            self.in_flight.quiet(digest_job),
             trigger,
             args=(
                 self.catalog,
@@ -381,7 +467,7 @@ class Jobs:
             return
         if job is None:
             self.scheduler.add_job(
-                feed_job,
+                self.in_flight.quiet(feed_job),
                 IntervalTrigger(seconds=source.interval_seconds, timezone=UTC),
                 args=(
                     self.client,
@@ -516,8 +602,19 @@ async def run(
         stories = jobs.StoryIndex()
         stories.kept = leadership is None
         # What every folder scan gets: at start, on each change, and by the safety interval.
-        folder_scan = (source, catalog, subscriptions, ledger, folder_state, index, outbox, stories)
+        folder_scan = (
+            source,
+            sources,
+            catalog,
+            subscriptions,
+            ledger,
+            folder_state,
+            index,
+            outbox,
+            stories,
+        )
         await jobs.classify_unclassified(
+            sources,
             catalog,
             subscriptions,
             ledger,
@@ -593,7 +690,7 @@ async def run(
         stack.push_async_callback(_finish, sender, sending, 5.0)
 
         scheduler.add_job(
-            scan_folder,
+            job_sync.in_flight.quiet(scan_folder),
             "interval",
             seconds=SAFETY_SCAN_SECONDS,
             args=folder_scan,
@@ -602,7 +699,29 @@ async def run(
             max_instances=1,
         )
         scheduler.add_job(
-            prune_job,
+            job_sync.in_flight.quiet(route_job),
+            "interval",
+            seconds=SAFETY_SCAN_SECONDS,
+            args=(
+                sources,
+                catalog,
+                subscriptions,
+                ledger,
+                outbox,
+                settings,
+                stories,
+                job_sync.gates.writes,
+            ),
+            id="route-unrouted",
+            coalesce=True,
+            max_instances=1,
+            # At start (or when elected, however late) first: what a killed process stored is
+            # owed at once.
+            next_run_time=datetime.now(UTC),
+            misfire_grace_time=None,
+        )
+        scheduler.add_job(
+            job_sync.in_flight.quiet(prune_job),
             "interval",
             hours=24,
             args=(catalog, ledger, settings),
@@ -610,7 +729,7 @@ async def run(
             coalesce=True,
         )
         scheduler.add_job(
-            retrain_job,
+            job_sync.in_flight.quiet(retrain_job),
             CronTrigger(hour=3, timezone=UTC),
             args=(catalog, settings),
             id="retrain",
@@ -620,7 +739,7 @@ async def run(
         await job_sync.sync()
         # Shared database: followers keep their jobs paused until elected.
         scheduler.start(paused=leadership is not None)
-        stack.callback(scheduler.shutdown, wait=False)
+        stack.push_async_callback(job_sync.in_flight.stop, scheduler)
         if leadership is None:
             await job_sync.catch_up()
         else:

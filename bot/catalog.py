@@ -16,9 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot import search
 from bot.articles import Rejection, content_hash
-from bot.db import UTCDateTime, aware, utcnow
+from bot.db import UTCDateTime, aware, insert_ignore, utcnow
 from bot.models import Article, ChatRef, Level, Verdict
-from bot.schema import articles, feedback, tombstones, verdicts
+from bot.schema import article_sources, articles, feedback, tombstones, verdicts
 from bot.sources import private_urls
 
 log = logging.getLogger(__name__)
@@ -108,11 +108,14 @@ class Catalog:
         by_id, known_hashes = await _known(conn, chunk)
         new_rows: list[dict[str, Any]] = []
         changed: list[Article] = []
+        # The same content from another source: linked to the stored article below.
+        carried: list[tuple[str, str]] = []
         updated = duplicate = 0
         for article in chunk:
             digest = content_hash(article.title, article.text)
             if digest in known_hashes:
                 duplicate += 1
+                carried.append((digest, article.source or ""))
                 continue
             known_hashes.add(digest)
             row = _article_row(article, digest, seen_at)
@@ -130,6 +133,12 @@ class Catalog:
             await conn.execute(
                 tombstones.delete().where(tombstones.c.article_id.in_([r["id"] for r in new_rows]))
             )
+        links = {(article.id, article.source or "") for article in changed}
+        if links:
+            rows = [{"article_id": a, "source": s, "seen_at": seen_at} for a, s in sorted(links)]
+            await conn.execute(insert_ignore(conn, article_sources), rows)
+        if carried:
+            await _widen(conn, carried, seen_at)
         return IngestCounts(len(new_rows), updated, duplicate), changed
 
     async def unclassified(self, limit: int = 500) -> list[Article]:
@@ -143,6 +152,31 @@ class Catalog:
         )
         async with self.engine.connect() as conn:
             return [article_from_row(r._mapping) for r in await conn.execute(query)]
+
+    async def unrouted(self, since: datetime, limit: int = 500) -> list[tuple[Article, Verdict]]:
+        """Articles seen after `since` whose verdict was never routed, oldest first."""
+        query = (
+            sa.select(articles, verdicts)
+            .join(verdicts, verdicts.c.article_id == articles.c.id)
+            .where(
+                verdicts.c.routed.is_(False),
+                # Seen lately from any source (a public source carrying it widens its audience).
+                sa.or_(
+                    articles.c.seen_at > since,
+                    sa.exists().where(
+                        article_sources.c.article_id == articles.c.id,
+                        article_sources.c.seen_at > since,
+                    ),
+                ),
+            )
+            .order_by(articles.c.seen_at, articles.c.id)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return [
+                (article_from_row(r._mapping), _verdict(r._mapping))
+                for r in await conn.execute(query)
+            ]
 
     async def get_article(self, article_id: str) -> Article | None:
         """One article by id."""
@@ -201,12 +235,7 @@ class Catalog:
             .limit(limit)
         )
         if visible_to is not None:
-            query = query.where(
-                sa.or_(
-                    articles.c.source.is_(None),
-                    articles.c.source.not_in(private_urls(visible_to or None)),
-                )
-            )
+            query = query.where(visible(visible_to))
         if since is not None:
             query = query.where(articles.c.seen_at > since)
         async with self.engine.connect() as conn:
@@ -219,6 +248,32 @@ class Catalog:
                 )
                 for r in rows
             ]
+
+    async def sources_of(self, article_ids: Sequence[str]) -> dict[str, set[str]]:
+        """Every source that carried each article ("" for none), its own included."""
+        found: dict[str, set[str]] = {}
+        ids = list(dict.fromkeys(article_ids))
+        async with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                query = sa.select(articles.c.id, articles.c.source).where(articles.c.id.in_(chunk))
+                for article_id, source in await conn.execute(query):
+                    found.setdefault(article_id, set()).add(source or "")
+                query = sa.select(article_sources.c.article_id, article_sources.c.source).where(
+                    article_sources.c.article_id.in_(chunk)
+                )
+                for article_id, source in await conn.execute(query):
+                    found.setdefault(article_id, set()).add(source)
+        return found
+
+    async def shown_despite_source(self, viewer: str) -> frozenset[str]:
+        """Articles whose own source is another chat's feed but which `viewer` may see anyway
+        (a public source, or one of its own feeds, carried them too)."""
+        query = sa.select(articles.c.id).where(
+            articles.c.source.in_(private_urls(viewer or None)), visible(viewer)
+        )
+        async with self.engine.connect() as conn:
+            return frozenset((await conn.execute(query)).scalars())
 
     async def recent(
         self, since: datetime, limit: int | None = 5000, text_chars: int | None = None
@@ -420,17 +475,26 @@ class Catalog:
     async def file_sources(self, prefix: str) -> list[str]:
         """The distinct sources of stored articles that start with `prefix` (a folder's files)."""
         query = sa.select(articles.c.source).where(articles.c.source.is_not(None)).distinct()
+        # Also files whose text another source had brought first (linked, not the article's own).
+        linked = sa.select(article_sources.c.source).distinct()
         async with self.engine.connect() as conn:
-            found = (await conn.execute(query)).scalars()
-            return [s for s in found if s.startswith(prefix)]
+            found = set((await conn.execute(query)).scalars())
+            found.update((await conn.execute(linked)).scalars())
+            return sorted(s for s in found if s.startswith(prefix))
 
     async def forget_source(self, source: str) -> int:
         """Delete the articles read from `source` (a deleted file) with their verdicts, feedback
         and index rows; return how many. No tombstone: the file may come back."""
         async with self.engine.begin() as conn:
+            # Articles another source carried first stay, but the file no longer vouches for
+            # them: their audience is the other sources' again.
+            await conn.execute(article_sources.delete().where(article_sources.c.source == source))
             ids = sa.select(articles.c.id).where(articles.c.source == source)
             await conn.execute(verdicts.delete().where(verdicts.c.article_id.in_(ids)))
             await conn.execute(feedback.delete().where(feedback.c.article_id.in_(ids)))
+            await conn.execute(
+                article_sources.delete().where(article_sources.c.article_id.in_(ids))
+            )
             await conn.run_sync(search.forget, ids)
             gone = await conn.execute(articles.delete().where(articles.c.source == source))
             return int(gone.rowcount)
@@ -451,9 +515,25 @@ class Catalog:
             )
             await conn.execute(verdicts.delete().where(verdicts.c.article_id.in_(old)))
             await conn.execute(feedback.delete().where(feedback.c.article_id.in_(old)))
+            await conn.execute(
+                article_sources.delete().where(article_sources.c.article_id.in_(old))
+            )
             await conn.run_sync(search.forget, old)
             gone = await conn.execute(articles.delete().where(articles.c.seen_at < before))
             return int(gone.rowcount)
+
+
+def visible(viewer: str) -> sa.ColumnElement[bool]:
+    """Whether an article is for `viewer` (an owner; "" for no chat): some source that carried
+    it is public or one of the viewer's own feeds."""
+    hidden = private_urls(viewer or None)
+    return sa.or_(
+        articles.c.source.is_(None),
+        articles.c.source.not_in(hidden),
+        sa.exists().where(
+            article_sources.c.article_id == articles.c.id, article_sources.c.source.not_in(hidden)
+        ),
+    )
 
 
 async def _known(
@@ -487,6 +567,51 @@ async def _known(
     return by_id, known
 
 
+async def _widen(
+    conn: AsyncConnection, carried: Sequence[tuple[str, str]], seen_at: datetime
+) -> None:
+    """Link stored articles to the further sources that carried their content (hash, source).
+
+    An article no public source had carried before is routed again (its verdict unrouted, in
+    this transaction): the chats the new source reaches are owed its alert; those owed it
+    already are not, the ledger's keys see to that. A pruned article's content stays pruned.
+    """
+    hashes = sorted({digest for digest, _ in carried})
+    stored = dict(
+        (
+            await conn.execute(
+                sa.select(articles.c.content_hash, articles.c.id).where(
+                    articles.c.content_hash.in_(hashes)
+                )
+            )
+        ).all()
+    )
+    wanted = {(stored[digest], source) for digest, source in carried if digest in stored}
+    if not wanted:
+        return
+    ids = sorted({article_id for article_id, _ in wanted})
+    links = sa.select(article_sources.c.article_id, article_sources.c.source).where(
+        article_sources.c.article_id.in_(ids)
+    )
+    known = {(r.article_id, r.source) for r in await conn.execute(links)}
+    fresh = sorted(wanted - known)
+    if not fresh:
+        return  # the usual case: a feed listing again what it listed before
+    public = {
+        r.article_id
+        for r in await conn.execute(
+            links.where(article_sources.c.source.not_in(private_urls(None)))
+        )
+    }
+    rows = [{"article_id": a, "source": s, "seen_at": seen_at} for a, s in fresh]
+    await conn.execute(insert_ignore(conn, article_sources), rows)
+    widened = sorted({article_id for article_id, _ in fresh if article_id not in public})
+    if widened:
+        await conn.execute(
+            verdicts.update().where(verdicts.c.article_id.in_(widened)).values(routed=False)
+        )
+
+
 def _verdict_row(verdict: Verdict, at: datetime) -> dict[str, Any]:
     return {
         "article_id": verdict.article_id,
@@ -496,6 +621,8 @@ def _verdict_row(verdict: Verdict, at: datetime) -> dict[str, Any]:
         "reasons": json.dumps(list(verdict.reasons), ensure_ascii=False),
         "topics": json.dumps(list(verdict.topics), ensure_ascii=False),
         "classified_at": at,
+        # Owed to nobody yet: routing marks it in the transaction that owes its alerts.
+        "routed": False,
     }
 
 

@@ -20,6 +20,7 @@ from bot.models import Article
 
 if TYPE_CHECKING:  # the store's modules load only in the commands that open it
     from bot.catalog import Catalog
+    from bot.ledger import Ledger
     from bot.store import Store
 
 T = TypeVar("T")
@@ -247,7 +248,7 @@ def ingest(
         from bot.store import Store
 
         async with Store.open(cfg.storage.url()) as store:
-            return await _ingest(cfg, store.catalog, paths)
+            return await _ingest(cfg, store.catalog, store.ledger, paths)
 
     report = run_async(go())
     counts = {
@@ -304,7 +305,7 @@ class _Rejections(logging.Filter):
         return not str(record.msg).startswith("rejected ")
 
 
-async def _ingest(cfg: config.Settings, catalog: Catalog, paths: list[Path]) -> Any:
+async def _ingest(cfg: config.Settings, catalog: Catalog, ledger: Ledger, paths: list[Path]) -> Any:
     """Ingest `paths` into `catalog`; print each rejection once on stderr; return the report."""
     from bot import jobs
     from bot.learn import load_current
@@ -322,6 +323,9 @@ async def _ingest(cfg: config.Settings, catalog: Catalog, paths: list[Path]) -> 
         )
     finally:
         logging.getLogger("bot.jobs").removeFilter(quiet)
+    # `ingest` stores; it never alerted (an archive loaded this way is no news): its articles
+    # count as routed, so a running service's routing sweep leaves them alone.
+    await ledger.enqueue_many([], routed=[article.id for article, _ in report.changed])
     for rejection in report.rejected:
         err.print(f"rejected {rejection.where}: {rejection.reason}", markup=False, highlight=False)
     return report
@@ -349,7 +353,12 @@ async def _read_folder(cfg: config.Settings, store: Store) -> None:
     logging.getLogger("bot.folder").addFilter(quiet)
     try:
         report = await folder.scan(
-            source, store.catalog, store.subscriptions, store.ledger, folder.FolderState()
+            source,
+            store.sources,
+            store.catalog,
+            store.subscriptions,
+            store.ledger,
+            folder.FolderState(),
         )
     finally:
         logging.getLogger("bot.folder").removeFilter(quiet)

@@ -101,9 +101,10 @@ def _answer_in(
     index: qa.Retrieval,
     article_id: str | None,
     hidden: frozenset[str],
+    shown: frozenset[str] = frozenset(),
 ) -> Answer:
     """The answer, speaking the question's language if it shows one of ours, else `lang`."""
-    answer = qa.answer(question, index, article_id, hidden)
+    answer = qa.answer(question, index, article_id, hidden, shown)
     if answer.lang != lang and evident_lang(question) is None:
         # A Russian question in an English chat got a German "I don't know".
         answer = dataclasses.replace(answer, lang=lang)
@@ -391,9 +392,17 @@ class Conversation:
             return self._notice(msg, lang, "slow_down", seconds=max(1, round(wait)))
         # Other chats' own feeds are theirs: never cited here (one lookup per question).
         hidden = await self.sources.hidden_from(owner_of(msg.chat))
+        # ...unless a public source (or one of this chat's own) carried the same text too.
+        shown = await self.catalog.shown_despite_source(owner_of(msg.chat)) if hidden else None
         # Answering takes up to a few seconds of CPU: never on the event loop.
         answer: Answer = await asyncio.to_thread(
-            _answer_in, lang, question, self.index, msg.reply_to_article, hidden
+            _answer_in,
+            lang,
+            question,
+            self.index,
+            msg.reply_to_article,
+            hidden,
+            shown or frozenset(),
         )
         log.info(
             "question answered=%s confidence=%.2f sources=%s",

@@ -26,6 +26,7 @@ from bot.ledger import Ledger
 from bot.metrics import METRICS
 from bot.models import Article, Thresholds
 from bot.outbox import Outbox
+from bot.sources import Sources
 from bot.subscriptions import Subscriptions
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,7 @@ class FolderSource:
 
 async def scan(
     source: FolderSource,
+    sources: Sources,
     catalog: Catalog,
     subscriptions: Subscriptions,
     ledger: Ledger,
@@ -195,6 +197,7 @@ async def scan(
         # One routing pass per scan: it compares with every recent story, so not per file.
         await jobs.route(
             report.ingest.changed,
+            sources,
             catalog,
             subscriptions,
             ledger,

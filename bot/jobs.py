@@ -110,6 +110,7 @@ async def store_and_classify(
 
 
 async def classify_unclassified(
+    sources: Sources,
     catalog: Catalog,
     subscriptions: Subscriptions,
     ledger: Ledger,
@@ -134,6 +135,7 @@ async def classify_unclassified(
                 index.add(article, verdict.score)
         await route(
             classified,
+            sources,
             catalog,
             subscriptions,
             ledger,
@@ -286,6 +288,7 @@ def _slice_start(moment: datetime, span: timedelta) -> datetime:
 
 async def route(
     changed: Sequence[tuple[Article, Verdict]],
+    sources: Sources,
     catalog: Catalog,
     subscriptions: Subscriptions,
     ledger: Ledger,
@@ -295,26 +298,44 @@ async def route(
     now: datetime,
     story_window: timedelta = timedelta(days=3),
     stories: StoryIndex | None = None,
-    audience: frozenset[ChatRef] | None = None,
 ) -> int:
     """Cluster new articles into stories; owe each subscriber one alert per alert-worthy story.
 
     `stories` is the process's index kept across passes; without one, a pass builds its own
-    from the store (the CLI's single passes). `audience`: the chats the articles are for (a
-    chat-added feed's owners; any thread of such a chat), or None for every subscriber.
+    from the store (the CLI's single passes). An article only chat-added feeds carried is for
+    the chats that own them (any thread of such a chat); any other is for every subscriber. The
+    verdicts are marked routed in the transaction that owes their alerts: routing them again
+    (the sweep after a kill) owes nothing twice, the ledger's keys see to that.
     """
     if not changed:
         return 0
     index = stories if stories is not None else StoryIndex(story_window)
     assigned = await index.assign(catalog, [article for article, _ in changed], now)
+    # An article routed before keeps the story it was alerted under (the ledger's key), even
+    # once it is older than the index's window: routed again (the sweep after a kill, a new
+    # source widening its audience), it must find the same key.
+    stored = await catalog.story_ids(list(assigned))
+    assigned.update(
+        (article_id, story) for article_id, story in stored.items() if story != article_id
+    )
     await catalog.set_stories(assigned)
     active = await subscriptions.active()
-    if audience is not None:
-        owners = {(chat.platform, chat.chat_id) for chat in audience}
-        active = [s for s in active if (s.chat.platform, s.chat.chat_id) in owners]
+    # A chat's own feed alerts only the chats that own it: anyone else's subscribers would get
+    # whatever a group admin chose to add. An article every source of which is such a feed is
+    # for their owners together; once a public source carried it too, for everyone.
+    carried = await catalog.sources_of([article.id for article, _ in changed])
+    private = await sources.private_owners(
+        source for carriers in carried.values() for source in carriers if source
+    )
     wanted: list[tuple[ChatRef, str, Owed, datetime | None]] = []
     for article, verdict in changed:
+        carriers = carried.get(article.id) or {article.source or ""}
+        owners: set[str] | None = None
+        if all(source in private for source in carriers):
+            owners = set().union(*(private[source] for source in carriers))
         for subscription in active:
+            if owners is not None and owner_of(subscription.chat) not in owners:
+                continue
             prefs = subscription.prefs
             threshold = (
                 prefs.alert_threshold if prefs.alert_threshold is not None else alert_threshold
@@ -331,10 +352,52 @@ async def route(
                     schedule.quiet_until(prefs, now),
                 )
             )
-    owed = await ledger.enqueue_many(wanted)
+    owed = await ledger.enqueue_many(wanted, routed=[article.id for article, _ in changed])
     if owed and outbox is not None:
         outbox.wake()
     return owed
+
+
+async def route_unrouted(
+    sources: Sources,
+    catalog: Catalog,
+    subscriptions: Subscriptions,
+    ledger: Ledger,
+    outbox: Outbox | None,
+    *,
+    alert_threshold: float,
+    now: datetime,
+    window: timedelta,
+    stories: StoryIndex | None = None,
+    batch: int = 500,
+    writes: asyncio.Lock | None = None,
+) -> int:
+    """Route the verdicts stored but never routed (a kill or failure in between) of articles
+    seen within `window`; return how many. Older ones are stale news: they stay unalerted.
+
+    `writes`: the feed jobs' store lock, held for one batch at a time (see PollGates).
+    """
+    done = 0
+    while True:
+        async with writes if writes is not None else contextlib.nullcontext():
+            pending = await catalog.unrouted(now - window, limit=batch)
+            if not pending:
+                break
+            await route(
+                pending,
+                sources,
+                catalog,
+                subscriptions,
+                ledger,
+                outbox,
+                alert_threshold=alert_threshold,
+                now=now,
+                stories=stories,
+            )
+        done += len(pending)
+    if done:
+        log.info("routed %d stored articles whose alerts were never owed", done)
+    return done
 
 
 async def digest_due(
@@ -542,10 +605,9 @@ async def _poll_feed(
         # Only now that the entries are committed may the validators move on: saved earlier,
         # a failed store would turn the next poll into a 304 and the entries would be lost.
         await sources.save_state(saved)
-        # A chat's own feed alerts only the chats that own it: anyone else's subscribers would
-        # get whatever a group admin chose to add.
         await route(
             report.changed,
+            sources,
             catalog,
             subscriptions,
             ledger,
@@ -553,7 +615,6 @@ async def _poll_feed(
             alert_threshold=thresholds.alert,
             now=now,
             stories=gates.stories if gates is not None else None,
-            audience=source.audience(),
         )
     return report
 

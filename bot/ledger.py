@@ -33,7 +33,7 @@ from bot.models import (
     Post,
     Verdict,
 )
-from bot.schema import deliveries
+from bot.schema import deliveries, verdicts
 
 log = logging.getLogger(__name__)
 
@@ -147,9 +147,17 @@ class Ledger:
         # The catalog holds the articles a row refers to: composing a post reads them.
         self.engine, self.catalog = engine, catalog
 
-    async def enqueue_many(self, owed: Sequence[tuple[ChatRef, str, Owed, datetime | None]]) -> int:
-        """Owe several posts at once (chat, key, what, not_before); return how many are new."""
-        if not owed:
+    async def enqueue_many(
+        self,
+        owed: Sequence[tuple[ChatRef, str, Owed, datetime | None]],
+        routed: Sequence[str] = (),
+    ) -> int:
+        """Owe several posts at once (chat, key, what, not_before); return how many are new.
+
+        `routed`: articles whose verdicts are marked routed in the same transaction, so they are
+        either owed to their chats and marked, or neither (and the routing sweep owes them).
+        """
+        if not owed and not routed:
             return 0
         rows = [
             {
@@ -172,6 +180,13 @@ class Ledger:
             for start in range(0, len(rows), 500):
                 result = await conn.execute(statement, rows[start : start + 500])
                 inserted += len(result.all())
+            ids = list(routed)
+            for start in range(0, len(ids), 500):
+                await conn.execute(
+                    verdicts.update()
+                    .where(verdicts.c.article_id.in_(ids[start : start + 500]))
+                    .values(routed=True)
+                )
         return inserted
 
     async def enqueue(

@@ -593,10 +593,12 @@ def answer(
     index: Retrieval,
     article_id: str | None = None,
     hidden_sources: frozenset[str] = frozenset(),
+    shown_ids: frozenset[str] = frozenset(),
 ) -> Answer:
     """Answer a question from one article (article_id) or from the whole index, or say None.
 
-    Articles whose `source` is in `hidden_sources` (other chats' own feeds) are never read.
+    Articles whose `source` is in `hidden_sources` (other chats' own feeds) are never read,
+    except those in `shown_ids` (another source the chat may see carried them too).
     """
     if len(question) > MAX_QUESTION_CHARS:
         # A pasted article is no question; analysing it would hold a worker for seconds.
@@ -606,7 +608,7 @@ def answer(
     q = analyse_question(question, index)
     if article_id is not None:
         article = index.get(article_id)
-        if article is None or article.source in hidden_sources:
+        if article is None or (article.source in hidden_sources and article.id not in shown_ids):
             return Answer(question=question, text=None, lang=q.lang)
         cand = answer_article(q, article, index)
         if cand is None or cand.score < ABSTAIN_BELOW:
@@ -614,7 +616,11 @@ def answer(
         return _to_answer(question, q, cand, [article])
     hits = index.search_groups(q.groups, READ_TOP)
     if hidden_sources:
-        hits = [(article, score) for article, score in hits if article.source not in hidden_sources]
+        hits = [
+            (article, score)
+            for article, score in hits
+            if article.source not in hidden_sources or article.id in shown_ids
+        ]
     if not hits:
         return Answer(question=question, text=None, lang=q.lang)
     top = hits[0][1]

@@ -56,6 +56,10 @@ verdicts = sa.Table(
     sa.Column("reasons", sa.Text, nullable=False),
     sa.Column("topics", sa.Text, nullable=False),
     sa.Column("classified_at", UTCDateTime(), nullable=False),
+    # Whether its alerts were owed (false from the verdict's commit until the ledger's): a kill
+    # or failure in between leaves it false, and the routing sweep owes them after all. Rows
+    # inserted without it (older exports) count as routed: nothing old is alerted after an import.
+    sa.Column("routed", sa.Boolean, nullable=False, server_default=sa.true(), index=True),
 )
 
 
@@ -165,6 +169,24 @@ source_owners = sa.Table(
 )
 
 
+# Every source that carried an article's content (articles are stored once per content hash):
+# its audience is theirs together — every subscriber once any public source (the folder, a
+# config feed; "" for none) carried it, else the owners of each chat feed that did.
+article_sources = sa.Table(
+    "article_sources",
+    metadata,
+    sa.Column(
+        "article_id",
+        sa.String(200),
+        sa.ForeignKey("articles.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("source", sa.Text, primary_key=True),
+    # When this source first carried it: the routing sweep's window counts from the latest.
+    sa.Column("seen_at", UTCDateTime(), nullable=False),
+)
+
+
 # What retention pruning deleted: a feed that still lists a pruned story must not make it new.
 tombstones = sa.Table(
     "tombstones",
@@ -238,6 +260,34 @@ def own_feeds(conn: Connection) -> None:
     )
 
 
+def _v8_routed_verdicts(conn: Connection) -> None:
+    """The `routed` mark of each verdict; what an older version stored counts as routed."""
+    present = {column["name"] for column in sa.inspect(conn).get_columns(verdicts.name)}
+    if "routed" not in present:
+        # The default fills existing rows: they were routed then, or lost for good (not news now).
+        conn.execute(
+            sa.text("ALTER TABLE verdicts ADD COLUMN routed BOOLEAN NOT NULL DEFAULT TRUE")
+        )
+    for index in verdicts.indexes:
+        index.create(conn, checkfirst=True)
+
+
+def link_article_sources(conn: Connection) -> None:
+    """`article_sources`, with each stored article's own source where it has no link yet.
+
+    (An import of an older export runs this step too: its articles come without links.)"""
+    metadata.create_all(conn, tables=[article_sources])
+    unlinked = ~sa.exists().where(article_sources.c.article_id == articles.c.id)
+    conn.execute(
+        article_sources.insert().from_select(
+            ["article_id", "source", "seen_at"],
+            sa.select(
+                articles.c.id, sa.func.coalesce(articles.c.source, ""), articles.c.seen_at
+            ).where(unlinked),
+        )
+    )
+
+
 # Ordered schema upgrades; version N is MIGRATIONS[N-1]. Never edit a shipped step: append one.
 # Steps must be idempotent (check before altering), because migration 1 creates the tables from
 # the live `metadata`, which already has the columns that later steps add to old databases.
@@ -249,4 +299,6 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     ratelimit.create_schema,
     _v6_claim_indexes,
     own_feeds,
+    _v8_routed_verdicts,
+    link_article_sources,
 ]

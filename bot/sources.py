@@ -175,6 +175,20 @@ class Sources:
         async with self.engine.connect() as conn:
             return frozenset((await conn.execute(private_urls(owner))).scalars())
 
+    async def private_owners(self, urls: Iterable[str]) -> dict[str, frozenset[str]]:
+        """The chat-added feeds among `urls`, each with its owners (any other URL is public)."""
+        wanted = sorted(set(urls))
+        found: dict[str, frozenset[str]] = {}
+        async with self.engine.connect() as conn:
+            for start in range(0, len(wanted), 500):
+                query = sa.select(sources.c.id, sources.c.url).where(
+                    sources.c.url.in_(wanted[start : start + 500]), sources.c.added_by != CONFIG
+                )
+                rows = list(await conn.execute(query))
+                owners = await _owners(conn, [row.id for row in rows])
+                found.update((row.url, owners[row.id]) for row in rows)
+        return found
+
     async def owned_by(self, owner: str) -> list[FeedSource]:
         """Active feeds `owner` is one of the owners of."""
         return [feed for feed in await self.active() if owner in feed.owners]

@@ -173,6 +173,8 @@ async def import_rows(
         # An export from before schema step 7 has no owner rows: the feeds get theirs, as an
         # upgraded database does (without them, no feed would be polled).
         await conn.run_sync(schema.own_feeds)
+        # Likewise before schema step 9: each article's own source becomes its first link.
+        await conn.run_sync(schema.link_article_sources)
         if conn.dialect.name == "postgresql":
             # Rows kept their ids; the sequences must continue after them.
             for table in by_name.values():

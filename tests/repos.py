@@ -9,8 +9,13 @@ from bot.store import Store
 from bot.subscriptions import Subscriptions
 
 
-def routing(store: Store) -> tuple[Catalog, Subscriptions, Ledger]:
-    """What routing, digests and folder scans read and write."""
+def routing(store: Store) -> tuple[Sources, Catalog, Subscriptions, Ledger]:
+    """What routing and folder scans read and write (sources: whose own feed an article is)."""
+    return store.sources, store.catalog, store.subscriptions, store.ledger
+
+
+def digesting(store: Store) -> tuple[Catalog, Subscriptions, Ledger]:
+    """What digests read and write."""
     return store.catalog, store.subscriptions, store.ledger
 
 

@@ -666,3 +666,286 @@ async def test_three_instances_lose_nothing_when_the_leader_is_killed_mid_digest
         f"3 instances, 500 chats: killed after {sent_before} messages, new leader's first call"
         f" {handover:.1f} s later, {duplicates} duplicates, 0 x 429"
     )
+
+
+# Twelve distinct events (twelve stories), eleven of them alert-worthy, one digest-level.
+EVENTS = (
+    (
+        "Car bomb kills 9 at a market in Mogadishu",
+        "A car bomb exploded at a crowded market in Mogadishu, Somalia, on Monday,"
+        " killing 9 people, police said.",
+    ),
+    (
+        "Air strikes hit a hospital in Idlib",
+        "Warplanes bombed a hospital in Idlib, Syria, overnight; 14 patients and two"
+        " doctors were killed.",
+    ),
+    (
+        "Rebels seize army base near Goma",
+        "M23 rebel fighters overran an army base outside Goma, Congo, after two days of"
+        " clashes; 31 soldiers died.",
+    ),
+    (
+        "Drones strike Kharkiv power plant",
+        "Russian drones struck the power plant of Kharkiv, Ukraine, at dawn, cutting"
+        " electricity; 3 workers were killed.",
+    ),
+    (
+        "Peacekeepers ambushed in Mali",
+        "Gunmen ambushed a United Nations convoy near Kidal in northern Mali, killing 6"
+        " peacekeepers from Chad.",
+    ),
+    (
+        "Paramilitaries shell El Fasher camp",
+        "RSF paramilitaries shelled the Zamzam displacement camp near El Fasher, Sudan;"
+        " 40 refugees died.",
+    ),
+    (
+        "Houthi missile hits tanker in Red Sea",
+        "A Houthi anti-ship missile set the tanker Marlin Luanda ablaze off Aden, Yemen;"
+        " the crew of 22 was evacuated.",
+    ),
+    (
+        "Taliban clash with Pakistani troops at border",
+        "Afghan Taliban forces exchanged heavy fire with Pakistani troops at the Torkham"
+        " crossing; 11 soldiers were killed.",
+    ),
+    (
+        "Boko Haram raid on Borno village",
+        "Boko Haram insurgents stormed the village of Mafa in Borno state, Nigeria,"
+        " killing 37 farmers and burning homes.",
+    ),
+    (
+        "Israeli tanks advance into Rafah",
+        "Israeli tanks pushed into eastern Rafah in the Gaza Strip under heavy artillery"
+        " fire; 25 Palestinians were killed.",
+    ),
+    (
+        "Azerbaijani artillery pounds Stepanakert",
+        "Azerbaijani artillery pounded Stepanakert in Nagorno-Karabakh during an"
+        " offensive; 27 Armenian fighters fell.",
+    ),
+    (
+        "Myanmar junta bombs Sagaing monastery",
+        "Myanmar's military junta bombed a monastery in Sagaing region where villagers"
+        " sheltered; 17 civilians died.",
+    ),
+)
+
+
+def _event_files(folder: Path) -> int:
+    """One file per event, then local news read after them (a longer scan), all settled long
+    ago; how many files."""
+    old = time.time() - 3600
+    told = [*EVENTS]
+    for number in range(36):
+        title = f"Town council {number} approves the budget for {2030 + number}"
+        told.append((title, f"{title}: a new library and {number + 3} bus lines were agreed."))
+    for number, (title, text) in enumerate(told):
+        path = folder / f"{number:02d}.txt"
+        path.write_text(f"{title}\n\n{text}\n", encoding="utf-8")
+        os.utime(path, (old, old))
+    return len(told)
+
+
+async def _counts(url: str) -> tuple[int, int, int]:
+    """Articles, alert-level verdicts and deliveries in the database (read by another engine)."""
+    import sqlalchemy as sa
+
+    from bot import db
+
+    engine = db.create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            found = []
+            for query in (
+                "SELECT COUNT(*) FROM articles",
+                "SELECT COUNT(*) FROM verdicts WHERE level = 'alert'",
+                "SELECT COUNT(*) FROM deliveries",
+            ):
+                found.append(int((await conn.execute(sa.text(query))).scalar() or 0))
+    except Exception:  # not created yet
+        return 0, 0, 0
+    finally:
+        await engine.dispose()
+    return found[0], found[1], found[2]
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"], indirect=True)
+async def test_articles_stored_by_a_killed_run_are_alerted_after_the_restart(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Issue 1 of the review: SIGKILL between storing a folder's articles and routing them.
+
+    A real `newsbot run` stores the folder one file at a time and routes the scan once all are
+    stored; it is killed as soon as some are in the database, before any alert is owed. The
+    restarted process owes every alert-level story to every subscribed chat exactly once.
+    """
+    url = settings.storage.url()
+    threshold = settings.classifier.alert_threshold
+    chats = (ChatRef("telegram", "1"), ChatRef("telegram", "2"))
+    async with Store.open(url) as store:
+        for chat in chats:
+            await store.subscriptions.subscribe(chat, "en")
+    total = _event_files(settings.articles.folder)
+    env = {
+        **os.environ,
+        "NEWSBOT_ARTICLES": str(settings.articles.folder),
+        "NEWSBOT_DATA_DIR": str(settings.storage.data_dir),
+        "NEWSBOT_CONFIG": str(ROOT / "config" / "newsbot.toml"),
+        "NEWSBOT_DATABASE_URL": url,
+    }
+    for name in ("TELEGRAM_BOT_TOKEN", "SLACK_BOT_TOKEN"):
+        env.pop(name, None)
+    run = (sys.executable, "-m", "bot", "-v", "--log-format", "json", "run")
+    log = tmp_path / "second.log"
+
+    first = await asyncio.create_subprocess_exec(
+        *run, env=env, stdin=PIPE, stdout=DEVNULL, stderr=DEVNULL, cwd=str(ROOT)
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while (await _counts(url))[0] < 2:
+            assert first.returncode is None and time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        first.kill()  # SIGKILL
+        await first.wait()
+    finally:
+        if first.returncode is None:
+            first.kill()
+            await first.wait()
+    stored, alerts, owed = await _counts(url)
+    # Killed in the window: articles and their alert-level verdicts stored, nothing owed yet.
+    assert 0 < stored < total and alerts > 0 and owed == 0, (stored, alerts, owed)
+
+    with log.open("wb") as err:
+        second = await asyncio.create_subprocess_exec(
+            *run, env=env, stdin=PIPE, stdout=DEVNULL, stderr=err, cwd=str(ROOT)
+        )
+        try:
+            assert second.stdin is not None
+            deadline = time.monotonic() + 120
+            while True:
+                rows, expected = await _owed_alerts(url, chats, threshold)
+                everything = (await _counts(url))[0] == total
+                if everything and all(sorted(rows[chat]) == sorted(expected) for chat in chats):
+                    break
+                assert second.returncode is None, log.read_text()
+                assert time.monotonic() < deadline, (rows, expected, log.read_text())
+                await asyncio.sleep(0.1)
+            second.stdin.close()  # end of console input: a clean exit
+            assert await asyncio.wait_for(second.wait(), 60) == 0
+        finally:
+            if second.returncode is None:
+                second.kill()
+                await second.wait()
+    assert f"routed {stored} stored articles whose alerts were never owed" in log.read_text()
+    # Exactly once: one row per chat and story, none for a story twice.
+    rows, expected = await _owed_alerts(url, chats, threshold)
+    assert len(expected) == len(EVENTS) - 1  # one story per alert-worthy event
+    for chat in chats:
+        assert sorted(rows[chat]) == sorted(expected)
+
+
+async def _owed_alerts(
+    url: str, chats: tuple[ChatRef, ...], threshold: float
+) -> tuple[dict[ChatRef, list[str]], list[str]]:
+    """The alert keys (stories) owed to each chat, and the stories of every stored article of
+    the folder that scores at least the alert threshold."""
+    import sqlalchemy as sa
+
+    from bot import db
+
+    engine = db.create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            keys: dict[ChatRef, list[str]] = {chat: [] for chat in chats}
+            query = "SELECT platform, chat_id, key FROM deliveries WHERE kind = 'alert'"
+            for platform, chat_id, key in await conn.execute(sa.text(query)):
+                chat = ChatRef(platform, chat_id)
+                if chat in keys:
+                    keys[chat].append(key)
+            query = (
+                "SELECT DISTINCT COALESCE(a.story_id, a.id) FROM articles a"
+                " JOIN verdicts v ON v.article_id = a.id WHERE v.score >= :threshold"
+            )
+            result = await conn.execute(sa.text(query), {"threshold": threshold})
+            stories = [row[0] for row in result]
+    finally:
+        await engine.dispose()
+    return keys, stories
+
+
+async def test_a_shutdown_with_a_feed_poll_in_flight_logs_no_error(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 13 of the review: end of input while a feed poll was in flight logged
+    `ERROR Job "feed_job …" raised an exception … CancelledError`."""
+    import logging
+
+    from bot.config import FeedSettings
+
+    from .feedserver import FeedServer
+
+    polled = asyncio.Event()
+
+    class Hanging(FeedServer):
+        async def _answer(self, host: str, path: str, *args: Any) -> None:
+            polled.set()
+            await super()._answer(host, path, *args)
+
+    server = Hanging(behaviours={"/hang": "hang"})
+
+    async def console() -> AsyncIterator[str]:
+        # End of input only once the poll is in flight (its request reached the server).
+        await asyncio.wait_for(polled.wait(), 30)
+        yield "/help\n"
+
+    caplog.set_level(logging.DEBUG)
+    async with server.serving(["127.0.0.1"]) as ports:
+        url = f"http://127.0.0.1:{ports['127.0.0.1']}/hang"
+        sources = settings.sources.model_copy(
+            update={"feeds": (FeedSettings(url=url),), "allow_private": True}
+        )
+        configured = settings.model_copy(update={"sources": sources})
+        assert await app.run(configured, lines=console(), out=io.StringIO()) == 0
+    # (The loopback server's own handler, cancelled as it closes, is asyncio's business.)
+    ours = [r for r in caplog.records if r.name.startswith(("bot", "apscheduler"))]
+    errors = [r for r in ours if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]
+    assert not any("raised an exception" in r.getMessage() for r in ours)
+    said = [r.getMessage() for r in ours if "cancelled" in r.getMessage()]
+    assert said == ["shutdown cancelled 1 scheduled jobs in flight"]
+
+
+async def test_a_scheduled_job_that_fails_still_logs_its_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Quiet on shutdown only: a job's own exception is logged by the scheduler as before."""
+    import logging
+
+    from apscheduler.events import EVENT_JOB_ERROR, JobEvent
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    failed = asyncio.Event()
+
+    async def broken() -> None:
+        raise RuntimeError("feed parser broke")
+
+    def listener(event: JobEvent) -> None:
+        failed.set()
+
+    in_flight = app.InFlight()
+    scheduler = AsyncIOScheduler()
+    scheduler.add_listener(listener, EVENT_JOB_ERROR)
+    scheduler.add_job(in_flight.quiet(broken), id="broken")
+    caplog.set_level(logging.INFO)
+    scheduler.start()
+    try:
+        await asyncio.wait_for(failed.wait(), 10)  # dispatched after the executor logged
+    finally:
+        await in_flight.stop(scheduler)
+    [error] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "broken (trigger" in error.getMessage() and "raised an exception" in error.getMessage()
+    assert error.exc_info is not None and isinstance(error.exc_info[1], RuntimeError)

@@ -58,6 +58,28 @@ def test_ingest_counts_and_is_idempotent(env: dict[str, str], tmp_path: Path) ->
     assert json.loads(again.stdout) == {"new": 0, "updated": 0, "duplicate": 1, "rejected": 0}
 
 
+def test_ingested_articles_are_not_alerted_by_a_services_routing_sweep(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """`ingest` stores, it never alerted: its verdicts count as routed (review 2026-12 #1)."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from bot.store import Store
+
+    result = invoke(env, "ingest", str(tmp_path / "articles"))
+    assert "new=1" in result.stdout
+
+    async def unrouted() -> list[str]:
+        url = f"sqlite:///{tmp_path / 'data' / 'newsbot.sqlite3'}"
+        async with Store.open(url) as store:
+            assert await store.catalog.count_articles() == 1
+            since = datetime(2000, 1, 1, tzinfo=UTC)
+            return [article.id for article, _ in await store.catalog.unrouted(since)]
+
+    assert asyncio.run(unrouted()) == []
+
+
 def test_ingest_of_nothing_readable_fails(env: dict[str, str], tmp_path: Path) -> None:
     empty = tmp_path / "empty.txt"
     empty.write_text("")
@@ -350,7 +372,9 @@ def test_migrate_export_and_import_move_a_deployment(env: dict[str, str], tmp_pa
     assert exported.exit_code == 0 and "1 articles" in exported.stderr
     other = f"sqlite:///{tmp_path / 'moved.sqlite3'}"
     imported = invoke(env, "--db", other, "import", str(dump))
-    assert imported.exit_code == 0 and "1 articles, 1 verdicts" in imported.stdout
+    assert (
+        imported.exit_code == 0 and "1 articles, 1 article_sources, 1 verdicts" in imported.stdout
+    )
     again = invoke(env, "--db", other, "import", str(dump))
     assert again.exit_code == 1 and "not empty" in again.stderr
     asked = invoke(env, "--db", other, "ask", "--format", "json", "wer vertritt die USA?")

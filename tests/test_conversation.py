@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot import jobs, qa
+from bot import articles, jobs, qa
 from bot.chat.render import plain
 from bot.config import Settings
 from bot.conversation import Change, Conversation, RateLimit
@@ -11,6 +11,7 @@ from bot.models import (
     Action,
     ActionKind,
     Answer,
+    Article,
     ChatRef,
     Digest,
     Inbound,
@@ -495,3 +496,37 @@ async def test_questions_never_cite_another_chats_own_feed(
     scoped = Inbound(other, "who attends from Germany?", user="u", reply_to_article=seed.id)
     [answer] = await conversation.handle(scoped)
     assert isinstance(answer, Answer) and answer.text is None and answer.sources == ()
+
+
+async def test_questions_cite_a_chats_own_feed_once_a_public_source_carried_it_too(
+    store: Store, settings: Settings
+) -> None:
+    """Issue 2 of the review: the folder's copy of a chat feed's article was a duplicate, so
+    other chats were answered "I don't know" about it for good."""
+    own = "https://own.example/rss"
+    await store.sources.add(own, added_by="test:owner")
+    [article] = [
+        a for a in articles.read([SEED], 5_000_000, ("de", "en")) if isinstance(a, Article)
+    ]
+    index = qa.Index.build([])
+    first = dataclasses.replace(article, id="own#1", source=own)
+    _, [(stored, verdict)] = await jobs.store_and_classify(
+        [first], store.catalog, thresholds=Thresholds()
+    )
+    index.add(stored, verdict.score)
+    conversation = Conversation(*repositories(store), index, settings)
+    other = ChatRef("test", "other")
+    question = Inbound(other, "who attends from Germany?", user="u")
+    [answer] = await conversation.handle(question)
+    assert isinstance(answer, Answer) and answer.text is None
+    # The same text from the shared folder: stored once, now for everyone.
+    counts, _ = await jobs.store_and_classify([article], store.catalog, thresholds=Thresholds())
+    assert counts.duplicate == 1
+    [answer] = await conversation.handle(question)
+    assert isinstance(answer, Answer) and answer.text is not None and "Michaelis" in answer.text
+    scoped = Inbound(other, "who attends from Germany?", user="u", reply_to_article="own#1")
+    [answer] = await conversation.handle(scoped)
+    assert isinstance(answer, Answer) and answer.text is not None
+    # Another chat's digest lists it now too.
+    digest_ = await conversation.digest(other, "en")
+    assert [item.article_id for item in digest_.items] == ["own#1"]

@@ -39,7 +39,7 @@ from bot.store import Store
 from .conftest import SEED
 from .feedfakes import BADINPUT
 from .feedserver import FeedServer
-from .repos import repositories, routing
+from .repos import digesting, repositories, routing
 
 NOW = datetime(2026, 3, 29, 6, 0, tzinfo=UTC)
 CHAT = ChatRef("telegram", "1")
@@ -266,10 +266,10 @@ async def test_digest_is_owed_once_per_slot_even_after_downtime(store: Store) ->
     kwargs: dict[str, Any] = {"digest_threshold": 0.5, "max_items": 20, "empty_message": False}
     # Down across two slots (28th and 29th, 07:00 Berlin): one catch-up for the latest slot.
     assert await jobs.digest_due(
-        *routing(store), None, sub.id, now=NOW + timedelta(hours=1), **kwargs
+        *digesting(store), None, sub.id, now=NOW + timedelta(hours=1), **kwargs
     )
     assert not await jobs.digest_due(
-        *routing(store), None, sub.id, now=NOW + timedelta(hours=2), **kwargs
+        *digesting(store), None, sub.id, now=NOW + timedelta(hours=2), **kwargs
     )
     rows = await store.ledger.deliveries()
     assert [(r["kind"], r["key"]) for r in rows] == [("digest", "2026-03-29T07:00:00+02:00")]
@@ -280,7 +280,7 @@ async def test_digest_is_owed_once_per_slot_even_after_downtime(store: Store) ->
     assert sub2 is not None
     late = NOW + timedelta(hours=10)
     assert not await jobs.digest_due(
-        *routing(store), None, sub2.id, now=late, grace=timedelta(hours=6), **kwargs
+        *digesting(store), None, sub2.id, now=late, grace=timedelta(hours=6), **kwargs
     )
 
 
@@ -291,11 +291,11 @@ async def test_empty_digest_sends_nothing_unless_configured(store: Store) -> Non
     now = sub.created_at + timedelta(hours=2)
     kwargs: dict[str, Any] = {"digest_threshold": 0.5, "max_items": 20}
     assert not await jobs.digest_due(
-        *routing(store), None, sub.id, now=now, empty_message=False, **kwargs
+        *digesting(store), None, sub.id, now=now, empty_message=False, **kwargs
     )
     later = now + timedelta(hours=1)
     assert await jobs.digest_due(
-        *routing(store), None, sub.id, now=later, empty_message=True, **kwargs
+        *digesting(store), None, sub.id, now=later, empty_message=True, **kwargs
     )
     [row] = await store.ledger.deliveries()
     assert row["kind"] == "notice" and "Keine neuen" in row["payload"]
@@ -1022,9 +1022,261 @@ async def test_a_digest_leaves_out_other_chats_own_feeds(store: Store) -> None:
         sub = await store.subscriptions.subscription(chat)
         assert sub is not None
         now = sub.created_at + timedelta(hours=2)
-        assert await jobs.digest_due(*routing(store), None, sub.id, now=now, **kwargs)
+        assert await jobs.digest_due(*digesting(store), None, sub.id, now=now, **kwargs)
     chosen = {
         row["chat_id"]: set(json.loads(row["payload"])["article_ids"])
         for row in await store.ledger.deliveries()
     }
     assert chosen == {"111": {"pub", "wire", "own"}, "C2": {"pub", "wire"}}
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+async def test_a_failed_routing_pass_is_owed_by_the_next_sweep_once(
+    store: Store, settings: config.Settings
+) -> None:
+    """Issue 1 of the review: a route() that raises (the database locked by another writer)
+    after the articles were stored lost their alerts for good; the sweep owes them once."""
+    import sqlite3
+
+    await store.subscriptions.subscribe(CHAT, "en")
+    thresholds = Thresholds(0.5, 0.3)
+    article = Article("a", "Rebels shell Aleppo", "Heavy fighting in Aleppo killed 20.", "en")
+    _, changed = await jobs.store_and_classify(
+        [article], store.catalog, thresholds=thresholds, seen_at=NOW
+    )
+    # Another process holds SQLite's write lock for longer than the busy timeout.
+    path = sa.make_url(settings.storage.url()).database
+    assert path is not None
+    other = sqlite3.connect(path, timeout=0)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(sa.exc.OperationalError, match="locked"):
+            await jobs.route(changed, *routing(store), None, alert_threshold=0.5, now=NOW)
+    finally:
+        other.rollback()
+        other.close()
+    assert await store.ledger.deliveries() == []
+    # Stored, so not new to the next ingest of the same text: only the sweep can owe it.
+    assert (await jobs.store_and_classify([article], store.catalog, thresholds=thresholds))[1] == []
+    window = timedelta(hours=6)
+
+    async def sweep(now: datetime) -> int:
+        return await jobs.route_unrouted(
+            *routing(store), None, alert_threshold=0.5, now=now, window=window
+        )
+
+    # A restart a week later leaves it alone: stale news is not alerted.
+    assert await sweep(NOW + timedelta(days=7)) == 0
+    assert await sweep(NOW + timedelta(minutes=5)) == 1
+    [row] = await store.ledger.deliveries()
+    assert row["kind"] == "alert" and row["chat_id"] == CHAT.chat_id
+    assert json.loads(row["payload"])["article_id"] == "a"
+    # Routed now: the next sweep finds nothing, and routing it again owes nothing twice.
+    assert await sweep(NOW + timedelta(minutes=6)) == 0
+    assert await jobs.route(changed, *routing(store), None, alert_threshold=0.5, now=NOW) == 0
+    assert len(await store.ledger.deliveries()) == 1
+
+
+async def test_the_sweep_routes_a_chat_feeds_unrouted_articles_only_to_its_owners(
+    store: Store,
+) -> None:
+    """Routing after a kill knows a chat's own feed from the article: only its owners."""
+    owner, other = ChatRef("telegram", "111"), ChatRef("telegram", "222")
+    for chat in (owner, other):
+        await store.subscriptions.subscribe(chat, "en")
+    url = "https://own.example/rss"
+    await store.sources.add(url, added_by="telegram:111")
+    found = [
+        Article(
+            "own", "Rebels shell Aleppo", "Heavy fighting in Aleppo killed 20.", "en", source=url
+        ),
+        Article("pub", "Troops cross the border", "Fighting near Kharkiv killed 7.", "en"),
+    ]
+    # Stored and classified, then killed before routing.
+    await jobs.store_and_classify(
+        found, store.catalog, thresholds=Thresholds(0.5, 0.3), seen_at=NOW
+    )
+    done = await jobs.route_unrouted(
+        *routing(store), None, alert_threshold=0.5, now=NOW, window=timedelta(hours=6)
+    )
+    assert done == 2
+    rows = await store.ledger.deliveries()
+    assert _owed(rows, "111") == {"own", "pub"} and _owed(rows, "222") == {"pub"}
+
+
+OWN_A, OWN_B = "https://own-a.example/rss", "https://own-b.example/rss"
+RAID = Article("x", "Rebels shell Aleppo", "Heavy fighting in Aleppo killed 20 civilians.", "en")
+
+
+async def _carried_by(store: Store, source: str, article_id: str, minutes: int) -> int:
+    """One source delivers the raid's text (under its own id): store, route, sweep."""
+    now = NOW + timedelta(minutes=minutes)
+    article = dataclasses.replace(RAID, id=article_id, source=source)
+    _, changed = await jobs.store_and_classify(
+        [article], store.catalog, thresholds=Thresholds(0.5, 0.3), seen_at=now
+    )
+    owed = await jobs.route(changed, *routing(store), None, alert_threshold=0.5, now=now)
+    return owed + await jobs.route_unrouted(
+        *routing(store), None, alert_threshold=0.5, now=now, window=timedelta(hours=6)
+    )
+
+
+async def _audience(store: Store) -> tuple[dict[str, int], set[str]]:
+    """Alerts owed per chat, and the chats whose digest lists the raid."""
+    rows = await store.ledger.deliveries()
+    owed = Counter(row["chat_id"] for row in rows if row["kind"] == "alert")
+    listed = set()
+    for chat_id in ("111", "222", "333"):
+        flagged = await store.catalog.flagged(0.3, visible_to=f"telegram:{chat_id}")
+        if flagged:
+            listed.add(chat_id)
+    return dict(owed), listed
+
+
+async def _chats(store: Store) -> None:
+    for chat_id in ("111", "222", "333"):
+        await store.subscriptions.subscribe(ChatRef("telegram", chat_id), "en")
+    await store.sources.add(OWN_A, added_by="telegram:111")
+    await store.sources.add(OWN_B, added_by="telegram:222")
+
+
+@pytest.mark.reliability
+async def test_a_chat_feeds_article_reaches_everyone_once_a_public_source_carries_it(
+    store: Store,
+) -> None:
+    """Issue 2 of the review: chat 111's own feed carried the text first; the folder's copy
+    was a duplicate, so nobody else ever got the alert, the digest entry or the answers."""
+    await _chats(store)
+    await _carried_by(store, OWN_A, "a#1", 0)
+    assert await _audience(store) == ({"111": 1}, {"111"})
+    assert await store.catalog.shown_despite_source("telegram:222") == frozenset()
+    # The same text in the shared folder: a duplicate, which widens the audience to all.
+    await _carried_by(store, "/srv/articles/raid.txt", "raid.txt", 5)
+    assert await _audience(store) == ({"111": 1, "222": 1, "333": 1}, {"111", "222", "333"})
+    assert await store.catalog.shown_despite_source("telegram:222") == {"a#1"}
+    assert await store.catalog.count_articles() == 1
+    # Carried again by either: nothing more for anyone.
+    await _carried_by(store, "/srv/articles/raid.txt", "raid.txt", 10)
+    await _carried_by(store, OWN_A, "a#1", 15)
+    assert await _audience(store) == ({"111": 1, "222": 1, "333": 1}, {"111", "222", "333"})
+    # The file is deleted: the folder no longer vouches for the text (sent alerts stay sent).
+    assert "/srv/articles/raid.txt" in await store.catalog.file_sources("/srv/articles/")
+    assert await store.catalog.forget_source("/srv/articles/raid.txt") == 0
+    assert await _audience(store) == ({"111": 1, "222": 1, "333": 1}, {"111"})
+
+
+@pytest.mark.reliability
+async def test_a_public_article_stays_public_when_a_chat_feed_carries_it_too(
+    store: Store,
+) -> None:
+    await _chats(store)
+    await _carried_by(store, "/srv/articles/raid.txt", "raid.txt", 0)
+    everyone = ({"111": 1, "222": 1, "333": 1}, {"111", "222", "333"})
+    assert await _audience(store) == everyone
+    await _carried_by(store, OWN_A, "a#1", 5)
+    assert await _audience(store) == everyone
+    # Not routed again: a chat that subscribed since is not alerted about older news.
+    await store.subscriptions.subscribe(ChatRef("telegram", "444"), "en")
+    await _carried_by(store, OWN_B, "b#1", 10)
+    assert (await _audience(store))[0] == everyone[0]
+
+
+@pytest.mark.reliability
+async def test_two_chats_own_feeds_carrying_one_text_reach_both_owners_only(
+    store: Store,
+) -> None:
+    await _chats(store)
+    await _carried_by(store, OWN_A, "a#1", 0)
+    assert await _audience(store) == ({"111": 1}, {"111"})
+    await _carried_by(store, OWN_B, "b#1", 5)
+    assert await _audience(store) == ({"111": 1, "222": 1}, {"111", "222"})
+    assert await store.catalog.shown_despite_source("telegram:222") == {"a#1"}
+    assert await store.catalog.shown_despite_source("telegram:333") == frozenset()
+
+
+@pytest.mark.reliability
+async def test_a_feed_poll_whose_routing_failed_is_owed_by_the_sweep_not_lost_to_its_304(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 1 of the review, feed path: the entries and the feed's validators were committed,
+    routing failed; the next poll is a 304, so only the sweep can still owe the alert."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.headers.get("if-none-match") == '"v1"':
+            return httpx.Response(304)
+        return httpx.Response(
+            200, content=RSS, headers={"ETag": '"v1"', "Content-Type": "application/rss+xml"}
+        )
+
+    await store.subscriptions.subscribe(CHAT, "en")
+    await store.sources.add("https://news.example/feed.xml", name="Wire")
+    [source] = await store.sources.active()
+    original = store.ledger.enqueue_many
+
+    async def unreachable(*args: Any, **kwargs: Any) -> int:
+        raise sa.exc.OperationalError("INSERT INTO deliveries", {}, Exception("server closed"))
+
+    args: dict[str, Any] = {
+        "limits": FetchLimits(),
+        "allow_private": True,
+        "thresholds": Thresholds(0.5, 0.3),
+    }
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        monkeypatch.setattr(store.ledger, "enqueue_many", unreachable)
+        with pytest.raises(sa.exc.OperationalError):
+            await jobs.poll_feed(client, *repositories(store), source.id, now=NOW, **args)
+        monkeypatch.setattr(store.ledger, "enqueue_many", original)
+        later = NOW + timedelta(minutes=10)
+        second = await jobs.poll_feed(client, *repositories(store), source.id, now=later, **args)
+        assert second.not_modified and await store.ledger.deliveries() == []
+    done = await jobs.route_unrouted(
+        *routing(store), None, alert_threshold=0.5, now=later, window=timedelta(hours=6)
+    )
+    assert done == 1
+    [row] = await store.ledger.deliveries()
+    assert row["kind"] == "alert" and row["chat_id"] == CHAT.chat_id
+
+
+async def test_a_later_report_widened_after_the_story_window_keeps_its_story(
+    store: Store,
+) -> None:
+    """Routed again days later (a new source widening its audience), an article is keyed by
+    the story it was alerted under: its owner is not alerted a second time."""
+    await _chats(store)
+    first = Article(
+        "r1",
+        "Rebels shell Aleppo, 20 civilians killed",
+        "ALEPPO, March 29 (Reuters) - Rebel artillery shelled the Syrian city of Aleppo on "
+        "Sunday, killing 20 civilians in the Salaheddine district, a monitor said.",
+        "en",
+        source=OWN_A,
+    )
+    later = Article(
+        "r2",
+        "Shelling of Aleppo's Salaheddine district kills 20",
+        "BEIRUT (AP) - Twenty civilians died when rebels fired artillery at Salaheddine in "
+        "Aleppo, Syria, on Sunday, the Syrian Observatory said.",
+        "en",
+        source=OWN_A,
+    )
+    thresholds = Thresholds(0.5, 0.3)
+    for minutes, article in ((0, first), (5, later)):
+        now = NOW + timedelta(minutes=minutes)
+        _, changed = await jobs.store_and_classify(
+            [article], store.catalog, thresholds=thresholds, seen_at=now
+        )
+        await jobs.route(changed, *routing(store), None, alert_threshold=0.5, now=now)
+    assert await store.catalog.story_ids(["r2"]) == {"r2": "r1"}
+    assert (await _audience(store))[0] == {"111": 1}
+    # Four days on (beyond the three-day story window) the folder carries the later report.
+    days = NOW + timedelta(days=4)
+    folder_copy = dataclasses.replace(later, id="r2.txt", source="/srv/articles/r2.txt")
+    await jobs.store_and_classify([folder_copy], store.catalog, thresholds=thresholds, seen_at=days)
+    done = await jobs.route_unrouted(
+        *routing(store), None, alert_threshold=0.5, now=days, window=timedelta(hours=6)
+    )
+    assert done == 1
+    rows = await store.ledger.deliveries()
+    assert (await _audience(store))[0] == {"111": 1, "222": 1, "333": 1}
+    assert {row["key"] for row in rows} == {"r1"}

@@ -1,5 +1,6 @@
 from datetime import UTC, datetime
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -90,3 +91,70 @@ async def test_step_7_keeps_who_added_each_feed_and_makes_old_urls_canonical(
         assert await store.sources.add("http://chat.example/feed#x", added_by="slack:C2")
         [shared] = [f for f in await store.sources.active() if f.id == chat.id]
         assert shared.owners == frozenset({"telegram:111", "slack:C2"})
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"], indirect=True)
+async def test_step_8_counts_the_verdicts_of_an_older_database_as_routed(
+    settings: Settings,
+) -> None:
+    url = settings.storage.url()
+    engine = create_engine(url)
+    when = datetime(2026, 3, 1, tzinfo=UTC)
+    try:
+        assert await db.migrate(engine, MIGRATIONS[:7], schema_version) == 7
+        async with engine.begin() as conn:
+            # As schema 7 left verdicts: without the mark (step 1 builds from today's tables).
+            await conn.execute(sa.text("DROP INDEX ix_verdicts_routed"))
+            await conn.execute(sa.text("ALTER TABLE verdicts DROP COLUMN routed"))
+            await conn.execute(
+                articles.insert().values(
+                    id="a1", content_hash="h1", title="t", text="x", lang="en", seen_at=when
+                )
+            )
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO verdicts (article_id, conflict, score, level, reasons, topics,"
+                    " classified_at) VALUES ('a1', true, 0.9, 'alert', '[]', '[]', :when)"
+                ),
+                {"when": when},
+            )
+    finally:
+        await engine.dispose()
+    async with Store.open(url) as store:
+        assert await store.migrate() == len(MIGRATIONS)
+        # Routed then, or lost for good: either way not news now, so never swept.
+        assert await store.catalog.unrouted(datetime(2026, 1, 1, tzinfo=UTC)) == []
+        await store.catalog.save_verdicts([*(v for _, v in await store.catalog.entries(["a1"]))])
+        assert [
+            a.id for a, _ in await store.catalog.unrouted(datetime(2026, 1, 1, tzinfo=UTC))
+        ] == ["a1"]
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"], indirect=True)
+async def test_step_9_links_each_stored_article_to_its_own_source(settings: Settings) -> None:
+    url = settings.storage.url()
+    engine = create_engine(url)
+    when = datetime(2026, 3, 1, tzinfo=UTC)
+    try:
+        assert await db.migrate(engine, MIGRATIONS[:8], schema_version) == 8
+        async with engine.begin() as conn:
+            for article_id, source in (("a1", "https://own.example/rss"), ("a2", None)):
+                await conn.execute(
+                    articles.insert().values(
+                        id=article_id,
+                        content_hash=f"h-{article_id}",
+                        title="t",
+                        text=article_id,
+                        lang="en",
+                        source=source,
+                        seen_at=when,
+                    )
+                )
+    finally:
+        await engine.dispose()
+    async with Store.open(url) as store:
+        assert await store.migrate() == len(MIGRATIONS)
+        assert await store.catalog.sources_of(["a1", "a2"]) == {
+            "a1": {"https://own.example/rss"},
+            "a2": {""},
+        }

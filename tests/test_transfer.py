@@ -3,6 +3,7 @@ import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -167,3 +168,44 @@ async def test_an_export_from_before_feed_owners_gets_its_owners(
         "https://feeds.example.org/w.xml": frozenset({"telegram:-1001"}),
         "http://wire.example/rss": frozenset({"config"}),
     }
+
+
+async def test_the_routed_mark_of_verdicts_moves_along(store: Store, tmp_path: Path) -> None:
+    """Issue 1 of the review: an article stored but not yet routed is routed after the move;
+    an export from before the mark (schema 7) counts its verdicts as routed."""
+    await fill(store)
+    # a1 was routed (its alert is owed); a2 was stored when the process was killed.
+    await store.ledger.enqueue_many([], routed=["a1"])
+    records = await dump(store)
+    rows: list[Any] = [r["row"] for r in records if r.get("table") == "verdicts"]
+    marks = {row["article_id"]: row["routed"] for row in rows}
+    assert marks == {"a1": True, "a2": False}
+    since = datetime(2026, 1, 1, tzinfo=UTC)
+    async with Store.open(f"sqlite:///{tmp_path / 'moved.sqlite3'}") as moved:
+        lines = [json.dumps(record) for record in records]
+        await transfer.import_rows(moved.engine, transfer.read_records(lines, "export.jsonl"))
+        assert [a.id for a, _ in await moved.catalog.unrouted(since)] == ["a2"]
+    for record in records:
+        if record.get("table") == "verdicts":
+            row = record["row"]
+            assert isinstance(row, dict)
+            del row["routed"]
+    records[0]["schema"] = 7
+    async with Store.open(f"sqlite:///{tmp_path / 'old.sqlite3'}") as old:
+        lines = [json.dumps(record) for record in records]
+        await transfer.import_rows(old.engine, transfer.read_records(lines, "old.jsonl"))
+        assert await old.catalog.unrouted(since) == []
+
+
+async def test_an_export_from_before_article_sources_links_each_article_to_its_own(
+    store: Store, tmp_path: Path
+) -> None:
+    await fill(store)
+    records = [r for r in await dump(store) if r.get("table") != "article_sources"]
+    records[0]["schema"] = 8
+    end = records[-1]["rows"]
+    assert isinstance(end, dict) and end.pop("article_sources") == 2
+    async with Store.open(f"sqlite:///{tmp_path / 'old.sqlite3'}") as old:
+        lines = [json.dumps(record) for record in records]
+        await transfer.import_rows(old.engine, transfer.read_records(lines, "old.jsonl"))
+        assert await old.catalog.sources_of(["a1", "a2"]) == {"a1": {""}, "a2": {""}}
