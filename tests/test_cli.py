@@ -71,8 +71,7 @@ def test_ingested_articles_are_not_alerted_by_a_services_routing_sweep(
     assert "new=1" in result.stdout
 
     async def unrouted() -> list[str]:
-        url = f"sqlite:///{tmp_path / 'data' / 'newsbot.sqlite3'}"
-        async with Store.open(url) as store:
+        async with Store.open(store_url(env)) as store:
             assert await store.catalog.count_articles() == 1
             since = datetime(2000, 1, 1, tzinfo=UTC)
             return [article.id for article, _ in await store.catalog.unrouted(since)]
