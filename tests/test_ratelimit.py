@@ -189,7 +189,7 @@ async def test_three_sender_processes_share_one_platform_limit(database: str, ba
                     sender.kill()
                     await sender.wait()
         rows = await store.ledger.deliveries()
-    assert tg.rejected_429 == 0
+    assert tg.rejected_429 == 0, (tg.rejected_kinds, tg.rejections)
     assert sorted(s.chat_id for s in tg.sent) == sorted(
         [int(c.chat_id) for c in chats] + [int(chats[0].chat_id)]
     )
