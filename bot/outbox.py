@@ -11,6 +11,7 @@ that were acknowledged are recorded, so a retry resumes after them.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import random
@@ -24,7 +25,7 @@ from bot.ledger import AlertOwed, Delivery, Lease, Ledger
 from bot.metrics import METRICS
 from bot.models import ChatRef, DeliveryKind, Post
 from bot.pacing import JITTER, PLATFORM_LIMITS, Limits, Pacer
-from bot.ratelimit import SharedLimit
+from bot.ratelimit import MAX_REBOOKS, STALE_SLOT, SharedLimit
 from bot.subscriptions import Subscriptions
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,17 @@ MERGE_ABOVE = 3
 LATENCY_MAX_MS = 2**31 - 1
 # A horizon no shared slot is beyond (a reply waits for its slot, however far).
 FOREVER = 1e9
+
+
+@dataclass(frozen=True, slots=True)
+class Booked:
+    """A shared slot on this process's clock: between asking and answer, the wait after each."""
+
+    wait: float
+    # The server read its clock between the two: the slot is no earlier than `earliest` (what
+    # a start is judged stale against) and no later than `due` (what the sender waits for).
+    earliest: float
+    due: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +121,8 @@ class Outbox:
         self.errors = 0
         # Lease renewals of batches still being sent (a flood wait, a long post).
         self.renewals = 0
+        # Shared slots left unused because their send would have started stale (see _send_at).
+        self.rebooked = 0
 
     def wake(self) -> None:
         """New rows were enqueued: look at the ledger now instead of at the next due time."""
@@ -282,55 +296,94 @@ class Outbox:
         await self._slots.acquire()
         await self._ahead.acquire()
         try:
-            wait = await self.limiter.book(chat, self.pacers[chat.platform].limits, self.horizon)
+            booked = await self._book_slot(chat)
         except BaseException:
             self._ahead.release()
             self._slots.release()
             raise
-        if wait > self.horizon:
+        if booked.wait > self.horizon:
             # Other senders took the nearer slots: back in the ledger until this one's.
             self._ahead.release()
             self._slots.release()
-            later = self.clock() + timedelta(seconds=wait)
+            later = self.clock() + timedelta(seconds=booked.wait)
             await self._release(rows, later, lease)
             return None
-        due = self.clock().timestamp() + wait
-        return asyncio.create_task(self._send_at(rows, post, seen, due, lease))
+        return asyncio.create_task(self._send_at(rows, post, seen, booked, lease))
+
+    async def _book_slot(self, chat: ChatRef) -> Booked:
+        assert self.limiter is not None
+        asked = self.clock().timestamp()
+        wait = await self.limiter.book(chat, self.pacers[chat.platform].limits, self.horizon)
+        return Booked(wait, asked + wait, self.clock().timestamp() + wait)
+
+    async def _rebook(self, rows: list[Delivery], lease: Lease) -> Booked | None:
+        """A fresh shared slot for rows whose slot went stale (None: handed back to the ledger)."""
+        try:
+            booked = await self._book_slot(rows[0].chat)
+        except Exception:
+            # Neither sent nor booked: owed again now rather than one lease later.
+            await self._release(rows, None, lease)
+            raise
+        if booked.wait > self.horizon:
+            later = self.clock() + timedelta(seconds=booked.wait)
+            await self._release(rows, later, lease)
+            return None
+        return booked
 
     async def _send_at(
         self,
         rows: list[Delivery],
         post: Post,
         seen: Mapping[str, datetime],
-        due: float,
+        booked: Booked,
         lease: Lease,
     ) -> None:
-        """Send at the booked time `due`; a late start pushes the shared book's next slots."""
+        """Send within STALE_SLOT of a booked slot (re-booked when woken later); push if late."""
         assert self.limiter is not None
         chat = rows[0].chat
+        pacer = self.pacers[chat.platform]
         ahead = True
         try:
-            wait = due - self.clock().timestamp()
-            if wait > 0:
-                await self.sleep(wait)
-            self._ahead.release()
-            ahead = False
-            # `due` is only as good as the clock it was read on: the answer's trip back and a
-            # busy event loop delay it by amounts that differ from send to send, and sends
-            # woken late wake together, so they would reach the platform closer than it
-            # allows. This instance's sends therefore also start one at a time on its Pacer
-            # (platform and chat spacing), each booked at the moment it really starts.
-            pacer = self.pacers[chat.platform]
-            async with self._starting[chat.platform]:
-                # (A millisecond early is nothing to the rates' headroom, and no clock's
-                # rounding keeps this waiting for ever.)
-                while (at := pacer.slot(chat, now := self.clock().timestamp())) > now + 0.001:
-                    await self.sleep(at - now)
-                pacer.book(chat, now)
-            if chat in self._moved:
-                await self._release(rows, None, lease)
-                return
-            if self.clock().timestamp() - due > JITTER:
+            for rebooks in itertools.count():
+                wait = booked.due - self.clock().timestamp()
+                if wait > 0:
+                    await self.sleep(wait)
+                if ahead:
+                    self._ahead.release()
+                    ahead = False
+                # `due` is only as good as the clock it was read on: the answer's trip back and
+                # a busy event loop delay it by amounts that differ from send to send, and sends
+                # woken late wake together, so they would reach the platform closer than it
+                # allows. This instance's sends therefore also start one at a time on its Pacer
+                # (platform and chat spacing), each booked at the moment it really starts.
+                async with self._starting[chat.platform]:
+                    # (A millisecond early is nothing to the rates' headroom, and no clock's
+                    # rounding keeps this waiting for ever.)
+                    while (at := pacer.slot(chat, now := self.clock().timestamp())) > now + 0.001:
+                        await self.sleep(at - now)
+                    stale = now - booked.earliest > STALE_SLOT and rebooks < MAX_REBOOKS
+                    if not stale:
+                        pacer.book(chat, now)
+                if chat in self._moved:
+                    await self._release(rows, None, lease)
+                    return
+                if not stale:
+                    break
+                # Stalled past its slot (a starved process): sent now it would join a window
+                # the other instances' on-time sends already fill. The slot goes unused, which
+                # is always safe, and the send waits for a fresh one (its rows stay leased).
+                self.rebooked += 1
+                log.debug(
+                    "delivery %d: slot %.0f ms stale; booking a fresh one",
+                    rows[0].id,
+                    (now - booked.earliest) * 1000,
+                    extra=fields(rows[0]),
+                )
+                fresh = await self._rebook(rows, lease)
+                if fresh is None:
+                    return
+                booked = fresh
+            if self.clock().timestamp() - booked.due > JITTER:
                 # Woken (or spaced) late: the shared book's next slots keep their distance from
                 # this send (booked alongside it, so the send itself is not delayed further).
                 pushing = asyncio.create_task(self._push_late(chat))

@@ -27,6 +27,14 @@ LATE_SECONDS = 0.005
 # of that jitter (26.55 x 1.13 < 30), where the adapters' own 29.5 of 30 would allow ~17 ms.
 # Measured on a loaded 2-core machine, 95 % still drew an occasional 429 from three senders.
 SHARED_RATE = 0.9
+# A send that would start later than this after its slot (a stalled, CPU-starved process) books
+# a fresh slot instead: its window already holds the other instances' on-time sends, and pushing
+# later slots cannot take those back. Within it, any 1 s window holds sends of at most
+# 1.05 s of slots (26.55 x 1.05 < 28 of 30), the rest of the headroom for the HTTP leg.
+STALE_SLOT = 0.05
+# Fresh slots a send books in a row before it goes on the last one however late (a process
+# starved for good still delivers; the headroom and `late` cover that rare send).
+MAX_REBOOKS = 3
 # Redis keys of chats that sent nothing for this long expire (their slot is long past).
 REDIS_TTL_MS = 3_600_000
 

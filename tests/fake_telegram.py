@@ -30,7 +30,8 @@ The API at a glance:
   ``blocked``, ``migrated``, ``conflict``, ``server_error``), ``FakeDelay``, ``DropConnection``,
   ``FakeResult``; standing state: ``block``/``unblock``, ``migrate_chat``, ``set_admins``,
   ``set_member_status``.
-- Observe: ``calls``, ``calls_to(method)``, ``sent``, ``rejected_429``, ``callback_answers``,
+- Observe: ``calls``, ``calls_to(method)``, ``sent``, ``rejected_429`` (and which limit each
+  was for: ``rejections``, ``rejected_kinds``), ``callback_answers``,
   ``commands``/``my_commands()``, ``messages``, ``webhook``, ``unhandled``; wait with
   ``wait_for_sent(n)``, ``wait_for_calls(method, n)``, ``wait_until_fetched()``,
   ``wait_for(predicate)`` (event-driven, real-time timeout, no polling sleeps).
@@ -200,6 +201,25 @@ class VirtualClock:
         """Move the clock forward and return the new time."""
         self.now += seconds
         return self.now
+
+
+# Which limit a 429 was for (`FakeTelegram.rejections`).
+GLOBAL = "global"  # more than `global_per_second` in a sliding 1 s window
+PER_CHAT = "per_chat"  # a chat's second message within `per_chat_interval`
+GROUP = "group"  # more than `group_per_minute` to one group in a sliding minute
+FLOOD_WAIT = "flood_wait"  # inside the bot-wide flood wait a scripted 429 started
+SCRIPTED = "scripted"  # a scripted FakeError with status 429
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """One 429 answered: when (fake clock), for which limit, to which chat (None: unknown)."""
+
+    time: float
+    kind: str
+    chat_id: int | None
+    # How many accepted sends the sliding 1 s window held at the time (GLOBAL's count).
+    in_window: int
 
 
 @dataclass(frozen=True)
@@ -703,6 +723,7 @@ class FakeTelegram:
         self.calls: list[Call] = []
         self.sent: list[SentMessage] = []
         self.rejected_429 = 0
+        self.rejections: list[Rejection] = []
         self.unhandled: list[str] = []  # methods the fake does not implement (answered 404)
         self.callback_answers: dict[str, JSON] = {}
         self.webhook_deliveries: list[tuple[str, int, int]] = []  # (url, update_id, status)
@@ -1233,6 +1254,9 @@ class FakeTelegram:
         if isinstance(action, DropConnection):
             raise _Dropped
         if isinstance(action, FakeError):
+            if action.status == 429:
+                chat_id = call.params.get("chat_id")
+                self._note_rejection(SCRIPTED, chat_id if isinstance(chat_id, int) else None)
             if action.status == 429 and action.retry_after and call.method in SENDING_METHODS:
                 self._flood_until = max(self._flood_until, self.clock() + action.retry_after)
             return action.body(), action.status
@@ -1374,24 +1398,34 @@ class FakeTelegram:
             return
         now = self.clock()
         if now < self._flood_until:
-            self._too_many(self._flood_until - now)
+            self._too_many(FLOOD_WAIT, chat_id, self._flood_until - now)
         window = self._global_sends
         while window and window[0] <= now - 1.0:
             window.popleft()
         if len(window) >= limits.global_per_second:
-            self._too_many(window[0] + 1.0 - now)
+            self._too_many(GLOBAL, chat_id, window[0] + 1.0 - now)
         last = self._chat_last_send.get(chat_id)
         if last is not None and now - last < limits.per_chat_interval:
-            self._too_many(last + limits.per_chat_interval - now)
+            self._too_many(PER_CHAT, chat_id, last + limits.per_chat_interval - now)
         if chat_id < 0:
             group = self._group_sends.setdefault(chat_id, collections.deque())
             while group and group[0] <= now - 60.0:
                 group.popleft()
             if len(group) >= limits.group_per_minute:
-                self._too_many(group[0] + 60.0 - now)
+                self._too_many(GROUP, chat_id, group[0] + 60.0 - now)
 
-    @staticmethod
-    def _too_many(seconds: float) -> None:
+    @property
+    def rejected_kinds(self) -> dict[str, int]:
+        """How many 429s each limit drew ({"global": 1, "per_chat": 2}; none: {})."""
+        return dict(collections.Counter(r.kind for r in self.rejections))
+
+    def _note_rejection(self, kind: str, chat_id: int | None) -> None:
+        now = self.clock()
+        in_window = sum(1 for t in self._global_sends if t > now - 1.0)
+        self.rejections.append(Rejection(now, kind, chat_id, in_window))
+
+    def _too_many(self, kind: str, chat_id: int, seconds: float) -> None:
+        self._note_rejection(kind, chat_id)
         retry = _ceil_seconds(seconds)
         raise _ApiError(429, f"Too Many Requests: retry after {retry}", retry_after=retry)
 

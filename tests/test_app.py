@@ -647,7 +647,13 @@ async def test_three_instances_lose_nothing_when_the_leader_is_killed_mid_digest
     # At most the messages in flight at the kill went out twice (8 sends run at once).
     duplicates = len(digests) + len(alerts) - 2 * len(chats)
     assert duplicates <= 8, duplicates
-    assert fake.rejected_429 == 0
+    # Which limit a 429 was for, and when, tells a stalled sender's burst from a pacing bug.
+    rejected = [
+        f"{r.kind} (chat {r.chat_id}, {r.in_window} in the 1 s window)"
+        f" {r.time - killed_at:+.2f} s from the kill"
+        for r in fake.rejections
+    ]
+    assert fake.rejected_429 == 0, f"{fake.rejected_kinds}: {rejected}"
     # A new leader took over well within 30 s (its first poll or send after the kill).
     after = [
         c for c in fake.calls if c.time > killed_at and c.method in ("getUpdates", "sendMessage")

@@ -232,6 +232,7 @@ async def test_scripted_429_raises_retry_after_then_holds_a_flood_wait(
     await bot.send_message(42, "digest part 1")
     assert [s.chat_id for s in tg.sent] == [42]
     assert tg.rejected_429 == 2
+    assert [(r.kind, r.chat_id) for r in tg.rejections] == [("scripted", 42), ("flood_wait", 43)]
 
 
 async def test_blocked_user_raises_forbidden_until_they_write_again(
@@ -426,6 +427,8 @@ async def test_per_chat_limit_is_one_message_per_second(
     await bot.send_message(42, "two")
     assert [s.time - tg.sent[0].time for s in tg.sent] == [0, 0, 1.0]
     assert tg.rejected_429 == 2
+    assert tg.rejected_kinds == {"per_chat": 2}
+    assert [r.time - tg.sent[0].time for r in tg.rejections] == [0, 0.5]
 
 
 async def test_global_limit_is_thirty_messages_per_second(
@@ -437,6 +440,8 @@ async def test_global_limit_is_thirty_messages_per_second(
     clock.advance(1.0)
     await bot.send_message(31, "alert")
     assert len(tg.sent) == 31 and tg.rejected_429 == 1
+    [rejection] = tg.rejections
+    assert (rejection.kind, rejection.chat_id, rejection.in_window) == ("global", 31, 30)
 
 
 async def test_group_limit_is_twenty_messages_per_minute(
@@ -448,6 +453,7 @@ async def test_group_limit_is_twenty_messages_per_minute(
     with pytest.raises(RetryAfter) as caught:  # at t+20 s; the first send frees at t+60 s
         await bot.send_message(-555, "alert")
     assert caught.value.retry_after == dt.timedelta(seconds=40)
+    assert tg.rejected_kinds == {"group": 1}
     clock.advance(40)
     await bot.send_message(-555, "alert")
 
