@@ -459,6 +459,15 @@ def _open_regular(path: Path) -> BinaryIO:
         raise
 
 
+def _unread(name: str, exc: OSError | BadInput) -> Rejection:
+    """The rejection of a file that could not be opened or read whole."""
+    if isinstance(exc, FileNotFoundError):
+        return Rejection(name, "no such file or folder")
+    if isinstance(exc, OSError):
+        return Rejection(name, f"cannot read: {exc.strerror or exc}")
+    return Rejection(name, str(exc))
+
+
 def read(
     paths: Iterable[Path],
     max_bytes: int = 5_000_000,
@@ -479,25 +488,15 @@ def read(
             continue
         try:
             status = _regular(path)
-        except FileNotFoundError:
-            yield Rejection(name, "no such file or folder")
-            continue
-        except OSError as exc:
-            yield Rejection(name, f"cannot read: {exc.strerror or exc}")
-            continue
-        except BadInput as exc:
-            yield Rejection(name, str(exc))
+        except (OSError, BadInput) as exc:
+            yield _unread(name, exc)
             continue
         if path.suffix.lower() == ".jsonl":
             # Read record by record: the limit applies to each record, not to the file.
             try:
                 yield from read_jsonl(path, max_bytes, languages)
-            except FileNotFoundError:
-                yield Rejection(name, "no such file or folder")
-            except OSError as exc:
-                yield Rejection(name, f"cannot read: {exc.strerror or exc}")
-            except BadInput as exc:
-                yield Rejection(name, str(exc))
+            except (OSError, BadInput) as exc:
+                yield _unread(name, exc)
             continue
         try:
             if status.st_size > max_bytes:
@@ -509,14 +508,8 @@ def read(
                 data = handle.read(max_bytes + 1)
             if len(data) > max_bytes:
                 raise BadInput(f"file is over the {max_bytes:,}-byte limit")
-        except FileNotFoundError:
-            yield Rejection(name, "no such file or folder")
-            continue
-        except OSError as exc:
-            yield Rejection(name, f"cannot read: {exc.strerror or exc}")
-            continue
-        except BadInput as exc:
-            yield Rejection(name, str(exc))
+        except (OSError, BadInput) as exc:
+            yield _unread(name, exc)
             continue
         try:
             yield from parse_bytes(data, name, languages)
