@@ -15,6 +15,7 @@ import contextlib
 import itertools
 import os
 import socket
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -215,3 +216,17 @@ def database_env(settings: config.Settings) -> dict[str, str]:
 def seed_text() -> str:
     """The seed article as shipped in articles/."""
     return SEED.read_text(encoding="utf-8")
+
+
+async def start_run(env: dict[str, str], *, stdout: bool = False) -> asyncio.subprocess.Process:
+    """A real `newsbot run` with `env`: stdin closed, stderr piped (and stdout, if asked)."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "run",
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE if stdout else None,
+        stderr=asyncio.subprocess.PIPE,
+    )

@@ -29,7 +29,7 @@ from bot.models import Alert, Article, ChatRef, DigestItem, Inbound, Post
 from bot.outbox import Outbox
 from bot.store import Store
 
-from .conftest import ROOT, SEED, database_env
+from .conftest import ROOT, SEED, database_env, start_run
 from .fake_slack import (
     BOT_USER,
     FORM,
@@ -650,7 +650,6 @@ async def test_both_platforms_in_one_process_each_get_one_alert(settings: Settin
 async def test_newsbot_run_with_slack_from_the_environment(settings: Settings) -> None:
     """Issue 10's Done-when, with the real `newsbot run` process configured by environment."""
     import signal
-    import sys
 
     port = free_port()
     async with FakeSlack(token=TOKEN) as fake:
@@ -659,15 +658,7 @@ async def test_newsbot_run_with_slack_from_the_environment(settings: Settings) -
         fake.add_user(ADMIN, admin=True)
         fake.add_user(MEMBER)
         env = run_env(settings, fake.base_url, str(port))
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot",
-            "run",
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        process = await start_run(env)
         url = f"http://127.0.0.1:{port}/slack/events"
         try:
             async with aiohttp.ClientSession() as session:
@@ -753,20 +744,10 @@ async def test_newsbot_run_with_slack_from_the_environment(settings: Settings) -
 async def test_newsbot_run_with_a_rejected_slack_token_exits_2_with_one_line(
     settings: Settings,
 ) -> None:
-    import sys
 
     async with FakeSlack(token=TOKEN) as fake:
         env = run_env(settings, fake.base_url, str(free_port()), token="xoxb-revoked-0123456789")
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot",
-            "run",
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        process = await start_run(env, stdout=True)
         stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
     output = (stdout + stderr).decode()
     assert process.returncode == 2, output
@@ -841,18 +822,9 @@ async def test_newsbot_run_with_slack_unreachable_waits_and_a_stop_signal_exits_
 ) -> None:
     """Slack unreachable at start exited 1 with a traceback; now it retries until stopped."""
     import signal
-    import sys
 
     env = run_env(settings, f"http://127.0.0.1:{free_port()}/api/", str(free_port()))
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        "run",
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    process = await start_run(env)
     assert process.stderr is not None
     lines: list[bytes] = []
     try:

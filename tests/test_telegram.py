@@ -25,7 +25,7 @@ from bot.models import Alert, Article, ChatRef, Digest, DigestItem
 from bot.outbox import Outbox, RetryPolicy
 from bot.store import Store
 
-from .conftest import ROOT, SEED, database_env
+from .conftest import ROOT, SEED, database_env, start_run
 from .fake_telegram import DropConnection, FakeError, FakeTelegram, RateLimits
 from .fakes import VirtualClock
 from .repos import repositories
@@ -669,7 +669,6 @@ async def test_unreachable_bot_api_at_start_is_retried_until_it_answers(
     """Issue 11 #23: connection refused at start exited 1 with a 142-line traceback."""
     import os
     import signal
-    import sys
 
     port = _free_port()  # nothing listens here yet: connections are refused
     env = {
@@ -683,15 +682,7 @@ async def test_unreachable_bot_api_at_start_is_retried_until_it_answers(
     }
     env.pop("NEWSBOT_DATABASE_URL", None)
     env.update(database_env(settings))
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        "run",
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    process = await start_run(env)
     assert process.stderr is not None
     lines: list[str] = []
 
@@ -729,7 +720,6 @@ async def test_a_stop_signal_while_retrying_the_connection_exits_zero(settings: 
     """Issue 11 #23: the retries must not hold the process hostage: SIGTERM ends them."""
     import os
     import signal
-    import sys
 
     env = {
         **os.environ,
@@ -741,15 +731,7 @@ async def test_a_stop_signal_while_retrying_the_connection_exits_zero(settings: 
     }
     env.pop("NEWSBOT_DATABASE_URL", None)
     env.update(database_env(settings))
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        "run",
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    process = await start_run(env)
     assert process.stderr is not None
     try:
         first = await asyncio.wait_for(process.stderr.readline(), 60)
