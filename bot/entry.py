@@ -7,8 +7,8 @@ answerer. It parses only the options bot.cli declares for them (tests/test_entry
 the tables below with the typer app) and uses a configuration only once bot.cli has validated
 exactly that input (file, environment, options): `settings()` there records what it accepted.
 Anything else — another command, `--help`, `-v`, a bad option, a config not validated yet, a
-store that needs migrating or reading the article folder — goes to bot.cli, which reports it
-with its own texts and exit codes.
+store that needs migrating, an article folder with new, edited, deleted or rejected files —
+goes to bot.cli, which reports it with its own texts and exit codes.
 """
 
 from __future__ import annotations
@@ -159,29 +159,61 @@ def _questions(options: Mapping[str, str], positional: Sequence[str]) -> list[di
     return batch
 
 
-def _store_ready(database: str, folder: Path) -> None:
-    """_Slow unless opening the store would change nothing: the schema is current and the
-    article folder has nothing to read or sweep (bot.cli's `ask` reads it first)."""
+def _folder_files(folder: Path, max_bytes: int, languages: Sequence[str]) -> list[tuple[str, str]]:
+    """The folder's articles as bot.cli would read them, (source file, content hash) each, or
+    _Slow for anything it would report (a rejected file or record, a folder that is not there)."""
     from bot import articles
 
+    if articles.folder_problem(folder) is not None:
+        raise _Slow  # bot.cli warns
+    found: list[tuple[str, str]] = []
+    for path in articles.files([folder]):
+        try:
+            items = list(articles.read([path], max_bytes, languages, within=folder))
+        except Exception:  # bot.cli reports it in its own words
+            raise _Slow from None
+        for item in items:
+            if isinstance(item, articles.Rejection):
+                raise _Slow
+            found.append((str(path), articles.content_hash(item.title, item.text)))
+    return found
+
+
+def _store_ready(database: str, cfg: Mapping[str, Any]) -> None:
+    """_Slow unless opening the store would change nothing: the schema is current, every file
+    in the article folder is stored as it is now and no stored file is gone (bot.cli's `ask`
+    reads the folder first, and sweeps the articles of deleted files)."""
     if not Path(database).is_file():
         raise _Slow  # bot.cli creates it (or reports what is missing)
-    if folder.is_dir() and next(iter(articles.files([folder])), None) is not None:
-        raise _Slow
+    folder = Path(cfg["folder"])
+    documents = _folder_files(folder, cfg["max_bytes"], cfg["languages"])
+    prefix = str(folder).rstrip("/") + "/"
     try:
         with closing(sqlite3.connect(database)) as conn:
             version = conn.execute("SELECT max(version) FROM schema_version").fetchone()[0]
             if version != SCHEMA_VERSION:
                 raise _Slow
-            if folder.is_dir():
-                # The folder's sweep would delete the stored articles of its deleted files.
-                prefix = str(folder).rstrip("/") + "/"
-                swept = conn.execute(
-                    "SELECT 1 FROM articles WHERE substr(source, 1, ?) = ? LIMIT 1",
-                    (len(prefix), prefix),
+            stored: set[str] = set()
+            for source, digest in documents:
+                # Read again, the same content is a duplicate; it changes nothing if this file
+                # is already one of the sources that carried it.
+                row = conn.execute(
+                    "SELECT 1 FROM articles a WHERE a.content_hash = ? AND (a.source = ? OR "
+                    "EXISTS (SELECT 1 FROM article_sources s WHERE s.article_id = a.id "
+                    "AND s.source = ?))",
+                    (digest, source, source),
                 ).fetchone()
-                if swept is not None:
-                    raise _Slow
+                if row is None:
+                    raise _Slow  # new or edited: stored (and classified) first
+                stored.add(source)
+            # The folder's sweep would delete the stored articles of its deleted files.
+            files = conn.execute(
+                "SELECT source FROM articles WHERE substr(source, 1, ?) = ? "
+                "UNION SELECT source FROM article_sources WHERE substr(source, 1, ?) = ?",
+                (len(prefix), prefix, len(prefix), prefix),
+            ).fetchall()
+            if any(source not in stored for (source,) in files):
+                raise _Slow
     except sqlite3.Error:
         raise _Slow from None
 
@@ -202,7 +234,7 @@ def ask_fast(argv: Sequence[str]) -> int | None:
         database = search.sqlite_file(cfg["sqlite"])
         if database is None:
             raise _Slow  # in memory, or with options: SQLAlchemy's engine
-        _store_ready(database, Path(cfg["folder"]))
+        _store_ready(database, cfg)
     except _Slow:
         return None
     with search.StoreIndex(cfg["sqlite"]) as index:

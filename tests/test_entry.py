@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -244,6 +245,19 @@ def test_ask_fast_path_prints_what_the_full_command_prints(
     assert "Sherman" in slow.stdout or "know" in slow.stdout
 
 
+def test_ask_fast_path_answers_over_an_unchanged_article_folder(
+    store: str, cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The default set-up: the seed in the article folder, read by an earlier command."""
+    shutil.copy(SEED, tmp_path / "articles" / SEED.name)
+    argv = ["--db", store, "ask", "--format", "json", "who attends from Germany?"]
+    first = full(*argv)  # reads the folder: the file is a second source of the stored seed
+    assert first.exit_code == 0 and "Michaelis" in first.stdout
+    slow = full(*argv)
+    assert entry.ask_fast(argv) == 0
+    assert capsys.readouterr().out == slow.stdout == first.stdout
+
+
 def test_ask_leaves_warnings_migrations_and_the_folder_to_the_full_command(
     store: str, cache: Path, tmp_path: Path
 ) -> None:
@@ -259,9 +273,27 @@ def test_ask_leaves_warnings_migrations_and_the_folder_to_the_full_command(
         batch = tmp_path / "batch.jsonl"
         batch.write_text(lines, encoding="utf-8")
         assert entry.ask_fast([*argv[:3], "--format", "jsonl", "-q", str(batch)]) is None
-    # A file in the article folder would be read first.
+    # A new file in the article folder would be read first.
     own = tmp_path / "articles" / "own.txt"
     own.write_text("Kämpfe im Osten\n\nArtillerie beschoss die Stadt.\n", encoding="utf-8")
+    assert entry.ask_fast(argv) is None
+    assert full(*argv).exit_code == 0
+    # Once stored as it is, reading it again would change nothing: the fast path answers.
+    assert entry.ask_fast(argv) == 0
+    # An edited file would be stored again first; a file the reader rejects, reported.
+    own.write_text("Kämpfe im Westen\n\nArtillerie beschoss die Stadt.\n", encoding="utf-8")
+    assert entry.ask_fast(argv) is None
+    assert full(*argv).exit_code == 0
+    bad = tmp_path / "articles" / "bad.json"
+    bad.write_text("{not json", encoding="utf-8")
+    assert entry.ask_fast(argv) is None
+    bad.unlink()
+    # The same text as a stored article, in a second file: linked to it first.
+    (tmp_path / "articles" / "copy.txt").write_text(own.read_text("utf-8"), encoding="utf-8")
+    assert entry.ask_fast(argv) is None
+    assert full(*argv).exit_code == 0
+    assert entry.ask_fast(argv) == 0
+    (tmp_path / "articles" / "copy.txt").unlink()
     assert entry.ask_fast(argv) is None
     assert full(*argv).exit_code == 0
     own.unlink()
