@@ -186,8 +186,9 @@ def answer_article(
     """The best answer to `q` in one article, or None if it has none of the right type.
 
     The hand-weighted score says whether the article answers (its best candidate's score is
-    the confidence); the learned ranker (`bot.ranker`) picks which candidate is the answer.
-    `trace` collects every candidate's features and text (fitting the ranker).
+    the confidence) and, unless a fitted ranker ships (`bot.ranker`; none does, see
+    docs/qa.md), which candidate is the answer. `trace` collects every candidate's features
+    and text (scripts/fit_ranker.py).
     """
     sents = index.analysed(article) if index is not None else analyse_article(article)
     if not sents:
@@ -206,6 +207,8 @@ def answer_article(
     fits = q.kind.fits
     filed = _dateline(article.text) if q.qtype == "place" else None
     concepts = any(not g.entity and g is not q.head for g in q.groups)
+    # Features cost time per candidate: only when tracing or a fitted ranker chooses.
+    want = trace is not None or (learned and ranker.model() is not None)
     found: list[_Scored] = []
     for si, sent in enumerate(sents):
         own = {gi for gi, hits in matched[si].items() if hits}
@@ -287,42 +290,56 @@ def answer_article(
                 if _role_elsewhere(span, q, sent, matched[si], lang):
                     agree *= ROLE_ELSEWHERE
             score *= agree
-            entity_dist = _distance(span, entity_pos)
-            nearest_entity = min(entity_pos, key=lambda p: abs(p - span.start), default=None)
-            features = [
-                math.log(max(score, 1e-3)),
-                math.log(max(window, 1e-3)),
-                sum(q.groups[gi].weight for gi in own) / total,
-                math.log(max(fit, 1e-3)),
-                math.log(max(typed, 1e-3)),
-                math.exp(-dist / 6) if positions else 0.0,
-                min(dist, 30) / 10,
-                min(_distance(span, concept_pos), 30) / 10,
-                min(entity_dist, 30) / 10,
-                float(nearest_entity is not None and 0 < span.start - nearest_entity <= 4),
-                float(same_clause),
-                0.0,  # closest: set once the sentence's candidates are known
-                0.0,  # rank_near: likewise
-                float(head_next),
-                float(q.head is not None and not head_next),
-                float(dateline),
-                math.log(max(agree, 1e-3)),
-                math.log(max(country, 1e-3)),
-                float(related),
-                si / max(1, len(sents) - 1),
-                float(si == 0),
-                span.start / max(1, len(sent.tokens)),
-                math.log(span.end - span.start),
-                sum(span.start <= p < span.end for p in set(positions)) / (span.end - span.start),
-                float(common),
-                float(span.unit is not None),
-                float(_in_parens(span, sent)),
-                *(float(span.kind == k) for k in _KINDS),
-                (math.exp(-dist / 6) if positions else 0.0) * q.kind.numeric,
-                min(entity_dist, 30) / 10 * (q.qtype in ("person", "org", "entity")),
-            ]
+            features: list[float] = []
+            if want:
+                entity_dist = _distance(span, entity_pos)
+                nearest_entity = min(entity_pos, key=lambda p: abs(p - span.start), default=None)
+                features = [
+                    math.log(max(score, 1e-3)),
+                    math.log(max(window, 1e-3)),
+                    sum(q.groups[gi].weight for gi in own) / total,
+                    math.log(max(fit, 1e-3)),
+                    math.log(max(typed, 1e-3)),
+                    math.exp(-dist / 6) if positions else 0.0,
+                    min(dist, 30) / 10,
+                    min(_distance(span, concept_pos), 30) / 10,
+                    min(entity_dist, 30) / 10,
+                    float(nearest_entity is not None and 0 < span.start - nearest_entity <= 4),
+                    float(same_clause),
+                    0.0,  # closest: set once the sentence's candidates are known
+                    0.0,  # rank_near: likewise
+                    float(head_next),
+                    float(q.head is not None and not head_next),
+                    float(dateline),
+                    math.log(max(agree, 1e-3)),
+                    math.log(max(country, 1e-3)),
+                    float(related),
+                    si / max(1, len(sents) - 1),
+                    float(si == 0),
+                    span.start / max(1, len(sent.tokens)),
+                    math.log(span.end - span.start),
+                    sum(span.start <= p < span.end for p in set(positions))
+                    / (span.end - span.start),
+                    float(common),
+                    float(span.unit is not None),
+                    float(_in_parens(span, sent)),
+                    *(float(span.kind == k) for k in _KINDS),
+                    (math.exp(-dist / 6) if positions else 0.0) * q.kind.numeric,
+                    min(entity_dist, 30) / 10 * (q.qtype in ("person", "org", "entity")),
+                ]
+                near_exp = features[5]
+                cross = float(q.lang != lang)
+                features += [
+                    cross * features[2],
+                    cross * near_exp,
+                    cross * features[7],
+                    cross * features[0],
+                    near_exp * (q.qtype == "place"),
+                    near_exp * (q.qtype == "time"),
+                    near_exp * (q.qtype == "person"),
+                ]
             in_sentence.append(_Scored(span, si, score, dist, features))
-        by_dist = sorted(in_sentence, key=lambda c: c.dist)
+        by_dist = sorted(in_sentence, key=lambda c: c.dist) if want else []
         for rank, cand in enumerate(by_dist):
             cand.features[_CLOSEST] = float(rank == 0)
             cand.features[_RANK] = min(rank / 5, 1.0)

@@ -47,6 +47,13 @@ FEATURES: tuple[str, ...] = (
     "kind_list",
     "numeric_near",  # near × a numeric question (distance matters more for numbers)
     "entity_q_dist",  # dist_entity × a person/org/entity question (the asked organisation)
+    "cross_cover",  # own_cover × question and article in different languages
+    "cross_near",  # near × different languages
+    "cross_concept",  # dist_concept × different languages
+    "cross_hand",  # log_hand × different languages
+    "place_near",  # near × a place question
+    "time_near",  # near × a time question
+    "person_near",  # near × a person question
 )
 
 
@@ -63,7 +70,8 @@ class Model:
     def score(self, x: tuple[float, ...]) -> float:
         """The candidate's ranking score (higher is better; comparable within one question)."""
         return self.base * x[0] + math.fsum(
-            w * (v - m) / s for w, v, m, s in zip(self.weights, x, self.mean, self.scale)
+            w * (v - m) / s
+            for w, v, m, s in zip(self.weights, x, self.mean, self.scale, strict=True)
         )
 
 

@@ -82,6 +82,7 @@ def collect(folder: Path) -> list[dict[str, Any]]:
             out.append(
                 {
                     "pair": pair,
+                    "qtype": q.qtype,
                     "fit": fit_split(item["article"]),
                     "x": [list(f) for f, _ in trace],
                     "text": [t for _, t in trace],
@@ -96,14 +97,20 @@ def collect(folder: Path) -> list[dict[str, Any]]:
 
 
 def fit(
-    rows: list[dict[str, Any]], l2: float, base: float
+    rows: list[dict[str, Any]],
+    l2: float,
+    base: float,
+    positive: float = POSITIVE_F1,
+    learn: tuple[str, ...] = ranker.FEATURES,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Conditional logit (softmax over each question's candidates), soft targets ∝ F1, L2;
     the hand score enters with the fixed weight `base` (an offset), so the fitted weights are
     corrections to the hand ranking and L2 pulls them toward it."""
     groups = []
     for r in rows:
-        target = np.array([v if v >= POSITIVE_F1 else 0.0 for v in r["f1"]])
+        if r["qtype"] in ("entity", "summary", "list"):
+            continue  # "what ..." in Wikipedia: no news question type, no typed candidates
+        target = np.array([v if v >= positive else 0.0 for v in r["f1"]])
         if len(r["x"]) > 1 and target.sum() > 0:
             groups.append((np.array(r["x"]), target / target.sum()))
     allx = np.concatenate([x for x, _ in groups])
@@ -111,6 +118,7 @@ def fit(
     scale[scale < 1e-6] = 1.0
     groups = [((x - mean) / scale, base * x[:, 0], t) for x, t in groups]
     w = np.zeros(allx.shape[1])
+    mask = np.array([name in learn for name in ranker.FEATURES], dtype=float)
     m, v = np.zeros_like(w), np.zeros_like(w)
     for step in range(1, 1501):  # Adam, full batch: a few thousand candidates
         grad = 2 * l2 * w
@@ -119,6 +127,7 @@ def fit(
             p = np.exp(s - s.max())
             p /= p.sum()
             grad += x.T @ (p - t) / len(groups)
+        grad *= mask  # features outside `learn` keep weight 0: the hand score speaks for them
         m = 0.9 * m + 0.1 * grad
         v = 0.999 * v + 0.001 * grad**2
         w -= 0.05 * (m / (1 - 0.9**step)) / (np.sqrt(v / (1 - 0.999**step)) + 1e-8)
@@ -165,10 +174,16 @@ def main() -> int:
     parser.add_argument("--xquad", type=Path, default=shared / "xquad")
     parser.add_argument("--write", action="store_true")
     parser.add_argument("--l2", type=float, default=1.0, help="pull toward the hand ranking")
+    parser.add_argument("--positive", type=float, default=POSITIVE_F1, help="F1 of an answer")
+    parser.add_argument("--learn", default="", help="comma-separated features to fit (all)")
     parser.add_argument("--base", type=float, default=1.0, help="weight of the hand log score")
     args = parser.parse_args()
     rows = collect(args.xquad)
-    mean, scale, w = fit([r for r in rows if r["fit"]], args.l2, args.base)
+    learn = tuple(args.learn.split(",")) if args.learn else ranker.FEATURES
+    unknown = set(learn) - set(ranker.FEATURES)
+    if unknown:
+        parser.error(f"unknown features: {sorted(unknown)}")
+    mean, scale, w = fit([r for r in rows if r["fit"]], args.l2, args.base, args.positive, learn)
     model = ranker.Model(tuple(mean), tuple(scale), tuple(w), args.base)
     for split in (True, False):
         for pair in PAIRS:
@@ -180,7 +195,7 @@ def main() -> int:
                 f"hand EM {hand[0]:.1%} F1 {hand[1]:.1%}  ranker EM {learned[0]:.1%} "
                 f"F1 {learned[1]:.1%}  top-1 among {n1} with an answer: hand {h1}, ranker {l1}"
             )
-    for name, weight in sorted(zip(ranker.FEATURES, w), key=lambda p: -abs(p[1])):
+    for name, weight in sorted(zip(ranker.FEATURES, w, strict=True), key=lambda p: -abs(p[1])):
         print(f"  {name:14s} {weight:+.3f}")
     if args.write:
         record = {
@@ -191,7 +206,7 @@ def main() -> int:
             "https://github.com/google-deepmind/xquad, itself from SQuAD v1.1 (Rajpurkar et al. "
             "2016) and Wikipedia. Changed: only fitted weights are kept, no text.",
             "licence": "CC BY-SA 4.0, https://creativecommons.org/licenses/by-sa/4.0/ "
-            "(see LICENSE-ranker in this folder)",
+            "(the licence of this file only; newsbot's code stays MIT)",
             "script": "scripts/fit_ranker.py",
             "features": list(ranker.FEATURES),
             "mean": [round(float(x), 6) for x in mean],
