@@ -259,7 +259,23 @@ def answer_article(
             ):
                 continue  # the question's own words are not its answer
             typed = _type_factor(span, q, sent, lang)
-            score = window * fit * relation * typed
+            others = (
+                _roles_of_others(span, q, sent, matched[si], lang)
+                if q.qtype in ("person", "entity") and span.kind in ("person", "name")
+                else set()
+            )
+            span_window, span_relation = window, relation
+            if others:
+                # Those words describe other people ("Gespräche mit Wirtschaftsvertretern"):
+                # for this candidate the sentence does not have them.
+                kept = own - others
+                span_window = (
+                    sum(q.groups[gi].weight for gi in kept)
+                    + 0.4 * sum(q.groups[gi].weight for gi in near)
+                ) / total
+                if concepts and not any(not q.groups[gi].entity for gi in kept | near):
+                    span_relation = 0.6
+            score = span_window * fit * span_relation * typed
             dateline = filed is not None and span.kind == "place" and skeleton(span.text) == filed
             if dateline:
                 score *= DATELINE_BONUS  # of the places a sentence names, the one filed from
@@ -269,9 +285,11 @@ def answer_article(
                 if g.place and gi not in own and (q.qtype == "person" or q.kind.numeric):
                     country *= 0.6 if gi in near else 0.35
             score *= country
-            dist = _distance(span, positions)
-            same_clause = any(clause[p] == clause[span.start] for p in positions)
-            if positions:
+            # The candidate's own matched words (not the roles of other people).
+            where = [p for gi in own - others for p in matched[si][gi]] if others else positions
+            dist = _distance(span, where)
+            same_clause = any(clause[p] == clause[span.start] for p in where)
+            if where:
                 # Where the candidate stands: near the question's words, in their clause.
                 score += 0.12 * math.exp(-dist / 6)
                 if same_clause:
@@ -287,8 +305,6 @@ def answer_article(
             if q.qtype in ("person", "entity") and span.kind in ("person", "name"):
                 agree *= _role_agreement(span, q, sents, lang)
                 agree *= _nationality_agreement(span, q, sent, matched[si], lang)
-                if _role_elsewhere(span, q, sent, matched[si], lang):
-                    agree *= ROLE_ELSEWHERE
             score *= agree
             features: list[float] = []
             if want:
@@ -296,11 +312,11 @@ def answer_article(
                 nearest_entity = min(entity_pos, key=lambda p: abs(p - span.start), default=None)
                 features = [
                     math.log(max(score, 1e-3)),
-                    math.log(max(window, 1e-3)),
+                    math.log(max(span_window, 1e-3)),
                     sum(q.groups[gi].weight for gi in own) / total,
                     math.log(max(fit, 1e-3)),
                     math.log(max(typed, 1e-3)),
-                    math.exp(-dist / 6) if positions else 0.0,
+                    math.exp(-dist / 6) if where else 0.0,
                     min(dist, 30) / 10,
                     min(_distance(span, concept_pos), 30) / 10,
                     min(entity_dist, 30) / 10,
@@ -313,7 +329,7 @@ def answer_article(
                     float(dateline),
                     math.log(max(agree, 1e-3)),
                     math.log(max(country, 1e-3)),
-                    float(related),
+                    float(span_relation == 1.0),
                     si / max(1, len(sents) - 1),
                     float(si == 0),
                     span.start / max(1, len(sent.tokens)),
@@ -324,7 +340,7 @@ def answer_article(
                     float(span.unit is not None),
                     float(_in_parens(span, sent)),
                     *(float(span.kind == k) for k in _KINDS),
-                    (math.exp(-dist / 6) if positions else 0.0) * q.kind.numeric,
+                    (math.exp(-dist / 6) if where else 0.0) * q.kind.numeric,
                     min(entity_dist, 30) / 10 * (q.qtype in ("person", "org", "entity")),
                 ]
                 near_exp = features[5]
@@ -363,18 +379,17 @@ class _Scored:
     features: list[float]
 
 
-# A question word that the sentence has only as a role of other people ("wer vertritt die USA?"
-# over "Xi ... führte Gespräche mit Wirtschaftsvertretern"): those people, not the candidate,
-# do what is asked.
-ROLE_ELSEWHERE = 0.5
-
-
-def _role_elsewhere(
+def _roles_of_others(
     span: Span, q: Question, sent: Sentence, hits: Mapping[int, list[int]], lang: str
-) -> bool:
-    """Whether a non-name question word occurs in the sentence only as role nouns (Vertreter,
+) -> set[int]:
+    """The non-name question groups that the sentence has only as role nouns (Vertreter,
     US-Vertreter, Sprecher) none of which stands with the candidate: before it in its clause,
-    in apposition right after it, or as its role ("US-Vertreter: Xi ..." is no apposition)."""
+    in apposition right after it, or as its role ("US-Vertreter: Xi ..." is no apposition).
+
+    "Wer vertritt die USA?" over "Xi ... in den USA ..., Gespräche mit Wirtschaftsvertretern":
+    the representatives, not Xi, do what is asked (a question verb's dictionary senses include
+    its agent noun, and German compounds match on their head)."""
+    out: set[int] = set()
     for gi, positions in hits.items():
         if not positions or q.groups[gi].entity:
             continue
@@ -388,8 +403,8 @@ def _role_elsewhere(
             or (span.role is not None and toks[p].text in span.role)
             for p in positions
         ):
-            return True
-    return False
+            out.add(gi)
+    return out
 
 
 def _distance(span: Span, positions: list[int]) -> float:
