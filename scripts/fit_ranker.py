@@ -106,17 +106,17 @@ def fit(
     """Conditional logit (softmax over each question's candidates), soft targets ∝ F1, L2;
     the hand score enters with the fixed weight `base` (an offset), so the fitted weights are
     corrections to the hand ranking and L2 pulls them toward it."""
-    groups = []
+    raw = []
     for r in rows:
         if r["qtype"] in ("entity", "summary", "list"):
             continue  # "what ..." in Wikipedia: no news question type, no typed candidates
         target = np.array([v if v >= positive else 0.0 for v in r["f1"]])
         if len(r["x"]) > 1 and target.sum() > 0:
-            groups.append((np.array(r["x"]), target / target.sum()))
-    allx = np.concatenate([x for x, _ in groups])
+            raw.append((np.array(r["x"]), target / target.sum()))
+    allx = np.concatenate([x for x, _ in raw])
     mean, scale = allx.mean(axis=0), allx.std(axis=0)
     scale[scale < 1e-6] = 1.0
-    groups = [((x - mean) / scale, base * x[:, 0], t) for x, t in groups]
+    groups = [((x - mean) / scale, base * x[:, 0], t) for x, t in raw]
     w = np.zeros(allx.shape[1])
     mask = np.array([name in learn for name in ranker.FEATURES], dtype=float)
     m, v = np.zeros_like(w), np.zeros_like(w)
