@@ -205,6 +205,10 @@ def answer_article(
     if q.qtype == "summary":
         return _summary(q, article, sents, cover)
     fits = q.kind.fits
+    if q.qtype == "person" and q.head_word is not None:
+        # "Welcher Finanzminister", "which candidate": the head noun names a person, so an
+        # organisation (the fit a bare "who" grants: "who claimed the attack?") cannot answer.
+        fits = {kind: fit for kind, fit in fits.items() if kind != "org"}
     filed = _dateline(article.text) if q.qtype == "place" else None
     concepts = any(not g.entity and g is not q.head for g in q.groups)
     # Features cost time per candidate: only when tracing or a fitted ranker chooses.

@@ -484,3 +484,18 @@ def test_a_role_of_other_people_makes_no_bystander_the_answer() -> None:
     assert "John Kerrigan" in (
         answer("Wer vertritt die USA?", index, article_id=delegate.id).text or ""
     )
+
+
+def test_a_person_head_noun_is_not_answered_by_an_organisation() -> None:
+    campaign = Article(
+        id="t-de-campaign",
+        title="",
+        text="Die Kampagne wird von der Hilfsorganisation Oxfam geleitet.",
+        lang="de",
+    )
+    index = Index.build([campaign])
+    # A bare "wer" may be answered by an organisation; "welcher Politiker" asks for a person.
+    assert answer("Wer leitet die Kampagne?", index, article_id=campaign.id).text == "Oxfam"
+    assert (
+        answer("Welcher Politiker leitet die Kampagne?", index, article_id=campaign.id).text is None
+    )
