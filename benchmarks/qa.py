@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bot import dictionary
 from bot.classify import classify
 from bot.models import Answer, Article
-from bot.qa import answer
+from bot.qa import answer, answer_article
+from bot.question import analyse as analyse_question
 from bot.search import MemoryIndex, Retrieval, StoreIndex
 from bot.store import Store
 
@@ -134,6 +135,7 @@ def evaluate(
     latencies: list[float] = []
     for item in items:
         got = answer(item["question"], index, article_id=item["article"])
+        ceiling, chosen = span_ceiling(item, index)
         row = {
             "pair": note(item, "pair"),
             "type": note(item, "type"),
@@ -142,6 +144,8 @@ def evaluate(
             # Precision counts answered questions only: a confident wrong answer costs it.
             "answered_given": got.text is not None,
             "answered_store": None,
+            "ceiling": ceiling,
+            "chosen": chosen,
         }
         start = time.perf_counter()
         got_s = answer(item["question"], index)
@@ -161,6 +165,19 @@ def evaluate(
                 mark = "ok" if row["store"] else "XX"
                 print(f"  [{mark}] store -> {got_s.text!r} from {top} (want {item['article']})")
     return rows, latencies
+
+
+def span_ceiling(item: dict[str, Any], index: Retrieval) -> tuple[bool | None, bool | None]:
+    """For an answerable question with the article given: whether any candidate of the article
+    is right, and whether the chosen one is (before abstention): where span selection stands."""
+    article = index.get(item["article"])
+    if not (item.get("answers") or item.get("all_of")) or article is None:
+        return None, None
+    trace: list[tuple[tuple[float, ...], str]] = []
+    cand = answer_article(analyse_question(item["question"], index), article, index, trace=trace)
+    right = any(t and correct(item, Answer(question="", text=t, lang="en")) for _, t in trace)
+    chosen = cand is not None and correct(item, Answer(question="", text=cand.text, lang="en"))
+    return right, right and chosen
 
 
 def share(rows: list[dict[str, Any]], key: str) -> tuple[int, int]:
@@ -184,6 +201,12 @@ def report(name: str, rows: list[dict[str, Any]]) -> dict[str, float]:
         answered = [r for r in rows if r[key] is not None and r[f"answered_{key}"]]
         cells.append(f"{key} {fmt(sum(bool(r[key]) for r in answered), len(answered))}")
     print("  precision of answered: " + ", ".join(cells))
+    ceiling = [r for r in rows if r["ceiling"]]
+    print(
+        f"  span selection: a right candidate in {fmt(len(ceiling), share(rows, 'ceiling')[1])}"
+        f" of the answerable; the chosen one right (before abstention) in "
+        f"{fmt(sum(bool(r['chosen']) for r in ceiling), len(ceiling))} of those"
+    )
     for key in ("pair", "type"):
         groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for r in rows:

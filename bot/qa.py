@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bot import dictionary
+from bot import dictionary, ranker
 from bot.extract import (
     Sentence,
     Span,
@@ -177,9 +177,19 @@ def _demonym_phrase(span: Span, sent: Sentence, lang: str) -> str | None:
 
 
 def answer_article(
-    q: Question, article: Article, index: Retrieval | None = None
+    q: Question,
+    article: Article,
+    index: Retrieval | None = None,
+    trace: list[tuple[tuple[float, ...], str]] | None = None,
+    learned: bool = True,
 ) -> Candidate | None:
-    """The best-scoring answer to `q` in one article, or None if it has none of the right type."""
+    """The best answer to `q` in one article, or None if it has none of the right type.
+
+    The hand-weighted score says whether the article answers (its best candidate's score is
+    the confidence) and, unless a fitted ranker ships (`bot.ranker`; none does, see
+    docs/qa.md), which candidate is the answer. `trace` collects every candidate's features
+    and text (scripts/fit_ranker.py).
+    """
     sents = index.analysed(article) if index is not None else analyse_article(article)
     if not sents:
         return None
@@ -194,10 +204,16 @@ def answer_article(
     cover = [sum(q.groups[gi].weight for gi, hits in m.items() if hits) / total for m in matched]
     if q.qtype == "summary":
         return _summary(q, article, sents, cover)
-    best: Candidate | None = None
     fits = q.kind.fits
+    if q.qtype == "person" and q.head_word is not None:
+        # "Welcher Finanzminister", "which candidate": the head noun names a person, so an
+        # organisation (the fit a bare "who" grants: "who claimed the attack?") cannot answer.
+        fits = {kind: fit for kind, fit in fits.items() if kind != "org"}
     filed = _dateline(article.text) if q.qtype == "place" else None
     concepts = any(not g.entity and g is not q.head for g in q.groups)
+    # Features cost time per candidate: only when tracing or a fitted ranker chooses.
+    want = trace is not None or (learned and ranker.model() is not None)
+    found: list[_Scored] = []
     for si, sent in enumerate(sents):
         own = {gi for gi, hits in matched[si].items() if hits}
         near: set[int] = set()
@@ -209,11 +225,14 @@ def answer_article(
             sum(q.groups[gi].weight for gi in own) + 0.4 * sum(q.groups[gi].weight for gi in near)
         ) / total
         positions = [p for gi in own for p in matched[si][gi]]
+        concept_pos = [p for gi in own if not q.groups[gi].entity for p in matched[si][gi]]
+        entity_pos = [p for gi in own if q.groups[gi].entity for p in matched[si][gi]]
         clause = _clauses(sent)
         # A passage that shares only names with the question says nothing about the asked
         # relation ("Who will succeed X?" over sentences that merely mention X).
         related = any(not q.groups[gi].entity for gi in own | near)
         relation = 1.0 if related or not concepts else 0.6
+        in_sentence: list[_Scored] = []
         for span in sent.spans:
             fit = fits.get(span.kind, 0.0)
             if fit == 0.0:
@@ -229,7 +248,8 @@ def answer_article(
                 fit = fits.get("person", 0.0)
                 if fit == 0.0:
                     continue
-            if span.kind == "name" and _common_word(span.text, lang):
+            common = span.kind == "name" and _common_word(span.text, lang)
+            if common:
                 fit *= 0.3  # "Opinion polls ...", "Islamic militants": a capitalised common word
             if span.kind != "number" and _overlaps_question(span.text, q):
                 continue
@@ -242,33 +262,204 @@ def answer_article(
                 span, sent, q, lang
             ):
                 continue  # the question's own words are not its answer
-            score = window * fit * relation * _type_factor(span, q, sent, lang)
-            if filed is not None and span.kind == "place" and skeleton(span.text) == filed:
+            typed = _type_factor(span, q, sent, lang)
+            others = (
+                _roles_of_others(span, q, sent, matched[si], lang)
+                if q.qtype in ("person", "entity") and span.kind in ("person", "name")
+                else set()
+            )
+            span_window, span_relation = window, relation
+            if others:
+                # Those words describe other people ("Gespräche mit Wirtschaftsvertretern"):
+                # for this candidate the sentence does not have them.
+                kept = own - others
+                span_window = (
+                    sum(q.groups[gi].weight for gi in kept)
+                    + 0.4 * sum(q.groups[gi].weight for gi in near)
+                ) / total
+                if concepts and not any(not q.groups[gi].entity for gi in kept | near):
+                    span_relation = 0.6
+            score = span_window * fit * span_relation * typed
+            dateline = filed is not None and span.kind == "place" and skeleton(span.text) == filed
+            if dateline:
                 score *= DATELINE_BONUS  # of the places a sentence names, the one filed from
             # Countries the question is about should sit with the answer, not elsewhere.
+            country = 1.0
             for gi, g in enumerate(q.groups):
                 if g.place and gi not in own and (q.qtype == "person" or q.kind.numeric):
-                    score *= 0.6 if gi in near else 0.35
-            if positions:
+                    country *= 0.6 if gi in near else 0.35
+            score *= country
+            # The candidate's own matched words (not the roles of other people).
+            where = [p for gi in own - others for p in matched[si][gi]] if others else positions
+            dist = _distance(span, where)
+            same_clause = any(clause[p] == clause[span.start] for p in where)
+            if where:
                 # Where the candidate stands: near the question's words, in their clause.
-                dist = min(min(abs(p - span.start), abs(p - (span.end - 1))) for p in positions)
                 score += 0.12 * math.exp(-dist / 6)
-                if any(clause[p] == clause[span.start] for p in positions):
+                if same_clause:
                     score *= 1.15
-            if q.head is not None and _next_to(q.head, span, sent):
+            head_next = q.head is not None and _next_to(q.head, span, sent)
+            if head_next:
                 score *= 1.3  # "die Zeitung Danas", "the Labor Party": the asked kind of thing
             elif q.head is not None and q.qtype == "entity":
                 # "In welchem Krankenhaus": a head noun of no known kind; an entity that does not
                 # stand with it is probably of another kind ("West Bank" is no hospital).
                 score *= 0.7
+            agree = 1.0
             if q.qtype in ("person", "entity") and span.kind in ("person", "name"):
-                score *= _role_agreement(span, q, sents, lang)
-                score *= _nationality_agreement(span, q, sent, matched[si], lang)
-            if best is None or score > best.score:
-                text = _candidate_text(span, q, sents, sent, lang)
-                if text:
-                    best = Candidate(text, sent.text, score, article.id)
-    return best
+                agree *= _role_agreement(span, q, sents, lang)
+                agree *= _nationality_agreement(span, q, sent, matched[si], lang)
+            score *= agree
+            features: list[float] = []
+            if want:
+                entity_dist = _distance(span, entity_pos)
+                nearest_entity = min(entity_pos, key=lambda p: abs(p - span.start), default=None)
+                features = [
+                    math.log(max(score, 1e-3)),
+                    math.log(max(span_window, 1e-3)),
+                    sum(q.groups[gi].weight for gi in own) / total,
+                    math.log(max(fit, 1e-3)),
+                    math.log(max(typed, 1e-3)),
+                    math.exp(-dist / 6) if where else 0.0,
+                    min(dist, 30) / 10,
+                    min(_distance(span, concept_pos), 30) / 10,
+                    min(entity_dist, 30) / 10,
+                    float(nearest_entity is not None and 0 < span.start - nearest_entity <= 4),
+                    float(same_clause),
+                    0.0,  # closest: set once the sentence's candidates are known
+                    0.0,  # rank_near: likewise
+                    float(head_next),
+                    float(q.head is not None and not head_next),
+                    float(dateline),
+                    math.log(max(agree, 1e-3)),
+                    math.log(max(country, 1e-3)),
+                    float(span_relation == 1.0),
+                    si / max(1, len(sents) - 1),
+                    float(si == 0),
+                    span.start / max(1, len(sent.tokens)),
+                    math.log(span.end - span.start),
+                    sum(span.start <= p < span.end for p in set(positions))
+                    / (span.end - span.start),
+                    float(common),
+                    float(span.unit is not None),
+                    float(_in_parens(span, sent)),
+                    *(float(span.kind == k) for k in _KINDS),
+                    (math.exp(-dist / 6) if where else 0.0) * q.kind.numeric,
+                    min(entity_dist, 30) / 10 * (q.qtype in ("person", "org", "entity")),
+                ]
+                near_exp = features[5]
+                cross = float(q.lang != lang)
+                features += [
+                    cross * features[2],
+                    cross * near_exp,
+                    cross * features[7],
+                    cross * features[0],
+                    near_exp * (q.qtype == "place"),
+                    near_exp * (q.qtype == "time"),
+                    near_exp * (q.qtype == "person"),
+                ]
+            in_sentence.append(_Scored(span, si, score, dist, features))
+        by_dist = sorted(in_sentence, key=lambda c: c.dist) if want else []
+        for rank, cand in enumerate(by_dist):
+            cand.features[_CLOSEST] = float(rank == 0)
+            cand.features[_RANK] = min(rank / 5, 1.0)
+        found.extend(in_sentence)
+    return _choose(found, q, sents, lang, article, trace, learned)
+
+
+_KINDS = ("person", "name", "org", "place", "time", "number", "list")
+_CLOSEST = ranker.FEATURES.index("closest")
+_RANK = ranker.FEATURES.index("rank_near")
+
+
+@dataclass(slots=True)
+class _Scored:
+    """A candidate span with its hand-weighted score and its ranker features."""
+
+    span: Span
+    sentence: int
+    score: float
+    dist: float
+    features: list[float]
+
+
+def _roles_of_others(
+    span: Span, q: Question, sent: Sentence, hits: Mapping[int, list[int]], lang: str
+) -> set[int]:
+    """The non-name question groups that the sentence has only as role nouns (Vertreter,
+    US-Vertreter, Sprecher) none of which stands with the candidate: before it in its clause,
+    in apposition right after it, or as its role ("US-Vertreter: Xi ..." is no apposition).
+
+    "Wer vertritt die USA?" over "Xi ... in den USA ..., Gespräche mit Wirtschaftsvertretern":
+    the representatives, not Xi, do what is asked (a question verb's dictionary senses include
+    its agent noun, and German compounds match on their head)."""
+    out: set[int] = set()
+    for gi, positions in hits.items():
+        if not positions or q.groups[gi].entity:
+            continue
+        toks = sent.tokens
+        if not all(is_role(toks[p].text, lang) or is_role(toks[p].key, lang) for p in positions):
+            continue
+        clause = _clauses(sent)
+        if not any(
+            (span.start - 3 <= p < span.start and clause[p] == clause[span.start])
+            or span.end <= p <= span.end + 1
+            or (span.role is not None and toks[p].text in span.role)
+            for p in positions
+        ):
+            out.add(gi)
+    return out
+
+
+def _distance(span: Span, positions: list[int]) -> float:
+    """Tokens between a span and the nearest of `positions` (99 when there are none)."""
+    if not positions:
+        return 99.0
+    return float(min(min(abs(p - span.start), abs(p - (span.end - 1))) for p in positions))
+
+
+def _in_parens(span: Span, sent: Sentence) -> bool:
+    """Whether the span stands inside brackets ("die Partei (SPÖ)")."""
+    start = sent.tokens[span.start].start
+    before = sent.text[:start]
+    return before.count("(") > before.count(")")
+
+
+def _choose(
+    found: list[_Scored],
+    q: Question,
+    sents: tuple[Sentence, ...],
+    lang: str,
+    article: Article,
+    trace: list[tuple[tuple[float, ...], str]] | None,
+    learned: bool,
+) -> Candidate | None:
+    """The article's answer: the ranker's first candidate with a text, scored by the best
+    hand-weighted candidate (so abstention and the choice between articles stay the hand's)."""
+    texts: dict[int, str | None] = {}
+
+    def text_of(i: int) -> str | None:
+        if i not in texts:
+            c = found[i]
+            sent = sents[c.sentence]
+            texts[i] = _candidate_text(c.span, q, sents, sent, lang)
+        return texts[i]
+
+    if trace is not None:
+        for i, c in enumerate(found):
+            trace.append((tuple(c.features), text_of(i) or ""))
+    by_hand = sorted(range(len(found)), key=lambda i: -found[i].score)
+    confident = next((i for i in by_hand if text_of(i)), None)
+    if confident is None:
+        return None
+    chosen = confident
+    fitted = ranker.model() if learned else None
+    if fitted is not None:
+        by_model = sorted(range(len(found)), key=lambda i: -fitted.score(tuple(found[i].features)))
+        chosen = next(i for i in by_model if text_of(i))
+    text = text_of(chosen)
+    assert text is not None  # chosen among candidates with a text
+    return Candidate(text, sents[found[chosen].sentence].text, found[confident].score, article.id)
 
 
 def _type_factor(span: Span, q: Question, sent: Sentence, lang: str) -> float:
