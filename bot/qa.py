@@ -188,7 +188,7 @@ def answer_article(
     The hand-weighted score says whether the article answers (its best candidate's score is
     the confidence) and, unless a fitted ranker ships (`bot.ranker`; none does, see
     docs/qa.md), which candidate is the answer. `trace` collects every candidate's features
-    and text (scripts/fit_ranker.py).
+    and text (benchmarks/_fit_ranker.py).
     """
     sents = index.analysed(article) if index is not None else analyse_article(article)
     if not sents:

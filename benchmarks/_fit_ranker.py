@@ -1,6 +1,6 @@
 """Fit bot/data/qa/ranker.json: the span ranker's weights, from one split of XQuAD's paragraphs.
 
-Usage: .venv/bin/python scripts/fit_ranker.py [--xquad DIR] [--write]
+Usage: .venv/bin/python benchmarks/_fit_ranker.py [--xquad DIR] [--write]
 
 XQuAD (Artetxe, Ruder & Yogatama 2019; CC BY-SA 4.0) is read from $NEWSBOT_SHARED/xquad and
 never copied: only the fitted weights are written, with attribution and that licence. Its
@@ -207,7 +207,7 @@ def main() -> int:
             "2016) and Wikipedia. Changed: only fitted weights are kept, no text.",
             "licence": "CC BY-SA 4.0, https://creativecommons.org/licenses/by-sa/4.0/ "
             "(the licence of this file only; newsbot's code stays MIT)",
-            "script": "scripts/fit_ranker.py",
+            "script": "benchmarks/_fit_ranker.py",
             "features": list(ranker.FEATURES),
             "mean": [round(float(x), 6) for x in mean],
             "scale": [round(float(x), 6) for x in scale],
