@@ -151,10 +151,11 @@ async def no_replies(message: Inbound) -> Sequence[Post]:
 
 async def fan_out(
     url: str, senders: int, chats: int, backend: str, trips: RoundTrips
-) -> tuple[float, int, int]:
+) -> tuple[float, int, int, int]:
     """Owe `chats` digests plus an alert each to a tenth of them; send with `senders` outboxes.
 
-    Returns the rate (msg/s from first to last send), 429s seen and messages delivered."""
+    Returns the rate (msg/s from first to last send), 429s seen, messages delivered and the
+    most the Bot API received in any 1 s."""
     prefix = f"bench-{uuid.uuid4().hex}"
     async with AsyncExitStack() as stack, FakeTelegram(token=TOKEN) as tg:
         outboxes = []
@@ -194,7 +195,7 @@ async def fan_out(
         busiest = max(bisect.bisect_left(times, t + 1.0) - i for i, t in enumerate(times))
         assert busiest <= 30, busiest
         rate = (len(times) - 1) / (times[-1] - times[0])
-        return rate, tg.rejected_429, len(tg.sent)
+        return rate, tg.rejected_429, len(tg.sent), busiest
 
 
 async def owe(store: Store, chats: int) -> None:
@@ -253,7 +254,9 @@ async def main() -> int:
             url = server.set(username=name).render_as_string(hide_password=False)
             trips = RoundTrips()
             try:
-                rate, rejected, sent = await fan_out(url, senders, args.chats, backend, trips)
+                rate, rejected, sent, busiest = await fan_out(
+                    url, senders, args.chats, backend, trips
+                )
             finally:
                 await admin(
                     [
@@ -267,7 +270,8 @@ async def main() -> int:
             per_message = trips.count / sent
             print(
                 f"{senders} instance(s), limit via {backend}: {rate:.1f} msg/s, {sent} messages,"
-                f" {rejected} x 429, {per_message:.1f} database round trips per message"
+                f" {rejected} x 429, busiest 1 s {busiest}, {per_message:.1f} database round trips"
+                " per message"
             )
             label = f"{senders} instance(s) via {backend}"
             wanted = f">= {TARGET_RATE:.1f}"

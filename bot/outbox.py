@@ -43,7 +43,7 @@ FOREVER = 1e9
 READY_WITHIN = 0.001
 
 # A message planned in a batch: when it may go, alerts first, its first row's id, rows, post.
-Planned = tuple[float, int, int, list["Delivery"], Post]
+Planned = tuple[float, int, int, list[Delivery], Post]
 
 
 @dataclass(frozen=True, slots=True)
