@@ -259,10 +259,14 @@ class Outbox:
         aside: list[Planned] = []  # a heap, by when the chat may send
         tasks = []
         while queue or aside:
+            if aside and not queue and aside[0][0] > self.clock().timestamp():
+                # Only messages whose chats may not send yet are left: back in the ledger until
+                # they may, so the next batch is claimed now instead of after their wait.
+                for ready, _, _, group, _ in aside:
+                    await self._release(group, datetime.fromtimestamp(ready, UTC), lease)
+                break
             if aside and (not queue or aside[0][0] <= self.clock().timestamp()):
-                ready, rank, first_id, group, post = heapq.heappop(aside)
-                if (early := ready - self.clock().timestamp()) > 0:
-                    await self.sleep(early)
+                _, rank, first_id, group, post = heapq.heappop(aside)
             else:
                 _, rank, first_id, group, post = queue.popleft()
             chat = group[0].chat
