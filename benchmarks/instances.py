@@ -9,13 +9,13 @@ is made and dropped); Redis (127.0.0.1:6379 or $NEWSBOT_TEST_REDIS_URL) adds a r
   (target < 30 s, the deployment docs' promise);
 - delivery throughput to the loopback Bot API (tests/fake_telegram.py over HTTP, 30 msg/s and
   1 msg/s per chat enforced) with 1 vs 3 outboxes, each its own engine, under the one shared
-  limit (expected equal, bounded by the platform: targets >= 23.9 msg/s each (90 % of the
-  shared book's 26.55), 3 within 10 % of 1,
-  0 x 429);
+  limit (expected equal, bounded by the platform: targets >= 22.6 msg/s each (90 % of the
+  shared book's 25.1, see bot/ratelimit.py SHARED_RATE), 3 within 10 % of 1, 0 x 429; the
+  busiest 1 s the Bot API saw is printed too);
 - database round trips per delivered message (statements plus transaction begins/commits, all
   engines; the shared limit's booking is one of them);
 - the alert-latency histogram as /metrics shows it after the run.
-Takes ~60 s.
+Takes ~70 s.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ POSTGRES_URL = os.environ.get(
     "NEWSBOT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_URL = os.environ.get("NEWSBOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-# 90 % of the shared book's rate (90 % of Telegram's 29.5 msg/s, see bot/ratelimit.py).
+# 90 % of the shared book's rate (85 % of Telegram's 29.5 msg/s, see bot/ratelimit.py).
 TARGET_RATE = 0.9 * SHARED_RATE * 29.5
 TARGET_FAILOVER = 30.0
 

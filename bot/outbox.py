@@ -80,7 +80,9 @@ class Outbox:
     Each pass claims a small batch (about two seconds of sending), alerts first, so an alert
     owed during a long fan-out waits for at most the rest of the current batch. A message whose
     slot is further away than that (a group's per-minute limit, a retry-after pause) goes back
-    to the ledger until its slot, where later alerts for the same chat can join it.
+    to the ledger until its slot, where later alerts for the same chat can join it. One whose
+    chat may not send at the platform's next slot waits aside, and that slot goes to the next
+    chat: a chat's own interval never leaves the platform's slots unused.
     """
 
     def __init__(

@@ -67,8 +67,8 @@ async def test_slots_are_spaced_by_the_platform_and_the_chat_limit(limiter: Shar
         slot = await limiter.book(chat, LIMITS, horizon=5.0)
         assert slot.booked
         slots.append(time.monotonic() + slot.wait)
-    # Thirty chats booked at once: one every 1/(0.9 x 29.5) s on the server's clock (seen from
-    # here through the jitter of each round trip on a busy machine).
+    # Thirty chats booked at once: one every 1/(SHARED_RATE x 29.5) s on the server's clock
+    # (seen from here through the jitter of each round trip on a busy machine).
     rate = 29.5 * SHARED_RATE
     gaps = [b - a for a, b in itertools.pairwise(slots)]
     assert min(gaps) >= 1 / rate - 0.03, gaps
