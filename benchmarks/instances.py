@@ -151,11 +151,11 @@ async def no_replies(message: Inbound) -> Sequence[Post]:
 
 async def fan_out(
     url: str, senders: int, chats: int, backend: str, trips: RoundTrips
-) -> tuple[float, int, int, int]:
+) -> tuple[float, int, int, int, int]:
     """Owe `chats` digests plus an alert each to a tenth of them; send with `senders` outboxes.
 
-    Returns the rate (msg/s from first to last send), 429s seen, messages delivered and the
-    most the Bot API received in any 1 s."""
+    Returns the rate (msg/s from first to last send), 429s seen, messages delivered, the most
+    the Bot API received in any 1 s and the slots left unused by sends woken stale."""
     prefix = f"bench-{uuid.uuid4().hex}"
     async with AsyncExitStack() as stack, FakeTelegram(token=TOKEN) as tg:
         outboxes = []
@@ -195,7 +195,8 @@ async def fan_out(
         busiest = max(bisect.bisect_left(times, t + 1.0) - i for i, t in enumerate(times))
         assert busiest <= 30, busiest
         rate = (len(times) - 1) / (times[-1] - times[0])
-        return rate, tg.rejected_429, len(tg.sent), busiest
+        stale = sum(outbox.rebooked for outbox in outboxes)
+        return rate, tg.rejected_429, len(tg.sent), busiest, stale
 
 
 async def owe(store: Store, chats: int) -> None:
@@ -254,7 +255,7 @@ async def main() -> int:
             url = server.set(username=name).render_as_string(hide_password=False)
             trips = RoundTrips()
             try:
-                rate, rejected, sent, busiest = await fan_out(
+                rate, rejected, sent, busiest, stale = await fan_out(
                     url, senders, args.chats, backend, trips
                 )
             finally:
@@ -270,8 +271,8 @@ async def main() -> int:
             per_message = trips.count / sent
             print(
                 f"{senders} instance(s), limit via {backend}: {rate:.1f} msg/s, {sent} messages,"
-                f" {rejected} x 429, busiest 1 s {busiest}, {per_message:.1f} database round trips"
-                " per message"
+                f" {rejected} x 429, busiest 1 s {busiest}, {stale} stale slots re-booked,"
+                f" {per_message:.1f} database round trips per message"
             )
             label = f"{senders} instance(s) via {backend}"
             wanted = f">= {TARGET_RATE:.1f}"
