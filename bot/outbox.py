@@ -11,11 +11,12 @@ that were acknowledged are recorded, so a retry resumes after them.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import itertools
 import logging
 import math
 import random
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,6 +39,11 @@ MERGE_ABOVE = 3
 LATENCY_MAX_MS = 2**31 - 1
 # A horizon no shared slot is beyond (a reply waits for its slot, however far).
 FOREVER = 1e9
+# A chat whose own slot is at most this much after the platform's next one takes that slot.
+READY_WITHIN = 0.001
+
+# A message planned in a batch: when it may go, alerts first, its first row's id, rows, post.
+Planned = tuple[float, int, int, list[Delivery], Post]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +55,9 @@ class Booked:
     # a start is judged stale against) and no later than `due` (what the sender waits for).
     earliest: float
     due: float
+    # False: nothing booked; `due` is when to ask again (the chat may send) or the slot beyond
+    # the horizon.
+    taken: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +80,9 @@ class Outbox:
     Each pass claims a small batch (about two seconds of sending), alerts first, so an alert
     owed during a long fan-out waits for at most the rest of the current batch. A message whose
     slot is further away than that (a group's per-minute limit, a retry-after pause) goes back
-    to the ledger until its slot, where later alerts for the same chat can join it.
+    to the ledger until its slot, where later alerts for the same chat can join it. One whose
+    chat may not send at the platform's next slot waits aside, and that slot goes to the next
+    chat: a chat's own interval never leaves the platform's slots unused.
     """
 
     def __init__(
@@ -222,22 +233,44 @@ class Outbox:
         seen = await self.ledger.seen_at(
             [r.owed.article_id for g in groups for r in g if isinstance(r.owed, AlertOwed)]
         )
-        planned: list[tuple[float, int, int, list[Delivery], Post]] = []
+        planned: list[Planned] = []
+        # Planned on one reading of the clock, a chat's later messages in this batch one chat
+        # interval after its earlier ones: the order is the order their slots can be used in.
+        now = self.clock().timestamp()
+        chat_ready: dict[tuple[str, str], float] = {}
         for group, post in zip(groups, posts, strict=True):
             if post is None:
                 for row in group:
                     await self.ledger.mark_failed(row.id, "nothing to send: article not stored")
                 lease.done(row.id for row in group)
                 continue
-            pacer = self.pacers[group[0].chat.platform]
-            estimate = pacer.slot(group[0].chat, self.clock().timestamp())
+            chat = group[0].chat
+            pacer = self.pacers[chat.platform]
+            key = (chat.platform, chat.chat_id)
+            estimate = max(pacer.slot(chat, now), chat_ready.get(key, 0.0))
+            chat_ready[key] = estimate + pacer.limits.chat_interval
             # Alerts first among messages that may go at the same time (a fan-out's all may).
             rank = 0 if group[0].kind == DeliveryKind.ALERT else 1
             planned.append((estimate, rank, group[0].id, group, post))
         # One timeline: book each slot when its turn comes (so a late event loop never makes
         # up for lost time with a burst), wait for it, then let the send run alongside others.
+        # A message whose chat may not send at the platform's next slot (the chat's own
+        # interval) waits aside until it may; the slot goes to the next message instead of
+        # being skipped while that chat waits.
+        queue = deque(sorted(planned, key=lambda p: p[:3]))
+        aside: list[Planned] = []  # a heap, by when the chat may send
         tasks = []
-        for _, _, _, group, post in sorted(planned, key=lambda p: p[:3]):
+        while queue or aside:
+            if aside and not queue and aside[0][0] > self.clock().timestamp():
+                # Only messages whose chats may not send yet are left: back in the ledger until
+                # they may, so the next batch is claimed now instead of after their wait.
+                for ready, _, _, group, _ in aside:
+                    await self._release(group, datetime.fromtimestamp(ready, UTC), lease)
+                break
+            if aside and (not queue or aside[0][0] <= self.clock().timestamp()):
+                _, rank, first_id, group, post = heapq.heappop(aside)
+            else:
+                _, rank, first_id, group, post = queue.popleft()
             chat = group[0].chat
             stopping = stop is not None and stop.is_set()
             if stopping or not self.sending.is_set() or chat in self._moved:
@@ -247,9 +280,11 @@ class Outbox:
                 continue
             if self.limiter is not None:
                 # The shared book is the one timeline of every instance, this one's included.
-                task = await self._book_shared(group, post, seen, lease)
-                if task is not None:
-                    tasks.append(task)
+                outcome = await self._book_shared(group, post, seen, lease)
+                if isinstance(outcome, asyncio.Task):
+                    tasks.append(outcome)
+                elif outcome is not None:
+                    heapq.heappush(aside, (outcome, rank, first_id, group, post))
                 continue
             pacer = self.pacers[chat.platform]
             now = self.clock().timestamp()
@@ -257,6 +292,9 @@ class Outbox:
             if slot - now > self.horizon:
                 # Don't hold the batch for it; back in the ledger until its slot.
                 await self._release(group, datetime.fromtimestamp(slot, UTC), lease)
+                continue
+            if pacer.chat_delay(chat, now) > READY_WITHIN:
+                heapq.heappush(aside, (slot, rank, first_id, group, post))
                 continue
             at_ts = pacer.book(chat, now)
             wait = at_ts - self.clock().timestamp()
@@ -285,9 +323,11 @@ class Outbox:
 
     async def _book_shared(
         self, rows: list[Delivery], post: Post, seen: Mapping[str, datetime], lease: Lease
-    ) -> asyncio.Task[None] | None:
-        """Book the rows' slot in the shared limiter; a task that sends at it (None: not booked).
+    ) -> asyncio.Task[None] | float | None:
+        """Book the rows' slot in the shared limiter; a task that sends at it.
 
+        Not booked: the time (this process's clock) to ask again, when the chat may send, or
+        None when the rows went back to the ledger (their slot beyond the horizon).
         A send slot (of `concurrency`) is taken before booking, so at most that many slots are
         booked ahead of their sends: the booking's round trip overlaps the wait for the slot
         instead of adding to it."""
@@ -301,10 +341,12 @@ class Outbox:
             self._ahead.release()
             self._slots.release()
             raise
-        if booked.wait > self.horizon:
-            # Other senders took the nearer slots: back in the ledger until this one's.
+        if not booked.taken:
             self._ahead.release()
             self._slots.release()
+            if booked.wait <= self.horizon:
+                return booked.due  # the chat's own interval: ask again when it may send
+            # Other senders took the nearer slots: back in the ledger until this one's.
             later = self.clock() + timedelta(seconds=booked.wait)
             await self._release(rows, later, lease)
             return None
@@ -313,18 +355,25 @@ class Outbox:
     async def _book_slot(self, chat: ChatRef) -> Booked:
         assert self.limiter is not None
         asked = self.clock().timestamp()
-        wait = await self.limiter.book(chat, self.pacers[chat.platform].limits, self.horizon)
-        return Booked(wait, asked + wait, self.clock().timestamp() + wait)
+        slot = await self.limiter.book(chat, self.pacers[chat.platform].limits, self.horizon)
+        return Booked(
+            slot.wait, asked + slot.wait, self.clock().timestamp() + slot.wait, slot.booked
+        )
 
     async def _rebook(self, rows: list[Delivery], lease: Lease) -> Booked | None:
         """A fresh shared slot for rows whose slot went stale (None: handed back to the ledger)."""
         try:
-            booked = await self._book_slot(rows[0].chat)
+            while not (booked := await self._book_slot(rows[0].chat)).taken:
+                if booked.wait > self.horizon:
+                    break
+                # The stale slot still holds the chat's own interval: the chat may send again
+                # once it has passed (the platform's slots meanwhile go to other chats).
+                await self.sleep(booked.wait)
         except Exception:
             # Neither sent nor booked: owed again now rather than one lease later.
             await self._release(rows, None, lease)
             raise
-        if booked.wait > self.horizon:
+        if not booked.taken:
             later = self.clock() + timedelta(seconds=booked.wait)
             await self._release(rows, later, lease)
             return None
@@ -412,10 +461,14 @@ class Outbox:
             return
         pacer = self.pacers[chat.platform]
         if self.limiter is not None:
-            # A reply cannot wait in the ledger: it takes the next shared slot, however far.
-            shared = await self.limiter.book(chat, pacer.limits, FOREVER)
-            if shared > 0:
-                await self.sleep(shared)
+            # A reply cannot wait in the ledger: it takes the next shared slot, however far
+            # (asking again once the chat may send, if it may not at the platform's next).
+            while True:
+                shared = await self.limiter.book(chat, pacer.limits, FOREVER)
+                if shared.wait > 0:
+                    await self.sleep(shared.wait)
+                if shared.booked:
+                    break
         at = pacer.book(chat, self.clock().timestamp())
         wait = at - self.clock().timestamp()
         if wait > 0:

@@ -45,6 +45,11 @@ class Pacer:
                 at = max(at, sends[len(sends) - per_minute] + 60.0)
         return at
 
+    def chat_delay(self, chat: ChatRef, now: float) -> float:
+        """How much later than the platform's next slot `chat` itself may send (0: ready then)."""
+        platform = max(now, self._next_global, self._paused_until)
+        return max(0.0, self.slot(chat, now) - platform)
+
     def book(self, chat: ChatRef, now: float) -> float:
         """Reserve the earliest allowed slot for a message to `chat` and return it."""
         # A sender a few milliseconds late keeps the cadence instead of drifting behind it;

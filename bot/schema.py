@@ -301,4 +301,5 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     own_feeds,
     _v8_routed_verdicts,
     link_article_sources,
+    ratelimit.book_when_ready,
 ]

@@ -64,48 +64,80 @@ async def test_slots_are_spaced_by_the_platform_and_the_chat_limit(limiter: Shar
     chats = [ChatRef("telegram", str(n)) for n in range(1, 31)]
     slots = []
     for chat in chats:
-        wait = await limiter.book(chat, LIMITS, horizon=5.0)
-        slots.append(time.monotonic() + wait)
-    # Thirty chats booked at once: one every 1/(0.9 x 29.5) s on the server's clock (seen from
-    # here through the jitter of each round trip on a busy machine).
+        slot = await limiter.book(chat, LIMITS, horizon=5.0)
+        assert slot.booked
+        slots.append(time.monotonic() + slot.wait)
+    # Thirty chats booked at once: one every 1/(SHARED_RATE x 29.5) s on the server's clock
+    # (seen from here through the jitter of each round trip on a busy machine).
     rate = 29.5 * SHARED_RATE
     gaps = [b - a for a, b in itertools.pairwise(slots)]
     assert min(gaps) >= 1 / rate - 0.03, gaps
     assert 29 / rate - 0.1 <= slots[-1] - slots[0] <= 29 / rate + 0.1, gaps
     # The first chat again: its own 1.05 s interval, not merely the next platform slot.
-    again = time.monotonic() + await limiter.book(chats[0], LIMITS, horizon=5.0)
-    assert again - slots[0] >= 1.05 - 0.05
+    again = await limiter.book(chats[0], LIMITS, horizon=5.0)
+    if not again.booked:  # the chat may not send at the platform's next slot: ask when it may
+        await asyncio.sleep(again.wait)
+        again = await limiter.book(chats[0], LIMITS, horizon=5.0)
+    assert again.booked and time.monotonic() + again.wait - slots[0] >= 1.05 - 0.05
     # A group's slot: 60/20 = 3 s apart.
     group = ChatRef("telegram", "-100")
     assert chat_gap(LIMITS, group) == 3.0
-    first = time.monotonic() + await limiter.book(group, LIMITS, horizon=5.0)
-    second = time.monotonic() + await limiter.book(group, LIMITS, horizon=5.0)
-    assert second - first >= 3.0 - 0.05
+    first = await limiter.book(group, LIMITS, horizon=5.0)
+    assert first.booked
+    second = await limiter.book(group, LIMITS, horizon=5.0)
+    assert not second.booked and second.wait >= 3.0 - first.wait - 0.05
+
+
+async def test_a_chat_not_ready_leaves_the_platforms_next_slots_to_other_chats(
+    limiter: SharedLimit,
+) -> None:
+    # Before: the second booking for chat 1 took its own slot 1.05 s on and moved the
+    # platform's cursor past it, so chat 2 waited ~1.09 s and 27 platform slots went unused.
+    gap = 1 / (29.5 * SHARED_RATE)
+    busy, other = ChatRef("telegram", "1"), ChatRef("telegram", "2")
+    first = await limiter.book(busy, LIMITS, horizon=5.0)
+    assert first.booked and first.wait < 0.1
+    again = await limiter.book(busy, LIMITS, horizon=5.0)
+    # Not booked: the wait is the chat's own, until it may send again.
+    assert not again.booked and 1.05 - 0.2 <= again.wait <= 1.05
+    # The platform's next slot is still one gap after the first (seen through a round trip
+    # or two on a busy machine), not after the busy chat's.
+    nxt = await limiter.book(other, LIMITS, horizon=5.0)
+    assert nxt.booked and nxt.wait <= gap, nxt
+    # Thirty chats in a row fill the platform's slots one gap apart from there.
+    waits = [(await limiter.book(ChatRef("telegram", str(10 + n)), LIMITS, 5.0)) for n in range(30)]
+    assert all(w.booked for w in waits)
+    assert waits[-1].wait <= 31 * gap, waits[-1]
 
 
 async def test_a_slot_beyond_the_horizon_is_not_booked(limiter: SharedLimit) -> None:
+    # The platform's next slot is 1 s away (a retry-after): too far for a 0.5 s horizon.
+    await limiter.pause("telegram", 1.0)
     chat = ChatRef("telegram", "7")
-    assert await limiter.book(chat, LIMITS, horizon=0.5) < 0.1
-    # The chat's next slot is ~1.05 s away: too far for a 0.5 s horizon, and not taken.
     far = await limiter.book(chat, LIMITS, horizon=0.5)
-    assert 0.8 <= far <= 1.1
-    assert abs(await limiter.book(chat, LIMITS, horizon=0.5) - far) < 0.1
+    assert not far.booked and 0.7 <= far.wait <= 1.0
+    # Not taken: asking again finds the same slot.
+    near = await limiter.book(chat, LIMITS, horizon=0.5)
+    assert not near.booked and abs(near.wait - far.wait) < 0.1
     # A wider horizon takes it.
-    assert 0.8 <= await limiter.book(chat, LIMITS, horizon=5.0) <= 1.1
+    wide = await limiter.book(chat, LIMITS, horizon=5.0)
+    assert wide.booked and 0.6 <= wide.wait <= 1.0
+    # The chat's own next slot (~1.05 s after that one) is not taken either.
+    assert not (await limiter.book(chat, LIMITS, horizon=0.5)).booked
 
 
 async def test_a_pause_holds_every_chat_and_a_late_start_pushes_the_next_slot(
     limiter: SharedLimit,
 ) -> None:
     await limiter.pause("telegram", 3.0)
-    wait = await limiter.book(ChatRef("telegram", "1"), LIMITS, horizon=10.0)
-    assert 2.7 <= wait <= 3.05
+    held = await limiter.book(ChatRef("telegram", "1"), LIMITS, horizon=10.0)
+    assert held.booked and 2.7 <= held.wait <= 3.05
     # Other platforms are not held.
-    assert await limiter.book(ChatRef("slack", "C1"), LIMITS, horizon=10.0) < 0.1
+    assert (await limiter.book(ChatRef("slack", "C1"), LIMITS, horizon=10.0)).wait < 0.1
     chat = ChatRef("slack", "C2")
     await limiter.late(chat, LIMITS)
     # 1.05 s after `late` on the server, less the time this machine took to ask again.
-    assert await limiter.book(chat, LIMITS, horizon=10.0) >= 1.05 - 0.5
+    assert (await limiter.book(chat, LIMITS, horizon=10.0)).wait >= 1.05 - 0.5
 
 
 async def no_replies(message: Inbound) -> Sequence[Post]:
