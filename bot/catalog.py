@@ -324,13 +324,17 @@ class Catalog:
 
     async def story_ids(self, article_ids: Sequence[str]) -> dict[str, str]:
         """The story each article belongs to (its own id when it is the first report)."""
-        if not article_ids:
-            return {}
-        query = sa.select(articles.c.id, articles.c.story_id).where(
-            articles.c.id.in_(list(article_ids))
-        )
+        ids = list(dict.fromkeys(article_ids))
+        found: dict[str, str] = {}
         async with self.engine.connect() as conn:
-            return {r.id: r.story_id or r.id for r in await conn.execute(query)}
+            # In chunks: PostgreSQL takes at most 32,767 parameters per statement (routing a
+            # feed document of 100,000 entries failed here).
+            for start in range(0, len(ids), 500):
+                query = sa.select(articles.c.id, articles.c.story_id).where(
+                    articles.c.id.in_(ids[start : start + 500])
+                )
+                found.update((r.id, r.story_id or r.id) for r in await conn.execute(query))
+        return found
 
     async def also_reported(self, story_ids: Sequence[str]) -> dict[str, list[Article]]:
         """Other articles of each story (the later reports), oldest first."""
