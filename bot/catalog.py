@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot import search
 from bot.articles import Rejection, content_hash
-from bot.db import UTCDateTime, aware, insert_ignore, utcnow
+from bot.db import UTCDateTime, aware, insert_ignore, upsert, utcnow
 from bot.models import Article, ChatRef, Level, Verdict
 from bot.schema import article_sources, articles, feedback, tombstones, verdicts
 from bot.sources import private_urls
@@ -633,12 +633,12 @@ def _verdict_row(verdict: Verdict, at: datetime) -> dict[str, Any]:
 
 async def _replace_verdicts(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
     # In chunks: PostgreSQL takes at most 32,767 parameters per statement (100,000 verdicts
-    # of one feed document failed at once).
+    # of one feed document failed at once). One upsert, not a delete and an insert: on
+    # PostgreSQL the per-chunk DELETE ... IN grew with the table (save_verdicts of 100,000
+    # took 13.9 s against 1.0 s for 30,000).
+    statement = upsert(conn, verdicts)
     for start in range(0, len(rows), 500):
-        chunk = list(rows[start : start + 500])
-        ids = [r["article_id"] for r in chunk]
-        await conn.execute(verdicts.delete().where(verdicts.c.article_id.in_(ids)))
-        await conn.execute(verdicts.insert(), chunk)
+        await conn.execute(statement, list(rows[start : start + 500]))
 
 
 # Column widths of the articles table: longer values are refused by PostgreSQL.
