@@ -145,15 +145,20 @@ def insert_ignore(conn: AsyncConnection, table: sa.Table) -> Any:
 
 def upsert(conn: AsyncConnection, table: sa.Table) -> Any:
     """INSERT that replaces every column of a row whose primary key exists, in this dialect."""
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    statement = dialect_insert(table)
     keys = [column.name for column in table.primary_key.columns]
-    return statement.on_conflict_do_update(
-        index_elements=keys,
-        set_={c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys},
+    others = [column.name for column in table.columns if column.name not in keys]
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        pg = pg_insert(table)
+        return pg.on_conflict_do_update(
+            index_elements=keys, set_={name: pg.excluded[name] for name in others}
+        )
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    lite = sqlite_insert(table)
+    return lite.on_conflict_do_update(
+        index_elements=keys, set_={name: lite.excluded[name] for name in others}
     )
 
 
