@@ -143,6 +143,25 @@ def insert_ignore(conn: AsyncConnection, table: sa.Table) -> Any:
     return sqlite_insert(table).on_conflict_do_nothing()
 
 
+def upsert(conn: AsyncConnection, table: sa.Table) -> Any:
+    """INSERT that replaces every column of a row whose primary key exists, in this dialect."""
+    keys = [column.name for column in table.primary_key.columns]
+    others = [column.name for column in table.columns if column.name not in keys]
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        pg = pg_insert(table)
+        return pg.on_conflict_do_update(
+            index_elements=keys, set_={name: pg.excluded[name] for name in others}
+        )
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    lite = sqlite_insert(table)
+    return lite.on_conflict_do_update(
+        index_elements=keys, set_={name: lite.excluded[name] for name in others}
+    )
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets the CLI read while the service writes; busy_timeout waits instead of failing.

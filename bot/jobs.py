@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from bot import articles, cluster, digest, feeds, logs, messages, metrics, qa, schedule
+from bot import articles, cluster, collector, digest, feeds, logs, messages, metrics, qa, schedule
 from bot.catalog import Catalog, IngestCounts
 from bot.classify import Correction, classify
 from bot.fetch import HostGate
@@ -44,7 +44,8 @@ def classify_all(
     batch: Sequence[Article], thresholds: Thresholds, model: Correction | None = None
 ) -> list[Verdict]:
     """Verdicts for a batch, in order."""
-    return [classify(article, thresholds, model) for article in batch]
+    with collector.paused():  # the batch's objects hold no cycles (see bot.collector)
+        return [classify(article, thresholds, model) for article in batch]
 
 
 async def ingest(
@@ -217,6 +218,10 @@ class StoryIndex:
             return assigned
 
     def _load(self, known: Sequence[tuple[Article, str, datetime]], batch: set[str]) -> None:
+        with collector.paused():  # signatures hold no cycles (see bot.collector)
+            self._load_all(known, batch)
+
+    def _load_all(self, known: Sequence[tuple[Article, str, datetime]], batch: set[str]) -> None:
         self._generations = []
         for article, story_id, seen_at in reversed(known):  # oldest first
             # The batch is stored before it is routed: its own id says nothing yet, and it
@@ -226,6 +231,10 @@ class StoryIndex:
             self._add(article, story_id, seen_at)
 
     def _assign(self, batch: Sequence[Article], now: datetime) -> dict[str, str]:
+        with collector.paused():  # signatures hold no cycles (see bot.collector)
+            return self._assign_all(batch, now)
+
+    def _assign_all(self, batch: Sequence[Article], now: datetime) -> dict[str, str]:
         self._expire(now)
         assigned: dict[str, str] = {}
         for article in batch:

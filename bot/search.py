@@ -19,6 +19,7 @@ from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from bot import collector
 from bot.extract import FALLBACK_LANG, Sentence, analyse_article, index_keys, languages
 from bot.memo import Memo
 from bot.models import Article
@@ -297,7 +298,8 @@ def document(article: Article) -> Document:
 
 def documents(batch: Iterable[Article]) -> dict[str, Document]:
     """Full-text rows of articles by id (CPU work: call it off the event loop)."""
-    return {a.id: document(a) for a in batch}
+    with collector.paused():  # the rows hold no cycles (see bot.collector)
+        return {a.id: document(a) for a in batch}
 
 
 def create_schema(conn: Connection) -> None:

@@ -140,3 +140,22 @@ async def test_verdicts_of_a_huge_batch_are_stored(store: Store) -> None:
     await store.catalog.save_verdicts(batch)
     await store.catalog.save_verdicts(batch[:10])  # replaced, not added
     assert len(await store.catalog.scores()) == count
+
+
+async def test_story_ids_of_a_huge_batch_are_read(store: Store) -> None:
+    from bot.schema import articles
+
+    # Routing a feed document of 100,000 entries asked for all their stories in one statement,
+    # which PostgreSQL refuses past 32,767 parameters.
+    count = 33_000
+    now = datetime.now(UTC)
+    rows = [
+        {"id": f"a{n}", "content_hash": f"h{n}", "title": "T", "text": "x", "lang": "en"}
+        for n in range(count)
+    ]
+    async with store.engine.begin() as conn:
+        await conn.execute(articles.insert(), [dict(r, seen_at=now) for r in rows])
+    await store.catalog.set_stories({"a1": "a0", "a32999": "a0"})
+    found = await store.catalog.story_ids([f"a{n}" for n in range(count)] + ["a1", "gone"])
+    assert len(found) == count and "gone" not in found
+    assert found["a1"] == found["a32999"] == "a0" and found["a5"] == "a5"
