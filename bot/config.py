@@ -72,6 +72,14 @@ class StorageSettings(_Section):
                 raise ValueError("the port in the database URL is not a number") from None
             if port is not None and not 0 < port < 65536:
                 raise ValueError(f"port {port} in the database URL is out of range")
+            if value.startswith("sqlite") and sa.make_url(value).host:
+                # sqlite://relative.db parses "relative.db" as a host, which SQLAlchemy then
+                # refuses at connect with a message naming neither key nor fix.
+                raise ValueError(
+                    "a SQLite URL has three slashes before a relative path "
+                    "(sqlite:///data/x.sqlite3) and four before an absolute one "
+                    "(sqlite:////srv/x.sqlite3)"
+                )
         return value
 
     def url(self) -> str:

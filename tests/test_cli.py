@@ -412,6 +412,9 @@ def newsbot(
         ("[sources]\ntotal_timeout = 1e300\n", ("run",), "sources.total_timeout"),
         # Two bad keys: still one line, naming the first in full and the second by name.
         ('[digest]\nat = "25:99"\ntimezone = "Mars/Olympus"\n', ("run",), "digest.timezone"),
+        # Review defect 11: a host part in a SQLite URL was exit 1 with SQLAlchemy's message.
+        ('[storage]\ndatabase_url = "sqlite://relative.db"\n', ("digest",), "storage.database_url"),
+        ("", ("--db", "sqlite://relative.db", "run"), "storage.database_url"),
     ],
     ids=[
         "mysql",
@@ -426,6 +429,8 @@ def newsbot(
         "huge-retention",
         "huge-timeout",
         "two-bad-keys",
+        "sqlite-two-slashes",
+        "sqlite-two-slashes-flag",
     ],
 )
 @only("sqlite", "the config is refused before any database")
