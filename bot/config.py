@@ -100,6 +100,14 @@ class ArticlesSettings(_Section):
     # A file is read once unchanged this long, so a half-written file is never alerted on.
     settle_seconds: float = Field(default=2.0, ge=0, le=3600)
 
+    @field_validator("folder", mode="before")
+    @classmethod
+    def _some_folder(cls, value: object) -> object:
+        # Path("") is Path("."): an empty value would read the whole working directory.
+        if isinstance(value, str) and not value.strip():
+            raise ValueError('is empty; name a folder (default "articles")')
+        return value
+
     @field_validator("languages")
     @classmethod
     def _some_language(cls, value: tuple[Language, ...]) -> tuple[Language, ...]:

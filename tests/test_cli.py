@@ -447,6 +447,38 @@ def test_bad_configuration_is_one_line_naming_the_key_and_exit_2(
     assert "tiger" not in line  # a database password is not echoed
 
 
+@pytest.mark.reliability
+@only("sqlite", "the config is refused before any database")
+def test_an_empty_articles_folder_is_a_config_error(env: dict[str, str], tmp_path: Path) -> None:
+    """Review defect 6: `folder = ""` is Path("."), and `digest` read the working directory."""
+    work = tmp_path / "work"
+    (work / "deep").mkdir(parents=True)
+    (work / "deep" / "stray.jsonl").write_text('{"id": "x"}\n')
+    (work / "c.toml").write_text('[articles]\nfolder = ""\n')
+    # NEWSBOT_ARTICLES would override the file's key: this is the file's empty value alone.
+    full_env = {
+        **os.environ,
+        **env,
+        "NEWSBOT_CONFIG": str(work / "c.toml"),
+        "PYTHONPATH": str(ROOT),
+    }
+    del full_env["NEWSBOT_ARTICLES"]
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "--config", "c.toml", "digest"],
+        cwd=work,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("config error:") and "articles.folder" in line
+    assert "stray" not in result.stdout + result.stderr
+
+
 @only("sqlite", "the data folder is checked at load where it holds the SQLite file")
 @pytest.mark.parametrize("data_dir", ["/etc/passwd", "/proc/nope", "/etc/passwd/sub"])
 @pytest.mark.parametrize("command", ["run", "digest"])
