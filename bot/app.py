@@ -529,7 +529,7 @@ async def run(
         try:
             stack.enter_context(single_instance(url))
         except InstanceRunning as exc:
-            print(f"newsbot: {exc}", file=sys.stderr)
+            print(f"error: {exc}", file=sys.stderr)
             return 2
         store = await stack.enter_async_context(Store.open(url))
         # The one place the store is taken apart: each part below gets only what it uses.

@@ -295,7 +295,8 @@ async def test_a_second_instance_on_one_sqlite_file_refuses_to_start(settings: S
         out, err = await asyncio.wait_for(second.communicate(), 60)
         assert second.returncode == 2
         lines = err.decode().strip().splitlines()
-        assert len(lines) == 1 and "another newsbot is already running" in lines[0], lines
+        assert len(lines) == 1, lines
+        assert lines[0].startswith("error: another newsbot is already running"), lines
         assert out == b""
         # The same file through a symlink is the same database (it ran beside the first).
         alias = settings.storage.data_dir.parent / "alias.sqlite3"
@@ -314,7 +315,8 @@ async def test_a_second_instance_on_one_sqlite_file_refuses_to_start(settings: S
         out, err = await asyncio.wait_for(third.communicate(), 60)
         assert third.returncode == 2, err
         lines = err.decode().strip().splitlines()
-        assert len(lines) == 1 and "another newsbot is already running" in lines[0], lines
+        assert len(lines) == 1, lines
+        assert lines[0].startswith("error: another newsbot is already running"), lines
         assert not alias.with_name("alias.sqlite3.lock").exists()
         first.stdin.close()  # end of console input: the first one exits as usual
         assert await asyncio.wait_for(first.wait(), 60) == 0
