@@ -297,6 +297,21 @@ class Secrets(BaseModel):
     slack_app_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _one_word(cls, value: object) -> object:
+        # An env file or a secret file usually ends the value with a newline: dropped. Inside
+        # a credential, whitespace or a control character cannot be meant, and in a URL it
+        # fails as "cannot reach" for ever; the message never quotes the value.
+        if isinstance(value, str):
+            value = value.strip()
+            if any(char.isspace() or not char.isprintable() for char in value):
+                raise ValueError(
+                    "contains a space or a control character (such as a line break) inside it; "
+                    "set the credential exactly as issued"
+                )
+        return value
+
 
 class Settings(_Section):
     """Everything newsbot is configured with."""
