@@ -86,10 +86,12 @@ class Redactor(logging.Filter):
         )
 
     def redact(self, text: str) -> str:
-        """`text` with every secret replaced, in plain or any percent-encoded form."""
-        if self._pattern is None:
-            return text
-        return self._pattern.sub(REDACTED, text)
+        """`text` with every secret replaced and every URL's credentials and query values masked."""
+        if self._pattern is not None:
+            text = self._pattern.sub(REDACTED, text)
+        # A configured feed URL may carry its credentials (`?apikey=…`, `user:pass@`), and
+        # httpx, PTB, slack_sdk and our own lines print request URLs whole: masked in any line.
+        return _URL.sub(_masked_url, text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Rewrite the record in place (message, arguments, traceback, stack); never drop it."""
@@ -142,6 +144,21 @@ class JsonFormatter(logging.Formatter):
 
 
 _redactor = Redactor(())
+
+
+# A URL in free text: scheme, then up to whitespace or a quote/bracket that ends it in prose.
+_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>`]+")
+
+
+def _masked_url(match: re.Match[str]) -> str:
+    """A URL found in a log line, credentials and query values masked (see `safe_url`)."""
+    url = match.group()
+    if "?" not in url and "@" not in url:
+        return url  # nothing to hide: keep it exactly as written (the common case)
+    try:
+        return safe_url(url)
+    except ValueError:  # not parseable (a bad IPv6 host): drop all that could hold a secret
+        return url.partition("?")[0].rpartition("@")[2]
 
 
 def safe_url(url: str) -> str:
