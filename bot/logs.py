@@ -28,6 +28,10 @@ PAYLOAD_LOGGERS = (
     "slack_bolt",
     "slack_sdk",
 )
+# Loggers that log an exception with its traceback and then raise it, so the caller's one
+# line already reports it (PTB's "Can not load invalid JSON data" for an HTML 502 from a
+# proxy, with the body, every retry): silent at any verbosity.
+RAISING_LOGGERS = ("telegram.request.BaseRequest",)
 # Shorter values are no secrets worth hiding, and replacing them would garble ordinary text.
 MIN_SECRET_CHARS = 6
 # What every LogRecord has; anything else on a record came in through `extra=` (a field).
@@ -200,6 +204,8 @@ def setup(verbose: int, handler: logging.Handler, env: Mapping[str, str] | None 
         logging.getLogger(name).setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
     for name in PAYLOAD_LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO if verbose >= 2 else logging.WARNING)
+    for name in RAISING_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def install(redactor: Redactor) -> None:

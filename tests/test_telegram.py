@@ -843,3 +843,67 @@ async def test_a_token_with_a_control_character_inside_is_a_config_error(
     [line] = stderr.decode().splitlines()
     assert line.startswith(f"config error: environment variable {variable}: "), line
     assert "AAsecret" not in line and "half" not in line
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("verbosity", [(), ("-v",)])
+@only("sqlite", "start-up logging, not the store")
+async def test_an_html_502_at_start_is_one_warning_line_per_attempt(
+    settings: Settings, verbosity: tuple[str, ...]
+) -> None:
+    """Review defect 10: a proxy's HTML 502 logged PTB's ~25-line JSON traceback per attempt."""
+    import signal
+    import sys
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        body = b"<html>bad gateway</html>"
+        writer.write(
+            b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(proxy, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    env = _run_env(settings, f"http://127.0.0.1:{port}/bot", TELEGRAM_BOT_TOKEN=TOKEN)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        *verbosity,
+        "run",
+        env=env | {"COLUMNS": "300"},
+        stdin=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    lines: list[str] = []
+    try:
+        async with asyncio.timeout(60):
+            while sum("cannot reach" in line for line in lines) < 2:
+                line = (await process.stderr.readline()).decode()
+                assert line, "newsbot exited: " + "".join(lines)
+                lines.append(line)
+        server.close()
+        await server.wait_closed()
+        # The proxy recovers: the same port now answers as the Bot API does.
+        async with FakeTelegram(token=TOKEN, port=port) as fake:
+            fake.push_message(USER, "/start")
+            [welcome] = await fake.wait_for_sent(1, timeout=30)
+            process.send_signal(signal.SIGTERM)
+            rest = (await asyncio.wait_for(process.stderr.read(), 20)).decode()
+            code = await asyncio.wait_for(process.wait(), 20)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert "Subscribed" in welcome.visible_text and code == 0
+    log = "".join(lines) + rest
+    assert "Traceback" not in log and "invalid JSON" not in log and TOKEN not in log
+    attempts = [line for line in lines if "cannot reach" in line]
+    assert "attempt 1" in attempts[0] and "attempt 2" in attempts[1]
+    assert all("502" in line for line in attempts)
+    if not verbosity:  # -v adds our INFO lines; by default nothing but the attempts
+        assert lines == attempts
