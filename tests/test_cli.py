@@ -855,3 +855,45 @@ def test_read_only_commands_refuse_a_database_that_is_not_there(
     assert result.exit_code == 1
     assert f"no database at {missing}" in result.stderr
     assert not missing.exists() and not missing.parent.exists()
+
+
+HOSTILE = (
+    "Soldaten \x1b]0;pwned\x07\x1b[2J marschieren an der Grenze auf.\x9b31m Die Armee hat 5000 "
+    "Soldaten an die Grenze verlegt, sagte der Minister.\x1bPq#0\x1b\\ Bell\x07 und\r Ende.\n"
+)
+
+
+@pytest.mark.reliability
+@only("sqlite", "terminal output, not the store")
+def test_no_terminal_control_sequence_from_an_article_reaches_the_terminal(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """Review defect 7: an article's OSC/CSI retitled and cleared the operator's terminal."""
+    folder = Path(env["NEWSBOT_ARTICLES"])
+    (folder / SEED.name).unlink()  # the answers come from the hostile article alone
+    (folder / "ansi.txt").write_text(HOSTILE, encoding="utf-8")
+    full_env = {**os.environ, **env, "COLUMNS": "300"}
+    outputs = []
+    for args, stdin in (
+        (("run",), "wie viele Soldaten?\n"),
+        (("digest",), ""),
+        (("ask", "wie viele Soldaten?"), ""),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "bot", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=full_env,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        outputs.append(result.stdout)
+    run, digest, ask = outputs
+    assert "Soldaten  marschieren" in run and "Soldaten  marschieren" in digest
+    assert "5000" in ask
+    for output in outputs:
+        controls = {char for char in output if char not in "\n\t" and not char.isprintable()}
+        assert not controls, (controls, output)
+        assert "]0;pwned" not in output and "[2J" not in output
