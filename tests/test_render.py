@@ -268,3 +268,27 @@ def test_plain_text_carries_no_terminal_control(hostile: str, shown: str) -> Non
         text = render.plain(post)
         assert shown in text
         assert not {c for c in text if c not in "\n\t" and not c.isprintable()}, repr(text)
+
+
+@pytest.mark.parametrize(
+    ("lang", "heading"), [("en", "🚨 8 new alerts"), ("de", "🚨 8 neue Meldungen")]
+)
+def test_merged_alerts_are_headed_as_alerts_not_as_a_digest(lang: str, heading: str) -> None:
+    """Review doc 7: a merged burst was headed "📰 Conflict digest — N item(s)" like a digest."""
+    from pathlib import Path
+
+    now = datetime(2024, 5, 1, tzinfo=UTC)
+    items = tuple(DigestItem(f"a{n}", f"Title {n}", "Summary.", 0.9) for n in range(8))
+    merged = Digest(items, now, lang=lang, alerts=True)
+    digest = Digest(items, now, lang=lang)
+    assert render.plain(merged).split("\n")[0] == heading
+    assert render.plain(digest).startswith("📰 ") and "🚨" not in render.plain(digest)
+    [html_part] = render.telegram_html(merged)
+    assert html.unescape(html_part.replace("<b>", "").replace("</b>", "")).startswith(heading)
+    [slack] = render.slack_blocks(merged)
+    assert slack.blocks[0]["text"]["text"] == heading
+    # README quotes the headings; they are what the bot prints.
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert f"`{heading}`" in readme
+    if lang == "en":  # and the digest heading it is contrasted with
+        assert f"`{render.plain(digest).splitlines()[0]}`" in readme

@@ -94,11 +94,20 @@ def _plain_item(item: DigestItem, lang: str) -> str:
     return "\n".join(lines)
 
 
+def _digest_heading(digest: Digest) -> tuple[str, str, str]:
+    """(emoji, name, " — count" or ""): merged alerts are told apart from a digest at a glance."""
+    n = len(digest.items)
+    if digest.alerts:
+        return "🚨", text(digest.lang, "alerts_merged").format(n=n), ""
+    return "📰", text(digest.lang, "digest"), " — " + text(digest.lang, "items").format(n=n)
+
+
 def _plain_digest(digest: Digest) -> str:
     lang = digest.lang
     if not digest.items:
         return text(lang, "empty")
-    head = f"📰 {text(lang, 'digest')} — {text(lang, 'items').format(n=len(digest.items))}"
+    emoji, name, count = _digest_heading(digest)
+    head = f"{emoji} {name}{count}"
     if digest.since:
         since = f"{digest.since:%Y-%m-%d %H:%M}"
         head += ", " + text(lang, "since").format(since=since)
@@ -332,9 +341,8 @@ def _html_digest(digest: Digest, limit: int) -> list[str]:
     lang = digest.lang
     if not digest.items:
         return [_esc(text(lang, "empty"))]
-    head = f"📰 <b>{_esc(text(lang, 'digest'))}</b> — " + _esc(
-        text(lang, "items").format(n=len(digest.items))
-    )
+    emoji, name, count = _digest_heading(digest)
+    head = f"{emoji} <b>{_esc(name)}</b>{_esc(count)}"
     if digest.since:
         head += ", " + _esc(text(lang, "since").format(since=f"{digest.since:%Y-%m-%d %H:%M}"))
     blocks = [head]
@@ -542,7 +550,8 @@ def _slack_digest(digest: Digest) -> list[SlackMessage]:
     if not digest.items:
         empty = text(lang, "empty")
         return [SlackMessage(empty, (_section(mrkdwn_escape(empty)),))]
-    title = f"📰 {text(lang, 'digest')} — {text(lang, 'items').format(n=len(digest.items))}"
+    emoji, name, count = _digest_heading(digest)
+    title = f"{emoji} {name}{count}"
     if digest.since:
         title += ", " + text(lang, "since").format(since=f"{digest.since:%Y-%m-%d %H:%M}")
     head: list[Block] = [{"type": "header", "text": _plain_block(title, SLACK_HEADER_CHARS)}]
