@@ -464,7 +464,8 @@ def _describe(path: Path, exc: ValidationError, origins: Mapping[str, str]) -> s
         where = origins.get(key, str(path))
         if key.startswith("secrets"):
             key = key.removeprefix("secrets.").upper()
-            problems.append((key, f"environment variable {key}: {error['msg']}"))
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append((key, f"environment variable {key}: {message}"))
         elif error["type"] == "extra_forbidden":
             problems.append((key, f"{where}: unknown key {key}"))
         else:

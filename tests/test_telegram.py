@@ -841,7 +841,7 @@ async def test_a_token_with_a_control_character_inside_is_a_config_error(
             await process.wait()
     assert process.returncode == 2, stderr
     [line] = stderr.decode().splitlines()
-    assert line.startswith(f"config error: environment variable {variable}: "), line
+    assert line.startswith(f"config error: environment variable {variable}: contains a "), line
     assert "AAsecret" not in line and "half" not in line
 
 
