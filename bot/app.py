@@ -529,7 +529,7 @@ async def run(
         try:
             stack.enter_context(single_instance(url))
         except InstanceRunning as exc:
-            print(f"newsbot: {exc}", file=sys.stderr)
+            print(f"error: {exc}", file=sys.stderr)
             return 2
         store = await stack.enter_async_context(Store.open(url))
         # The one place the store is taken apart: each part below gets only what it uses.
@@ -827,24 +827,25 @@ class InstanceRunning(Exception):
 
 @contextlib.contextmanager
 def single_instance(url: str) -> Iterator[None]:
-    """Hold an exclusive lock next to a SQLite database for as long as the service runs."""
+    """Hold an exclusive lock on a SQLite database file for as long as the service runs."""
     sa_url = sa.make_url(normalise_url(url))
     if sa_url.get_backend_name() != "sqlite" or sa_url.database in (None, "", ":memory:"):
         # PostgreSQL coordinates several instances itself (row locks when claiming).
         yield
         return
-    # The real file, not the URL's spelling: a symlink or `..` to the same file must meet the
-    # same lock (resolve also follows a link whose target does not exist yet).
-    database = Path(sa_url.database).resolve()
-    path = database.with_name(f"{database.name}.lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a+") as handle:
+    database = Path(sa_url.database).resolve()  # only for the message: the lock is the inode's
+    database.parent.mkdir(parents=True, exist_ok=True)
+    # The lock is on the database file itself, not on a file named after its path: every
+    # spelling (symlink, `..`, a hard link) opens the same inode and meets the same lock. An
+    # empty file is what SQLite makes a new database of. flock does not touch SQLite's own
+    # fcntl byte-range locks on the file.
+    with database.open("ab") as handle:
         try:
             # flock is released by the kernel when the process ends, however it ends.
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise InstanceRunning(
-                f"another newsbot is already running on {database} (lock {path}); "
+                f"another newsbot is already running on {database}; "
                 "stop it first, or give this one its own database"
             ) from None
         try:

@@ -72,6 +72,14 @@ class StorageSettings(_Section):
                 raise ValueError("the port in the database URL is not a number") from None
             if port is not None and not 0 < port < 65536:
                 raise ValueError(f"port {port} in the database URL is out of range")
+            if value.startswith("sqlite") and sa.make_url(value).host:
+                # sqlite://relative.db parses "relative.db" as a host, which SQLAlchemy then
+                # refuses at connect with a message naming neither key nor fix.
+                raise ValueError(
+                    "a SQLite URL has three slashes before a relative path "
+                    "(sqlite:///data/x.sqlite3) and four before an absolute one "
+                    "(sqlite:////srv/x.sqlite3)"
+                )
         return value
 
     def url(self) -> str:
@@ -91,6 +99,14 @@ class ArticlesSettings(_Section):
     watch: bool = True
     # A file is read once unchanged this long, so a half-written file is never alerted on.
     settle_seconds: float = Field(default=2.0, ge=0, le=3600)
+
+    @field_validator("folder", mode="before")
+    @classmethod
+    def _some_folder(cls, value: object) -> object:
+        # Path("") is Path("."): an empty value would read the whole working directory.
+        if isinstance(value, str) and not value.strip():
+            raise ValueError('is empty; name a folder (default "articles")')
+        return value
 
     @field_validator("languages")
     @classmethod
@@ -281,6 +297,21 @@ class Secrets(BaseModel):
     slack_app_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _one_word(cls, value: object) -> object:
+        # An env file or a secret file usually ends the value with a newline: dropped. Inside
+        # a credential, whitespace or a control character cannot be meant, and in a URL it
+        # fails as "cannot reach" for ever; the message never quotes the value.
+        if isinstance(value, str):
+            value = value.strip()
+            if any(char.isspace() or not char.isprintable() for char in value):
+                raise ValueError(
+                    "contains a space or a control character (such as a line break) inside it; "
+                    "set the credential exactly as issued"
+                )
+        return value
+
 
 class Settings(_Section):
     """Everything newsbot is configured with."""
@@ -433,7 +464,8 @@ def _describe(path: Path, exc: ValidationError, origins: Mapping[str, str]) -> s
         where = origins.get(key, str(path))
         if key.startswith("secrets"):
             key = key.removeprefix("secrets.").upper()
-            problems.append((key, f"environment variable {key}: {error['msg']}"))
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append((key, f"environment variable {key}: {message}"))
         elif error["type"] == "extra_forbidden":
             problems.append((key, f"{where}: unknown key {key}"))
         else:

@@ -586,5 +586,6 @@ def _build_all(
         items = [post.item for post in map(one, group) if isinstance(post, Alert)]
         first = group[0].owed
         lang = first.lang if first is not None else "en"
-        posts.append(Digest(items=tuple(items), generated_at=now, lang=lang) if items else None)
+        merged = Digest(items=tuple(items), generated_at=now, lang=lang, alerts=True)
+        posts.append(merged if items else None)
     return posts

@@ -28,6 +28,10 @@ PAYLOAD_LOGGERS = (
     "slack_bolt",
     "slack_sdk",
 )
+# Loggers that log an exception with its traceback and then raise it, so the caller's one
+# line already reports it (PTB's "Can not load invalid JSON data" for an HTML 502 from a
+# proxy, with the body, every retry): silent at any verbosity.
+RAISING_LOGGERS = ("telegram.request.BaseRequest",)
 # Shorter values are no secrets worth hiding, and replacing them would garble ordinary text.
 MIN_SECRET_CHARS = 6
 # What every LogRecord has; anything else on a record came in through `extra=` (a field).
@@ -86,10 +90,12 @@ class Redactor(logging.Filter):
         )
 
     def redact(self, text: str) -> str:
-        """`text` with every secret replaced, in plain or any percent-encoded form."""
-        if self._pattern is None:
-            return text
-        return self._pattern.sub(REDACTED, text)
+        """`text` with every secret replaced and every URL's credentials and query values masked."""
+        if self._pattern is not None:
+            text = self._pattern.sub(REDACTED, text)
+        # A configured feed URL may carry its credentials (`?apikey=…`, `user:pass@`), and
+        # httpx, PTB, slack_sdk and our own lines print request URLs whole: masked in any line.
+        return _URL.sub(_masked_url, text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Rewrite the record in place (message, arguments, traceback, stack); never drop it."""
@@ -144,6 +150,21 @@ class JsonFormatter(logging.Formatter):
 _redactor = Redactor(())
 
 
+# A URL in free text: scheme, then up to whitespace or a quote/bracket that ends it in prose.
+_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>`]+")
+
+
+def _masked_url(match: re.Match[str]) -> str:
+    """A URL found in a log line, credentials and query values masked (see `safe_url`)."""
+    url = match.group()
+    if "?" not in url and "@" not in url:
+        return url  # nothing to hide: keep it exactly as written (the common case)
+    try:
+        return safe_url(url)
+    except ValueError:  # not parseable (a bad IPv6 host): drop all that could hold a secret
+        return url.partition("?")[0].rpartition("@")[2]
+
+
 def safe_url(url: str) -> str:
     """A URL fit for a log line: without its user name, password and query values."""
     parts = urlsplit(url)
@@ -183,6 +204,8 @@ def setup(verbose: int, handler: logging.Handler, env: Mapping[str, str] | None 
         logging.getLogger(name).setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
     for name in PAYLOAD_LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO if verbose >= 2 else logging.WARNING)
+    for name in RAISING_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def install(redactor: Redactor) -> None:

@@ -112,6 +112,8 @@ class Digest:
     generated_at: datetime
     since: datetime | None = None
     lang: str = "en"
+    # A burst of alerts merged into one message, not a scheduled digest: headed as alerts.
+    alerts: bool = False
 
     def groups(self) -> list[tuple[str, list[DigestItem]]]:
         """Items grouped by topic, keeping first-seen topic order."""

@@ -1,7 +1,6 @@
 import asyncio
 import io
 import os
-import re
 import shutil
 import sys
 import time
@@ -295,7 +294,8 @@ async def test_a_second_instance_on_one_sqlite_file_refuses_to_start(settings: S
         out, err = await asyncio.wait_for(second.communicate(), 60)
         assert second.returncode == 2
         lines = err.decode().strip().splitlines()
-        assert len(lines) == 1 and "another newsbot is already running" in lines[0], lines
+        assert len(lines) == 1, lines
+        assert lines[0].startswith("error: another newsbot is already running"), lines
         assert out == b""
         # The same file through a symlink is the same database (it ran beside the first).
         alias = settings.storage.data_dir.parent / "alias.sqlite3"
@@ -314,8 +314,27 @@ async def test_a_second_instance_on_one_sqlite_file_refuses_to_start(settings: S
         out, err = await asyncio.wait_for(third.communicate(), 60)
         assert third.returncode == 2, err
         lines = err.decode().strip().splitlines()
-        assert len(lines) == 1 and "another newsbot is already running" in lines[0], lines
-        assert not alias.with_name("alias.sqlite3.lock").exists()
+        assert len(lines) == 1, lines
+        assert lines[0].startswith("error: another newsbot is already running"), lines
+        # Review defect 9: a hard link is the same file under another name (it ran beside it).
+        hard = settings.storage.data_dir.parent / "hard.sqlite3"
+        hard.hardlink_to(settings.storage.data_dir / "newsbot.sqlite3")
+        fourth = await asyncio.create_subprocess_exec(
+            *run[:-1],
+            "--db",
+            f"sqlite:///{hard}",
+            "run",
+            env=env,
+            stdin=DEVNULL,
+            stdout=PIPE,
+            stderr=PIPE,
+            cwd=str(ROOT),
+        )
+        out, err = await asyncio.wait_for(fourth.communicate(), 60)
+        assert fourth.returncode == 2, err
+        lines = err.decode().strip().splitlines()
+        assert len(lines) == 1, lines
+        assert lines[0].startswith("error: another newsbot is already running"), lines
         first.stdin.close()  # end of console input: the first one exits as usual
         assert await asyncio.wait_for(first.wait(), 60) == 0
     finally:
@@ -327,7 +346,7 @@ async def test_a_second_instance_on_one_sqlite_file_refuses_to_start(settings: S
         pass
 
 
-def test_the_instance_lock_is_on_the_real_file_not_on_a_symlink_or_dotdot(tmp_path: Path) -> None:
+def test_the_instance_lock_is_on_the_file_however_it_is_reached(tmp_path: Path) -> None:
     real = tmp_path / "data" / "newsbot.sqlite3"
     real.parent.mkdir()
     real.touch()
@@ -335,14 +354,16 @@ def test_the_instance_lock_is_on_the_real_file_not_on_a_symlink_or_dotdot(tmp_pa
     alias.symlink_to(real)
     (tmp_path / "other").mkdir()
     dotdot = tmp_path / "other" / ".." / "data" / "newsbot.sqlite3"
+    hard = tmp_path / "other" / "hard.sqlite3"
+    hard.hardlink_to(real)
     with app.single_instance(f"sqlite+aiosqlite:///{real}"):
-        for spelling in (alias, dotdot):
+        for spelling in (alias, dotdot, hard):
             with (
-                pytest.raises(app.InstanceRunning, match=re.escape(str(real))),
+                pytest.raises(app.InstanceRunning, match="already running"),
                 app.single_instance(f"sqlite+aiosqlite:///{spelling}"),
             ):
                 pass
-    assert not (tmp_path / "alias.sqlite3.lock").exists()
+    assert not list(tmp_path.rglob("*.lock"))  # no side file named after one spelling
     with app.single_instance(f"sqlite+aiosqlite:///{alias}"):  # released: free again
         pass
 

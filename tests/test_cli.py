@@ -412,6 +412,9 @@ def newsbot(
         ("[sources]\ntotal_timeout = 1e300\n", ("run",), "sources.total_timeout"),
         # Two bad keys: still one line, naming the first in full and the second by name.
         ('[digest]\nat = "25:99"\ntimezone = "Mars/Olympus"\n', ("run",), "digest.timezone"),
+        # Review defect 11: a host part in a SQLite URL was exit 1 with SQLAlchemy's message.
+        ('[storage]\ndatabase_url = "sqlite://relative.db"\n', ("digest",), "storage.database_url"),
+        ("", ("--db", "sqlite://relative.db", "run"), "storage.database_url"),
     ],
     ids=[
         "mysql",
@@ -426,6 +429,8 @@ def newsbot(
         "huge-retention",
         "huge-timeout",
         "two-bad-keys",
+        "sqlite-two-slashes",
+        "sqlite-two-slashes-flag",
     ],
 )
 @only("sqlite", "the config is refused before any database")
@@ -440,6 +445,38 @@ def test_bad_configuration_is_one_line_naming_the_key_and_exit_2(
     [line] = result.stderr.splitlines()
     assert line.startswith("config error:") and key in line
     assert "tiger" not in line  # a database password is not echoed
+
+
+@pytest.mark.reliability
+@only("sqlite", "the config is refused before any database")
+def test_an_empty_articles_folder_is_a_config_error(env: dict[str, str], tmp_path: Path) -> None:
+    """Review defect 6: `folder = ""` is Path("."), and `digest` read the working directory."""
+    work = tmp_path / "work"
+    (work / "deep").mkdir(parents=True)
+    (work / "deep" / "stray.jsonl").write_text('{"id": "x"}\n')
+    (work / "c.toml").write_text('[articles]\nfolder = ""\n')
+    # NEWSBOT_ARTICLES would override the file's key: this is the file's empty value alone.
+    full_env = {
+        **os.environ,
+        **env,
+        "NEWSBOT_CONFIG": str(work / "c.toml"),
+        "PYTHONPATH": str(ROOT),
+    }
+    del full_env["NEWSBOT_ARTICLES"]
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "--config", "c.toml", "digest"],
+        cwd=work,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("config error:") and "articles.folder" in line
+    assert "stray" not in result.stdout + result.stderr
 
 
 @only("sqlite", "the data folder is checked at load where it holds the SQLite file")
@@ -818,3 +855,45 @@ def test_read_only_commands_refuse_a_database_that_is_not_there(
     assert result.exit_code == 1
     assert f"no database at {missing}" in result.stderr
     assert not missing.exists() and not missing.parent.exists()
+
+
+HOSTILE = (
+    "Soldaten \x1b]0;pwned\x07\x1b[2J marschieren an der Grenze auf.\x9b31m Die Armee hat 5000 "
+    "Soldaten an die Grenze verlegt, sagte der Minister.\x1bPq#0\x1b\\ Bell\x07 und\r Ende.\n"
+)
+
+
+@pytest.mark.reliability
+@only("sqlite", "terminal output, not the store")
+def test_no_terminal_control_sequence_from_an_article_reaches_the_terminal(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """Review defect 7: an article's OSC/CSI retitled and cleared the operator's terminal."""
+    folder = Path(env["NEWSBOT_ARTICLES"])
+    (folder / SEED.name).unlink()  # the answers come from the hostile article alone
+    (folder / "ansi.txt").write_text(HOSTILE, encoding="utf-8")
+    full_env = {**os.environ, **env, "COLUMNS": "300"}
+    outputs = []
+    for args, stdin in (
+        (("run",), "wie viele Soldaten?\n"),
+        (("digest",), ""),
+        (("ask", "wie viele Soldaten?"), ""),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "bot", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=full_env,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        outputs.append(result.stdout)
+    run, digest, ask = outputs
+    assert "Soldaten  marschieren" in run and "Soldaten  marschieren" in digest
+    assert "5000" in ask
+    for output in outputs:
+        controls = {char for char in output if char not in "\n\t" and not char.isprintable()}
+        assert not controls, (controls, output)
+        assert "]0;pwned" not in output and "[2J" not in output

@@ -223,3 +223,12 @@ def test_a_data_dir_that_is_a_file_names_the_key_and_where_it_came_from(tmp_path
     fresh = tmp_path / "new" / "data"
     assert config.load(env={"NEWSBOT_DATA_DIR": str(fresh)}).storage.data_dir == fresh
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("variable", config.SECRET_VARIABLES)
+def test_every_secret_loses_the_line_break_an_env_file_leaves(variable: str) -> None:
+    """Review defect 3: `TOKEN\\n` from an env or secret file went into the request URL."""
+    env = {"SLACK_BOT_TOKEN": "xoxb-1-2", variable: " xoxb-1-AAsecret\r\n"}
+    loaded = config.load(ROOT / "config" / "newsbot.toml", env=env)
+    secret = getattr(loaded.secrets, variable.lower())
+    assert secret is not None and secret.get_secret_value() == "xoxb-1-AAsecret"

@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import traceback
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +18,7 @@ from bot import logs
 from bot.config import Settings
 from bot.store import Store
 
-from .conftest import ROOT, database_env
+from .conftest import ROOT, database_env, only
 from .fake_telegram import FakeTelegram, RateLimits
 
 TOKEN = "123456:AAH-secret-token-value_0123456789"
@@ -227,3 +228,57 @@ def test_the_percent_encoded_token_is_redacted_in_text_and_json_lines(log_format
         logger.removeHandler(handler)
     text = stream.getvalue()
     assert "cd%C3%A9" not in text and "bot[redacted]/getMe" in text, text
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("log_format", ["text", "json"])
+@only("sqlite", "log lines, not the store")
+async def test_a_feed_urls_query_is_masked_in_every_line_at_vv(
+    settings: Settings, tmp_path: Path, log_format: str
+) -> None:
+    """Review defect 4: httpx's `HTTP Request: GET …?apikey=KEY123` line printed it at -vv."""
+    from .feedserver import FeedServer
+
+    server = FeedServer()
+    async with server.serving(["127.0.0.1"]) as ports:
+        path = "/feed.xml?apikey=KEY123&lang=de"
+        server.behaviours[path] = "fail"  # the failure is logged too, with the URL
+        config = tmp_path / "c.toml"
+        config.write_text(
+            "[sources]\nallow_private = true\n"
+            f'feeds = [{{ url = "http://127.0.0.1:{ports["127.0.0.1"]}{path}" }}]\n'
+        )
+        env = service_env(settings, "unused") | {
+            "NEWSBOT_CONFIG": str(config),
+            "NEWSBOT_LOG_FORMAT": log_format,
+        }
+        del env["TELEGRAM_BOT_TOKEN"], env["NEWSBOT_TELEGRAM_API_URL"]
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            "-vv",
+            "run",
+            env=env,
+            stdin=asyncio.subprocess.PIPE,  # the console stays up until this closes
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert process.stderr is not None
+        lines: list[bytes] = []
+        try:
+            async with asyncio.timeout(60):  # up to httpx's line for the feed's request
+                while True:
+                    line = await process.stderr.readline()
+                    assert line, b"".join(lines)
+                    lines.append(line)
+                    if b"HTTP Request: GET" in line and b"feed.xml" in line:
+                        break
+        finally:
+            process.send_signal(signal.SIGTERM)
+            _, rest = await asyncio.wait_for(process.communicate(), 20)
+    log = b"".join(lines).decode() + rest.decode()
+    assert server.requests[path] >= 1
+    assert process.returncode == 0, log
+    assert "HTTP Request: GET" in log and "apikey=***&lang=***" in log
+    assert "KEY123" not in log

@@ -18,7 +18,7 @@ from bot import db as db_module
 from bot import jobs
 from bot import ledger as ledger_module
 from bot.chat import DeliveryError
-from bot.chat.render import telegram_html
+from bot.chat.render import plain, telegram_html
 from bot.chat.telegram import TelegramChat
 from bot.config import Settings, TelegramSettings
 from bot.ledger import AlertOwed, DigestOwed
@@ -227,6 +227,8 @@ async def test_a_burst_of_alerts_for_one_chat_is_merged(store: Store, clock: Vir
     assert len(fake.sent) == 1
     [(_, post, _)] = fake.sent
     assert isinstance(post, Digest) and len(post.items) == 8
+    # Review doc 7: headed as alerts, not "📰 Conflict digest — 8 item(s)" like a digest.
+    assert post.alerts and plain(post).startswith("🚨 8 new alerts\n")
     assert {r["status"] for r in await store.ledger.deliveries()} == {"sent"}
 
 

@@ -244,3 +244,51 @@ def test_consecutive_notices_are_merged_into_one_message() -> None:
     alert = Alert(ITEM)
     posts = render.merge_notices([Notice("one"), Notice("two"), alert, Notice("three")])
     assert posts == [Notice("one\n\ntwo"), alert, Notice("three")]
+
+
+@pytest.mark.parametrize(
+    ("hostile", "shown"),
+    [
+        ("a\x1b]0;title\x07b", "ab"),  # OSC window title, BEL-terminated
+        ("a\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\b", "alinkb"),  # OSC 8 hyperlink, ST
+        ("a\x1b[2J\x1b[1;31mb", "ab"),  # CSI clear screen, colour
+        ("a\x9b2Jb\x9d0;t\x9cc", "abc"),  # the 8-bit CSI and OSC
+        ("a\x1bPq#0;2\x1b\\b", "ab"),  # DCS (sixel)
+        ("a\x1bcb\x1b7c", "abc"),  # reset, save cursor
+        ("a\x07\x08\x7f\x85b\r\nc\rd", "ab\ncd"),  # BEL, BS, DEL, NEL; CR
+        ("tab\tand line\nkept: é 😀 𝔘", "tab\tand line\nkept: é 😀 𝔘"),
+    ],
+)
+def test_plain_text_carries_no_terminal_control(hostile: str, shown: str) -> None:
+    """Review defect 7: what an article says must not drive the operator's terminal."""
+    item = DigestItem("a1", hostile, hostile, 0.9, source=hostile, topic=hostile)
+    answer = Answer("q", hostile, sentence=hostile, sources=(SourceRef("a1", hostile),))
+    now = datetime(2024, 5, 1, tzinfo=UTC)
+    for post in (Alert(item), Digest((item,), now), answer, Notice(hostile)):
+        text = render.plain(post)
+        assert shown in text
+        assert not {c for c in text if c not in "\n\t" and not c.isprintable()}, repr(text)
+
+
+@pytest.mark.parametrize(
+    ("lang", "heading"), [("en", "🚨 8 new alerts"), ("de", "🚨 8 neue Meldungen")]
+)
+def test_merged_alerts_are_headed_as_alerts_not_as_a_digest(lang: str, heading: str) -> None:
+    """Review doc 7: a merged burst was headed "📰 Conflict digest — N item(s)" like a digest."""
+    from pathlib import Path
+
+    now = datetime(2024, 5, 1, tzinfo=UTC)
+    items = tuple(DigestItem(f"a{n}", f"Title {n}", "Summary.", 0.9) for n in range(8))
+    merged = Digest(items, now, lang=lang, alerts=True)
+    digest = Digest(items, now, lang=lang)
+    assert render.plain(merged).split("\n")[0] == heading
+    assert render.plain(digest).startswith("📰 ") and "🚨" not in render.plain(digest)
+    [html_part] = render.telegram_html(merged)
+    assert html.unescape(html_part.replace("<b>", "").replace("</b>", "")).startswith(heading)
+    [slack] = render.slack_blocks(merged)
+    assert slack.blocks[0]["text"]["text"] == heading
+    # README quotes the headings; they are what the bot prints.
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert f"`{heading}`" in readme
+    if lang == "en":  # and the digest heading it is contrasted with
+        assert f"`{render.plain(digest).splitlines()[0]}`" in readme

@@ -25,7 +25,7 @@ from bot.models import Alert, Article, ChatRef, Digest, DigestItem
 from bot.outbox import Outbox, RetryPolicy
 from bot.store import Store
 
-from .conftest import ROOT, SEED, database_env, start_run
+from .conftest import ROOT, SEED, database_env, only, start_run
 from .fake_telegram import DropConnection, FakeError, FakeTelegram, RateLimits
 from .fakes import VirtualClock
 from .repos import repositories
@@ -774,3 +774,136 @@ async def test_replies_share_the_per_chat_pace_with_alerts(settings: Settings) -
     assert code == 0
     assert fake.rejected_429 == 0
     assert "Michaelis" in sent[2].visible_text
+
+
+def _run_env(settings: Settings, api_url: str, **secrets: str) -> dict[str, str]:
+    """A real `newsbot run`'s environment against `api_url`, with the given secret variables."""
+    import os
+
+    env = {
+        **os.environ,
+        "NEWSBOT_TELEGRAM_API_URL": api_url,
+        "NEWSBOT_ARTICLES": str(settings.articles.folder),
+        "NEWSBOT_DATA_DIR": str(settings.storage.data_dir),
+        "NEWSBOT_CONFIG": str(ROOT / "config" / "newsbot.toml"),
+    }
+    for name in ("NEWSBOT_DATABASE_URL", "TELEGRAM_BOT_TOKEN", "SLACK_BOT_TOKEN"):
+        env.pop(name, None)
+    return env | database_env(settings) | secrets
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("around", ["\n", "\r\n", "  \n\t"])
+@only("sqlite", "the token is read before the database matters")
+async def test_a_token_with_a_trailing_line_break_works(settings: Settings, around: str) -> None:
+    """Review defect 3: an env-file style `TOKEN\\n` was retried for ever as "cannot reach"."""
+    import signal
+
+    async with FakeTelegram(token=TOKEN) as fake:
+        env = _run_env(settings, fake.base_url, TELEGRAM_BOT_TOKEN=TOKEN + around)
+        process = await start_run(env)
+        try:
+            fake.push_message(USER, "/start")
+            [welcome] = await fake.wait_for_sent(1, timeout=30)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            _, stderr = await asyncio.wait_for(process.communicate(), 20)
+    assert "Subscribed" in welcome.visible_text
+    assert process.returncode == 0
+    assert b"cannot reach" not in stderr and TOKEN.encode() not in stderr
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("TELEGRAM_BOT_TOKEN", "123456:AAsecret\nhalf"),
+        ("TELEGRAM_BOT_TOKEN", "123456:AAsecret\x01half"),
+        ("TELEGRAM_BOT_TOKEN", "123456:AAsecret\x1b[2Jhalf"),
+        ("SLACK_BOT_TOKEN", "xoxb-1-AAsecret\thalf"),
+        ("SLACK_BOT_TOKEN", "xoxb-1-AAsecret\x7fhalf"),
+    ],
+    ids=["telegram-newline", "telegram-control", "telegram-escape", "slack-tab", "slack-del"],
+)
+@only("sqlite", "the config is refused before any database")
+async def test_a_token_with_a_control_character_inside_is_a_config_error(
+    settings: Settings, variable: str, value: str
+) -> None:
+    """Review defect 3: inside a token a line break is never meant: one line, exit 2, unquoted."""
+    # Nothing listens there: without the check, a Telegram token was retried as "cannot reach".
+    env = _run_env(settings, f"http://127.0.0.1:{_free_port()}/bot", **{variable: value})
+    process = await start_run(env)
+    try:
+        _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 2, stderr
+    [line] = stderr.decode().splitlines()
+    assert line.startswith(f"config error: environment variable {variable}: contains a "), line
+    assert "AAsecret" not in line and "half" not in line
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("verbosity", [(), ("-v",)])
+@only("sqlite", "start-up logging, not the store")
+async def test_an_html_502_at_start_is_one_warning_line_per_attempt(
+    settings: Settings, verbosity: tuple[str, ...]
+) -> None:
+    """Review defect 10: a proxy's HTML 502 logged PTB's ~25-line JSON traceback per attempt."""
+    import signal
+    import sys
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        body = b"<html>bad gateway</html>"
+        writer.write(
+            b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(proxy, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    env = _run_env(settings, f"http://127.0.0.1:{port}/bot", TELEGRAM_BOT_TOKEN=TOKEN)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        *verbosity,
+        "run",
+        env=env | {"COLUMNS": "300"},
+        stdin=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    lines: list[str] = []
+    try:
+        async with asyncio.timeout(60):
+            while sum("cannot reach" in line for line in lines) < 2:
+                line = (await process.stderr.readline()).decode()
+                assert line, "newsbot exited: " + "".join(lines)
+                lines.append(line)
+        server.close()
+        await server.wait_closed()
+        # The proxy recovers: the same port now answers as the Bot API does.
+        async with FakeTelegram(token=TOKEN, port=port) as fake:
+            fake.push_message(USER, "/start")
+            [welcome] = await fake.wait_for_sent(1, timeout=30)
+            process.send_signal(signal.SIGTERM)
+            rest = (await asyncio.wait_for(process.stderr.read(), 20)).decode()
+            code = await asyncio.wait_for(process.wait(), 20)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert "Subscribed" in welcome.visible_text and code == 0
+    log = "".join(lines) + rest
+    assert "Traceback" not in log and "invalid JSON" not in log and TOKEN not in log
+    attempts = [line for line in lines if "cannot reach" in line]
+    assert "attempt 1" in attempts[0] and "attempt 2" in attempts[1]
+    assert all("502" in line for line in attempts)
+    if not verbosity:  # -v adds our INFO lines; by default nothing but the attempts
+        assert lines == attempts

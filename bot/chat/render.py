@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -27,8 +28,32 @@ def merge_notices(posts: Sequence[Post]) -> list[Post]:
     return merged
 
 
+# Terminal control: whole escape sequences first (an OSC title, a CSI clear screen, DCS/SOS/
+# PM/APC strings, in their 7- and 8-bit forms), so no `]0;…` remnant is left, then any other
+# C0 control but tab and line break, DEL and the C1 controls.
+_TERMINAL_CONTROL = re.compile(
+    r"(?:\x1b\]|\x9d)[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+    r"|(?:\x1b[P X^_]|[\x90\x98\x9e\x9f])[^\x1b\x9c]*(?:\x1b\\|\x9c)?"
+    r"|(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
+    r"|\x1b[ -/]*[0-~]?"
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
+)
+
+
+def printable(value: str) -> str:
+    """`value` without terminal control sequences or control characters (tab, newline kept)."""
+    return _TERMINAL_CONTROL.sub("", value.replace("\r\n", "\n"))
+
+
 def plain(post: Post) -> str:
-    """Plain text for terminals and logs."""
+    """Plain text for terminals and logs, with no control sequence from what articles say."""
+    # Here, not where text enters: every terminal output (console chat, `digest`, `ask`) goes
+    # through this one function, whatever the text came from (a file, a feed, a fetched page,
+    # an import, a stored article older than this check, a feed title in /sources).
+    return printable(_plain(post))
+
+
+def _plain(post: Post) -> str:
     if isinstance(post, Notice):
         return post.text
     if isinstance(post, Answer):
@@ -69,11 +94,20 @@ def _plain_item(item: DigestItem, lang: str) -> str:
     return "\n".join(lines)
 
 
+def _digest_heading(digest: Digest) -> tuple[str, str, str]:
+    """(emoji, name, " — count" or ""): merged alerts are told apart from a digest at a glance."""
+    n = len(digest.items)
+    if digest.alerts:
+        return "🚨", text(digest.lang, "alerts_merged").format(n=n), ""
+    return "📰", text(digest.lang, "digest"), " — " + text(digest.lang, "items").format(n=n)
+
+
 def _plain_digest(digest: Digest) -> str:
     lang = digest.lang
     if not digest.items:
         return text(lang, "empty")
-    head = f"📰 {text(lang, 'digest')} — {text(lang, 'items').format(n=len(digest.items))}"
+    emoji, name, count = _digest_heading(digest)
+    head = f"{emoji} {name}{count}"
     if digest.since:
         since = f"{digest.since:%Y-%m-%d %H:%M}"
         head += ", " + text(lang, "since").format(since=since)
@@ -307,9 +341,8 @@ def _html_digest(digest: Digest, limit: int) -> list[str]:
     lang = digest.lang
     if not digest.items:
         return [_esc(text(lang, "empty"))]
-    head = f"📰 <b>{_esc(text(lang, 'digest'))}</b> — " + _esc(
-        text(lang, "items").format(n=len(digest.items))
-    )
+    emoji, name, count = _digest_heading(digest)
+    head = f"{emoji} <b>{_esc(name)}</b>{_esc(count)}"
     if digest.since:
         head += ", " + _esc(text(lang, "since").format(since=f"{digest.since:%Y-%m-%d %H:%M}"))
     blocks = [head]
@@ -517,7 +550,8 @@ def _slack_digest(digest: Digest) -> list[SlackMessage]:
     if not digest.items:
         empty = text(lang, "empty")
         return [SlackMessage(empty, (_section(mrkdwn_escape(empty)),))]
-    title = f"📰 {text(lang, 'digest')} — {text(lang, 'items').format(n=len(digest.items))}"
+    emoji, name, count = _digest_heading(digest)
+    title = f"{emoji} {name}{count}"
     if digest.since:
         title += ", " + text(lang, "since").format(since=f"{digest.since:%Y-%m-%d %H:%M}")
     head: list[Block] = [{"type": "header", "text": _plain_block(title, SLACK_HEADER_CHARS)}]

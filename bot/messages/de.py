@@ -14,6 +14,7 @@ MESSAGES: dict[str, str] = {
     "since": "seit {since}",
     "empty": "Keine neuen konfliktbezogenen Artikel.",
     "alert": "Meldung",
+    "alerts_merged": "{n} neue Meldungen",
     "other": "Sonstiges",
     "score": "Wert {score:.2f}",
     "digest_continued": "Konflikt-Überblick (Fortsetzung)",

@@ -14,6 +14,7 @@ MESSAGES: dict[str, str] = {
     "since": "since {since}",
     "empty": "No new conflict-related articles.",
     "alert": "Alert",
+    "alerts_merged": "{n} new alerts",
     "other": "Other",
     "score": "score {score:.2f}",
     "digest_continued": "Conflict digest (continued)",
