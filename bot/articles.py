@@ -416,7 +416,12 @@ def _entries(paths: Iterable[Path]) -> Iterator[tuple[Path, Path | None]]:
                 for p in sorted(
                     p
                     for p in path.rglob("*")
-                    if p.is_file() and p.suffix.lower() in SUFFIXES and not p.name.startswith(".")
+                    # Not `is_file()`: a FIFO, device or socket in the folder is named with its
+                    # reason by `read` (never opened), as when it is named directly.
+                    if p.suffix.lower() in SUFFIXES
+                    and not p.name.startswith(".")
+                    and p.exists()
+                    and not p.is_dir()
                 )
             )
         else:

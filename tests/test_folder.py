@@ -322,3 +322,19 @@ async def test_a_missing_folder_removes_nothing(
     gone = folder.FolderSource(tmp_path / "unmounted", Thresholds(), settle=SETTLE, clock=clock)
     await folder.scan(gone, *routing(store), folder.FolderState())
     assert await store.catalog.get_article("a.txt") is not None
+
+
+@pytest.mark.reliability
+async def test_a_fifo_in_the_folder_is_named_and_the_rest_is_read(
+    settings: Settings, store: Store, clock: Clock
+) -> None:
+    """A FIFO in the watched folder was skipped without a word (review defect 8)."""
+    write(settings.articles.folder / "a.txt", WAR, clock() - 30)
+    pipe = settings.articles.folder / "pipe.txt"
+    os.mkfifo(pipe)
+    os.utime(pipe, (clock() - 30, clock() - 30))  # settled, on the test's clock
+    report = await folder.scan(source_of(settings, clock), *routing(store), folder.FolderState())
+    assert report.ingest.counts.new == 1
+    assert [(r.where, r.reason) for r in report.ingest.rejected] == [
+        (str(pipe), "not a regular file (FIFO, device or socket); not read")
+    ]
