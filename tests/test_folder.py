@@ -338,3 +338,22 @@ async def test_a_fifo_in_the_folder_is_named_and_the_rest_is_read(
     assert [(r.where, r.reason) for r in report.ingest.rejected] == [
         (str(pipe), "not a regular file (FIFO, device or socket); not read")
     ]
+
+
+@pytest.mark.reliability
+async def test_a_folder_record_reusing_an_id_with_other_text_is_rejected(
+    settings: Settings, store: Store, clock: Clock
+) -> None:
+    """The later record of a reused id replaced the first, counted as "duplicate" (review #5)."""
+    path = settings.articles.folder / "dup.jsonl"
+    write(
+        path,
+        json.dumps({"id": "r1", "text": WAR}) + "\n" + json.dumps({"id": "r1", "text": CALM}),
+        clock() - 30,
+    )
+    report = await folder.scan(source_of(settings, clock), *routing(store), folder.FolderState())
+    assert [(r.where, r.reason) for r in report.ingest.rejected] == [
+        (f"{path}:2", "duplicate id 'r1' (first on line 1, with other text)")
+    ]
+    stored = await store.catalog.get_article("r1")
+    assert stored is not None and stored.text == WAR.strip()
