@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import stat
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -412,6 +413,23 @@ def read_jsonl(
             yield ids.check(record, where, f"line {number}")
     if not seen:
         yield Rejection(name, "empty file")
+
+
+def folder_key(folder: Path) -> str:
+    """Whose files a folder's sources are: `host:/resolved/folder`, the same for every spelling
+    of one folder on one machine and different for another folder or another machine's."""
+    # No trailing slash (the folder "/" too): its files are `key/relative`, never `host://…`,
+    # which would read as a feed URL.
+    return f"{socket.gethostname()}:{str(folder.resolve()).rstrip('/')}"
+
+
+def file_source(folder: Path, path: Path, key: str | None = None) -> str:
+    """The stored source of a file read from `folder`: its folder's key and its path in it."""
+    try:
+        relative = path.relative_to(folder).as_posix()
+    except ValueError:
+        relative = path.name
+    return f"{key or folder_key(folder)}/{relative}"
 
 
 def folder_problem(folder: Path) -> str | None:

@@ -474,13 +474,18 @@ class Catalog:
 
     async def file_sources(self, prefix: str) -> list[str]:
         """The distinct sources of stored articles that start with `prefix` (a folder's files)."""
-        query = sa.select(articles.c.source).where(articles.c.source.is_not(None)).distinct()
+        # substr, not LIKE: a path may hold `%` or `_`. Filtered in the database: the store's
+        # other sources (feeds, other folders) are not loaded.
+        own = sa.func.substr(articles.c.source, 1, len(prefix)) == prefix
+        query = sa.select(articles.c.source).where(own).distinct()
         # Also files whose text another source had brought first (linked, not the article's own).
-        linked = sa.select(article_sources.c.source).distinct()
+        linked = sa.select(article_sources.c.source).where(
+            sa.func.substr(article_sources.c.source, 1, len(prefix)) == prefix
+        )
         async with self.engine.connect() as conn:
             found = set((await conn.execute(query)).scalars())
-            found.update((await conn.execute(linked)).scalars())
-            return sorted(s for s in found if s.startswith(prefix))
+            found.update((await conn.execute(linked.distinct())).scalars())
+            return sorted(found)
 
     async def forget_source(self, source: str) -> int:
         """Delete the articles read from `source` (a deleted file) with their verdicts, feedback

@@ -357,3 +357,93 @@ async def test_a_folder_record_reusing_an_id_with_other_text_is_rejected(
     ]
     stored = await store.catalog.get_article("r1")
     assert stored is not None and stored.text == WAR.strip()
+
+
+@pytest.mark.reliability
+async def test_another_folder_never_forgets_this_folders_files(
+    settings: Settings, store: Store, clock: Clock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder of another working directory, or of another instance with the same path, swept
+    every article this folder brought: they were stored as `articles/<file>` (review defect 1)."""
+    import socket
+
+    first, second = tmp_path / "m1", tmp_path / "m2"
+    for where, name, text in ((first, "a1.txt", WAR), (second, "b1.txt", CALM)):
+        (where / "articles").mkdir(parents=True)
+        write(where / "articles" / name, text, clock() - 30)
+    # The default set-up: `articles`, relative to the working directory.
+    relative = folder.FolderSource(Path("articles"), Thresholds(), settle=SETTLE, clock=clock)
+
+    async def start_in(where: Path) -> set[str]:
+        """A fresh process's first scan in `where`; the ids then stored."""
+        monkeypatch.chdir(where)
+        await folder.scan(relative, *routing(store), folder.FolderState())
+        return {article.id for article in await store.catalog.all_articles()}
+
+    assert await start_in(first) == {"a1.txt"}
+    assert await start_in(second) == {"a1.txt", "b1.txt"}
+    # Another machine whose folder has the same absolute path, without a1.txt: not its file.
+    monkeypatch.setattr(socket, "gethostname", lambda: "another-host")
+    (first / "articles" / "a1.txt").rename(tmp_path / "a1.txt")
+    assert await start_in(first) == {"a1.txt", "b1.txt"}
+    monkeypatch.undo()
+    (tmp_path / "a1.txt").rename(first / "articles" / "a1.txt")
+    # A file deleted from its own folder while stopped still takes its article out.
+    (second / "articles" / "b1.txt").unlink()
+    assert await start_in(second) == {"a1.txt"}
+    (first / "articles" / "a1.txt").unlink()
+    assert await start_in(first) == set()
+
+
+@pytest.mark.reliability
+def test_two_newsbot_runs_in_their_own_working_directories_keep_each_others_articles(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The review's reproduction with real processes: `newsbot run` from two directories, each
+    with its own `articles/`, on one store (one PostgreSQL database, or one SQLite file)."""
+    import subprocess
+    import sys
+
+    from .conftest import ROOT, database_env
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "NEWSBOT_CONFIG": str(ROOT / "config" / "newsbot.toml"),
+        "NEWSBOT_DATA_DIR": str(tmp_path / "data"),
+        **database_env(settings),
+    }
+    env.pop("NEWSBOT_ARTICLES", None)  # each its own `articles/`, relative to its directory
+    first, second = tmp_path / "m1", tmp_path / "m2"
+    for where, stem, text in ((first, "a", WAR), (second, "b", CALM)):
+        (where / "articles").mkdir(parents=True)
+        for n in (1, 2):
+            (where / "articles" / f"{stem}{n}.txt").write_text(f"{text} ({stem}{n})")
+            os.utime(where / "articles" / f"{stem}{n}.txt", (1, 1))  # settled long ago
+
+    def run_in(where: Path) -> list[str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "bot", "run"],
+            cwd=where,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        database = settings.storage.url()
+
+        async def ids() -> list[str]:
+            async with Store.open(database) as store:
+                return sorted(a.id for a in await store.catalog.all_articles())
+
+        import asyncio
+
+        return asyncio.run(ids())
+
+    assert run_in(first) == ["a1.txt", "a2.txt"]
+    assert run_in(second) == ["a1.txt", "a2.txt", "b1.txt", "b2.txt"]
+    assert run_in(first) == ["a1.txt", "a2.txt", "b1.txt", "b2.txt"]
+    (second / "articles" / "b2.txt").unlink()  # while stopped: gone at its next start
+    assert run_in(second) == ["a1.txt", "a2.txt", "b1.txt"]
