@@ -24,7 +24,7 @@ from typing import Any
 from bot import remembered
 
 # The schema version bot.schema.MIGRATIONS brings a database to (the test keeps it in step).
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 # Options taking a value, by flag: the parameter name bot.cli gives it. Global ones come before
 # the command; flags that take no value (-v, --version, --help) are left to bot.cli.
 GLOBAL_OPTIONS = {"--config": "config_path", "-c": "config_path", "--db": "db"}

@@ -201,6 +201,18 @@ tombstones = sa.Table(
 )
 
 
+# The story of each text a deleted (or renamed) file took out of the store: the same text
+# stored again, under any name or from any source, joins that story, so the ledger's alert key
+# is the one its chats were already owed (no tombstone: the text may be stored again).
+forgotten_stories = sa.Table(
+    "forgotten_stories",
+    metadata,
+    sa.Column("content_hash", sa.String(64), primary_key=True),
+    sa.Column("story_id", sa.String(200), nullable=False),
+    sa.Column("forgotten_at", UTCDateTime(), nullable=False, index=True),
+)
+
+
 def _create_v1(conn: Connection) -> None:
     metadata.create_all(conn, tables=[articles, verdicts, subscriptions, deliveries, feedback])
 
@@ -340,6 +352,13 @@ def key_folder_sources(conn: Connection) -> None:
         table.drop(conn)
 
 
+def _v11_forgotten_stories(conn: Connection) -> None:
+    """The stories of the texts whose files were deleted or renamed."""
+    metadata.create_all(conn, tables=[forgotten_stories])
+    for index in forgotten_stories.indexes:
+        index.create(conn, checkfirst=True)
+
+
 # Ordered schema upgrades; version N is MIGRATIONS[N-1]. Never edit a shipped step: append one.
 # Steps must be idempotent (check before altering), because migration 1 creates the tables from
 # the live `metadata`, which already has the columns that later steps add to old databases.
@@ -354,4 +373,5 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _v8_routed_verdicts,
     link_article_sources,
     key_folder_sources,
+    _v11_forgotten_stories,
 ]

@@ -447,3 +447,128 @@ def test_two_newsbot_runs_in_their_own_working_directories_keep_each_others_arti
     assert run_in(first) == ["a1.txt", "a2.txt", "b1.txt", "b2.txt"]
     (second / "articles" / "b2.txt").unlink()  # while stopped: gone at its next start
     assert run_in(second) == ["a1.txt", "a2.txt", "b1.txt"]
+
+
+@pytest.mark.reliability
+async def test_a_renamed_file_is_not_alerted_again_and_a_restored_one_is_stored_again(
+    settings: Settings, store: Store, clock: Clock
+) -> None:
+    """A renamed file's text was alerted a second time under its new name (review defect 2)."""
+    from bot import jobs
+
+    await store.subscriptions.subscribe(CHAT, "de")
+    source = source_of(settings, clock)
+    path = settings.articles.folder / "a.txt"
+    write(path, WAR, clock() - 30)
+    running, index = folder.FolderState(), jobs.StoryIndex()
+    await folder.scan(source, *routing(store), running, stories=index)
+    assert [a["key"] for a in await alerts(store)] == ["a.txt"]
+    # Renamed while running (the process's story index kept), then twice while stopped.
+    path.rename(settings.articles.folder / "renamed.txt")
+    await folder.scan(source, *routing(store), running, stories=index)
+    (settings.articles.folder / "renamed.txt").rename(settings.articles.folder / "again.txt")
+    await folder.scan(source, *routing(store), folder.FolderState())
+    sub = settings.articles.folder / "wire"
+    sub.mkdir()
+    (settings.articles.folder / "again.txt").rename(sub / "moved.txt")
+    await folder.scan(source, *routing(store), folder.FolderState())
+    assert [a.id for a in await store.catalog.all_articles()] == ["wire/moved.txt"]
+    assert [a["key"] for a in await alerts(store)] == ["a.txt"]
+    # Deleted, then restored under its first name: stored again (no tombstone), not alerted.
+    (sub / "moved.txt").unlink()
+    await folder.scan(source, *routing(store), folder.FolderState())
+    assert await store.catalog.count_articles() == 0
+    write(path, WAR, clock() - 10)
+    report = await folder.scan(source, *routing(store), folder.FolderState())
+    assert report.ingest.counts.new == 1
+    assert [a.id for a in await store.catalog.all_articles()] == ["a.txt"]
+    assert [a["key"] for a in await alerts(store)] == ["a.txt"]
+
+
+@pytest.mark.reliability
+async def test_newsbot_run_does_not_alert_a_file_renamed_while_it_was_stopped(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The review's reproduction: a real `newsbot run` (console chat) alerts a file dropped
+    while it runs; renamed while stopped, the next `newsbot run` owed it again, new name."""
+    import asyncio
+    import sys
+
+    from .conftest import ROOT, database_env
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "NEWSBOT_CONFIG": str(ROOT / "config" / "newsbot.toml"),
+        "NEWSBOT_DATA_DIR": str(tmp_path / "data"),
+        "NEWSBOT_ARTICLES": str(settings.articles.folder),
+        **database_env(settings),
+        "PYTHONUNBUFFERED": "1",  # each console line as it is printed
+    }
+
+    async def start() -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            "run",
+            cwd=tmp_path,
+            env=env,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+
+    async def until(
+        process: asyncio.subprocess.Process, start: str, touch: Path | None = None
+    ) -> None:
+        """Read the console's lines until one starts with `start` (touching `touch` meanwhile:
+        the watcher starts after the prompt, and a change before it is seen only by the
+        safety interval's scan)."""
+        assert process.stdout is not None
+        loop = asyncio.get_running_loop()
+        deadline, stamps = loop.time() + 60, 1_000_000_000.0
+        pending = asyncio.ensure_future(process.stdout.readline())
+        while loop.time() < deadline:
+            done, _ = await asyncio.wait({pending}, timeout=2)
+            if not done:
+                if touch is not None:
+                    # Another mtime, long settled: a change the watcher sees and reads at once.
+                    stamps -= 60
+                    os.utime(touch, (stamps, stamps))
+                continue
+            line = pending.result().decode()
+            assert line, "newsbot run ended"
+            if line.startswith(start):
+                return
+            pending = asyncio.ensure_future(process.stdout.readline())
+        pending.cancel()
+        raise AssertionError(f"no line starting {start!r} within 60 s")
+
+    async def alert_keys() -> list[str]:
+        async with Store.open(settings.storage.url()) as store:
+            return sorted(row["key"] for row in await alerts(store))
+
+    running = await start()
+    assert running.stdin is not None
+    await until(running, "Type a question")  # the console chat is subscribed
+    path = settings.articles.folder / "a.txt"
+    path.write_text(WAR, encoding="utf-8")
+    await until(running, "🚨", touch=path)
+    running.stdin.close()
+    assert await asyncio.wait_for(running.wait(), 60) == 0
+    assert await alert_keys() == ["a.txt"]
+
+    async def restart() -> list[str]:
+        process = await start()
+        assert process.stdin is not None
+        await until(process, "Type a question")  # its start-up scan has stored and routed
+        process.stdin.close()
+        assert await asyncio.wait_for(process.wait(), 60) == 0
+        return await alert_keys()
+
+    renamed = settings.articles.folder / "again.txt"
+    path.rename(renamed)  # while stopped
+    assert await restart() == ["a.txt"]
+    renamed.rename(path)  # and back: not owed again either
+    assert await restart() == ["a.txt"]
