@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import stat
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -293,6 +294,25 @@ def parse_record(record: Any, source: str, languages: Sequence[str]) -> Article:
     )
 
 
+class _Ids:
+    """The ids a file's records used so far: a later record reusing one with other content is
+    refused, not stored over the earlier one (an identical repeat is a duplicate, as ever)."""
+
+    def __init__(self) -> None:
+        self._first: dict[str, tuple[str, str]] = {}
+
+    def check(self, item: Article | Rejection, where: str, at: str) -> Article | Rejection:
+        """`item`, or its Rejection at `where` when an earlier record (`at` names it) had its id."""
+        if isinstance(item, Rejection):
+            return item
+        digest = content_hash(item.title, item.text)
+        first, known = self._first.setdefault(item.id, (at, digest))
+        if known != digest:
+            reason = f"duplicate id {item.id!r} (first on {first}, with other text)"
+            return Rejection(where, reason)
+        return item
+
+
 def parse_bytes(
     data: bytes, name: str, languages: Sequence[str] = language.DEFAULT_LANGUAGES
 ) -> Iterator[Article | Rejection]:
@@ -306,10 +326,12 @@ def parse_bytes(
     if "\x00" in raw[:8192]:
         raise BadInput("binary file (NUL characters)")
     suffix = Path(name).suffix.lower()
+    ids = _Ids()
     if suffix == ".jsonl":
         for number, line in enumerate(raw.splitlines(), start=1):
             if line.strip():
-                yield _json_line(line, name, f"{name}:{number}", languages)
+                where = f"{name}:{number}"
+                yield ids.check(_json_line(line, name, where, languages), where, f"line {number}")
     elif suffix == ".json":
         try:
             value = json.loads(raw)
@@ -320,10 +342,11 @@ def parse_bytes(
             raise BadInput("JSON nested too deeply") from None
         records = value if isinstance(value, list) else [value]
         for number, record in enumerate(records):
+            where = f"{name}[{number}]"
             try:
-                yield parse_record(record, name, languages)
+                yield ids.check(parse_record(record, name, languages), where, f"record {number}")
             except BadInput as exc:
-                yield Rejection(f"{name}[{number}]", str(exc))
+                yield Rejection(where, str(exc))
     elif suffix in (".md", ".markdown"):
         yield parse_markdown(raw, name, languages)
     elif suffix in (".html", ".htm"):
@@ -350,6 +373,7 @@ def read_jsonl(
     """A JSON Lines file record by record; a record over `max_bytes` is rejected unread."""
     name = str(path)
     seen = False
+    ids = _Ids()
     with _open_regular(path) as handle:
         if utf16(handle.read(2)):
             # Lines of UTF-16 cannot be split on b"\n": the file is read whole (within the limit).
@@ -385,9 +409,27 @@ def read_jsonl(
             if b"\x00" in chunk:
                 yield Rejection(where, "binary record (NUL bytes)")
                 continue
-            yield _json_line(decode(chunk), name, where, languages)
+            record = _json_line(decode(chunk), name, where, languages)
+            yield ids.check(record, where, f"line {number}")
     if not seen:
         yield Rejection(name, "empty file")
+
+
+def folder_key(folder: Path) -> str:
+    """Whose files a folder's sources are: `host:/resolved/folder`, the same for every spelling
+    of one folder on one machine and different for another folder or another machine's."""
+    # No trailing slash (the folder "/" too): its files are `key/relative`, never `host://…`,
+    # which would read as a feed URL.
+    return f"{socket.gethostname()}:{str(folder.resolve()).rstrip('/')}"
+
+
+def file_source(folder: Path, path: Path, key: str | None = None) -> str:
+    """The stored source of a file read from `folder`: its folder's key and its path in it."""
+    try:
+        relative = path.relative_to(folder).as_posix()
+    except ValueError:
+        relative = path.name
+    return f"{key or folder_key(folder)}/{relative}"
 
 
 def folder_problem(folder: Path) -> str | None:
@@ -416,7 +458,12 @@ def _entries(paths: Iterable[Path]) -> Iterator[tuple[Path, Path | None]]:
                 for p in sorted(
                     p
                     for p in path.rglob("*")
-                    if p.is_file() and p.suffix.lower() in SUFFIXES and not p.name.startswith(".")
+                    # Not `is_file()`: a FIFO, device or socket in the folder is named with its
+                    # reason by `read` (never opened), as when it is named directly.
+                    if p.suffix.lower() in SUFFIXES
+                    and not p.name.startswith(".")
+                    and p.exists()
+                    and not p.is_dir()
                 )
             )
         else:

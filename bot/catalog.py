@@ -18,7 +18,14 @@ from bot import search
 from bot.articles import Rejection, content_hash
 from bot.db import UTCDateTime, aware, insert_ignore, upsert, utcnow
 from bot.models import Article, ChatRef, Level, Verdict
-from bot.schema import article_sources, articles, feedback, tombstones, verdicts
+from bot.schema import (
+    article_sources,
+    articles,
+    feedback,
+    forgotten_stories,
+    tombstones,
+    verdicts,
+)
 from bot.sources import private_urls
 
 log = logging.getLogger(__name__)
@@ -129,6 +136,7 @@ class Catalog:
                 by_id[article.id] = digest
             changed.append(article)
         if new_rows:
+            await _rejoin_stories(conn, new_rows)
             await conn.execute(articles.insert(), new_rows)
             # A pruned article that comes back changed is stored again: its tombstone goes.
             await conn.execute(
@@ -479,18 +487,39 @@ class Catalog:
 
     async def file_sources(self, prefix: str) -> list[str]:
         """The distinct sources of stored articles that start with `prefix` (a folder's files)."""
-        query = sa.select(articles.c.source).where(articles.c.source.is_not(None)).distinct()
+        # substr, not LIKE: a path may hold `%` or `_`. Filtered in the database: the store's
+        # other sources (feeds, other folders) are not loaded.
+        own = sa.func.substr(articles.c.source, 1, len(prefix)) == prefix
+        query = sa.select(articles.c.source).where(own).distinct()
         # Also files whose text another source had brought first (linked, not the article's own).
-        linked = sa.select(article_sources.c.source).distinct()
+        linked = sa.select(article_sources.c.source).where(
+            sa.func.substr(article_sources.c.source, 1, len(prefix)) == prefix
+        )
         async with self.engine.connect() as conn:
             found = set((await conn.execute(query)).scalars())
-            found.update((await conn.execute(linked)).scalars())
-            return sorted(s for s in found if s.startswith(prefix))
+            found.update((await conn.execute(linked.distinct())).scalars())
+            return sorted(found)
 
     async def forget_source(self, source: str) -> int:
         """Delete the articles read from `source` (a deleted file) with their verdicts, feedback
-        and index rows; return how many. No tombstone: the file may come back."""
+        and index rows; return how many. No tombstone: the file may come back — and its text,
+        under this name or another (a renamed file), rejoins its story: no second alert."""
         async with self.engine.begin() as conn:
+            remembered = sa.select(
+                articles.c.content_hash, sa.func.coalesce(articles.c.story_id, articles.c.id)
+            ).where(articles.c.source == source)
+            stories = [
+                {"content_hash": digest, "story_id": story, "forgotten_at": utcnow()}
+                for digest, story in await conn.execute(remembered)
+            ]
+            for start in range(0, len(stories), 500):
+                chunk = stories[start : start + 500]
+                await conn.execute(
+                    forgotten_stories.delete().where(
+                        forgotten_stories.c.content_hash.in_([r["content_hash"] for r in chunk])
+                    )
+                )
+                await conn.execute(forgotten_stories.insert(), chunk)
             # Articles another source carried first stay, but the file no longer vouches for
             # them: their audience is the other sources' again.
             await conn.execute(article_sources.delete().where(article_sources.c.source == source))
@@ -524,6 +553,10 @@ class Catalog:
                 article_sources.delete().where(article_sources.c.article_id.in_(old))
             )
             await conn.run_sync(search.forget, old)
+            # A deleted file's text older than retention is as old as a pruned story.
+            await conn.execute(
+                forgotten_stories.delete().where(forgotten_stories.c.forgotten_at < before)
+            )
             gone = await conn.execute(articles.delete().where(articles.c.seen_at < before))
             return int(gone.rowcount)
 
@@ -570,6 +603,31 @@ async def _known(
         ).scalars()
     )
     return by_id, known
+
+
+async def _rejoin_stories(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """Put new rows whose text a deleted or renamed file took out back into its story."""
+    hashes = [row["content_hash"] for row in rows]
+    found = dict(
+        (
+            await conn.execute(
+                sa.select(forgotten_stories.c.content_hash, forgotten_stories.c.story_id).where(
+                    forgotten_stories.c.content_hash.in_(hashes)
+                )
+            )
+        ).all()
+    )
+    if not found:
+        return
+    for row in rows:
+        story = found.get(row["content_hash"])
+        # Its own id again (the file came back under its name): NULL says that already. Every
+        # row gets the key: one multi-row insert needs the same columns in each.
+        row["story_id"] = story if story != row["id"] else None
+    # The story lives on in the stored article now.
+    await conn.execute(
+        forgotten_stories.delete().where(forgotten_stories.c.content_hash.in_(list(found)))
+    )
 
 
 async def _widen(

@@ -24,7 +24,7 @@ from typing import Any
 from bot import remembered
 
 # The schema version bot.schema.MIGRATIONS brings a database to (the test keeps it in step).
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 12
 # Options taking a value, by flag: the parameter name bot.cli gives it. Global ones come before
 # the command; flags that take no value (-v, --version, --help) are left to bot.cli.
 GLOBAL_OPTIONS = {"--config": "config_path", "-c": "config_path", "--db": "db"}
@@ -167,6 +167,7 @@ def _folder_files(folder: Path, max_bytes: int, languages: Sequence[str]) -> lis
     if articles.folder_problem(folder) is not None:
         raise _Slow  # bot.cli warns
     found: list[tuple[str, str]] = []
+    key = articles.folder_key(folder)
     for path in articles.files([folder]):
         try:
             items = list(articles.read([path], max_bytes, languages, within=folder))
@@ -175,7 +176,10 @@ def _folder_files(folder: Path, max_bytes: int, languages: Sequence[str]) -> lis
         for item in items:
             if isinstance(item, articles.Rejection):
                 raise _Slow
-            found.append((str(path), articles.content_hash(item.title, item.text)))
+            # The source bot.folder stores (a record's own `source` field stays its own).
+            source = item.source if item.source and item.source != str(path) else None
+            source = source or articles.file_source(folder, path, key)
+            found.append((source, articles.content_hash(item.title, item.text)))
     return found
 
 
@@ -186,8 +190,11 @@ def _store_ready(database: str, cfg: Mapping[str, Any]) -> None:
     if not Path(database).is_file():
         raise _Slow  # bot.cli creates it (or reports what is missing)
     folder = Path(cfg["folder"])
+    from bot import articles
+
     documents = _folder_files(folder, cfg["max_bytes"], cfg["languages"])
-    prefix = str(folder).rstrip("/") + "/"
+    # This folder's own files only, as bot.folder sweeps them (this host, its resolved path).
+    prefix = articles.folder_key(folder) + "/"
     try:
         with closing(sqlite3.connect(database)) as conn:
             version = conn.execute("SELECT max(version) FROM schema_version").fetchone()[0]

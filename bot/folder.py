@@ -118,15 +118,22 @@ def document_id(folder: Path, path: Path, position: int, article: Article) -> st
 
 
 def read_file(
-    folder: Path, path: Path, max_bytes: int, languages: Sequence[str]
+    folder: Path, path: Path, max_bytes: int, languages: Sequence[str], key: str | None = None
 ) -> list[Article | articles.Rejection]:
-    """One file's articles, identified by path; any failure to read it becomes a Rejection."""
+    """One file's articles, identified by path; any failure to read it becomes a Rejection.
+
+    `key`: the folder's `articles.folder_key`, when the caller has it already."""
     out: list[Article | articles.Rejection] = []
+    # The file's source names this host and folder: the start-up sweep of this folder forgets
+    # only what it read itself, never another folder's files (another instance, another cwd).
+    source = articles.file_source(folder, path, key)
     try:
         items = articles.read([path], max_bytes, languages, within=folder)
         for position, item in enumerate(items):
             if isinstance(item, Article):
-                item = replace(item, id=document_id(folder, path, position, item))
+                # A record's own `source` field (an agency) stays what it says.
+                own = item.source if item.source and item.source != str(path) else source
+                item = replace(item, id=document_id(folder, path, position, item), source=own)
             out.append(item)
     except RecursionError:
         return [articles.Rejection(str(path), "JSON nested too deeply")]
@@ -168,11 +175,11 @@ async def scan(
     report = ScanReport(wait=changes.wait)
     # Deletions first: a renamed file's old article must go before its new name is read (by its
     # content it would otherwise be a duplicate of the article about to be removed).
-    await _forget_deleted(source.folder, catalog, state, changes)
+    key = await _forget_deleted(source.folder, catalog, state, changes)
     model = source.model()
     for path, signature in changes.ready:
         items = await asyncio.to_thread(
-            read_file, source.folder, path, source.max_bytes, source.languages
+            read_file, source.folder, path, source.max_bytes, source.languages, key
         )
         found = [item for item in items if isinstance(item, Article)]
         rejected = [item for item in items if isinstance(item, articles.Rejection)]
@@ -222,20 +229,25 @@ async def scan(
 
 async def _forget_deleted(
     folder: Path, catalog: Catalog, state: FolderState, changes: Changes
-) -> None:
+) -> str:
     """Remove from the store the articles of files deleted from the folder: answers and digests
-    must not cite a file that is gone (also those deleted while newsbot was stopped)."""
-    gone = {str(path) for path in changes.gone}
+    must not cite a file that is gone (also those deleted while newsbot was stopped).
+
+    Only this folder's own files: their sources start with its key (this host, its resolved
+    path), so another instance's folder or one in another working directory is left alone.
+    Returns the folder's key."""
+    key = articles.folder_key(folder)
+    gone = {articles.file_source(folder, path, key) for path in changes.gone}
     if not state.swept and changes.listed:
         # A missing folder (an unmounted share) sweeps nothing: only files missing from a folder.
         state.swept = True
-        prefix = str(folder).rstrip("/") + "/"
-        present = {str(path) for path in changes.present}
-        gone |= {s for s in await catalog.file_sources(prefix) if s not in present}
+        present = {articles.file_source(folder, path, key) for path in changes.present}
+        gone |= {s for s in await catalog.file_sources(key + "/") if s not in present}
     for path in sorted(gone):
         removed = await catalog.forget_source(path)
         if removed:
             log.info("folder: %s is gone; removed its %d article(s) from the store", path, removed)
+    return key
 
 
 async def watch_folder(

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import re
+import socket
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -197,6 +201,18 @@ tombstones = sa.Table(
 )
 
 
+# The story of each text a deleted (or renamed) file took out of the store: the same text
+# stored again, under any name or from any source, joins that story, so the ledger's alert key
+# is the one its chats were already owed (no tombstone: the text may be stored again).
+forgotten_stories = sa.Table(
+    "forgotten_stories",
+    metadata,
+    sa.Column("content_hash", sa.String(64), primary_key=True),
+    sa.Column("story_id", sa.String(200), nullable=False),
+    sa.Column("forgotten_at", UTCDateTime(), nullable=False, index=True),
+)
+
+
 def _create_v1(conn: Connection) -> None:
     metadata.create_all(conn, tables=[articles, verdicts, subscriptions, deliveries, feedback])
 
@@ -288,6 +304,61 @@ def link_article_sources(conn: Connection) -> None:
     )
 
 
+# A source in the form of step 11 (`host:/path`), or a feed's URL: left as it is.
+_KEYED = re.compile(r"\A[^/]*:/")
+
+
+def key_folder_sources(conn: Connection) -> None:
+    """Folder files' sources as `host:/resolved/path`, so that a folder sweeps only its own.
+
+    They were stored as the path the folder was configured with (`articles/a.txt`), so the
+    folder of another working directory or instance swept them as its own. A path is taken
+    to be this host's and, when relative, this working directory's: where `newsbot migrate`
+    (or the instance's `run`) runs. (An import of an older export runs this step too.)"""
+    host = socket.gethostname()
+    found: set[str] = set()
+    for column in (articles.c.source, article_sources.c.source):
+        query = sa.select(column).where(column.contains("/"), ~column.contains("://")).distinct()
+        found.update(source for source in conn.execute(query).scalars() if source)
+    moves = {}
+    for source in sorted(found):
+        if _KEYED.match(source):
+            continue  # already keyed: a re-run changes nothing
+        path = Path(os.path.abspath(source))
+        # The folder is resolved (symlinks) as bot.articles.folder_key resolves it.
+        moves[source] = f"{host}:{str(path.parent.resolve()).rstrip('/')}/{path.name}"
+    if not moves:
+        return
+    table = sa.Table(
+        "source_moves",
+        sa.MetaData(),
+        sa.Column("old", sa.Text, primary_key=True),
+        sa.Column("new", sa.Text, nullable=False),
+    )
+    table.create(conn)
+    try:
+        rows = [{"old": old, "new": new} for old, new in moves.items()]
+        for start in range(0, len(rows), 500):
+            conn.execute(table.insert(), rows[start : start + 500])
+        # One statement per table, not one per file: `source` has no index to find a file by.
+        for target in (articles, article_sources):
+            new = sa.select(table.c.new).where(table.c.old == target.c.source).scalar_subquery()
+            conn.execute(
+                target.update()
+                .where(target.c.source.in_(sa.select(table.c.old)))
+                .values(source=new)
+            )
+    finally:
+        table.drop(conn)
+
+
+def _v12_forgotten_stories(conn: Connection) -> None:
+    """The stories of the texts whose files were deleted or renamed."""
+    metadata.create_all(conn, tables=[forgotten_stories])
+    for index in forgotten_stories.indexes:
+        index.create(conn, checkfirst=True)
+
+
 # Ordered schema upgrades; version N is MIGRATIONS[N-1]. Never edit a shipped step: append one.
 # Steps must be idempotent (check before altering), because migration 1 creates the tables from
 # the live `metadata`, which already has the columns that later steps add to old databases.
@@ -302,4 +373,6 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _v8_routed_verdicts,
     link_article_sources,
     ratelimit.book_when_ready,
+    key_folder_sources,
+    _v12_forgotten_stories,
 ]

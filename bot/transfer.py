@@ -175,6 +175,8 @@ async def import_rows(
         await conn.run_sync(schema.own_feeds)
         # Likewise before schema step 9: each article's own source becomes its first link.
         await conn.run_sync(schema.link_article_sources)
+        # And before step 11: the folder files' sources get their host and folder.
+        await conn.run_sync(schema.key_folder_sources)
         if conn.dialect.name == "postgresql":
             # Rows kept their ids; the sequences must continue after them.
             for table in by_name.values():

@@ -351,3 +351,21 @@ def test_utf16_text_with_a_byte_order_mark_is_text(tmp_path: Path, encoding: str
     (tmp_path / "c.txt").write_bytes(text.encode("utf-16-le"))
     [binary] = read_all(tmp_path / "c.txt")
     assert isinstance(binary, Rejection) and "binary" in binary.reason
+
+
+@pytest.mark.reliability
+def test_a_fifo_inside_a_folder_is_named_with_its_reason_like_a_named_one(tmp_path: Path) -> None:
+    """A FIFO in a folder was left out of the listing: skipped without a word (review defect 8)."""
+    folder = tmp_path / "a"
+    folder.mkdir()
+    (folder / "ok.txt").write_text("Heavy fighting continued in the east on Sunday.")
+    os.mkfifo(folder / "fifo.txt")
+    os.mkfifo(folder / "fifo.jsonl")
+    results = read_all(folder)
+    assert [r.source for r in results if isinstance(r, Article)] == [str(folder / "ok.txt")]
+    rejected = {r.where: r.reason for r in results if isinstance(r, Rejection)}
+    reason = "not a regular file (FIFO, device or socket); not read"
+    assert rejected == {str(folder / "fifo.jsonl"): reason, str(folder / "fifo.txt"): reason}
+    # Named directly, the same words: one rule for both.
+    [direct] = read_all(folder / "fifo.txt")
+    assert isinstance(direct, Rejection) and direct.reason == reason

@@ -58,6 +58,45 @@ def test_ingest_counts_and_is_idempotent(env: dict[str, str], tmp_path: Path) ->
     assert json.loads(again.stdout) == {"new": 0, "updated": 0, "duplicate": 1, "rejected": 0}
 
 
+@pytest.mark.reliability
+def test_a_record_reusing_an_id_with_other_text_is_a_rejection_naming_its_line(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """Two records of id r1 with different texts: one was dropped as a "duplicate" (review #5)."""
+    dup = tmp_path / "dup.jsonl"
+    dup.write_text(
+        '{"id":"r1","text":"Army shelled the port of Odessa on Monday."}\n'
+        '{"id":"r1","text":"Rebels attacked a base in the north of Mali."}\n'
+        '{"id":"r1","text":"Army shelled the port of Odessa on Monday."}\n'
+    )
+    result = invoke(env, "ingest", "--format", "json", str(dup))
+    assert result.exit_code == 0
+    # The identical third record is a duplicate, as identical content always is.
+    assert json.loads(result.stdout) == {"new": 1, "updated": 0, "duplicate": 1, "rejected": 1}
+    assert result.stderr.splitlines() == [
+        f"rejected {dup}:2: duplicate id 'r1' (first on line 1, with other text)"
+    ]
+    listed = dup.with_suffix(".json")
+    listed.write_text(json.dumps([json.loads(line) for line in dup.read_text().splitlines()]))
+    result = invoke(env, "ingest", str(listed))
+    assert f"rejected {listed}[1]: duplicate id 'r1' (first on record 0, with other text)" in (
+        result.stderr
+    )
+
+    import asyncio
+
+    from bot.store import Store
+
+    async def texts() -> list[str]:
+        async with Store.open(store_url(env)) as store:
+            return [a.text for a in await store.catalog.all_articles()]
+
+    # The first record stands; the refused one never reached the store.
+    stored = asyncio.run(texts())
+    assert "Army shelled the port of Odessa on Monday." in stored
+    assert not any("Mali" in text for text in stored)
+
+
 def test_ingested_articles_are_not_alerted_by_a_services_routing_sweep(
     env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -256,6 +257,26 @@ def test_ask_fast_path_answers_over_an_unchanged_article_folder(
     slow = full(*argv)
     assert entry.ask_fast(argv) == 0
     assert capsys.readouterr().out == slow.stdout == first.stdout
+
+
+def test_another_folders_files_neither_slow_ask_down_nor_are_swept_by_it(
+    store: str, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files another folder stored (another directory, review defect 1) are not this folder's:
+    the fast path still answers, and the full command's sweep leaves them stored."""
+    argv = ["--db", store, "ask", "--format", "json", "who attends from Germany?"]
+    other = tmp_path / "elsewhere"
+    (other / "articles").mkdir(parents=True)
+    (other / "articles" / "b1.txt").write_text("Truppen beschossen die Stadt.\n", encoding="utf-8")
+    monkeypatch.delenv("NEWSBOT_ARTICLES")  # `articles`, in the working directory
+    monkeypatch.chdir(other)
+    assert full(*argv).exit_code == 0
+    monkeypatch.chdir(tmp_path)  # the store's own `articles/`, spelt the same
+    assert full(*argv).exit_code == 0
+    assert entry.ask_fast(argv) == 0
+    database = store.removeprefix("sqlite:///")
+    with closing(sqlite3.connect(database)) as conn:
+        assert conn.execute("SELECT count(*) FROM articles WHERE id = 'b1.txt'").fetchone() == (1,)
 
 
 def test_ask_leaves_warnings_migrations_and_the_folder_to_the_full_command(

@@ -322,3 +322,253 @@ async def test_a_missing_folder_removes_nothing(
     gone = folder.FolderSource(tmp_path / "unmounted", Thresholds(), settle=SETTLE, clock=clock)
     await folder.scan(gone, *routing(store), folder.FolderState())
     assert await store.catalog.get_article("a.txt") is not None
+
+
+@pytest.mark.reliability
+async def test_a_fifo_in_the_folder_is_named_and_the_rest_is_read(
+    settings: Settings, store: Store, clock: Clock
+) -> None:
+    """A FIFO in the watched folder was skipped without a word (review defect 8)."""
+    write(settings.articles.folder / "a.txt", WAR, clock() - 30)
+    pipe = settings.articles.folder / "pipe.txt"
+    os.mkfifo(pipe)
+    os.utime(pipe, (clock() - 30, clock() - 30))  # settled, on the test's clock
+    report = await folder.scan(source_of(settings, clock), *routing(store), folder.FolderState())
+    assert report.ingest.counts.new == 1
+    assert [(r.where, r.reason) for r in report.ingest.rejected] == [
+        (str(pipe), "not a regular file (FIFO, device or socket); not read")
+    ]
+
+
+@pytest.mark.reliability
+async def test_a_folder_record_reusing_an_id_with_other_text_is_rejected(
+    settings: Settings, store: Store, clock: Clock
+) -> None:
+    """The later record of a reused id replaced the first, counted as "duplicate" (review #5)."""
+    path = settings.articles.folder / "dup.jsonl"
+    write(
+        path,
+        json.dumps({"id": "r1", "text": WAR}) + "\n" + json.dumps({"id": "r1", "text": CALM}),
+        clock() - 30,
+    )
+    report = await folder.scan(source_of(settings, clock), *routing(store), folder.FolderState())
+    assert [(r.where, r.reason) for r in report.ingest.rejected] == [
+        (f"{path}:2", "duplicate id 'r1' (first on line 1, with other text)")
+    ]
+    stored = await store.catalog.get_article("r1")
+    assert stored is not None and stored.text == WAR.strip()
+
+
+@pytest.mark.reliability
+async def test_another_folder_never_forgets_this_folders_files(
+    settings: Settings, store: Store, clock: Clock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder of another working directory, or of another instance with the same path, swept
+    every article this folder brought: they were stored as `articles/<file>` (review defect 1)."""
+    import socket
+
+    first, second = tmp_path / "m1", tmp_path / "m2"
+    for where, name, text in ((first, "a1.txt", WAR), (second, "b1.txt", CALM)):
+        (where / "articles").mkdir(parents=True)
+        write(where / "articles" / name, text, clock() - 30)
+    # The default set-up: `articles`, relative to the working directory.
+    relative = folder.FolderSource(Path("articles"), Thresholds(), settle=SETTLE, clock=clock)
+
+    async def start_in(where: Path) -> set[str]:
+        """A fresh process's first scan in `where`; the ids then stored."""
+        monkeypatch.chdir(where)
+        await folder.scan(relative, *routing(store), folder.FolderState())
+        return {article.id for article in await store.catalog.all_articles()}
+
+    assert await start_in(first) == {"a1.txt"}
+    assert await start_in(second) == {"a1.txt", "b1.txt"}
+    # Another machine whose folder has the same absolute path, without a1.txt: not its file.
+    monkeypatch.setattr(socket, "gethostname", lambda: "another-host")
+    (first / "articles" / "a1.txt").rename(tmp_path / "a1.txt")
+    assert await start_in(first) == {"a1.txt", "b1.txt"}
+    monkeypatch.undo()
+    (tmp_path / "a1.txt").rename(first / "articles" / "a1.txt")
+    # A file deleted from its own folder while stopped still takes its article out.
+    (second / "articles" / "b1.txt").unlink()
+    assert await start_in(second) == {"a1.txt"}
+    (first / "articles" / "a1.txt").unlink()
+    assert await start_in(first) == set()
+
+
+@pytest.mark.reliability
+def test_two_newsbot_runs_in_their_own_working_directories_keep_each_others_articles(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The review's reproduction with real processes: `newsbot run` from two directories, each
+    with its own `articles/`, on one store (one PostgreSQL database, or one SQLite file)."""
+    import subprocess
+    import sys
+
+    from .conftest import ROOT, database_env
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "NEWSBOT_CONFIG": str(ROOT / "config" / "newsbot.toml"),
+        "NEWSBOT_DATA_DIR": str(tmp_path / "data"),
+        **database_env(settings),
+    }
+    env.pop("NEWSBOT_ARTICLES", None)  # each its own `articles/`, relative to its directory
+    first, second = tmp_path / "m1", tmp_path / "m2"
+    for where, stem, text in ((first, "a", WAR), (second, "b", CALM)):
+        (where / "articles").mkdir(parents=True)
+        for n in (1, 2):
+            (where / "articles" / f"{stem}{n}.txt").write_text(f"{text} ({stem}{n})")
+            os.utime(where / "articles" / f"{stem}{n}.txt", (1, 1))  # settled long ago
+
+    def run_in(where: Path) -> list[str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "bot", "run"],
+            cwd=where,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        database = settings.storage.url()
+
+        async def ids() -> list[str]:
+            async with Store.open(database) as store:
+                return sorted(a.id for a in await store.catalog.all_articles())
+
+        import asyncio
+
+        return asyncio.run(ids())
+
+    assert run_in(first) == ["a1.txt", "a2.txt"]
+    assert run_in(second) == ["a1.txt", "a2.txt", "b1.txt", "b2.txt"]
+    assert run_in(first) == ["a1.txt", "a2.txt", "b1.txt", "b2.txt"]
+    (second / "articles" / "b2.txt").unlink()  # while stopped: gone at its next start
+    assert run_in(second) == ["a1.txt", "a2.txt", "b1.txt"]
+
+
+@pytest.mark.reliability
+async def test_a_renamed_file_is_not_alerted_again_and_a_restored_one_is_stored_again(
+    settings: Settings, store: Store, clock: Clock
+) -> None:
+    """A renamed file's text was alerted a second time under its new name (review defect 2)."""
+    from bot import jobs
+
+    await store.subscriptions.subscribe(CHAT, "de")
+    source = source_of(settings, clock)
+    path = settings.articles.folder / "a.txt"
+    write(path, WAR, clock() - 30)
+    running, index = folder.FolderState(), jobs.StoryIndex()
+    await folder.scan(source, *routing(store), running, stories=index)
+    assert [a["key"] for a in await alerts(store)] == ["a.txt"]
+    # Renamed while running (the process's story index kept), then twice while stopped.
+    path.rename(settings.articles.folder / "renamed.txt")
+    await folder.scan(source, *routing(store), running, stories=index)
+    (settings.articles.folder / "renamed.txt").rename(settings.articles.folder / "again.txt")
+    await folder.scan(source, *routing(store), folder.FolderState())
+    sub = settings.articles.folder / "wire"
+    sub.mkdir()
+    (settings.articles.folder / "again.txt").rename(sub / "moved.txt")
+    await folder.scan(source, *routing(store), folder.FolderState())
+    assert [a.id for a in await store.catalog.all_articles()] == ["wire/moved.txt"]
+    assert [a["key"] for a in await alerts(store)] == ["a.txt"]
+    # Deleted, then restored under its first name: stored again (no tombstone), not alerted.
+    (sub / "moved.txt").unlink()
+    await folder.scan(source, *routing(store), folder.FolderState())
+    assert await store.catalog.count_articles() == 0
+    write(path, WAR, clock() - 10)
+    report = await folder.scan(source, *routing(store), folder.FolderState())
+    assert report.ingest.counts.new == 1
+    assert [a.id for a in await store.catalog.all_articles()] == ["a.txt"]
+    assert [a["key"] for a in await alerts(store)] == ["a.txt"]
+
+
+@pytest.mark.reliability
+async def test_newsbot_run_does_not_alert_a_file_renamed_while_it_was_stopped(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The review's reproduction: a real `newsbot run` (console chat) alerts a file dropped
+    while it runs; renamed while stopped, the next `newsbot run` owed it again, new name."""
+    import asyncio
+    import sys
+
+    from .conftest import ROOT, database_env
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "NEWSBOT_CONFIG": str(ROOT / "config" / "newsbot.toml"),
+        "NEWSBOT_DATA_DIR": str(tmp_path / "data"),
+        "NEWSBOT_ARTICLES": str(settings.articles.folder),
+        **database_env(settings),
+        "PYTHONUNBUFFERED": "1",  # each console line as it is printed
+    }
+
+    async def start() -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            "run",
+            cwd=tmp_path,
+            env=env,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+
+    async def until(
+        process: asyncio.subprocess.Process, start: str, touch: Path | None = None
+    ) -> None:
+        """Read the console's lines until one starts with `start` (touching `touch` meanwhile:
+        the watcher starts after the prompt, and a change before it is seen only by the
+        safety interval's scan)."""
+        assert process.stdout is not None
+        loop = asyncio.get_running_loop()
+        deadline, stamps = loop.time() + 60, 1_000_000_000.0
+        pending = asyncio.ensure_future(process.stdout.readline())
+        while loop.time() < deadline:
+            done, _ = await asyncio.wait({pending}, timeout=2)
+            if not done:
+                if touch is not None:
+                    # Another mtime, long settled: a change the watcher sees and reads at once.
+                    stamps -= 60
+                    os.utime(touch, (stamps, stamps))
+                continue
+            line = pending.result().decode()
+            assert line, "newsbot run ended"
+            if line.startswith(start):
+                return
+            pending = asyncio.ensure_future(process.stdout.readline())
+        pending.cancel()
+        raise AssertionError(f"no line starting {start!r} within 60 s")
+
+    async def alert_keys() -> list[str]:
+        async with Store.open(settings.storage.url()) as store:
+            return sorted(row["key"] for row in await alerts(store))
+
+    running = await start()
+    assert running.stdin is not None
+    await until(running, "Type a question")  # the console chat is subscribed
+    path = settings.articles.folder / "a.txt"
+    path.write_text(WAR, encoding="utf-8")
+    await until(running, "🚨", touch=path)
+    running.stdin.close()
+    assert await asyncio.wait_for(running.wait(), 60) == 0
+    assert await alert_keys() == ["a.txt"]
+
+    async def restart() -> list[str]:
+        process = await start()
+        assert process.stdin is not None
+        await until(process, "Type a question")  # its start-up scan has stored and routed
+        process.stdin.close()
+        assert await asyncio.wait_for(process.wait(), 60) == 0
+        return await alert_keys()
+
+    renamed = settings.articles.folder / "again.txt"
+    path.rename(renamed)  # while stopped
+    assert await restart() == ["a.txt"]
+    renamed.rename(path)  # and back: not owed again either
+    assert await restart() == ["a.txt"]

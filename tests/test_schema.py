@@ -1,4 +1,5 @@
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -158,3 +159,70 @@ async def test_step_9_links_each_stored_article_to_its_own_source(settings: Sett
             "a1": {"https://own.example/rss"},
             "a2": {""},
         }
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"], indirect=True)
+async def test_step_11_keys_folder_files_by_host_and_resolved_folder(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Folder files were stored by their configured path (`articles/a.txt`): any other folder
+    of that spelling swept them as its own (review defect 1). Feeds and agencies stay."""
+    import socket
+
+    from bot import articles as article_files
+    from bot.schema import article_sources
+
+    work = tmp_path / "work"
+    (work / "real").mkdir(parents=True)
+    (work / "articles").symlink_to(work / "real")  # the folder is resolved, as it is read
+    monkeypatch.chdir(work)
+    url = settings.storage.url()
+    engine = create_engine(url)
+    when = datetime(2026, 3, 1, tzinfo=UTC)
+    legacy = {
+        "a1": "articles/a1.txt",
+        "a2": "/srv/articles/a2.txt",
+        "a3": "https://feed.example/rss?path=/x",
+        "a4": "Reuters",
+        "a5": None,
+    }
+    try:
+        assert await db.migrate(engine, MIGRATIONS[:9], schema_version) == 9
+        async with engine.begin() as conn:
+            for article_id, source in legacy.items():
+                await conn.execute(
+                    articles.insert().values(
+                        id=article_id,
+                        content_hash=f"h-{article_id}",
+                        title="t",
+                        text=article_id,
+                        lang="en",
+                        source=source,
+                        seen_at=when,
+                    )
+                )
+            # The feed's text was also in a folder file: the link moves too.
+            await conn.execute(
+                article_sources.insert().values(
+                    article_id="a3", source="articles/copy.txt", seen_at=when
+                )
+            )
+    finally:
+        await engine.dispose()
+    async with Store.open(url) as store:
+        assert await store.migrate() == len(MIGRATIONS)
+        found = await store.catalog.sources_of(list(legacy))
+        host, here = socket.gethostname(), work.resolve()
+        assert found == {
+            "a1": {f"{host}:{here}/real/a1.txt"},
+            "a2": {f"{host}:/srv/articles/a2.txt"},
+            "a3": {"https://feed.example/rss?path=/x", f"{host}:{here}/real/copy.txt"},
+            "a4": {"Reuters"},
+            "a5": {""},
+        }
+        # Exactly what this directory's folder now finds as its own files, and sweeps.
+        key = article_files.folder_key(Path("articles"))
+        assert await store.catalog.file_sources(key + "/") == [
+            f"{host}:{here}/real/a1.txt",
+            f"{host}:{here}/real/copy.txt",
+        ]
