@@ -58,6 +58,11 @@ class StorageSettings(_Section):
     @field_validator("database_url")
     @classmethod
     def _supported_database(cls, value: str) -> str:
+        # An env file's line break is dropped; one inside would name another database (or a
+        # SQLite file called "x.db\r\n"). The message never quotes the URL: it may hold a password.
+        value = value.strip()
+        if any(char.isspace() or not char.isprintable() for char in value):
+            raise ValueError("contains a space or a control character (such as a line break)")
         if value and not _DATABASE_URL.match(value):
             raise ValueError(
                 "unsupported database URL; use sqlite:///path/to/file.sqlite3 or "

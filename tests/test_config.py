@@ -232,3 +232,21 @@ def test_every_secret_loses_the_line_break_an_env_file_leaves(variable: str) -> 
     loaded = config.load(ROOT / "config" / "newsbot.toml", env=env)
     secret = getattr(loaded.secrets, variable.lower())
     assert secret is not None and secret.get_secret_value() == "xoxb-1-AAsecret"
+
+
+def test_a_database_url_loses_an_env_files_line_break_and_refuses_one_inside(
+    tmp_path: Path,
+) -> None:
+    """Second review, defect 2: `NEWSBOT_DATABASE_URL` ending in `\\r\\n` made SQLite create a
+    file named `x.db\\r\\n`, and PostgreSQL exit 1 with a library message over two lines."""
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    loaded = config.load(
+        ROOT / "config" / "newsbot.toml", env={"NEWSBOT_DATABASE_URL": url + "\r\n"}
+    )
+    assert loaded.storage.database_url == url
+    broken = "postgresql://user:pw123@127.0.0.1:5432/news\nbot"
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(ROOT / "config" / "newsbot.toml", env={"NEWSBOT_DATABASE_URL": broken})
+    message = str(caught.value)
+    assert "NEWSBOT_DATABASE_URL" in message and "control character" in message
+    assert "pw123" not in message and "\n" not in message
