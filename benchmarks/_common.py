@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import resource
+import string
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,3 +68,22 @@ def feed_document(records: list[dict[str, Any]], count: int, name: str = "bench"
         + "".join(items)
         + "</channel></rss>"
     ).encode()
+
+
+_PUNCT = set(string.punctuation)
+
+
+def squad_norm(text: str) -> str:
+    """SQuAD v1.1 normalisation: lower case, no punctuation, no articles."""
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCT)
+    return " ".join(re.sub(r"\b(a|an|the)\b", " ", text).split())
+
+
+def f1(pred: str, gold: str) -> float:
+    """SQuAD token F1."""
+    p, g = squad_norm(pred).split(), squad_norm(gold).split()
+    common = sum((Counter(p) & Counter(g)).values())
+    if not common:
+        return 0.0
+    precision, recall = common / len(p), common / len(g)
+    return 2 * precision * recall / (precision + recall)

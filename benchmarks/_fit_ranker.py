@@ -15,10 +15,7 @@ import argparse
 import json
 import math
 import os
-import re
-import string
 import sys
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._common import f1, squad_norm
 from bot import qa, ranker
 from bot.models import Article
 from bot.question import analyse as analyse_question
@@ -36,23 +34,6 @@ OUT = ROOT / "bot" / "data" / "qa" / "ranker.json"
 PAIRS = ("en-en", "de-de", "en-de")
 # A candidate counts as the answer when its token F1 with a gold answer reaches this.
 POSITIVE_F1 = 0.5
-_PUNCT = set(string.punctuation)
-
-
-def squad_norm(text: str) -> str:
-    """SQuAD v1.1 normalisation: lower case, no punctuation, no articles."""
-    text = "".join(ch for ch in text.lower() if ch not in _PUNCT)
-    return " ".join(re.sub(r"\b(a|an|the)\b", " ", text).split())
-
-
-def f1(pred: str, gold: str) -> float:
-    """SQuAD token F1."""
-    p, g = squad_norm(pred).split(), squad_norm(gold).split()
-    common = sum((Counter(p) & Counter(g)).values())
-    if not common:
-        return 0.0
-    precision, recall = common / len(p), common / len(g)
-    return 2 * precision * recall / (precision + recall)
 
 
 def fit_split(article_id: str) -> bool:

@@ -19,18 +19,18 @@ import os
 import re
 import resource
 import statistics
-import string
 import subprocess
 import sys
 import tempfile
 import time
 import unicodedata
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._common import f1, squad_norm
 from bot import dictionary
 from bot.classify import classify
 from bot.models import Answer, Article
@@ -342,23 +342,6 @@ def scale_figures(articles: list[Article], questions: list[str], missed: list[st
         print(f"newsbot run over the store: max RSS {rss:.0f} MB")
         if rss > RUN_RSS_MB:
             missed.append(f"MISSED: newsbot run memory: {rss:.0f} MB (target {RUN_RSS_MB} MB)")
-
-
-_PUNCT = set(string.punctuation)
-
-
-def squad_norm(text: str) -> str:
-    text = "".join(ch for ch in text.lower() if ch not in _PUNCT)
-    return " ".join(re.sub(r"\b(a|an|the)\b", " ", text).split())
-
-
-def f1(pred: str, gold: str) -> float:
-    p, g = squad_norm(pred).split(), squad_norm(gold).split()
-    common = sum((Counter(p) & Counter(g)).values())
-    if not common:
-        return 0.0
-    precision, recall = common / len(p), common / len(g)
-    return 2 * precision * recall / (precision + recall)
 
 
 def xquad(folder: Path) -> None:
