@@ -297,44 +297,30 @@ async def test_a_second_instance_on_one_sqlite_file_refuses_to_start(settings: S
         assert len(lines) == 1, lines
         assert lines[0].startswith("error: another newsbot is already running"), lines
         assert out == b""
-        # The same file through a symlink is the same database (it ran beside the first).
+        # The same file through a symlink, and (review defect 9) through a hard link, is the
+        # same database: each ran beside the first.
+        database = settings.storage.data_dir / "newsbot.sqlite3"
         alias = settings.storage.data_dir.parent / "alias.sqlite3"
-        alias.symlink_to(settings.storage.data_dir / "newsbot.sqlite3")
-        third = await asyncio.create_subprocess_exec(
-            *run[:-1],
-            "--db",
-            f"sqlite:///{alias}",
-            "run",
-            env=env,
-            stdin=DEVNULL,
-            stdout=PIPE,
-            stderr=PIPE,
-            cwd=str(ROOT),
-        )
-        out, err = await asyncio.wait_for(third.communicate(), 60)
-        assert third.returncode == 2, err
-        lines = err.decode().strip().splitlines()
-        assert len(lines) == 1, lines
-        assert lines[0].startswith("error: another newsbot is already running"), lines
-        # Review defect 9: a hard link is the same file under another name (it ran beside it).
+        alias.symlink_to(database)
         hard = settings.storage.data_dir.parent / "hard.sqlite3"
-        hard.hardlink_to(settings.storage.data_dir / "newsbot.sqlite3")
-        fourth = await asyncio.create_subprocess_exec(
-            *run[:-1],
-            "--db",
-            f"sqlite:///{hard}",
-            "run",
-            env=env,
-            stdin=DEVNULL,
-            stdout=PIPE,
-            stderr=PIPE,
-            cwd=str(ROOT),
-        )
-        out, err = await asyncio.wait_for(fourth.communicate(), 60)
-        assert fourth.returncode == 2, err
-        lines = err.decode().strip().splitlines()
-        assert len(lines) == 1, lines
-        assert lines[0].startswith("error: another newsbot is already running"), lines
+        hard.hardlink_to(database)
+        for other in (alias, hard):
+            refused = await asyncio.create_subprocess_exec(
+                *run[:-1],
+                "--db",
+                f"sqlite:///{other}",
+                "run",
+                env=env,
+                stdin=DEVNULL,
+                stdout=PIPE,
+                stderr=PIPE,
+                cwd=str(ROOT),
+            )
+            out, err = await asyncio.wait_for(refused.communicate(), 60)
+            assert refused.returncode == 2, (other, err)
+            lines = err.decode().strip().splitlines()
+            assert len(lines) == 1, lines
+            assert lines[0].startswith("error: another newsbot is already running"), lines
         first.stdin.close()  # end of console input: the first one exits as usual
         assert await asyncio.wait_for(first.wait(), 60) == 0
     finally:
