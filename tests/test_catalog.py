@@ -124,11 +124,10 @@ async def test_forget_source_deletes_a_files_articles_without_a_tombstone(store:
     assert counts.new == 1
 
 
-async def test_verdicts_of_a_huge_batch_are_stored(store: Store) -> None:
+async def _store_many(store: Store, count: int) -> None:
+    """`count` bare articles a0, a1 … written straight into the table (fast, no verdicts)."""
     from bot.schema import articles
 
-    # More than PostgreSQL's 32,767 parameters of one statement.
-    count = 33_000
     now = datetime.now(UTC)
     rows = [
         {"id": f"a{n}", "content_hash": f"h{n}", "title": "T", "text": "x", "lang": "en"}
@@ -136,6 +135,12 @@ async def test_verdicts_of_a_huge_batch_are_stored(store: Store) -> None:
     ]
     async with store.engine.begin() as conn:
         await conn.execute(articles.insert(), [dict(r, seen_at=now) for r in rows])
+
+
+async def test_verdicts_of_a_huge_batch_are_stored(store: Store) -> None:
+    # More than PostgreSQL's 32,767 parameters of one statement.
+    count = 33_000
+    await _store_many(store, count)
     batch = [Verdict(f"a{n}", True, 0.9, ("r",), Level.ALERT, ()) for n in range(count)]
     await store.catalog.save_verdicts(batch)
     await store.catalog.save_verdicts(batch[:10])  # replaced, not added
@@ -143,18 +148,10 @@ async def test_verdicts_of_a_huge_batch_are_stored(store: Store) -> None:
 
 
 async def test_story_ids_of_a_huge_batch_are_read(store: Store) -> None:
-    from bot.schema import articles
-
     # Routing a feed document of 100,000 entries asked for all their stories in one statement,
     # which PostgreSQL refuses past 32,767 parameters.
     count = 33_000
-    now = datetime.now(UTC)
-    rows = [
-        {"id": f"a{n}", "content_hash": f"h{n}", "title": "T", "text": "x", "lang": "en"}
-        for n in range(count)
-    ]
-    async with store.engine.begin() as conn:
-        await conn.execute(articles.insert(), [dict(r, seen_at=now) for r in rows])
+    await _store_many(store, count)
     await store.catalog.set_stories({"a1": "a0", "a32999": "a0"})
     found = await store.catalog.story_ids([f"a{n}" for n in range(count)] + ["a1", "gone"])
     assert len(found) == count and "gone" not in found
