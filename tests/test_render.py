@@ -271,6 +271,27 @@ def test_plain_text_carries_no_terminal_control(hostile: str, shown: str) -> Non
 
 
 @pytest.mark.parametrize(
+    "stray",
+    ["\x1b]0;x ", "\x9d0;x ", "\x1bPq ", "\x9e", "\x1b F ", "\x90"],
+    ids=["osc", "osc-8bit", "dcs", "pm-8bit", "esc-space", "dcs-8bit"],
+)
+def test_an_unterminated_control_sequence_hides_nothing_after_it(stray: str) -> None:
+    """Third review: an OSC/DCS without its terminator took the rest of the post with it (a
+    digest headed "4 item(s)" printed one and a half)."""
+    now = datetime(2024, 5, 1, tzinfo=UTC)
+    items = (
+        DigestItem("a1", f"Missile strike on Kharkiv {stray}kills 12 soldiers", "First.", 0.9),
+        DigestItem("a2", "NATO moves troops east", "Second.", 0.9),
+        DigestItem("a3", "Rebels attack a base in Mali", "Third.", 0.9),
+    )
+    text = render.plain(Digest(items, now))
+    for shown in ("kills 12 soldiers", "NATO moves troops east", "Rebels attack a base in Mali"):
+        assert shown in text, repr(text)
+    assert "Third." in text
+    assert not {c for c in text if c not in "\n\t" and not c.isprintable()}, repr(text)
+
+
+@pytest.mark.parametrize(
     ("lang", "heading"), [("en", "🚨 8 new alerts"), ("de", "🚨 8 neue Meldungen")]
 )
 def test_merged_alerts_are_headed_as_alerts_not_as_a_digest(lang: str, heading: str) -> None:

@@ -31,9 +31,12 @@ def merge_notices(posts: Sequence[Post]) -> list[Post]:
 # Terminal control: whole escape sequences first (an OSC title, a CSI clear screen, DCS/SOS/
 # PM/APC strings, in their 7- and 8-bit forms), so no `]0;…` remnant is left, then any other
 # C0 control but tab and line break, DEL and the C1 controls.
+# A string sequence (OSC, DCS, SOS, PM, APC) goes whole only with its terminator and within its
+# line: unterminated, only its introducer goes (by the last two branches), so one stray ESC or
+# C1 byte in an article cannot swallow the rest of a digest.
 _TERMINAL_CONTROL = re.compile(
-    r"(?:\x1b\]|\x9d)[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
-    r"|(?:\x1b[P X^_]|[\x90\x98\x9e\x9f])[^\x1b\x9c]*(?:\x1b\\|\x9c)?"
+    r"(?:\x1b\]|\x9d)[^\x07\x1b\x9c\n]*(?:\x07|\x1b\\|\x9c)"
+    r"|(?:\x1b[PX^_]|[\x90\x98\x9e\x9f])[^\x1b\x9c\n]*(?:\x1b\\|\x9c)"
     r"|(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
     r"|\x1b[ -/]*[0-~]?"
     r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
