@@ -170,8 +170,9 @@ def safe_url(url: str) -> str:
     parts = urlsplit(url)
     if not parts.scheme or not parts.netloc:
         return url
+    # A bare query word (`?SECRETONLY`) may be a key by itself: not kept either.
     query = "&".join(
-        f"{pair.partition('=')[0]}=***" if "=" in pair else pair
+        f"{pair.partition('=')[0]}=***" if "=" in pair else "***"
         for pair in parts.query.split("&")
         if pair
     )

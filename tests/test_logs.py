@@ -186,8 +186,12 @@ def test_safe_url_drops_credentials_and_query_values() -> None:
 
     assert (
         safe_url("https://reader:hunter2@news.example:8443/rss?apikey=TOP&lang=de&flag#x")
-        == "https://news.example:8443/rss?apikey=***&lang=***&flag"
+        == "https://news.example:8443/rss?apikey=***&lang=***&***"
     )
+    # Third review: a bare query word was printed whole.
+    assert safe_url("https://news.example/rss?SECRETONLY") == "https://news.example/rss?***"
+    masked = logs.Redactor([]).redact("fetch https://news.example/rss?K9SECRET failed")
+    assert masked == "fetch https://news.example/rss?*** failed"
     assert safe_url("https://news.example/rss") == "https://news.example/rss"
     assert safe_url("articles/seed.txt") == "articles/seed.txt"
 
