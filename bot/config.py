@@ -59,7 +59,7 @@ class StorageSettings(_Section):
     @classmethod
     def _supported_database(cls, value: str) -> str:
         # An env file's line break is dropped; one inside would name another database (or a
-        # SQLite file called "x.db\r\n"). The message never quotes the URL: it may hold a password.
+        # SQLite file called "x.db\r\n"). The message shows the URL only without its password.
         value = value.strip()
         if any(char.isspace() or not char.isprintable() for char in value):
             raise ValueError("contains a space or a control character (such as a line break)")
