@@ -111,6 +111,9 @@ class ArticlesSettings(_Section):
         # Path("") is Path("."): an empty value would read the whole working directory.
         if isinstance(value, str) and not value.strip():
             raise ValueError('is empty; name a folder (default "articles")')
+        if isinstance(value, str | Path) and not os.path.abspath(value).strip("/"):
+            # Every file of the machine, recursively: never what an article folder means.
+            raise ValueError('is the filesystem root; name a folder (default "articles")')
         return value
 
     @field_validator("languages")

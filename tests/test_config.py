@@ -250,3 +250,11 @@ def test_a_database_url_loses_an_env_files_line_break_and_refuses_one_inside(
     message = str(caught.value)
     assert "NEWSBOT_DATABASE_URL" in message and "control character" in message
     assert "pw123" not in message and "\n" not in message
+
+
+@pytest.mark.parametrize("folder", ["/", "//", "/tmp/.."])
+def test_the_filesystem_root_is_no_article_folder(folder: str) -> None:
+    """Third review: `NEWSBOT_ARTICLES=/` made `newsbot ask` walk the whole filesystem."""
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(ROOT / "config" / "newsbot.toml", env={"NEWSBOT_ARTICLES": folder})
+    assert "articles.folder" in str(caught.value) and "root" in str(caught.value)
