@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import resource
 import string
 import sys
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bot.models import Article
+    from bot.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,3 +94,26 @@ def f1(pred: str, gold: str) -> float:
         return 0.0
     precision, recall = common / len(p), common / len(g)
     return 2 * precision * recall / (precision + recall)
+
+
+async def classify_and_route(
+    store: Store, changed: Sequence[Article], now: datetime, done: Callable[[str], None]
+) -> None:
+    """Classify stored articles and route them, as the service does; `done` after each phase."""
+    from bot import jobs
+    from bot.models import Thresholds
+
+    verdicts = await asyncio.to_thread(jobs.classify_all, changed, Thresholds())
+    await store.catalog.save_verdicts(verdicts)
+    done("classify")
+    await jobs.route(
+        list(zip(changed, verdicts, strict=True)),
+        store.sources,
+        store.catalog,
+        store.subscriptions,
+        store.ledger,
+        None,
+        alert_threshold=0.8,
+        now=now,
+    )
+    done("cluster+route")

@@ -31,7 +31,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import Targets, feed_document, shared_dir, skip_unless  # noqa: E402
+from benchmarks._common import (  # noqa: E402
+    Targets,
+    classify_and_route,
+    feed_document,
+    shared_dir,
+    skip_unless,
+)
 from bot import app, config, feeds, jobs, lang  # noqa: E402
 from bot.chat import DeliveryError, Handler  # noqa: E402
 from bot.chat.telegram import TelegramChat  # noqa: E402
@@ -208,20 +214,7 @@ async def ten_thousand(
             done("parse")
             _counts, changed = await store.catalog.add_articles(entries)
             done("store")
-            verdicts = await asyncio.to_thread(jobs.classify_all, changed, Thresholds())
-            await store.catalog.save_verdicts(verdicts)
-            done("classify")
-            await jobs.route(
-                list(zip(changed, verdicts, strict=True)),
-                store.sources,
-                store.catalog,
-                store.subscriptions,
-                store.ledger,
-                None,
-                alert_threshold=0.8,
-                now=datetime.now(UTC),
-            )
-            done("cluster+route")
+            await classify_and_route(store, changed, datetime.now(UTC), done)
             total = time.perf_counter() - start
             cpu["total"] = time.process_time() - cpu_start
             phases["entries"] = float(len(entries))

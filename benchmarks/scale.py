@@ -38,6 +38,7 @@ import sqlalchemy as sa  # noqa: E402
 
 from benchmarks._common import (  # noqa: E402
     Targets,
+    classify_and_route,
     feed_document,
     peak_rss_mb,
     shared_dir,
@@ -119,21 +120,13 @@ async def ingest_row(db: str, size: int, corpus: Path) -> dict[str, Any]:
             _, changed = await store.catalog.add_articles(entries, seen_at=now)
             phases["store"] = time.perf_counter() - mark
             mark = time.perf_counter()
-            verdicts = await asyncio.to_thread(jobs.classify_all, changed, Thresholds())
-            await store.catalog.save_verdicts(verdicts)
-            phases["classify"] = time.perf_counter() - mark
-            mark = time.perf_counter()
-            await jobs.route(
-                list(zip(changed, verdicts, strict=True)),
-                store.sources,
-                store.catalog,
-                store.subscriptions,
-                store.ledger,
-                None,
-                alert_threshold=0.8,
-                now=now,
-            )
-            phases["cluster+route"] = time.perf_counter() - mark
+
+            def done(phase: str) -> None:
+                nonlocal mark
+                phases[phase] = time.perf_counter() - mark
+                mark = time.perf_counter()
+
+            await classify_and_route(store, changed, now, done)
             total = time.perf_counter() - started
             cpu = time.process_time() - cpu
             disk = await _size(store, url, tmp)
